@@ -1,0 +1,210 @@
+// Package playbooks owns relctl's configuration: relctl.toml and the playbooks
+// it applies, loaded strictly (unknown keys are errors, every problem carries
+// file:line:column), validated as a whole, and rendered per host with every
+// interpolated value shell-quoted.
+package playbooks
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config is relctl.toml.
+type Config struct {
+	// Project names the thing being released; it appears in history and logs.
+	Project string `toml:"project"`
+	// StateDir holds run logs and journals; relative to relctl.toml's directory. Default ".relctl".
+	StateDir string `toml:"state_dir"`
+	// Playbooks names the playbooks (file stem under playbooks/) applied to every
+	// environment that does not name its own. Empty: every playbooks/*.toml.
+	Playbooks    []string                `toml:"playbooks"`
+	SSH          SSHConfig               `toml:"ssh"`
+	Environments map[string]*Environment `toml:"environments"`
+
+	// Path is the file the config was read from; Dir its directory (absolute).
+	Path string `toml:"-"`
+	Dir  string `toml:"-"`
+}
+
+// Host key policies, named after OpenSSH's StrictHostKeyChecking.
+const (
+	HostKeyStrict    = "strict"
+	HostKeyAcceptNew = "accept-new"
+)
+
+// SSHConfig holds connection defaults for every host.
+type SSHConfig struct {
+	User string `toml:"user"` // default: the local user name
+	// IdentityFile is a private key; relative paths are resolved against relctl.toml's directory; "~/" is expanded.
+	IdentityFile string `toml:"identity_file"`
+	// UseAgent: nil means "when SSH_AUTH_SOCK is set".
+	UseAgent *bool `toml:"use_agent"`
+	// KnownHosts is the known_hosts file; default ~/.ssh/known_hosts.
+	KnownHosts     string   `toml:"known_hosts"`
+	HostKeyPolicy  string   `toml:"host_key_policy"` // strict (default) | accept-new
+	ConnectTimeout Duration `toml:"connect_timeout"` // default 10s
+	CommandTimeout Duration `toml:"command_timeout"` // default 10m; a step may set its own
+	Keepalive      Duration `toml:"keepalive"`       // default 15s; 0 disables
+	MaxParallel    int      `toml:"max_parallel"`    // max hosts worked on at once across the run; default 20
+}
+
+// Environment is one [environments.<name>] table.
+type Environment struct {
+	Name string `toml:"-"`
+	// Playbooks overrides Config.Playbooks for this environment.
+	Playbooks []string       `toml:"playbooks"`
+	Vars      map[string]any `toml:"vars"`
+	Hosts     []*Host        `toml:"hosts"`
+}
+
+// Host is one [[environments.<name>.hosts]] entry.
+type Host struct {
+	Name    string         `toml:"name"`
+	Address string         `toml:"address"` // host:port; port defaults to 22
+	User    string         `toml:"user"`    // overrides ssh.user
+	Roles   []string       `toml:"roles"`
+	Vars    map[string]any `toml:"vars"`
+}
+
+// Playbook is one playbooks/<name>.toml.
+type Playbook struct {
+	Name  string   `toml:"name"`
+	Roles []string `toml:"roles"` // target roles; a host with any of them is targeted
+	// KeepReleases is how many release directories to keep per host (default 5).
+	// The current release, the one before it and any rollback target are never pruned.
+	KeepReleases int               `toml:"keep_releases"`
+	Vars         map[string]any    `toml:"vars"` // defaults; env vars and host vars override
+	Artifact     Artifact          `toml:"artifact"`
+	Strategy     Strategy          `toml:"strategy"`
+	Checks       map[string]*Check `toml:"checks"`
+	Steps        []*Step           `toml:"steps"`
+	// Path is the file the playbook was read from.
+	Path string `toml:"-"`
+}
+
+// Artifact is the file shipped to every host.
+type Artifact struct {
+	// Path is a template (e.g. "artifacts/search-{{.Version}}.tar.gz") resolved
+	// against relctl.toml's directory. Its sha256 is computed before anything runs.
+	Path string `toml:"path"`
+}
+
+// Strategy says how hosts are batched.
+type Strategy struct {
+	Canary int `toml:"canary"` // hosts in the first (canary) batch; default 1, 0 disables the canary batch
+	// BatchSize is an integer count or a percentage string like "25%" of the targeted hosts; default 1.
+	BatchSize   any      `toml:"batch_size"`
+	MaxParallel int      `toml:"max_parallel"` // hosts worked on at once within a batch; default: the batch size
+	Pause       Duration `toml:"pause"`        // wait between batches
+}
+
+// Check kinds.
+const (
+	CheckHTTP    = "http"
+	CheckTCP     = "tcp"
+	CheckCommand = "command"
+)
+
+// Check is one named health check, [checks.<name>].
+type Check struct {
+	Name string `toml:"-"`
+	Type string `toml:"type"` // http | tcp | command
+	// http
+	URL          string `toml:"url"`           // template
+	ExpectStatus int    `toml:"expect_status"` // default 200
+	BodyContains string `toml:"body_contains"` // template
+	BodyRegex    string `toml:"body_regex"`
+	// tcp
+	Address string `toml:"address"` // template, host:port
+	// command: run on the host over SSH; exit 0 passes. Template, values shell-quoted.
+	Command string `toml:"command"`
+	// Via says where http and tcp checks dial from: "host" (default; through the
+	// host's SSH connection, so the check sees what the host sees) or "controller".
+	Via        string   `toml:"via"`
+	Timeout    Duration `toml:"timeout"`     // per attempt; default 5s
+	Interval   Duration `toml:"interval"`    // between attempts; default 1s
+	Retries    int      `toml:"retries"`     // attempts after the first failure; default 10
+	HealthyFor int      `toml:"healthy_for"` // consecutive passes needed; default 1
+}
+
+// Phases, in the order they run.
+const (
+	PhasePreflight = "preflight"
+	PhaseStage     = "stage"
+	PhaseActivate  = "activate"
+	PhaseVerify    = "verify"
+	PhaseCutover   = "cutover"
+	PhasePost      = "post"
+)
+
+// Phases lists every phase in execution order.
+var Phases = []string{PhasePreflight, PhaseStage, PhaseActivate, PhaseVerify, PhaseCutover, PhasePost}
+
+// Step kinds.
+const (
+	StepRun      = "run"
+	StepUpload   = "upload"
+	StepActivate = "activate"
+	StepCheck    = "check"
+)
+
+// Step is one [[steps]] entry.
+type Step struct {
+	Name  string `toml:"name"`  // default: the kind, or "run-<n>"
+	Phase string `toml:"phase"` // one of Phases
+	Kind  string `toml:"kind"`  // run (default when run is set) | upload | activate | check
+	// Run is a shell command template; every interpolated value is shell-quoted.
+	Run string `toml:"run"`
+	// Undo reverses Run; used by rollback.
+	Undo    string   `toml:"undo"`
+	Checks  []string `toml:"checks"`  // kind check: names from [checks]
+	Timeout Duration `toml:"timeout"` // default: ssh.command_timeout
+}
+
+// Duration is a time.Duration written in TOML as a Go duration string ("1m30s").
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses "1m30s"-style strings.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (use a form like \"30s\" or \"1m30s\")", string(b))
+	}
+	if v < 0 {
+		return fmt.Errorf("invalid duration %q: must not be negative", string(b))
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration back as a string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
+
+// TemplateData is what step, check and artifact templates see, per host.
+// In shell commands every value is shell-quoted when it is interpolated.
+type TemplateData struct {
+	Project  string
+	Env      string
+	Playbook string
+	Version  string
+	RunID    string
+	Host     HostData
+	// Vars merges playbook vars, then environment vars, then host vars (last wins), as strings.
+	Vars map[string]string
+	// On-host layout, all absolute.
+	BaseDir     string // vars.base_dir
+	ReleasesDir string // BaseDir/releases
+	ReleaseDir  string // BaseDir/releases/<Version>
+	CurrentDir  string // BaseDir/current (a symlink to the active release)
+	// Artifact is the artifact's path on the host (inside ReleaseDir); ArtifactName its base name.
+	Artifact       string
+	ArtifactName   string
+	ArtifactSHA256 string
+}
+
+// HostData describes the host a template is rendered for.
+type HostData struct {
+	Name    string
+	Address string
+	Roles   []string
+}
