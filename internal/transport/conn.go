@@ -1,0 +1,360 @@
+package transport
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/crypto/ssh"
+)
+
+// killGrace bounds how long a killed command may take to report back; a
+// dead peer or a blocked stdin reader must not hold the caller.
+const killGrace = 5 * time.Second
+
+// tailLines is how much output a CommandError carries.
+const tailLines = 10
+
+var errConnClosed = errors.New("connection closed")
+
+// sshConn is one SSH connection; every Run is its own session on it.
+type sshConn struct {
+	host       string
+	client     *ssh.Client
+	log        *RunLog
+	cmdTimeout time.Duration
+	logger     zerolog.Logger
+	gone       chan struct{} // closed once the connection has ended
+
+	mu      sync.Mutex
+	endErr  error // why the connection ended; nil while it is up
+	closing bool
+}
+
+var _ Conn = (*sshConn)(nil)
+
+func (c *sshConn) Host() string { return c.host }
+
+// watch records why the connection ended.
+func (c *sshConn) watch() {
+	err := c.client.Wait()
+	if err == nil || errors.Is(err, io.EOF) {
+		err = errors.New("the server closed the connection")
+	}
+	c.end(err)
+	close(c.gone)
+}
+
+// end sets the reason the connection ended, first reason wins.
+func (c *sshConn) end(cause error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.endErr != nil {
+		return
+	}
+	if c.closing {
+		c.endErr = fmt.Errorf("%s: %w", c.host, errConnClosed)
+		return
+	}
+	c.endErr = &lostError{host: c.host, cause: cause}
+}
+
+// lost returns why the connection is unusable, or nil.
+func (c *sshConn) lost() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.endErr
+}
+
+// keepalive drops the connection when the server stops answering, so later
+// Runs fail fast instead of hanging on a dead peer.
+func (c *sshConn) keepalive(every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	wait := 3 * every
+	for {
+		select {
+		case <-c.gone:
+			return
+		case <-tick.C:
+		}
+		reply := make(chan error, 1)
+		go func() {
+			// OpenSSH answers with a failure reply: any reply proves liveness.
+			_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
+			reply <- err
+		}()
+		timer := time.NewTimer(wait)
+		var cause error
+		select {
+		case err := <-reply:
+			if err != nil {
+				cause = fmt.Errorf("keepalive: %w", err)
+			}
+		case <-timer.C:
+			cause = fmt.Errorf("keepalive: no reply within %s", wait)
+		case <-c.gone:
+		}
+		timer.Stop()
+		if cause != nil {
+			c.end(cause)
+			c.logger.Warn().Err(cause).Msg("ssh connection lost")
+			_ = c.client.Close()
+			return
+		}
+	}
+}
+
+// Close ends the connection; it is not an error to close a lost one.
+func (c *sshConn) Close() error {
+	c.mu.Lock()
+	c.closing = true
+	alreadyEnded := c.endErr != nil
+	c.mu.Unlock()
+	err := c.client.Close()
+	if alreadyEnded || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Run runs cmd in a new session; the remote login shell interprets it.
+func (c *sshConn) Run(ctx context.Context, cmd string, opts RunOptions) (*Result, error) {
+	label := opts.Label
+	if label == "" {
+		label = "run"
+	}
+	if err := c.lost(); err != nil {
+		return nil, err
+	}
+	if c.cmdTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, c.cmdTimeout,
+			fmt.Errorf("command_timeout %s reached: %w", c.cmdTimeout, context.DeadlineExceeded))
+		defer cancel()
+	}
+
+	sess, err := c.openSession(ctx, label)
+	if err != nil {
+		return nil, err
+	}
+	defer sess.Close()
+
+	stdout := newOutputSink(c.log, c.host, label, "out")
+	stderr := newOutputSink(c.log, c.host, label, "err")
+	sess.Stdout, sess.Stderr = stdout, stderr
+	if opts.Stdin != nil {
+		sess.Stdin = opts.Stdin
+	}
+	c.log.line(c.host, "["+label+"] $ "+cmd)
+	start := time.Now()
+	if err := sess.Start(cmd); err != nil {
+		if lost := c.lost(); lost != nil {
+			return nil, lost
+		}
+		return nil, fmt.Errorf("%s: [%s] start: %w", c.host, label, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+
+	var waitErr error
+	select {
+	case waitErr = <-done:
+	case <-ctx.Done():
+		_ = sess.Signal(ssh.SIGKILL)
+		_ = sess.Close()
+		grace := time.NewTimer(killGrace)
+		select {
+		case <-done:
+		case <-grace.C:
+		}
+		grace.Stop()
+		stdout.flush()
+		stderr.flush()
+		c.log.line(c.host, fmt.Sprintf("[%s] killed: %v (%s)", label, context.Cause(ctx), time.Since(start).Round(time.Millisecond)))
+		return nil, c.contextError(ctx, label)
+	case <-c.gone:
+		stdout.flush()
+		stderr.flush()
+		lost := c.lost()
+		c.log.line(c.host, fmt.Sprintf("[%s] %v", label, lost))
+		return nil, lost
+	}
+	stdout.flush()
+	stderr.flush()
+	res := &Result{Stdout: stdout.bytes(), Stderr: stderr.bytes()}
+	took := time.Since(start).Round(time.Millisecond)
+
+	var exitErr *ssh.ExitError
+	var missing *ssh.ExitMissingError
+	signal := ""
+	switch {
+	case waitErr == nil:
+	case errors.As(waitErr, &exitErr):
+		res.ExitCode = exitErr.ExitStatus()
+		if s := exitErr.Signal(); s != "" {
+			res.ExitCode, signal = -1, s
+		}
+	case errors.As(waitErr, &missing):
+		if lost := c.lost(); lost != nil {
+			c.log.line(c.host, fmt.Sprintf("[%s] %v", label, lost))
+			return nil, lost
+		}
+		res.ExitCode = -1
+	default:
+		c.log.line(c.host, fmt.Sprintf("[%s] error: %v (%s)", label, waitErr, took))
+		return nil, fmt.Errorf("%s: [%s]: %w", c.host, label, waitErr)
+	}
+	if signal != "" {
+		c.log.line(c.host, fmt.Sprintf("[%s] killed by signal %s (%s)", label, signal, took))
+	} else {
+		c.log.line(c.host, fmt.Sprintf("[%s] exit %d (%s)", label, res.ExitCode, took))
+	}
+	if res.ExitCode == 0 {
+		return res, nil
+	}
+	tail := res.Stderr
+	if len(strings.TrimSpace(string(tail))) == 0 {
+		tail = res.Stdout
+	}
+	return res, &CommandError{
+		Host:     c.host,
+		Command:  cmd,
+		ExitCode: res.ExitCode,
+		Signal:   signal,
+		Tail:     lastLines(string(tail), tailLines),
+	}
+}
+
+// openSession honours ctx and connection loss, which NewSession alone does not.
+func (c *sshConn) openSession(ctx context.Context, label string) (*ssh.Session, error) {
+	type opened struct {
+		s   *ssh.Session
+		err error
+	}
+	ch := make(chan opened, 1)
+	go func() {
+		s, err := c.client.NewSession()
+		ch <- opened{s, err}
+	}()
+	abandon := func() {
+		go func() {
+			if o := <-ch; o.s != nil {
+				_ = o.s.Close()
+			}
+		}()
+	}
+	select {
+	case o := <-ch:
+		if o.err != nil {
+			if lost := c.lost(); lost != nil {
+				return nil, lost
+			}
+			return nil, fmt.Errorf("%s: [%s] open session: %w", c.host, label, o.err)
+		}
+		return o.s, nil
+	case <-ctx.Done():
+		abandon()
+		return nil, c.contextError(ctx, label)
+	case <-c.gone:
+		abandon()
+		return nil, c.lost()
+	}
+}
+
+// contextError names host and command and wraps ctx.Err(), saying which
+// limit was hit when it was the command timeout.
+func (c *sshConn) contextError(ctx context.Context, label string) error {
+	if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() {
+		return fmt.Errorf("%s: [%s] %v: %w", c.host, label, cause, ctx.Err())
+	}
+	return fmt.Errorf("%s: [%s] %w", c.host, label, ctx.Err())
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Upload writes r to a temp file next to remotePath, checks its sha256 on
+// the host, then sets mode and renames it into place. It needs only sh and
+// coreutils on the host (no sftp).
+func (c *sshConn) Upload(ctx context.Context, r io.Reader, remotePath string, mode uint32, wantSHA256 string) error {
+	want := strings.ToLower(wantSHA256)
+	if b, err := hex.DecodeString(want); err != nil || len(b) != 32 {
+		return fmt.Errorf("%s: upload %s: want sha256 %q is not 64 hex digits", c.host, remotePath, wantSHA256)
+	}
+	if remotePath == "" || strings.HasSuffix(remotePath, "/") {
+		return fmt.Errorf("%s: upload: remote path %q does not name a file", c.host, remotePath)
+	}
+	if mode&^0o7777 != 0 {
+		return fmt.Errorf("%s: upload %s: mode %o has bits beyond 07777", c.host, remotePath, mode)
+	}
+	dir, base := path.Dir(remotePath), path.Base(remotePath)
+	tmp := path.Join(dir, "."+base+".relctl-"+randomHex(8))
+	label := "upload " + remotePath
+
+	// umask 077: nobody else may read the file before its final mode is set.
+	res, err := c.Run(ctx, fmt.Sprintf("mkdir -p %s && umask 077 && cat > %s && sha256sum < %s",
+		shellQuote(dir), shellQuote(tmp), shellQuote(tmp)), RunOptions{Stdin: r, Label: label})
+	if err != nil {
+		c.removeTemp(ctx, tmp, label)
+		return fmt.Errorf("%s: upload %s: %w", c.host, remotePath, err)
+	}
+	got, _, _ := strings.Cut(strings.TrimSpace(string(res.Stdout)), " ")
+	if got != want {
+		c.removeTemp(ctx, tmp, label)
+		return fmt.Errorf("%s: upload %s: sha256 mismatch: the host computed %s, want %s", c.host, remotePath, got, want)
+	}
+	if _, err := c.Run(ctx, fmt.Sprintf("chmod %04o %s && mv -f %s %s",
+		mode, shellQuote(tmp), shellQuote(tmp), shellQuote(remotePath)), RunOptions{Label: label}); err != nil {
+		c.removeTemp(ctx, tmp, label)
+		return fmt.Errorf("%s: upload %s: %w", c.host, remotePath, err)
+	}
+	return nil
+}
+
+// removeTemp cleans up after a failed upload, even when ctx has ended.
+func (c *sshConn) removeTemp(ctx context.Context, tmp, label string) {
+	if c.lost() != nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if _, err := c.Run(cctx, "rm -f "+shellQuote(tmp), RunOptions{Label: label}); err != nil {
+		zerolog.Ctx(ctx).Warn().Str("host", c.host).Err(err).Msg("removing upload temp file")
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// DialContext opens a TCP connection from the host (direct-tcpip).
+func (c *sshConn) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if err := c.lost(); err != nil {
+		return nil, err
+	}
+	nc, err := c.client.DialContext(ctx, network, addr)
+	if err != nil {
+		if lost := c.lost(); lost != nil {
+			return nil, lost
+		}
+		return nil, fmt.Errorf("%s: dial %s %s through ssh: %w", c.host, network, addr, err)
+	}
+	return nc, nil
+}

@@ -1,0 +1,90 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// DialError is a host that could not be reached or would not let us in:
+// TCP connect, SSH handshake or authentication failed.
+type DialError struct {
+	Host    string
+	Address string
+	Err     error
+}
+
+func (e *DialError) Error() string {
+	return fmt.Sprintf("%s (%s): %v", e.Host, e.Address, e.Err)
+}
+
+func (e *DialError) Unwrap() error { return e.Err }
+
+// ErrConnectionLost is wrapped by every error caused by a connection that
+// went away (keepalive unanswered, server gone) after it was established.
+var ErrConnectionLost = errors.New("connection lost")
+
+// lostError names the host whose connection went away and why.
+type lostError struct {
+	host  string
+	cause error
+}
+
+func (e *lostError) Error() string {
+	return fmt.Sprintf("connection to %s lost: %v", e.host, e.cause)
+}
+
+func (e *lostError) Unwrap() []error { return []error{ErrConnectionLost, e.cause} }
+
+// Host key check outcomes, in HostKeyError.Kind.
+const (
+	HostKeyUnknown = "unknown"
+	HostKeyChanged = "changed"
+	HostKeyRevoked = "revoked"
+)
+
+// HostKeyError is a host whose key could not be verified against known_hosts.
+// A changed key is refused whatever the policy.
+type HostKeyError struct {
+	Host    string
+	Address string // as dialled, host:port
+	Kind    string // HostKeyUnknown | HostKeyChanged | HostKeyRevoked
+	// KnownHostsFile is the file that was consulted.
+	KnownHostsFile string
+	// KeyType and Fingerprint describe the key the server presented.
+	KeyType     string
+	Fingerprint string // SHA256:...
+	// OffendingFile and OffendingLine locate the known key that no longer
+	// matches (Kind changed) or the revocation (Kind revoked).
+	OffendingFile string
+	OffendingLine int
+}
+
+func (e *HostKeyError) Error() string {
+	name := knownHostsName(e.Address)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s (%s): ", e.Host, e.Address)
+	switch e.Kind {
+	case HostKeyChanged:
+		b.WriteString("host key verification failed:\n")
+		b.WriteString("@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n")
+		b.WriteString("@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n")
+		b.WriteString("@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n")
+		b.WriteString("IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!\n")
+		b.WriteString("Someone could be eavesdropping on you right now (man-in-the-middle attack)!\n")
+		b.WriteString("It is also possible that a host key has just been changed.\n")
+		fmt.Fprintf(&b, "The fingerprint for the %s key sent by the remote host is\n%s.\n", e.KeyType, e.Fingerprint)
+		fmt.Fprintf(&b, "Host key for %s has changed and relctl refuses changed keys under every host_key_policy.\n", name)
+		fmt.Fprintf(&b, "Offending key in %s:%d\n", e.OffendingFile, e.OffendingLine)
+		fmt.Fprintf(&b, "  remove with:\n  ssh-keygen -f %s -R %s\n", shellQuote(e.OffendingFile), shellQuote(name))
+		b.WriteString("Host key verification failed.")
+	case HostKeyRevoked:
+		fmt.Fprintf(&b, "Host key verification failed: the %s key %s of %s is revoked in %s:%d",
+			e.KeyType, e.Fingerprint, name, e.OffendingFile, e.OffendingLine)
+	default:
+		fmt.Fprintf(&b, "Host key verification failed: no key for %s in %s "+
+			"(run with host_key_policy = \"accept-new\" or add it with ssh-keyscan); "+
+			"the host offered %s key %s", name, e.KnownHostsFile, e.KeyType, e.Fingerprint)
+	}
+	return b.String()
+}

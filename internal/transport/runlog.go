@@ -1,0 +1,125 @@
+package transport
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// RunLog is the per-run command log: every command, its output lines and
+// how it ended, per host, plus the engine's events. Safe for concurrent use;
+// a nil *RunLog discards everything.
+type RunLog struct {
+	mu   sync.Mutex
+	f    *os.File
+	now  func() time.Time
+	path string
+}
+
+// logTime is RFC 3339 with milliseconds: commands often finish within a second.
+const logTime = "2006-01-02T15:04:05.000Z07:00"
+
+// OpenRunLog creates (or appends to) the log at path, creating its
+// directories; the file is 0600 because output may be sensitive.
+func OpenRunLog(path string) (*RunLog, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("run log: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("run log: %w", err)
+	}
+	return &RunLog{f: f, now: time.Now, path: path}, nil
+}
+
+// Path is the file the log writes to.
+func (l *RunLog) Path() string {
+	if l == nil {
+		return ""
+	}
+	return l.path
+}
+
+// Event records one line for host, e.g. "batch 1/3 (canary): staging-1".
+func (l *RunLog) Event(host, format string, args ...any) {
+	l.line(host, fmt.Sprintf(format, args...))
+}
+
+// line writes "<time> <host> <msg>"; write errors are dropped because a
+// full disk must not abort a deploy half-way.
+func (l *RunLog) line(host, msg string) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return
+	}
+	_, _ = fmt.Fprintf(l.f, "%s %s %s\n", l.now().Format(logTime), host, msg)
+}
+
+// Close flushes and closes the file. Later writes are discarded.
+func (l *RunLog) Close() error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return nil
+	}
+	err := l.f.Close()
+	l.f = nil
+	return err
+}
+
+// outputSink collects one stream of one command: it keeps every byte for the
+// Result and writes each complete line to the run log as "[label] out| ...".
+type outputSink struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	partial []byte
+	log     *RunLog
+	prefix  string // "[label] out| "
+	host    string
+}
+
+func newOutputSink(log *RunLog, host, label, stream string) *outputSink {
+	return &outputSink{log: log, host: host, prefix: "[" + label + "] " + stream + "| "}
+}
+
+func (s *outputSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf.Write(p)
+	s.partial = append(s.partial, p...)
+	for {
+		i := bytes.IndexByte(s.partial, '\n')
+		if i < 0 {
+			break
+		}
+		s.log.line(s.host, s.prefix+string(s.partial[:i]))
+		s.partial = s.partial[i+1:]
+	}
+	return len(p), nil
+}
+
+// flush logs a last line that had no newline.
+func (s *outputSink) flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.partial) > 0 {
+		s.log.line(s.host, s.prefix+string(s.partial))
+		s.partial = nil
+	}
+}
+
+func (s *outputSink) bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.buf.Bytes())
+}

@@ -1,0 +1,373 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/user"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	"github.com/rs/zerolog"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+)
+
+// Options configure every connection of a Pool.
+type Options struct {
+	// User is the login name when a Target has none; empty: the local user.
+	User string
+	// IdentityFile is a private key in OpenSSH/PEM format. An encrypted key
+	// is usable only through an ssh-agent that holds it.
+	IdentityFile string
+	// UseAgent adds the keys of the agent at $SSH_AUTH_SOCK.
+	UseAgent bool
+	// KnownHostsFile is the known_hosts file; empty: ~/.ssh/known_hosts.
+	KnownHostsFile string
+	// HostKeyPolicy is PolicyStrict (default) or PolicyAcceptNew, as
+	// OpenSSH's StrictHostKeyChecking. A changed key is refused under both.
+	HostKeyPolicy string
+	// ConnectTimeout bounds TCP connect plus SSH handshake; 0: only ctx.
+	ConnectTimeout time.Duration
+	// CommandTimeout bounds each Run unless ctx ends earlier; 0: only ctx.
+	CommandTimeout time.Duration
+	// Keepalive is the interval of keepalive@openssh.com requests; a request
+	// unanswered for three intervals drops the connection. 0 disables.
+	Keepalive time.Duration
+	// Output receives every command, output line and exit; may be nil.
+	Output *RunLog
+}
+
+// Target is one host to connect to.
+type Target struct {
+	Name    string // the inventory name, used in errors and logs
+	Address string // host:port; the port defaults to 22
+	User    string // overrides Options.User
+}
+
+// Pool holds one SSH connection per host name for a whole run. It is safe
+// for concurrent use.
+type Pool struct {
+	opts      Options
+	auth      ssh.AuthMethod
+	agentConn net.Conn
+	hostKeys  *hostKeyChecker
+
+	mu         sync.Mutex
+	conns      map[string]*sshConn
+	dialing    map[string]*dialCall
+	handshakes map[string]int
+	closed     bool
+}
+
+// dialCall is a dial in progress that concurrent Gets for the same host wait on.
+type dialCall struct {
+	done chan struct{}
+	conn *sshConn
+	err  error
+}
+
+var errPoolClosed = errors.New("transport: pool is closed")
+
+// NewPool checks the options and loads the identity (and agent) up front,
+// so a missing or unusable key fails before any host is touched.
+func NewPool(opts Options) (*Pool, error) {
+	hk, err := newHostKeyChecker(opts.KnownHostsFile, opts.HostKeyPolicy)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pool{
+		opts:       opts,
+		hostKeys:   hk,
+		conns:      map[string]*sshConn{},
+		dialing:    map[string]*dialCall{},
+		handshakes: map[string]int{},
+	}
+
+	var fileSigners []ssh.Signer
+	var encrypted *ssh.PassphraseMissingError
+	if opts.IdentityFile != "" {
+		pemBytes, err := os.ReadFile(opts.IdentityFile)
+		if err != nil {
+			return nil, fmt.Errorf("identity file: %w", err)
+		}
+		signer, err := ssh.ParsePrivateKey(pemBytes)
+		switch {
+		case errors.As(err, &encrypted):
+		case err != nil:
+			return nil, fmt.Errorf("identity file %s: %w", opts.IdentityFile, err)
+		default:
+			fileSigners = append(fileSigners, signer)
+		}
+	}
+
+	var agentClient agent.ExtendedAgent
+	if opts.UseAgent || encrypted != nil {
+		sock := os.Getenv("SSH_AUTH_SOCK")
+		if sock == "" {
+			if encrypted != nil {
+				return nil, fmt.Errorf("identity file %s is encrypted and no ssh-agent is available "+
+					"(SSH_AUTH_SOCK is not set): start ssh-agent and run ssh-add %s", opts.IdentityFile, opts.IdentityFile)
+			}
+			return nil, errors.New("ssh agent requested but SSH_AUTH_SOCK is not set")
+		}
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			return nil, fmt.Errorf("ssh-agent at SSH_AUTH_SOCK: %w", err)
+		}
+		p.agentConn = c
+		agentClient = agent.NewClient(c)
+		if encrypted != nil {
+			if err := agentHolds(agentClient, encrypted.PublicKey); err != nil {
+				c.Close()
+				return nil, fmt.Errorf("identity file %s is encrypted: %w", opts.IdentityFile, err)
+			}
+		}
+	}
+	if len(fileSigners) == 0 && agentClient == nil {
+		return nil, errors.New("no SSH identity: set an identity file or use an ssh-agent")
+	}
+	p.auth = ssh.PublicKeysCallback(func() ([]ssh.Signer, error) {
+		signers := fileSigners
+		if agentClient != nil {
+			more, err := agentClient.Signers()
+			if err != nil {
+				return nil, fmt.Errorf("ssh-agent: %w", err)
+			}
+			signers = append(append([]ssh.Signer(nil), signers...), more...)
+		}
+		return signers, nil
+	})
+	return p, nil
+}
+
+// agentHolds checks that the agent can sign for an encrypted identity file.
+func agentHolds(a agent.Agent, pub ssh.PublicKey) error {
+	keys, err := a.List()
+	if err != nil {
+		return fmt.Errorf("ssh-agent: %w", err)
+	}
+	if pub == nil { // old key formats hide the public half; any agent key may do
+		if len(keys) == 0 {
+			return errors.New("ssh-agent holds no keys: run ssh-add")
+		}
+		return nil
+	}
+	for _, k := range keys {
+		if bytes.Equal(k.Marshal(), pub.Marshal()) {
+			return nil
+		}
+	}
+	return fmt.Errorf("ssh-agent does not hold this key (%s): run ssh-add", ssh.FingerprintSHA256(pub))
+}
+
+// Get returns the connection to t, dialling it on first use. Concurrent
+// calls for the same host share one dial; a connection that was lost is
+// dialled again.
+func (p *Pool) Get(ctx context.Context, t Target) (Conn, error) {
+	t.Address = withDefaultPort(t.Address)
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, errPoolClosed
+		}
+		if c := p.conns[t.Name]; c != nil && c.lost() == nil {
+			p.mu.Unlock()
+			return c, nil
+		}
+		call := p.dialing[t.Name]
+		if call == nil {
+			call = &dialCall{done: make(chan struct{})}
+			p.dialing[t.Name] = call
+			p.mu.Unlock()
+			return p.dialFor(ctx, t, call)
+		}
+		p.mu.Unlock()
+
+		select {
+		case <-call.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s: waiting for connection: %w", t.Name, ctx.Err())
+		}
+		// The dialling caller's own cancellation is not ours: try again.
+		if call.err != nil && isContextErr(call.err) && ctx.Err() == nil {
+			continue
+		}
+		if call.err != nil {
+			return nil, call.err
+		}
+		return call.conn, nil
+	}
+}
+
+func (p *Pool) dialFor(ctx context.Context, t Target, call *dialCall) (Conn, error) {
+	conn, err := p.dial(ctx, t)
+	p.mu.Lock()
+	delete(p.dialing, t.Name)
+	if err == nil && p.closed {
+		_ = conn.Close()
+		conn, err = nil, errPoolClosed
+	}
+	if err == nil {
+		if old := p.conns[t.Name]; old != nil {
+			_ = old.Close()
+		}
+		p.conns[t.Name] = conn
+		p.handshakes[t.Name]++
+	}
+	call.conn, call.err = conn, err
+	close(call.done)
+	p.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return conn, nil
+}
+
+func isContextErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// Handshakes reports successful SSH handshakes per host name so far.
+func (p *Pool) Handshakes() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := make(map[string]int, len(p.handshakes))
+	for k, v := range p.handshakes {
+		m[k] = v
+	}
+	return m
+}
+
+// Close closes every connection and the agent; later Gets fail.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	conns := p.conns
+	p.conns = map[string]*sshConn{}
+	p.mu.Unlock()
+	var result *multierror.Error
+	for _, c := range conns {
+		if err := c.Close(); err != nil {
+			result = multierror.Append(result, err)
+		}
+	}
+	if p.agentConn != nil {
+		if err := p.agentConn.Close(); err != nil {
+			result = multierror.Append(result, fmt.Errorf("ssh-agent: %w", err))
+		}
+	}
+	return result.ErrorOrNil()
+}
+
+func withDefaultPort(addr string) string {
+	if _, _, err := net.SplitHostPort(addr); err == nil {
+		return addr
+	}
+	return net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]"), "22")
+}
+
+func (p *Pool) user(t Target) (string, error) {
+	if t.User != "" {
+		return t.User, nil
+	}
+	if p.opts.User != "" {
+		return p.opts.User, nil
+	}
+	u, err := user.Current()
+	if err != nil {
+		return "", fmt.Errorf("%s: no ssh user given and the local user is unknown: %w", t.Name, err)
+	}
+	return u.Username, nil
+}
+
+// dial connects and authenticates; ConnectTimeout covers TCP and handshake.
+func (p *Pool) dial(ctx context.Context, t Target) (*sshConn, error) {
+	logger := zerolog.Ctx(ctx).With().Str("host", t.Name).Logger()
+	login, err := p.user(t)
+	if err != nil {
+		return nil, err
+	}
+	algos, err := p.hostKeys.algorithms(t.Address)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", t.Name, err)
+	}
+	cfg := &ssh.ClientConfig{
+		User:              login,
+		Auth:              []ssh.AuthMethod{p.auth},
+		HostKeyCallback:   p.hostKeys.callback(t.Name, t.Address),
+		HostKeyAlgorithms: algos,
+		Timeout:           p.opts.ConnectTimeout,
+	}
+
+	dctx := ctx
+	if p.opts.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithTimeout(ctx, p.opts.ConnectTimeout)
+		defer cancel()
+	}
+	start := time.Now()
+	var d net.Dialer
+	nc, err := d.DialContext(dctx, "tcp", t.Address)
+	if err != nil {
+		return nil, &DialError{Host: t.Name, Address: t.Address, Err: connectCause(dctx, err)}
+	}
+	if deadline, ok := dctx.Deadline(); ok {
+		_ = nc.SetDeadline(deadline)
+	}
+	// Cancelling ctx must abort a handshake stuck on a silent server.
+	stop := context.AfterFunc(dctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	cc, chans, reqs, err := ssh.NewClientConn(nc, t.Address, cfg)
+	interrupted := !stop()
+	if err == nil && interrupted {
+		_ = cc.Close()
+		err = dctx.Err()
+	}
+	if err != nil {
+		_ = nc.Close()
+		var hke *HostKeyError
+		if errors.As(err, &hke) {
+			return nil, hke
+		}
+		if dctx.Err() != nil {
+			err = fmt.Errorf("ssh handshake: %w", dctx.Err())
+		}
+		return nil, &DialError{Host: t.Name, Address: t.Address, Err: err}
+	}
+	_ = nc.SetDeadline(time.Time{})
+	logger.Debug().Str("address", t.Address).Str("user", login).
+		Dur("took", time.Since(start)).Msg("ssh connected")
+
+	c := &sshConn{
+		host:       t.Name,
+		client:     ssh.NewClient(cc, chans, reqs),
+		log:        p.opts.Output,
+		cmdTimeout: p.opts.CommandTimeout,
+		logger:     logger,
+		gone:       make(chan struct{}),
+	}
+	go c.watch()
+	if p.opts.Keepalive > 0 {
+		go c.keepalive(p.opts.Keepalive)
+	}
+	return c, nil
+}
+
+// connectCause strips net.OpError's "dial tcp ADDR:" since DialError names
+// the address already: "connect: connection refused".
+func connectCause(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("connect: %w", ctx.Err())
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}
