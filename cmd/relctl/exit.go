@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/output"
+	"github.com/relctl/relctl/playbooks"
+)
+
+// Exit codes; README.md documents them.
+const (
+	exitOK          = 0
+	exitError       = 1 // unexpected error
+	exitUsage       = 2 // usage or configuration error
+	exitFailedClean = 3 // deploy failed; no host was left changed (every host on its previous release)
+	exitUnknown     = 4 // deploy or rollback failed and hosts were left changed or in an unknown state
+	exitLocked      = 5 // a lock is held by another run
+	exitRefused     = 6 // refused by a safety gate
+	exitInterrupted = 130
+)
+
+// usageError is a command-line mistake (exit 2).
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usageErrorf(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
+}
+
+// silentError carries an exit code for a failure already explained on the terminal.
+type silentError struct{ code int }
+
+func (e *silentError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// exitCode is the one place that maps errors to exit codes and prints them.
+func exitCode(io *output.IOStreams, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var silent *silentError
+	if errors.As(err, &silent) {
+		return silent.code
+	}
+	var problems playbooks.Problems
+	var usage *usageError
+	var failure *deploy.Failure
+	code := exitError
+	switch {
+	case errors.As(err, &problems):
+		fmt.Fprintln(io.ErrOut, problems.Error())
+		fmt.Fprintf(io.ErrOut, "relctl: %d configuration problem%s\n", len(problems), plural(len(problems)))
+		return exitUsage
+	case errors.As(err, &usage), errors.Is(err, deploy.ErrBadInput), isCobraUsage(err):
+		code = exitUsage
+	case errors.As(err, &failure):
+		code = exitFailedClean
+		if len(failure.Report.Changed()) > 0 {
+			code = exitUnknown
+		}
+	case errors.Is(err, context.Canceled):
+		code = exitInterrupted
+	}
+	msg := strings.TrimPrefix(err.Error(), deploy.ErrBadInput.Error()+": ")
+	fmt.Fprintf(io.ErrOut, "relctl: %s\n", msg)
+	return code
+}
+
+// isCobraUsage recognises cobra's own argument errors.
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "required flag", "accepts ", "requires at least", "invalid argument", "flag needs an argument"} {
+		if strings.HasPrefix(msg, p) || strings.Contains(msg, " "+p) {
+			return true
+		}
+	}
+	return false
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/state"
+)
+
+// releaseOptions select an environment, a release and a playbook.
+type releaseOptions struct {
+	env      string
+	release  string
+	playbook string
+	hosts    []string
+}
+
+func (o *releaseOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVarP(&o.env, "env", "e", "", "environment to deploy to (from relctl.toml)")
+	fs.StringVarP(&o.release, "release", "r", "", "release version, e.g. 1.4.2")
+	fs.StringVar(&o.playbook, "playbook", "", "playbook to apply when the environment has several")
+	fs.StringSliceVar(&o.hosts, "hosts", nil, "only these hosts (comma-separated names)")
+}
+
+func (o *releaseOptions) check(cmd *cobra.Command) error {
+	if err := requireFlag(cmd, "env", o.env); err != nil {
+		return err
+	}
+	return requireFlag(cmd, "release", o.release)
+}
+
+func (o *releaseOptions) planOptions() deploy.PlanOptions {
+	return deploy.PlanOptions{Env: o.env, Version: o.release, Playbook: o.playbook, Hosts: o.hosts,
+		RunID: state.NewRunID(time.Now())}
+}
+
+func newPlanCmd(g *globalOptions) *cobra.Command {
+	opts := &releaseOptions{}
+	var format string
+	cmd := &cobra.Command{
+		Use:   "plan --env ENV --release VERSION",
+		Short: "Show the batches and, per host, the steps a deploy would run; touches no host",
+		Example: `  relctl plan --env staging --release 1.1.0
+  relctl plan --env production --release 1.1.0 --output json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := opts.check(cmd); err != nil {
+				return err
+			}
+			if err := checkFormat(format); err != nil {
+				return err
+			}
+			proj, err := g.loadProject()
+			if err != nil {
+				return err
+			}
+			p, err := deploy.BuildPlan(proj, opts.planOptions())
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				return writeJSON(g.io.Out, p)
+			}
+			printPlan(g.io.Out, p, true)
+			return nil
+		},
+	}
+	opts.AddFlags(cmd.Flags())
+	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+// printPlan writes the plan for a person; steps only when withSteps.
+func printPlan(w io.Writer, p *deploy.Plan, withSteps bool) {
+	hosts := p.Hosts()
+	fmt.Fprintf(w, "Plan: deploy %s %s to %s (%d host%s in %d batch%s)\n", p.Playbook, p.Version, p.Env,
+		len(hosts), plural(len(hosts)), len(p.Batches), pluralES(len(p.Batches)))
+	fmt.Fprintf(w, "Artifact: %s (%s, sha256 %s)\n", p.Artifact.Path, humanSize(p.Artifact.Size), p.Artifact.SHA256)
+	par := "batch size"
+	if p.MaxParallel > 0 {
+		par = fmt.Sprint(p.MaxParallel)
+	}
+	fmt.Fprintf(w, "Strategy: max parallel %s per batch, pause %s between batches, keep %d releases\n", par, p.Pause, p.KeepReleases)
+	for _, b := range p.Batches {
+		label := ""
+		if b.Canary {
+			label = " (canary)"
+		}
+		names := make([]string, len(b.Hosts))
+		for i, h := range b.Hosts {
+			names[i] = h.Name
+		}
+		fmt.Fprintf(w, "\nBatch %d%s: %s\n", b.Index, label, strings.Join(names, ", "))
+		if !withSteps {
+			continue
+		}
+		for _, h := range b.Hosts {
+			fmt.Fprintf(w, "  %s (%s)\n", h.Name, h.Address)
+			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			for _, s := range h.Steps {
+				fmt.Fprintf(tw, "    %s\t%s\n", s.ID(), s.Describe)
+			}
+			tw.Flush()
+		}
+	}
+}
+
+func pluralES(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "es"
+}
+
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

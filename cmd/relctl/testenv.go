@@ -1,0 +1,191 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/relctl/relctl/testenv"
+)
+
+func newTestenvCmd(g *globalOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "testenv",
+		Short: "Run a local cluster of SSH hosts to try relctl on",
+		Long: `testenv starts, in the background, a local cluster on 127.0.0.1: environments
+staging and production, N SSH hosts each, which run real commands with /bin/sh.
+It writes relctl.toml, playbooks/search.toml, a client key, known_hosts and the
+artifacts of a small search service (1.0.0, 1.1.0, and 1.2.0 which starts but
+fails its health check) into DIR.`,
+		Example: `  relctl testenv up --dir /tmp/relctl-demo --hosts 3
+  cd /tmp/relctl-demo && relctl deploy --env staging --release 1.1.0 --yes
+  relctl testenv status --dir /tmp/relctl-demo
+  relctl testenv down --dir /tmp/relctl-demo`,
+	}
+	cmd.AddCommand(newTestenvUpCmd(g), newTestenvDownCmd(g), newTestenvStatusCmd(g), newTestenvFaultCmd(g), newTestenvServeCmd())
+	return cmd
+}
+
+func absDir(dir string) (string, error) {
+	if dir == "" {
+		return "", usageErrorf("--dir is required")
+	}
+	return filepath.Abs(dir)
+}
+
+func newTestenvUpCmd(g *globalOptions) *cobra.Command {
+	var dir string
+	var hosts int
+	cmd := &cobra.Command{
+		Use:     "up --dir DIR [--hosts N]",
+		Short:   "Start the local cluster in the background; returns once every host accepts SSH",
+		Example: "  relctl testenv up --dir /tmp/relctl-demo --hosts 3",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := absDir(dir)
+			if err != nil {
+				return err
+			}
+			if hosts < 1 {
+				return usageErrorf("--hosts must be at least 1")
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			st, err := testenv.Up(cmd.Context(), testenv.Options{Dir: dir, Hosts: hosts},
+				[]string{exe, "testenv", "serve", "--dir", dir, "--hosts", strconv.Itoa(hosts)})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.io.Out, "testenv is up in %s (pid %d): %d hosts\n", st.Dir, st.PID, len(st.Hosts))
+			printTestenvHosts(g, st)
+			fmt.Fprintf(g.io.Out, "\nNext: cd %s && relctl deploy --env staging --release 1.0.0 --yes\n", st.Dir)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "directory for the cluster's files (created)")
+	cmd.Flags().IntVar(&hosts, "hosts", 3, "hosts per environment")
+	return cmd
+}
+
+func printTestenvHosts(g *globalOptions, st *testenv.Status) {
+	t := newTable(g.io.Out, "HOST", "ENV", "SSH", "SERVICE PORT", "SSH UP", "HANDSHAKES")
+	for _, h := range st.Hosts {
+		t.row(h.Name, h.Env, h.Address, strconv.Itoa(h.ServicePort), yesNo(h.SSHUp), strconv.Itoa(h.Handshakes))
+	}
+	t.flush()
+}
+
+func newTestenvDownCmd(g *globalOptions) *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:     "down --dir DIR",
+		Short:   "Stop the local cluster and every process it started",
+		Example: "  relctl testenv down --dir /tmp/relctl-demo",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := absDir(dir)
+			if err != nil {
+				return err
+			}
+			if err := testenv.Down(cmd.Context(), dir); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.io.Out, "testenv in %s is down\n", dir)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "the directory given to `testenv up`")
+	return cmd
+}
+
+func newTestenvStatusCmd(g *globalOptions) *cobra.Command {
+	var dir, format string
+	cmd := &cobra.Command{
+		Use:     "status --dir DIR",
+		Short:   "Show the local cluster's hosts, ports and SSH handshake counts",
+		Example: "  relctl testenv status --dir /tmp/relctl-demo --output json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := absDir(dir)
+			if err != nil {
+				return err
+			}
+			if err := checkFormat(format); err != nil {
+				return err
+			}
+			st, err := testenv.GetStatus(cmd.Context(), dir)
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				return writeJSON(g.io.Out, st)
+			}
+			if !st.Running {
+				fmt.Fprintf(g.io.Out, "testenv in %s is not running\n", dir)
+				return nil
+			}
+			fmt.Fprintf(g.io.Out, "testenv in %s is running (pid %d)\n", st.Dir, st.PID)
+			printTestenvHosts(g, st)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "the directory given to `testenv up`")
+	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+func newTestenvFaultCmd(g *globalOptions) *cobra.Command {
+	var dir, host, ssh string
+	cmd := &cobra.Command{
+		Use:     "fault --dir DIR --host NAME --ssh down|up",
+		Short:   "Inject a fault: close (or reopen) one host's SSH port",
+		Example: "  relctl testenv fault --dir /tmp/relctl-demo --host staging-2 --ssh down",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := absDir(dir)
+			if err != nil {
+				return err
+			}
+			if ssh != "down" && ssh != "up" {
+				return usageErrorf("--ssh must be down or up")
+			}
+			if err := requireFlag(cmd, "host", host); err != nil {
+				return err
+			}
+			if err := testenv.Fault(cmd.Context(), dir, host, ssh == "down"); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.io.Out, "%s: ssh %s\n", host, ssh)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "the directory given to `testenv up`")
+	cmd.Flags().StringVar(&host, "host", "", "host name, e.g. staging-2")
+	cmd.Flags().StringVar(&ssh, "ssh", "", "down closes the host's SSH port, up reopens it")
+	return cmd
+}
+
+func newTestenvServeCmd() *cobra.Command {
+	var dir string
+	var hosts int
+	cmd := &cobra.Command{
+		Use:    "serve",
+		Hidden: true, // what `testenv up` runs in the background
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := absDir(dir)
+			if err != nil {
+				return err
+			}
+			return testenv.Serve(cmd.Context(), testenv.Options{Dir: dir, Hosts: hosts})
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "cluster directory")
+	cmd.Flags().IntVar(&hosts, "hosts", 3, "hosts per environment")
+	return cmd
+}

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/spf13/cobra"
+
+	"github.com/relctl/relctl/deploy"
+)
+
+func newValidateCmd(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate",
+		Short: "Check relctl.toml and the playbooks without touching any host",
+		Long: `Validate loads relctl.toml and every playbook it applies with strict decoding
+(unknown keys are errors), checks them as a whole, and renders every step and
+check for every targeted host. Problems are printed as file:line:column.`,
+		Example: `  relctl validate
+  relctl validate --config deploy/relctl.toml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			proj, err := g.loadProject()
+			if err != nil {
+				return err
+			}
+			envs := make([]string, 0, len(proj.Config.Environments))
+			for name := range proj.Config.Environments {
+				envs = append(envs, name)
+			}
+			sort.Strings(envs)
+			hosts := 0
+			for _, env := range envs {
+				pbs, err := proj.PlaybooksFor(env)
+				if err != nil {
+					return err
+				}
+				for _, pb := range pbs {
+					p, err := deploy.BuildPlan(proj, deploy.PlanOptions{Env: env, Version: "0.0.0-validate", Playbook: pb.Name, RunID: "validate", SkipArtifact: true})
+					if err != nil {
+						return fmt.Errorf("environment %s, playbook %s: %w", env, pb.Name, err)
+					}
+					hosts += len(p.Hosts())
+				}
+			}
+			fmt.Fprintf(g.io.Out, "%s: ok (%d environment%s, %d playbook%s, %d host targets)\n",
+				proj.Config.Path, len(envs), plural(len(envs)), len(proj.Playbooks), plural(len(proj.Playbooks)), hosts)
+			return nil
+		},
+	}
+}

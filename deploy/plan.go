@@ -1,0 +1,315 @@
+// Package deploy is relctl's engine: it turns configuration into a Plan
+// (hosts in batches, canary first; per host an ordered list of steps) and
+// executes it over a transport with bounded parallelism, reporting every
+// step through an Observer. It knows nothing of cobra or the terminal.
+package deploy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/internal/transport"
+	"github.com/relctl/relctl/playbooks"
+)
+
+// ErrBadInput marks errors in what the user asked for (exit code 2).
+var ErrBadInput = errors.New("bad input")
+
+func badInput(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrBadInput, fmt.Sprintf(format, args...))
+}
+
+// Plan is everything a deploy will do, computed without touching a host.
+type Plan struct {
+	RunID        string        `json:"run_id"`
+	Project      string        `json:"project"`
+	Env          string        `json:"environment"`
+	Version      string        `json:"release"`
+	Playbook     string        `json:"playbook"`
+	Artifact     ArtifactInfo  `json:"artifact"`
+	Digest       string        `json:"release_digest"`
+	KeepReleases int           `json:"keep_releases"`
+	MaxParallel  int           `json:"max_parallel"`
+	Pause        time.Duration `json:"pause"`
+	Batches      []*Batch      `json:"batches"`
+}
+
+// ArtifactInfo is the local artifact shipped to every host.
+type ArtifactInfo struct {
+	Path   string `json:"path"`
+	Name   string `json:"name"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+// Batch is a set of hosts deployed together; the first may be the canary.
+type Batch struct {
+	Index  int         `json:"index"` // 1-based
+	Canary bool        `json:"canary"`
+	Hosts  []*HostPlan `json:"hosts"`
+}
+
+// HostPlan is one host's ordered steps.
+type HostPlan struct {
+	Name    string                  `json:"name"`
+	Address string                  `json:"address"`
+	Target  transport.Target        `json:"-"`
+	Layout  state.Layout            `json:"-"`
+	Data    *playbooks.TemplateData `json:"-"`
+	Steps   []*Step                 `json:"steps"`
+
+	checks map[string]*playbooks.Check
+}
+
+// Step is one named unit of work on a host.
+type Step struct {
+	Phase  string `json:"phase"`
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`
+	Action Action `json:"-"`
+	// Describe is what the step will do, for `relctl plan`.
+	Describe string `json:"describe"`
+}
+
+// ID is "phase/name", the step's name in logs and reports.
+func (s *Step) ID() string { return s.Phase + "/" + s.Name }
+
+// Hosts lists every host in batch order.
+func (p *Plan) Hosts() []*HostPlan {
+	var out []*HostPlan
+	for _, b := range p.Batches {
+		out = append(out, b.Hosts...)
+	}
+	return out
+}
+
+// PlanOptions select what to plan.
+type PlanOptions struct {
+	Env      string
+	Version  string
+	Playbook string // required when more than one playbook applies to Env
+	RunID    string
+	// Hosts limits the plan to these host names (all targeted hosts when empty).
+	Hosts []string
+	// SkipArtifact plans without reading the artifact (validation of templates only).
+	SkipArtifact bool
+}
+
+// BuildPlan resolves hosts, batches, artifact and per-host steps.
+func BuildPlan(proj *playbooks.Project, opts PlanOptions) (*Plan, error) {
+	if err := playbooks.ValidateVersion(opts.Version); err != nil {
+		return nil, badInput("release %q: %v", opts.Version, err)
+	}
+	env, err := proj.Environment(opts.Env)
+	if err != nil {
+		return nil, badInput("%v", err)
+	}
+	pb, err := choosePlaybook(proj, opts.Env, opts.Playbook)
+	if err != nil {
+		return nil, err
+	}
+	hosts, err := selectHosts(pb.TargetHosts(env), opts.Hosts, env.Name)
+	if err != nil {
+		return nil, err
+	}
+	if len(hosts) == 0 {
+		return nil, badInput("playbook %s targets roles %v but environment %s has no host with them", pb.Name, pb.Roles, env.Name)
+	}
+
+	p := &Plan{
+		RunID: opts.RunID, Project: proj.Config.Project, Env: env.Name, Version: opts.Version,
+		Playbook: pb.Name, KeepReleases: pb.KeepReleases,
+		MaxParallel: pb.Strategy.MaxParallel, Pause: pb.Strategy.Pause.Duration,
+	}
+	var hostPlans []*HostPlan
+	for _, h := range hosts {
+		data, err := proj.Data(pb, env, h, opts.Version, opts.RunID)
+		if err != nil {
+			return nil, badInput("host %s: %v", h.Name, err)
+		}
+		if p.Artifact.Path == "" && opts.SkipArtifact {
+			p.Artifact = ArtifactInfo{Path: "(not read)", Name: "artifact", SHA256: strings.Repeat("0", 64)}
+		}
+		if p.Artifact.Path == "" {
+			if p.Artifact, err = artifactInfo(proj.Config, pb, data); err != nil {
+				return nil, err
+			}
+			if p.Digest, err = ReleaseDigest(pb, opts.Version, p.Artifact.SHA256); err != nil {
+				return nil, err
+			}
+		}
+		data.ArtifactName = p.Artifact.Name
+		data.ArtifactSHA256 = p.Artifact.SHA256
+		data.Artifact = path.Join(data.ReleaseDir, p.Artifact.Name)
+		hp := &HostPlan{
+			Name: h.Name, Address: h.Address, Data: data,
+			Target: transport.Target{Name: h.Name, Address: h.Address, User: firstNonEmpty(h.User, proj.Config.SSH.User)},
+			Layout: state.Layout{BaseDir: data.BaseDir},
+			checks: pb.Checks,
+		}
+		if hp.Steps, err = buildSteps(pb, p, hp); err != nil {
+			return nil, err
+		}
+		hostPlans = append(hostPlans, hp)
+	}
+	batches, err := batchHosts(hostPlans, pb.Strategy)
+	if err != nil {
+		return nil, err
+	}
+	p.Batches = batches
+	return p, nil
+}
+
+func choosePlaybook(proj *playbooks.Project, env, name string) (*playbooks.Playbook, error) {
+	pbs, err := proj.PlaybooksFor(env)
+	if err != nil {
+		return nil, badInput("%v", err)
+	}
+	if name != "" {
+		for _, pb := range pbs {
+			if pb.Name == name {
+				return pb, nil
+			}
+		}
+		return nil, badInput("playbook %q does not apply to environment %s (it has: %s)", name, env, playbookNames(pbs))
+	}
+	switch len(pbs) {
+	case 0:
+		return nil, badInput("no playbook applies to environment %s", env)
+	case 1:
+		return pbs[0], nil
+	}
+	return nil, badInput("environment %s has several playbooks (%s): choose one with --playbook", env, playbookNames(pbs))
+}
+
+func playbookNames(pbs []*playbooks.Playbook) string {
+	names := make([]string, len(pbs))
+	for i, pb := range pbs {
+		names[i] = pb.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+func selectHosts(targeted []*playbooks.Host, only []string, env string) ([]*playbooks.Host, error) {
+	if len(only) == 0 {
+		return targeted, nil
+	}
+	byName := map[string]*playbooks.Host{}
+	for _, h := range targeted {
+		byName[h.Name] = h
+	}
+	var out []*playbooks.Host
+	for _, n := range only {
+		h, ok := byName[n]
+		if !ok {
+			return nil, badInput("host %q is not a target of this playbook in environment %s", n, env)
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+func artifactInfo(cfg *playbooks.Config, pb *playbooks.Playbook, data *playbooks.TemplateData) (ArtifactInfo, error) {
+	local, err := pb.ArtifactPath(cfg, data)
+	if err != nil {
+		return ArtifactInfo{}, badInput("%s: artifact.path: %v", pb.Where("artifact.path"), err)
+	}
+	f, err := os.Open(local)
+	if err != nil {
+		return ArtifactInfo{}, badInput("artifact for release %s: %v (from %s)", data.Version, err, pb.Where("artifact.path"))
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return ArtifactInfo{}, fmt.Errorf("reading artifact %s: %w", local, err)
+	}
+	return ArtifactInfo{Path: local, Name: filepath.Base(local), SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}, nil
+}
+
+// ReleaseDigest identifies what is released: the version, the artifact and
+// the playbook that ships it. The same on every host.
+func ReleaseDigest(pb *playbooks.Playbook, version, artifactSHA string) (string, error) {
+	body, err := os.ReadFile(pb.Path)
+	if err != nil {
+		return "", fmt.Errorf("reading playbook: %w", err)
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "relctl-release-v1\nversion %s\nartifact %s\nplaybook %d\n", version, artifactSHA, len(body))
+	h.Write(body)
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// batchHosts puts the canary hosts first, then batches of batch_size.
+func batchHosts(hosts []*HostPlan, s playbooks.Strategy) ([]*Batch, error) {
+	size, err := BatchSize(s.BatchSize, len(hosts))
+	if err != nil {
+		return nil, badInput("strategy.batch_size: %v", err)
+	}
+	var batches []*Batch
+	rest := hosts
+	if c := min(s.Canary, len(hosts)); c > 0 {
+		batches = append(batches, &Batch{Canary: true, Hosts: rest[:c]})
+		rest = rest[c:]
+	}
+	for len(rest) > 0 {
+		n := min(size, len(rest))
+		batches = append(batches, &Batch{Hosts: rest[:n]})
+		rest = rest[n:]
+	}
+	for i, b := range batches {
+		b.Index = i + 1
+	}
+	return batches, nil
+}
+
+// BatchSize resolves a batch_size (a count, or "N%" of total hosts, rounded
+// up) to a host count of at least 1.
+func BatchSize(v any, total int) (int, error) {
+	switch x := v.(type) {
+	case nil:
+		return 1, nil
+	case int64:
+		if x < 1 {
+			return 0, fmt.Errorf("must be at least 1, got %d", x)
+		}
+		return int(min(x, int64(math.MaxInt32))), nil
+	case int:
+		return BatchSize(int64(x), total)
+	case string:
+		pct, ok := strings.CutSuffix(strings.TrimSpace(x), "%")
+		if !ok {
+			n, err := strconv.Atoi(x)
+			if err != nil {
+				return 0, fmt.Errorf("%q is neither a count nor a percentage like \"25%%\"", x)
+			}
+			return BatchSize(int64(n), total)
+		}
+		f, err := strconv.ParseFloat(pct, 64)
+		if err != nil || f <= 0 || f > 100 {
+			return 0, fmt.Errorf("%q: a percentage must be above 0%% and at most 100%%", x)
+		}
+		return max(1, int(math.Ceil(f*float64(total)/100))), nil
+	}
+	return 0, fmt.Errorf("must be a count or a percentage string, got %T", v)
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
