@@ -15,8 +15,9 @@ const maxObserved = 200
 // defence for error messages that quote a URL.
 var userinfoRE = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#@\s]*@`)
 
-// redactURL drops user:pass@ from a URL before it is printed.
-func redactURL(raw string) string {
+// RedactURL drops user:pass@ from a URL so it can be printed or logged
+// (plans, status lines); unparseable text is scrubbed the same way.
+func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return oneLine(raw)

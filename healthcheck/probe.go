@@ -157,7 +157,7 @@ func probeHTTP(ctx context.Context, s Spec, dial dialFunc, fail func(error) (str
 			head += fmt.Sprintf(" (want %d)", want)
 		}
 		if loc := resp.Header.Get("Location"); resp.StatusCode >= 300 && resp.StatusCode < 400 && loc != "" {
-			return unexpected(fmt.Sprintf("%s: redirect to %s (redirects are not followed)", head, redactURL(loc)))
+			return unexpected(fmt.Sprintf("%s: redirect to %s (redirects are not followed)", head, RedactURL(loc)))
 		}
 		return unexpected(withExcerpt(head, body))
 	}
