@@ -1,0 +1,112 @@
+package testenv
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"embed"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+//go:embed demo/server.py demo/bin/start demo/bin/stop demo/bin/restart
+var demoFiles embed.FS
+
+// DemoVersions are the releases of the demo service written to DIR/artifacts.
+var DemoVersions = []string{"1.0.0", "1.1.0", "1.2.0"}
+
+// BrokenVersion starts but answers /health with 500 ("index not loaded").
+const BrokenVersion = "1.2.0"
+
+// artifactMTime is fixed so every build of an artifact has the same sha256.
+var artifactMTime = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// ArtifactName is the file name of the demo service's artifact for version.
+func ArtifactName(version string) string { return "search-" + version + ".tar.gz" }
+
+// BuildArtifact returns the deterministic .tar.gz of the demo service at version.
+func BuildArtifact(version string) ([]byte, error) {
+	type archiveFile struct {
+		mode int64
+		data []byte
+	}
+	files := map[string]archiveFile{}
+	server, err := demoFiles.ReadFile("demo/server.py")
+	if err != nil {
+		return nil, err
+	}
+	loaded := "True"
+	if version == BrokenVersion {
+		loaded = "False"
+	}
+	py := strings.NewReplacer("@VERSION@", version, "@INDEX_LOADED@", loaded).Replace(string(server))
+	files["server.py"] = archiveFile{0o644, []byte(py)}
+	files["VERSION"] = archiveFile{0o644, []byte(version + "\n")}
+	for _, name := range []string{"start", "stop", "restart"} {
+		b, err := demoFiles.ReadFile("demo/bin/" + name)
+		if err != nil {
+			return nil, err
+		}
+		files["bin/"+name] = archiveFile{0o755, b}
+	}
+
+	names := make([]string, 0, len(files)+1)
+	names = append(names, "bin/")
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+
+	var buf bytes.Buffer
+	gz, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if err != nil {
+		return nil, err
+	}
+	tw := tar.NewWriter(gz)
+	for _, n := range names {
+		hdr := &tar.Header{Name: n, ModTime: artifactMTime, Format: tar.FormatUSTAR, Uname: "root", Gname: "root"}
+		if strings.HasSuffix(n, "/") {
+			hdr.Typeflag, hdr.Mode = tar.TypeDir, 0o755
+		} else {
+			f := files[n]
+			hdr.Typeflag, hdr.Mode, hdr.Size = tar.TypeReg, f.mode, int64(len(f.data))
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return nil, err
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			if _, err := tw.Write(files[n].data); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	if err := gz.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// writeArtifacts writes DIR/artifacts/search-<v>.tar.gz for every demo version.
+func writeArtifacts(dir string) error {
+	adir := filepath.Join(dir, "artifacts")
+	if err := os.MkdirAll(adir, 0o755); err != nil {
+		return err
+	}
+	for _, v := range DemoVersions {
+		b, err := BuildArtifact(v)
+		if err != nil {
+			return fmt.Errorf("build artifact %s: %w", v, err)
+		}
+		if err := writeFileAtomic(filepath.Join(adir, ArtifactName(v)), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}

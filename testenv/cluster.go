@@ -1,0 +1,310 @@
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	"github.com/rs/zerolog"
+)
+
+// Options describe a cluster.
+type Options struct {
+	Dir   string   // where every file and host lives; created if missing
+	Hosts int      // hosts per environment; default 3
+	Envs  []string // default staging, production
+}
+
+// HostInfo describes one host of the cluster.
+type HostInfo struct {
+	Name        string `json:"name"`    // e.g. staging-1
+	Env         string `json:"env"`     // e.g. staging
+	Address     string `json:"address"` // 127.0.0.1:SSHPort
+	SSHPort     int    `json:"ssh_port"`
+	ServicePort int    `json:"service_port"` // the demo service's HTTP port (vars.port)
+	Root        string `json:"root"`         // the host's filesystem: cwd and HOME of its commands
+	BaseDir     string `json:"base_dir"`     // vars.base_dir: Root/srv/search
+}
+
+// Cluster is a running set of SSH hosts on 127.0.0.1.
+type Cluster struct {
+	dir    string
+	hosts  []*sshHost
+	cancel context.CancelFunc
+	log    zerolog.Logger
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+const maxHostsPerEnv = 100
+
+var envNameOK = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+
+func (o Options) normalize() (Options, error) {
+	if o.Dir == "" {
+		return o, errors.New("testenv: a directory is required")
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return o, err
+	}
+	o.Dir = dir
+	if o.Hosts == 0 {
+		o.Hosts = 3
+	}
+	if o.Hosts < 1 || o.Hosts > maxHostsPerEnv {
+		return o, fmt.Errorf("testenv: hosts per environment must be between 1 and %d, got %d", maxHostsPerEnv, o.Hosts)
+	}
+	if len(o.Envs) == 0 {
+		o.Envs = []string{"staging", "production"}
+	}
+	seen := map[string]bool{}
+	for _, e := range o.Envs {
+		if !envNameOK.MatchString(e) {
+			return o, fmt.Errorf("testenv: environment name %q: use lower-case letters, digits, '-' and '_'", e)
+		}
+		if seen[e] {
+			return o, fmt.Errorf("testenv: environment %q given twice", e)
+		}
+		seen[e] = true
+	}
+	return o, nil
+}
+
+// Start writes the cluster's files into opts.Dir and starts every host's SSH
+// server in this process. It returns once every host answers SSH. Keys and
+// ports of an earlier cluster in the same directory are reused when possible.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	opts, err := opts.normalize()
+	if err != nil {
+		return nil, err
+	}
+	if st, err := queryDaemon(ctx, opts.Dir, controlRequest{Op: "status"}); err == nil {
+		return nil, fmt.Errorf("testenv: a cluster is already running for %s (pid %d)", opts.Dir, st.PID)
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	log := zerolog.Ctx(ctx).With().Str("testenv", opts.Dir).Logger()
+
+	clientKey, err := writeClientKey(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	prev := map[string]HostInfo{}
+	if st, err := readState(opts.Dir); err == nil {
+		for _, h := range st.Hosts {
+			prev[h.Name] = h
+		}
+	}
+
+	// Servers outlive Start's ctx (it may carry a deadline) but keep its values.
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c := &Cluster{dir: opts.Dir, cancel: cancel, log: log}
+	usedPorts := map[int]bool{}
+	fail := func(err error) (*Cluster, error) {
+		c.Close()
+		return nil, err
+	}
+	for _, env := range opts.Envs {
+		for i := 1; i <= opts.Hosts; i++ {
+			name := fmt.Sprintf("%s-%d", env, i)
+			root := filepath.Join(opts.Dir, hostsDir, name)
+			if err := os.MkdirAll(root, 0o755); err != nil {
+				return fail(err)
+			}
+			hostKey, err := loadOrCreateKey(filepath.Join(opts.Dir, hostKeysDir, name), "relctl-testenv "+name)
+			if err != nil {
+				return fail(fmt.Errorf("%s: host key: %w", name, err))
+			}
+			ln, err := listenLoopback(prev[name].SSHPort, usedPorts)
+			if err != nil {
+				return fail(fmt.Errorf("%s: %w", name, err))
+			}
+			sshPort := ln.Addr().(*net.TCPAddr).Port
+			servicePort, err := freeLoopbackPort(prev[name].ServicePort, usedPorts)
+			if err != nil {
+				ln.Close()
+				return fail(fmt.Errorf("%s: %w", name, err))
+			}
+			info := HostInfo{
+				Name:        name,
+				Env:         env,
+				Address:     net.JoinHostPort("127.0.0.1", strconv.Itoa(sshPort)),
+				SSHPort:     sshPort,
+				ServicePort: servicePort,
+				Root:        root,
+				BaseDir:     filepath.Join(root, "srv", "search"),
+			}
+			h := newSSHHost(sctx, info, opts.Dir, hostKey, clientKey.PublicKey(), log)
+			h.mu.Lock()
+			h.listen(ln)
+			h.mu.Unlock()
+			c.hosts = append(c.hosts, h)
+		}
+	}
+
+	infos := c.Hosts()
+	for _, write := range []func() error{
+		func() error { return writeKnownHosts(opts.Dir, c.hosts) },
+		func() error { return writeConfig(opts.Dir, opts.Envs, infos) },
+		func() error { return writePlaybook(opts.Dir) },
+		func() error { return writeArtifacts(opts.Dir) },
+		func() error { return writeState(opts.Dir, &stateFile{Dir: opts.Dir, Hosts: infos}) },
+	} {
+		if err := write(); err != nil {
+			return fail(err)
+		}
+	}
+	for _, h := range infos {
+		if err := checkSSHBanner(ctx, h.Address); err != nil {
+			return fail(fmt.Errorf("%s: %w", h.Name, err))
+		}
+	}
+	log.Info().Int("hosts", len(infos)).Msg("testenv cluster started")
+	return c, nil
+}
+
+// listenLoopback listens on 127.0.0.1:want when it is free, else on any free port.
+func listenLoopback(want int, used map[int]bool) (net.Listener, error) {
+	if want > 0 && !used[want] {
+		if ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(want))); err == nil {
+			used[want] = true
+			return ln, nil
+		}
+	}
+	for range 20 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		p := ln.Addr().(*net.TCPAddr).Port
+		if !used[p] {
+			used[p] = true
+			return ln, nil
+		}
+		ln.Close()
+	}
+	return nil, errors.New("no free port on 127.0.0.1")
+}
+
+// freeLoopbackPort picks a port for a service that starts later; the port is
+// free now, and relctl.toml records it.
+func freeLoopbackPort(want int, used map[int]bool) (int, error) {
+	ln, err := listenLoopback(want, used)
+	if err != nil {
+		return 0, err
+	}
+	p := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return p, nil
+}
+
+// checkSSHBanner confirms that addr speaks SSH without a handshake, so
+// readiness checks do not count as handshakes.
+func checkSSHBanner(ctx context.Context, addr string) error {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(nc).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("read SSH banner: %w", err)
+	}
+	if !strings.HasPrefix(line, "SSH-2.0-") {
+		return fmt.Errorf("unexpected SSH banner %q", line)
+	}
+	return nil
+}
+
+// Dir is the cluster's absolute directory.
+func (c *Cluster) Dir() string { return c.dir }
+
+// Hosts lists every host, environments in order, then by number.
+func (c *Cluster) Hosts() []HostInfo {
+	out := make([]HostInfo, len(c.hosts))
+	for i, h := range c.hosts {
+		out[i] = h.info
+	}
+	return out
+}
+
+// Handshakes counts, per host name, the SSH handshakes that succeeded.
+func (c *Cluster) Handshakes() map[string]int {
+	out := make(map[string]int, len(c.hosts))
+	for _, h := range c.hosts {
+		out[h.info.Name] = int(h.handshakes.Load())
+	}
+	return out
+}
+
+func (c *Cluster) host(name string) (*sshHost, error) {
+	names := make([]string, 0, len(c.hosts))
+	for _, h := range c.hosts {
+		if h.info.Name == name {
+			return h, nil
+		}
+		names = append(names, h.info.Name)
+	}
+	sort.Strings(names)
+	return nil, fmt.Errorf("testenv: unknown host %q (hosts: %s)", name, strings.Join(names, ", "))
+}
+
+// SetSSHDown injects the fault "SSH port closed" on host: its listener
+// closes (dials are refused) and live connections drop; processes on the
+// host keep running. SetSSHDown(host, false) reopens the same port.
+func (c *Cluster) SetSSHDown(host string, down bool) error {
+	h, err := c.host(host)
+	if err != nil {
+		return err
+	}
+	if err := h.setDown(down); err != nil {
+		return err
+	}
+	c.log.Info().Str("host", host).Bool("ssh_down", down).Msg("testenv fault")
+	return nil
+}
+
+// Close stops every host and every process started through them, services
+// included, so nothing is left behind. Files in the directory stay.
+func (c *Cluster) Close() error {
+	c.closeOnce.Do(func() {
+		for _, h := range c.hosts {
+			h.close()
+		}
+		c.cancel()
+		var errs *multierror.Error
+		if err := sweepMarked(c.dir); err != nil {
+			errs = multierror.Append(errs, err)
+		}
+		done := make(chan struct{})
+		go func() {
+			for _, h := range c.hosts {
+				h.wg.Wait()
+			}
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second): // only against a hang
+			errs = multierror.Append(errs, errors.New("testenv: SSH handlers did not stop within 30s"))
+		}
+		c.closeErr = errs.ErrorOrNil()
+	})
+	return c.closeErr
+}

@@ -1,0 +1,418 @@
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	"github.com/rs/zerolog"
+)
+
+// daemonEnv marks the daemon process Up spawned, so Down signals the right
+// pid even when the socket no longer answers (pids get reused).
+const daemonEnv = "RELCTL_TESTENV_DAEMON"
+
+// ErrNotRunning: no daemon answers on DIR/testenv.sock.
+var ErrNotRunning = errors.New("no testenv daemon is running")
+
+// Status is what `relctl testenv status` shows.
+type Status struct {
+	Dir     string       `json:"dir"`
+	PID     int          `json:"pid"` // the daemon's; 0 when none runs
+	Running bool         `json:"running"`
+	Hosts   []HostStatus `json:"hosts"`
+}
+
+// HostStatus is one host as the daemon sees it.
+type HostStatus struct {
+	HostInfo
+	SSHUp      bool `json:"ssh_up"`
+	Handshakes int  `json:"handshakes"`
+}
+
+type controlRequest struct {
+	Op      string `json:"op"` // status | fault
+	Host    string `json:"host,omitempty"`
+	SSHDown bool   `json:"ssh_down,omitempty"`
+}
+
+type controlResponse struct {
+	OK     bool    `json:"ok"`
+	Error  string  `json:"error,omitempty"`
+	Status *Status `json:"status,omitempty"`
+}
+
+func (c *Cluster) status() *Status {
+	st := &Status{Dir: c.dir, PID: os.Getpid(), Running: true}
+	for _, h := range c.hosts {
+		st.Hosts = append(st.Hosts, HostStatus{HostInfo: h.info, SSHUp: h.sshUp(), Handshakes: int(h.handshakes.Load())})
+	}
+	return st
+}
+
+func absDir(dir string) (string, error) {
+	if dir == "" {
+		return "", errors.New("testenv: a directory is required")
+	}
+	return filepath.Abs(dir)
+}
+
+func socketPath(dir string) (string, error) {
+	p := filepath.Join(dir, SocketFile)
+	if len(p) >= 108 { // sun_path
+		return "", fmt.Errorf("testenv: directory path too long for a unix socket: %s", p)
+	}
+	return p, nil
+}
+
+// Serve runs a cluster as a daemon until ctx is cancelled: it starts the
+// hosts, writes DIR/testenv.json and answers status and fault requests on
+// DIR/testenv.sock; then it stops everything (Close).
+func Serve(ctx context.Context, opts Options) (err error) {
+	opts, err = opts.normalize()
+	if err != nil {
+		return err
+	}
+	sock, err := socketPath(opts.Dir)
+	if err != nil {
+		return err
+	}
+	log := zerolog.Ctx(ctx)
+	c, err := Start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := c.Close(); cerr != nil {
+			err = multierror.Append(err, cerr).ErrorOrNil()
+		}
+		log.Info().Str("dir", opts.Dir).Msg("testenv stopped")
+	}()
+
+	// Start found no daemon answering, so a socket file here is stale.
+	os.Remove(sock)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(sock)
+	defer ln.Close()
+	if err := os.Chmod(sock, 0o600); err != nil {
+		return err
+	}
+	if err := writeState(opts.Dir, &stateFile{Dir: opts.Dir, PID: os.Getpid(), Hosts: c.Hosts()}); err != nil {
+		return err
+	}
+	defer writeState(opts.Dir, &stateFile{Dir: opts.Dir, Hosts: c.Hosts()})
+
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go c.serveControl(conn)
+		}
+	}()
+	log.Info().Str("dir", opts.Dir).Int("pid", os.Getpid()).Int("hosts", len(c.hosts)).Msg("testenv ready")
+	<-ctx.Done()
+	log.Info().Str("dir", opts.Dir).Msg("testenv stopping")
+	return nil
+}
+
+func (c *Cluster) serveControl(conn net.Conn) {
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	var req controlRequest
+	var resp controlResponse
+	line, err := bufio.NewReader(conn).ReadBytes('\n')
+	if err == nil {
+		err = json.Unmarshal(line, &req)
+	}
+	switch {
+	case err != nil:
+		resp.Error = "bad request: " + err.Error()
+	case req.Op == "status":
+		resp.OK, resp.Status = true, c.status()
+	case req.Op == "fault":
+		if err := c.SetSSHDown(req.Host, req.SSHDown); err != nil {
+			resp.Error = err.Error()
+		} else {
+			resp.OK, resp.Status = true, c.status()
+		}
+	default:
+		resp.Error = fmt.Sprintf("unknown request %q", req.Op)
+	}
+	b, _ := json.Marshal(resp) // plain data always marshals
+	conn.Write(append(b, '\n'))
+}
+
+// queryDaemon sends one request to the daemon of dir; ErrNotRunning when
+// nothing answers.
+func queryDaemon(ctx context.Context, dir string, req controlRequest) (*Status, error) {
+	sock, err := socketPath(dir)
+	if err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", sock)
+	if err != nil {
+		return nil, fmt.Errorf("%w for %s", ErrNotRunning, dir)
+	}
+	defer conn.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	conn.SetDeadline(deadline)
+	b, _ := json.Marshal(req)
+	if _, err := conn.Write(append(b, '\n')); err != nil {
+		return nil, fmt.Errorf("%w for %s: %v", ErrNotRunning, dir, err)
+	}
+	line, err := bufio.NewReader(conn).ReadBytes('\n')
+	if err != nil {
+		return nil, fmt.Errorf("%w for %s: no answer: %v", ErrNotRunning, dir, err)
+	}
+	var resp controlResponse
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return nil, fmt.Errorf("testenv daemon for %s: bad answer: %w", dir, err)
+	}
+	if !resp.OK {
+		return nil, errors.New(resp.Error)
+	}
+	return resp.Status, nil
+}
+
+// GetStatus reports the daemon of dir and its hosts. When none runs,
+// Running is false and the hosts (if any were ever started) come from
+// DIR/testenv.json with SSHUp false.
+func GetStatus(ctx context.Context, dir string) (*Status, error) {
+	dir, err := absDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	st, err := queryDaemon(ctx, dir, controlRequest{Op: "status"})
+	if err == nil {
+		return st, nil
+	}
+	if !errors.Is(err, ErrNotRunning) {
+		return nil, err
+	}
+	out := &Status{Dir: dir}
+	saved, err := readState(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range saved.Hosts {
+		out.Hosts = append(out.Hosts, HostStatus{HostInfo: h})
+	}
+	return out, nil
+}
+
+// Fault sets or clears the "SSH port closed" fault on one host of the
+// running daemon of dir.
+func Fault(ctx context.Context, dir, host string, sshDown bool) error {
+	dir, err := absDir(dir)
+	if err != nil {
+		return err
+	}
+	_, err = queryDaemon(ctx, dir, controlRequest{Op: "fault", Host: host, SSHDown: sshDown})
+	if errors.Is(err, ErrNotRunning) {
+		return fmt.Errorf("testenv: no cluster is running for %s (start one with `relctl testenv up`)", dir)
+	}
+	return err
+}
+
+// Up starts the daemon (serveArgv, e.g. relctl testenv serve --dir DIR)
+// in its own session with output to DIR/testenv.log, and returns its status
+// once the control socket answers and every host speaks SSH. If the daemon
+// dies first, the error carries the log's tail.
+func Up(ctx context.Context, opts Options, serveArgv []string) (*Status, error) {
+	opts, err := opts.normalize()
+	if err != nil {
+		return nil, err
+	}
+	if len(serveArgv) == 0 {
+		return nil, errors.New("testenv: no command to run the daemon")
+	}
+	if _, err := socketPath(opts.Dir); err != nil {
+		return nil, err
+	}
+	if pid := runningDaemon(ctx, opts.Dir); pid > 0 {
+		return nil, fmt.Errorf("testenv: already running for %s (pid %d); run `relctl testenv down` first", opts.Dir, pid)
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(opts.Dir, LogFile)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(serveArgv[0], serveArgv[1:]...)
+	cmd.Dir = opts.Dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(withoutEnv(os.Environ(), MarkerEnv, daemonEnv), daemonEnv+"="+opts.Dir)
+	// Its own session: the daemon outlives the terminal and the CLI that started it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	logf.Close()
+	if err != nil {
+		return nil, fmt.Errorf("testenv: start daemon: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }() // reaps it if it dies while we live
+
+	pid := cmd.Process.Pid
+	stop := func() {
+		syscall.Kill(pid, syscall.SIGTERM)
+		if waitGone([]int{pid}, 20*time.Second) != nil {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	deadline := time.After(2 * time.Minute) // only against a hang
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case werr := <-exited:
+			return nil, fmt.Errorf("testenv: daemon exited during start-up (%v); last lines of %s:\n%s", werr, logPath, logTail(logPath, 20))
+		case <-ctx.Done():
+			stop()
+			return nil, ctx.Err()
+		case <-deadline:
+			stop()
+			return nil, fmt.Errorf("testenv: daemon not ready after 2m; last lines of %s:\n%s", logPath, logTail(logPath, 20))
+		case <-tick.C:
+		}
+		st, err := queryDaemon(ctx, opts.Dir, controlRequest{Op: "status"})
+		if err != nil || st.PID != pid || len(st.Hosts) != opts.Hosts*len(opts.Envs) {
+			continue
+		}
+		ready := true
+		for _, h := range st.Hosts {
+			if !h.SSHUp || checkSSHBanner(ctx, h.Address) != nil {
+				ready = false
+				break
+			}
+		}
+		if ready {
+			return st, nil
+		}
+	}
+}
+
+// runningDaemon returns the pid of the daemon serving dir, or 0.
+func runningDaemon(ctx context.Context, dir string) int {
+	if st, err := queryDaemon(ctx, dir, controlRequest{Op: "status"}); err == nil {
+		return st.PID
+	}
+	if saved, err := readState(dir); err == nil && isDaemonFor(saved.PID, dir) {
+		return saved.PID
+	}
+	return 0
+}
+
+func isDaemonFor(pid int, dir string) bool {
+	if !processAlive(pid) {
+		return false
+	}
+	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		return false
+	}
+	for _, kv := range strings.Split(string(env), "\x00") {
+		if kv == daemonEnv+"="+dir {
+			return true
+		}
+	}
+	return false
+}
+
+// Down stops the daemon of dir (SIGTERM, then SIGKILL if it hangs), then
+// kills any process still carrying the cluster's marker. It succeeds when
+// nothing runs. Keys, ports and files stay for the next Up.
+func Down(ctx context.Context, dir string) error {
+	dir, err := absDir(dir)
+	if err != nil {
+		return err
+	}
+	log := zerolog.Ctx(ctx)
+	if pid := runningDaemon(ctx, dir); pid > 0 {
+		log.Info().Int("pid", pid).Str("dir", dir).Msg("stopping testenv daemon")
+		syscall.Kill(pid, syscall.SIGTERM)
+		if left := waitGoneCtx(ctx, pid, time.Minute); left {
+			syscall.Kill(pid, syscall.SIGKILL)
+			waitGoneCtx(ctx, pid, 10*time.Second)
+		}
+	}
+	var errs *multierror.Error
+	if err := sweepMarked(dir); err != nil {
+		errs = multierror.Append(errs, err)
+	}
+	if err := os.Remove(filepath.Join(dir, SocketFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = multierror.Append(errs, err)
+	}
+	if saved, err := readState(dir); err == nil && saved.PID != 0 {
+		saved.PID = 0
+		if err := writeState(dir, saved); err != nil {
+			errs = multierror.Append(errs, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		errs = multierror.Append(errs, err)
+	}
+	return errs.ErrorOrNil()
+}
+
+// waitGoneCtx waits for pid to end; true when it is still alive.
+func waitGoneCtx(ctx context.Context, pid int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for processAlive(pid) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
+func withoutEnv(env []string, names ...string) []string {
+	out := env[:0:0]
+next:
+	for _, kv := range env {
+		for _, n := range names {
+			if strings.HasPrefix(kv, n+"=") {
+				continue next
+			}
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "    " + strings.Join(lines, "\n    ")
+}

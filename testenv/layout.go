@@ -1,0 +1,233 @@
+package testenv
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+// Files written in the cluster directory. relctl.toml refers to the ones
+// inside DIR by relative path so the directory is self-contained.
+const (
+	ClientKeyFile  = "id_ed25519"
+	KnownHostsFile = "known_hosts"
+	ConfigFile     = "relctl.toml"
+	PlaybookFile   = "playbooks/search.toml"
+	StateFile      = "testenv.json"
+	SocketFile     = "testenv.sock"
+	LogFile        = "testenv.log"
+	hostKeysDir    = "hostkeys"
+	hostsDir       = "hosts"
+)
+
+// stateFile is DIR/testenv.json: who serves the cluster, and its ports so a
+// later `up` of the same DIR keeps known_hosts and relctl.toml valid.
+type stateFile struct {
+	Dir   string     `json:"dir"`
+	PID   int        `json:"pid"` // 0 when no daemon runs
+	Hosts []HostInfo `json:"hosts"`
+}
+
+func readState(dir string) (*stateFile, error) {
+	b, err := os.ReadFile(filepath.Join(dir, StateFile))
+	if err != nil {
+		return nil, err
+	}
+	var st stateFile
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, StateFile), err)
+	}
+	return &st, nil
+}
+
+func writeState(dir string, st *stateFile) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, StateFile), append(b, '\n'), 0o644)
+}
+
+// writeFileAtomic replaces path so readers never see a half-written file.
+func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// loadOrCreateKey reads an OpenSSH ed25519 private key from path, or creates
+// one (0600) when the file does not exist; reuse keeps known_hosts valid.
+func loadOrCreateKey(path, comment string) (ssh.Signer, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		s, err := ssh.ParsePrivateKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return s, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	block, err := ssh.MarshalPrivateKey(priv, comment)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		return nil, err
+	}
+	return ssh.NewSignerFromKey(priv)
+}
+
+func writeClientKey(dir string) (ssh.Signer, error) {
+	s, err := loadOrCreateKey(filepath.Join(dir, ClientKeyFile), "relctl-testenv")
+	if err != nil {
+		return nil, fmt.Errorf("client key: %w", err)
+	}
+	pub := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.PublicKey()))) + " relctl-testenv\n"
+	if err := writeFileAtomic(filepath.Join(dir, ClientKeyFile+".pub"), []byte(pub), 0o644); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func writeKnownHosts(dir string, hosts []*sshHost) error {
+	var b strings.Builder
+	for _, h := range hosts {
+		b.WriteString(knownhosts.Line([]string{knownhosts.Normalize(h.info.Address)}, h.hostKey.PublicKey()))
+		b.WriteByte('\n')
+	}
+	return writeFileAtomic(filepath.Join(dir, KnownHostsFile), []byte(b.String()), 0o644)
+}
+
+func writeConfig(dir string, envs []string, hosts []HostInfo) error {
+	var b strings.Builder
+	b.WriteString(`# Written by ` + "`relctl testenv up`" + `: a local cluster of SSH hosts on 127.0.0.1.
+project = "search"
+
+[ssh]
+user = "relctl"
+identity_file = "id_ed25519"
+known_hosts = "known_hosts"
+host_key_policy = "strict"
+connect_timeout = "5s"
+command_timeout = "2m"
+keepalive = "10s"
+max_parallel = 50
+`)
+	for _, env := range envs {
+		fmt.Fprintf(&b, "\n[environments.%s]\n", env)
+		for _, h := range hosts {
+			if h.Env != env {
+				continue
+			}
+			fmt.Fprintf(&b, "[[environments.%s.hosts]]\n", env)
+			fmt.Fprintf(&b, "name = %s\n", tomlString(h.Name))
+			fmt.Fprintf(&b, "address = %s\n", tomlString(h.Address))
+			b.WriteString("roles = [\"search\"]\n")
+			fmt.Fprintf(&b, "[environments.%s.hosts.vars]\n", env)
+			fmt.Fprintf(&b, "base_dir = %s\n", tomlString(h.BaseDir))
+			fmt.Fprintf(&b, "port = %d            # the demo service's HTTP port for this host\n", h.ServicePort)
+		}
+	}
+	return writeFileAtomic(filepath.Join(dir, ConfigFile), []byte(b.String()), 0o644)
+}
+
+// tomlString quotes s as a TOML basic string: a JSON string is one (JSON
+// escapes control characters as \uXXXX, which TOML accepts; Go's %q may not).
+func tomlString(s string) string {
+	b, _ := json.Marshal(s) // a string always marshals
+	return string(b)
+}
+
+const searchPlaybook = `# The demo "search" service: canary first, then half the hosts at a time.
+# relctl shell-quotes every {{...}} value itself: never put template actions
+# inside quotes.
+name = "search"
+roles = ["search"]      # deployed to every host with the "search" role
+keep_releases = 3       # release directories kept per host
+
+[artifact]
+# Resolved against relctl.toml's directory; uploaded to each host's release dir.
+path = "artifacts/search-{{.Version}}.tar.gz"
+
+[strategy]
+canary = 1              # one host first; stop there if it fails
+batch_size = "50%"      # then half of the targeted hosts per batch
+max_parallel = 4
+
+# Polled through each host's SSH connection until it passes healthy_for
+# times in a row, or fails after retries.
+[checks.health]
+type = "http"
+url = "http://127.0.0.1:{{.Vars.port}}/health"
+expect_status = 200
+body_contains = "{{.Version}}"
+timeout = "2s"
+interval = "200ms"
+retries = 25
+healthy_for = 2
+
+[[steps]]
+phase = "preflight"
+name = "base-dir"
+run = "mkdir -p {{.BaseDir}} && test -w {{.BaseDir}}"
+
+[[steps]]
+phase = "stage"
+kind = "upload"         # the artifact, checked against its sha256
+
+[[steps]]
+phase = "stage"
+name = "unpack"
+run = "tar -xzf {{.Artifact}} -C {{.ReleaseDir}} && test -x {{.ReleaseDir}}/bin/start"
+
+[[steps]]
+phase = "activate"
+kind = "activate"       # points BaseDir/current at the new release
+
+[[steps]]
+phase = "activate"
+name = "restart"
+run = "{{.CurrentDir}}/bin/restart {{.BaseDir}} {{.Vars.port}}"
+
+[[steps]]
+phase = "verify"
+kind = "check"
+checks = ["health"]
+`
+
+func writePlaybook(dir string) error {
+	return writeFileAtomic(filepath.Join(dir, PlaybookFile), []byte(searchPlaybook), 0o644)
+}
