@@ -73,9 +73,9 @@ func describeCheck(s healthcheck.Spec) string {
 	var target string
 	switch s.Type {
 	case playbooks.CheckHTTP:
-		target = "GET " + s.URL
+		target = "GET " + healthcheck.RedactURL(s.URL)
 		if s.BodyContains != "" {
-			target += fmt.Sprintf(" expecting %d and %q", max(s.ExpectStatus, 200), s.BodyContains)
+			target += fmt.Sprintf(" expecting %d and %q", s.ExpectStatus, s.BodyContains)
 		}
 	case playbooks.CheckTCP:
 		target = "connect " + s.Address

@@ -1,0 +1,33 @@
+# relctl — see README.md. `make demo` and `make test` are the two commands a newcomer needs.
+GO      ?= go
+BIN     := bin/relctl
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: build test test-deps demo lint bench clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/relctl
+
+# Installs what the tests need (openssh-server, ...) when missing, then runs
+# vet, the gofmt check and every test with the race detector.
+test: test-deps lint
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-deps:
+	@scripts/install-test-deps.sh
+
+lint:
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+demo: build
+	@scripts/demo.sh $(BIN)
+
+# Deploys to 50 testenv hosts and prints wall time and SSH handshakes per host.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./bench/
+
+clean:
+	rm -rf bin

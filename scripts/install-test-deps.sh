@@ -1,0 +1,21 @@
+#!/bin/sh
+# Installs the Debian packages the tests start for real, when missing:
+# OpenSSH's sshd (integration tests against real sshd) and ssh-keygen.
+set -eu
+missing=""
+[ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
+command -v ssh-keygen >/dev/null 2>&1 || missing="$missing openssh-client"
+command -v tar >/dev/null 2>&1 || missing="$missing tar"
+[ -x /usr/bin/python3 ] || missing="$missing python3"
+if [ -z "$missing" ]; then
+	exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+	echo "missing packages:$missing; install them (as root: apt-get install -y$missing)" >&2
+	exit 1
+fi
+echo "installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
