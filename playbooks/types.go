@@ -24,6 +24,8 @@ type Config struct {
 	// Path is the file the config was read from; Dir its directory (absolute).
 	Path string `toml:"-"`
 	Dir  string `toml:"-"`
+
+	pos *positions // where each key is in Path, for Where and problems
 }
 
 // Host key policies, named after OpenSSH's StrictHostKeyChecking.
@@ -80,6 +82,8 @@ type Playbook struct {
 	Steps        []*Step           `toml:"steps"`
 	// Path is the file the playbook was read from.
 	Path string `toml:"-"`
+
+	pos *positions // where each key is in Path, for Where and problems
 }
 
 // Artifact is the file shipped to every host.

@@ -1,0 +1,500 @@
+package playbooks
+
+import (
+	"fmt"
+	"net"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+const nameAlphabet = "letters, digits, '.', '_' and '-'"
+
+func validName(n string) error { return checkName("name", n, hostNameRE, 63, nameAlphabet) }
+
+// validate checks relctl.toml on its own; playbook-dependent checks come later.
+func (c *Config) validate() Problems {
+	ix := c.pos
+	var ps Problems
+	add := func(key, format string, args ...any) { ps = append(ps, ix.problem(key, format, args...)) }
+
+	if c.Project == "" {
+		add("project", "missing required key project (the name of what is released)")
+	} else if err := checkName("project", c.Project, hostNameRE, 63, nameAlphabet); err != nil {
+		add("project", "%v", err)
+	}
+	s := c.SSH
+	if s.HostKeyPolicy != HostKeyStrict && s.HostKeyPolicy != HostKeyAcceptNew {
+		add("ssh.host_key_policy", "ssh.host_key_policy %q is not valid (use %q or %q)", s.HostKeyPolicy, HostKeyStrict, HostKeyAcceptNew)
+	}
+	if s.ConnectTimeout.Duration <= 0 {
+		add("ssh.connect_timeout", "ssh.connect_timeout must be more than 0s")
+	}
+	if s.CommandTimeout.Duration <= 0 {
+		add("ssh.command_timeout", "ssh.command_timeout must be more than 0s")
+	}
+	if s.MaxParallel < 0 {
+		add("ssh.max_parallel", "ssh.max_parallel must not be negative (got %d)", s.MaxParallel)
+	}
+	if len(c.Environments) == 0 {
+		ps = append(ps, Problem{File: c.Path, Message: "no environments: add at least one [environments.<name>] with hosts"})
+	}
+	for _, name := range slices.Sorted(mapKeys(c.Environments)) {
+		env := c.Environments[name]
+		ekey := "environments." + name
+		if err := checkName("environment name", name, hostNameRE, 63, nameAlphabet); err != nil {
+			add(ekey, "%v", err)
+		}
+		ps = append(ps, varProblems(ix, ekey+".vars", env.Vars)...)
+		if len(env.Hosts) == 0 {
+			add(ekey, "environment %q has no hosts (add [[%s.hosts]] entries)", name, ekey)
+		}
+		seen := map[string]string{}
+		for i, h := range env.Hosts {
+			hkey := fmt.Sprintf("%s.hosts.%d", ekey, i)
+			label := "host"
+			if h.Name != "" {
+				label = fmt.Sprintf("host %q", h.Name)
+			}
+			switch err := ValidateHostName(h.Name); {
+			case h.Name == "":
+				add(hkey, "host in environment %q has no name", name)
+			case err != nil:
+				add(hkey+".name", "%v", err)
+			case seen[h.Name] != "":
+				add(hkey+".name", "duplicate host name %q in environment %q (also at %s)", h.Name, name, seen[h.Name])
+			default:
+				seen[h.Name] = ix.where(hkey + ".name")
+			}
+			if h.Address == "" {
+				add(hkey, "%s has no address (host or host:port)", label)
+			} else if err := checkAddress(h.Address); err != nil {
+				add(hkey+".address", "%s: address %v", label, err)
+			}
+			if len(h.Roles) == 0 {
+				add(hkey, "%s has no roles", label)
+			}
+			for j, r := range h.Roles {
+				if err := checkName("role", r, hostNameRE, 63, nameAlphabet); err != nil {
+					add(fmt.Sprintf("%s.roles.%d", hkey, j), "%s: %v", label, err)
+				}
+			}
+			ps = append(ps, varProblems(ix, hkey+".vars", h.Vars)...)
+		}
+	}
+	return ps
+}
+
+// checkAddress accepts host or host:port (defaults already added ":22").
+func checkAddress(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (%v)", addr, strings.TrimPrefix(err.Error(), "address "+addr+": "))
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host", addr)
+	}
+	if strings.HasPrefix(host, "-") || strings.ContainsAny(host, " \t\n'\"`$;&|<>\\/") {
+		return fmt.Errorf("%q has an invalid host name", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q has an invalid port %q (use 1-65535)", addr, port)
+	}
+	return nil
+}
+
+// varProblems reports vars that are not scalars: templates see strings.
+func varProblems(ix *positions, key string, vars map[string]any) Problems {
+	var ps Problems
+	for _, k := range slices.Sorted(mapKeys(vars)) {
+		if _, ok := varString(vars[k]); !ok {
+			ps = append(ps, ix.problem(key+"."+k, "var %q must be a string, number or boolean (got %s)", k, tomlValueWords(vars[k])))
+		}
+	}
+	return ps
+}
+
+func tomlValueWords(v any) string {
+	switch v.(type) {
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a table"
+	default:
+		return "a date or time"
+	}
+}
+
+var batchPercentRE = regexp.MustCompile(`^([0-9]+)%$`)
+
+// validate checks one playbook on its own; name is its file stem.
+func (pb *Playbook) validate(name string) Problems {
+	ix := pb.pos
+	var ps Problems
+	add := func(key, format string, args ...any) { ps = append(ps, ix.problem(key, format, args...)) }
+
+	switch {
+	case pb.Name == "":
+		add("name", "missing required key name (it must be %q, the file name)", name)
+	case pb.Name != name:
+		add("name", "name %q does not match the file name %s.toml", pb.Name, name)
+	}
+	if len(pb.Roles) == 0 {
+		add("roles", "missing required key roles (the host roles this playbook targets)")
+	}
+	for i, r := range pb.Roles {
+		if err := checkName("role", r, hostNameRE, 63, nameAlphabet); err != nil {
+			add(fmt.Sprintf("roles.%d", i), "%v", err)
+		}
+	}
+	if pb.KeepReleases < 0 {
+		add("keep_releases", "keep_releases must be at least 1 (got %d)", pb.KeepReleases)
+	}
+	ps = append(ps, varProblems(ix, "vars", pb.Vars)...)
+	if pb.Artifact.Path == "" {
+		add("artifact", "missing required key artifact.path (the file shipped to every host)")
+	} else {
+		ps = append(ps, templateSyntax(ix, "artifact.path", pb.Artifact.Path, false)...)
+	}
+
+	st := pb.Strategy
+	if st.Canary < 0 {
+		add("strategy.canary", "strategy.canary must not be negative (got %d)", st.Canary)
+	}
+	if st.MaxParallel < 0 {
+		add("strategy.max_parallel", "strategy.max_parallel must not be negative (got %d)", st.MaxParallel)
+	}
+	switch v := st.BatchSize.(type) {
+	case int:
+		if v < 1 {
+			add("strategy.batch_size", "strategy.batch_size must be at least 1 (got %d)", v)
+		}
+	case string:
+		m := batchPercentRE.FindStringSubmatch(v)
+		if m == nil {
+			add("strategy.batch_size", "strategy.batch_size %q is not a count or a percentage like \"25%%\"", v)
+		} else if n, _ := strconv.Atoi(m[1]); n < 1 || n > 100 {
+			add("strategy.batch_size", "strategy.batch_size %q must be between 1%% and 100%%", v)
+		}
+	default:
+		add("strategy.batch_size", "strategy.batch_size must be a whole number or a percentage like \"25%%\"")
+	}
+
+	for _, cname := range slices.Sorted(mapKeys(pb.Checks)) {
+		ps = append(ps, pb.validateCheck(pb.Checks[cname])...)
+	}
+	ps = append(ps, pb.validateSteps()...)
+	return ps
+}
+
+func (pb *Playbook) validateCheck(c *Check) Problems {
+	ix := pb.pos
+	key := "checks." + c.Name
+	var ps Problems
+	add := func(sub, format string, args ...any) {
+		k := key
+		if sub != "" {
+			k += "." + sub
+		}
+		ps = append(ps, ix.problem(k, "check %q: "+format, append([]any{c.Name}, args...)...))
+	}
+	if err := validName(c.Name); err != nil {
+		add("", "%v", err)
+	}
+	onlyFor := func(sub, value, typ string) {
+		if value != "" {
+			add(sub, "%s is only for %s checks", sub, typ)
+		}
+	}
+	switch c.Type {
+	case "":
+		add("", "missing type (http, tcp or command)")
+	case CheckHTTP:
+		if c.URL == "" {
+			add("", "http check needs url")
+		}
+		ps = append(ps, templateSyntax(ix, key+".url", c.URL, false)...)
+		ps = append(ps, templateSyntax(ix, key+".body_contains", c.BodyContains, false)...)
+		if c.BodyRegex != "" {
+			if _, err := regexp.Compile(c.BodyRegex); err != nil {
+				add("body_regex", "body_regex does not compile: %v", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+			}
+		}
+		if c.ExpectStatus < 100 || c.ExpectStatus > 599 {
+			add("expect_status", "expect_status %d is not an HTTP status (100-599)", c.ExpectStatus)
+		}
+		onlyFor("address", c.Address, "tcp")
+		onlyFor("command", c.Command, "command")
+	case CheckTCP:
+		if c.Address == "" {
+			add("", "tcp check needs address (host:port)")
+		}
+		ps = append(ps, templateSyntax(ix, key+".address", c.Address, false)...)
+		onlyFor("url", c.URL, "http")
+		onlyFor("command", c.Command, "command")
+	case CheckCommand:
+		if c.Command == "" {
+			add("", "command check needs command")
+		}
+		ps = append(ps, templateSyntax(ix, key+".command", c.Command, true)...)
+		onlyFor("url", c.URL, "http")
+		onlyFor("address", c.Address, "tcp")
+		if c.Via != "" && c.Via != "host" {
+			add("via", "via %q: command checks always run on the host", c.Via)
+		}
+	default:
+		add("type", "unknown type %q (use http, tcp or command)", c.Type)
+	}
+	if c.Type != CheckHTTP {
+		onlyFor("body_contains", c.BodyContains, "http")
+		onlyFor("body_regex", c.BodyRegex, "http")
+		if pb.pos.has(key + ".expect_status") {
+			add("expect_status", "expect_status is only for http checks")
+		}
+	}
+	if c.Type != CheckCommand && c.Via != "host" && c.Via != "controller" {
+		add("via", "via %q is not valid (use \"host\" or \"controller\")", c.Via)
+	}
+	if c.Timeout.Duration <= 0 {
+		add("timeout", "timeout must be more than 0s")
+	}
+	if c.Retries < 0 {
+		add("retries", "retries must not be negative (got %d)", c.Retries)
+	}
+	if c.HealthyFor < 1 {
+		add("healthy_for", "healthy_for must be at least 1 (got %d)", c.HealthyFor)
+	}
+	return ps
+}
+
+// phaseIndex orders steps the way they run.
+func phaseIndex(p string) int { return slices.Index(Phases, p) }
+
+func (pb *Playbook) validateSteps() Problems {
+	ix := pb.pos
+	var ps Problems
+	if len(pb.Steps) == 0 {
+		ps = append(ps, Problem{File: pb.Path, Message: "no steps: add at least one [[steps]]"})
+	}
+	names := map[string]string{}
+	var upload, activate []int
+	for i, s := range pb.Steps {
+		key := fmt.Sprintf("steps.%d", i)
+		label := "step"
+		if s.Name != "" {
+			label = fmt.Sprintf("step %q", s.Name)
+		}
+		add := func(sub, format string, args ...any) {
+			k := key
+			if sub != "" {
+				k += "." + sub
+			}
+			ps = append(ps, ix.problem(k, label+": "+format, args...))
+		}
+		if s.Name != "" {
+			if err := validName(s.Name); err != nil {
+				add("name", "%v", err)
+			} else if at, dup := names[s.Name]; dup {
+				add("name", "duplicate step name (also at %s)", at)
+			} else {
+				names[s.Name] = ix.where(key + ".name")
+			}
+		}
+		switch {
+		case s.Phase == "" && s.Kind == StepRun:
+			add("", "missing phase (one of %s)", strings.Join(Phases, ", "))
+		case s.Phase != "" && phaseIndex(s.Phase) < 0:
+			add("phase", "unknown phase %q (use one of %s)", s.Phase, strings.Join(Phases, ", "))
+		}
+		switch s.Kind {
+		case "":
+			add("", "has neither run nor kind (set run = \"...\", or kind = \"upload\", \"activate\" or \"check\")")
+		case StepRun:
+			if s.Run == "" {
+				add("", "kind run needs run (the command)")
+			}
+		case StepUpload, StepActivate, StepCheck:
+			if s.Run != "" {
+				add("run", "kind %s does not take run (relctl does this step itself; use a separate run step)", s.Kind)
+			}
+			if s.Undo != "" {
+				add("undo", "kind %s does not take undo (relctl undoes this step itself)", s.Kind)
+			}
+		default:
+			add("kind", "unknown kind %q (use run, upload, activate or check)", s.Kind)
+		}
+		switch s.Kind {
+		case StepUpload:
+			upload = append(upload, i)
+		case StepActivate:
+			activate = append(activate, i)
+		case StepCheck:
+			if len(s.Checks) == 0 {
+				add("", "kind check needs checks (names from [checks])")
+			}
+			for j, c := range s.Checks {
+				if _, ok := pb.Checks[c]; !ok {
+					add(fmt.Sprintf("checks.%d", j), "unknown check %q (defined: %s)", c, knownList(mapKeys(pb.Checks)))
+				}
+			}
+		}
+		if s.Kind != StepCheck && len(s.Checks) > 0 {
+			add("checks", "checks is only for kind check")
+		}
+		if s.Timeout.Duration <= 0 {
+			add("timeout", "timeout must be more than 0s")
+		}
+		ps = append(ps, templateSyntax(ix, key+".run", s.Run, true)...)
+		ps = append(ps, templateSyntax(ix, key+".undo", s.Undo, true)...)
+	}
+	for _, i := range upload[min(1, len(upload)):] {
+		ps = append(ps, ix.problem(fmt.Sprintf("steps.%d.kind", i), "step %q: more than one upload step (the first is %q)", pb.Steps[i].Name, pb.Steps[upload[0]].Name))
+	}
+	for _, i := range activate[min(1, len(activate)):] {
+		ps = append(ps, ix.problem(fmt.Sprintf("steps.%d.kind", i), "step %q: more than one activate step (the first is %q)", pb.Steps[i].Name, pb.Steps[activate[0]].Name))
+	}
+	if len(activate) > 0 {
+		a := activate[0]
+		switch {
+		case len(upload) == 0:
+			ps = append(ps, ix.problem(fmt.Sprintf("steps.%d.kind", a), "step %q: activate needs an upload step to stage the release first", pb.Steps[a].Name))
+		case runsBefore(pb.Steps, a, upload[0]):
+			ps = append(ps, ix.problem(fmt.Sprintf("steps.%d.kind", a), "step %q: activate runs before upload step %q (steps run by phase: %s)", pb.Steps[a].Name, pb.Steps[upload[0]].Name, strings.Join(Phases, ", ")))
+		}
+	}
+	return ps
+}
+
+// runsBefore reports whether step a runs before step b: by phase, then by order written.
+func runsBefore(steps []*Step, a, b int) bool {
+	pa, pb := phaseIndex(steps[a].Phase), phaseIndex(steps[b].Phase)
+	if pa < 0 || pb < 0 {
+		return false // an unknown phase is reported on its own
+	}
+	return pa < pb || pa == pb && a < b
+}
+
+func knownList(keys func(func(string) bool)) string {
+	s := slices.Sorted(keys)
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
+
+// templateSyntax reports a template that does not parse, and, for shell
+// commands, an action written inside quotes.
+func templateSyntax(ix *positions, key, text string, shell bool) Problems {
+	if text == "" {
+		return nil
+	}
+	var err error
+	if shell {
+		if _, perr := parseCommand(key, text); perr != nil {
+			err = templateError(perr)
+		} else {
+			err = quotedActionError(text)
+		}
+	} else if _, perr := parseTemplate(key, text); perr != nil {
+		err = templateError(perr)
+	}
+	if err == nil {
+		return nil
+	}
+	return Problems{ix.problem(key, "%s: %v", displayKey(key), err)}
+}
+
+// validateTargets checks what needs both files: roles that match no host,
+// and every template rendered for every targeted host (base_dir set and
+// absolute, every .Vars name defined).
+func (p *Project) validateTargets() Problems {
+	cfg := p.Config
+	var ps Problems
+	for _, envName := range slices.Sorted(mapKeys(cfg.Environments)) {
+		env := cfg.Environments[envName]
+		pbs, err := p.PlaybooksFor(envName)
+		if err != nil {
+			continue // reported as a missing playbook
+		}
+		for _, pb := range pbs {
+			for i, r := range pb.Roles {
+				if !slices.ContainsFunc(env.Hosts, func(h *Host) bool { return slices.Contains(h.Roles, r) }) {
+					ps = append(ps, pb.pos.problem(fmt.Sprintf("roles.%d", i), "role %q has no hosts in environment %q", r, envName))
+				}
+			}
+			reported := map[string]bool{} // one problem per key, not one per host
+			for _, h := range pb.TargetHosts(env) {
+				for _, pr := range p.validateHost(pb, env, h) {
+					at := pr.File + ":" + strconv.Itoa(pr.Line) + ":" + strconv.Itoa(pr.Column)
+					if !reported[at] {
+						reported[at] = true
+						ps = append(ps, pr)
+					}
+				}
+			}
+		}
+	}
+	return ps
+}
+
+func (p *Project) validateHost(pb *Playbook, env *Environment, h *Host) Problems {
+	cfg := p.Config
+	hi := slices.Index(env.Hosts, h)
+	hkey := fmt.Sprintf("environments.%s.hosts.%d", env.Name, hi)
+	// base_dir: point at whichever vars table supplied it.
+	var base string
+	var baseAt func() Problem
+	for _, src := range []struct {
+		vars map[string]any
+		ix   *positions
+		key  string
+	}{{pb.Vars, pb.pos, "vars.base_dir"}, {env.Vars, cfg.pos, "environments." + env.Name + ".vars.base_dir"}, {h.Vars, cfg.pos, hkey + ".vars.base_dir"}} {
+		if v, ok := src.vars["base_dir"]; ok {
+			base, _ = varString(v)
+			src := src
+			baseAt = func() Problem {
+				return src.ix.problem(src.key, "base_dir %q is not an absolute path (host %q in environment %q)", base, h.Name, env.Name)
+			}
+		}
+	}
+	switch {
+	case baseAt == nil || base == "":
+		return Problems{cfg.pos.problem(hkey, "host %q in environment %q: vars.base_dir is not set (playbook %q needs it; set it in the playbook's, the environment's or the host's vars)", h.Name, env.Name, pb.Name)}
+	case !path.IsAbs(base):
+		return Problems{baseAt()}
+	}
+	// Render every template for this host, with a stand-in version, so an
+	// unknown field or a var this host lacks is caught before a deploy.
+	data, err := p.Data(pb, env, h, "0.0.0", "validate")
+	if err != nil {
+		return Problems{pb.pos.problem("artifact.path", "%v (host %q in environment %q)", err, h.Name, env.Name)}
+	}
+	var ps Problems
+	try := func(key, text string, shell bool) {
+		if text == "" {
+			return
+		}
+		render := RenderText
+		if shell {
+			render = RenderCommand
+		}
+		if _, err := render(key, text, data); err != nil {
+			ps = append(ps, pb.pos.problem(key, "%s: %v (rendering for host %q in environment %q)", displayKey(key), err, h.Name, env.Name))
+		}
+	}
+	for i, s := range pb.Steps {
+		try(fmt.Sprintf("steps.%d.run", i), s.Run, true)
+		try(fmt.Sprintf("steps.%d.undo", i), s.Undo, true)
+	}
+	for _, name := range slices.Sorted(mapKeys(pb.Checks)) {
+		c := pb.Checks[name]
+		key := "checks." + name
+		try(key+".url", c.URL, false)
+		try(key+".body_contains", c.BodyContains, false)
+		try(key+".address", c.Address, false)
+		try(key+".command", c.Command, true)
+	}
+	return ps
+}
