@@ -29,8 +29,13 @@ func (a *activateAction) Do(ctx context.Context, h *hostRun) (string, error) {
 		return "", err
 	}
 	hist := st.History
+	previous := st.Current
+	if previous == a.Version {
+		// Re-activating the current release must not make it its own predecessor.
+		previous = st.Previous()
+	}
 	hist.Activations = append(hist.Activations, state.Activation{
-		Version: a.Version, Previous: st.Current,
+		Version: a.Version, Previous: previous,
 		ReleaseDigest: h.plan.Digest, ArtifactSHA256: h.plan.Artifact.SHA256,
 		Time: h.now().UTC(), Operator: h.engine.Operator, Controller: h.engine.Controller,
 		RunID: h.plan.RunID, Playbook: h.plan.Playbook,
@@ -44,8 +49,11 @@ func (a *activateAction) Do(ctx context.Context, h *hostRun) (string, error) {
 		return "", err
 	}
 	h.setCurrent(a.Version)
-	if st.Current == "" {
+	switch st.Current {
+	case "":
 		return "current -> " + a.Version + " (first release)", nil
+	case a.Version:
+		return "current already " + a.Version + " (re-activated)", nil
 	}
 	return st.Current + " -> " + a.Version, nil
 }

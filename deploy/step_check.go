@@ -2,9 +2,12 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/hashicorp/go-multierror"
 
 	"github.com/relctl/relctl/healthcheck"
 	"github.com/relctl/relctl/playbooks"
@@ -90,6 +93,17 @@ func (a *checkAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	var parts []string
 	for _, o := range outcomes {
 		parts = append(parts, o.Summary())
+	}
+	var merr *multierror.Error
+	if errors.As(err, &merr) {
+		// One line per failed check; the host is named by the caller.
+		merr.ErrorFormat = func(errs []error) string {
+			lines := make([]string, len(errs))
+			for i, e := range errs {
+				lines[i] = strings.TrimPrefix(e.Error(), h.host.Name+": ")
+			}
+			return strings.Join(lines, "; ")
+		}
 	}
 	return strings.Join(parts, "; "), err
 }
