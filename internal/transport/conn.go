@@ -24,6 +24,14 @@ const killGrace = 5 * time.Second
 // tailLines is how much output a CommandError carries.
 const tailLines = 10
 
+// pidPrefix makes every command report its shell's pid as the first
+// stderr line (taken out of the output again), so a timed-out command can
+// be killed with its children. It adds no shell: the login shell runs it.
+const (
+	pidMarker = "relctl-pid:"
+	pidPrefix = "printf '" + pidMarker + "%s\\n' \"$$\" >&2; "
+)
+
 var errConnClosed = errors.New("connection closed")
 
 // sshConn is one SSH connection; every Run is its own session on it.
@@ -149,15 +157,15 @@ func (c *sshConn) Run(ctx context.Context, cmd string, opts RunOptions) (*Result
 	}
 	defer sess.Close()
 
-	stdout := newOutputSink(c.log, c.host, label, "out")
-	stderr := newOutputSink(c.log, c.host, label, "err")
+	stdout := newOutputSink(c.log, c.host, label, "out", "")
+	stderr := newOutputSink(c.log, c.host, label, "err", pidMarker)
 	sess.Stdout, sess.Stderr = stdout, stderr
 	if opts.Stdin != nil {
 		sess.Stdin = opts.Stdin
 	}
 	c.log.line(c.host, "["+label+"] $ "+cmd)
 	start := time.Now()
-	if err := sess.Start(cmd); err != nil {
+	if err := sess.Start(pidPrefix + cmd); err != nil {
 		if lost := c.lost(); lost != nil {
 			return nil, lost
 		}
@@ -171,6 +179,9 @@ func (c *sshConn) Run(ctx context.Context, cmd string, opts RunOptions) (*Result
 	case waitErr = <-done:
 	case <-ctx.Done():
 		_ = sess.Signal(ssh.SIGKILL)
+		if pid := stderr.remotePID(); pid > 0 {
+			c.killGroup(ctx, pid)
+		}
 		_ = sess.Close()
 		grace := time.NewTimer(killGrace)
 		select {
@@ -232,6 +243,29 @@ func (c *sshConn) Run(ctx context.Context, cmd string, opts RunOptions) (*Result
 		ExitCode: res.ExitCode,
 		Signal:   signal,
 		Tail:     lastLines(string(tail), tailLines),
+	}
+}
+
+// killGroup kills the command's process group from a second session.
+// session.Signal alone is not enough: OpenSSH refuses signals for root
+// logins ("session signalling requires privilege separation"), and it
+// reaches only the shell, not what the shell started. sshd makes every
+// session's command a process group leader, so -PID is the whole command.
+func (c *sshConn) killGroup(ctx context.Context, pid int) {
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killGrace)
+	defer cancel()
+	sess, err := c.openSession(kctx, "kill")
+	if err != nil {
+		return
+	}
+	defer sess.Close()
+	done := make(chan error, 1)
+	go func() {
+		done <- sess.Run(fmt.Sprintf("kill -KILL -- -%d 2>/dev/null || kill -KILL %d 2>/dev/null", pid, pid))
+	}()
+	select {
+	case <-done:
+	case <-kctx.Done():
 	}
 }
 

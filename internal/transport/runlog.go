@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -77,8 +78,10 @@ func (l *RunLog) Close() error {
 	return err
 }
 
-// outputSink collects one stream of one command: it keeps every byte for the
+// outputSink collects one stream of one command: it keeps the bytes for the
 // Result and writes each complete line to the run log as "[label] out| ...".
+// With a pid marker set, a first line "<marker><pid>" is taken out of the
+// stream and remembered.
 type outputSink struct {
 	mu      sync.Mutex
 	buf     bytes.Buffer
@@ -86,33 +89,48 @@ type outputSink struct {
 	log     *RunLog
 	prefix  string // "[label] out| "
 	host    string
+	marker  string // expected first line prefix; cleared once the first line is seen
+	pid     int
 }
 
-func newOutputSink(log *RunLog, host, label, stream string) *outputSink {
-	return &outputSink{log: log, host: host, prefix: "[" + label + "] " + stream + "| "}
+func newOutputSink(log *RunLog, host, label, stream, marker string) *outputSink {
+	return &outputSink{log: log, host: host, prefix: "[" + label + "] " + stream + "| ", marker: marker}
 }
 
 func (s *outputSink) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.buf.Write(p)
 	s.partial = append(s.partial, p...)
 	for {
 		i := bytes.IndexByte(s.partial, '\n')
 		if i < 0 {
 			break
 		}
-		s.log.line(s.host, s.prefix+string(s.partial[:i]))
+		line := s.partial[:i]
 		s.partial = s.partial[i+1:]
+		if s.marker != "" {
+			m := s.marker
+			s.marker = ""
+			if rest, ok := bytes.CutPrefix(line, []byte(m)); ok {
+				if pid, err := strconv.Atoi(string(rest)); err == nil {
+					s.pid = pid
+					continue
+				}
+			}
+		}
+		s.buf.Write(line)
+		s.buf.WriteByte('\n')
+		s.log.line(s.host, s.prefix+string(line))
 	}
 	return len(p), nil
 }
 
-// flush logs a last line that had no newline.
+// flush takes in a last line that had no newline.
 func (s *outputSink) flush() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.partial) > 0 {
+		s.buf.Write(s.partial)
 		s.log.line(s.host, s.prefix+string(s.partial))
 		s.partial = nil
 	}
@@ -122,4 +140,11 @@ func (s *outputSink) bytes() []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return bytes.Clone(s.buf.Bytes())
+}
+
+// remotePID is the pid the command reported, 0 if none yet.
+func (s *outputSink) remotePID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pid
 }
