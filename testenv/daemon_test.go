@@ -1,0 +1,140 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func upForTest(t *testing.T, dir string, hosts int) *Status {
+	t.Helper()
+	t.Setenv(serveDirEnv, dir)
+	t.Setenv(serveHostsEnv, fmt.Sprint(hosts))
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	st, err := Up(ctx, Options{Dir: dir, Hosts: hosts}, []string{os.Args[0]})
+	if err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	t.Cleanup(func() {
+		// Against a failed test leaving the daemon up.
+		Down(context.WithoutCancel(t.Context()), dir)
+	})
+	return st
+}
+
+func TestDaemonUpStatusFaultDown(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	st := upForTest(t, dir, 2)
+	if !st.Running || st.PID <= 0 || len(st.Hosts) != 4 {
+		t.Fatalf("Up status: %+v", st)
+	}
+	for _, h := range st.Hosts {
+		if !h.SSHUp || h.Handshakes != 0 {
+			t.Errorf("%s: ssh_up %v handshakes %d right after up", h.Name, h.SSHUp, h.Handshakes)
+		}
+	}
+
+	// A second up for the same directory is refused.
+	_, err := Up(ctx, Options{Dir: dir, Hosts: 2}, []string{os.Args[0]})
+	if err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Errorf("second Up: %v", err)
+	}
+
+	// Work on a host: a command and a detached process that must not survive Down.
+	h := st.Hosts[0].HostInfo
+	client := dialHost(t, dir, h)
+	res := run(t, client, "setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo started", "", nil)
+	if res.stdout != "started\n" {
+		t.Fatalf("detached sleep: %+v", res)
+	}
+	client.Close()
+
+	if err := Fault(ctx, dir, h.Name, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := net.DialTimeout("tcp", h.Address, 5*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dial with fault: %v, want connection refused", err)
+	}
+	got, err := GetStatus(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Hosts[0].SSHUp || !got.Hosts[1].SSHUp || got.Hosts[0].Handshakes != 1 {
+		t.Errorf("status with fault: %+v", got.Hosts[:2])
+	}
+	if err := Fault(ctx, dir, h.Name, false); err != nil {
+		t.Fatal(err)
+	}
+	dialHost(t, dir, h).Close()
+	if err := Fault(ctx, dir, "nope-1", true); err == nil || !strings.Contains(err.Error(), `unknown host "nope-1"`) {
+		t.Errorf("fault on unknown host: %v", err)
+	}
+
+	if len(markedProcesses(dir)) == 0 {
+		t.Fatal("the detached sleep is not marked")
+	}
+	if err := Down(ctx, dir); err != nil {
+		t.Fatalf("Down: %v", err)
+	}
+	if processAlive(st.PID) {
+		t.Errorf("daemon %d still alive after Down", st.PID)
+	}
+	if pids := markedProcesses(dir); len(pids) > 0 {
+		t.Errorf("processes left after Down: %v", pids)
+	}
+	if _, err := os.Stat(filepath.Join(dir, SocketFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket left after Down: %v", err)
+	}
+	after, err := GetStatus(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Running || after.PID != 0 || len(after.Hosts) != 4 || after.Hosts[0].SSHUp {
+		t.Errorf("status after Down: %+v", after)
+	}
+	if err := Down(ctx, dir); err != nil {
+		t.Errorf("second Down: %v", err)
+	}
+	if err := Fault(ctx, dir, h.Name, true); err == nil || !strings.Contains(err.Error(), "no cluster is running") {
+		t.Errorf("fault with nothing running: %v", err)
+	}
+
+	// Up again: same ports, so relctl.toml and known_hosts stay valid.
+	again := upForTest(t, dir, 2)
+	for i, hs := range again.Hosts {
+		if hs.HostInfo != st.Hosts[i].HostInfo {
+			t.Errorf("host changed across down/up: %+v then %+v", st.Hosts[i].HostInfo, hs.HostInfo)
+		}
+	}
+	dialHost(t, dir, again.Hosts[3].HostInfo).Close()
+	if err := Down(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUpReportsDaemonDeath(t *testing.T) {
+	dir := t.TempDir()
+	_, err := Up(t.Context(), Options{Dir: dir, Hosts: 1}, []string{"/bin/sh", "-c", "echo cannot bind anything >&2; exit 3"})
+	if err == nil || !strings.Contains(err.Error(), "daemon exited during start-up") || !strings.Contains(err.Error(), "cannot bind anything") {
+		t.Fatalf("Up with a dying daemon: %v", err)
+	}
+}
+
+func TestDownWithNothingRunning(t *testing.T) {
+	if err := Down(t.Context(), t.TempDir()); err != nil {
+		t.Fatalf("Down: %v", err)
+	}
+	st, err := GetStatus(t.Context(), t.TempDir())
+	if err != nil || st.Running || len(st.Hosts) != 0 {
+		t.Fatalf("GetStatus: %+v, %v", st, err)
+	}
+}
