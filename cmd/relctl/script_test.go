@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/relctl/relctl/internal/output"
+	"github.com/relctl/relctl/testenv"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files and cmp targets in testdata")
+
+// TestMain lets the test binary act as relctl for the scripts.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"relctl": func() { os.Exit(run(os.Args[1:], output.System())) },
+	})
+}
+
+// TestScripts drives the relctl binary against a real testenv cluster: one
+// cluster of SSH hosts per script, in $CLUSTER (the script starts there).
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:           "testdata/script",
+		UpdateScripts: *update,
+		Setup:         setupCluster,
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"current":    cmdCurrent,
+			"serves":     cmdServes,
+			"sshdown":    cmdSSH(true),
+			"sshup":      cmdSSH(false),
+			"handshakes": cmdHandshakes,
+			"inorder":    cmdInOrder,
+		},
+	})
+}
+
+const clusterKey = "cluster"
+
+func setupCluster(env *testscript.Env) error {
+	dir := filepath.Join(env.WorkDir, "cluster")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := testenv.Start(ctx, testenv.Options{Dir: dir, Hosts: 3})
+	if err != nil {
+		return err
+	}
+	env.Defer(func() { c.Close() })
+	env.Values[clusterKey] = c
+	env.Setenv("CLUSTER", dir)
+	env.Setenv("RELCTL_OPERATOR", "tester")
+	env.Cd = dir
+	return nil
+}
+
+func cluster(ts *testscript.TestScript) *testenv.Cluster {
+	return ts.Value(clusterKey).(*testenv.Cluster)
+}
+
+func hostInfo(ts *testscript.TestScript, name string) testenv.HostInfo {
+	for _, h := range cluster(ts).Hosts() {
+		if h.Name == name {
+			return h
+		}
+	}
+	ts.Fatalf("no host %q in the cluster", name)
+	return testenv.HostInfo{}
+}
+
+// current HOST VERSION: HOST's current symlink points at releases/VERSION ("none": no symlink).
+func cmdCurrent(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: current HOST VERSION")
+	}
+	link, err := os.Readlink(filepath.Join(hostInfo(ts, args[0]).BaseDir, "current"))
+	got := "none"
+	if err == nil {
+		got = strings.TrimPrefix(link, "releases/")
+	}
+	if (got == args[1]) == neg {
+		ts.Fatalf("%s: current is %s (symlink %q), want %s%s", args[0], got, link, map[bool]string{true: "not ", false: ""}[neg], args[1])
+	}
+}
+
+// serves HOST VERSION: HOST's service answers GET /health with 200 naming VERSION.
+func cmdServes(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: serves HOST VERSION")
+	}
+	url := "http://127.0.0.1:" + strconv.Itoa(hostInfo(ts, args[0]).ServicePort) + "/health"
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(url)
+	ok := false
+	var body []byte
+	if err == nil {
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		ok = resp.StatusCode == 200 && strings.Contains(string(body), `"version":"`+args[1]+`"`)
+	}
+	if ok == neg {
+		ts.Fatalf("%s: GET %s: err=%v body=%s; want %sserving %s", args[0], url, err, body, map[bool]string{true: "not ", false: ""}[neg], args[1])
+	}
+}
+
+// sshdown/sshup HOST: close or reopen the host's SSH port.
+func cmdSSH(down bool) func(*testscript.TestScript, bool, []string) {
+	return func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) != 1 || neg {
+			ts.Fatalf("usage: sshdown|sshup HOST")
+		}
+		ts.Check(cluster(ts).SetSSHDown(args[0], down))
+	}
+}
+
+// handshakes HOST N: the host's SSH server completed N handshakes so far.
+func cmdHandshakes(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: handshakes HOST N")
+	}
+	want, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	got := cluster(ts).Handshakes()[args[0]]
+	if (got == want) == neg {
+		ts.Fatalf("%s: %d SSH handshakes, want %d", args[0], got, want)
+	}
+}
+
+// inorder FILE RE...: each regexp matches a line of FILE after the line the previous one matched.
+func cmdInOrder(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 || neg {
+		ts.Fatalf("usage: inorder FILE REGEXP...")
+	}
+	lines := strings.Split(ts.ReadFile(args[0]), "\n")
+	at := 0
+	for _, pat := range args[1:] {
+		re, err := regexp.Compile(pat)
+		ts.Check(err)
+		found := false
+		for ; at < len(lines); at++ {
+			if re.MatchString(lines[at]) {
+				found = true
+				at++
+				break
+			}
+		}
+		if !found {
+			ts.Fatalf("%s: no line matching %q after the previous match", args[0], pat)
+		}
+	}
+}
+
