@@ -43,24 +43,25 @@ func indexPositions(file string, doc []byte) *positions {
 		case unstable.Table, unstable.ArrayTable:
 			table = table[:0]
 			it := e.Key()
+			it.Next()
+			head := it.Node() // the whole header points at its first key part
+			it = e.Key()
 			var plain []string
 			for it.Next() {
-				k := it.Node()
-				name := string(k.Data)
+				name := string(it.Node().Data)
 				table = append(table, name)
 				plain = append(plain, name)
 				full := strings.Join(table, ".")
 				last := !hasNext(it)
+				ix.set(full, p, head)
 				if last && e.Kind == unstable.ArrayTable {
 					ix.arrayTables[strings.Join(plain, ".")] = true
 					n := counts[full]
 					counts[full] = n + 1
-					ix.set(full, p, k)
 					table = append(table, strconv.Itoa(n))
-					ix.set(strings.Join(table, "."), p, k)
+					ix.set(strings.Join(table, "."), p, head)
 					continue
 				}
-				ix.set(full, p, k)
 				// A header crossing an earlier [[x]] refers to its latest entry.
 				if !last && counts[full] > 0 {
 					table = append(table, strconv.Itoa(counts[full]-1))

@@ -53,12 +53,7 @@ func (ps Problems) sort() {
 	})
 }
 
-func sprintf(format string, args ...any) string {
-	if len(args) == 0 {
-		return format
-	}
-	return fmt.Sprintf(format, args...)
-}
+func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
 
 func sortByLenDesc(s []string) {
 	slices.SortFunc(s, func(a, b string) int { return cmp.Or(cmp.Compare(len(b), len(a)), cmp.Compare(a, b)) })

@@ -15,8 +15,9 @@ const quoteFunc = "_relctl_shell_quote"
 
 var templateFuncs = template.FuncMap{quoteFunc: shellQuoteValue}
 
-// ShellQuote quotes s for a POSIX shell: single quotes, with each embedded
-// single quote written as '\''. The result is always one literal word.
+// ShellQuote quotes s for a POSIX shell: s goes inside single quotes, and
+// each single quote in s closes the quoting, is written escaped, and reopens
+// it. The result is always one literal word, whatever s holds.
 func ShellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -343,7 +343,7 @@ func (pb *Playbook) validateSteps() Problems {
 		if s.Kind != StepCheck && len(s.Checks) > 0 {
 			add("checks", "checks is only for kind check")
 		}
-		if s.Timeout.Duration <= 0 {
+		if s.Timeout.Duration <= 0 && ix.has(key+".timeout") {
 			add("timeout", "timeout must be more than 0s")
 		}
 		ps = append(ps, templateSyntax(ix, key+".run", s.Run, true)...)
