@@ -300,7 +300,8 @@ func Up(ctx context.Context, opts Options, serveArgv []string) (*Status, error) 
 		case <-tick.C:
 		}
 		st, err := queryDaemon(ctx, opts.Dir, controlRequest{Op: "status"})
-		if err != nil || st.PID != pid || len(st.Hosts) != opts.Hosts*len(opts.Envs) {
+		// serveArgv decides the host count; any hosts, all up, is ready.
+		if err != nil || st.PID != pid || len(st.Hosts) == 0 {
 			continue
 		}
 		ready := true
