@@ -267,9 +267,9 @@ func TestResolvePath(t *testing.T) {
 	}
 	c := &Config{Dir: "/etc/relctl"}
 	tests := map[string]string{
-		"":                  "",
-		"keys/id":           "/etc/relctl/keys/id",
-		"/abs/../x":         "/x",
+		"":                   "",
+		"keys/id":            "/etc/relctl/keys/id",
+		"/abs/../x":          "/x",
 		"~/.ssh/known_hosts": filepath.Join(home, ".ssh/known_hosts"),
 	}
 	for in, want := range tests {

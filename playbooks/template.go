@@ -143,6 +143,7 @@ func quotedActionError(text string) error {
 	)
 	state := bare
 	wordStart := true
+	escapedAt := -1 // offset of a "{{" right after an unquoted backslash
 	for i := 0; i < len(text); i++ {
 		c := text[i]
 		if strings.HasPrefix(text[i:], "{{") {
@@ -153,7 +154,7 @@ func quotedActionError(text string) error {
 					return fmt.Errorf("%s is inside single quotes; relctl shell-quotes every value itself, so remove the quotes around it", action)
 				case state == double:
 					return fmt.Errorf("%s is inside double quotes; relctl shell-quotes every value itself, so remove the quotes around it", action)
-				case i > 0 && text[i-1] == '\\':
+				case escapedAt == i:
 					return fmt.Errorf("%s follows a backslash, which would break relctl's quoting of the value", action)
 				}
 			}
@@ -169,14 +170,14 @@ func quotedActionError(text string) error {
 		case double:
 			switch c {
 			case '\\':
-				i++
+				i, escapedAt = skipEscaped(text, i, escapedAt)
 			case '"':
 				state = bare
 			}
 		default:
 			switch c {
 			case '\\':
-				i++
+				i, escapedAt = skipEscaped(text, i, escapedAt)
 			case '\'':
 				state = single
 			case '"':
@@ -192,6 +193,15 @@ func quotedActionError(text string) error {
 		wordStart = strings.IndexByte(" \t\n;&|()", c) >= 0
 	}
 	return nil
+}
+
+// skipEscaped steps over the character a backslash escapes, unless it starts
+// an action, which must then be reported.
+func skipEscaped(text string, i, escapedAt int) (int, int) {
+	if strings.HasPrefix(text[i+1:], "{{") {
+		return i, i + 1
+	}
+	return i + 1, escapedAt
 }
 
 // scanAction returns the end offset of the action starting at i and its text.
