@@ -224,6 +224,7 @@ run = "{{.CurrentDir}}/bin/restart {{.BaseDir}} {{.Vars.port}}"
 
 [[steps]]
 phase = "verify"
+name = "health"
 kind = "check"
 checks = ["health"]
 `
