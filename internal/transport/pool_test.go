@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bufio"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
@@ -21,6 +22,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/relctl/relctl/internal/sshdtest"
 )
 
 func TestPoolOneHandshakePerHost(t *testing.T) {
@@ -214,7 +217,7 @@ func TestAcceptNewConcurrentDials(t *testing.T) {
 	}
 }
 
-func TestUnreachableHost(t *testing.T) {
+func TestDialErrors(t *testing.T) {
 	f := newFixture(t, 1)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -223,20 +226,66 @@ func TestUnreachableHost(t *testing.T) {
 	closedAddr := l.Addr().String()
 	l.Close()
 
-	p := f.pool(t, nil)
-	_, err = p.Get(testContext(t), Target{Name: "staging-2", Address: closedAddr})
-	var de *DialError
-	if !errors.As(err, &de) {
-		t.Fatalf("Get error = %v (%T), want *DialError", err, err)
+	// silent accepts TCP but never speaks SSH.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if want := "staging-2 (" + closedAddr + "): connect: connection refused"; err.Error() != want {
-		t.Errorf("error = %q, want %q", err, want)
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	otherKey, _ := sshdtest.NewClientKey(t, t.TempDir())
+
+	tests := []struct {
+		name    string
+		addr    string
+		edit    func(*Options)
+		wantErr string
+		wantIs  error
+	}{
+		{name: "closed port", addr: closedAddr, wantErr: "staging-2 (" + closedAddr + "): connect: connection refused", wantIs: syscall.ECONNREFUSED},
+		{
+			name: "silent server", addr: silent.Addr().String(),
+			edit:    func(o *Options) { o.ConnectTimeout = 300 * time.Millisecond },
+			wantErr: "staging-2 (" + silent.Addr().String() + "): ssh handshake: context deadline exceeded", wantIs: context.DeadlineExceeded,
+		},
+		{
+			name: "key not authorized", addr: f.servers[0].Addr,
+			edit:    func(o *Options) { o.IdentityFile = otherKey },
+			wantErr: "staging-2 (" + f.servers[0].Addr + "): ssh: handshake failed: ssh: unable to authenticate",
+		},
 	}
-	if de.Host != "staging-2" || de.Address != closedAddr || !errors.Is(err, syscall.ECONNREFUSED) {
-		t.Errorf("DialError = %+v", de)
-	}
-	if got := p.Handshakes(); len(got) != 0 {
-		t.Errorf("Handshakes() = %v, want none", got)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := f.pool(t, func(o *Options) {
+				o.KnownHostsFile = filepath.Join(t.TempDir(), "kh")
+				o.HostKeyPolicy = PolicyAcceptNew
+				if tt.edit != nil {
+					tt.edit(o)
+				}
+			})
+			_, err := p.Get(testContext(t), Target{Name: "staging-2", Address: tt.addr})
+			var de *DialError
+			if !errors.As(err, &de) {
+				t.Fatalf("Get error = %v (%T), want *DialError", err, err)
+			}
+			if !strings.HasPrefix(err.Error(), tt.wantErr) {
+				t.Errorf("error = %q, want %q", err, tt.wantErr)
+			}
+			if de.Host != "staging-2" || de.Address != tt.addr || (tt.wantIs != nil && !errors.Is(err, tt.wantIs)) {
+				t.Errorf("DialError = %+v, want errors.Is %v", de, tt.wantIs)
+			}
+			if got := p.Handshakes(); len(got) != 0 {
+				t.Errorf("Handshakes() = %v, want none", got)
+			}
+		})
 	}
 }
 

@@ -335,8 +335,12 @@ func (p *Pool) dial(ctx context.Context, t Target) (*sshConn, error) {
 		if errors.As(err, &hke) {
 			return nil, hke
 		}
-		if dctx.Err() != nil {
-			err = fmt.Errorf("ssh handshake: %w", dctx.Err())
+		// The conn deadline (= dctx's) may fire a moment before dctx notices.
+		if cause := dctx.Err(); cause != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			if cause == nil {
+				cause = context.DeadlineExceeded
+			}
+			err = fmt.Errorf("ssh handshake: %w", cause)
 		}
 		return nil, &DialError{Host: t.Name, Address: t.Address, Err: err}
 	}
