@@ -36,7 +36,7 @@ func Load(path string) (*Project, error) {
 		return nil, err
 	}
 	cfg.pos = ps.ix
-	if len(ps.problems) > 0 {
+	if ps.fatal {
 		return nil, ps.problems.sorted()
 	}
 	abs, err := filepath.Abs(filepath.Dir(path))
@@ -46,7 +46,7 @@ func Load(path string) (*Project, error) {
 	cfg.Path, cfg.Dir = path, abs
 	cfg.applyDefaults()
 
-	problems := cfg.validate()
+	problems := append(ps.problems, cfg.validate()...)
 	proj := &Project{Config: cfg, Playbooks: map[string]*Playbook{}}
 	problems = append(problems, proj.loadPlaybooks()...)
 	if len(problems) == 0 {
@@ -61,6 +61,9 @@ func Load(path string) (*Project, error) {
 type decoded struct {
 	ix       *positions
 	problems Problems
+	// fatal: the value could not be decoded (a type error); only unknown
+	// keys leave it usable, so validation can go on and report more.
+	fatal bool
 }
 
 // decodeFile strictly decodes one TOML file into v. A read failure is a
@@ -74,9 +77,21 @@ func decodeFile(file string, v any, isDuration func(string) bool) (decoded, erro
 	ix := indexPositions(file, doc)
 	// go-toml reports a non-string duration without a position; catch it first.
 	var ps Problems
+	typeErr := false
 	for key, kind := range ix.kinds {
-		if isDuration(key) && kind != unstable.String {
+		if !isDuration(key) {
+			continue
+		}
+		if kind != unstable.String {
+			typeErr = true
 			ps = append(ps, ix.problem(key, "%s: expected a duration string like \"30s\", got %s", displayKey(key), tomlKindWords(strings.ToLower(kindName(kind)))))
+			continue
+		}
+		// Duration.UnmarshalText accepts anything so that one bad duration does
+		// not hide the file's other problems; it is reported here, with its position.
+		var d Duration
+		if err := d.parse(ix.strings[key]); err != nil {
+			ps = append(ps, ix.problem(key, "%s: %v", displayKey(key), err))
 		}
 	}
 	dec := toml.NewDecoder(bytes.NewReader(doc))
@@ -87,8 +102,9 @@ func decodeFile(file string, v any, isDuration func(string) bool) (decoded, erro
 		if len(ps) == 0 || errors.As(err, &strict) || errors.As(err, &de) {
 			ps = append(ps, ix.decodeProblems(err)...)
 		}
+		return decoded{ix: ix, problems: ps, fatal: typeErr || !errors.As(err, &strict)}, nil
 	}
-	return decoded{ix: ix, problems: ps}, nil
+	return decoded{ix: ix, problems: ps, fatal: typeErr}, nil
 }
 
 func kindName(k unstable.Kind) string {
@@ -451,11 +467,11 @@ func loadPlaybook(cfg *Config, name, file string) (*Playbook, Problems, error) {
 		return nil, nil, err
 	}
 	pb.pos, pb.Path = d.ix, file
-	if len(d.problems) > 0 {
+	if d.fatal {
 		return nil, d.problems, nil
 	}
 	pb.applyDefaults(cfg)
-	return pb, pb.validate(name), nil
+	return pb, append(d.problems, pb.validate(name)...), nil
 }
 
 func (pb *Playbook) applyDefaults(cfg *Config) {

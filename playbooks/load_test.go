@@ -81,7 +81,7 @@ func TestLoadReportsProblems(t *testing.T) {
 		{
 			name:     "bad duration",
 			playbook: goodPlaybook + "\n[strategy]\npause = \"5 minutes\"\n",
-			want:     `playbooks/web.toml:19:9: strategy.pause: invalid duration "5 minutes" (use a form like "30s" or "1m30s")`,
+			want:     `playbooks/web.toml:19:1: strategy.pause: invalid duration "5 minutes" (use a form like "30s" or "1m30s")`,
 		},
 		{
 			name:   "duration written as a number",

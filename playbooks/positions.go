@@ -20,6 +20,8 @@ type positions struct {
 	// kinds records the TOML kind of each key's value, to catch values
 	// go-toml would reject without a position (e.g. pause = 5).
 	kinds map[string]unstable.Kind
+	// strings holds string values, to check durations with a position.
+	strings map[string]string
 	// arrayTables holds paths (without indexes) declared with [[...]].
 	arrayTables map[string]bool
 }
@@ -31,6 +33,7 @@ func indexPositions(file string, doc []byte) *positions {
 		file:        file,
 		keys:        map[string]position{},
 		kinds:       map[string]unstable.Kind{},
+		strings:     map[string]string{},
 		arrayTables: map[string]bool{},
 	}
 	p := &unstable.Parser{}
@@ -102,6 +105,9 @@ func (ix *positions) keyValue(p *unstable.Parser, prefix []string, kv *unstable.
 func (ix *positions) value(p *unstable.Parser, path []string, v, at *unstable.Node) {
 	key := strings.Join(path, ".")
 	ix.kinds[key] = v.Kind
+	if v.Kind == unstable.String {
+		ix.strings[key] = string(v.Data)
+	}
 	switch v.Kind {
 	case unstable.Array:
 		it := v.Children()

@@ -168,14 +168,22 @@ type Step struct {
 // Duration is a time.Duration written in TOML as a Go duration string ("1m30s").
 type Duration struct{ time.Duration }
 
-// UnmarshalText parses "1m30s"-style strings.
+// UnmarshalText accepts any string: Load reports an invalid duration with
+// its position (and the file's other problems) instead of stopping here.
 func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
+	if err := d.parse(string(b)); err != nil {
+		d.Duration = 0
+	}
+	return nil
+}
+
+func (d *Duration) parse(s string) error {
+	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("invalid duration %q (use a form like \"30s\" or \"1m30s\")", string(b))
+		return fmt.Errorf("invalid duration %q (use a form like \"30s\" or \"1m30s\")", s)
 	}
 	if v < 0 {
-		return fmt.Errorf("invalid duration %q: must not be negative", string(b))
+		return fmt.Errorf("invalid duration %q: must not be negative", s)
 	}
 	d.Duration = v
 	return nil

@@ -43,7 +43,11 @@ func (g *globalOptions) loadProject() (*playbooks.Project, error) {
 			return nil, usageErrorf("no relctl.toml in the current directory: cd into your project or pass --config FILE (try `relctl testenv up --dir DIR` for a local cluster with one)")
 		}
 	}
-	return playbooks.Load(path)
+	proj, err := playbooks.Load(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, &usageError{err}
+	}
+	return proj, err
 }
 
 // resolveStateDir is --state-dir, else the config's state_dir.

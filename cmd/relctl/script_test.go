@@ -59,6 +59,12 @@ func setupCluster(env *testscript.Env) error {
 	env.Defer(func() { c.Close() })
 	env.Values[clusterKey] = c
 	env.Setenv("CLUSTER", dir)
+	for _, h := range c.Hosts() {
+		// e.g. STAGING_1_SSH=127.0.0.1:40001 and STAGING_1_PORT=40002, for cmpenv golden files.
+		prefix := strings.ToUpper(strings.ReplaceAll(h.Name, "-", "_"))
+		env.Setenv(prefix+"_SSH", h.Address)
+		env.Setenv(prefix+"_PORT", strconv.Itoa(h.ServicePort))
+	}
 	env.Setenv("RELCTL_OPERATOR", "tester")
 	env.Cd = dir
 	return nil
