@@ -165,4 +165,3 @@ func cmdInOrder(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 }
-
