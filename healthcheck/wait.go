@@ -25,9 +25,9 @@ import (
 // Healthy=false and an Err for which errors.Is(err, ctx.Err()) holds; the
 // interrupted attempt is not recorded. An invalid spec is not retried: Err
 // matches ErrInvalidSpec and Attempts is empty.
-func Wait(ctx context.Context, s Spec, h Host) Outcome {
+func Wait(ctx context.Context, s Spec, h Host) (o Outcome) {
 	start := time.Now()
-	o := Outcome{Check: s.Name, Host: hostName(h)}
+	o = Outcome{Check: s.Name, Host: hostName(h)}
 	fail := func(attempts int, observed string, err error) {
 		o.Err = &CheckError{Host: o.Host, Check: o.Check, Attempts: attempts, Observed: observed, Err: err}
 	}

@@ -433,3 +433,14 @@ func TestSummary(t *testing.T) {
 		})
 	}
 }
+
+// TestWaitReportsElapsed: the outcome's elapsed time covers the pauses between attempts.
+func TestWaitReportsElapsed(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	defer srv.Close()
+	s := healthcheck.Spec{Name: "health", Type: healthcheck.TypeHTTP, URL: srv.URL, Via: healthcheck.ViaController, Interval: 20 * time.Millisecond, HealthyFor: 2, Retries: 1}
+	o := healthcheck.Wait(t.Context(), s, &localHost{name: "web-1"})
+	if !o.Healthy || o.Elapsed < s.Interval {
+		t.Fatalf("healthy=%v elapsed=%v; want healthy and elapsed at least one interval (%v): %s", o.Healthy, o.Elapsed, s.Interval, o.Summary())
+	}
+}
