@@ -17,7 +17,10 @@ type Config struct {
 	StateDir string `toml:"state_dir"`
 	// Playbooks names the playbooks (file stem under playbooks/) applied to every
 	// environment that does not name its own. Empty: every playbooks/*.toml.
-	Playbooks    []string                `toml:"playbooks"`
+	Playbooks []string `toml:"playbooks"`
+	// LockTTL is how old a lock's heartbeat may get before the lock counts as
+	// stale (its holder gone). Default 2m; the holder refreshes it every TTL/4.
+	LockTTL      Duration                `toml:"lock_ttl"`
 	SSH          SSHConfig               `toml:"ssh"`
 	Environments map[string]*Environment `toml:"environments"`
 
@@ -80,10 +83,24 @@ type Playbook struct {
 	Strategy     Strategy          `toml:"strategy"`
 	Checks       map[string]*Check `toml:"checks"`
 	Steps        []*Step           `toml:"steps"`
+	Rollback     Rollback          `toml:"rollback"`
 	// Path is the file the playbook was read from.
 	Path string `toml:"-"`
 
 	pos *positions // where each key is in Path, for Where and problems
+}
+
+// Rollback is the playbook's [rollback] table: what makes a release a valid
+// rollback target, and the steps that bring a restored release back into
+// service (e.g. restart it) once `current` points at it again.
+type Rollback struct {
+	// Requires lists files, relative to a release directory, that must exist
+	// for that release to be rolled back to (e.g. "bin/start", "bin/stop").
+	Requires []string `toml:"requires"`
+	// Steps run, in order, on every host whose current release was switched
+	// back, before the health checks. Kind run only (templates see the
+	// restored release as .Version); phase is not used.
+	Steps []*Step `toml:"steps"`
 }
 
 // Artifact is the file shipped to every host.
