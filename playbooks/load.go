@@ -126,7 +126,7 @@ func kindName(k unstable.Kind) string {
 
 func configDurationKey(key string) bool {
 	switch key {
-	case "ssh.connect_timeout", "ssh.command_timeout", "ssh.keepalive":
+	case "lock_ttl", "ssh.connect_timeout", "ssh.command_timeout", "ssh.keepalive":
 		return true
 	}
 	return false
@@ -141,6 +141,8 @@ func playbookDurationKey(key string) bool {
 		return parts[2] == "timeout" || parts[2] == "interval"
 	case len(parts) == 3 && parts[0] == "steps":
 		return parts[2] == "timeout"
+	case len(parts) == 4 && parts[0] == "rollback" && parts[1] == "steps":
+		return parts[3] == "timeout"
 	}
 	return false
 }
@@ -169,6 +171,7 @@ func (c *Config) applyDefaults() {
 	if s.HostKeyPolicy == "" {
 		s.HostKeyPolicy = HostKeyStrict
 	}
+	defaultDuration(&c.LockTTL, c.pos.has("lock_ttl"), 2*time.Minute)
 	defaultDuration(&s.ConnectTimeout, c.pos.has("ssh.connect_timeout"), 10*time.Second)
 	defaultDuration(&s.CommandTimeout, c.pos.has("ssh.command_timeout"), 10*time.Minute)
 	defaultDuration(&s.Keepalive, c.pos.has("ssh.keepalive"), 15*time.Second)
@@ -537,6 +540,7 @@ func (pb *Playbook) applyDefaults(cfg *Config) {
 			used[name] = true
 		}
 	}
+	pb.applyRollbackDefaults(cfg)
 }
 
 // defaultPhase places the built-in step kinds where they belong; run steps

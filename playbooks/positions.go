@@ -164,6 +164,17 @@ func (ix *positions) has(keyPath string) bool {
 	return ok
 }
 
+// badDuration reports whether key holds a string that is not a duration;
+// decodeFile has reported it already, so checks on its value skip it.
+func (ix *positions) badDuration(key string) bool {
+	v, ok := ix.strings[key]
+	if !ok {
+		return false
+	}
+	var d Duration
+	return d.parse(v) != nil
+}
+
 // where returns "file:line:col" for keyPath, or for its nearest ancestor
 // that appears in the file, or just the file name.
 func (ix *positions) where(keyPath string) string {

@@ -32,7 +32,7 @@ func TestExampleUsesEveryKey(t *testing.T) {
 	cfgText, _ := os.ReadFile("examples/relctl.toml")
 	pbText, _ := os.ReadFile("examples/playbooks/web.toml")
 	all := string(cfgText) + string(pbText)
-	for _, typ := range []any{Config{}, SSHConfig{}, Environment{}, Host{}, Playbook{}, Artifact{}, Strategy{}, Check{}, Step{}} {
+	for _, typ := range []any{Config{}, SSHConfig{}, Environment{}, Host{}, Playbook{}, Rollback{}, Artifact{}, Strategy{}, Check{}, Step{}} {
 		rt := reflect.TypeOf(typ)
 		for i := range rt.NumField() {
 			tag := rt.Field(i).Tag.Get("toml")
@@ -234,9 +234,13 @@ func TestWhere(t *testing.T) {
 		{pb.Where, "strategy.batch_size", "examples/playbooks/web.toml:22:1"},
 		{pb.Where, "steps.1.name", "examples/playbooks/web.toml:52:3"}, // defaulted: the [[steps]] entry
 		{pb.Where, "nothing", "examples/playbooks/web.toml"},
-		{p.Config.Where, "environments.production.hosts.1.address", "examples/relctl.toml:48:1"},
-		{p.Config.Where, "environments.production.hosts.1.vars.port", "examples/relctl.toml:51:10"},
-		{p.Config.Where, "playbooks.0", "examples/relctl.toml:12:14"},
+		{pb.Where, "rollback.requires.1", "examples/playbooks/web.toml:87:28"},
+		{pb.Where, "rollback.steps.1.run", "examples/playbooks/web.toml:95:1"},
+		{pb.Where, "rollback.steps.1.name", "examples/playbooks/web.toml:94:3"}, // defaulted: the [[rollback.steps]] entry
+		{p.Config.Where, "environments.production.hosts.1.address", "examples/relctl.toml:53:1"},
+		{p.Config.Where, "environments.production.hosts.1.vars.port", "examples/relctl.toml:56:10"},
+		{p.Config.Where, "playbooks.0", "examples/relctl.toml:17:14"},
+		{p.Config.Where, "lock_ttl", "examples/relctl.toml:13:1"},
 	}
 	for _, tt := range tests {
 		if got := tt.where(tt.key); got != tt.want {

@@ -8,9 +8,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 const nameAlphabet = "letters, digits, '.', '_' and '-'"
+
+// minLockTTL keeps a live lock from looking stale: the holder refreshes its
+// heartbeat every TTL/4 over SSH, and with less than this one slow refresh
+// would let a second run take over a lock whose holder is still deploying.
+const minLockTTL = 10 * time.Second
 
 func validName(n string) error { return checkName("name", n, hostNameRE, 63, nameAlphabet) }
 
@@ -24,6 +30,9 @@ func (c *Config) validate() Problems {
 		add("project", "missing required key project (the name of what is released)")
 	} else if err := checkName("project", c.Project, hostNameRE, 63, nameAlphabet); err != nil {
 		add("project", "%v", err)
+	}
+	if c.LockTTL.Duration < minLockTTL && !ix.badDuration("lock_ttl") {
+		add("lock_ttl", "lock_ttl must be at least %v (got %v): the lock's heartbeat is refreshed every lock_ttl/4 over SSH, so a shorter one lets a slow refresh make a live run's lock look stale to the next run", minLockTTL, c.LockTTL.Duration)
 	}
 	s := c.SSH
 	if s.HostKeyPolicy != HostKeyStrict && s.HostKeyPolicy != HostKeyAcceptNew {
@@ -186,6 +195,7 @@ func (pb *Playbook) validate(name string) Problems {
 		ps = append(ps, pb.validateCheck(pb.Checks[cname])...)
 	}
 	ps = append(ps, pb.validateSteps()...)
+	ps = append(ps, pb.validateRollback()...)
 	return ps
 }
 
@@ -487,6 +497,9 @@ func (p *Project) validateHost(pb *Playbook, env *Environment, h *Host) Problems
 	for i, s := range pb.Steps {
 		try(fmt.Sprintf("steps.%d.run", i), s.Run, true)
 		try(fmt.Sprintf("steps.%d.undo", i), s.Undo, true)
+	}
+	for i, s := range pb.Rollback.Steps {
+		try(fmt.Sprintf("rollback.steps.%d.run", i), s.Run, true)
 	}
 	for _, name := range slices.Sorted(mapKeys(pb.Checks)) {
 		c := pb.Checks[name]
