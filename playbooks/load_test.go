@@ -272,6 +272,114 @@ playbooks/web.toml:30:1: check "c": url is only for http checks`,
 playbooks/web.toml:21:1: step "again": more than one upload step (the first is "upload")`,
 		},
 		{
+			name:   "lock_ttl too short",
+			config: strings.Replace(goodConfig, `project = "search"`, "project = \"search\"\nlock_ttl = \"5s\"", 1),
+			want:   `relctl.toml:2:1: lock_ttl must be at least 10s (got 5s): the lock's heartbeat is refreshed every lock_ttl/4 over SSH, so a shorter one lets a slow refresh make a live run's lock look stale to the next run`,
+		},
+		{
+			name:   "lock_ttl zero",
+			config: strings.Replace(goodConfig, `project = "search"`, "project = \"search\"\nlock_ttl = \"0s\"", 1),
+			want:   `relctl.toml:2:1: lock_ttl must be at least 10s (got 0s): the lock's heartbeat is refreshed every lock_ttl/4 over SSH, so a shorter one lets a slow refresh make a live run's lock look stale to the next run`,
+		},
+		{
+			name:   "lock_ttl not a duration is reported once",
+			config: strings.Replace(goodConfig, `project = "search"`, "project = \"search\"\nlock_ttl = \"2 minutes\"", 1),
+			want:   `relctl.toml:2:1: lock_ttl: invalid duration "2 minutes" (use a form like "30s" or "1m30s")`,
+		},
+		{
+			name:   "lock_ttl written as a number",
+			config: strings.Replace(goodConfig, `project = "search"`, "project = \"search\"\nlock_ttl = 120", 1),
+			want:   `relctl.toml:2:1: lock_ttl: expected a duration string like "30s", got an integer`,
+		},
+		{
+			name: "rollback step with phase, undo, checks, another kind and no run",
+			playbook: goodPlaybook + `
+[rollback]
+
+[[rollback.steps]]
+phase = "activate"
+run = "true"
+undo = "false"
+
+[[rollback.steps]]
+name = "swap"
+kind = "activate"
+checks = ["health"]
+`,
+			want: `playbooks/web.toml:21:1: rollback step "rollback-1": phase is not allowed: rollback steps have no phase (they run after current is switched back)
+playbooks/web.toml:23:1: rollback step "rollback-1": undo is not allowed: a rollback step is not itself undone
+playbooks/web.toml:25:3: rollback step "swap": missing run (the command)
+playbooks/web.toml:27:1: rollback step "swap": kind "activate" is not allowed: rollback steps are run steps (relctl switches current back itself)
+playbooks/web.toml:28:1: rollback step "swap": checks is not allowed: the playbook's check steps run after the rollback steps`,
+		},
+		{
+			name:     "rollback requires: empty, absolute, outside, template, the directory itself, control character",
+			playbook: goodPlaybook + "\n[rollback]\nrequires = [\"bin/start\", \"\", \"/opt/start\", \"bin/../../start\", \"bin/{{.Version}}\", \"./\", \"bin/a\\nb\"]\n",
+			want: `playbooks/web.toml:19:26: rollback.requires: an entry is empty (write a path inside the release directory, e.g. "bin/start")
+playbooks/web.toml:19:30: rollback.requires: "/opt/start" is absolute; write it relative to the release directory (e.g. "bin/start")
+playbooks/web.toml:19:44: rollback.requires: "bin/../../start" has a ".." part; it must stay inside the release directory
+playbooks/web.toml:19:63: rollback.requires: "bin/{{.Version}}" contains a template action; requires are plain paths, the same for every release
+playbooks/web.toml:19:83: rollback.requires: "./" is the release directory itself; name a file inside it
+playbooks/web.toml:19:89: rollback.requires: "bin/a\nb" contains a control character`,
+		},
+		{
+			name: "rollback step names: invalid, duplicate",
+			playbook: goodPlaybook + `
+[[rollback.steps]]
+name = "re start"
+run = "true"
+
+[[rollback.steps]]
+name = "unpack"
+run = "true"
+
+[[rollback.steps]]
+name = "unpack"
+run = "true"
+`,
+			want: `playbooks/web.toml:19:1: rollback step "re start": name "re start" contains ' '; use only letters, digits, '.', '_' and '-'
+playbooks/web.toml:27:1: rollback step "unpack": duplicate rollback step name (also at playbooks/web.toml:23:1)`,
+		},
+		{
+			name:     "rollback step timeouts: zero, not a duration",
+			playbook: goodPlaybook + "\n[[rollback.steps]]\nrun = \"true\"\ntimeout = \"0s\"\n\n[[rollback.steps]]\nrun = \"true\"\ntimeout = \"soon\"\n",
+			want: `playbooks/web.toml:20:1: rollback step "rollback-1": timeout must be more than 0s
+playbooks/web.toml:24:1: rollback.steps.timeout: invalid duration "soon" (use a form like "30s" or "1m30s")`,
+		},
+		{
+			name:     "rollback step timeout written as a number",
+			playbook: goodPlaybook + "\n[[rollback.steps]]\nrun = \"true\"\ntimeout = 30\n",
+			want:     `playbooks/web.toml:20:1: rollback.steps.timeout: expected a duration string like "30s", got an integer`,
+		},
+		{
+			name:     "unknown keys in rollback",
+			playbook: goodPlaybook + "\n[rollback]\nrequire = [\"bin/start\"]\n\n[[rollback.steps]]\nrn = \"true\"\n",
+			want: `playbooks/web.toml:19:1: unknown key "require" in [rollback]
+playbooks/web.toml:21:3: rollback step "rollback-1": missing run (the command)
+playbooks/web.toml:22:1: unknown key "rn" in [[rollback.steps]]`,
+		},
+		{
+			name:     "rollback step template syntax error",
+			playbook: goodPlaybook + "\n[[rollback.steps]]\nrun = \"{{.CurrentDir}/bin/restart\"\n",
+			want:     `playbooks/web.toml:19:1: rollback.steps.run: template: bad character U+007D '}'`,
+		},
+		{
+			name:     "rollback step action inside quotes",
+			playbook: goodPlaybook + "\n[[rollback.steps]]\nrun = \"'{{.CurrentDir}}/bin/restart'\"\n",
+			want:     `playbooks/web.toml:19:1: rollback.steps.run: {{.CurrentDir}} is inside single quotes; relctl shell-quotes every value itself, so remove the quotes around it`,
+		},
+		{
+			name:     "rollback step rendered for every host: var missing on one",
+			config:   goodConfig + "\n[[environments.staging.hosts]]\nname = \"web-2\"\naddress = \"127.0.0.1:22002\"\nroles = [\"web\"]\nvars = { port = 8081 }\n",
+			playbook: goodPlaybook + "\n[[rollback.steps]]\nrun = \"{{.CurrentDir}}/bin/restart {{.Vars.port}}\"\n",
+			want:     `playbooks/web.toml:19:1: rollback.steps.run: template: <.Vars.port>: map has no entry for key "port" (rendering for host "web-1" in environment "staging")`,
+		},
+		{
+			name:     "rollback step unknown field",
+			playbook: goodPlaybook + "\n[rollback]\nrequires = [\"bin/restart\"]\n\n[[rollback.steps]]\nrun = \"{{.CurentDir}}/bin/restart\"\n",
+			want:     `playbooks/web.toml:22:1: rollback.steps.run: template: <.CurentDir>: can't evaluate field CurentDir in type *playbooks.TemplateData (rendering for host "web-1" in environment "staging")`,
+		},
+		{
 			name:     "one file, many problems",
 			playbook: "name = \"web\"\nroles = [\"web\"]\n[artifact]\npath = \"a-{{.Version\"\n[strategy]\nbatch_size = 1.5\n[[steps]]\nkind = \"check\"\nrun = \"true\"\n",
 			want: `playbooks/web.toml:4:1: artifact.path: template: unclosed action

@@ -72,6 +72,20 @@ checks = ["cmd"]
 [[steps]]
 phase = "post"
 run = "true"
+
+[rollback]
+
+[[rollback.steps]]
+name = "restart"
+run = "true"
+
+[[rollback.steps]]
+run = "true"
+timeout = "30s"
+
+[[rollback.steps]]
+kind = "run"
+run = "true"
 `,
 	})
 	p, err := Load("relctl.toml")
@@ -125,6 +139,76 @@ run = "true"
 	}
 	if got := len(pb.StepsIn(PhaseStage)); got != 2 {
 		t.Errorf("StepsIn(stage) = %d steps, want 2", got)
+	}
+	if cfg.LockTTL.Duration != 2*time.Minute {
+		t.Errorf("lock_ttl default %v, want 2m", cfg.LockTTL)
+	}
+	type rollbackStep struct {
+		Name, Kind, Phase string
+		Timeout           time.Duration
+	}
+	var gotRollback []rollbackStep
+	for _, st := range pb.RollbackSteps() {
+		gotRollback = append(gotRollback, rollbackStep{st.Name, st.Kind, st.Phase, st.Timeout.Duration})
+	}
+	wantRollback := []rollbackStep{
+		{"restart", StepRun, "", 10 * time.Minute},
+		{"rollback-2", StepRun, "", 30 * time.Second}, // n counts [[rollback.steps]] entries, 1-based
+		{"rollback-3", StepRun, "", 10 * time.Minute},
+	}
+	if !reflect.DeepEqual(gotRollback, wantRollback) {
+		t.Errorf("rollback steps %+v, want %+v", gotRollback, wantRollback)
+	}
+	if pb.Rollback.Requires != nil {
+		t.Errorf("requires default %q, want none", pb.Rollback.Requires)
+	}
+}
+
+func TestLockTTLSet(t *testing.T) {
+	writeProject(t, map[string]string{
+		"relctl.toml":        strings.Replace(goodConfig, `project = "search"`, "project = \"search\"\nlock_ttl = \"10s\"", 1),
+		"playbooks/web.toml": goodPlaybook,
+	})
+	p, err := Load("relctl.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Config.LockTTL.Duration; got != 10*time.Second {
+		t.Errorf("lock_ttl %v, want the minimum, 10s, kept", got)
+	}
+	if steps := p.Playbooks["web"].RollbackSteps(); len(steps) != 0 {
+		t.Errorf("no [rollback]: RollbackSteps() = %d steps, want 0", len(steps))
+	}
+}
+
+func TestExampleRollback(t *testing.T) {
+	p := loadExample(t)
+	pb := p.Playbooks["web"]
+	env, err := p.Environment("production")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"bin/restart", "bin/search"}; !reflect.DeepEqual(pb.Rollback.Requires, want) {
+		t.Errorf("requires %q, want %q", pb.Rollback.Requires, want)
+	}
+	d, err := p.Data(pb, env, env.Hosts[0], "1.3.0", "run-43")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range pb.RollbackSteps() {
+		run, err := RenderCommand(s.Name, s.Run, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, s.Name+": "+run)
+	}
+	want := []string{
+		"restart: '/srv/search/current'/bin/restart 'search'",
+		`rollback-2: printf '%s rollback\n' '1.3.0' >> '/srv/search'/deployed.log`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("rollback steps render\n%q\nwant\n%q", got, want)
 	}
 }
 
