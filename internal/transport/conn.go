@@ -144,10 +144,12 @@ func (c *sshConn) Run(ctx context.Context, cmd string, opts RunOptions) (*Result
 	if err := c.lost(); err != nil {
 		return nil, err
 	}
-	if c.cmdTimeout > 0 {
+	if limit, name := c.cmdTimeout, "command_timeout"; limit > 0 || opts.Timeout > 0 {
+		if opts.Timeout > 0 {
+			limit, name = opts.Timeout, "step timeout"
+		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, c.cmdTimeout,
-			fmt.Errorf("command_timeout %s reached: %w", c.cmdTimeout, context.DeadlineExceeded))
+		ctx, cancel = context.WithTimeoutCause(ctx, limit, fmt.Errorf("%s %s reached", name, limit))
 		defer cancel()
 	}
 
@@ -252,6 +254,9 @@ func (c *sshConn) Run(ctx context.Context, cmd string, opts RunOptions) (*Result
 // reaches only the shell, not what the shell started. sshd makes every
 // session's command a process group leader, so -PID is the whole command.
 func (c *sshConn) killGroup(ctx context.Context, pid int) {
+	if pid <= 1 {
+		return // no marker seen: never signal init or every process
+	}
 	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killGrace)
 	defer cancel()
 	sess, err := c.openSession(kctx, "kill")

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"time"
 )
 
 // Conn is one live connection to one host. It is safe for concurrent use:
@@ -16,7 +17,7 @@ import (
 type Conn interface {
 	// Host is the name the connection was opened for (used in errors and logs).
 	Host() string
-	// Run executes cmd with /bin/sh on the host. A non-zero exit is returned
+	// Run executes cmd with the host's login shell (sh on relctl's hosts). A non-zero exit is returned
 	// as *CommandError, which carries the exit status and the output's tail.
 	Run(ctx context.Context, cmd string, opts RunOptions) (*Result, error)
 	// Upload streams r to remotePath (written via a temp file and renamed),
@@ -34,6 +35,9 @@ type RunOptions struct {
 	Stdin io.Reader
 	// Label names the command in the run log (e.g. "stage/unpack").
 	Label string
+	// Timeout replaces the connection's command timeout for this command
+	// (a step's own timeout may be longer or shorter).
+	Timeout time.Duration
 }
 
 // Result is what a command printed and how it ended.
