@@ -5,7 +5,8 @@ set -euo pipefail
 relctl="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 dir="$(mktemp -d "${TMPDIR:-/tmp}/relctl-demo.XXXXXX")"
 
-say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then bold=$(printf "\033[1m"); plain=$(printf "\033[0m"); else bold=; plain=; fi
+say() { printf "\n%s==> %s%s\n" "$bold" "$*" "$plain"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
 
 cleanup() {
