@@ -24,11 +24,28 @@ type Activation struct {
 	Controller     string    `json:"controller"`
 	RunID          string    `json:"run_id"`
 	Playbook       string    `json:"playbook,omitempty"`
+	// Kind is "deploy" or "rollback"; empty in files written before it existed (= deploy).
+	Kind string `json:"kind,omitempty"`
+	// Artifact is the artifact's file name in the release directory.
+	Artifact string `json:"artifact,omitempty"`
 }
 
 // History is <base_dir>/.relctl/history.json: every activation, oldest first.
 type History struct {
-	Activations []Activation `json:"activations"`
+	Activations []Activation   `json:"activations"`
+	Events      []HistoryEvent `json:"events,omitempty"`
+}
+
+// HistoryEvent is something done to a host that is not an activation but
+// that the next operator must be able to find, such as a forced unlock.
+type HistoryEvent struct {
+	Time       time.Time         `json:"time"`
+	Kind       string            `json:"kind"` // unlock | skip-rehearsal | ...
+	Operator   string            `json:"operator"`
+	Controller string            `json:"controller"`
+	RunID      string            `json:"run_id,omitempty"`
+	Reason     string            `json:"reason,omitempty"`
+	Detail     map[string]string `json:"detail,omitempty"`
 }
 
 // Latest returns the newest activation, or nil.
