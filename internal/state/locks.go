@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -321,17 +322,38 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 		holder *HostLockState
 		err    error
 	}
+	// The first host by name is taken alone, first: of two runs racing for
+	// the same hosts, the one that gets it goes on and the other stops there,
+	// instead of each winning half the hosts and both giving up.
+	targets = slices.Clone(targets)
+	slices.SortStableFunc(targets, func(a, b LockTarget) int { return strings.Compare(a.Host, b.Host) })
 	res := make([]outcome, len(targets))
-	var wg sync.WaitGroup
-	for i, t := range targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			got, took, holder, err := acquireOne(ctx, t, owner.RunID, body, opts)
-			res[i] = outcome{got, took, holder, err}
-		}()
+	one := func(i int) {
+		got, took, holder, err := acquireOne(ctx, targets[i], owner.RunID, body, opts)
+		res[i] = outcome{got, took, holder, err}
 	}
-	wg.Wait()
+	if len(targets) > 0 {
+		one(0)
+	}
+	if len(targets) > 0 && res[0].holder != nil {
+		// Refused: only look at the other hosts, to name every holder.
+		states, _ := InspectLocks(ctx, targets[1:], opts)
+		for i, st := range states {
+			if st.Held && (st.Owner == nil || st.Owner.RunID != owner.RunID) {
+				res[i+1].holder = &st
+			}
+		}
+	} else {
+		var wg sync.WaitGroup
+		for i := 1; i < len(targets); i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				one(i)
+			}()
+		}
+		wg.Wait()
+	}
 
 	ls := &LockSet{owner: owner, opts: opts}
 	var holders []HostLockState
