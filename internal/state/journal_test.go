@@ -1,0 +1,201 @@
+package state
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func at(sec int) time.Time { return time.Date(2026, 3, 1, 12, 0, sec, 0, time.UTC) }
+
+func writeJournal(t *testing.T, stateDir, runID string, evs ...JournalEvent) string {
+	t.Helper()
+	j, err := OpenJournal(stateDir, runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		if err := j.Append(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return j.Path()
+}
+
+func TestJournalRoundTrip(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), ".relctl")
+	j, err := OpenJournal(dir, "20260301T120000Z-aa11")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "runs", "20260301T120000Z-aa11.jsonl"); j.Path() != want {
+		t.Errorf("Path = %s, want %s", j.Path(), want)
+	}
+	// Concurrent appends from many host goroutines: every line intact.
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := j.Append(JournalEvent{Kind: "step-end", Host: "h", Step: "activate", Status: "ok", Detail: strings.Repeat("x", i*100)}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Append(JournalEvent{Kind: "run-end"}); err == nil {
+		t.Error("Append after Close succeeded")
+	}
+	evs, err := ReadJournal(j.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 20 {
+		t.Fatalf("read %d events, want 20", len(evs))
+	}
+	for _, ev := range evs {
+		if ev.RunID != "20260301T120000Z-aa11" || ev.Time.IsZero() || ev.Kind != "step-end" {
+			t.Errorf("event not filled in: %+v", ev)
+		}
+	}
+	for p, want := range map[string]os.FileMode{filepath.Join(dir, "runs"): 0o700, j.Path(): 0o600} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v (%v), want %v", p, fi.Mode().Perm(), err, want)
+		}
+	}
+}
+
+func TestReadJournalTornLastLine(t *testing.T) {
+	dir := t.TempDir()
+	p := writeJournal(t, dir, "r1", JournalEvent{Kind: "run-start", Env: "staging"}, JournalEvent{Kind: "step-start", Host: "h1"})
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"time":"2026-03-01T12:00:00Z","run_id":"r1","kind":"step-e`) // kill -9 mid-write
+	f.Close()
+	evs, err := ReadJournal(p)
+	if err != nil {
+		t.Fatalf("ReadJournal: %v", err)
+	}
+	if len(evs) != 2 || evs[1].Kind != "step-start" {
+		t.Errorf("events = %+v, want the two complete ones", evs)
+	}
+
+	// A bad line in the middle is damage, not a torn write: say where.
+	bad := filepath.Join(dir, "bad.jsonl")
+	os.WriteFile(bad, []byte("{\"kind\":\"run-start\"}\nnot json\n{\"kind\":\"run-end\"}\n"), 0o600)
+	if _, err := ReadJournal(bad); err == nil || !strings.Contains(err.Error(), "bad.jsonl:2") {
+		t.Errorf("ReadJournal of a damaged journal: %v", err)
+	}
+}
+
+func TestListRuns(t *testing.T) {
+	dir := t.TempDir()
+	start := func(sec int, release string) JournalEvent {
+		return JournalEvent{Time: at(sec), Kind: "run-start", Env: "staging", Command: "deploy", Release: release, From: "1.0.0", Operator: "alice", Controller: "laptop"}
+	}
+	writeJournal(t, dir, "20260301T120000Z-0001",
+		start(0, "1.1.0"),
+		JournalEvent{Time: at(1), Kind: "step-start", Host: "h1", Step: "activate"},
+		JournalEvent{Time: at(2), Kind: "step-end", Host: "h1", Step: "activate", Status: "ok"},
+		JournalEvent{Time: at(30), Kind: "run-end", Result: "succeeded", Hosts: map[string]string{"h1": "1.1.0"}})
+	writeJournal(t, dir, "20260301T120100Z-0002",
+		start(60, "1.2.0"),
+		JournalEvent{Time: at(61), Kind: "step-start", Host: "h1", Step: "activate"},
+		JournalEvent{Time: at(65), Kind: "step-end", Host: "h1", Step: "check", Status: "failed", Error: "HTTP 500"},
+		JournalEvent{Time: at(66), Kind: "rollback-start"},
+		JournalEvent{Time: at(70), Kind: "run-end", Result: "rolled-back", Hosts: map[string]string{"h1": "1.1.0"}})
+	// kill -9 after two steps: no run-end.
+	writeJournal(t, dir, "20260301T120200Z-0003",
+		start(120, "1.3.0"),
+		JournalEvent{Time: at(121), Kind: "step-start", Host: "h1", Step: "upload"},
+		JournalEvent{Time: at(125), Kind: "step-end", Host: "h1", Step: "upload", Status: "ok"})
+	// The run logs next to the journals are not runs.
+	os.WriteFile(RunLogPath(dir, "20260301T120200Z-0003"), []byte("log\n"), 0o600)
+
+	runs, err := ListRuns(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		id, release, result string
+		dur                 time.Duration
+	}{
+		{"20260301T120200Z-0003", "1.3.0", "interrupted", 5 * time.Second},
+		{"20260301T120100Z-0002", "1.2.0", "rolled-back", 10 * time.Second},
+		{"20260301T120000Z-0001", "1.1.0", "succeeded", 30 * time.Second},
+	}
+	if len(runs) != len(want) {
+		t.Fatalf("ListRuns = %+v", runs)
+	}
+	for i, w := range want {
+		r := runs[i]
+		if r.RunID != w.id || r.Release != w.release || r.Result != w.result || r.Duration != w.dur ||
+			r.Env != "staging" || r.Operator != "alice" || r.Controller != "laptop" || r.From != "1.0.0" || r.Steps != nil {
+			t.Errorf("run %d = %+v, want %+v", i, r, w)
+		}
+	}
+	if runs[1].Hosts["h1"] != "1.1.0" {
+		t.Errorf("hosts of the rolled-back run = %v", runs[1].Hosts)
+	}
+
+	empty, err := ListRuns(filepath.Join(t.TempDir(), "none"))
+	if err != nil || len(empty) != 0 {
+		t.Errorf("ListRuns of a missing state dir = %v, %v", empty, err)
+	}
+}
+
+func TestLoadRun(t *testing.T) {
+	dir := t.TempDir()
+	writeJournal(t, dir, "20260301T120000Z-ab12",
+		JournalEvent{Time: at(0), Kind: "run-start", Env: "production", Command: "rollback", Release: "1.0.0"},
+		JournalEvent{Time: at(1), Kind: "undo-start", Host: "h2", Step: "activate"},
+		JournalEvent{Time: at(2), Kind: "undo-end", Host: "h2", Step: "activate", Status: "ok"},
+		JournalEvent{Time: at(3), Kind: "run-end", Result: "succeeded"})
+	writeJournal(t, dir, "20260301T120000Z-ab34", JournalEvent{Time: at(0), Kind: "run-start"})
+
+	tests := []struct {
+		id, wantID, wantErr string
+	}{
+		{id: "20260301T120000Z-ab12", wantID: "20260301T120000Z-ab12"},
+		{id: "20260301T120000Z-ab1", wantID: "20260301T120000Z-ab12"},
+		{id: "20260301T120000Z-ab", wantErr: `run id "20260301T120000Z-ab" is ambiguous: it matches 20260301T120000Z-ab12, 20260301T120000Z-ab34`},
+		{id: "1999", wantErr: `no run "1999" in ` + filepath.Join(dir, "runs")},
+		{id: "", wantErr: "a run id is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.id, func(t *testing.T) {
+			r, err := LoadRun(dir, tt.id)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.RunID != tt.wantID || r.Command != "rollback" || r.Result != "succeeded" || len(r.Steps) != 2 || r.Steps[1].Kind != "undo-end" {
+				t.Errorf("LoadRun = %+v", r)
+			}
+		})
+	}
+}
+
+func TestOpenJournalRejectsPathsAsIDs(t *testing.T) {
+	for _, id := range []string{"../../etc/x", "a/b", ""} {
+		if _, err := OpenJournal(t.TempDir(), id); err == nil {
+			t.Errorf("OpenJournal(%q) succeeded", id)
+		}
+	}
+}
