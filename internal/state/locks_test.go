@@ -413,3 +413,50 @@ func TestAcquireLocksRejectsUnsafeRunID(t *testing.T) {
 		}
 	}
 }
+
+// TestLocksHostileBaseDir runs every lock script where the base directory
+// has spaces, quotes and shell syntax in its name: nothing may execute or
+// land elsewhere.
+func TestLocksHostileBaseDir(t *testing.T) {
+	c := startCluster(t)
+	targets := c.targets(t)
+	for i := range targets {
+		targets[i].Layout.BaseDir = filepath.Join(targets[i].Layout.BaseDir, `it's a $(touch pwned) "dir"; echo x`)
+	}
+	ctx := testCtx(t)
+	set, lockCtx, err := AcquireLocks(ctx, targets, owner("20260101T000000Z-hostile"), LockOptions{Refresh: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := readOwner(t, targets[0])
+	if first == nil {
+		t.Fatal("no owner.json under the hostile base dir")
+	}
+	deadline := time.Now().Add(guard)
+	for o := readOwner(t, targets[0]); o == nil || !o.Heartbeat.After(first.Heartbeat); o = readOwner(t, targets[0]) {
+		if time.Now().After(deadline) {
+			t.Fatal("heartbeat never refreshed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	states, err := InspectLocks(ctx, targets, LockOptions{})
+	if err != nil || !states[0].Held {
+		t.Fatalf("InspectLocks = %+v, %v", states, err)
+	}
+	if err := set.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if context.Cause(lockCtx) == nil || errors.Is(context.Cause(lockCtx), ErrLockLost) {
+		t.Errorf("cause after release = %v", context.Cause(lockCtx))
+	}
+	for _, h := range c.hosts {
+		if matches, _ := filepath.Glob(filepath.Join(h.Root, "*pwned*")); len(matches) > 0 {
+			t.Errorf("a command in the path ran: %v", matches)
+		}
+	}
+	for _, tg := range targets {
+		if got := stateDirEntries(t, tg); len(got) != 0 {
+			t.Errorf("%s: left %v", tg.Host, got)
+		}
+	}
+}
