@@ -1,6 +1,7 @@
 package playbooks
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -136,6 +137,64 @@ func TestQuotedActionDetected(t *testing.T) {
 		{`awk '{print $1}' {{.Artifact}}`, ""},
 		{`echo {{printf "%s'" .Version}}`, ""}, // quotes inside the action are Go's
 		{`echo "x{{- .Version -}}y"`, `{{- .Version -}} is inside double quotes; relctl shell-quotes every value itself, so remove the quotes around it`},
+		{`echo {{/* don't */}} {{.Version}}`, ""}, // a template comment may hold a quote
+
+		// Shell comments: a newline in the value would end the comment.
+		{"echo ok # was {{.Version}}", `{{.Version}} is in a shell comment; a value holding a newline would end the comment and run as a command, so move it out of the comment`},
+		{"# v{{.Version}}\necho", `{{.Version}} is in a shell comment; a value holding a newline would end the comment and run as a command, so move it out of the comment`},
+		{"# {{/* note */}} it's\necho {{.Version}}", ""},
+		{"echo a#{{.Version}}", ""}, // # inside a word starts no comment
+		{"# one\n# two\necho {{.Version}}", ""},
+		{"# one\n#{{.Version}}", `template line 2: {{.Version}} is in a shell comment; a value holding a newline would end the comment and run as a command, so move it out of the comment`},
+
+		// Heredocs: single quotes mean nothing in the body.
+		{"cat > f <<EOF\nport={{.Vars.x}}\nEOF", "template line 2: {{.Vars.x}} is inside an unquoted heredoc (<<EOF), whose body the shell expands ($(...), `...`, $var), so relctl cannot quote the value; write it outside the heredoc, e.g. printf '%s\\n' {{.Vars.x}} >> file"},
+		{"cat > f << EOF\nport={{.Vars.x}}\nEOF", "template line 2: {{.Vars.x}} is inside an unquoted heredoc (<< EOF), whose body the shell expands ($(...), `...`, $var), so relctl cannot quote the value; write it outside the heredoc, e.g. printf '%s\\n' {{.Vars.x}} >> file"},
+		{"cat > f <<-END\n\tport={{.Vars.x}}\n\tEND", "template line 2: {{.Vars.x}} is inside an unquoted heredoc (<<-END), whose body the shell expands ($(...), `...`, $var), so relctl cannot quote the value; write it outside the heredoc, e.g. printf '%s\\n' {{.Vars.x}} >> file"},
+		{"cat > f <<'EOF'\nport={{.Vars.x}}\nEOF", "template line 2: {{.Vars.x}} is inside a heredoc (<<'EOF') whose body is literal text, so relctl's quotes around the value would end up in it; write the value outside the heredoc, e.g. printf '%s\\n' {{.Vars.x}} >> file"},
+		{"cat > f <<\"EOF\"\nport={{.Vars.x}}\nEOF", `template line 2: {{.Vars.x}} is inside a heredoc (<<"EOF") whose body is literal text, so relctl's quotes around the value would end up in it; write the value outside the heredoc, e.g. printf '%s\n' {{.Vars.x}} >> file`},
+		{"cat > f <<\\EOF\nport={{.Vars.x}}\nEOF", `template line 2: {{.Vars.x}} is inside a heredoc (<<\EOF) whose body is literal text, so relctl's quotes around the value would end up in it; write the value outside the heredoc, e.g. printf '%s\n' {{.Vars.x}} >> file`},
+		{"cat > f <<E\"O\"F\nport={{.Vars.x}}\nEOF", `template line 2: {{.Vars.x}} is inside a heredoc (<<E"O"F) whose body is literal text, so relctl's quotes around the value would end up in it; write the value outside the heredoc, e.g. printf '%s\n' {{.Vars.x}} >> file`},
+		// The body ends at the line equal to the delimiter; then the usual rules apply.
+		{"cat > f <<EOF\nport=80\nEOF\nchmod 600 f {{.Vars.x}}", ""},
+		{"cat > f <<EOF\nEOF is not alone here\n EOF\nEOF\n{{.Vars.x}}", ""},
+		{"cat > f <<EOF\nEOF x\n{{.Vars.x}}\nEOF", "template line 3: {{.Vars.x}} is inside an unquoted heredoc (<<EOF), whose body the shell expands ($(...), `...`, $var), so relctl cannot quote the value; write it outside the heredoc, e.g. printf '%s\\n' {{.Vars.x}} >> file"},
+		{"cat <<-EOF\n\tok\n\t\tEOF\necho {{.Vars.x}}", ""},
+		{"cat <<EOF\n\tEOF\necho {{.Vars.x}}\nEOF", "template line 3: {{.Vars.x}} is inside an unquoted heredoc (<<EOF), whose body the shell expands ($(...), `...`, $var), so relctl cannot quote the value; write it outside the heredoc, e.g. printf '%s\\n' {{.Vars.x}} >> file"}, // only <<- strips tabs
+		{"cat <<EOF\nno end, {{.Vars.x}}", "template line 2: {{.Vars.x}} is inside an unquoted heredoc (<<EOF), whose body the shell expands ($(...), `...`, $var), so relctl cannot quote the value; write it outside the heredoc, e.g. printf '%s\\n' {{.Vars.x}} >> file"},
+		// Actions on the operator's own line are ordinary words.
+		{"cat <<EOF > {{.ReleaseDir}}/f\nport=80\nEOF", ""},
+		{"cat <<EOF > '{{.ReleaseDir}}'\nport=80\nEOF", `{{.ReleaseDir}} is inside single quotes; relctl shell-quotes every value itself, so remove the quotes around it`},
+		// Two heredocs on one line: the bodies follow one another.
+		{"cat <<A <<'B'\na\nA\nb {{.Vars.x}}\nB", "template line 4: {{.Vars.x}} is inside a heredoc (<<'B') whose body is literal text, so relctl's quotes around the value would end up in it; write the value outside the heredoc, e.g. printf '%s\\n' {{.Vars.x}} >> file"},
+		{"cat <<A <<B\n{{.Vars.x}}\nA\nB", "template line 2: {{.Vars.x}} is inside an unquoted heredoc (<<A), whose body the shell expands ($(...), `...`, $var), so relctl cannot quote the value; write it outside the heredoc, e.g. printf '%s\\n' {{.Vars.x}} >> file"},
+		{"cat <<A <<B\na\nA\nb\nB\necho {{.Vars.x}}", ""},
+		// Not heredocs: a here-string, quoted or escaped <<, a shift.
+		{"cat <<< {{.Vars.x}}\n{{.Vars.x}}", ""},
+		{"cat <<<'{{.Vars.x}}'", `{{.Vars.x}} is inside single quotes; relctl shell-quotes every value itself, so remove the quotes around it`},
+		{"echo '<<EOF' \"<<X\" \\<<Y\necho {{.Vars.x}}", ""},
+		{"echo $((1<<2))\necho {{.Vars.x}}", ""},
+		{"echo $(( (1+1) << 2 )) x <<EOF\n{{.Vars.x}}\nEOF", "template line 2: {{.Vars.x}} is inside an unquoted heredoc (<<EOF), whose body the shell expands ($(...), `...`, $var), so relctl cannot quote the value; write it outside the heredoc, e.g. printf '%s\\n' {{.Vars.x}} >> file"},
+		{"# cat <<EOF\necho {{.Vars.x}}", ""}, // in a comment
+		{"cat <<EOF # it's\n{{.Vars.x}}\nEOF", "template line 2: {{.Vars.x}} is inside an unquoted heredoc (<<EOF), whose body the shell expands ($(...), `...`, $var), so relctl cannot quote the value; write it outside the heredoc, e.g. printf '%s\\n' {{.Vars.x}} >> file"},
+		{"cat <<EOF \\\n  > f\n{{.Vars.x}}\nEOF", "template line 3: {{.Vars.x}} is inside an unquoted heredoc (<<EOF), whose body the shell expands ($(...), `...`, $var), so relctl cannot quote the value; write it outside the heredoc, e.g. printf '%s\\n' {{.Vars.x}} >> file"}, // the body starts after the continued line
+		{"cat <<EOF; echo 'a\nb'\n{{.Vars.x}}\nEOF", "template line 3: {{.Vars.x}} is inside an unquoted heredoc (<<EOF), whose body the shell expands ($(...), `...`, $var), so relctl cannot quote the value; write it outside the heredoc, e.g. printf '%s\\n' {{.Vars.x}} >> file"},
+		{"x=$(cat <<EOF\n{{.Vars.x}}\nEOF\n)", "template line 2: {{.Vars.x}} is inside an unquoted heredoc (<<EOF), whose body the shell expands ($(...), `...`, $var), so relctl cannot quote the value; write it outside the heredoc, e.g. printf '%s\\n' {{.Vars.x}} >> file"},
+		{"cat <<{{.Vars.x}}\nbody", `{{.Vars.x}} is part of a heredoc delimiter (<<); write the delimiter literally`},
+		{"cat <<'E{{.Vars.x}}'\nbody", `{{.Vars.x}} is part of a heredoc delimiter (<<'E); write the delimiter literally`},
+		// Template blocks inside a body are fine; ones that straddle its end are not.
+		{"cat > f <<'EOF'\n{{if .Vars.x}}\ndebug=1\n{{else}}\ndebug=0\n{{end}}\n{{/* c */}}{{$v := 1}}\nEOF\necho {{.Vars.x}}", ""},
+		{"{{range .Host.Roles}}cat <<EOF\nrole\nEOF\n{{end}}", ""},
+		{"cat <<EOF\n{{if .Vars.x}}\nEOF\n{{end}}\nEOF", "template line 2: {{if .Vars.x}} after a heredoc operator (<<EOF) opens a block that does not close before the heredoc ends, so the heredoc's end would depend on the template; keep the block wholly inside or wholly outside the heredoc"},
+		{"cat <<EOF {{with .Vars.x}}\nbody\nEOF\n{{end}}", "{{with .Vars.x}} after a heredoc operator (<<EOF) opens a block that does not close before the heredoc ends, so the heredoc's end would depend on the template; keep the block wholly inside or wholly outside the heredoc"},
+		{"{{if .Vars.x}}cat <<EOF\nbody\n{{end}}\nEOF", "template line 3: {{end}} after a heredoc operator (<<EOF) belongs to a block opened before it, so the heredoc's end would depend on the template; keep the block wholly inside or wholly outside the heredoc"},
+		{"{{if .Vars.x}}cat <<EOF\n{{else}}\nEOF\n{{end}}", "template line 2: {{else}} after a heredoc operator (<<EOF) belongs to a block opened before it, so the heredoc's end would depend on the template; keep the block wholly inside or wholly outside the heredoc"},
+		{"{{range .Host.Roles}}cat <<EOF {{continue}}\nEOF\n{{end}}", "{{continue}} after a heredoc operator (<<EOF) could skip the heredoc's end; move it outside the heredoc"},
+		{`cat <<EOF` + "\n{{template \"x\"}}\nEOF", "template line 2: {{template \"x\"}} is inside an unquoted heredoc (<<EOF), whose body the shell expands ($(...), `...`, $var), so relctl cannot quote the value; write it outside the heredoc, e.g. printf '%s\\n' {{template \"x\"}} >> file"},
+		// Trim markers remove newlines the shell then never sees.
+		{"cat <<EOF\nbody {{if true -}}\nEOF\n{{- end}}\necho {{.Vars.x}}\nEOF", "template line 5: {{.Vars.x}} is inside an unquoted heredoc (<<EOF), whose body the shell expands ($(...), `...`, $var), so relctl cannot quote the value; write it outside the heredoc, e.g. printf '%s\\n' {{.Vars.x}} >> file"}, // renders "body EOF": no end line
+		{"cat <<EOF\nbody\nEOF\n{{- /* joined */}} echo {{.Vars.x}}\nEOF", "template line 4: {{.Vars.x}} is inside an unquoted heredoc (<<EOF), whose body the shell expands ($(...), `...`, $var), so relctl cannot quote the value; write it outside the heredoc, e.g. printf '%s\\n' {{.Vars.x}} >> file"},
+		{"cat <<EOF\nbody\nEOF\n{{- /* joined */}}\necho {{.Vars.x}}", ""},
 	}
 	for _, tt := range tests {
 		err := quotedActionError(tt.tmpl)
@@ -166,4 +225,95 @@ func FuzzShellQuote(f *testing.F) {
 			t.Fatalf("an injected command ran for %q", s)
 		}
 	})
+}
+
+// TestHeredocTemplatesRunAsWritten runs accepted templates around heredocs
+// with hostile values: the shell must see the bodies the scanner saw, so the
+// values stay single words and nothing injected runs.
+func TestHeredocTemplatesRunAsWritten(t *testing.T) {
+	tests := []struct {
+		tmpl string
+		want func(v string) string
+	}{
+		{"cat <<EOF\nport=$((40<<1))\nEOF\nprintf '%s|' {{.Vars.x}}", func(v string) string { return "port=80\n" + v + "|" }},
+		{"cat <<-'END'\n\t$(touch MARKER)\n\tEND\nprintf '%s|' {{.Vars.x}}", func(v string) string { return "$(touch MARKER)\n" + v + "|" }},
+		{"cat <<A - <<B\na\nA\nb\nB\nprintf '%s|' {{.Vars.x}}", func(v string) string { return "b\n" + v + "|" }},
+		{"echo $((1<<2)) # shift, not heredoc\nprintf '%s|' {{.Vars.x}}", func(v string) string { return "4\n" + v + "|" }},
+		{"{{range .Host.Roles}}cat <<EOF\nrole\nEOF\nprintf '%s|' {{.}}\n{{end}}", func(v string) string { return "role\n" + v + "|role\nweb|" }},
+	}
+	for _, v := range hostile {
+		t.Run(v, func(t *testing.T) {
+			dir := t.TempDir()
+			data := &TemplateData{Vars: map[string]string{"x": v}, Host: HostData{Roles: []string{v, "web"}}}
+			for _, tt := range tests {
+				cmd, err := RenderCommand("test", tt.tmpl, data)
+				if err != nil {
+					t.Fatalf("RenderCommand(%q): %v", tt.tmpl, err)
+				}
+				if got, want := sh(t, dir, cmd), tt.want(v); got != want {
+					t.Errorf("%q rendered as %q printed %q, want %q", tt.tmpl, cmd, got, want)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(dir, "MARKER")); err == nil {
+				t.Fatalf("an injected command ran")
+			}
+		})
+	}
+}
+
+// TestLoadRejectsHeredocInjection is the reviewer's case: a var in an
+// unquoted heredoc body ran $(...) on the host. Load now reports it at the
+// run key, RenderCommand refuses it, and the alternative it suggests writes
+// the value as it is.
+func TestLoadRejectsHeredocInjection(t *testing.T) {
+	const value = "$(touch MARKER)"
+	config := strings.Replace(goodConfig, "base_dir = ", "x = \"$(touch MARKER)\"\nbase_dir = ", 1)
+	injected := goodPlaybook + "\n[[steps]]\nname = \"config\"\nphase = \"stage\"\nrun = \"cat > f <<EOF\\nport={{.Vars.x}}\\nEOF\"\n"
+	writeProject(t, map[string]string{"relctl.toml": config, "playbooks/web.toml": injected})
+	_, err := Load("relctl.toml")
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("Load: want Problems, got %T %v", err, err)
+	}
+	want := "playbooks/web.toml:21:1: steps.run: template line 2: {{.Vars.x}} is inside an unquoted heredoc (<<EOF), whose body the shell expands ($(...), `...`, $var), so relctl cannot quote the value; write it outside the heredoc, e.g. printf '%s\\n' {{.Vars.x}} >> file"
+	if got := err.Error(); got != want {
+		t.Errorf("problems:\n%s\nwant:\n%s", got, want)
+	}
+	data := &TemplateData{Vars: map[string]string{"x": value}}
+	if cmd, err := RenderCommand("config", "cat > f <<EOF\nport={{.Vars.x}}\nEOF", data); err == nil {
+		t.Errorf("RenderCommand rendered the injection as %q", cmd)
+	}
+
+	safe := goodPlaybook + "\n[[steps]]\nname = \"config\"\nphase = \"stage\"\nrun = \"printf 'port=%s\\\\n' {{.Vars.x}} > f\"\n"
+	writeProject(t, map[string]string{"relctl.toml": config, "playbooks/web.toml": safe})
+	p, err := Load("relctl.toml")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	pb := p.Playbooks["web"]
+	env, err := p.Environment("staging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := p.Data(pb, env, env.Hosts[0], "1.0.0", "run-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := pb.Steps[len(pb.Steps)-1]
+	cmd, err := RenderCommand(step.Name, step.Run, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	sh(t, dir, cmd)
+	got, err := os.ReadFile(filepath.Join(dir, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != "port="+value+"\n" {
+		t.Errorf("%q wrote %q, want the literal value", cmd, got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "MARKER")); err == nil {
+		t.Fatalf("the value ran as a command")
+	}
 }
