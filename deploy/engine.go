@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -15,7 +16,8 @@ import (
 	"github.com/relctl/relctl/playbooks"
 )
 
-// Connector hands out the one connection per host a run uses.
+// Connector hands out the one connection per host a run uses (and a new one
+// after a connection was lost).
 type Connector interface {
 	Get(ctx context.Context, t transport.Target) (transport.Conn, error)
 }
@@ -25,11 +27,16 @@ type EventKind int
 
 const (
 	RunStarted EventKind = iota
+	LocksTaken
 	PreflightDone
 	BatchStarted
 	StepDone
 	BatchDone
 	Pausing
+	Stopping
+	RollbackStarted
+	RollbackStepDone
+	RollbackHostDone
 	RunDone
 )
 
@@ -39,193 +46,357 @@ type Event struct {
 	Plan   *Plan
 	Batch  *Batch
 	Host   string
+	Hosts  []string
 	Result *StepResult
 	Pause  time.Duration
 	Report *Report
+	Locks  []state.HostLockState // LocksTaken: stale locks taken over
 	Err    error
 }
 
 // Observer receives events; it is called from many goroutines at once.
 type Observer func(Event)
 
-// Engine executes plans.
+// Engine executes plans: deploys and rollbacks alike.
 type Engine struct {
 	Connector Connector
 	Observe   Observer
-	Log       *transport.RunLog // per-run log; may be nil
-	// Operator and Controller are recorded in every host's history.
+	Log       *transport.RunLog // per-run command log; may be nil
+	Journal   *state.Journal    // durable per-run journal; may be nil
+	// Operator and Controller are recorded in every host's history and lock.
 	Operator   string
 	Controller string
 	// MaxParallel caps the hosts worked on at once across the run (ssh.max_parallel).
 	MaxParallel int
 	Now         func() time.Time
+	// Stop, once closed, asks the run to start no new step and roll back
+	// (the first SIGINT). Cancelling the context aborts at once (the second).
+	Stop <-chan struct{}
+	// LockTTL is how old a lock heartbeat may be before the lock is stale.
+	LockTTL time.Duration
+	// TakeOverStaleLocks replaces a lock whose holder is gone (rollback, resume).
+	TakeOverStaleLocks bool
+	// Skip names hosts to leave alone: deploy --resume skips the hosts the
+	// interrupted run finished.
+	Skip map[string]bool
+	// Backoff is the wait between reconnect attempts while rolling back an
+	// unreachable host; default 1s, 2s, 4s, 8s, 16s.
+	Backoff []time.Duration
 }
 
-// Step statuses.
-const (
-	StatusOK     = "ok"
-	StatusFailed = "failed"
-)
+var errNoUndo = errors.New("no undo")
 
-// StepResult is how one step ended on one host.
-type StepResult struct {
-	Host    string        `json:"host"`
-	Phase   string        `json:"phase"`
-	Name    string        `json:"name"`
-	Kind    string        `json:"kind"`
-	Status  string        `json:"status"`
-	Detail  string        `json:"detail,omitempty"`
-	Error   string        `json:"error,omitempty"`
-	Elapsed time.Duration `json:"elapsed_ns"`
-}
+// errStopped marks work not started because the run was asked to stop.
+var errStopped = errors.New("stopped: no new work after interrupt")
 
-// ID is "phase/name".
-func (r *StepResult) ID() string { return r.Phase + "/" + r.Name }
-
-// HostReport is what happened on one host.
-type HostReport struct {
-	Name    string        `json:"name"`
-	Address string        `json:"address"`
-	Batch   int           `json:"batch"`
-	Reached bool          `json:"reached"`
-	Before  string        `json:"before"` // current release before the run
-	After   string        `json:"after"`  // current release at the end, as last seen
-	Steps   []*StepResult `json:"steps"`
-	Error   string        `json:"error,omitempty"`
-}
-
-// Changed says whether the run switched this host's current release.
-func (h *HostReport) Changed() bool { return h.After != h.Before }
-
-// Report is the outcome of a run.
-type Report struct {
-	RunID    string        `json:"run_id"`
-	Env      string        `json:"environment"`
-	Version  string        `json:"release"`
-	Started  time.Time     `json:"started"`
-	Finished time.Time     `json:"finished"`
-	Hosts    []*HostReport `json:"hosts"`
-}
-
-// Host returns the named host's report.
-func (r *Report) Host(name string) *HostReport {
-	for _, h := range r.Hosts {
-		if h.Name == name {
-			return h
-		}
-	}
-	return nil
-}
-
-// Changed lists the hosts whose current release the run switched.
-func (r *Report) Changed() []string {
-	var out []string
-	for _, h := range r.Hosts {
-		if h.Changed() {
-			out = append(out, h.Name)
-		}
-	}
-	return out
-}
-
-// Failure is a deploy that stopped. Err holds every host's error.
-type Failure struct {
-	Phase  string
-	Batch  int // 0 for preflight
-	Report *Report
-	Err    error
-}
-
-func (f *Failure) Error() string {
-	where := "preflight"
-	if f.Batch > 0 {
-		where = fmt.Sprintf("batch %d, %s phase", f.Batch, f.Phase)
-	}
-	return fmt.Sprintf("deploy of %s to %s failed in %s: %v", f.Report.Version, f.Report.Env, where, f.Err)
-}
-
-func (f *Failure) Unwrap() error { return f.Err }
-
-// Deploy runs the plan: preflight on every host (connect, read state, run
-// preflight steps) before any host changes; then each batch, canary first,
-// phase by phase, stopping at the first batch with a failure.
+// Deploy runs the plan. Every host is connected to, read and locked, and
+// runs its preflight steps (including the rollback-readiness check) before
+// any host changes; then each batch runs, canary first, phase by phase. On
+// a failure (or the first interrupt) no new step starts, running steps
+// finish, and, for deploys, every touched host is rolled back.
 func (e *Engine) Deploy(ctx context.Context, p *Plan) (*Report, error) {
-	rep := &Report{RunID: p.RunID, Env: p.Env, Version: p.Version, Started: e.now()}
+	r := &run{engine: e, plan: p, runs: map[string]*hostRun{}, stop: make(chan struct{}), done: make(chan struct{})}
+	r.report = &Report{RunID: p.RunID, Kind: p.Kind, Env: p.Env, Version: p.Version, Started: e.now()}
 	for _, b := range p.Batches {
 		for _, hp := range b.Hosts {
-			rep.Hosts = append(rep.Hosts, &HostReport{Name: hp.Name, Address: hp.Address, Batch: b.Index})
+			hr := &HostReport{Name: hp.Name, Address: hp.Address, Batch: b.Index, Skipped: e.Skip[hp.Name]}
+			r.report.Hosts = append(r.report.Hosts, hr)
 		}
 	}
-	finish := func(err error) (*Report, error) {
-		rep.Finished = e.now()
-		e.emit(Event{Kind: RunDone, Plan: p, Report: rep, Err: err})
-		return rep, err
-	}
-	e.emit(Event{Kind: RunStarted, Plan: p})
-	e.logEvent("", "run %s: deploy %s %s to %s: %d hosts in %d batches", p.RunID, p.Playbook, p.Version, p.Env, len(rep.Hosts), len(p.Batches))
+	return r.execute(ctx)
+}
 
-	runs := make(map[string]*hostRun, len(rep.Hosts))
-	var mu sync.Mutex
-	err := e.forEach(ctx, p.Hosts(), e.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
-		hr := rep.Host(hp.Name)
-		conn, err := e.Connector.Get(ctx, hp.Target)
-		if err != nil {
-			hr.Error = err.Error()
-			return err
-		}
-		hr.Reached = true
-		run := &hostRun{engine: e, plan: p, host: hp, conn: conn, report: hr}
-		st, err := run.readState(ctx)
-		if err != nil {
-			hr.Error = err.Error()
-			return fmt.Errorf("%s: reading release state: %w", hp.Name, err)
-		}
-		hr.Before, hr.After = st.Current, st.Current
-		mu.Lock()
-		runs[hp.Name] = run
-		mu.Unlock()
-		return run.runPhase(ctx, playbooks.PhasePreflight, nil)
+// run is one execution of a plan.
+type run struct {
+	engine *Engine
+	plan   *Plan
+	report *Report
+	runs   map[string]*hostRun
+	mu     sync.Mutex
+
+	stop     chan struct{} // closed by the first interrupt or a lost lock
+	stopOnce sync.Once
+	done     chan struct{} // closed when the run has finished
+	locks    *state.LockSet
+}
+
+func (r *run) execute(ctx context.Context) (*Report, error) {
+	e, p := r.engine, r.plan
+	e.emit(Event{Kind: RunStarted, Plan: p})
+	e.journal(state.JournalEvent{Kind: "run-start", Env: p.Env, Command: p.Kind, Release: p.Version, From: p.From,
+		Operator: e.Operator, Controller: e.Controller})
+	e.logEvent("", "run %s: %s %s %s to %s: %d hosts in %d batches", p.RunID, p.Kind, p.Playbook, p.Version, p.Env, len(r.report.Hosts), len(p.Batches))
+
+	active := r.activeHosts()
+	// Connect to and read every host first: an unreachable host fails the run
+	// before anything is locked or changed.
+	err := e.forEach(ctx, active, e.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
+		return r.connect(ctx, hp)
 	})
 	if err != nil {
-		return finish(&Failure{Phase: playbooks.PhasePreflight, Report: rep, Err: err})
+		return r.finish(ctx, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err})
+	}
+	if err := r.lock(ctx, active); err != nil {
+		return r.finish(ctx, err)
+	}
+	defer r.unlock(ctx)
+	go r.watchStop(ctx)
+
+	err = e.forEach(ctx, active, e.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
+		return r.runs[hp.Name].runPhase(ctx, playbooks.PhasePreflight, nil)
+	})
+	if err != nil {
+		return r.finish(ctx, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err, Interrupted: r.stopped()})
 	}
 	e.emit(Event{Kind: PreflightDone, Plan: p})
-	e.logEvent("", "preflight passed on %d hosts", len(runs))
+	e.logEvent("", "preflight passed on %d hosts", len(active))
 
 	for i, b := range p.Batches {
+		hosts := r.active(b.Hosts)
+		if len(hosts) == 0 {
+			continue
+		}
 		if i > 0 && p.Pause > 0 {
 			e.emit(Event{Kind: Pausing, Plan: p, Batch: b, Pause: p.Pause})
 			select {
 			case <-ctx.Done():
+			case <-r.stop:
 			case <-time.After(p.Pause):
 			}
 		}
-		if err := ctx.Err(); err != nil {
-			return finish(&Failure{Phase: "between batches", Batch: b.Index, Report: rep, Err: fmt.Errorf("interrupted before batch %d: %w", b.Index, err)})
+		if r.stopped() || ctx.Err() != nil {
+			return r.fail(ctx, &Failure{Phase: "between batches", Batch: b.Index, Report: r.report, Interrupted: true,
+				Err: fmt.Errorf("interrupted before batch %d", b.Index)})
 		}
 		e.emit(Event{Kind: BatchStarted, Plan: p, Batch: b})
 		e.logEvent("", "batch %d/%d%s: %s", b.Index, len(p.Batches), canaryLabel(b), strings.Join(hostNames(b.Hosts), ", "))
 		limit := p.MaxParallel
-		if limit <= 0 || limit > len(b.Hosts) {
-			limit = len(b.Hosts)
+		if limit <= 0 || limit > len(hosts) {
+			limit = len(hosts)
 		}
 		if e.MaxParallel > 0 && e.MaxParallel < limit {
 			limit = e.MaxParallel
 		}
 		for _, phase := range playbooks.Phases[1:] {
-			stop := &stopFlag{}
-			err := e.forEach(ctx, b.Hosts, limit, func(ctx context.Context, hp *HostPlan) error {
-				return runs[hp.Name].runPhase(ctx, phase, stop)
+			failed := &stopFlag{}
+			err := e.forEach(ctx, hosts, limit, func(ctx context.Context, hp *HostPlan) error {
+				return r.runs[hp.Name].runPhase(ctx, phase, failed)
 			})
+			if err == nil && (r.stopped() || ctx.Err() != nil) {
+				err = errStopped
+			}
 			if err != nil {
-				return finish(&Failure{Phase: phase, Batch: b.Index, Report: rep, Err: err})
+				return r.fail(ctx, &Failure{Phase: phase, Batch: b.Index, Report: r.report, Err: err,
+					Interrupted: errors.Is(err, errStopped) || ctx.Err() != nil})
 			}
 		}
 		e.emit(Event{Kind: BatchDone, Plan: p, Batch: b})
 		e.logEvent("", "batch %d/%d done", b.Index, len(p.Batches))
 	}
-	e.logEvent("", "run %s: deployed %s to %d hosts", p.RunID, p.Version, len(rep.Hosts))
-	return finish(nil)
+	e.logEvent("", "run %s: %s of %s done on %d hosts", p.RunID, p.Kind, p.Version, len(active))
+	return r.finish(ctx, nil)
+}
+
+// activeHosts are the plan's hosts not skipped (resume).
+func (r *run) activeHosts() []*HostPlan { return r.active(r.plan.Hosts()) }
+
+func (r *run) active(hosts []*HostPlan) []*HostPlan {
+	var out []*HostPlan
+	for _, hp := range hosts {
+		if !r.engine.Skip[hp.Name] {
+			out = append(out, hp)
+		}
+	}
+	return out
+}
+
+// connect opens the host's connection and reads its release state.
+func (r *run) connect(ctx context.Context, hp *HostPlan) error {
+	hr := r.report.Host(hp.Name)
+	conn, err := r.engine.Connector.Get(ctx, hp.Target)
+	if err != nil {
+		hr.Error = err.Error()
+		return err
+	}
+	hr.Reached = true
+	h := &hostRun{engine: r.engine, run: r, plan: r.plan, host: hp, conn: conn, report: hr}
+	st, err := h.readState(ctx)
+	if err != nil {
+		hr.Error = err.Error()
+		return fmt.Errorf("%s: reading release state: %w", hp.Name, err)
+	}
+	h.state = st
+	hr.Before, hr.After = st.Current, st.Current
+	r.mu.Lock()
+	r.runs[hp.Name] = h
+	r.mu.Unlock()
+	return nil
+}
+
+// lock takes the environment lock on every host of the run.
+func (r *run) lock(ctx context.Context, hosts []*HostPlan) error {
+	e, p := r.engine, r.plan
+	targets := make([]state.LockTarget, 0, len(hosts))
+	for _, hp := range hosts {
+		h := r.runs[hp.Name]
+		targets = append(targets, state.LockTarget{Host: hp.Name, Conn: h.conn, Layout: hp.Layout})
+	}
+	owner := state.LockOwner{
+		Operator: e.Operator, Controller: e.Controller, PID: pid(), RunID: p.RunID,
+		Env: p.Env, Command: p.Kind, Release: p.Version, Started: r.report.Started,
+	}
+	locks, lockCtx, err := state.AcquireLocks(ctx, targets, owner, state.LockOptions{TTL: e.LockTTL, TakeOverStale: e.TakeOverStaleLocks, Now: e.Now})
+	if err != nil {
+		return err
+	}
+	r.locks = locks
+	took := locks.TookOver()
+	for _, t := range took {
+		e.journal(state.JournalEvent{Kind: "lock-takeover", Host: t.Host, Detail: describeOwner(t)})
+		e.logEvent(t.Host, "took over stale lock: %s", describeOwner(t))
+	}
+	e.emit(Event{Kind: LocksTaken, Plan: p, Locks: took})
+	go func() {
+		// A lost lock means another run may be working on these hosts: stop.
+		select {
+		case <-lockCtx.Done():
+			if ctx.Err() == nil && !r.finished() {
+				e.logEvent("", "lock lost: stopping")
+				r.requestStop()
+			}
+		case <-ctx.Done():
+		}
+	}()
+	return nil
+}
+
+func describeOwner(s state.HostLockState) string {
+	if s.Owner == nil {
+		return "unknown holder"
+	}
+	o := s.Owner
+	return fmt.Sprintf("run %s (%s %s by %s@%s, pid %d): %s", o.RunID, o.Command, o.Release, o.Operator, o.Controller, o.PID, s.StaleReason)
+}
+
+func (r *run) unlock(ctx context.Context) {
+	if r.locks == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := r.locks.Release(ctx); err != nil {
+		r.engine.logEvent("", "releasing locks: %v", err)
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("releasing locks")
+	}
+}
+
+// watchStop turns the engine's Stop signal into this run's stop.
+func (r *run) watchStop(ctx context.Context) {
+	if r.engine.Stop == nil {
+		return
+	}
+	select {
+	case <-r.engine.Stop:
+		r.engine.emit(Event{Kind: Stopping, Plan: r.plan})
+		r.engine.logEvent("", "interrupt: no new work; running steps finish, then rollback")
+		r.requestStop()
+	case <-ctx.Done():
+	case <-r.done:
+	}
+}
+
+func (r *run) requestStop() { r.stopOnce.Do(func() { close(r.stop) }) }
+
+func (r *run) stopped() bool {
+	select {
+	case <-r.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+func (r *run) finished() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// fail handles a failure past preflight: the automatic rollback, then finish.
+func (r *run) fail(ctx context.Context, f *Failure) (*Report, error) {
+	if r.plan.AutoRollback && ctx.Err() == nil {
+		r.rollBack(ctx)
+	}
+	return r.finish(ctx, f)
+}
+
+// finish records the outcome: journal, host run summaries, RunDone.
+func (r *run) finish(ctx context.Context, err error) (*Report, error) {
+	e, rep := r.engine, r.report
+	rep.Finished = e.now()
+	result := "succeeded"
+	var f *Failure
+	var locked *state.LockedError
+	switch {
+	case errors.As(err, &locked):
+		result = "refused"
+	case errors.As(err, &f) && rep.RolledBack && len(rep.Unresolved()) == 0:
+		result = "rolled-back"
+	case errors.As(err, &f) && rep.RolledBack:
+		result = "rollback-failed"
+	case errors.As(err, &f) && f.Interrupted:
+		result = "interrupted"
+	case err != nil:
+		result = "failed"
+	}
+	hosts := map[string]string{}
+	for _, h := range rep.Hosts {
+		if h.Reached {
+			hosts[h.Name] = h.After
+		}
+	}
+	ev := state.JournalEvent{Kind: "run-end", Result: result, Hosts: hosts}
+	if err != nil {
+		ev.Error = err.Error()
+	}
+	e.journal(ev)
+	if locked == nil {
+		r.writeSummaries(ctx, result)
+	}
+	close(r.done)
+	e.emit(Event{Kind: RunDone, Plan: r.plan, Report: rep, Err: err})
+	return rep, err
+}
+
+// writeSummaries leaves each reached host its part of the run (best effort:
+// the journal on the controller is the record of last resort).
+func (r *run) writeSummaries(ctx context.Context, result string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	var hosts []*HostPlan
+	for _, hp := range r.plan.Hosts() {
+		if r.runs[hp.Name] != nil {
+			hosts = append(hosts, hp)
+		}
+	}
+	_ = r.engine.forEach(ctx, hosts, r.engine.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
+		h := r.runs[hp.Name]
+		s := state.HostRunSummary{
+			RunID: r.plan.RunID, Env: r.plan.Env, Command: r.plan.Kind, Release: r.plan.Version, From: h.report.Before,
+			Operator: r.engine.Operator, Controller: r.engine.Controller,
+			Started: r.report.Started, Finished: r.report.Finished, Result: result, Host: hp.Name,
+		}
+		for _, sr := range h.allResults() {
+			s.Steps = append(s.Steps, state.StepRecord{Phase: sr.Phase, Name: sr.Name, Status: sr.Status, Detail: sr.Detail, Error: sr.Error, Elapsed: sr.Elapsed})
+		}
+		if err := state.WriteHostRunSummary(ctx, h.conn, hp.Layout, s); err != nil {
+			r.engine.logEvent(hp.Name, "writing run summary: %v", err)
+		}
+		return nil
+	})
 }
 
 func canaryLabel(b *Batch) string {
@@ -292,11 +463,16 @@ func (e *Engine) forEach(ctx context.Context, hosts []*HostPlan, limit int, fn f
 	wg.Wait()
 	var all *multierror.Error
 	for _, err := range errs {
-		if err != nil {
+		if err != nil && !errors.Is(err, errStopped) {
 			all = multierror.Append(all, err)
 		}
 	}
 	if all == nil {
+		for _, err := range errs {
+			if err != nil {
+				return err
+			}
+		}
 		return nil
 	}
 	all.ErrorFormat = hostErrorFormat
@@ -305,12 +481,12 @@ func (e *Engine) forEach(ctx context.Context, hosts []*HostPlan, limit int, fn f
 
 // hostErrorFormat lists one host error per line.
 func hostErrorFormat(errs []error) string {
+	if len(errs) == 1 {
+		return errs[0].Error()
+	}
 	lines := make([]string, len(errs))
 	for i, err := range errs {
 		lines[i] = "  - " + strings.ReplaceAll(err.Error(), "\n", "\n    ")
-	}
-	if len(errs) == 1 {
-		return strings.TrimPrefix(lines[0], "  - ")
 	}
 	return fmt.Sprintf("%d hosts failed:\n%s", len(errs), strings.Join(lines, "\n"))
 }
@@ -327,6 +503,15 @@ func (e *Engine) logEvent(host, format string, args ...any) {
 	}
 }
 
+func (e *Engine) journal(ev state.JournalEvent) {
+	if e.Journal == nil {
+		return
+	}
+	if err := e.Journal.Append(ev); err != nil {
+		e.logEvent(ev.Host, "journal: %v", err)
+	}
+}
+
 func (e *Engine) now() time.Time {
 	if e.Now != nil {
 		return e.Now()
@@ -334,68 +519,9 @@ func (e *Engine) now() time.Time {
 	return time.Now()
 }
 
-// hostRun is one host's part of a run.
-type hostRun struct {
-	engine *Engine
-	plan   *Plan
-	host   *HostPlan
-	conn   transport.Conn
-	report *HostReport
-}
-
-func (h *hostRun) now() time.Time { return h.engine.now() }
-
-func (h *hostRun) setCurrent(v string) { h.report.After = v }
-
-func (h *hostRun) readState(ctx context.Context) (*state.HostState, error) {
-	res, err := h.conn.Run(ctx, h.host.Layout.ReadScript(), transport.RunOptions{Label: "read-state"})
-	if err != nil {
-		return nil, err
+func (e *Engine) backoff() []time.Duration {
+	if e.Backoff != nil {
+		return e.Backoff
 	}
-	return state.ParseHostState(string(res.Stdout))
-}
-
-// runPhase runs this host's steps of one phase in order.
-func (h *hostRun) runPhase(ctx context.Context, phase string, stop *stopFlag) error {
-	for _, s := range h.host.Steps {
-		if s.Phase != phase {
-			continue
-		}
-		if stop.raised() {
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("%s: step %s not started: %w", h.host.Name, s.ID(), err)
-		}
-		if err := h.runStep(ctx, s); err != nil {
-			stop.raise()
-			return err
-		}
-	}
-	return nil
-}
-
-func (h *hostRun) runStep(ctx context.Context, s *Step) error {
-	log := zerolog.Ctx(ctx).With().Str("step", s.ID()).Logger()
-	started := h.now()
-	h.engine.logEvent(h.host.Name, "step %s started", s.ID())
-	detail, err := s.Action.Do(log.WithContext(ctx), h)
-	res := &StepResult{
-		Host: h.host.Name, Phase: s.Phase, Name: s.Name, Kind: s.Kind,
-		Status: StatusOK, Detail: detail, Elapsed: h.now().Sub(started),
-	}
-	if err != nil {
-		res.Status, res.Error = StatusFailed, err.Error()
-		h.report.Error = err.Error()
-		log.Debug().Err(err).Msg("step failed")
-		h.engine.logEvent(h.host.Name, "step %s failed: %v", s.ID(), err)
-	} else {
-		h.engine.logEvent(h.host.Name, "step %s ok %s", s.ID(), detail)
-	}
-	h.report.Steps = append(h.report.Steps, res)
-	h.engine.emit(Event{Kind: StepDone, Plan: h.plan, Host: h.host.Name, Result: res})
-	if err != nil {
-		return fmt.Errorf("%s: step %s: %w", h.host.Name, s.ID(), err)
-	}
-	return nil
+	return []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second}
 }

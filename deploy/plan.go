@@ -30,9 +30,22 @@ func badInput(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrBadInput, fmt.Sprintf(format, args...))
 }
 
-// Plan is everything a deploy will do, computed without touching a host.
+// Kinds of run.
+const (
+	KindDeploy   = "deploy"
+	KindRollback = "rollback"
+)
+
+// Plan is everything a deploy (or a rollback) will do, computed without
+// touching a host. The same engine executes both kinds.
 type Plan struct {
-	RunID        string        `json:"run_id"`
+	RunID string `json:"run_id"`
+	Kind  string `json:"kind"`
+	// AutoRollback: on failure, undo every touched host (deploys; a rollback
+	// run is not itself rolled back).
+	AutoRollback bool `json:"auto_rollback"`
+	// From is the release the fleet ran before (rollback runs: the release rolled back from).
+	From         string        `json:"from,omitempty"`
 	Project      string        `json:"project"`
 	Env          string        `json:"environment"`
 	Version      string        `json:"release"`
@@ -43,6 +56,10 @@ type Plan struct {
 	MaxParallel  int           `json:"max_parallel"`
 	Pause        time.Duration `json:"pause"`
 	Batches      []*Batch      `json:"batches"`
+
+	proj *playbooks.Project
+	pb   *playbooks.Playbook
+	env  *playbooks.Environment
 }
 
 // ArtifactInfo is the local artifact shipped to every host.
@@ -70,6 +87,7 @@ type HostPlan struct {
 	Steps   []*Step                 `json:"steps"`
 
 	checks map[string]*playbooks.Check
+	host   *playbooks.Host
 }
 
 // Step is one named unit of work on a host.
@@ -128,9 +146,11 @@ func BuildPlan(proj *playbooks.Project, opts PlanOptions) (*Plan, error) {
 	}
 
 	p := &Plan{
-		RunID: opts.RunID, Project: proj.Config.Project, Env: env.Name, Version: opts.Version,
+		RunID: opts.RunID, Kind: KindDeploy, AutoRollback: true,
+		Project: proj.Config.Project, Env: env.Name, Version: opts.Version,
 		Playbook: pb.Name, KeepReleases: pb.KeepReleases,
 		MaxParallel: pb.Strategy.MaxParallel, Pause: pb.Strategy.Pause.Duration,
+		proj: proj, pb: pb, env: env,
 	}
 	var hostPlans []*HostPlan
 	for _, h := range hosts {
@@ -156,7 +176,7 @@ func BuildPlan(proj *playbooks.Project, opts PlanOptions) (*Plan, error) {
 			Name: h.Name, Address: h.Address, Data: data,
 			Target: transport.Target{Name: h.Name, Address: h.Address, User: firstNonEmpty(h.User, proj.Config.SSH.User)},
 			Layout: state.Layout{BaseDir: data.BaseDir},
-			checks: pb.Checks,
+			checks: pb.Checks, host: h,
 		}
 		if hp.Steps, err = buildSteps(pb, p, hp); err != nil {
 			return nil, err
@@ -210,7 +230,12 @@ func selectHosts(targeted []*playbooks.Host, only []string, env string) ([]*play
 		byName[h.Name] = h
 	}
 	var out []*playbooks.Host
+	seen := map[string]bool{}
 	for _, n := range only {
+		if seen[n] {
+			return nil, badInput("host %q is listed twice in --hosts", n)
+		}
+		seen[n] = true
 		h, ok := byName[n]
 		if !ok {
 			return nil, badInput("host %q is not a target of this playbook in environment %s", n, env)

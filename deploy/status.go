@@ -50,7 +50,12 @@ func Status(ctx context.Context, conn Connector, proj *playbooks.Project, envNam
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sem <- struct{}{}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				hs.Error = ctx.Err().Error()
+				return
+			}
 			defer func() { <-sem }()
 			hostStatus(ctx, conn, proj, env, playbookFor(pbs, h), h, hs)
 		}()

@@ -5,55 +5,121 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
 )
 
-// activateAction switches `current` to the new release atomically and
-// records the activation in the host's history.
+// activateAction switches `current` to a release atomically and records the
+// activation in the host's history. Its undo switches back to the release
+// the host ran before the run.
 type activateAction struct {
 	Version string
+	Kind    string // state.Activation kind: deploy or rollback
 }
 
 func buildActivateStep(_ *playbooks.Step, p *Plan, hp *HostPlan) (Action, string, error) {
-	return &activateAction{Version: p.Version},
+	return &activateAction{Version: p.Version, Kind: p.Kind},
 		fmt.Sprintf("switch %s -> releases/%s atomically; append to .relctl/history.json", hp.Layout.Current(), p.Version), nil
 }
 
 func (a *activateAction) Do(ctx context.Context, h *hostRun) (string, error) {
-	// Re-read right before switching: history must build on what is there now.
-	st, err := h.readState(ctx)
+	h.activating = true
+	from, err := h.switchTo(ctx, a.Version, a.Kind)
 	if err != nil {
 		return "", err
 	}
-	hist := st.History
-	previous := st.Current
-	if previous == a.Version {
-		// Re-activating the current release must not make it its own predecessor.
-		previous = st.Previous()
-	}
-	hist.Activations = append(hist.Activations, state.Activation{
-		Version: a.Version, Previous: previous,
-		ReleaseDigest: h.plan.Digest, ArtifactSHA256: h.plan.Artifact.SHA256,
-		Time: h.now().UTC(), Operator: h.engine.Operator, Controller: h.engine.Controller,
-		RunID: h.plan.RunID, Playbook: h.plan.Playbook,
-	})
-	body, err := json.MarshalIndent(hist, "", "  ")
-	if err != nil {
-		return "", err
-	}
-	script := h.host.Layout.ActivateScript(a.Version, h.plan.RunID)
-	if _, err := h.conn.Run(ctx, script, transport.RunOptions{Label: "activate", Stdin: bytes.NewReader(append(body, '\n'))}); err != nil {
-		return "", err
-	}
-	h.setCurrent(a.Version)
-	switch st.Current {
+	switch from {
 	case "":
 		return "current -> " + a.Version + " (first release)", nil
 	case a.Version:
 		return "current already " + a.Version + " (re-activated)", nil
 	}
-	return st.Current + " -> " + a.Version, nil
+	return from + " -> " + a.Version, nil
+}
+
+// Undo puts current back on the release the host ran before this run.
+func (a *activateAction) Undo(ctx context.Context, h *hostRun) (string, error) {
+	prev := h.report.Before
+	if prev == "" {
+		if _, err := h.conn.Run(ctx, "rm -f -- "+state.Quote(h.host.Layout.Current()), transport.RunOptions{Label: "rollback/undo-activate"}); err != nil {
+			return "", err
+		}
+		h.setCurrent("")
+		return "no release before this run: current removed", nil
+	}
+	st, err := h.readState(ctx)
+	if err != nil {
+		return "", err
+	}
+	if st.Current == prev {
+		h.setCurrent(prev)
+		return "current still " + prev + " (never switched)", nil
+	}
+	from, err := h.switchTo(ctx, prev, KindRollback)
+	if err != nil {
+		return "", err
+	}
+	h.restored = true
+	return from + " -> " + prev, nil
+}
+
+// switchTo points current at version and appends the activation to history,
+// in one remote script. It returns the release current pointed at before.
+func (h *hostRun) switchTo(ctx context.Context, version, kind string) (string, error) {
+	// Re-read right before switching: history must build on what is there now.
+	st, err := h.readState(ctx)
+	if err != nil {
+		return "", err
+	}
+	previous := st.Current
+	if previous == version {
+		// Re-activating the current release must not make it its own predecessor.
+		previous = st.Previous()
+	}
+	act := state.Activation{
+		Version: version, Previous: previous, Kind: kind,
+		Time: h.now().UTC(), Operator: h.engine.Operator, Controller: h.engine.Controller,
+		RunID: h.plan.RunID, Playbook: h.plan.Playbook,
+	}
+	if version == h.plan.Version && h.plan.Kind == KindDeploy {
+		act.ReleaseDigest, act.ArtifactSHA256, act.Artifact = h.plan.Digest, h.plan.Artifact.SHA256, h.plan.Artifact.Name
+	} else if old := latestActivation(&st.History, version); old != nil {
+		// Going back to a release: it keeps the identity it was deployed with.
+		act.ReleaseDigest, act.ArtifactSHA256, act.Artifact = old.ReleaseDigest, old.ArtifactSHA256, old.Artifact
+	}
+	hist := st.History
+	hist.Activations = append(hist.Activations, act)
+	body, err := json.MarshalIndent(hist, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	script := h.host.Layout.ActivateScript(version, h.plan.RunID)
+	if _, err := h.conn.Run(ctx, script, transport.RunOptions{Label: "activate " + version, Stdin: bytes.NewReader(append(body, '\n'))}); err != nil {
+		h.recheckCurrent(ctx)
+		return "", err
+	}
+	h.setCurrent(version)
+	return st.Current, nil
+}
+
+// recheckCurrent learns where current points after a failed switch (the
+// script may have renamed the symlink before the connection dropped), so the
+// report never claims a host unchanged that was switched. If the host cannot
+// be read, its release is unknown.
+func (h *hostRun) recheckCurrent(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	conn, err := h.engine.Connector.Get(ctx, h.host.Target)
+	if err == nil {
+		h.conn = conn
+		var st *state.HostState
+		if st, err = h.readState(ctx); err == nil {
+			h.setCurrent(st.Current)
+			return
+		}
+	}
+	h.report.Unknown = true
 }

@@ -11,7 +11,7 @@ import (
 // runAction runs a shell command on the host.
 type runAction struct {
 	Command string
-	Undo    string
+	UndoCmd string
 	Timeout time.Duration
 	label   string
 }
@@ -23,19 +23,27 @@ func buildRunStep(s *playbooks.Step, _ *Plan, hp *HostPlan) (Action, string, err
 	}
 	a := &runAction{Command: cmd, Timeout: s.Timeout.Duration, label: s.Phase + "/" + s.Name}
 	if s.Undo != "" {
-		if a.Undo, err = playbooks.RenderCommand(s.Phase+"/"+s.Name+".undo", s.Undo, hp.Data); err != nil {
+		if a.UndoCmd, err = playbooks.RenderCommand(s.Phase+"/"+s.Name+".undo", s.Undo, hp.Data); err != nil {
 			return nil, "", err
 		}
 	}
-	return a, "run: " + cmd, nil
+	describe := "run: " + cmd
+	if a.UndoCmd != "" {
+		describe += "\n\tundo: " + a.UndoCmd
+	}
+	return a, describe, nil
 }
 
 func (a *runAction) Do(ctx context.Context, h *hostRun) (string, error) {
-	if a.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, a.Timeout)
-		defer cancel()
+	_, err := h.conn.Run(ctx, a.Command, transport.RunOptions{Label: a.label, Timeout: a.Timeout})
+	return "", err
+}
+
+// Undo runs the step's undo command, when it has one.
+func (a *runAction) Undo(ctx context.Context, h *hostRun) (string, error) {
+	if a.UndoCmd == "" {
+		return "", errNoUndo
 	}
-	_, err := h.conn.Run(ctx, a.Command, transport.RunOptions{Label: a.label})
+	_, err := h.conn.Run(ctx, a.UndoCmd, transport.RunOptions{Label: "undo " + a.label, Timeout: a.Timeout})
 	return "", err
 }

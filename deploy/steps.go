@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/relctl/relctl/playbooks"
 )
@@ -11,6 +12,12 @@ import (
 // report ("1.0.0 -> 1.1.0", "already present, sha256 ok").
 type Action interface {
 	Do(ctx context.Context, h *hostRun) (detail string, err error)
+}
+
+// Undoer is an Action the automatic rollback can reverse. Undo must be safe
+// on a step that failed midway.
+type Undoer interface {
+	Undo(ctx context.Context, h *hostRun) (detail string, err error)
 }
 
 // stepBuilder makes a step's Action (and its plan description) for one host.
@@ -24,27 +31,110 @@ var stepKinds = map[string]stepBuilder{
 	playbooks.StepCheck:    buildCheckStep,
 }
 
-// buildSteps renders the playbook's steps for one host in phase order and
-// appends the implicit prune step.
+// Implicit steps relctl adds to every deploy.
+const (
+	kindReadiness = "rollback-ready"
+	kindPrune     = "prune"
+)
+
+// buildSteps renders the playbook's steps for one host in phase order, with
+// the rollback-readiness check closing preflight and prune closing post.
 func buildSteps(pb *playbooks.Playbook, p *Plan, hp *HostPlan) ([]*Step, error) {
 	var steps []*Step
 	for _, phase := range playbooks.Phases {
 		for _, s := range pb.StepsIn(phase) {
-			build, ok := stepKinds[s.Kind]
-			if !ok {
-				return nil, badInput("%s: step %q: unknown kind %q", pb.Path, s.Name, s.Kind)
-			}
-			action, describe, err := build(s, p, hp)
+			step, err := buildStep(s, p, hp)
 			if err != nil {
-				return nil, badInput("host %s: step %s/%s: %v", hp.Name, s.Phase, s.Name, err)
+				return nil, err
 			}
-			steps = append(steps, &Step{Phase: s.Phase, Name: s.Name, Kind: s.Kind, Action: action, Describe: describe})
+			steps = append(steps, step)
+		}
+		switch phase {
+		case playbooks.PhasePreflight:
+			steps = append(steps, readinessStep(pb, ""))
+		case playbooks.PhasePost:
+			steps = append(steps, &Step{
+				Phase: playbooks.PhasePost, Name: kindPrune, Kind: kindPrune,
+				Action:   &pruneAction{Keep: p.KeepReleases},
+				Describe: fmt.Sprintf("keep at most %d releases (never the current, the previous or a rollback target)", p.KeepReleases),
+			})
 		}
 	}
-	steps = append(steps, &Step{
-		Phase: playbooks.PhasePost, Name: "prune", Kind: "prune",
-		Action:   &pruneAction{Keep: p.KeepReleases},
-		Describe: fmt.Sprintf("keep at most %d releases (never the current, the previous or a rollback target)", p.KeepReleases),
-	})
+	return steps, nil
+}
+
+func buildStep(s *playbooks.Step, p *Plan, hp *HostPlan) (*Step, error) {
+	build, ok := stepKinds[s.Kind]
+	if !ok {
+		return nil, badInput("%s: step %q: unknown kind %q", p.pb.Where("steps"), s.Name, s.Kind)
+	}
+	action, describe, err := build(s, p, hp)
+	if err != nil {
+		return nil, badInput("host %s: step %s/%s: %v", hp.Name, s.Phase, s.Name, err)
+	}
+	return &Step{Phase: s.Phase, Name: s.Name, Kind: s.Kind, Action: action, Describe: describe}, nil
+}
+
+func readinessStep(pb *playbooks.Playbook, target string) *Step {
+	what := "the current release"
+	if target != "" {
+		what = "release " + target
+	}
+	checks := "its directory and artifact sha256 match history"
+	if len(pb.Rollback.Requires) > 0 {
+		checks += "; " + strings.Join(pb.Rollback.Requires, ", ") + " present"
+	}
+	return &Step{
+		Phase: playbooks.PhasePreflight, Name: kindReadiness, Kind: kindReadiness,
+		Action:   &readinessAction{Target: target, Requires: pb.Rollback.Requires},
+		Describe: fmt.Sprintf("check %s can be rolled back to: %s", what, checks),
+	}
+}
+
+// restoreSteps are what brings a host back into service on version after
+// `current` points at it again: the playbook's [rollback] steps, then every
+// health check the playbook runs, rendered for version.
+func (p *Plan) restoreSteps(hp *HostPlan, version string) ([]*Step, error) {
+	data, err := p.proj.Data(p.pb, p.env, hp.host, version, p.RunID)
+	if err != nil {
+		return nil, err
+	}
+	restored := *hp
+	restored.Data = data
+	var steps []*Step
+	for _, s := range p.pb.Rollback.Steps {
+		rs := *s
+		rs.Phase = "rollback"
+		step, err := buildStep(&rs, p, &restored)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, step)
+	}
+	checks, err := p.checkSteps(&restored, "rollback")
+	if err != nil {
+		return nil, err
+	}
+	return append(steps, checks...), nil
+}
+
+// checkSteps renders every check step of the playbook (any phase) for hp,
+// under phase.
+func (p *Plan) checkSteps(hp *HostPlan, phase string) ([]*Step, error) {
+	var steps []*Step
+	for _, ph := range playbooks.Phases {
+		for _, s := range p.pb.StepsIn(ph) {
+			if s.Kind != playbooks.StepCheck {
+				continue
+			}
+			cs := *s
+			cs.Phase = phase
+			step, err := buildStep(&cs, p, hp)
+			if err != nil {
+				return nil, err
+			}
+			steps = append(steps, step)
+		}
+	}
 	return steps, nil
 }

@@ -227,6 +227,16 @@ phase = "verify"
 name = "health"
 kind = "check"
 checks = ["health"]
+
+# What a release needs to be a rollback target (checked on every host before
+# any host is switched), and how a restored release is brought back into
+# service once current points at it again. Health checks run after.
+[rollback]
+requires = ["bin/start", "bin/stop", "bin/restart"]
+
+[[rollback.steps]]
+name = "restart"
+run = "{{.CurrentDir}}/bin/restart {{.BaseDir}} {{.Vars.port}}"
 `
 
 func writePlaybook(dir string) error {

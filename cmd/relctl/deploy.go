@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -15,30 +19,51 @@ import (
 
 func newDeployCmd(g *globalOptions) *cobra.Command {
 	opts := &releaseOptions{}
-	var yes bool
+	var yes, resume bool
 	cmd := &cobra.Command{
 		Use:   "deploy --env ENV --release VERSION",
-		Short: "Push a release to an environment: preflight, canary, then batches",
+		Short: "Push a release to an environment: preflight, canary, then batches; roll back on failure",
 		Long: `Deploy connects to every targeted host (one SSH connection each for the whole
-run), runs the preflight phase everywhere before any host changes, then works
-through the batches, canary first. In each batch every host runs the stage,
-activate, verify, cutover and post phases in step; a failing step stops the
-run before the next phase or batch starts, and the report says exactly which
-steps ran on which host. Every command's output goes to the run log in the
-state directory.
+run), takes the environment lock on every host, and runs the preflight phase
+everywhere (including a check that the release now current is intact, so it
+can be rolled back to) before any host changes. Then it works through the
+batches, canary first; in each batch every host runs the stage, activate,
+verify, cutover and post phases in step.
+
+If a step or health check fails, or on the first interrupt, no new step
+starts, running steps finish, and every host this run touched is rolled back:
+its completed steps are undone in reverse order (current switched back, run
+steps' undo commands), the playbook's [rollback] steps run, and the health
+checks run against the restored release. A second interrupt aborts at once.
+
+--resume finishes a deploy that was interrupted (e.g. relctl was killed): it
+takes over the dead run's lock and deploys its release again, skipping hosts
+the local journal shows finished.
 
 On a terminal, deploy shows the plan and asks for confirmation unless --yes.`,
 		Example: `  relctl deploy --env staging --release 1.1.0
   relctl deploy --env production --release 1.1.0 --yes
-  relctl deploy --env production --release 1.1.0 --hosts production-1 --yes`,
+  relctl deploy --env production --release 1.1.0 --hosts production-1 --yes
+  relctl deploy --env production --resume --yes`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := opts.check(cmd); err != nil {
+			if err := requireFlag(cmd, "env", opts.env); err != nil {
 				return err
+			}
+			if !resume {
+				if err := requireFlag(cmd, "release", opts.release); err != nil {
+					return err
+				}
 			}
 			proj, err := g.loadProject()
 			if err != nil {
 				return err
+			}
+			var skip map[string]bool
+			if resume {
+				if skip, err = resumeTarget(cmd.Context(), g, proj, opts); err != nil {
+					return err
+				}
 			}
 			p, err := deploy.BuildPlan(proj, opts.planOptions())
 			if err != nil {
@@ -46,7 +71,7 @@ On a terminal, deploy shows the plan and asks for confirmation unless --yes.`,
 			}
 			if !yes && g.io.CanPrompt() {
 				printPlan(g.io.ErrOut, p, false)
-				ok, err := g.io.Confirm(fmt.Sprintf("\nDeploy %s %s to %s?", p.Playbook, p.Version, p.Env))
+				ok, err := g.io.Confirm(fmt.Sprintf("\nDeploy %s %s to %s?", p.Playbook, p.Version, p.Env), g.stop)
 				if err != nil {
 					return err
 				}
@@ -54,53 +79,77 @@ On a terminal, deploy shows the plan and asks for confirmation unless --yes.`,
 					return usageErrorf("deploy cancelled: nothing was changed")
 				}
 			}
-			return runDeploy(cmd, g, proj, p)
+			return runPlan(cmd.Context(), g, proj, p, func(e *deploy.Engine) {
+				e.Skip = skip
+				e.TakeOverStaleLocks = resume
+			})
 		},
 	}
 	opts.AddFlags(cmd.Flags())
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	cmd.Flags().BoolVar(&resume, "resume", false, "finish the environment's interrupted deploy")
 	return cmd
 }
 
-// session is what a run against hosts needs: the run log and the connections.
+// session is what a run against hosts needs: run log, journal, connections.
 type session struct {
 	logPath string
 	log     *transport.RunLog
+	journal *state.Journal
 	pool    *transport.Pool
 }
 
-func openSession(g *globalOptions, cfg *playbooks.Config, runID string) (*session, error) {
-	logPath := state.RunLogPath(g.resolveStateDir(cfg), runID)
-	log, err := transport.OpenRunLog(logPath)
-	if err != nil {
+func openSession(g *globalOptions, cfg *playbooks.Config, runID string, withJournal bool) (*session, error) {
+	stateDir := g.resolveStateDir(cfg)
+	s := &session{logPath: state.RunLogPath(stateDir, runID)}
+	var err error
+	if s.log, err = transport.OpenRunLog(s.logPath); err != nil {
 		return nil, fmt.Errorf("opening run log: %w", err)
 	}
-	pool, err := transport.NewPool(transportOptions(cfg, log))
-	if err != nil {
-		log.Close()
+	if withJournal {
+		if s.journal, err = state.OpenJournal(stateDir, runID); err != nil {
+			s.log.Close()
+			return nil, fmt.Errorf("opening journal: %w", err)
+		}
+	}
+	if s.pool, err = transport.NewPool(transportOptions(cfg, s.log)); err != nil {
+		s.Close()
 		return nil, &usageError{err}
 	}
-	return &session{logPath: logPath, log: log, pool: pool}, nil
+	return s, nil
 }
 
 func (s *session) Close() {
-	s.pool.Close()
+	if s.pool != nil {
+		s.pool.Close()
+	}
+	if s.journal != nil {
+		s.journal.Close()
+	}
 	s.log.Close()
 }
 
-func runDeploy(cmd *cobra.Command, g *globalOptions, proj *playbooks.Project, p *deploy.Plan) error {
-	sess, err := openSession(g, proj.Config, p.RunID)
+// runPlan executes a deploy or rollback plan and prints its outcome.
+func runPlan(ctx context.Context, g *globalOptions, proj *playbooks.Project, p *deploy.Plan, configure func(*deploy.Engine)) error {
+	sess, err := openSession(g, proj.Config, p.RunID, true)
 	if err != nil {
 		return err
 	}
 	defer sess.Close()
 	progress := newProgress(g.io.ErrOut, sess.logPath)
 	engine := &deploy.Engine{
-		Connector: sess.pool, Observe: progress.observe, Log: sess.log,
+		Connector: sess.pool, Observe: progress.observe, Log: sess.log, Journal: sess.journal,
 		Operator: state.Operator(), Controller: state.Controller(),
-		MaxParallel: proj.Config.SSH.MaxParallel,
+		MaxParallel: proj.Config.SSH.MaxParallel, Stop: g.stop, LockTTL: proj.Config.LockTTL.Duration,
 	}
-	rep, err := engine.Deploy(cmd.Context(), p)
+	if configure != nil {
+		configure(engine)
+	}
+	rep, err := engine.Deploy(ctx, p)
+	var locked *state.LockedError
+	if errors.As(err, &locked) {
+		return err
+	}
 	printReport(g.io.Out, rep)
 	var failure *deploy.Failure
 	if errors.As(err, &failure) {
@@ -109,8 +158,83 @@ func runDeploy(cmd *cobra.Command, g *globalOptions, proj *playbooks.Project, p 
 	return err
 }
 
+// resumeTarget finds the environment's interrupted deploy, points opts at
+// its release and returns the hosts it had finished.
+func resumeTarget(ctx context.Context, g *globalOptions, proj *playbooks.Project, opts *releaseOptions) (map[string]bool, error) {
+	runs, err := state.ListRuns(g.resolveStateDir(proj.Config))
+	if err != nil {
+		return nil, err
+	}
+	var interrupted *state.RunRecord
+	for i := range runs {
+		r := &runs[i]
+		if r.Env == opts.env && r.Command == deploy.KindDeploy && r.Result == "interrupted" {
+			interrupted = r
+			break
+		}
+		if r.Env == opts.env && r.Command == deploy.KindDeploy && r.Result != "refused" {
+			break // the newest deploy finished: nothing to resume
+		}
+	}
+	if interrupted == nil {
+		held, err := interruptedOnHosts(ctx, g, proj, opts.env)
+		if err != nil {
+			return nil, err
+		}
+		if held == nil {
+			return nil, usageErrorf("no interrupted deploy of %s to resume (the newest deploy finished, and no host holds a stale deploy lock)", opts.env)
+		}
+		interrupted = held
+	}
+	if opts.release != "" && opts.release != interrupted.Release {
+		return nil, usageErrorf("the interrupted run %s deployed %s, not %s", interrupted.RunID, interrupted.Release, opts.release)
+	}
+	opts.release = interrupted.Release
+	fmt.Fprintf(g.io.ErrOut, "Resuming run %s: deploy %s to %s (started %s by %s)\n", interrupted.RunID, interrupted.Release,
+		opts.env, interrupted.Started.Local().Format(time.DateTime), interrupted.Operator)
+	skip := map[string]bool{}
+	if full, err := state.LoadRun(g.resolveStateDir(proj.Config), interrupted.RunID); err == nil {
+		last := map[string]state.JournalEvent{}
+		for _, ev := range full.Steps {
+			if ev.Kind == "step-end" {
+				last[ev.Host] = ev
+			}
+		}
+		for host, ev := range last {
+			if ev.Step == "post/prune" && ev.Status == deploy.StatusOK {
+				skip[host] = true
+			}
+		}
+	}
+	if len(skip) > 0 {
+		names := make([]string, 0, len(skip))
+		for h := range skip {
+			names = append(names, h)
+		}
+		sort.Strings(names)
+		fmt.Fprintf(g.io.ErrOut, "Already finished by that run, skipped: %s\n", strings.Join(names, ", "))
+	}
+	return skip, nil
+}
+
+// interruptedOnHosts reads the environment's locks: a stale deploy lock names
+// the interrupted run, so resume works from a machine that has no journal.
+func interruptedOnHosts(ctx context.Context, g *globalOptions, proj *playbooks.Project, env string) (*state.RunRecord, error) {
+	locks, err := readLocks(ctx, g, proj, env)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range locks {
+		if l.Held && l.Stale && l.Owner != nil && l.Owner.Command == deploy.KindDeploy {
+			o := l.Owner
+			return &state.RunRecord{RunID: o.RunID, Env: o.Env, Command: o.Command, Release: o.Release, Operator: o.Operator, Started: o.Started}, nil
+		}
+	}
+	return nil, nil
+}
+
 // printReport is the result table: where each host was and is now.
-func printReport(w interface{ Write([]byte) (int, error) }, rep *deploy.Report) {
+func printReport(w io.Writer, rep *deploy.Report) {
 	if rep == nil {
 		return
 	}
@@ -122,27 +246,41 @@ func printReport(w interface{ Write([]byte) (int, error) }, rep *deploy.Report) 
 }
 
 func hostResult(h *deploy.HostReport) string {
+	failedAt := ""
+	for _, s := range h.Steps {
+		if s.Status == deploy.StatusFailed {
+			failedAt = " at " + s.ID()
+		}
+	}
 	switch {
+	case h.Skipped:
+		return "skipped (finished by the interrupted run)"
 	case !h.Reached && h.Error != "":
 		return "unreachable"
-	case h.Error != "":
-		for _, s := range h.Steps {
-			if s.Status == deploy.StatusFailed {
-				return "failed at " + s.ID()
-			}
+	case h.Rollback != nil && h.Rollback.Error != "":
+		return "ROLLBACK FAILED"
+	case h.Rollback != nil && h.Rollback.Healthy:
+		if failedAt != "" {
+			return "failed" + failedAt + ", rolled back, healthy"
 		}
-		return "failed"
-	case len(h.Steps) == 0 || h.Steps[len(h.Steps)-1].Name != "prune":
-		if h.Changed() {
-			return "changed, not finished"
-		}
+		return "rolled back, healthy"
+	case h.Rollback != nil:
+		return "rolled back, NOT healthy"
+	case failedAt != "":
+		return "failed" + failedAt
+	case len(h.Steps) == 0:
 		return "not changed"
+	case !h.Touched:
+		return "not changed (stopped after preflight)"
+	case h.Error != "":
+		return "failed"
 	}
 	return "ok"
 }
 
-// printFailureHelp says, per host, which steps ran, and what to do next.
-func printFailureHelp(w interface{ Write([]byte) (int, error) }, p *deploy.Plan, rep *deploy.Report, logPath string) {
+// printFailureHelp says, per host, which steps ran, what the rollback did,
+// and what to do next.
+func printFailureHelp(w io.Writer, p *deploy.Plan, rep *deploy.Report, logPath string) {
 	fmt.Fprintln(w, "\nSteps run per host:")
 	for _, h := range rep.Hosts {
 		if len(h.Steps) == 0 {
@@ -153,21 +291,35 @@ func printFailureHelp(w interface{ Write([]byte) (int, error) }, p *deploy.Plan,
 			parts = append(parts, s.ID()+" "+s.Status)
 		}
 		fmt.Fprintf(w, "  %s: %s\n", h.Name, strings.Join(parts, ", "))
-	}
-	changed := rep.Changed()
-	if len(changed) == 0 {
-		fmt.Fprintf(w, "No host's current release was changed.\n")
-	} else {
-		fmt.Fprintf(w, "Hosts switched to %s by this run: %s\n", p.Version, strings.Join(changed, ", "))
-		prev := map[string][]string{}
-		for _, h := range rep.Hosts {
-			if h.Changed() && h.Before != "" {
-				prev[h.Before] = append(prev[h.Before], h.Name)
+		if h.Rollback != nil {
+			parts = parts[:0]
+			for _, s := range h.Rollback.Steps {
+				parts = append(parts, s.Name+" "+s.Status)
 			}
+			health := "healthy"
+			if !h.Rollback.Healthy {
+				health = "NOT healthy"
+			}
+			fmt.Fprintf(w, "  %s rollback: %s -> on %s, %s\n", h.Name, strings.Join(parts, ", "), orDash(h.After), health)
 		}
-		for v, hosts := range prev {
-			fmt.Fprintf(w, "To put them back: relctl deploy --env %s --release %s --hosts %s\n", p.Env, v, strings.Join(hosts, ","))
+	}
+	bad := rep.Unresolved()
+	switch {
+	case len(bad) == 0 && rep.RolledBack:
+		fmt.Fprintf(w, "Every touched host is back on its previous release and healthy.\n")
+	case len(bad) == 0:
+		fmt.Fprintf(w, "No host's current release was changed.\n")
+	default:
+		fmt.Fprintf(w, "Hosts NOT known to be back on their previous release and healthy: %s\n", strings.Join(bad, ", "))
+		for _, name := range bad {
+			h := rep.Host(name)
+			why := "on " + orDash(h.After)
+			if h.Rollback != nil && h.Rollback.Error != "" {
+				why += ": " + firstLine(h.Rollback.Error)
+			}
+			fmt.Fprintf(w, "  %s: %s\n", name, why)
 		}
+		fmt.Fprintf(w, "Next: relctl status --env %s, then relctl rollback --env %s --to prev --hosts %s\n", p.Env, p.Env, strings.Join(bad, ","))
 	}
 	fmt.Fprintf(w, "Run log: %s\n", logPath)
 }

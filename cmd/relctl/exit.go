@@ -8,7 +8,9 @@ import (
 
 	"github.com/relctl/relctl/deploy"
 	"github.com/relctl/relctl/internal/output"
+	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/playbooks"
+	"github.com/relctl/relctl/rollback"
 )
 
 // Exit codes; README.md documents them.
@@ -16,8 +18,8 @@ const (
 	exitOK          = 0
 	exitError       = 1 // unexpected error
 	exitUsage       = 2 // usage or configuration error
-	exitFailedClean = 3 // deploy failed; no host was left changed (every host on its previous release)
-	exitUnknown     = 4 // deploy or rollback failed and hosts were left changed or in an unknown state
+	exitFailedClean = 3 // deploy failed and every touched host was rolled back and is healthy (or none was touched)
+	exitUnknown     = 4 // rollback failed, or hosts left changed, unhealthy or in an unknown state
 	exitLocked      = 5 // a lock is held by another run
 	exitRefused     = 6 // refused by a safety gate
 	exitInterrupted = 130
@@ -50,8 +52,13 @@ func exitCode(io *output.IOStreams, err error) int {
 	var problems playbooks.Problems
 	var usage *usageError
 	var failure *deploy.Failure
+	var locked *state.LockedError
 	code := exitError
 	switch {
+	case errors.As(err, &locked):
+		code = exitLocked
+	case errors.Is(err, rollback.ErrNothingToRollBackTo):
+		code = exitRefused
 	case errors.As(err, &problems):
 		fmt.Fprintln(io.ErrOut, problems.Error())
 		fmt.Fprintf(io.ErrOut, "relctl: %d configuration problem%s\n", len(problems), plural(len(problems)))
@@ -59,9 +66,13 @@ func exitCode(io *output.IOStreams, err error) int {
 	case errors.As(err, &usage), errors.Is(err, deploy.ErrBadInput), isCobraUsage(err):
 		code = exitUsage
 	case errors.As(err, &failure):
-		code = exitFailedClean
-		if len(failure.Report.Changed()) > 0 {
+		switch {
+		case len(failure.Report.Unresolved()) > 0:
 			code = exitUnknown
+		case failure.Interrupted:
+			code = exitInterrupted
+		default:
+			code = exitFailedClean
 		}
 	case errors.Is(err, context.Canceled):
 		code = exitInterrupted

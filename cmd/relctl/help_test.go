@@ -23,7 +23,7 @@ func TestHelpShowsExamples(t *testing.T) {
 			walk(sub, append(append([]string{}, path...), sub.Name()))
 		}
 	}
-	walk(newRootCmd(output.Test(nil, nil, nil)), nil)
+	walk(newRootCmd(output.Test(nil, nil, nil), nil), nil)
 	if len(paths) < 9 {
 		t.Fatalf("found %d commands, want at least 9: %v", len(paths), paths)
 	}

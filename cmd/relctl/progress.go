@@ -28,7 +28,11 @@ func (p *progress) observe(ev deploy.Event) {
 	switch ev.Kind {
 	case deploy.RunStarted:
 		pl := ev.Plan
-		fmt.Fprintf(p.w, "Deploying %s %s to %s: %d hosts in %d batches (run %s)\n", pl.Playbook, pl.Version, pl.Env,
+		verb := "Deploying"
+		if pl.Kind == deploy.KindRollback {
+			verb = "Rolling back to"
+		}
+		fmt.Fprintf(p.w, "%s %s %s on %s: %d hosts in %d batches (run %s)\n", verb, pl.Playbook, pl.Version, pl.Env,
 			len(pl.Hosts()), len(pl.Batches), pl.RunID)
 		fmt.Fprintf(p.w, "Run log: %s\n", p.logPath)
 	case deploy.PreflightDone:
@@ -43,24 +47,43 @@ func (p *progress) observe(ev deploy.Event) {
 			names[i] = h.Name
 		}
 		fmt.Fprintf(p.w, "Batch %d/%d%s: %s\n", ev.Batch.Index, len(ev.Plan.Batches), label, strings.Join(names, ", "))
-	case deploy.StepDone:
+	case deploy.LocksTaken:
+		for _, l := range ev.Locks {
+			fmt.Fprintf(p.w, "Took over the stale lock on %s: %s\n", l.Host, describeOwner(l))
+		}
+	case deploy.Stopping:
+		fmt.Fprintf(p.w, "Stopping: no new steps; running steps finish, then touched hosts roll back\n")
+	case deploy.RollbackStarted:
+		fmt.Fprintf(p.w, "Rolling back %d touched host%s: %s\n", len(ev.Hosts), plural(len(ev.Hosts)), strings.Join(ev.Hosts, ", "))
+	case deploy.RollbackHostDone:
+		if ev.Err != nil {
+			fmt.Fprintf(p.w, "  %-14s ROLLBACK FAILED: %s\n", ev.Host, firstLine(ev.Err.Error()))
+		}
+	case deploy.StepDone, deploy.RollbackStepDone:
 		r := ev.Result
-		status := "ok"
+		status := r.Status
 		detail := r.Detail
 		if r.Status == deploy.StatusFailed {
 			status = "FAILED"
 			detail = firstLine(r.Error)
 		}
-		fmt.Fprintf(p.w, "  %-14s %-22s %-6s %6s  %s\n", r.Host, r.ID(), status, shortDuration(r.Elapsed), detail)
+		fmt.Fprintf(p.w, "  %-14s %-26s %-7s %6s  %s\n", r.Host, r.ID(), status, shortDuration(r.Elapsed), detail)
 	case deploy.Pausing:
 		fmt.Fprintf(p.w, "Pausing %s before batch %d\n", ev.Pause, ev.Batch.Index)
 	case deploy.RunDone:
 		rep := ev.Report
 		elapsed := shortDuration(rep.Finished.Sub(rep.Started))
-		if ev.Err == nil {
-			fmt.Fprintf(p.w, "Deployed %s to %s: %d/%d hosts on %s (%s)\n", rep.Version, rep.Env, len(rep.Hosts), len(rep.Hosts), rep.Version, elapsed)
-		} else {
-			fmt.Fprintf(p.w, "Deploy of %s to %s FAILED after %s\n", rep.Version, rep.Env, elapsed)
+		what := fmt.Sprintf("Deploy of %s to %s", rep.Version, rep.Env)
+		if rep.Kind == deploy.KindRollback {
+			what = fmt.Sprintf("Rollback of %s to %s", rep.Env, rep.Version)
+		}
+		switch {
+		case ev.Err == nil:
+			fmt.Fprintf(p.w, "%s done: %d/%d hosts on %s (%s)\n", what, len(rep.Hosts), len(rep.Hosts), rep.Version, elapsed)
+		case rep.RolledBack && len(rep.Unresolved()) == 0:
+			fmt.Fprintf(p.w, "%s FAILED and was rolled back: every touched host is healthy on its previous release (%s)\n", what, elapsed)
+		default:
+			fmt.Fprintf(p.w, "%s FAILED after %s\n", what, elapsed)
 		}
 	}
 }

@@ -20,7 +20,9 @@ var version = "dev"
 
 // globalOptions are the flags every command has.
 type globalOptions struct {
-	io        *output.IOStreams
+	io *output.IOStreams
+	// stop is closed by the first interrupt.
+	stop      <-chan struct{}
 	config    string
 	stateDir  string
 	logFormat string
@@ -62,6 +64,20 @@ func (g *globalOptions) resolveStateDir(cfg *playbooks.Config) string {
 	return cfg.ResolvePath(cfg.StateDir)
 }
 
+// stopOrCancel is a context cancelled by the first interrupt too, for
+// commands that have nothing to roll back.
+func (g *globalOptions) stopOrCancel(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-g.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 // transportOptions turns [ssh] into transport options.
 func transportOptions(cfg *playbooks.Config, log *transport.RunLog) transport.Options {
 	s := cfg.SSH
@@ -85,8 +101,8 @@ func transportOptions(cfg *playbooks.Config, log *transport.RunLog) transport.Op
 	return opts
 }
 
-func newRootCmd(io *output.IOStreams) *cobra.Command {
-	g := &globalOptions{io: io}
+func newRootCmd(io *output.IOStreams, stop <-chan struct{}) *cobra.Command {
+	g := &globalOptions{io: io, stop: stop}
 	root := &cobra.Command{
 		Use:   "relctl",
 		Short: "Release orchestrator: push a release over SSH, canary then batches, health-checked",
@@ -123,6 +139,9 @@ playbooks/*.toml next to it (steps, health checks, strategy).`,
 		newPlanCmd(g),
 		newDeployCmd(g),
 		newStatusCmd(g),
+		newRollbackCmd(g),
+		newHistoryCmd(g),
+		newUnlockCmd(g),
 		newTestenvCmd(g),
 	)
 	return root

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -9,14 +13,36 @@ import (
 	"github.com/relctl/relctl/internal/state"
 )
 
+// statusOutput is `relctl status --output json`.
+type statusOutput struct {
+	*deploy.EnvStatus
+	Lock *lockStatus `json:"lock,omitempty"`
+}
+
+// lockStatus is the environment lock as the hosts report it.
+type lockStatus struct {
+	RunID       string   `json:"run_id"`
+	Command     string   `json:"command"`
+	Release     string   `json:"release"`
+	Operator    string   `json:"operator"`
+	Controller  string   `json:"controller"`
+	PID         int      `json:"pid"`
+	Heartbeat   string   `json:"heartbeat"`
+	Stale       bool     `json:"stale"`
+	StaleReason string   `json:"stale_reason,omitempty"`
+	Hosts       []string `json:"hosts"`
+}
+
 func newStatusCmd(g *globalOptions) *cobra.Command {
 	var env, format string
 	cmd := &cobra.Command{
 		Use:   "status --env ENV",
-		Short: "Show per host: reachable, current and previous release, healthy now",
+		Short: "Show per host: reachable, current and previous release, healthy now; and any run holding the lock",
 		Long: `Status connects to every host of the environment, reads its release layout
-(current symlink and .relctl/history.json) and runs the playbook's health
-checks once against the current release. It changes nothing.`,
+(current symlink and .relctl/history.json) and its lock, and runs the
+playbook's health checks once against the current release. It changes
+nothing. A lock whose holder is gone names the interrupted run and the
+commands that finish it (deploy --resume) or revert it (rollback --to prev).`,
 		Example: `  relctl status --env production
   relctl status --env staging --output json`,
 		Args: cobra.NoArgs,
@@ -31,29 +57,84 @@ checks once against the current release. It changes nothing.`,
 			if err != nil {
 				return err
 			}
-			sess, err := openSession(g, proj.Config, "status-"+state.NewRunID(time.Now()))
+			ctx, cancel := g.stopOrCancel(cmd.Context())
+			defer cancel()
+			sess, err := openSession(g, proj.Config, "status-"+state.NewRunID(time.Now()), false)
 			if err != nil {
 				return err
 			}
 			defer sess.Close()
-			st, err := deploy.Status(cmd.Context(), sess.pool, proj, env, proj.Config.SSH.MaxParallel)
+			st, err := deploy.Status(ctx, sess.pool, proj, env, proj.Config.SSH.MaxParallel)
 			if err != nil {
 				return err
 			}
+			out := statusOutput{EnvStatus: st}
+			if targets, _, err := envLockTargets(ctx, sess.pool, proj, env); err == nil {
+				locks, _ := state.InspectLocks(ctx, targets, state.LockOptions{TTL: proj.Config.LockTTL.Duration})
+				out.Lock = summarizeLocks(locks)
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			if format == "json" {
-				return writeJSON(g.io.Out, st)
+				return writeJSON(g.io.Out, out)
 			}
 			t := newTable(g.io.Out, "HOST", "ADDRESS", "REACHABLE", "CURRENT", "PREVIOUS", "HEALTHY", "NOTE")
 			for _, h := range st.Hosts {
 				t.row(h.Name, h.Address, yesNo(h.Reachable), orDash(h.Current), orDash(h.Previous), yesNo(h.Healthy), h.Error)
 			}
 			t.flush()
+			printLock(g.io.Out, env, out.Lock, st)
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&env, "env", "e", "", "environment (from relctl.toml)")
 	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text or json")
 	return cmd
+}
+
+// summarizeLocks folds the per-host lock states into the run holding them.
+func summarizeLocks(locks []state.HostLockState) *lockStatus {
+	var ls *lockStatus
+	for _, l := range locks {
+		if !l.Held || l.Owner == nil {
+			continue
+		}
+		if ls == nil {
+			o := l.Owner
+			ls = &lockStatus{RunID: o.RunID, Command: o.Command, Release: o.Release, Operator: o.Operator,
+				Controller: o.Controller, PID: o.PID, Heartbeat: o.Heartbeat.UTC().Format(time.RFC3339),
+				Stale: l.Stale, StaleReason: l.StaleReason}
+		}
+		ls.Hosts = append(ls.Hosts, l.Host)
+	}
+	if ls != nil {
+		sort.Strings(ls.Hosts)
+	}
+	return ls
+}
+
+func printLock(w io.Writer, env string, l *lockStatus, st *deploy.EnvStatus) {
+	if l == nil {
+		return
+	}
+	who := fmt.Sprintf("run %s (%s %s by %s@%s, pid %d)", l.RunID, l.Command, l.Release, l.Operator, l.Controller, l.PID)
+	if !l.Stale {
+		fmt.Fprintf(w, "\nIn progress: %s holds the lock on %s.\n", who, strings.Join(l.Hosts, ", "))
+		return
+	}
+	current := map[string]string{}
+	for _, h := range st.Hosts {
+		if h.Reachable {
+			current[h.Name] = h.Current
+		}
+	}
+	fmt.Fprintf(w, "\nInterrupted: %s stopped without finishing (%s); its lock remains on %s.\n", who, l.StaleReason, strings.Join(l.Hosts, ", "))
+	fmt.Fprintf(w, "Hosts now: %s\n", describeFleet(current))
+	if l.Command == deploy.KindDeploy {
+		fmt.Fprintf(w, "Finish it: relctl deploy --env %s --resume\n", env)
+	}
+	fmt.Fprintf(w, "Revert it: relctl rollback --env %s --to prev\n", env)
 }
 
 func yesNo(b bool) string {

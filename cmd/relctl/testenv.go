@@ -25,7 +25,7 @@ fails its health check) into DIR.`,
   relctl testenv status --dir /tmp/relctl-demo
   relctl testenv down --dir /tmp/relctl-demo`,
 	}
-	cmd.AddCommand(newTestenvUpCmd(g), newTestenvDownCmd(g), newTestenvStatusCmd(g), newTestenvFaultCmd(g), newTestenvServeCmd())
+	cmd.AddCommand(newTestenvUpCmd(g), newTestenvDownCmd(g), newTestenvStatusCmd(g), newTestenvFaultCmd(g), newTestenvServeCmd(g))
 	return cmd
 }
 
@@ -170,7 +170,7 @@ func newTestenvFaultCmd(g *globalOptions) *cobra.Command {
 	return cmd
 }
 
-func newTestenvServeCmd() *cobra.Command {
+func newTestenvServeCmd(g *globalOptions) *cobra.Command {
 	var dir string
 	var hosts int
 	cmd := &cobra.Command{
@@ -182,7 +182,10 @@ func newTestenvServeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return testenv.Serve(cmd.Context(), testenv.Options{Dir: dir, Hosts: hosts})
+			// SIGTERM (from `testenv down`) stops the cluster.
+			ctx, cancel := g.stopOrCancel(cmd.Context())
+			defer cancel()
+			return testenv.Serve(ctx, testenv.Options{Dir: dir, Hosts: hosts})
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "cluster directory")

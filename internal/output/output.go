@@ -5,6 +5,7 @@ package output
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -52,13 +53,29 @@ func (s *IOStreams) IsStderrTTY() bool { return s.stderrTTY }
 func (s *IOStreams) CanPrompt() bool { return s.stdinTTY && s.stderrTTY }
 
 // Confirm asks a yes/no question on ErrOut; only "y" or "yes" is a yes.
-func (s *IOStreams) Confirm(question string) (bool, error) {
+// Closing cancel (an interrupt) abandons the question with context.Canceled.
+func (s *IOStreams) Confirm(question string, cancel <-chan struct{}) (bool, error) {
 	fmt.Fprintf(s.ErrOut, "%s [y/N] ", question)
-	line, err := bufio.NewReader(s.In).ReadString('\n')
-	if err != nil && err != io.EOF {
-		return false, err
+	type answer struct {
+		line string
+		err  error
 	}
-	switch strings.ToLower(strings.TrimSpace(line)) {
+	ch := make(chan answer, 1)
+	go func() {
+		line, err := bufio.NewReader(s.In).ReadString('\n')
+		ch <- answer{line, err}
+	}()
+	var a answer
+	select {
+	case a = <-ch:
+	case <-cancel:
+		fmt.Fprintln(s.ErrOut)
+		return false, context.Canceled
+	}
+	if a.err != nil && a.err != io.EOF {
+		return false, a.err
+	}
+	switch strings.ToLower(strings.TrimSpace(a.line)) {
 	case "y", "yes":
 		return true, nil
 	}

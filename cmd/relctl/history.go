@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/internal/transport"
+	"github.com/relctl/relctl/playbooks"
+)
+
+// historyRow is one run (or a forced unlock) in `relctl history`.
+type historyRow struct {
+	RunID    string        `json:"run_id"`
+	Command  string        `json:"command"`
+	Operator string        `json:"operator"`
+	When     time.Time     `json:"when"`
+	Release  string        `json:"release"`
+	From     string        `json:"from,omitempty"`
+	Result   string        `json:"result"`
+	Duration time.Duration `json:"duration_ns"`
+	Reason   string        `json:"reason,omitempty"`
+	Source   string        `json:"source"` // journal (this machine) or hosts
+}
+
+func newHistoryCmd(g *globalOptions) *cobra.Command {
+	var env, format string
+	cmd := &cobra.Command{
+		Use:   "history --env ENV",
+		Short: "List the environment's runs: id, operator, when, release, result, duration",
+		Long: `History merges this machine's journal (state_dir/runs/*.jsonl, one durable
+line per step) with the run summaries and unlock records kept on every host,
+so runs made from other machines appear too. "relctl history show ID" lists
+a run's steps per host.`,
+		Example: `  relctl history --env production
+  relctl history --env production --output json
+  relctl history show 20261123T114501Z-3f9a1c`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireFlag(cmd, "env", env); err != nil {
+				return err
+			}
+			if err := checkFormat(format); err != nil {
+				return err
+			}
+			proj, err := g.loadProject()
+			if err != nil {
+				return err
+			}
+			rows, err := collectHistory(cmd.Context(), g, proj, env)
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				return writeJSON(g.io.Out, map[string]any{"environment": env, "runs": rows})
+			}
+			t := newTable(g.io.Out, "RUN", "WHEN", "OPERATOR", "COMMAND", "RELEASE", "RESULT", "DURATION")
+			for _, r := range rows {
+				result := r.Result
+				if r.Reason != "" {
+					result += " (" + r.Reason + ")"
+				}
+				release := orDash(r.Release)
+				if r.From != "" && r.From != r.Release {
+					release = r.From + " -> " + release
+				}
+				t.row(r.RunID, r.When.Local().Format(time.DateTime), r.Operator, r.Command, release, result, shortDuration(r.Duration))
+			}
+			t.flush()
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&env, "env", "e", "", "environment (from relctl.toml)")
+	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text or json")
+	cmd.AddCommand(newHistoryShowCmd(g))
+	return cmd
+}
+
+func collectHistory(ctx context.Context, g *globalOptions, proj *playbooks.Project, env string) ([]historyRow, error) {
+	runs, err := state.ListRuns(g.resolveStateDir(proj.Config))
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]*historyRow{}
+	var rows []*historyRow
+	add := func(r historyRow) {
+		if old, ok := byID[r.RunID]; ok {
+			if old.Result == "interrupted" && r.Result != "" {
+				old.Result = r.Result
+			}
+			return
+		}
+		row := r
+		byID[r.RunID] = &row
+		rows = append(rows, &row)
+	}
+	for _, r := range runs {
+		if r.Env == env {
+			add(historyRow{RunID: r.RunID, Command: r.Command, Operator: r.Operator, When: r.Started, Release: r.Release,
+				From: r.From, Result: r.Result, Duration: r.Duration, Source: "journal"})
+		}
+	}
+	summaries, events, warn := hostRecords(ctx, g, proj, env)
+	if warn != "" {
+		fmt.Fprintln(g.io.ErrOut, "relctl: warning: "+warn)
+	}
+	for _, s := range summaries {
+		add(historyRow{RunID: s.RunID, Command: s.Command, Operator: s.Operator, When: s.Started, Release: s.Release,
+			From: s.From, Result: s.Result, Duration: s.Finished.Sub(s.Started), Source: "hosts"})
+	}
+	for _, ev := range events {
+		add(historyRow{RunID: ev.RunID, Command: ev.Kind, Operator: ev.Operator, When: ev.Time, Result: "done", Reason: ev.Reason, Source: "hosts"})
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].When.After(rows[j].When) })
+	out := make([]historyRow, len(rows))
+	for i, r := range rows {
+		out[i] = *r
+	}
+	return out, nil
+}
+
+// hostRecords reads run summaries and history events from every host of env.
+func hostRecords(ctx context.Context, g *globalOptions, proj *playbooks.Project, env string) ([]state.HostRunSummary, []state.HistoryEvent, string) {
+	sess, err := openSession(g, proj.Config, "history-"+state.NewRunID(time.Now()), false)
+	if err != nil {
+		return nil, nil, err.Error()
+	}
+	defer sess.Close()
+	targets, failed, err := envLockTargets(ctx, sess.pool, proj, env)
+	if err != nil {
+		return nil, nil, err.Error()
+	}
+	var summaries []state.HostRunSummary
+	var events []state.HistoryEvent
+	seenEvent := map[string]bool{}
+	for _, t := range targets {
+		s, err := state.ReadHostRunSummaries(ctx, t.Conn, t.Layout)
+		if err != nil {
+			failed[t.Host] = err
+			continue
+		}
+		summaries = append(summaries, s...)
+		res, err := t.Conn.Run(ctx, t.Layout.ReadScript(), transport.RunOptions{Label: "history"})
+		if err != nil {
+			failed[t.Host] = err
+			continue
+		}
+		st, err := state.ParseHostState(string(res.Stdout))
+		if err != nil {
+			failed[t.Host] = err
+			continue
+		}
+		for _, ev := range st.History.Events {
+			if key := ev.RunID + ev.Kind; !seenEvent[key] {
+				seenEvent[key] = true
+				events = append(events, ev)
+			}
+		}
+	}
+	if len(failed) > 0 {
+		var names []string
+		for h := range failed {
+			names = append(names, h)
+		}
+		sort.Strings(names)
+		return summaries, events, "could not read history from " + strings.Join(names, ", ")
+	}
+	return summaries, events, ""
+}
+
+func newHistoryShowCmd(g *globalOptions) *cobra.Command {
+	var env, format string
+	cmd := &cobra.Command{
+		Use:   "show RUN-ID",
+		Short: "Show one run's steps per host",
+		Example: `  relctl history show 20261123T114501Z-3f9a1c
+  relctl history show 20261123T1145 --env production --output json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(format); err != nil {
+				return err
+			}
+			proj, err := g.loadProject()
+			if err != nil {
+				return err
+			}
+			rec, err := state.LoadRun(g.resolveStateDir(proj.Config), args[0])
+			if err != nil && env != "" {
+				rec, err = runFromHosts(cmd.Context(), g, proj, env, args[0])
+			}
+			if err != nil {
+				return usageErrorf("%v (runs made from another machine: add --env ENV to read them from the hosts)", err)
+			}
+			if format == "json" {
+				return writeJSON(g.io.Out, rec)
+			}
+			fmt.Fprintf(g.io.Out, "Run %s: %s %s to %s by %s@%s, %s, %s\n", rec.RunID, rec.Command, rec.Release, rec.Env,
+				rec.Operator, rec.Controller, rec.Started.Local().Format(time.DateTime), rec.Result)
+			byHost := map[string][]state.JournalEvent{}
+			var hosts []string
+			for _, ev := range rec.Steps {
+				if ev.Host == "" || ev.Kind != "step-end" {
+					continue
+				}
+				if byHost[ev.Host] == nil {
+					hosts = append(hosts, ev.Host)
+				}
+				byHost[ev.Host] = append(byHost[ev.Host], ev)
+			}
+			sort.Strings(hosts)
+			for _, h := range hosts {
+				fmt.Fprintf(g.io.Out, "\n%s\n", h)
+				t := newTable(g.io.Out, "  STEP", "STATUS", "DETAIL")
+				for _, ev := range byHost[h] {
+					detail := ev.Detail
+					if ev.Error != "" {
+						detail = firstLine(ev.Error)
+					}
+					t.row("  "+ev.Step, ev.Status, detail)
+				}
+				t.flush()
+			}
+			if len(rec.Hosts) > 0 {
+				fmt.Fprintf(g.io.Out, "\nEnded with: %s\n", describeFleet(rec.Hosts))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&env, "env", "e", "", "read the run from this environment's hosts when this machine has no journal of it")
+	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+// runFromHosts rebuilds a run record from the hosts' run summaries.
+func runFromHosts(ctx context.Context, g *globalOptions, proj *playbooks.Project, env, id string) (*state.RunRecord, error) {
+	summaries, _, _ := hostRecords(ctx, g, proj, env)
+	var rec *state.RunRecord
+	for _, s := range summaries {
+		if !strings.HasPrefix(s.RunID, id) {
+			continue
+		}
+		if rec == nil {
+			rec = &state.RunRecord{RunID: s.RunID, Env: s.Env, Command: s.Command, Release: s.Release, From: s.From,
+				Operator: s.Operator, Controller: s.Controller, Started: s.Started, Finished: s.Finished, Result: s.Result,
+				Hosts: map[string]string{}}
+		}
+		for _, st := range s.Steps {
+			rec.Steps = append(rec.Steps, state.JournalEvent{Kind: "step-end", Host: s.Host, Step: st.Phase + "/" + st.Name,
+				Status: st.Status, Detail: st.Detail, Error: st.Error})
+		}
+	}
+	if rec == nil {
+		return nil, fmt.Errorf("no run %q in this machine's journal or on the hosts of %s", id, env)
+	}
+	return rec, nil
+}

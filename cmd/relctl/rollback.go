@@ -1,0 +1,119 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/rollback"
+)
+
+func newRollbackCmd(g *globalOptions) *cobra.Command {
+	var env, to, playbook, parallel string
+	var hosts []string
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "rollback --env ENV --to prev|VERSION",
+		Short: "Put the environment back on its previous release (or a named one), from any machine",
+		Long: `Rollback reads every host's release history (no local state is needed: it
+works from a laptop that never ran the deploy) and works out the fleet's
+previous release: the one active on the environment before its current one,
+the same answer for every host even after a partial deploy. A mixed fleet
+(some hosts on the new release, some on the old) converges to one version.
+
+It takes over a stale lock (left by a run that died), proves the target
+release is intact on every host before switching any, then switches hosts
+back with the playbook's canary and batch strategy (--parallel all: every
+host at once), runs the playbook's [rollback] steps and the health checks.
+When there is nothing to roll back to, it says so and exits 6.`,
+		Example: `  relctl rollback --env production --to prev
+  relctl rollback --env production --to 1.1.0 --hosts production-2,production-3
+  relctl rollback --env production --to prev --parallel all --yes`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireFlag(cmd, "env", env); err != nil {
+				return err
+			}
+			if err := requireFlag(cmd, "to", to); err != nil {
+				return err
+			}
+			if parallel != "" && parallel != "all" {
+				return usageErrorf("--parallel takes only \"all\"")
+			}
+			proj, err := g.loadProject()
+			if err != nil {
+				return err
+			}
+			runID := state.NewRunID(time.Now())
+			sess, err := openSession(g, proj.Config, "read-"+runID, false)
+			if err != nil {
+				return err
+			}
+			fleet, err := rollback.ReadFleet(cmd.Context(), sess.pool, proj, env, playbook, hosts, proj.Config.SSH.MaxParallel)
+			sess.Close()
+			if err != nil {
+				return err
+			}
+			if bad := fleet.Unreachable(); len(bad) > 0 {
+				return &deploy.Failure{Phase: "preflight", Report: &deploy.Report{Kind: deploy.KindRollback, Env: env, Version: to},
+					Err: fmt.Errorf("cannot read every host (leave dead ones out with --hosts):\n  %s", strings.Join(bad, "\n  "))}
+			}
+			target, from, err := fleet.Resolve(to)
+			if err != nil {
+				return err
+			}
+			p, err := deploy.BuildRollbackPlan(proj, deploy.RollbackPlanOptions{
+				Env: env, Playbook: playbook, RunID: runID, Target: target, From: from,
+				Hosts: hosts, ParallelAll: parallel == "all", Current: fleet.Current(),
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.io.ErrOut, "Rolling %s back from %s to %s (%s)\n", env, from, target, describeFleet(fleet.Current()))
+			if !yes && g.io.CanPrompt() {
+				printPlan(g.io.ErrOut, p, false)
+				ok, err := g.io.Confirm(fmt.Sprintf("\nRoll %s back to %s?", env, target), g.stop)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return usageErrorf("rollback cancelled: nothing was changed")
+				}
+			}
+			return runPlan(cmd.Context(), g, proj, p, func(e *deploy.Engine) { e.TakeOverStaleLocks = true })
+		},
+	}
+	cmd.Flags().StringVarP(&env, "env", "e", "", "environment (from relctl.toml)")
+	cmd.Flags().StringVar(&to, "to", "", `"prev" (the fleet's previous release) or a version`)
+	cmd.Flags().StringVar(&playbook, "playbook", "", "playbook, when the environment has several")
+	cmd.Flags().StringSliceVar(&hosts, "hosts", nil, "only these hosts (comma-separated names)")
+	cmd.Flags().StringVar(&parallel, "parallel", "", `"all": every host at once, no canary (emergencies)`)
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	return cmd
+}
+
+// describeFleet says which hosts run which release, e.g. "1.2.0 on a, b; 1.1.0 on c".
+func describeFleet(current map[string]string) string {
+	by := map[string][]string{}
+	var versions []string
+	for host, v := range current {
+		if v == "" {
+			v = "none"
+		}
+		if by[v] == nil {
+			versions = append(versions, v)
+		}
+		by[v] = append(by[v], host)
+	}
+	sortStrings(versions)
+	parts := make([]string, len(versions))
+	for i, v := range versions {
+		sortStrings(by[v])
+		parts[i] = v + " on " + strings.Join(by[v], ", ")
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,135 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/internal/transport"
+)
+
+func pid() int { return os.Getpid() }
+
+// hostRun is one host's part of a run.
+type hostRun struct {
+	engine *Engine
+	run    *run
+	plan   *Plan
+	host   *HostPlan
+	conn   transport.Conn
+	report *HostReport
+	state  *state.HostState // as read when the run connected
+
+	// completed lists the steps that ran on the host, in order, including
+	// the one that failed: the automatic rollback undoes them in reverse.
+	completed []*Step
+	// activating: an activate step started here, so current may have moved.
+	activating bool
+	// restored: the rollback switched current back to the release before the run.
+	restored bool
+}
+
+func (h *hostRun) now() time.Time { return h.engine.now() }
+
+func (h *hostRun) setCurrent(v string) { h.report.After = v }
+
+func (h *hostRun) readState(ctx context.Context) (*state.HostState, error) {
+	res, err := h.conn.Run(ctx, h.host.Layout.ReadScript(), transport.RunOptions{Label: "read-state"})
+	if err != nil {
+		return nil, err
+	}
+	return state.ParseHostState(string(res.Stdout))
+}
+
+// runPhase runs this host's steps of one phase in order. It starts no step
+// once the batch saw a failure (failed) or the run was asked to stop.
+func (h *hostRun) runPhase(ctx context.Context, phase string, failed *stopFlag) error {
+	for _, s := range h.host.Steps {
+		if s.Phase != phase {
+			continue
+		}
+		if failed.raised() {
+			return nil
+		}
+		if h.run.stopped() {
+			return errStopped
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%s: step %s not started: %w", h.host.Name, s.ID(), err)
+		}
+		if err := h.runStep(ctx, s); err != nil {
+			failed.raise()
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *hostRun) runStep(ctx context.Context, s *Step) error {
+	if s.Phase != "preflight" {
+		h.report.Touched = true
+	}
+	h.completed = append(h.completed, s)
+	res, err := h.execute(ctx, s, s.Action.Do)
+	h.report.Steps = append(h.report.Steps, res)
+	h.engine.emit(Event{Kind: StepDone, Plan: h.plan, Host: h.host.Name, Result: res})
+	if err != nil {
+		h.report.Error = err.Error()
+		return &stepError{host: h.host.Name, step: s.ID(), err: err}
+	}
+	return nil
+}
+
+// stepError names host and step once, even when the cause names the host too.
+type stepError struct {
+	host, step string
+	err        error
+}
+
+func (e *stepError) Error() string {
+	return fmt.Sprintf("%s: step %s: %s", e.host, e.step, strings.TrimPrefix(e.err.Error(), e.host+": "))
+}
+
+func (e *stepError) Unwrap() error { return e.err }
+
+// execute runs one action with logging and journaling and returns its result.
+func (h *hostRun) execute(ctx context.Context, s *Step, do func(context.Context, *hostRun) (string, error)) (*StepResult, error) {
+	log := zerolog.Ctx(ctx).With().Str("step", s.ID()).Logger()
+	started := h.now()
+	h.engine.logEvent(h.host.Name, "step %s started", s.ID())
+	h.engine.journal(state.JournalEvent{Kind: "step-start", Host: h.host.Name, Step: s.ID()})
+	detail, err := do(log.WithContext(ctx), h)
+	res := &StepResult{
+		Host: h.host.Name, Phase: s.Phase, Name: s.Name, Kind: s.Kind,
+		Status: StatusOK, Detail: detail, Elapsed: h.now().Sub(started),
+	}
+	switch {
+	case errors.Is(err, errNoUndo):
+		res.Status, res.Detail, err = StatusSkipped, "no undo command", nil
+	case err != nil:
+		res.Status, res.Error = StatusFailed, err.Error()
+		log.Debug().Err(err).Msg("step failed")
+	}
+	if err != nil {
+		h.engine.logEvent(h.host.Name, "step %s failed: %v", s.ID(), err)
+	} else {
+		h.engine.logEvent(h.host.Name, "step %s %s %s", s.ID(), res.Status, detail)
+	}
+	h.engine.journal(state.JournalEvent{Kind: "step-end", Host: h.host.Name, Step: s.ID(), Status: res.Status, Detail: detail, Error: res.Error})
+	return res, err
+}
+
+// allResults is every step and rollback step result, in order.
+func (h *hostRun) allResults() []*StepResult {
+	out := append([]*StepResult{}, h.report.Steps...)
+	if h.report.Rollback != nil {
+		out = append(out, h.report.Rollback.Steps...)
+	}
+	return out
+}

@@ -1,0 +1,132 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/internal/transport"
+)
+
+// rollBack undoes the run on every host it touched, in parallel: each
+// completed step is undone in reverse order, then, where current was
+// switched back, the playbook's [rollback] steps run and the health checks
+// are run against the restored release. A host that cannot be reached is
+// retried with backoff; it is never dropped from the rollback.
+func (r *run) rollBack(ctx context.Context) {
+	e := r.engine
+	var touched []*HostPlan
+	for _, hp := range r.plan.Hosts() {
+		if h := r.runs[hp.Name]; h != nil && h.report.Touched {
+			touched = append(touched, hp)
+		}
+	}
+	if len(touched) == 0 {
+		return
+	}
+	r.report.RolledBack = true
+	names := hostNames(touched)
+	e.emit(Event{Kind: RollbackStarted, Plan: r.plan, Hosts: names})
+	e.journal(state.JournalEvent{Kind: "rollback-start", Detail: fmt.Sprint(names)})
+	e.logEvent("", "rollback of %d touched hosts: %v", len(touched), names)
+	_ = e.forEach(ctx, touched, e.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
+		h := r.runs[hp.Name]
+		err := h.rollBack(ctx)
+		if err != nil {
+			h.report.Rollback.Error = err.Error()
+		}
+		e.emit(Event{Kind: RollbackHostDone, Plan: r.plan, Host: hp.Name, Err: err})
+		return err
+	})
+}
+
+func (h *hostRun) rollBack(ctx context.Context) error {
+	rb := &HostRollback{}
+	h.report.Rollback = rb
+	for i := len(h.completed) - 1; i >= 0; i-- {
+		s := h.completed[i]
+		u, ok := s.Action.(Undoer)
+		if !ok || s.Phase == "preflight" {
+			continue
+		}
+		undo := &Step{Phase: "rollback", Name: "undo-" + s.Name, Kind: s.Kind}
+		if err := h.rollbackStep(ctx, undo, u.Undo); err != nil {
+			return err
+		}
+	}
+	if h.report.Before == "" {
+		// Nothing ran here before this run: there is no release to check.
+		rb.Healthy = true
+		return nil
+	}
+	var steps []*Step
+	if h.restored {
+		restore, err := h.plan.restoreSteps(h.host, h.report.Before)
+		if err != nil {
+			return err
+		}
+		steps = restore
+	} else {
+		// current never moved: prove the release still serving is healthy.
+		checks, err := h.plan.checkSteps(h.withVersion(h.report.Before), "rollback")
+		if err != nil {
+			return err
+		}
+		steps = checks
+	}
+	for _, s := range steps {
+		if err := h.rollbackStep(ctx, s, s.Action.Do); err != nil {
+			return err
+		}
+	}
+	rb.Healthy = true
+	return nil
+}
+
+// withVersion is this host's plan rendered for another release.
+func (h *hostRun) withVersion(version string) *HostPlan {
+	hp := *h.host
+	if data, err := h.plan.proj.Data(h.plan.pb, h.plan.env, h.host.host, version, h.plan.RunID); err == nil {
+		hp.Data = data
+	}
+	return &hp
+}
+
+// rollbackStep runs one rollback step, reconnecting with backoff while the
+// host is unreachable.
+func (h *hostRun) rollbackStep(ctx context.Context, s *Step, do func(context.Context, *hostRun) (string, error)) error {
+	backoff := h.engine.backoff()
+	for attempt := 0; ; attempt++ {
+		var res *StepResult
+		conn, err := h.engine.Connector.Get(ctx, h.host.Target)
+		if err == nil {
+			h.conn = conn
+			res, err = h.execute(ctx, s, do)
+			h.report.Rollback.Steps = append(h.report.Rollback.Steps, res)
+			h.engine.emit(Event{Kind: RollbackStepDone, Plan: h.plan, Host: h.host.Name, Result: res})
+		}
+		if err == nil {
+			return nil
+		}
+		if !unreachable(err) || attempt >= len(backoff) || ctx.Err() != nil {
+			if unreachable(err) {
+				return fmt.Errorf("%s: %s: still unreachable after %d attempts: %w", h.host.Name, s.ID(), attempt+1, err)
+			}
+			return &stepError{host: h.host.Name, step: s.ID(), err: err}
+		}
+		h.engine.logEvent(h.host.Name, "%s: host unreachable (%v); retrying in %s", s.ID(), err, backoff[attempt])
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff[attempt]):
+		}
+	}
+}
+
+// unreachable says whether err means the host could not be talked to (as
+// opposed to a command that ran and failed).
+func unreachable(err error) bool {
+	var dial *transport.DialError
+	return errors.As(err, &dial) || errors.Is(err, transport.ErrConnectionLost)
+}

@@ -1,0 +1,106 @@
+package deploy
+
+import (
+	"fmt"
+
+	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/internal/transport"
+	"github.com/relctl/relctl/playbooks"
+)
+
+// RollbackPlanOptions describe a rollback run (`relctl rollback`).
+type RollbackPlanOptions struct {
+	Env      string
+	Playbook string
+	RunID    string
+	// Target is the release every host goes back to; From the one the fleet leaves.
+	Target string
+	From   string
+	// Hosts limits the rollback to these hosts (all targeted hosts when empty).
+	Hosts []string
+	// ParallelAll puts every host in one batch, all at once (emergencies).
+	ParallelAll bool
+	// Current is each host's current release, as read from the hosts.
+	Current map[string]string
+}
+
+// BuildRollbackPlan plans a rollback with the same step machinery as a
+// deploy: preflight proves the target release is intact on every host, then
+// (batch by batch, canary first unless ParallelAll) current is switched back,
+// the playbook's [rollback] steps bring the release into service, and the
+// health checks run. Hosts already on the target are only health-checked.
+func BuildRollbackPlan(proj *playbooks.Project, opts RollbackPlanOptions) (*Plan, error) {
+	if err := playbooks.ValidateVersion(opts.Target); err != nil {
+		return nil, badInput("release %q: %v", opts.Target, err)
+	}
+	env, err := proj.Environment(opts.Env)
+	if err != nil {
+		return nil, badInput("%v", err)
+	}
+	pb, err := choosePlaybook(proj, opts.Env, opts.Playbook)
+	if err != nil {
+		return nil, err
+	}
+	hosts, err := selectHosts(pb.TargetHosts(env), opts.Hosts, env.Name)
+	if err != nil {
+		return nil, err
+	}
+	p := &Plan{
+		RunID: opts.RunID, Kind: KindRollback, From: opts.From,
+		Project: proj.Config.Project, Env: env.Name, Version: opts.Target, Playbook: pb.Name,
+		KeepReleases: pb.KeepReleases, MaxParallel: pb.Strategy.MaxParallel, Pause: pb.Strategy.Pause.Duration,
+		proj: proj, pb: pb, env: env,
+	}
+	var hostPlans []*HostPlan
+	for _, h := range hosts {
+		data, err := proj.Data(pb, env, h, opts.Target, opts.RunID)
+		if err != nil {
+			return nil, badInput("host %s: %v", h.Name, err)
+		}
+		hp := &HostPlan{
+			Name: h.Name, Address: h.Address, Data: data,
+			Target: transport.Target{Name: h.Name, Address: h.Address, User: firstNonEmpty(h.User, proj.Config.SSH.User)},
+			Layout: state.Layout{BaseDir: data.BaseDir},
+			checks: pb.Checks, host: h,
+		}
+		hp.Steps = append(hp.Steps, readinessStep(pb, opts.Target))
+		if opts.Current[h.Name] != opts.Target {
+			hp.Steps = append(hp.Steps, &Step{
+				Phase: playbooks.PhaseActivate, Name: "activate", Kind: playbooks.StepActivate,
+				Action:   &activateAction{Version: opts.Target, Kind: KindRollback},
+				Describe: fmt.Sprintf("switch %s -> releases/%s (from %s) atomically; append to .relctl/history.json", hp.Layout.Current(), opts.Target, orNone(opts.Current[h.Name])),
+			})
+			for _, s := range pb.Rollback.Steps {
+				rs := *s
+				rs.Phase = playbooks.PhaseActivate
+				step, err := buildStep(&rs, p, hp)
+				if err != nil {
+					return nil, err
+				}
+				hp.Steps = append(hp.Steps, step)
+			}
+		}
+		checks, err := p.checkSteps(hp, playbooks.PhaseVerify)
+		if err != nil {
+			return nil, err
+		}
+		hp.Steps = append(hp.Steps, checks...)
+		hostPlans = append(hostPlans, hp)
+	}
+	strategy := pb.Strategy
+	if opts.ParallelAll {
+		strategy = playbooks.Strategy{Canary: 0, BatchSize: int64(len(hostPlans))}
+		p.MaxParallel, p.Pause = len(hostPlans), 0
+	}
+	if p.Batches, err = batchHosts(hostPlans, strategy); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func orNone(v string) string {
+	if v == "" {
+		return "none"
+	}
+	return v
+}

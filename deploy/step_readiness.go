@@ -1,0 +1,75 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/internal/transport"
+)
+
+// readinessAction proves, before any host is switched, that the release a
+// rollback would return to is intact on the host: its directory exists, its
+// artifact still has the sha256 history recorded, and the files the playbook
+// requires of a rollback target are there.
+type readinessAction struct {
+	Target   string // "" means the host's current release
+	Requires []string
+}
+
+func (a *readinessAction) Do(ctx context.Context, h *hostRun) (string, error) {
+	st := h.state
+	target := a.Target
+	if target == "" {
+		target = st.Current
+	}
+	if target == "" {
+		return "no current release (first deploy): nothing to roll back to", nil
+	}
+	act := latestActivation(&st.History, target)
+	layout := h.host.Layout
+	var script strings.Builder
+	dir := state.Quote(layout.Release(target))
+	fmt.Fprintf(&script, "test -d %s || printf 'missing: release directory %%s\\n' %s\n", dir, dir)
+	for _, r := range a.Requires {
+		fmt.Fprintf(&script, "test -e %s || echo %s\n", state.Quote(layout.Release(target)+"/"+r), state.Quote("missing: "+r))
+	}
+	checked := []string{"directory"}
+	if act != nil && act.Artifact != "" && act.ArtifactSHA256 != "" {
+		art := layout.Release(target) + "/" + act.Artifact
+		fmt.Fprintf(&script, "s=$(sha256sum -- %s 2>/dev/null) || s=unreadable; echo \"artifact: ${s%%%% *}\"\n", state.Quote(art))
+		checked = append(checked, "artifact sha256")
+	}
+	res, err := h.conn.Run(ctx, script.String(), transport.RunOptions{Label: "preflight/" + kindReadiness})
+	if err != nil {
+		return "", err
+	}
+	var problems []string
+	for _, line := range strings.Split(strings.TrimSpace(string(res.Stdout)), "\n") {
+		switch {
+		case strings.HasPrefix(line, "missing: "):
+			problems = append(problems, line)
+		case strings.HasPrefix(line, "artifact: "):
+			got := strings.TrimPrefix(line, "artifact: ")
+			if got != act.ArtifactSHA256 {
+				problems = append(problems, fmt.Sprintf("artifact %s has sha256 %s, history recorded %s", act.Artifact, got, act.ArtifactSHA256))
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return "", fmt.Errorf("cannot roll back to %s: %s", target, strings.Join(problems, "; "))
+	}
+	checked = append(checked, a.Requires...)
+	return fmt.Sprintf("rollback target %s intact (%s)", target, strings.Join(checked, ", ")), nil
+}
+
+// latestActivation is the newest activation of version in history, or nil.
+func latestActivation(h *state.History, version string) *state.Activation {
+	for i := len(h.Activations) - 1; i >= 0; i-- {
+		if h.Activations[i].Version == version {
+			return &h.Activations[i]
+		}
+	}
+	return nil
+}

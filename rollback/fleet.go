@@ -1,0 +1,191 @@
+// Package rollback plans rollbacks from what the hosts say: it reads every
+// host's release history (no local state needed, so it works from a machine
+// that never ran the deploy), works out the fleet's previous release, and
+// hands the engine a rollback plan, which runs on the same executor as a
+// deploy.
+package rollback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/internal/transport"
+	"github.com/relctl/relctl/playbooks"
+)
+
+// ErrNothingToRollBackTo: the fleet has no release before its current one.
+var ErrNothingToRollBackTo = errors.New("nothing to roll back to")
+
+// HostState is one host as read for a rollback.
+type HostState struct {
+	Name  string
+	State *state.HostState // nil when Err is set
+	Err   error
+}
+
+// Fleet is every targeted host's release state.
+type Fleet struct {
+	Env   string
+	Hosts []HostState
+}
+
+// ReadFleet reads the release state of every host the playbook targets in env.
+func ReadFleet(ctx context.Context, conn deploy.Connector, proj *playbooks.Project, env, playbook string, only []string, maxParallel int) (*Fleet, error) {
+	e, err := proj.Environment(env)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", deploy.ErrBadInput, err)
+	}
+	pbs, err := proj.PlaybooksFor(env)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", deploy.ErrBadInput, err)
+	}
+	var pb *playbooks.Playbook
+	for _, p := range pbs {
+		if p.Name == playbook || (playbook == "" && len(pbs) == 1) {
+			pb = p
+		}
+	}
+	if pb == nil {
+		return nil, fmt.Errorf("%w: choose a playbook with --playbook (environment %s has %d)", deploy.ErrBadInput, env, len(pbs))
+	}
+	hosts := pb.TargetHosts(e)
+	if len(only) > 0 {
+		keep := map[string]bool{}
+		for _, n := range only {
+			keep[n] = true
+		}
+		var sel []*playbooks.Host
+		for _, h := range hosts {
+			if keep[h.Name] {
+				sel = append(sel, h)
+			}
+		}
+		hosts = sel
+	}
+	f := &Fleet{Env: env, Hosts: make([]HostState, len(hosts))}
+	sem := make(chan struct{}, max(maxParallel, 1))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		f.Hosts[i].Name = h.Name
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			data, err := proj.Data(pb, e, h, "0", "")
+			if err != nil {
+				f.Hosts[i].Err = err
+				return
+			}
+			c, err := conn.Get(ctx, transport.Target{Name: h.Name, Address: h.Address, User: firstNonEmpty(h.User, proj.Config.SSH.User)})
+			if err != nil {
+				f.Hosts[i].Err = err
+				return
+			}
+			layout := state.Layout{BaseDir: data.BaseDir}
+			res, err := c.Run(ctx, layout.ReadScript(), transport.RunOptions{Label: "read-state"})
+			if err != nil {
+				f.Hosts[i].Err = err
+				return
+			}
+			f.Hosts[i].State, f.Hosts[i].Err = state.ParseHostState(string(res.Stdout))
+		}()
+	}
+	wg.Wait()
+	return f, nil
+}
+
+// Unreachable lists hosts whose state could not be read, with why.
+func (f *Fleet) Unreachable() []string {
+	var out []string
+	for _, h := range f.Hosts {
+		if h.Err != nil {
+			out = append(out, fmt.Sprintf("%s: %v", h.Name, h.Err))
+		}
+	}
+	return out
+}
+
+// Current maps each readable host to its current release.
+func (f *Fleet) Current() map[string]string {
+	out := map[string]string{}
+	for _, h := range f.Hosts {
+		if h.State != nil {
+			out[h.Name] = h.State.Current
+		}
+	}
+	return out
+}
+
+// activations is every host's history, oldest first.
+func (f *Fleet) activations() []state.Activation {
+	var all []state.Activation
+	for _, h := range f.Hosts {
+		if h.State != nil {
+			all = append(all, h.State.History.Activations...)
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
+	return all
+}
+
+// Resolve turns --to (prev or a version) into the release to go back to and
+// the release the fleet is leaving. "prev" is the fleet's previous release:
+// the one that was active on the environment before its current one (the
+// release most recently made current on any host), read from the merged
+// histories, so every host gets the same answer even after a partial deploy.
+func (f *Fleet) Resolve(to string) (target, from string, err error) {
+	acts := f.activations()
+	if len(acts) == 0 {
+		return "", "", fmt.Errorf("%w: no host of %s has a release history", ErrNothingToRollBackTo, f.Env)
+	}
+	from = acts[len(acts)-1].Version
+	if to != "prev" {
+		if err := playbooks.ValidateVersion(to); err != nil {
+			return "", "", fmt.Errorf("%w: --to %q: %v", deploy.ErrBadInput, to, err)
+		}
+		return to, from, nil
+	}
+	// What was active before `from` was deployed: the newest deploy of it.
+	for i := len(acts) - 1; i >= 0; i-- {
+		a := acts[i]
+		if a.Version == from && a.Kind != deploy.KindRollback {
+			target = a.Previous
+			break
+		}
+	}
+	if target == "" || target == from {
+		return "", from, fmt.Errorf("%w: %s has only ever run %s (hosts: %s)", ErrNothingToRollBackTo, f.Env, from, f.summary())
+	}
+	return target, from, nil
+}
+
+func (f *Fleet) summary() string {
+	var parts []string
+	for _, h := range f.Hosts {
+		cur := "unknown"
+		if h.State != nil {
+			cur = h.State.Current
+			if cur == "" {
+				cur = "none"
+			}
+		}
+		parts = append(parts, h.Name+" on "+cur)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
