@@ -162,8 +162,15 @@ func (c *sshConn) Run(ctx context.Context, cmd string, opts RunOptions) (*Result
 	stdout := newOutputSink(c.log, c.host, label, "out", "")
 	stderr := newOutputSink(c.log, c.host, label, "err", pidMarker)
 	sess.Stdout, sess.Stderr = stdout, stderr
+	// Stdin is fed by our own goroutine rather than by the session, whose
+	// Wait would report a write error (EOF) when the command exits without
+	// reading all of it, hiding the command's real outcome. A truncated
+	// upload is still caught: Upload verifies the sha256 on the host.
+	var stdin io.WriteCloser
 	if opts.Stdin != nil {
-		sess.Stdin = opts.Stdin
+		if stdin, err = sess.StdinPipe(); err != nil {
+			return nil, fmt.Errorf("%s: [%s] stdin: %w", c.host, label, err)
+		}
 	}
 	c.log.line(c.host, "["+label+"] $ "+cmd)
 	start := time.Now()
@@ -172,6 +179,12 @@ func (c *sshConn) Run(ctx context.Context, cmd string, opts RunOptions) (*Result
 			return nil, lost
 		}
 		return nil, fmt.Errorf("%s: [%s] start: %w", c.host, label, err)
+	}
+	if stdin != nil {
+		go func() {
+			_, _ = io.Copy(stdin, opts.Stdin)
+			_ = stdin.Close()
+		}()
 	}
 	done := make(chan error, 1)
 	go func() { done <- sess.Wait() }()

@@ -182,3 +182,27 @@ func TestShellQuoteThroughRealShell(t *testing.T) {
 		})
 	}
 }
+
+// TestRunCommandIgnoringStdin: a command that exits without reading its
+// stdin reports its own outcome, not a write error on the closed channel.
+func TestRunCommandIgnoringStdin(t *testing.T) {
+	f := newFixture(t, 1)
+	p := f.pool(t, nil)
+	ctx := testContext(t)
+	c, err := p.Get(ctx, target(f.servers[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", 4<<20) // far more than the channel window
+	for i := range 5 {
+		res, err := c.Run(ctx, "echo gone", RunOptions{Label: "ignore-stdin", Stdin: strings.NewReader(big)})
+		if err != nil || string(res.Stdout) != "gone\n" {
+			t.Fatalf("run %d: stdout %q, err %v; want \"gone\" and no error", i, res.Stdout, err)
+		}
+		_, err = c.Run(ctx, "exit 3", RunOptions{Label: "ignore-stdin", Stdin: strings.NewReader(big)})
+		var ce *CommandError
+		if !errors.As(err, &ce) || ce.ExitCode != 3 {
+			t.Fatalf("run %d: err %v, want exit status 3", i, err)
+		}
+	}
+}
