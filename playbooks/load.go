@@ -126,7 +126,7 @@ func kindName(k unstable.Kind) string {
 
 func configDurationKey(key string) bool {
 	switch key {
-	case "lock_ttl", "ssh.connect_timeout", "ssh.command_timeout", "ssh.keepalive":
+	case "lock_ttl", "ssh.connect_timeout", "ssh.command_timeout", "ssh.keepalive", "ssh.reconnect_backoff":
 		return true
 	}
 	return false
@@ -177,6 +177,10 @@ func (c *Config) applyDefaults() {
 	defaultDuration(&s.Keepalive, c.pos.has("ssh.keepalive"), 15*time.Second)
 	if s.MaxParallel == 0 {
 		s.MaxParallel = 20
+	}
+	defaultDuration(&s.ReconnectBackoff, c.pos.has("ssh.reconnect_backoff"), time.Second)
+	if !c.pos.has("ssh.reconnect_attempts") {
+		s.ReconnectAttempts = 5
 	}
 	for name, env := range c.Environments {
 		if env == nil {

@@ -51,6 +51,11 @@ type SSHConfig struct {
 	CommandTimeout Duration `toml:"command_timeout"` // default 10m; a step may set its own
 	Keepalive      Duration `toml:"keepalive"`       // default 15s; 0 disables
 	MaxParallel    int      `toml:"max_parallel"`    // max hosts worked on at once across the run; default 20
+	// ReconnectAttempts and ReconnectBackoff: while rolling back, a host that
+	// cannot be reached is retried this many times, waiting ReconnectBackoff,
+	// then twice as long each time (defaults 5 and 1s: 1s, 2s, 4s, 8s, 16s).
+	ReconnectAttempts int      `toml:"reconnect_attempts"`
+	ReconnectBackoff  Duration `toml:"reconnect_backoff"`
 }
 
 // Environment is one [environments.<name>] table.

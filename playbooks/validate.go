@@ -47,6 +47,12 @@ func (c *Config) validate() Problems {
 	if s.MaxParallel < 0 {
 		add("ssh.max_parallel", "ssh.max_parallel must not be negative (got %d)", s.MaxParallel)
 	}
+	if s.ReconnectAttempts < 0 || s.ReconnectAttempts > 20 {
+		add("ssh.reconnect_attempts", "ssh.reconnect_attempts must be between 0 and 20 (got %d)", s.ReconnectAttempts)
+	}
+	if s.ReconnectBackoff.Duration <= 0 && !c.pos.badDuration("ssh.reconnect_backoff") {
+		add("ssh.reconnect_backoff", "ssh.reconnect_backoff must be more than 0s")
+	}
 	if len(c.Environments) == 0 {
 		ps = append(ps, Problem{File: c.Path, Message: "no environments: add at least one [environments.<name>] with hosts"})
 	}

@@ -141,6 +141,7 @@ func runPlan(ctx context.Context, g *globalOptions, proj *playbooks.Project, p *
 		Connector: sess.pool, Observe: progress.observe, Log: sess.log, Journal: sess.journal,
 		Operator: state.Operator(), Controller: state.Controller(),
 		MaxParallel: proj.Config.SSH.MaxParallel, Stop: g.stop, LockTTL: proj.Config.LockTTL.Duration,
+		Backoff: reconnectBackoff(proj.Config.SSH),
 	}
 	if configure != nil {
 		configure(engine)
@@ -329,4 +330,15 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// reconnectBackoff is the wait before each reconnect attempt: base, doubling.
+func reconnectBackoff(s playbooks.SSHConfig) []time.Duration {
+	out := make([]time.Duration, s.ReconnectAttempts)
+	d := s.ReconnectBackoff.Duration
+	for i := range out {
+		out[i] = d
+		d *= 2
+	}
+	return out
 }

@@ -176,6 +176,11 @@ func PruneCandidates(st *HostState, keep int, protect ...string) []string {
 	if keep < 2 {
 		keep = 2
 	}
+	if st.Current != "" && latest(st.History, st.Current) == nil {
+		// History does not know the current release (lost or hand-made):
+		// there is no telling which releases a rollback needs, so keep all.
+		return nil
+	}
 	kept := map[string]bool{st.Current: true, st.Previous(): true}
 	for _, p := range protect {
 		kept[p] = true
@@ -217,4 +222,13 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+func latest(h History, version string) *Activation {
+	for i := len(h.Activations) - 1; i >= 0; i-- {
+		if h.Activations[i].Version == version {
+			return &h.Activations[i]
+		}
+	}
+	return nil
 }

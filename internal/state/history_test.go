@@ -94,6 +94,19 @@ func TestPruneCandidates(t *testing.T) {
 			want: []string{"1.0.0", "1.1.0"},
 		},
 		{
+			name: "history lost: nothing is pruned (rollback targets unknown)",
+			st:   HostState{Current: "1.3.0", Releases: []string{"1.0.0", "1.1.0", "1.2.0", "1.3.0"}},
+			keep: 2,
+			want: nil,
+		},
+		{
+			name: "history does not know current: nothing is pruned",
+			st: HostState{Current: "1.3.0", Releases: []string{"1.0.0", "1.1.0", "1.2.0", "1.3.0"},
+				History: History{Activations: []Activation{act("1.0.0", "")}}},
+			keep: 2,
+			want: nil,
+		},
+		{
 			name: "staged but never activated is pruned",
 			st: HostState{Current: "1.1.0", Releases: []string{"1.0.0", "1.1.0", "9.9.9"},
 				History: History{Activations: []Activation{act("1.0.0", ""), act("1.1.0", "1.0.0")}}},
