@@ -265,21 +265,6 @@ func (c *Cluster) host(name string) (*sshHost, error) {
 	return nil, fmt.Errorf("testenv: unknown host %q (hosts: %s)", name, strings.Join(names, ", "))
 }
 
-// SetSSHDown injects the fault "SSH port closed" on host: its listener
-// closes (dials are refused) and live connections drop; processes on the
-// host keep running. SetSSHDown(host, false) reopens the same port.
-func (c *Cluster) SetSSHDown(host string, down bool) error {
-	h, err := c.host(host)
-	if err != nil {
-		return err
-	}
-	if err := h.setDown(down); err != nil {
-		return err
-	}
-	c.log.Info().Str("host", host).Bool("ssh_down", down).Msg("testenv fault")
-	return nil
-}
-
 // Close stops every host and every process started through them, services
 // included, so nothing is left behind. Files in the directory stay.
 func (c *Cluster) Close() error {

@@ -37,14 +37,19 @@ type Status struct {
 // HostStatus is one host as the daemon sees it.
 type HostStatus struct {
 	HostInfo
-	SSHUp      bool `json:"ssh_up"`
-	Handshakes int  `json:"handshakes"`
+	SSHUp      bool      `json:"ssh_up"`
+	Handshakes int       `json:"handshakes"`
+	Faults     FaultSpec `json:"faults"` // active faults; zero when none
+	Held       int       `json:"held"`   // commands held by a HangStep fault now
 }
 
 type controlRequest struct {
-	Op      string `json:"op"` // status | fault
-	Host    string `json:"host,omitempty"`
-	SSHDown bool   `json:"ssh_down,omitempty"`
+	Op   string `json:"op"` // status | fault
+	Host string `json:"host,omitempty"`
+	// With Faults: replace the host's faults. Without: set only DropSSH
+	// to SSHDown (what older clients send).
+	SSHDown bool       `json:"ssh_down,omitempty"`
+	Faults  *FaultSpec `json:"faults,omitempty"`
 }
 
 type controlResponse struct {
@@ -56,7 +61,7 @@ type controlResponse struct {
 func (c *Cluster) status() *Status {
 	st := &Status{Dir: c.dir, PID: os.Getpid(), Running: true}
 	for _, h := range c.hosts {
-		st.Hosts = append(st.Hosts, HostStatus{HostInfo: h.info, SSHUp: h.sshUp(), Handshakes: int(h.handshakes.Load())})
+		st.Hosts = append(st.Hosts, HostStatus{HostInfo: h.info, SSHUp: h.sshUp(), Handshakes: int(h.handshakes.Load()), Faults: h.faults(), Held: int(h.held.Load())})
 	}
 	return st
 }
@@ -146,7 +151,13 @@ func (c *Cluster) serveControl(conn net.Conn) {
 	case req.Op == "status":
 		resp.OK, resp.Status = true, c.status()
 	case req.Op == "fault":
-		if err := c.SetSSHDown(req.Host, req.SSHDown); err != nil {
+		var err error
+		if req.Faults != nil {
+			err = c.SetFault(req.Host, *req.Faults)
+		} else {
+			err = c.SetSSHDown(req.Host, req.SSHDown)
+		}
+		if err != nil {
 			resp.Error = err.Error()
 		} else {
 			resp.OK, resp.Status = true, c.status()
@@ -223,14 +234,27 @@ func GetStatus(ctx context.Context, dir string) (*Status, error) {
 	return out, nil
 }
 
-// Fault sets or clears the "SSH port closed" fault on one host of the
-// running daemon of dir.
+// Fault sets or clears only the "SSH port closed" fault (DropSSH) on one
+// host of the running daemon of dir; its other faults stay.
 func Fault(ctx context.Context, dir, host string, sshDown bool) error {
+	return sendFault(ctx, dir, controlRequest{Op: "fault", Host: host, SSHDown: sshDown})
+}
+
+// SetHostFault replaces the faults of one host of the running daemon of
+// dir, as Cluster.SetFault does; FaultSpec{} clears them.
+func SetHostFault(ctx context.Context, dir, host string, f FaultSpec) error {
+	if err := f.validate(); err != nil {
+		return err
+	}
+	return sendFault(ctx, dir, controlRequest{Op: "fault", Host: host, Faults: &f})
+}
+
+func sendFault(ctx context.Context, dir string, req controlRequest) error {
 	dir, err := absDir(dir)
 	if err != nil {
 		return err
 	}
-	_, err = queryDaemon(ctx, dir, controlRequest{Op: "fault", Host: host, SSHDown: sshDown})
+	_, err = queryDaemon(ctx, dir, req)
 	if errors.Is(err, ErrNotRunning) {
 		return fmt.Errorf("testenv: no cluster is running for %s (start one with `relctl testenv up`)", dir)
 	}

@@ -38,14 +38,32 @@ type sshHost struct {
 	log     zerolog.Logger
 
 	handshakes atomic.Int64
+	held       atomic.Int64   // commands a HangStep fault holds right now
 	wg         sync.WaitGroup // accept loops and connection handlers
 
-	mu     sync.Mutex
-	ln     net.Listener // nil while SSH is down
-	closed bool
-	conns  map[*ssh.ServerConn]struct{}
-	groups map[int]struct{} // process groups of running commands
+	done chan struct{} // closed by close: releases everything held by a fault
+
+	mu      sync.Mutex
+	ln      net.Listener // nil while SSH is down
+	closed  bool
+	conns   map[*ssh.ServerConn]*liveConn
+	pending map[net.Conn]chan struct{} // accepted while hung, before the handshake
+	groups  map[int]struct{}           // process groups of running commands
+	fault   FaultSpec
+	hang    chan struct{} // non-nil while Hang is on; closed when it is lifted
+	// stepChanged is closed (and replaced) when FailStep or HangStep
+	// change, so held commands look again.
+	stepChanged chan struct{}
 }
+
+// liveConn is an established connection; gone ends every wait a fault put
+// its goroutines in.
+type liveConn struct {
+	gone chan struct{}
+	once sync.Once
+}
+
+func (l *liveConn) end() { l.once.Do(func() { close(l.gone) }) }
 
 func newSSHHost(ctx context.Context, info HostInfo, marker string, hostKey ssh.Signer, clientKey ssh.PublicKey, log zerolog.Logger) *sshHost {
 	h := &sshHost{
@@ -54,8 +72,12 @@ func newSSHHost(ctx context.Context, info HostInfo, marker string, hostKey ssh.S
 		marker:  marker,
 		hostKey: hostKey,
 		log:     log.With().Str("host", info.Name).Logger(),
-		conns:   map[*ssh.ServerConn]struct{}{},
+		done:    make(chan struct{}),
+		conns:   map[*ssh.ServerConn]*liveConn{},
+		pending: map[net.Conn]chan struct{}{},
 		groups:  map[int]struct{}{},
+
+		stepChanged: make(chan struct{}),
 	}
 	want := clientKey.Marshal()
 	h.config = &ssh.ServerConfig{
@@ -99,24 +121,53 @@ func (h *sshHost) sshUp() bool {
 	return h.ln != nil
 }
 
-// setDown closes the listener and drops live connections (like a host that
-// fell off the network; processes it runs keep running), or reopens the
-// listener on the same port.
-func (h *sshHost) setDown(down bool) error {
+func (h *sshHost) faults() FaultSpec {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.fault
+}
+
+// editFault replaces the host's faults with edit's result, atomically.
+// When the port cannot be reopened, nothing changes.
+func (h *sshHost) editFault(edit func(FaultSpec) FaultSpec) (FaultSpec, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return errors.New("cluster is closed")
+		return h.fault, errors.New("cluster is closed")
 	}
+	f := edit(h.fault)
+	if err := f.validate(); err != nil {
+		return h.fault, err
+	}
+	if err := h.setDownLocked(f.DropSSH); err != nil {
+		return h.fault, err
+	}
+	switch {
+	case f.Hang && h.hang == nil:
+		h.hang = make(chan struct{})
+	case !f.Hang && h.hang != nil:
+		close(h.hang)
+		h.hang = nil
+	}
+	if f.FailStep != h.fault.FailStep || f.HangStep != h.fault.HangStep {
+		close(h.stepChanged)
+		h.stepChanged = make(chan struct{})
+	}
+	h.fault = f
+	return f, nil
+}
+
+// setDownLocked closes the listener and drops live connections (like a
+// host that fell off the network; processes it runs keep running), or
+// reopens the listener on the same port.
+func (h *sshHost) setDownLocked(down bool) error {
 	if down {
 		if h.ln == nil {
 			return nil
 		}
 		err := h.ln.Close()
 		h.ln = nil
-		for c := range h.conns {
-			c.Close()
-		}
+		h.dropConnsLocked()
 		return err
 	}
 	if h.ln != nil {
@@ -130,25 +181,100 @@ func (h *sshHost) setDown(down bool) error {
 	return nil
 }
 
-// close stops the host: listener, connections, and the process groups of
-// commands still running.
+func (h *sshHost) dropConnsLocked() {
+	for c, l := range h.conns {
+		c.Close()
+		l.end()
+	}
+	for nc, gone := range h.pending {
+		nc.Close()
+		close(gone)
+		delete(h.pending, nc)
+	}
+}
+
+// close stops the host: listener, connections, whatever a fault holds, and
+// the process groups of commands still running.
 func (h *sshHost) close() {
 	h.mu.Lock()
+	if !h.closed {
+		close(h.done)
+	}
 	h.closed = true
 	if h.ln != nil {
 		h.ln.Close()
 		h.ln = nil
 	}
-	for c := range h.conns {
-		c.Close()
-	}
+	h.dropConnsLocked()
 	for pgid := range h.groups {
 		syscall.Kill(-pgid, syscall.SIGKILL)
 	}
 	h.mu.Unlock()
 }
 
+// waitAnswering returns true at once while the host is not hung; else it
+// waits for the Hang fault to be lifted (true), or for gone or the host's
+// end (false).
+func (h *sshHost) waitAnswering(gone <-chan struct{}) bool {
+	for {
+		h.mu.Lock()
+		hang := h.hang
+		h.mu.Unlock()
+		if hang == nil {
+			return true
+		}
+		select {
+		case <-hang:
+		case <-gone:
+			return false
+		case <-h.done:
+			return false
+		}
+	}
+}
+
+// holdNewConn keeps a connection accepted while hung from seeing even the
+// SSH banner, until the fault is lifted (true) or the connection is dropped.
+func (h *sshHost) holdNewConn(nc net.Conn) bool {
+	h.mu.Lock()
+	if h.hang == nil {
+		h.mu.Unlock()
+		return true
+	}
+	gone := make(chan struct{})
+	h.pending[nc] = gone
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		if h.pending[nc] == gone {
+			delete(h.pending, nc)
+		}
+		h.mu.Unlock()
+	}()
+	return h.waitAnswering(gone)
+}
+
+// gatedWriter stops a stream while the host is hung.
+type gatedWriter struct {
+	h    *sshHost
+	w    io.Writer
+	gone <-chan struct{}
+}
+
+var errHostGone = errors.New("connection or host gone")
+
+func (g gatedWriter) Write(p []byte) (int, error) {
+	if !g.h.waitAnswering(g.gone) {
+		return 0, errHostGone
+	}
+	return g.w.Write(p)
+}
+
 func (h *sshHost) serveConn(nc net.Conn) {
+	if !h.holdNewConn(nc) {
+		nc.Close()
+		return
+	}
 	// Bound the handshake so a silent client cannot pin a goroutine.
 	nc.SetDeadline(time.Now().Add(30 * time.Second))
 	sc, chans, reqs, err := ssh.NewServerConn(nc, h.config)
@@ -167,7 +293,8 @@ func (h *sshHost) serveConn(nc net.Conn) {
 		sc.Close()
 		return
 	}
-	h.conns[sc] = struct{}{}
+	live := &liveConn{gone: make(chan struct{})}
+	h.conns[sc] = live
 	h.mu.Unlock()
 	defer func() {
 		h.mu.Lock()
@@ -179,8 +306,9 @@ func (h *sshHost) serveConn(nc net.Conn) {
 
 	go func() {
 		// OpenSSH answers false to requests it does not know, keepalive@openssh.com included.
+		// While hung, keepalives get no answer until the fault is lifted.
 		for req := range reqs {
-			if req.WantReply {
+			if h.waitAnswering(live.gone) && req.WantReply {
 				req.Reply(false, nil)
 			}
 		}
@@ -188,29 +316,31 @@ func (h *sshHost) serveConn(nc net.Conn) {
 
 	var chWG sync.WaitGroup
 	for nch := range chans {
-		switch nch.ChannelType() {
-		case "session":
-			chWG.Add(1)
-			go func() {
-				defer chWG.Done()
-				h.serveSession(sc.User(), nch)
-			}()
-		case "direct-tcpip":
-			chWG.Add(1)
-			go func() {
-				defer chWG.Done()
+		chWG.Add(1)
+		go func() {
+			defer chWG.Done()
+			// While hung, a new session gets no answer at all.
+			if !h.waitAnswering(live.gone) {
+				nch.Reject(ssh.ConnectionFailed, "host is going away")
+				return
+			}
+			switch nch.ChannelType() {
+			case "session":
+				h.serveSession(sc.User(), nch, live.gone)
+			case "direct-tcpip":
 				h.serveDirectTCPIP(nch)
-			}()
-		default:
-			nch.Reject(ssh.UnknownChannelType, "unsupported channel type "+nch.ChannelType())
-		}
+			default:
+				nch.Reject(ssh.UnknownChannelType, "unsupported channel type "+nch.ChannelType())
+			}
+		}()
 	}
+	live.end()
 	chWG.Wait()
 }
 
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-func (h *sshHost) serveSession(user string, nch ssh.NewChannel) {
+func (h *sshHost) serveSession(user string, nch ssh.NewChannel, gone <-chan struct{}) {
 	ch, reqs, err := nch.Accept()
 	if err != nil {
 		return
@@ -223,7 +353,7 @@ func (h *sshHost) serveSession(user string, nch ssh.NewChannel) {
 	var (
 		env     []string
 		started bool
-		pgid    atomic.Int64 // set once the command runs; read by "signal"
+		proc    = newSessionProcess()
 		done    = make(chan struct{})
 	)
 	for {
@@ -236,7 +366,13 @@ func (h *sshHost) serveSession(user string, nch ssh.NewChannel) {
 		if req == nil {
 			// The client closed the channel. Like sshd without a pty, a
 			// command still running is left alone; its output goes nowhere.
+			// A command held by a step fault is dropped.
+			close(proc.abandon)
 			<-waitOrDone(started, done)
+			return
+		}
+		// While hung, requests wait unanswered.
+		if !h.waitAnswering(gone) {
 			return
 		}
 		switch req.Type {
@@ -253,14 +389,25 @@ func (h *sshHost) serveSession(user string, nch ssh.NewChannel) {
 				reply(req, false)
 				continue
 			}
-			c, err := h.startCommand(user, cmd.Command, env, ch)
+			step := stepOf(env)
+			if act, _, _ := h.stepAction(step); act != runNow {
+				// Accepted like any command; what happens is decided later.
+				started = true
+				reply(req, true)
+				go func() {
+					defer close(done)
+					h.runFaultedStep(user, cmd.Command, env, ch, step, proc, gone)
+				}()
+				continue
+			}
+			c, err := h.startCommand(user, cmd.Command, env, ch, gone)
 			if err != nil {
 				fmt.Fprintf(ch.Stderr(), "testenv: %s: cannot run command: %v\n", h.info.Name, err)
 				reply(req, false)
 				continue
 			}
 			started = true
-			pgid.Store(int64(c.pgid))
+			proc.started(c.pgid)
 			reply(req, true)
 			go func() {
 				defer close(done)
@@ -268,9 +415,9 @@ func (h *sshHost) serveSession(user string, nch ssh.NewChannel) {
 			}()
 		case "signal":
 			var sig struct{ Signal string }
-			if ssh.Unmarshal(req.Payload, &sig) == nil && pgid.Load() != 0 {
+			if ssh.Unmarshal(req.Payload, &sig) == nil {
 				if s, ok := signalsByName[sig.Signal]; ok {
-					syscall.Kill(-int(pgid.Load()), s)
+					proc.signal(s)
 				}
 			}
 			reply(req, false)
@@ -281,6 +428,140 @@ func (h *sshHost) serveSession(user string, nch ssh.NewChannel) {
 			reply(req, false)
 		}
 	}
+}
+
+// sessionProcess routes a session's signals: to the command's process
+// group once it runs, to a held step before (which then ends).
+type sessionProcess struct {
+	abandon chan struct{} // closed when the client closes the session
+
+	mu   sync.Mutex
+	pgid int
+	sigs chan syscall.Signal // the first signal sent before the command ran
+}
+
+func newSessionProcess() *sessionProcess {
+	return &sessionProcess{abandon: make(chan struct{}), sigs: make(chan syscall.Signal, 1)}
+}
+
+func (p *sessionProcess) signal(s syscall.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pgid != 0 {
+		syscall.Kill(-p.pgid, s)
+		return
+	}
+	select {
+	case p.sigs <- s:
+	default:
+	}
+}
+
+// started records the command's process group and delivers a signal that
+// came while it was being started.
+func (p *sessionProcess) started(pgid int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pgid = pgid
+	select {
+	case s := <-p.sigs:
+		syscall.Kill(-pgid, s)
+	default:
+	}
+}
+
+type stepFault int
+
+const (
+	runNow stepFault = iota
+	failNow
+	holdStep
+)
+
+// stepAction is what the host's faults do to a command of step now, the
+// fault's step name, and a channel closed when the step faults change.
+func (h *sshHost) stepAction(step string) (stepFault, string, <-chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case stepMatches(h.fault.FailStep, step):
+		return failNow, h.fault.FailStep, h.stepChanged
+	case stepMatches(h.fault.HangStep, step):
+		return holdStep, h.fault.HangStep, h.stepChanged
+	}
+	return runNow, "", h.stepChanged
+}
+
+// runFaultedStep serves an accepted exec hit by a step fault: it fails it,
+// or holds it until the faults change (then looks again), a signal comes,
+// or the session, connection or host ends.
+func (h *sshHost) runFaultedStep(user, command string, env []string, ch ssh.Channel, step string, proc *sessionProcess, gone <-chan struct{}) {
+	defer ch.Close()
+	for {
+		act, name, changed := h.stepAction(step)
+		switch act {
+		case failNow:
+			h.log.Debug().Str("step", step).Msg("injected step failure")
+			fmt.Fprintf(ch.Stderr(), "testenv: injected failure in step %s on %s\n", name, h.info.Name)
+			h.sendExit(ch, gone, exitStatus(1))
+			return
+		case runNow:
+			c, err := h.startCommand(user, command, env, ch, gone)
+			if err != nil {
+				fmt.Fprintf(ch.Stderr(), "testenv: %s: cannot run command: %v\n", h.info.Name, err)
+				h.sendExit(ch, gone, exitStatus(255))
+				return
+			}
+			proc.started(c.pgid)
+			c.finish(h)
+			return
+		}
+		h.log.Debug().Str("step", step).Msg("step held by fault")
+		h.held.Add(1)
+		select {
+		case <-changed:
+			h.held.Add(-1)
+			continue
+		case s := <-proc.sigs:
+			h.held.Add(-1)
+			h.sendExit(ch, gone, exitSignal(s, false))
+			return
+		case <-proc.abandon:
+		case <-gone:
+		case <-h.done:
+		}
+		h.held.Add(-1)
+		return
+	}
+}
+
+// exitReport is the request that tells the client how a command ended.
+type exitReport struct {
+	req     string
+	payload []byte
+}
+
+func exitStatus(code int) exitReport {
+	return exitReport{"exit-status", ssh.Marshal(struct{ Status uint32 }{uint32(code)})}
+}
+
+func exitSignal(s syscall.Signal, coreDumped bool) exitReport {
+	return exitReport{"exit-signal", ssh.Marshal(struct {
+		Signal     string
+		CoreDumped bool
+		Error      string
+		Lang       string
+	}{signalName(s), coreDumped, "", ""})}
+}
+
+// sendExit ends the channel's output and reports how the command ended,
+// once the host answers again.
+func (h *sshHost) sendExit(ch ssh.Channel, gone <-chan struct{}, r exitReport) {
+	if !h.waitAnswering(gone) {
+		return
+	}
+	ch.CloseWrite()
+	ch.SendRequest(r.req, false, r.payload)
 }
 
 // waitOrDone is what a session waits for after the client went away: the
@@ -306,10 +587,11 @@ type runningCommand struct {
 	cmd    *exec.Cmd
 	pgid   int
 	ch     ssh.Channel
+	gone   <-chan struct{} // the connection's end
 	copies sync.WaitGroup
 }
 
-func (h *sshHost) startCommand(user, command string, clientEnv []string, ch ssh.Channel) (*runningCommand, error) {
+func (h *sshHost) startCommand(user, command string, clientEnv []string, ch ssh.Channel, gone <-chan struct{}) (*runningCommand, error) {
 	cmd := exec.Command("/bin/sh", "-c", command)
 	cmd.Dir = h.info.Root
 	cmd.Env = append([]string{
@@ -369,15 +651,16 @@ func (h *sshHost) startCommand(user, command string, clientEnv []string, ch ssh.
 		return nil, err
 	}
 
-	c := &runningCommand{cmd: cmd, pgid: cmd.Process.Pid, ch: ch}
+	c := &runningCommand{cmd: cmd, pgid: cmd.Process.Pid, ch: ch, gone: gone}
 	go func() {
 		// Ends at the client's EOF, or when the channel closes after exit.
-		io.Copy(inW, ch)
+		io.Copy(gatedWriter{h, inW, gone}, ch)
 		inW.Close()
 	}()
+	// Output goes through the Hang gate: a hung host's commands go quiet.
 	c.copies.Add(2)
-	go c.copyOut(ch, outR)
-	go c.copyOut(ch.Stderr(), errR)
+	go c.copyOut(gatedWriter{h, ch, gone}, outR)
+	go c.copyOut(gatedWriter{h, ch.Stderr(), gone}, errR)
 	return c, nil
 }
 
@@ -397,24 +680,18 @@ func (c *runningCommand) finish(h *sshHost) {
 	delete(h.groups, c.pgid)
 	h.mu.Unlock()
 
-	c.ch.CloseWrite()
 	ws, _ := c.cmd.ProcessState.Sys().(syscall.WaitStatus)
 	switch {
 	case ws.Signaled():
 		name := signalName(ws.Signal())
-		c.ch.SendRequest("exit-signal", false, ssh.Marshal(struct {
-			Signal     string
-			CoreDumped bool
-			Error      string
-			Lang       string
-		}{name, ws.CoreDump(), "", ""}))
+		h.sendExit(c.ch, c.gone, exitSignal(ws.Signal(), ws.CoreDump()))
 		h.log.Debug().Str("signal", name).Msg("command killed")
 	default:
 		status := c.cmd.ProcessState.ExitCode()
 		if status < 0 {
 			status = 255
 		}
-		c.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(status)}))
+		h.sendExit(c.ch, c.gone, exitStatus(status))
 		h.log.Debug().Int("status", status).AnErr("wait", err).Msg("command exited")
 	}
 	c.ch.Close()

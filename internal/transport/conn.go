@@ -34,6 +34,9 @@ const (
 
 var errConnClosed = errors.New("connection closed")
 
+// stepEnv carries RunOptions.Label to the host with every command.
+const stepEnv = "RELCTL_STEP"
+
 // sshConn is one SSH connection; every Run is its own session on it.
 type sshConn struct {
 	host       string
@@ -296,6 +299,12 @@ func (c *sshConn) openSession(ctx context.Context, label string) (*ssh.Session, 
 	ch := make(chan opened, 1)
 	go func() {
 		s, err := c.client.NewSession()
+		if err == nil {
+			// Names the step to the host (testenv injects faults by it).
+			// No reply asked: it costs no round trip, cannot hang, and
+			// OpenSSH's default AcceptEnv refusal must not fail the command.
+			_, _ = s.SendRequest("env", false, ssh.Marshal(struct{ Name, Value string }{stepEnv, label}))
+		}
 		ch <- opened{s, err}
 	}()
 	abandon := func() {
