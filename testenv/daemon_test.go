@@ -138,3 +138,88 @@ func TestDownWithNothingRunning(t *testing.T) {
 		t.Fatalf("GetStatus: %+v, %v", st, err)
 	}
 }
+
+func TestDaemonSetHostFault(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	st := upForTest(t, dir, 1)
+	h := st.Hosts[0].HostInfo
+	client := dialHost(t, dir, h)
+	health := map[string]string{StepEnv: "verify/health"}
+
+	steps := []struct {
+		name       string
+		do         func() error
+		wantFaults FaultSpec
+		wantRun    runResult // the health step's outcome afterwards
+	}{
+		{"fail step", func() error { return SetHostFault(ctx, dir, h.Name, FaultSpec{FailStep: "health"}) },
+			FaultSpec{FailStep: "health"}, runResult{status: 1, stderr: "testenv: injected failure in step health on staging-1\n"}},
+		{"old Fault keeps step faults", func() error { return Fault(ctx, dir, h.Name, false) },
+			FaultSpec{FailStep: "health"}, runResult{status: 1, stderr: "testenv: injected failure in step health on staging-1\n"}},
+		{"clear", func() error { return SetHostFault(ctx, dir, h.Name, FaultSpec{}) },
+			FaultSpec{}, runResult{stdout: "healthy\n"}},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		got, err := GetStatus(ctx, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Hosts[0].Faults != s.wantFaults || got.Hosts[1].Faults != (FaultSpec{}) {
+			t.Errorf("%s: status faults %+v, %+v", s.name, got.Hosts[0].Faults, got.Hosts[1].Faults)
+		}
+		if res := run(t, client, "echo healthy", "", health); res != s.wantRun {
+			t.Errorf("%s: health step = %+v, want %+v", s.name, res, s.wantRun)
+		}
+	}
+
+	// A held step shows in the status, and the daemon releases it when cleared.
+	if err := SetHostFault(ctx, dir, h.Name, FaultSpec{HangStep: "health"}); err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan string, 1)
+	go func() {
+		s, err := client.NewSession()
+		if err != nil {
+			held <- err.Error()
+			return
+		}
+		defer s.Close()
+		s.Setenv(StepEnv, "verify/health")
+		out, err := s.Output("echo healthy")
+		held <- fmt.Sprint(string(out), err)
+	}()
+	eventually(t, "status shows the held step", func() bool {
+		got, err := GetStatus(ctx, dir)
+		return err == nil && got.Hosts[0].Held == 1
+	})
+	if err := SetHostFault(ctx, dir, h.Name, FaultSpec{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-held; got != "healthy\n<nil>" {
+		t.Errorf("released step: %q", got)
+	}
+
+	errs := []struct {
+		host    string
+		f       FaultSpec
+		wantErr string
+	}{
+		{"nope-1", FaultSpec{Hang: true}, `unknown host "nope-1"`},
+		{h.Name, FaultSpec{FailStep: "x\ny"}, "no control characters"},
+	}
+	for _, e := range errs {
+		if err := SetHostFault(ctx, dir, e.host, e.f); err == nil || !strings.Contains(err.Error(), e.wantErr) {
+			t.Errorf("SetHostFault(%s, %+v) = %v, want %q", e.host, e.f, err, e.wantErr)
+		}
+	}
+	if err := Down(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetHostFault(ctx, dir, h.Name, FaultSpec{Hang: true}); err == nil || !strings.Contains(err.Error(), "no cluster is running") {
+		t.Errorf("SetHostFault with nothing running: %v", err)
+	}
+}

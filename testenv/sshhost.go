@@ -197,15 +197,18 @@ func (h *sshHost) dropConnsLocked() {
 // the process groups of commands still running.
 func (h *sshHost) close() {
 	h.mu.Lock()
-	if !h.closed {
-		close(h.done)
-	}
+	wasClosed := h.closed
 	h.closed = true
 	if h.ln != nil {
 		h.ln.Close()
 		h.ln = nil
 	}
+	// Connections first: what done releases must find them gone, so a
+	// client sees the host vanish rather than a session closed early.
 	h.dropConnsLocked()
+	if !wasClosed {
+		close(h.done)
+	}
 	for pgid := range h.groups {
 		syscall.Kill(-pgid, syscall.SIGKILL)
 	}
