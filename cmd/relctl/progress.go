@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/state"
 )
 
 // progress prints one line per batch and per finished step on stderr.
@@ -71,6 +73,10 @@ func (p *progress) observe(ev deploy.Event) {
 	case deploy.Pausing:
 		fmt.Fprintf(p.w, "Pausing %s before batch %d\n", ev.Pause, ev.Batch.Index)
 	case deploy.RunDone:
+		var locked *state.LockedError
+		if errors.As(ev.Err, &locked) {
+			return // refused before anything ran; the error says by whom
+		}
 		rep := ev.Report
 		elapsed := shortDuration(rep.Finished.Sub(rep.Started))
 		what := fmt.Sprintf("Deploy of %s to %s", rep.Version, rep.Env)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"io"
 	"net/http"
@@ -42,6 +43,8 @@ func TestScripts(t *testing.T) {
 			"sshup":      cmdSSH(false),
 			"handshakes": cmdHandshakes,
 			"inorder":    cmdInOrder,
+			"waitfor":    cmdWaitFor,
+			"consistent": cmdConsistent,
 		},
 	})
 }
@@ -162,6 +165,58 @@ func cmdInOrder(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		if !found {
 			ts.Fatalf("%s: no line matching %q after the previous match", args[0], pat)
+		}
+	}
+}
+
+// waitfor GLOB REGEXP: wait (up to a minute, polling) until a file matching
+// GLOB has a line matching REGEXP. It waits for a state, it asserts no time.
+func cmdWaitFor(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 || neg {
+		ts.Fatalf("usage: waitfor GLOB REGEXP")
+	}
+	re, err := regexp.Compile(args[1])
+	ts.Check(err)
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		files, _ := filepath.Glob(ts.MkAbs(args[0]))
+		for _, f := range files {
+			if b, err := os.ReadFile(f); err == nil && re.Match(b) {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ts.Fatalf("no file %s has a line matching %q", args[0], args[1])
+}
+
+// consistent ENV: on every host of ENV, history.json is valid JSON and its
+// newest activation is the release current points at.
+func cmdConsistent(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 || neg {
+		ts.Fatalf("usage: consistent ENV")
+	}
+	for _, h := range cluster(ts).Hosts() {
+		if h.Env != args[0] {
+			continue
+		}
+		link, _ := os.Readlink(filepath.Join(h.BaseDir, "current"))
+		cur := strings.TrimPrefix(link, "releases/")
+		body, err := os.ReadFile(filepath.Join(h.BaseDir, ".relctl", "history.json"))
+		if err != nil && cur == "" {
+			continue
+		}
+		ts.Check(err)
+		var hist struct {
+			Activations []struct {
+				Version string `json:"version"`
+			} `json:"activations"`
+		}
+		if err := json.Unmarshal(body, &hist); err != nil {
+			ts.Fatalf("%s: history.json is not valid JSON: %v", h.Name, err)
+		}
+		if n := len(hist.Activations); n == 0 || hist.Activations[n-1].Version != cur {
+			ts.Fatalf("%s: current is %q but the newest activation in history is %+v", h.Name, cur, hist.Activations)
 		}
 	}
 }

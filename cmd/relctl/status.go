@@ -131,8 +131,20 @@ func printLock(w io.Writer, env string, l *lockStatus, st *deploy.EnvStatus) {
 	}
 	fmt.Fprintf(w, "\nInterrupted: %s stopped without finishing (%s); its lock remains on %s.\n", who, l.StaleReason, strings.Join(l.Hosts, ", "))
 	fmt.Fprintf(w, "Hosts now: %s\n", describeFleet(current))
+	switched := false
+	for _, v := range current {
+		switched = switched || v == l.Release
+	}
+	if l.Command == deploy.KindRollback {
+		fmt.Fprintf(w, "Finish it: relctl rollback --env %s --to %s\n", env, l.Release)
+		return
+	}
 	if l.Command == deploy.KindDeploy {
 		fmt.Fprintf(w, "Finish it: relctl deploy --env %s --resume\n", env)
+		if !switched {
+			fmt.Fprintf(w, "No host was switched to %s, so there is nothing to revert; to give up on it: relctl unlock --env %s --force --reason TEXT\n", l.Release, env)
+			return
+		}
 	}
 	fmt.Fprintf(w, "Revert it: relctl rollback --env %s --to prev\n", env)
 }
