@@ -129,14 +129,16 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 
 	active := r.activeHosts()
 	// Connect to and read every host first: an unreachable host fails the run
-	// before anything is locked or changed.
-	err := e.forEach(ctx, active, e.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
+	// before anything is locked or changed. Hosts skipped on resume are
+	// connected and locked too: the interrupted run's lock is on them as well.
+	all := p.Hosts()
+	err := e.forEach(ctx, all, e.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
 		return r.connect(ctx, hp)
 	})
 	if err != nil {
 		return r.finish(ctx, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err})
 	}
-	if err := r.lock(ctx, active); err != nil {
+	if err := r.lock(ctx, all); err != nil {
 		return r.finish(ctx, err)
 	}
 	defer r.unlock(ctx)

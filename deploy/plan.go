@@ -322,7 +322,7 @@ func BatchSize(v any, total int) (int, error) {
 			return BatchSize(int64(n), total)
 		}
 		f, err := strconv.ParseFloat(pct, 64)
-		if err != nil || f <= 0 || f > 100 {
+		if err != nil || math.IsNaN(f) || f <= 0 || f > 100 {
 			return 0, fmt.Errorf("%q: a percentage must be above 0%% and at most 100%%", x)
 		}
 		return max(1, int(math.Ceil(f*float64(total)/100))), nil

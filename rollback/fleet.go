@@ -33,6 +33,8 @@ type HostState struct {
 type Fleet struct {
 	Env   string
 	Hosts []HostState
+	// selected: the hosts the rollback will change (nil: all).
+	selected map[string]bool
 }
 
 // ReadFleet reads the release state of every host the playbook targets in env.
@@ -54,21 +56,17 @@ func ReadFleet(ctx context.Context, conn deploy.Connector, proj *playbooks.Proje
 	if pb == nil {
 		return nil, fmt.Errorf("%w: choose a playbook with --playbook (environment %s has %d)", deploy.ErrBadInput, env, len(pbs))
 	}
+	// Every targeted host is read, even with --hosts: the fleet's previous
+	// release comes from all of their histories. Only the selected ones must
+	// be reachable.
 	hosts := pb.TargetHosts(e)
-	if len(only) > 0 {
-		keep := map[string]bool{}
-		for _, n := range only {
-			keep[n] = true
-		}
-		var sel []*playbooks.Host
-		for _, h := range hosts {
-			if keep[h.Name] {
-				sel = append(sel, h)
-			}
-		}
-		hosts = sel
-	}
 	f := &Fleet{Env: env, Hosts: make([]HostState, len(hosts))}
+	if len(only) > 0 {
+		f.selected = map[string]bool{}
+		for _, n := range only {
+			f.selected[n] = true
+		}
+	}
 	sem := make(chan struct{}, max(maxParallel, 1))
 	var wg sync.WaitGroup
 	for i, h := range hosts {
@@ -101,11 +99,11 @@ func ReadFleet(ctx context.Context, conn deploy.Connector, proj *playbooks.Proje
 	return f, nil
 }
 
-// Unreachable lists hosts whose state could not be read, with why.
+// Unreachable lists the selected hosts whose state could not be read, with why.
 func (f *Fleet) Unreachable() []string {
 	var out []string
 	for _, h := range f.Hosts {
-		if h.Err != nil {
+		if h.Err != nil && (f.selected == nil || f.selected[h.Name]) {
 			out = append(out, fmt.Sprintf("%s: %v", h.Name, h.Err))
 		}
 	}
@@ -145,7 +143,22 @@ func (f *Fleet) Resolve(to string) (target, from string, err error) {
 	if len(acts) == 0 {
 		return "", "", fmt.Errorf("%w: no host of %s has a release history", ErrNothingToRollBackTo, f.Env)
 	}
+	// The release the fleet is leaving: the newest one deployed (rollbacks do
+	// not count) that a host still runs. After a rollback that stopped
+	// halfway, that is the release some hosts are still on.
+	running := map[string]bool{}
+	for _, h := range f.Hosts {
+		if h.State != nil && h.State.Current != "" {
+			running[h.State.Current] = true
+		}
+	}
 	from = acts[len(acts)-1].Version
+	for i := len(acts) - 1; i >= 0; i-- {
+		if a := acts[i]; a.Kind != deploy.KindRollback && (len(running) == 0 || running[a.Version]) {
+			from = a.Version
+			break
+		}
+	}
 	if to != "prev" {
 		if err := playbooks.ValidateVersion(to); err != nil {
 			return "", "", fmt.Errorf("%w: --to %q: %v", deploy.ErrBadInput, to, err)
@@ -155,7 +168,7 @@ func (f *Fleet) Resolve(to string) (target, from string, err error) {
 	// What was active before `from` was deployed: the newest deploy of it.
 	for i := len(acts) - 1; i >= 0; i-- {
 		a := acts[i]
-		if a.Version == from && a.Kind != deploy.KindRollback {
+		if a.Version == from && a.Kind != deploy.KindRollback && a.Previous != from {
 			target = a.Previous
 			break
 		}

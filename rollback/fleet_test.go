@@ -229,7 +229,6 @@ func TestResolve(t *testing.T) {
 			},
 			to:     "prev",
 			target: "1.1.0", from: "1.2.0",
-			knownBug: "Resolve takes `from` from the newest activation of any kind, a rollback here, and so sends every host to 1.0.0",
 		},
 		{
 			// rollback --to prev from 1.1.0 switched production-1 to 1.0.0,
@@ -242,7 +241,6 @@ func TestResolve(t *testing.T) {
 			},
 			to:     "prev",
 			target: "1.0.0", from: "1.1.0",
-			knownBug: "Resolve takes `from` (1.0.0) from production-1's rollback and finds nothing before it: exit 6 with the fleet still mixed",
 		},
 	}
 	for _, tt := range tests {

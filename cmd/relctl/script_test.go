@@ -44,6 +44,8 @@ func TestScripts(t *testing.T) {
 			"handshakes": cmdHandshakes,
 			"inorder":    cmdInOrder,
 			"waitfor":    cmdWaitFor,
+			"fault":      cmdFault,
+			"held":       cmdHeld,
 			"consistent": cmdConsistent,
 		},
 	})
@@ -219,4 +221,46 @@ func cmdConsistent(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("%s: current is %q but the newest activation in history is %+v", h.Name, cur, hist.Activations)
 		}
 	}
+}
+
+// fault HOST [drop-ssh] [hang] [fail-step=STEP] [hang-step=STEP] | clear:
+// replace the host's injected faults.
+func cmdFault(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 || neg {
+		ts.Fatalf("usage: fault HOST clear|drop-ssh|hang|fail-step=STEP|hang-step=STEP...")
+	}
+	var f testenv.FaultSpec
+	for _, a := range args[1:] {
+		k, v, _ := strings.Cut(a, "=")
+		switch k {
+		case "clear":
+		case "drop-ssh":
+			f.DropSSH = true
+		case "hang":
+			f.Hang = true
+		case "fail-step":
+			f.FailStep = v
+		case "hang-step":
+			f.HangStep = v
+		default:
+			ts.Fatalf("fault: unknown %q", a)
+		}
+	}
+	ts.Check(cluster(ts).SetFault(args[0], f))
+}
+
+// held HOST: wait (polling, up to a minute) until a command of HOST is held
+// by a hang-step fault, i.e. relctl is inside that step now.
+func cmdHeld(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 || neg {
+		ts.Fatalf("usage: held HOST")
+	}
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if cluster(ts).Held()[args[0]] > 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ts.Fatalf("%s: no command held after a minute", args[0])
 }

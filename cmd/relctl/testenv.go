@@ -73,9 +73,9 @@ func newTestenvUpCmd(g *globalOptions) *cobra.Command {
 }
 
 func printTestenvHosts(g *globalOptions, st *testenv.Status) {
-	t := newTable(g.io.Out, "HOST", "ENV", "SSH", "SERVICE PORT", "SSH UP", "HANDSHAKES")
+	t := newTable(g.io.Out, "HOST", "ENV", "SSH", "SERVICE PORT", "SSH UP", "HANDSHAKES", "FAULTS", "HELD")
 	for _, h := range st.Hosts {
-		t.row(h.Name, h.Env, h.Address, strconv.Itoa(h.ServicePort), yesNo(h.SSHUp), strconv.Itoa(h.Handshakes))
+		t.row(h.Name, h.Env, h.Address, strconv.Itoa(h.ServicePort), yesNo(h.SSHUp), strconv.Itoa(h.Handshakes), h.Faults.String(), strconv.Itoa(h.Held))
 	}
 	t.flush()
 }
@@ -140,33 +140,47 @@ func newTestenvStatusCmd(g *globalOptions) *cobra.Command {
 }
 
 func newTestenvFaultCmd(g *globalOptions) *cobra.Command {
-	var dir, host, ssh string
+	var dir, host, failStep, hangStep string
+	var dropSSH, hang, clear bool
 	cmd := &cobra.Command{
-		Use:     "fault --dir DIR --host NAME --ssh down|up",
-		Short:   "Inject a fault: close (or reopen) one host's SSH port",
-		Example: "  relctl testenv fault --dir /tmp/relctl-demo --host staging-2 --ssh down",
-		Args:    cobra.NoArgs,
+		Use:   "fault --dir DIR --host NAME --drop-ssh|--hang|--fail-step STEP|--hang-step STEP|--clear",
+		Short: "Inject a fault into one host: SSH port closed, host hung, a step failing or held",
+		Long: `Fault replaces a testenv host's faults (flags combine; --clear removes them):
+
+  --drop-ssh        close the host's SSH port and drop its open connections
+  --hang            keep connections open but answer nothing (sessions, keepalives, output)
+  --fail-step STEP  relctl's commands for STEP (e.g. verify/health, or just health) exit 1 without running
+  --hang-step STEP  relctl's commands for STEP wait, without running, until the fault is cleared`,
+		Example: `  relctl testenv fault --dir /tmp/relctl-demo --host staging-2 --drop-ssh
+  relctl testenv fault --dir /tmp/relctl-demo --host staging-1 --fail-step activate/restart
+  relctl testenv fault --dir /tmp/relctl-demo --host staging-1 --clear`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir, err := absDir(dir)
 			if err != nil {
 				return err
 			}
-			if ssh != "down" && ssh != "up" {
-				return usageErrorf("--ssh must be down or up")
-			}
 			if err := requireFlag(cmd, "host", host); err != nil {
 				return err
 			}
-			if err := testenv.Fault(cmd.Context(), dir, host, ssh == "down"); err != nil {
+			f := testenv.FaultSpec{DropSSH: dropSSH, Hang: hang, FailStep: failStep, HangStep: hangStep}
+			if clear == !f.IsZero() {
+				return usageErrorf("give --clear, or one or more of --drop-ssh, --hang, --fail-step, --hang-step")
+			}
+			if err := testenv.SetHostFault(cmd.Context(), dir, host, f); err != nil {
 				return err
 			}
-			fmt.Fprintf(g.io.Out, "%s: ssh %s\n", host, ssh)
+			fmt.Fprintf(g.io.Out, "%s: faults: %s\n", host, f)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "the directory given to `testenv up`")
 	cmd.Flags().StringVar(&host, "host", "", "host name, e.g. staging-2")
-	cmd.Flags().StringVar(&ssh, "ssh", "", "down closes the host's SSH port, up reopens it")
+	cmd.Flags().BoolVar(&dropSSH, "drop-ssh", false, "close the host's SSH port and drop its connections")
+	cmd.Flags().BoolVar(&hang, "hang", false, "the host stops answering")
+	cmd.Flags().StringVar(&failStep, "fail-step", "", "relctl step whose commands fail on this host")
+	cmd.Flags().StringVar(&hangStep, "hang-step", "", "relctl step whose commands are held until --clear")
+	cmd.Flags().BoolVar(&clear, "clear", false, "remove every fault from the host")
 	return cmd
 }
 

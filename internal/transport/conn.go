@@ -234,6 +234,13 @@ func (c *sshConn) Run(ctx context.Context, cmd string, opts RunOptions) (*Result
 			res.ExitCode, signal = -1, s
 		}
 	case errors.As(waitErr, &missing):
+		// A session that ends without an exit status is most often a dying
+		// connection whose end is seen before the connection's: give the
+		// connection a moment to report it, so callers see ErrConnectionLost.
+		select {
+		case <-c.gone:
+		case <-time.After(missingExitGrace):
+		}
 		if lost := c.lost(); lost != nil {
 			c.log.line(c.host, fmt.Sprintf("[%s] %v", label, lost))
 			return nil, lost
@@ -265,6 +272,10 @@ func (c *sshConn) Run(ctx context.Context, cmd string, opts RunOptions) (*Result
 }
 
 // killGroup kills the command's process group from a second session.
+// missingExitGrace bounds the wait for a connection to report its loss after
+// a session ended without an exit status.
+const missingExitGrace = 2 * time.Second
+
 // session.Signal alone is not enough: OpenSSH refuses signals for root
 // logins ("session signalling requires privilege separation"), and it
 // reaches only the shell, not what the shell started. sshd makes every
