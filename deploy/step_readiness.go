@@ -27,6 +27,10 @@ func (a *readinessAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	if target == "" {
 		return "no current release (first deploy): nothing to roll back to", nil
 	}
+	if a.Target == "" && target == h.plan.Version && h.plan.Kind == KindDeploy {
+		// Re-deploying the current release: this run re-uploads and repairs it.
+		return "current is " + target + ", the release being deployed again", nil
+	}
 	act := latestActivation(&st.History, target)
 	layout := h.host.Layout
 	var script strings.Builder

@@ -2,12 +2,20 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
 
+	"github.com/relctl/relctl/deploy"
 	"github.com/relctl/relctl/internal/output"
+	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/playbooks"
+	"github.com/relctl/relctl/rollback"
 )
 
 // TestHelpShowsExamples: `relctl --help` and every command's help show examples.
@@ -64,6 +72,45 @@ func TestExitCodes(t *testing.T) {
 			code := run(tt.args, output.Test(nil, &out, &errOut))
 			if code != tt.wantCode || !strings.Contains(errOut.String(), tt.wantErr) {
 				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, errOut.String(), tt.wantCode, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestExitCodeMapping: the one switch that turns outcomes into exit codes.
+func TestExitCodeMapping(t *testing.T) {
+	host := func(before, after string, rb *deploy.HostRollback) *deploy.HostReport {
+		return &deploy.HostReport{Name: "web-1", Before: before, After: after, Rollback: rb}
+	}
+	failure := func(interrupted bool, hosts ...*deploy.HostReport) error {
+		return &deploy.Failure{Phase: "verify", Batch: 1, Interrupted: interrupted, Err: errors.New("boom"),
+			Report: &deploy.Report{Env: "staging", Version: "1.2.0", RolledBack: true, Hosts: hosts}}
+	}
+	healthy := &deploy.HostRollback{Healthy: true}
+	tests := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"success", nil, exitOK},
+		{"rolled back, healthy", failure(false, host("1.1.0", "1.1.0", healthy)), exitFailedClean},
+		{"rolled back, unhealthy", failure(false, host("1.1.0", "1.1.0", &deploy.HostRollback{})), exitUnknown},
+		{"rollback failed", failure(false, host("1.1.0", "1.2.0", &deploy.HostRollback{Error: "unreachable"})), exitUnknown},
+		{"left switched", failure(false, host("1.1.0", "1.2.0", nil)), exitUnknown},
+		{"interrupted, rolled back", failure(true, host("1.1.0", "1.1.0", healthy)), exitInterrupted},
+		{"interrupted, left switched", failure(true, host("1.1.0", "1.2.0", nil)), exitUnknown},
+		{"locked", &state.LockedError{Env: "staging"}, exitLocked},
+		{"nothing to roll back to", fmt.Errorf("%w: only 1.0.0", rollback.ErrNothingToRollBackTo), exitRefused},
+		{"config problems", playbooks.Problems{{File: "relctl.toml", Line: 1, Column: 1, Message: "bad"}}, exitUsage},
+		{"bad input", fmt.Errorf("%w: release", deploy.ErrBadInput), exitUsage},
+		{"aborted", context.Canceled, exitInterrupted},
+		{"unexpected", errors.New("disk full"), exitError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var errOut bytes.Buffer
+			if got := exitCode(output.Test(nil, io.Discard, &errOut), tt.err); got != tt.want {
+				t.Errorf("exit %d, want %d (stderr %q)", got, tt.want, errOut.String())
 			}
 		})
 	}
