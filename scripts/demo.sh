@@ -37,8 +37,28 @@ done
 
 say "Each host answers with its version"
 for port in $(sed -n 's/^port = \([0-9]*\).*/\1/p' relctl.toml); do
-	printf '127.0.0.1:%s/health -> %s\n' "$port" "$(curl -fsS "http://127.0.0.1:$port/health" 2>/dev/null || python3 -c 'import sys,urllib.request;print(urllib.request.urlopen(sys.argv[1]).read().decode())' "http://127.0.0.1:$port/health")"
+	printf '127.0.0.1:%s/health -> %s\n' "$port" "$(python3 -c 'import sys,urllib.request;print(urllib.request.urlopen(sys.argv[1]).read().decode())' "http://127.0.0.1:$port/health")"
 done
+
+say "A broken release: 1.2.0 starts but fails its health check. The canary catches it, and relctl rolls it back"
+printf '$ %s\n' "$relctl deploy --env production --release 1.2.0 --yes"
+set +e
+"$relctl" deploy --env production --release 1.2.0 --yes
+code=$?
+set -e
+if [ "$code" != 3 ]; then
+	echo "expected exit 3 (failed, rolled back, every host healthy), got $code" >&2
+	exit 1
+fi
+echo "(exit $code: the deploy failed and every touched host is back on 1.1.0, healthy)"
+show "$relctl" status --env production
+
+say "On-call's laptop: only relctl.toml, the playbooks and the keys, no local state. Roll production back to its previous release"
+laptop="$dir/laptop"
+mkdir -p "$laptop/playbooks"
+cp relctl.toml id_ed25519 known_hosts "$laptop/"
+cp playbooks/search.toml "$laptop/playbooks/"
+(cd "$laptop" && show "$relctl" rollback --env production --to prev --yes && show "$relctl" history --env production)
 
 say "Every command's output is in the run logs"
 ls .relctl/runs/
