@@ -129,20 +129,9 @@ func BuildPlan(proj *playbooks.Project, opts PlanOptions) (*Plan, error) {
 	if err := playbooks.ValidateVersion(opts.Version); err != nil {
 		return nil, badInput("release %q: %v", opts.Version, err)
 	}
-	env, err := proj.Environment(opts.Env)
-	if err != nil {
-		return nil, badInput("%v", err)
-	}
-	pb, err := choosePlaybook(proj, opts.Env, opts.Playbook)
+	env, pb, hosts, err := resolveTargets(proj, opts.Env, opts.Playbook, opts.Hosts)
 	if err != nil {
 		return nil, err
-	}
-	hosts, err := selectHosts(pb.TargetHosts(env), opts.Hosts, env.Name)
-	if err != nil {
-		return nil, err
-	}
-	if len(hosts) == 0 {
-		return nil, badInput("playbook %s targets roles %v but environment %s has no host with them", pb.Name, pb.Roles, env.Name)
 	}
 
 	p := &Plan{
@@ -154,10 +143,11 @@ func BuildPlan(proj *playbooks.Project, opts PlanOptions) (*Plan, error) {
 	}
 	var hostPlans []*HostPlan
 	for _, h := range hosts {
-		data, err := proj.Data(pb, env, h, opts.Version, opts.RunID)
+		hp, err := newHostPlan(p, h)
 		if err != nil {
-			return nil, badInput("host %s: %v", h.Name, err)
+			return nil, err
 		}
+		data := hp.Data
 		if p.Artifact.Path == "" && opts.SkipArtifact {
 			p.Artifact = ArtifactInfo{Path: "(not read)", Name: "artifact", SHA256: strings.Repeat("0", 64)}
 		}
@@ -172,12 +162,6 @@ func BuildPlan(proj *playbooks.Project, opts PlanOptions) (*Plan, error) {
 		data.ArtifactName = p.Artifact.Name
 		data.ArtifactSHA256 = p.Artifact.SHA256
 		data.Artifact = path.Join(data.ReleaseDir, p.Artifact.Name)
-		hp := &HostPlan{
-			Name: h.Name, Address: h.Address, Data: data,
-			Target: transport.Target{Name: h.Name, Address: h.Address, User: firstNonEmpty(h.User, proj.Config.SSH.User)},
-			Layout: state.Layout{BaseDir: data.BaseDir},
-			checks: pb.Checks, host: h,
-		}
 		if hp.Steps, err = buildSteps(pb, p, hp); err != nil {
 			return nil, err
 		}
@@ -189,6 +173,42 @@ func BuildPlan(proj *playbooks.Project, opts PlanOptions) (*Plan, error) {
 	}
 	p.Batches = batches
 	return p, nil
+}
+
+// resolveTargets finds the environment, the playbook and its target hosts
+// (only the named ones when only is set).
+func resolveTargets(proj *playbooks.Project, envName, playbook string, only []string) (*playbooks.Environment, *playbooks.Playbook, []*playbooks.Host, error) {
+	env, err := proj.Environment(envName)
+	if err != nil {
+		return nil, nil, nil, badInput("%v", err)
+	}
+	pb, err := choosePlaybook(proj, envName, playbook)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	hosts, err := selectHosts(pb.TargetHosts(env), only, env.Name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if len(hosts) == 0 {
+		return nil, nil, nil, badInput("playbook %s targets roles %v but environment %s has no host with them", pb.Name, pb.Roles, env.Name)
+	}
+	return env, pb, hosts, nil
+}
+
+// newHostPlan is one host's plan, its templates rendered for p.Version; the
+// steps are the caller's to add.
+func newHostPlan(p *Plan, h *playbooks.Host) (*HostPlan, error) {
+	data, err := p.proj.Data(p.pb, p.env, h, p.Version, p.RunID)
+	if err != nil {
+		return nil, badInput("host %s: %v", h.Name, err)
+	}
+	return &HostPlan{
+		Name: h.Name, Address: h.Address, Data: data,
+		Target: transport.Target{Name: h.Name, Address: h.Address, User: firstNonEmpty(h.User, p.proj.Config.SSH.User)},
+		Layout: state.Layout{BaseDir: data.BaseDir},
+		checks: p.pb.Checks, host: h,
+	}, nil
 }
 
 func choosePlaybook(proj *playbooks.Project, env, name string) (*playbooks.Playbook, error) {

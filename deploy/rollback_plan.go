@@ -3,8 +3,6 @@ package deploy
 import (
 	"fmt"
 
-	"github.com/relctl/relctl/internal/state"
-	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
 )
 
@@ -33,15 +31,7 @@ func BuildRollbackPlan(proj *playbooks.Project, opts RollbackPlanOptions) (*Plan
 	if err := playbooks.ValidateVersion(opts.Target); err != nil {
 		return nil, badInput("release %q: %v", opts.Target, err)
 	}
-	env, err := proj.Environment(opts.Env)
-	if err != nil {
-		return nil, badInput("%v", err)
-	}
-	pb, err := choosePlaybook(proj, opts.Env, opts.Playbook)
-	if err != nil {
-		return nil, err
-	}
-	hosts, err := selectHosts(pb.TargetHosts(env), opts.Hosts, env.Name)
+	env, pb, hosts, err := resolveTargets(proj, opts.Env, opts.Playbook, opts.Hosts)
 	if err != nil {
 		return nil, err
 	}
@@ -53,15 +43,9 @@ func BuildRollbackPlan(proj *playbooks.Project, opts RollbackPlanOptions) (*Plan
 	}
 	var hostPlans []*HostPlan
 	for _, h := range hosts {
-		data, err := proj.Data(pb, env, h, opts.Target, opts.RunID)
+		hp, err := newHostPlan(p, h)
 		if err != nil {
-			return nil, badInput("host %s: %v", h.Name, err)
-		}
-		hp := &HostPlan{
-			Name: h.Name, Address: h.Address, Data: data,
-			Target: transport.Target{Name: h.Name, Address: h.Address, User: firstNonEmpty(h.User, proj.Config.SSH.User)},
-			Layout: state.Layout{BaseDir: data.BaseDir},
-			checks: pb.Checks, host: h,
+			return nil, err
 		}
 		hp.Steps = append(hp.Steps, readinessStep(pb, opts.Target))
 		if opts.Current[h.Name] != opts.Target {
