@@ -183,7 +183,8 @@ func (p *monitParser) errAt(msg string, args ...any) error {
 // value reads a word or a quoted string.
 func (p *monitParser) value(what string) (string, error) {
 	t, ok := p.peek()
-	if !ok || (t.kind != tokWord && t.kind != tokString) || topKeywords[t.kw()] {
+	// An unquoted keyword here means the value is missing: "start program =" followed by "if ...".
+	if !ok || (t.kind != tokWord && t.kind != tokString) || topKeywords[t.kw()] || serviceKeywords[t.kw()] {
 		return "", p.errAt("expected %s", what)
 	}
 	p.i++
@@ -243,11 +244,13 @@ func (p *monitParser) parse() (*MonitConfig, error) {
 		case "set":
 			p.i++
 			st := Statement{Pos: t.pos}
-			kw, verr := p.value("a setting after 'set'")
-			if verr != nil {
-				return nil, verr
+			// Not value(): "set alert" names a setting that is also a service keyword.
+			kt, ok := p.peek()
+			if !ok || kt.kind != tokWord || topKeywords[kt.kw()] {
+				return nil, p.errAt("expected a setting after 'set'")
 			}
-			st.Keyword = strings.ToLower(kw)
+			p.i++
+			st.Keyword = kt.kw()
 			st.Args = p.rest(topKeywords)
 			p.cfg.Sets = append(p.cfg.Sets, st)
 		case "include":
