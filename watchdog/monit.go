@@ -108,7 +108,7 @@ var serviceKinds = map[string]bool{
 var (
 	topKeywords     = map[string]bool{"check": true, "set": true, "include": true}
 	serviceKeywords = map[string]bool{
-		"start": true, "stop": true, "restart": true, "if": true, "group": true, "depends": true,
+		"start": true, "stop": true, "restart": true, "if": true, "group": true, "depends": true, "depend": true,
 		"every": true, "not": true, "mode": true, "alert": true, "noalert": true, "onreboot": true,
 	}
 	ruleActions = map[string]bool{
@@ -254,12 +254,7 @@ func (p *monitParser) parse() (*MonitConfig, error) {
 			st.Args = p.rest(topKeywords)
 			p.cfg.Sets = append(p.cfg.Sets, st)
 		case "include":
-			p.i++
-			pat, verr := p.value("a file pattern after 'include'")
-			if verr != nil {
-				return nil, verr
-			}
-			p.cfg.Includes = append(p.cfg.Includes, Include{Pattern: pat, Pos: t.pos})
+			err = p.include()
 		case "check":
 			err = p.service()
 		default:
@@ -270,6 +265,15 @@ func (p *monitParser) parse() (*MonitConfig, error) {
 		}
 	}
 	return &p.cfg, nil
+}
+
+func (p *monitParser) include() error {
+	t := p.next()
+	pat, err := p.value("a file pattern after 'include'")
+	if err == nil {
+		p.cfg.Includes = append(p.cfg.Includes, Include{Pattern: pat, Pos: t.pos})
+	}
+	return err
 }
 
 func (p *monitParser) service() error {
@@ -287,7 +291,14 @@ func (p *monitParser) service() error {
 	if err := p.serviceHeader(s); err != nil {
 		return err
 	}
-	for t, ok := p.peek(); ok && !topKeywords[t.kw()]; t, ok = p.peek() {
+	// monit includes are textual, so a check block goes on after one.
+	for t, ok := p.peek(); ok && t.kw() != "check" && t.kw() != "set"; t, ok = p.peek() {
+		if t.kw() == "include" {
+			if err := p.include(); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := p.serviceStatement(s, t); err != nil {
 			return err
 		}
@@ -359,7 +370,7 @@ func (p *monitParser) serviceStatement(s *Service, t token) error {
 		if g, err = p.value("a group name"); err == nil {
 			s.Groups = append(s.Groups, g)
 		}
-	case "depends":
+	case "depends", "depend":
 		p.i++
 		p.skip("on")
 		for {

@@ -80,41 +80,42 @@ func dump(cfg *MonitConfig) string {
 	return b.String()
 }
 
-func TestParseMonit(t *testing.T) {
-	tests := []struct {
-		name string
-		src  string
-		want string
-	}{
-		{
-			name: "process with pidfile, uid/gid, timeouts, http port test",
-			src: `check process search with pidfile /run/search/search.pid
-    start program = "/srv/search/current/bin/start" as uid search and gid search with timeout 60 seconds
+// parseCases are valid monit (TestParsedSnippetsAreValidMonit runs them
+// through monit -t) with the structure the parser must find.
+var parseCases = []struct {
+	name string
+	src  string
+	want string
+}{
+	{
+		name: "process with pidfile, uid/gid, timeouts, http port test",
+		src: `check process search with pidfile /run/search/search.pid
+    start program = "/srv/search/current/bin/start" as uid www-data and gid www-data with timeout 60 seconds
     stop program  = "/srv/search/current/bin/stop"
     if failed host 127.0.0.1 port 8080 protocol http request "/health" with timeout 5 seconds for 2 cycles then restart
     if 3 restarts within 5 cycles then unmonitor
     group search
 `,
-			want: `1:1 check process search
+		want: `1:1 check process search
   pidfile /run/search/search.pid
-  2:5 start "/srv/search/current/bin/start" uid=search gid=search timeout=1m0s
+  2:5 start "/srv/search/current/bin/start" uid=www-data gid=www-data timeout=1m0s
   3:5 stop "/srv/search/current/bin/stop"
   4:5 port 8080 host=127.0.0.1 protocol=http request=/health timeout=5s
   4:5 if failed host 127.0.0.1 port 8080 protocol http request "/health" with timeout 5 seconds for 2 cycles then restart
   5:5 if 3 restarts within 5 cycles then unmonitor
   group search
 `,
-		},
-		{
-			name: "process matching, no program keyword, restart program",
-			src: `check process worker matching "worker --queue=jobs"
+	},
+	{
+		name: "process matching, no program keyword, restart program",
+		src: `check process worker matching "worker --queue=jobs"
   start "/usr/local/bin/worker-ctl start"
   restart program = "/usr/local/bin/worker-ctl restart"
   if cpu > 80% for 5 cycles then alert
   if totalmem > 512 MB for 3 cycles then restart
   if children > 250 then alert
 `,
-			want: `1:1 check process worker
+		want: `1:1 check process worker
   matching worker --queue=jobs
   2:3 start "/usr/local/bin/worker-ctl start"
   3:3 restart "/usr/local/bin/worker-ctl restart"
@@ -122,15 +123,15 @@ func TestParseMonit(t *testing.T) {
   5:3 if totalmem > 512 MB for 3 cycles then restart
   6:3 if children > 250 then alert
 `,
-		},
-		{
-			name: "host with http and tcp port tests",
-			src: `check host api-lb with address 127.0.0.1
+	},
+	{
+		name: "host with http and tcp port tests",
+		src: `check host api-lb with address 127.0.0.1
     if failed port 443 protocol https request "/status" then alert
     if failed port 6379 type tcp then alert
     if failed ping then alert
 `,
-			want: `1:1 check host api-lb
+		want: `1:1 check host api-lb
   address 127.0.0.1
   2:5 port 443 host= protocol=https request=/status
   3:5 port 6379 host= protocol= request=
@@ -138,10 +139,10 @@ func TestParseMonit(t *testing.T) {
   3:5 if failed port 6379 type tcp then alert
   4:5 if failed ping then alert
 `,
-		},
-		{
-			name: "file with checksum, timestamp, permission and size tests",
-			src: `check file nginx.conf with path /etc/nginx/nginx.conf
+	},
+	{
+		name: "file with checksum, timestamp, permission and size tests",
+		src: `check file nginx.conf with path /etc/nginx/nginx.conf
    if changed checksum then alert
    if changed timestamp then exec "/usr/sbin/nginx -s reload" as uid root and gid root
    if failed permission 644 then unmonitor
@@ -149,7 +150,7 @@ func TestParseMonit(t *testing.T) {
    if size > 1 MB then alert
    if timestamp > 15 minutes then alert
 `,
-			want: `1:1 check file nginx.conf
+		want: `1:1 check file nginx.conf
   path /etc/nginx/nginx.conf
   2:4 if changed checksum then alert
   3:4 if changed timestamp then exec "/usr/sbin/nginx -s reload" as uid root and gid root
@@ -158,25 +159,25 @@ func TestParseMonit(t *testing.T) {
   6:4 if size > 1 MB then alert
   7:4 if timestamp > 15 minutes then alert
 `,
-		},
-		{
-			name: "program with status test, timeout, every",
-			src: `check program backup-age with path "/usr/local/bin/check-backup --max-age 26h" with timeout 30 seconds
+	},
+	{
+		name: "program with status test, timeout, every",
+		src: `check program backup-age with path "/usr/bin/find /var/backups -mmin -1560" with timeout 30 seconds
   every 10 cycles
   if status != 0 then alert
   if status != 0 for 3 cycles then exec "/usr/local/bin/page-oncall" else if succeeded then alert
 `,
-			want: `1:1 check program backup-age
-  path /usr/local/bin/check-backup --max-age 26h
+		want: `1:1 check program backup-age
+  path /usr/bin/find /var/backups -mmin -1560
   timeout 30s
   3:3 if status != 0 then alert
   4:3 if status != 0 for 3 cycles then exec "/usr/local/bin/page-oncall" | else if succeeded then alert
   every 10 cycles
 `,
-		},
-		{
-			name: "set statements and includes",
-			src: `set daemon 30 with start delay 60
+	},
+	{
+		name: "set statements and includes",
+		src: `set daemon 30 with start delay 60
 set logfile /var/log/monit.log
 set idfile /var/lib/monit/id
 set httpd port 2812 and
@@ -186,7 +187,7 @@ set alert ops@example.com not on { instance, action }
 include /etc/monit/conf.d/*.conf
 include "/etc/monit/conf-enabled/*"
 `,
-			want: `1:1 set daemon 30 with start delay 60
+		want: `1:1 set daemon 30 with start delay 60
 2:1 set logfile /var/log/monit.log
 3:1 set idfile /var/lib/monit/id
 4:1 set httpd port 2812 and use address 127.0.0.1 allow localhost
@@ -194,10 +195,10 @@ include "/etc/monit/conf-enabled/*"
 8:1 include /etc/monit/conf.d/*.conf
 9:1 include /etc/monit/conf-enabled/*
 `,
-		},
-		{
-			name: "comments everywhere, not inside quotes",
-			src: `# search service, managed by relctl
+	},
+	{
+		name: "comments everywhere, not inside quotes",
+		src: `# search service, managed by relctl
 check process search # trailing comment
    with pidfile /run/search.pid   # the pidfile
    # start it
@@ -206,38 +207,37 @@ check process search # trailing comment
    if failed port 8080 then restart # port test
 #end
 `,
-			want: `2:1 check process search
+		want: `2:1 check process search
   pidfile /run/search.pid
   5:4 start "/srv/bin/start # not a comment"
   7:4 port 8080 host= protocol= request=
   7:4 if failed port 8080 then restart
 `,
-		},
-		{
-			name: "multi-line statements are free-form",
-			src: `check process web
+	},
+	{
+		name: "multi-line statements are free-form",
+		src: `check process web
   with pidfile
     /run/web.pid
-  start program =
-      "/srv/web/bin/start"
-      as uid www
-      and gid www
+  start program = "/srv/web/bin/start"
+      as uid www-data
+      and gid www-data
   if failed
      port 80
      protocol http
   then
      restart
 `,
-			want: `1:1 check process web
+		want: `1:1 check process web
   pidfile /run/web.pid
-  4:3 start "/srv/web/bin/start" uid=www gid=www
-  8:3 port 80 host= protocol=http request=
-  8:3 if failed port 80 protocol http then restart
+  4:3 start "/srv/web/bin/start" uid=www-data gid=www-data
+  7:3 port 80 host= protocol=http request=
+  7:3 if failed port 80 protocol http then restart
 `,
-		},
-		{
-			name: "group, depends on, every cron, mode, onreboot, alert",
-			src: `check process app with pidfile /run/app.pid
+	},
+	{
+		name: "group, depends on, every cron, mode, onreboot, alert",
+		src: `check process app with pidfile /run/app.pid
   start program = "/srv/app/start"
   stop program = "/srv/app/stop"
   group web
@@ -255,7 +255,7 @@ check process cache with pidfile /run/cache.pid
   depends on db
   every 2 cycles
 `,
-			want: `1:1 check process app
+		want: `1:1 check process app
   pidfile /run/app.pid
   2:3 start "/srv/app/start"
   3:3 stop "/srv/app/stop"
@@ -276,10 +276,10 @@ check process cache with pidfile /run/cache.pid
   depends db
   every 2 cycles
 `,
-		},
-		{
-			name: "system, filesystem, directory, fifo, network",
-			src: `check system $HOST
+	},
+	{
+		name: "system, filesystem, directory, fifo, network",
+		src: `check system $HOST
   if loadavg (5min) > 4 then alert
   if memory usage > 90% then alert
 check filesystem rootfs with path /
@@ -291,7 +291,7 @@ check network lo with interface lo
   if failed link then alert
 check network eth0 with address 127.0.0.1
 `,
-			want: `1:1 check system $HOST
+		want: `1:1 check system $HOST
   2:3 if loadavg (5min) > 4 then alert
   3:3 if memory usage > 90% then alert
 4:1 check filesystem rootfs
@@ -308,59 +308,74 @@ check network eth0 with address 127.0.0.1
 11:1 check network eth0
   address 127.0.0.1
 `,
-		},
-		{
-			name: "keywords are case-insensitive, single quotes, compact operators",
-			src: `CHECK PROCESS Search WITH PIDFILE '/run/Search.pid'
-  START PROGRAM = '/srv/bin/start'
-  IF cpu>80% THEN ALERT
+	},
+	{
+		name: "keywords are case-insensitive, single-quoted pidfile",
+		src: `CHECK PROCESS Search WITH PIDFILE '/run/Search.pid'
+  START PROGRAM = "/srv/bin/start"
+  IF cpu > 80% THEN ALERT
   IF FAILED PORT 9200 THEN RESTART
 `,
-			want: `1:1 check process Search
+		want: `1:1 check process Search
   pidfile /run/Search.pid
   2:3 start "/srv/bin/start"
   4:3 port 9200 host= protocol= request=
   3:3 if cpu > 80% then ALERT
   4:3 if FAILED PORT 9200 then RESTART
 `,
-		},
-		{
-			name: "statements not modelled are skipped to the next keyword",
-			src: `check process search with pidfile /run/search.pid
-  start program = "/srv/bin/start"
-  unmonitor-after 5 restarts
-  if failed port 8080 then restart
-  depends on db
+	},
+	{
+		name: "statements not modelled are skipped to the next keyword",
+		src: `check file app.log with path /var/log/app.log
+  ignore content = "DEBUG"
+  if content = "ERROR" then alert
+  depend app
+check process app with pidfile /run/app.pid
 `,
-			want: `1:1 check process search
-  pidfile /run/search.pid
-  2:3 start "/srv/bin/start"
-  4:3 port 8080 host= protocol= request=
-  4:3 if failed port 8080 then restart
-  depends db
-  3:3 other unmonitor-after 5 restarts
+		want: `1:1 check file app.log
+  path /var/log/app.log
+  3:3 if content = "ERROR" then alert
+  depends app
+  2:3 other ignore content = DEBUG
+5:1 check process app
+  pidfile /run/app.pid
 `,
-		},
-		{
-			name: "exec action with repeat every is not an every statement",
-			src: `check process q with pidfile /run/q.pid
+	},
+	{
+		name: "exec action with repeat every is not an every statement",
+		src: `check process q with pidfile /run/q.pid
   if failed port 5672 then exec "/usr/local/bin/notify" repeat every 3 cycles
   every 2 cycles
 `,
-			want: `1:1 check process q
+		want: `1:1 check process q
   pidfile /run/q.pid
   2:3 port 5672 host= protocol= request=
   2:3 if failed port 5672 then exec "/usr/local/bin/notify" repeat every 3 cycles
   every 2 cycles
 `,
-		},
-		{
-			name: "empty and comment-only snippets",
-			src:  "# nothing here\n\n",
-			want: "",
-		},
-	}
-	for _, tt := range tests {
+	},
+	{
+		name: "an include inside a check block does not end it",
+		src: `check process app with pidfile /run/app.pid
+  include /etc/monit/app-start.conf
+  if failed port 8080 then restart
+`,
+		want: `2:3 include /etc/monit/app-start.conf
+1:1 check process app
+  pidfile /run/app.pid
+  3:3 port 8080 host= protocol= request=
+  3:3 if failed port 8080 then restart
+`,
+	},
+	{
+		name: "empty and comment-only snippets",
+		src:  "# nothing here\n\n",
+		want: "",
+	},
+}
+
+func TestParseMonit(t *testing.T) {
+	for _, tt := range parseCases {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, err := ParseMonit("search.monitrc", []byte(tt.src))
 			if err != nil {
