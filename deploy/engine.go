@@ -79,6 +79,9 @@ type Engine struct {
 	// Skip names hosts to leave alone: deploy --resume skips the hosts the
 	// interrupted run finished.
 	Skip map[string]bool
+	// ResumeRun is the interrupted run being resumed: hosts it switched roll
+	// back to what they ran before it.
+	ResumeRun string
 	// Backoff is the wait between reconnect attempts while rolling back an
 	// unreachable host; default 1s, 2s, 4s, 8s, 16s.
 	Backoff []time.Duration
@@ -114,10 +117,11 @@ type run struct {
 	runs   map[string]*hostRun
 	mu     sync.Mutex
 
-	stop     chan struct{} // closed by the first interrupt or a lost lock
-	stopOnce sync.Once
-	done     chan struct{} // closed when the run has finished
-	locks    *state.LockSet
+	stop      chan struct{} // closed by the first interrupt or a lost lock
+	stopOnce  sync.Once
+	stopCause error
+	done      chan struct{} // closed when the run has finished
+	locks     *state.LockSet
 }
 
 func (r *run) execute(ctx context.Context) (*Report, error) {
@@ -142,6 +146,14 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 		return r.finish(ctx, err)
 	}
 	defer r.unlock(ctx)
+	// Read again under the lock: a run that ended between the first read and
+	// the lock may have moved a host.
+	err = e.forEach(ctx, all, e.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
+		return r.runs[hp.Name].learnState(ctx)
+	})
+	if err != nil {
+		return r.finish(ctx, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err})
+	}
 	go r.watchStop(ctx)
 
 	err = e.forEach(ctx, active, e.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
@@ -167,8 +179,8 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 			}
 		}
 		if r.stopped() || ctx.Err() != nil {
-			return r.fail(ctx, &Failure{Phase: "between batches", Batch: b.Index, Report: r.report, Interrupted: true,
-				Err: fmt.Errorf("interrupted before batch %d", b.Index)})
+			err, interrupted := r.stopError("stopped before batch %d", b.Index)
+			return r.fail(ctx, &Failure{Phase: "between batches", Batch: b.Index, Report: r.report, Interrupted: interrupted || ctx.Err() != nil, Err: err})
 		}
 		e.emit(Event{Kind: BatchStarted, Plan: p, Batch: b})
 		e.logEvent("", "batch %d/%d%s: %s", b.Index, len(p.Batches), canaryLabel(b), strings.Join(hostNames(b.Hosts), ", "))
@@ -184,12 +196,18 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 			err := e.forEach(ctx, hosts, limit, func(ctx context.Context, hp *HostPlan) error {
 				return r.runs[hp.Name].runPhase(ctx, phase, failed)
 			})
+			interrupted := ctx.Err() != nil
 			if err == nil && (r.stopped() || ctx.Err() != nil) {
-				err = errStopped
+				var byInterrupt bool
+				err, byInterrupt = r.stopError("stopped after the %s phase", phase)
+				interrupted = interrupted || byInterrupt
+			} else if errors.Is(err, errStopped) {
+				var byInterrupt bool
+				err, byInterrupt = r.stopError("stopped in the %s phase", phase)
+				interrupted = interrupted || byInterrupt
 			}
 			if err != nil {
-				return r.fail(ctx, &Failure{Phase: phase, Batch: b.Index, Report: r.report, Err: err,
-					Interrupted: errors.Is(err, errStopped) || ctx.Err() != nil})
+				return r.fail(ctx, &Failure{Phase: phase, Batch: b.Index, Report: r.report, Err: err, Interrupted: interrupted})
 			}
 		}
 		e.emit(Event{Kind: BatchDone, Plan: p, Batch: b})
@@ -222,16 +240,38 @@ func (r *run) connect(ctx context.Context, hp *HostPlan) error {
 	}
 	hr.Reached = true
 	h := &hostRun{engine: r.engine, run: r, plan: r.plan, host: hp, conn: conn, report: hr}
-	st, err := h.readState(ctx)
-	if err != nil {
-		hr.Error = err.Error()
-		return fmt.Errorf("%s: reading release state: %w", hp.Name, err)
+	if err := h.learnState(ctx); err != nil {
+		return err
 	}
-	h.state = st
-	hr.Before, hr.After = st.Current, st.Current
 	r.mu.Lock()
 	r.runs[hp.Name] = h
 	r.mu.Unlock()
+	return nil
+}
+
+// learnState reads the host's release state. Before is what the host ran
+// before this run - or, when resuming, before the interrupted run switched
+// it: that is the release a rollback must return to.
+func (h *hostRun) learnState(ctx context.Context) error {
+	st, err := h.readState(ctx)
+	if err != nil {
+		h.report.Error = err.Error()
+		return fmt.Errorf("%s: reading release state: %w", h.host.Name, err)
+	}
+	h.state = st
+	h.report.Before, h.report.After = st.Current, st.Current
+	if id := h.engine.ResumeRun; id != "" {
+		// The interrupted run's last switch here: a deploy to current means
+		// the host ran its Previous before; a rollback already put it back.
+		for i := len(st.History.Activations) - 1; i >= 0; i-- {
+			if a := st.History.Activations[i]; a.RunID == id {
+				if a.Kind != KindRollback && a.Version == st.Current {
+					h.report.Before = a.Previous
+				}
+				break
+			}
+		}
+	}
 	return nil
 }
 
@@ -241,7 +281,9 @@ func (r *run) lock(ctx context.Context, hosts []*HostPlan) error {
 	targets := make([]state.LockTarget, 0, len(hosts))
 	for _, hp := range hosts {
 		h := r.runs[hp.Name]
-		targets = append(targets, state.LockTarget{Host: hp.Name, Conn: h.conn, Layout: hp.Layout})
+		target := hp.Target
+		targets = append(targets, state.LockTarget{Host: hp.Name, Conn: h.conn, Layout: hp.Layout,
+			Reconnect: func(ctx context.Context) (transport.Conn, error) { return e.Connector.Get(ctx, target) }})
 	}
 	owner := state.LockOwner{
 		Operator: e.Operator, Controller: e.Controller, PID: pid(), RunID: p.RunID,
@@ -263,7 +305,9 @@ func (r *run) lock(ctx context.Context, hosts []*HostPlan) error {
 		select {
 		case <-lockCtx.Done():
 			if ctx.Err() == nil && !r.finished() {
-				e.logEvent("", "lock lost: stopping")
+				cause := context.Cause(lockCtx)
+				e.logEvent("", "stopping: %v", cause)
+				r.setStopCause(cause)
 				r.requestStop()
 			}
 		case <-ctx.Done():
@@ -301,6 +345,7 @@ func (r *run) watchStop(ctx context.Context) {
 	case <-r.engine.Stop:
 		r.engine.emit(Event{Kind: Stopping, Plan: r.plan})
 		r.engine.logEvent("", "interrupt: no new work; running steps finish, then rollback")
+		r.setStopCause(errInterrupt)
 		r.requestStop()
 	case <-ctx.Done():
 	case <-r.done:
@@ -308,6 +353,31 @@ func (r *run) watchStop(ctx context.Context) {
 }
 
 func (r *run) requestStop() { r.stopOnce.Do(func() { close(r.stop) }) }
+
+// errInterrupt is the stop cause of the first SIGINT/SIGTERM.
+var errInterrupt = errors.New("interrupted")
+
+// setStopCause records why the run stopped; the first cause wins.
+func (r *run) setStopCause(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopCause == nil {
+		r.stopCause = err
+	}
+}
+
+// stopError is the error a stopped run fails with: an interrupt, or the
+// lost lock.
+func (r *run) stopError(format string, args ...any) (error, bool) {
+	r.mu.Lock()
+	cause := r.stopCause
+	r.mu.Unlock()
+	msg := fmt.Sprintf(format, args...)
+	if cause == nil || errors.Is(cause, errInterrupt) {
+		return fmt.Errorf("%s: %w", msg, errStopped), true
+	}
+	return fmt.Errorf("%s: %w", msg, cause), false
+}
 
 func (r *run) stopped() bool {
 	select {

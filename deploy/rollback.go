@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/hashicorp/go-multierror"
 
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
@@ -34,6 +37,10 @@ func (r *run) rollBack(ctx context.Context) {
 	_ = e.forEach(ctx, touched, e.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
 		h := r.runs[hp.Name]
 		err := h.rollBack(ctx)
+		var merr *multierror.Error
+		if errors.As(err, &merr) {
+			merr.ErrorFormat = joinErrors
+		}
 		if err != nil {
 			h.report.Rollback.Error = err.Error()
 		}
@@ -45,6 +52,9 @@ func (r *run) rollBack(ctx context.Context) {
 func (h *hostRun) rollBack(ctx context.Context) error {
 	rb := &HostRollback{}
 	h.report.Rollback = rb
+	// Every undo runs even when one before it failed: a failed undo of a run
+	// step must not keep current from being switched back.
+	var undoErrs *multierror.Error
 	for i := len(h.completed) - 1; i >= 0; i-- {
 		s := h.completed[i]
 		u, ok := s.Action.(Undoer)
@@ -53,45 +63,66 @@ func (h *hostRun) rollBack(ctx context.Context) error {
 		}
 		undo := &Step{Phase: "rollback", Name: "undo-" + s.Name, Kind: s.Kind}
 		if err := h.rollbackStep(ctx, undo, u.Undo); err != nil {
-			return err
+			undoErrs = multierror.Append(undoErrs, err)
 		}
 	}
 	if h.report.Before == "" {
-		// Nothing ran here before this run: there is no release to check.
-		rb.Healthy = true
-		return nil
+		// Nothing ran here before this run: there is no release to return
+		// to, and what this run started may still be running.
+		err := fmt.Errorf("%s: no release before this run to return to: current was removed, but what the run started may still be running", h.host.Name)
+		h.recordRemoval(ctx)
+		return multierror.Append(undoErrs, err).ErrorOrNil()
+	}
+	if h.report.After != h.report.Before {
+		// current could not be switched back: nothing else can help here.
+		return undoErrs.ErrorOrNil()
 	}
 	var steps []*Step
+	var err error
 	if h.restored {
-		restore, err := h.plan.restoreSteps(h.host, h.report.Before)
-		if err != nil {
-			return err
-		}
-		steps = restore
+		steps, err = h.plan.restoreSteps(h.host, h.report.Before)
 	} else {
 		// current never moved: prove the release still serving is healthy.
-		checks, err := h.plan.checkSteps(h.withVersion(h.report.Before), "rollback")
-		if err != nil {
-			return err
+		var hp *HostPlan
+		if hp, err = h.withVersion(h.report.Before); err == nil {
+			steps, err = h.plan.checkSteps(hp, "rollback")
 		}
-		steps = checks
+	}
+	if err != nil {
+		return multierror.Append(undoErrs, err).ErrorOrNil()
 	}
 	for _, s := range steps {
 		if err := h.rollbackStep(ctx, s, s.Action.Do); err != nil {
-			return err
+			return multierror.Append(undoErrs, err).ErrorOrNil()
 		}
+	}
+	if undoErrs.ErrorOrNil() != nil {
+		return undoErrs.ErrorOrNil()
 	}
 	rb.Healthy = true
 	return nil
 }
 
-// withVersion is this host's plan rendered for another release.
-func (h *hostRun) withVersion(version string) *HostPlan {
-	hp := *h.host
-	if data, err := h.plan.proj.Data(h.plan.pb, h.plan.env, h.host.host, version, h.plan.RunID); err == nil {
-		hp.Data = data
+// recordRemoval notes in the host's history that a rollback removed current
+// (a first deploy that failed): history must not claim the release is active.
+func (h *hostRun) recordRemoval(ctx context.Context) {
+	ev := state.HistoryEvent{Time: h.now().UTC(), Kind: "current-removed", Operator: h.engine.Operator,
+		Controller: h.engine.Controller, RunID: h.plan.RunID,
+		Reason: "rollback of a failed first deploy of " + h.plan.Version}
+	if err := state.AppendHistoryEvent(ctx, h.conn, h.host.Layout, ev); err != nil {
+		h.engine.logEvent(h.host.Name, "recording the removal of current in history: %v", err)
 	}
-	return &hp
+}
+
+// withVersion is this host's plan rendered for another release.
+func (h *hostRun) withVersion(version string) (*HostPlan, error) {
+	data, err := h.plan.proj.Data(h.plan.pb, h.plan.env, h.host.host, version, h.plan.RunID)
+	if err != nil {
+		return nil, err
+	}
+	hp := *h.host
+	hp.Data = data
+	return &hp, nil
 }
 
 // rollbackStep runs one rollback step, reconnecting with backoff while the
@@ -129,4 +160,13 @@ func (h *hostRun) rollbackStep(ctx context.Context, s *Step, do func(context.Con
 func unreachable(err error) bool {
 	var dial *transport.DialError
 	return errors.As(err, &dial) || errors.Is(err, transport.ErrConnectionLost)
+}
+
+// joinErrors writes a multierror on one line.
+func joinErrors(errs []error) string {
+	parts := make([]string, len(errs))
+	for i, err := range errs {
+		parts[i] = err.Error()
+	}
+	return strings.Join(parts, "; ")
 }

@@ -48,25 +48,35 @@ func BuildRollbackPlan(proj *playbooks.Project, opts RollbackPlanOptions) (*Plan
 			return nil, err
 		}
 		hp.Steps = append(hp.Steps, readinessStep(pb, opts.Target))
+		var restore []*Step
+		for _, s := range pb.Rollback.Steps {
+			rs := *s
+			rs.Phase = playbooks.PhaseActivate
+			step, err := buildStep(&rs, p, hp)
+			if err != nil {
+				return nil, err
+			}
+			restore = append(restore, step)
+		}
+		checks, err := p.checkSteps(hp, playbooks.PhaseVerify)
+		if err != nil {
+			return nil, err
+		}
 		if opts.Current[h.Name] != opts.Target {
 			hp.Steps = append(hp.Steps, &Step{
 				Phase: playbooks.PhaseActivate, Name: "activate", Kind: playbooks.StepActivate,
 				Action:   &activateAction{Version: opts.Target, Kind: KindRollback},
 				Describe: fmt.Sprintf("switch %s -> releases/%s (from %s) atomically; append to .relctl/history.json", hp.Layout.Current(), opts.Target, orNone(opts.Current[h.Name])),
 			})
-			for _, s := range pb.Rollback.Steps {
-				rs := *s
-				rs.Phase = playbooks.PhaseActivate
-				step, err := buildStep(&rs, p, hp)
-				if err != nil {
-					return nil, err
-				}
-				hp.Steps = append(hp.Steps, step)
-			}
-		}
-		checks, err := p.checkSteps(hp, playbooks.PhaseVerify)
-		if err != nil {
-			return nil, err
+			hp.Steps = append(hp.Steps, restore...)
+		} else if len(restore) > 0 {
+			// Already on the target, but maybe not serving it (a rollback that
+			// switched current and then failed): restore only if unhealthy.
+			hp.Steps = append(hp.Steps, &Step{
+				Phase: playbooks.PhaseActivate, Name: "restore-if-unhealthy", Kind: kindRestoreIfUnhealthy,
+				Action:   &restoreIfUnhealthyAction{checks: checks, restore: restore},
+				Describe: fmt.Sprintf("already on %s: probe its health once; if unhealthy, run the [rollback] steps", opts.Target),
+			})
 		}
 		hp.Steps = append(hp.Steps, checks...)
 		hostPlans = append(hostPlans, hp)

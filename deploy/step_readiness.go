@@ -22,7 +22,8 @@ func (a *readinessAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	st := h.state
 	target := a.Target
 	if target == "" {
-		target = st.Current
+		// What this host returns to if the run fails: what it ran before.
+		target = h.report.Before
 	}
 	if target == "" {
 		return "no current release (first deploy): nothing to roll back to", nil

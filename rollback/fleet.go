@@ -110,6 +110,17 @@ func (f *Fleet) Unreachable() []string {
 	return out
 }
 
+// Unreadable lists every host (selected or not) whose state could not be read.
+func (f *Fleet) Unreadable() []string {
+	var out []string
+	for _, h := range f.Hosts {
+		if h.Err != nil {
+			out = append(out, h.Name)
+		}
+	}
+	return out
+}
+
 // Current maps each readable host to its current release.
 func (f *Fleet) Current() map[string]string {
 	out := map[string]string{}
@@ -174,7 +185,7 @@ func (f *Fleet) Resolve(to string) (target, from string, err error) {
 		}
 	}
 	if target == "" || target == from {
-		return "", from, fmt.Errorf("%w: %s has only ever run %s (hosts: %s)", ErrNothingToRollBackTo, f.Env, from, f.summary())
+		return "", from, fmt.Errorf("%w: %s has no release before %s (hosts: %s)", ErrNothingToRollBackTo, f.Env, from, f.summary())
 	}
 	return target, from, nil
 }

@@ -132,7 +132,7 @@ func loadProject(t *testing.T) *playbooks.Project {
 // Step lists of a host switched back, and of a host already on the target.
 var (
 	switchedSteps = []string{"preflight/rollback-ready", "activate/activate", "activate/restart", "activate/restored", "verify/health"}
-	checkedSteps  = []string{"preflight/rollback-ready", "verify/health"}
+	checkedSteps  = []string{"preflight/rollback-ready", "activate/restore-if-unhealthy", "verify/health"}
 )
 
 func threeReleases(name string, d int) rollback.HostState {
@@ -330,6 +330,7 @@ func TestRollbackPlanRendersTarget(t *testing.T) {
 		},
 		"production-3": {
 			"preflight/rollback-ready: check release 1.0.0 can be rolled back to: its directory and artifact sha256 match history; bin/start, bin/stop, bin/restart present",
+			"activate/restore-if-unhealthy: already on 1.0.0: probe its health once; if unhealthy, run the [rollback] steps",
 			`verify/health: check health (GET http://127.0.0.1:8083/health expecting 200 and "1.0.0", healthy for 2)`,
 		},
 	}

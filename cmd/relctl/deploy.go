@@ -60,8 +60,9 @@ On a terminal, deploy shows the plan and asks for confirmation unless --yes.`,
 				return err
 			}
 			var skip map[string]bool
+			var resumeRun string
 			if resume {
-				if skip, err = resumeTarget(cmd.Context(), g, proj, opts); err != nil {
+				if skip, resumeRun, err = resumeTarget(cmd.Context(), g, proj, opts); err != nil {
 					return err
 				}
 			}
@@ -80,7 +81,7 @@ On a terminal, deploy shows the plan and asks for confirmation unless --yes.`,
 				}
 			}
 			return runPlan(cmd.Context(), g, proj, p, func(e *deploy.Engine) {
-				e.Skip = skip
+				e.Skip, e.ResumeRun = skip, resumeRun
 				e.TakeOverStaleLocks = resume
 			})
 		},
@@ -161,10 +162,10 @@ func runPlan(ctx context.Context, g *globalOptions, proj *playbooks.Project, p *
 
 // resumeTarget finds the environment's interrupted deploy, points opts at
 // its release and returns the hosts it had finished.
-func resumeTarget(ctx context.Context, g *globalOptions, proj *playbooks.Project, opts *releaseOptions) (map[string]bool, error) {
+func resumeTarget(ctx context.Context, g *globalOptions, proj *playbooks.Project, opts *releaseOptions) (map[string]bool, string, error) {
 	runs, err := state.ListRuns(g.resolveStateDir(proj.Config))
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var interrupted *state.RunRecord
 	for i := range runs {
@@ -180,15 +181,15 @@ func resumeTarget(ctx context.Context, g *globalOptions, proj *playbooks.Project
 	if interrupted == nil {
 		held, err := interruptedOnHosts(ctx, g, proj, opts.env)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		if held == nil {
-			return nil, usageErrorf("no interrupted deploy of %s to resume (the newest deploy finished, and no host holds a stale deploy lock)", opts.env)
+			return nil, "", usageErrorf("no interrupted deploy of %s to resume (the newest deploy finished, and no host holds a stale deploy lock)", opts.env)
 		}
 		interrupted = held
 	}
 	if opts.release != "" && opts.release != interrupted.Release {
-		return nil, usageErrorf("the interrupted run %s deployed %s, not %s", interrupted.RunID, interrupted.Release, opts.release)
+		return nil, "", usageErrorf("the interrupted run %s deployed %s, not %s", interrupted.RunID, interrupted.Release, opts.release)
 	}
 	opts.release = interrupted.Release
 	fmt.Fprintf(g.io.ErrOut, "Resuming run %s: deploy %s to %s (started %s by %s)\n", interrupted.RunID, interrupted.Release,
@@ -215,7 +216,7 @@ func resumeTarget(ctx context.Context, g *globalOptions, proj *playbooks.Project
 		sort.Strings(names)
 		fmt.Fprintf(g.io.ErrOut, "Already finished by that run, skipped: %s\n", strings.Join(names, ", "))
 	}
-	return skip, nil
+	return skip, interrupted.RunID, nil
 }
 
 // interruptedOnHosts reads the environment's locks: a stale deploy lock names
@@ -320,7 +321,25 @@ func printFailureHelp(w io.Writer, p *deploy.Plan, rep *deploy.Report, logPath s
 			}
 			fmt.Fprintf(w, "  %s: %s\n", name, why)
 		}
-		fmt.Fprintf(w, "Next: relctl status --env %s, then relctl rollback --env %s --to prev --hosts %s\n", p.Env, p.Env, strings.Join(bad, ","))
+		back := map[string][]string{}
+		var versions []string
+		for _, name := range bad {
+			v := rep.Host(name).Before
+			if p.Kind == deploy.KindRollback {
+				v = p.Version // finish the rollback
+			}
+			if v == "" {
+				continue
+			}
+			if back[v] == nil {
+				versions = append(versions, v)
+			}
+			back[v] = append(back[v], name)
+		}
+		fmt.Fprintf(w, "Next: relctl status --env %s\n", p.Env)
+		for _, v := range versions {
+			fmt.Fprintf(w, "Then: relctl rollback --env %s --to %s --hosts %s\n", p.Env, v, strings.Join(back[v], ","))
+		}
 	}
 	fmt.Fprintf(w, "Run log: %s\n", logPath)
 }

@@ -71,6 +71,8 @@ func exitCode(io *output.IOStreams, err error) int {
 			code = exitUnknown
 		case failure.Interrupted:
 			code = exitInterrupted
+		case failure.Report.Kind == deploy.KindRollback:
+			code = exitRefused // a rollback that changed nothing: a gate (e.g. readiness) refused it
 		default:
 			code = exitFailedClean
 		}

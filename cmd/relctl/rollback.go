@@ -62,6 +62,12 @@ When there is nothing to roll back to, it says so and exits 6.`,
 				return &deploy.Failure{Phase: "preflight", Report: &deploy.Report{Kind: deploy.KindRollback, Env: env, Version: to},
 					Err: fmt.Errorf("cannot read every host (leave dead ones out with --hosts):\n  %s", strings.Join(bad, "\n  "))}
 			}
+			if bad := fleet.Unreadable(); to == "prev" && len(bad) > 0 {
+				// Their histories may hold the newest release: guessing could
+				// send the others one release too far back.
+				return &deploy.Failure{Phase: "preflight", Report: &deploy.Report{Kind: deploy.KindRollback, Env: env, Version: to},
+					Err: fmt.Errorf("cannot work out the fleet's previous release while %s cannot be read: name the release with --to VERSION", strings.Join(bad, ", "))}
+			}
 			target, from, err := fleet.Resolve(to)
 			if err != nil {
 				return err

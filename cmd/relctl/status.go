@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -31,6 +33,8 @@ type lockStatus struct {
 	Stale       bool     `json:"stale"`
 	StaleReason string   `json:"stale_reason,omitempty"`
 	Hosts       []string `json:"hosts"`
+	// Finished is the run's result when it ended but its lock stayed behind.
+	Finished string `json:"finished,omitempty"`
 }
 
 func newStatusCmd(g *globalOptions) *cobra.Command {
@@ -72,6 +76,9 @@ commands that finish it (deploy --resume) or revert it (rollback --to prev).`,
 			if targets, _, err := envLockTargets(ctx, sess.pool, proj, env); err == nil {
 				locks, _ := state.InspectLocks(ctx, targets, state.LockOptions{TTL: proj.Config.LockTTL.Duration})
 				out.Lock = summarizeLocks(locks)
+				if out.Lock != nil && out.Lock.Stale {
+					out.Lock.Finished = runResult(ctx, targets, out.Lock)
+				}
 			}
 			if err := ctx.Err(); err != nil {
 				return err
@@ -129,6 +136,12 @@ func printLock(w io.Writer, env string, l *lockStatus, st *deploy.EnvStatus) {
 			current[h.Name] = h.Current
 		}
 	}
+	if l.Finished != "" {
+		fmt.Fprintf(w, "\nLeft behind: %s finished (%s) but its lock remains on %s (%s).\n", who, l.Finished, strings.Join(l.Hosts, ", "), l.StaleReason)
+		fmt.Fprintf(w, "Hosts now: %s\n", describeFleet(hostVersions(st)))
+		fmt.Fprintf(w, "Remove it: relctl unlock --env %s --force --reason TEXT\n", env)
+		return
+	}
 	fmt.Fprintf(w, "\nInterrupted: %s stopped without finishing (%s); its lock remains on %s.\n", who, l.StaleReason, strings.Join(l.Hosts, ", "))
 	fmt.Fprintf(w, "Hosts now: %s\n", describeFleet(current))
 	switched := false
@@ -154,4 +167,34 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// runResult is the result a host's run summary records for the lock's run,
+// or "" when no host has one (the run never finished).
+func runResult(ctx context.Context, targets []state.LockTarget, l *lockStatus) string {
+	for _, t := range targets {
+		if !slices.Contains(l.Hosts, t.Host) {
+			continue
+		}
+		summaries, err := state.ReadHostRunSummaries(ctx, t.Conn, t.Layout)
+		if err != nil {
+			continue
+		}
+		for _, s := range summaries {
+			if s.RunID == l.RunID {
+				return s.Result
+			}
+		}
+	}
+	return ""
+}
+
+func hostVersions(st *deploy.EnvStatus) map[string]string {
+	out := map[string]string{}
+	for _, h := range st.Hosts {
+		if h.Reachable {
+			out[h.Name] = h.Current
+		}
+	}
+	return out
 }

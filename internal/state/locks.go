@@ -41,6 +41,29 @@ type LockTarget struct {
 	Host   string
 	Conn   transport.Conn
 	Layout Layout
+	// Reconnect, when set, gives a fresh connection after Conn was lost (a
+	// run that reconnects to a host keeps its lock there alive and releasable).
+	Reconnect func(ctx context.Context) (transport.Conn, error)
+}
+
+// run runs a lock script on the target, once more on a fresh connection when
+// the one it had was lost.
+func (t *LockTarget) run(ctx context.Context, script string, opts transport.RunOptions) (*transport.Result, error) {
+	res, err := t.Conn.Run(ctx, script, opts)
+	if err == nil || t.Reconnect == nil || !connectionGone(err) {
+		return res, err
+	}
+	conn, rerr := t.Reconnect(ctx)
+	if rerr != nil {
+		return nil, err
+	}
+	t.Conn = conn
+	return t.Conn.Run(ctx, script, opts)
+}
+
+func connectionGone(err error) bool {
+	var dial *transport.DialError
+	return errors.Is(err, transport.ErrConnectionLost) || errors.As(err, &dial)
 }
 
 // LockOptions tune how locks are taken and kept.
@@ -54,9 +77,9 @@ type LockOptions struct {
 // DefaultLockTTL is the heartbeat age after which a lock is stale.
 const DefaultLockTTL = 2 * time.Minute
 
-// refreshFailuresLost is how many refreshes in a row may fail on a host
+// refreshFailuresWarn is how many refreshes in a row may fail on a host
 // before the lock there counts as lost.
-const refreshFailuresLost = 3
+const refreshFailuresWarn = 3
 
 func (o LockOptions) withDefaults() LockOptions {
 	if o.TTL <= 0 {
@@ -471,14 +494,15 @@ func (l *LockSet) refresh(ctx context.Context) {
 		var mu sync.Mutex
 		var lost []string
 		var wg sync.WaitGroup
-		for i, t := range l.targets {
+		for i := range l.targets {
+			t := &l.targets[i]
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				// Bounded so that a hung connection cannot stall the other hosts' heartbeats.
 				rctx, cancel := context.WithTimeout(ctx, l.opts.TTL/2)
 				defer cancel()
-				res, err := t.Conn.Run(rctx, refreshScript(t.Layout, l.owner.RunID), transport.RunOptions{Stdin: strings.NewReader(string(body)), Label: "lock heartbeat"})
+				res, err := t.run(rctx, refreshScript(t.Layout, l.owner.RunID), transport.RunOptions{Stdin: strings.NewReader(string(body)), Label: "lock heartbeat"})
 				word := ""
 				if err == nil {
 					word, _ = firstLine(res.Stdout)
@@ -495,20 +519,23 @@ func (l *LockSet) refresh(ctx context.Context) {
 					if err == nil {
 						err = fmt.Errorf("unexpected output %q", truncate(string(res.Stdout), 200))
 					}
-					log.Warn().Err(err).Str("host", t.Host).Int("failures", failures[i]).Msg("lock heartbeat failed")
-					if failures[i] >= refreshFailuresLost {
-						lost = append(lost, fmt.Sprintf("%s: %d heartbeats in a row failed: %v", t.Host, failures[i], err))
+					// An unreachable host keeps our lock until its heartbeat is
+					// older than the TTL; only then may another run take it over,
+					// which the next heartbeat that gets through reports as lost.
+					if failures[i] >= refreshFailuresWarn {
+						log.Warn().Err(err).Str("host", t.Host).Int("failures", failures[i]).Msg("lock heartbeat failed")
 					}
 				}
 			}()
 		}
 		wg.Wait()
 		if len(lost) > 0 {
+			// Keep the heartbeat going on the other hosts: the run still holds
+			// them while it stops (and maybe rolls back).
 			sort.Strings(lost)
 			cause := fmt.Errorf("%w: %s", ErrLockLost, strings.Join(lost, "; "))
 			log.Error().Str("run", l.owner.RunID).Msg(cause.Error())
 			l.cancel(cause)
-			return
 		}
 	}
 }
@@ -544,11 +571,12 @@ func (l *LockSet) releaseAll(ctx context.Context) error {
 	log := zerolog.Ctx(ctx)
 	errs := make([]error, len(l.targets))
 	var wg sync.WaitGroup
-	for i, t := range l.targets {
+	for i := range l.targets {
+		t := &l.targets[i]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := t.Conn.Run(ctx, releaseScript(t.Layout, l.owner.RunID), transport.RunOptions{Label: "unlock"})
+			res, err := t.run(ctx, releaseScript(t.Layout, l.owner.RunID), transport.RunOptions{Label: "unlock"})
 			if err != nil {
 				errs[i] = fmt.Errorf("%s: releasing the lock: %w", t.Host, err)
 				return
