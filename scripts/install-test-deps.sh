@@ -1,12 +1,14 @@
 #!/bin/sh
 # Installs the Debian packages the tests start for real, when missing:
-# OpenSSH's sshd (integration tests against real sshd) and ssh-keygen.
+# OpenSSH's sshd (integration tests against real sshd) and ssh-keygen, and
+# monit (watchdog checks run the real `monit -t`).
 set -eu
 missing=""
 [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
 command -v ssh-keygen >/dev/null 2>&1 || missing="$missing openssh-client"
 command -v tar >/dev/null 2>&1 || missing="$missing tar"
 [ -x /usr/bin/python3 ] || missing="$missing python3"
+command -v monit >/dev/null 2>&1 || missing="$missing monit"
 if [ -z "$missing" ]; then
 	exit 0
 fi

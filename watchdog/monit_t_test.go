@@ -40,7 +40,10 @@ func (f failingRunner) Run(context.Context, string) ([]byte, []byte, int, error)
 func needMonit(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("monit"); err != nil {
-		t.Skip("monit not installed (apt-get install -y monit)")
+		if os.Getenv("CI") == "true" {
+			t.Fatal("monit not installed: `make test` installs it (scripts/install-test-deps.sh)")
+		}
+		t.Skip("monit not installed (apt-get install -y monit, or run `make test`)")
 	}
 }
 
