@@ -33,6 +33,10 @@ type hostRun struct {
 	activating bool
 	// restored: the rollback switched current back to the release before the run.
 	restored bool
+	// watchdogSnippet is the release's snippet as validated for this host;
+	// watchdogOld what was installed before this run put it in place.
+	watchdogSnippet []byte
+	watchdogOld     *savedFile
 }
 
 func (h *hostRun) now() time.Time { return h.engine.now() }

@@ -44,6 +44,9 @@ type Plan struct {
 	// AutoRollback: on failure, undo every touched host (deploys; a rollback
 	// run is not itself rolled back).
 	AutoRollback bool `json:"auto_rollback"`
+	// ProveSupervision: after monit runs the service, kill it and require
+	// that monit restarts it (playbooks with a [watchdog]).
+	ProveSupervision bool `json:"prove_supervision,omitempty"`
 	// From is the release the fleet ran before (rollback runs: the release rolled back from).
 	From         string        `json:"from,omitempty"`
 	Project      string        `json:"project"`
@@ -122,6 +125,8 @@ type PlanOptions struct {
 	Hosts []string
 	// SkipArtifact plans without reading the artifact (validation of templates only).
 	SkipArtifact bool
+	// ProveSupervision: see Plan.ProveSupervision.
+	ProveSupervision bool
 }
 
 // BuildPlan resolves hosts, batches, artifact and per-host steps.
@@ -135,7 +140,7 @@ func BuildPlan(proj *playbooks.Project, opts PlanOptions) (*Plan, error) {
 	}
 
 	p := &Plan{
-		RunID: opts.RunID, Kind: KindDeploy, AutoRollback: true,
+		RunID: opts.RunID, Kind: KindDeploy, AutoRollback: true, ProveSupervision: opts.ProveSupervision,
 		Project: proj.Config.Project, Env: env.Name, Version: opts.Version,
 		Playbook: pb.Name, KeepReleases: pb.KeepReleases,
 		MaxParallel: pb.Strategy.MaxParallel, Pause: pb.Strategy.Pause.Duration,

@@ -69,6 +69,14 @@ func BuildRollbackPlan(proj *playbooks.Project, opts RollbackPlanOptions) (*Plan
 				Describe: fmt.Sprintf("switch %s -> releases/%s (from %s) atomically; append to .relctl/history.json", hp.Layout.Current(), opts.Target, orNone(opts.Current[h.Name])),
 			})
 			hp.Steps = append(hp.Steps, restore...)
+			if pb.Watchdog != nil {
+				// Going back to a release means going back to its watchdog config.
+				_, install, err := watchdogSteps(p, hp)
+				if err != nil {
+					return nil, badInput("host %s: watchdog: %v", hp.Name, err)
+				}
+				hp.Steps = append(hp.Steps, install)
+			}
 		} else if len(restore) > 0 {
 			// Already on the target, but maybe not serving it (a rollback that
 			// switched current and then failed): restore only if unhealthy.

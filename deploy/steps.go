@@ -50,6 +50,19 @@ func buildSteps(pb *playbooks.Playbook, p *Plan, hp *HostPlan) ([]*Step, error) 
 			steps = append(steps, step)
 		}
 		switch phase {
+		case playbooks.PhaseStage, playbooks.PhaseActivate:
+			if pb.Watchdog == nil {
+				break
+			}
+			check, install, err := watchdogSteps(p, hp)
+			if err != nil {
+				return nil, badInput("host %s: watchdog: %v", hp.Name, err)
+			}
+			if phase == playbooks.PhaseStage {
+				steps = append(steps, check)
+			} else {
+				steps = append(steps, install)
+			}
 		case playbooks.PhasePreflight:
 			steps = append(steps, readinessStep(pb, ""))
 		case playbooks.PhasePost:
@@ -110,6 +123,20 @@ func (p *Plan) restoreSteps(hp *HostPlan, version string) ([]*Step, error) {
 			return nil, err
 		}
 		steps = append(steps, step)
+	}
+	if p.pb.Watchdog != nil {
+		// The old snippet is back (its undo ran first): wait until monit
+		// supervises the restored release before its health is checked.
+		hc, err := hostChecks(p.pb, &restored)
+		if err != nil {
+			return nil, err
+		}
+		spec, err := newWatchdogSpec(p.pb, &restored, hc)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, &Step{Phase: "rollback", Name: kindWatchdogSupervised, Kind: kindWatchdogSupervised,
+			Action: &watchdogSupervisedAction{spec: spec}, Describe: "wait until monit runs " + spec.Service})
 	}
 	checks, err := p.checkSteps(&restored, "rollback")
 	if err != nil {

@@ -135,7 +135,7 @@ func configDurationKey(key string) bool {
 func playbookDurationKey(key string) bool {
 	parts := strings.Split(key, ".")
 	switch {
-	case key == "strategy.pause":
+	case key == "strategy.pause", key == "watchdog.timeout":
 		return true
 	case len(parts) == 3 && parts[0] == "checks":
 		return parts[2] == "timeout" || parts[2] == "interval"
@@ -484,6 +484,9 @@ func loadPlaybook(cfg *Config, name, file string) (*Playbook, Problems, error) {
 func (pb *Playbook) applyDefaults(cfg *Config) {
 	if pb.KeepReleases == 0 {
 		pb.KeepReleases = 5
+	}
+	if w := pb.Watchdog; w != nil {
+		defaultDuration(&w.Timeout, pb.pos.has("watchdog.timeout"), time.Minute)
 	}
 	st := &pb.Strategy
 	if !pb.pos.has("strategy.canary") {

@@ -323,6 +323,31 @@ playbooks/web.toml:19:83: rollback.requires: "./" is the release directory itsel
 playbooks/web.toml:19:89: rollback.requires: "bin/a\nb" contains a control character`,
 		},
 		{
+			name: "watchdog: unknown kind, snippet outside the release, template error, bad service, zero timeout",
+			playbook: goodPlaybook + `
+[watchdog]
+kind = "supervisord"
+snippet = "../monit/web.monitrc"
+install_path = "/etc/monit/conf.d/{{.Vars.nope"
+control_file = "/etc/monit/monitrc"
+service = "web app"
+timeout = "0s"
+`,
+			want: `playbooks/web.toml:19:1: watchdog.kind "supervisord" is not valid (use "monit")
+playbooks/web.toml:20:1: watchdog.snippet: "../monit/web.monitrc" has a ".." part; it must stay inside the release directory
+playbooks/web.toml:21:1: watchdog.install_path: template: unclosed action
+playbooks/web.toml:23:1: watchdog.service: name "web app" contains ' '; use only letters, digits, '.', '_' and '-'
+playbooks/web.toml:24:1: watchdog.timeout must be more than 0s`,
+		},
+		{
+			name:     "watchdog: missing snippet, paths and service",
+			playbook: goodPlaybook + "\n[watchdog]\nkind = \"monit\"\n",
+			want: `playbooks/web.toml:18:2: watchdog.snippet is missing (the snippet template's path inside the release, e.g. "monit/app.monitrc")
+playbooks/web.toml:18:2: watchdog.install_path is missing
+playbooks/web.toml:18:2: watchdog.control_file is missing
+playbooks/web.toml:18:2: watchdog.service is missing (the monit service name to wait for)`,
+		},
+		{
 			name: "rollback step names: invalid, duplicate",
 			playbook: goodPlaybook + `
 [[rollback.steps]]

@@ -98,3 +98,46 @@ func checkRequire(r string) error {
 	}
 	return nil
 }
+
+// validateWatchdog checks [watchdog]: a known kind, a snippet path inside the
+// release directory, template syntax, and the service to wait for.
+func (pb *Playbook) validateWatchdog() Problems {
+	w := pb.Watchdog
+	if w == nil {
+		return nil
+	}
+	ix := pb.pos
+	var ps Problems
+	add := func(key, format string, args ...any) { ps = append(ps, ix.problem(key, format, args...)) }
+	switch w.Kind {
+	case WatchdogMonit:
+	case "":
+		add("watchdog", "watchdog.kind is missing (use %q)", WatchdogMonit)
+	case WatchdogSystemd:
+		add("watchdog.kind", "watchdog.kind %q is not supported yet (use %q)", w.Kind, WatchdogMonit)
+	default:
+		add("watchdog.kind", "watchdog.kind %q is not valid (use %q)", w.Kind, WatchdogMonit)
+	}
+	if w.Snippet == "" {
+		add("watchdog", "watchdog.snippet is missing (the snippet template's path inside the release, e.g. \"monit/app.monitrc\")")
+	} else if err := checkRequire(w.Snippet); err != nil {
+		add("watchdog.snippet", "watchdog.snippet: %v", err)
+	}
+	for _, kv := range [][2]string{{"watchdog.install_path", w.InstallPath}, {"watchdog.control_file", w.ControlFile}} {
+		key, text := kv[0], kv[1]
+		if text == "" {
+			add("watchdog", "%s is missing", key)
+			continue
+		}
+		ps = append(ps, templateSyntax(ix, key, text, false)...)
+	}
+	if w.Service == "" {
+		add("watchdog", "watchdog.service is missing (the monit service name to wait for)")
+	} else if err := validName(w.Service); err != nil {
+		add("watchdog.service", "watchdog.service: %v", err)
+	}
+	if w.Timeout.Duration <= 0 && ix.has("watchdog.timeout") && !ix.badDuration("watchdog.timeout") {
+		add("watchdog.timeout", "watchdog.timeout must be more than 0s")
+	}
+	return ps
+}

@@ -89,6 +89,7 @@ type Playbook struct {
 	Checks       map[string]*Check `toml:"checks"`
 	Steps        []*Step           `toml:"steps"`
 	Rollback     Rollback          `toml:"rollback"`
+	Watchdog     *Watchdog         `toml:"watchdog"`
 	// Path is the file the playbook was read from.
 	Path string `toml:"-"`
 
@@ -106,6 +107,30 @@ type Rollback struct {
 	// back, before the health checks. Kind run only (templates see the
 	// restored release as .Version); phase is not used.
 	Steps []*Step `toml:"steps"`
+}
+
+// Watchdog kinds.
+const (
+	WatchdogMonit   = "monit"
+	WatchdogSystemd = "systemd"
+)
+
+// Watchdog is the playbook's [watchdog] table: the supervisor configuration a
+// release ships, checked before any traffic moves and restored on rollback.
+type Watchdog struct {
+	Kind string `toml:"kind"` // monit (systemd: later)
+	// Snippet is the snippet template's path inside the release directory
+	// (shipped in the artifact); relctl renders it per host like a URL.
+	Snippet string `toml:"snippet"`
+	// InstallPath (a template) is where the rendered snippet lives on the
+	// host; the control file must include it.
+	InstallPath string `toml:"install_path"`
+	// ControlFile (a template) is the host's monit control file.
+	ControlFile string `toml:"control_file"`
+	// Service is the monit service that must run supervised after activation.
+	Service string `toml:"service"`
+	// Timeout bounds each wait for the service to run supervised; default 60s.
+	Timeout Duration `toml:"timeout"`
 }
 
 // Artifact is the file shipped to every host.

@@ -202,6 +202,7 @@ func (pb *Playbook) validate(name string) Problems {
 	}
 	ps = append(ps, pb.validateSteps()...)
 	ps = append(ps, pb.validateRollback()...)
+	ps = append(ps, pb.validateWatchdog()...)
 	return ps
 }
 
@@ -506,6 +507,10 @@ func (p *Project) validateHost(pb *Playbook, env *Environment, h *Host) Problems
 	}
 	for i, s := range pb.Rollback.Steps {
 		try(fmt.Sprintf("rollback.steps.%d.run", i), s.Run, true)
+	}
+	if w := pb.Watchdog; w != nil {
+		try("watchdog.install_path", w.InstallPath, false)
+		try("watchdog.control_file", w.ControlFile, false)
 	}
 	for _, name := range slices.Sorted(mapKeys(pb.Checks)) {
 		c := pb.Checks[name]

@@ -19,7 +19,7 @@ import (
 
 func newDeployCmd(g *globalOptions) *cobra.Command {
 	opts := &releaseOptions{}
-	var yes, resume bool
+	var yes, resume, prove bool
 	cmd := &cobra.Command{
 		Use:   "deploy --env ENV --release VERSION",
 		Short: "Push a release to an environment: preflight, canary, then batches; roll back on failure",
@@ -66,7 +66,9 @@ On a terminal, deploy shows the plan and asks for confirmation unless --yes.`,
 					return err
 				}
 			}
-			p, err := deploy.BuildPlan(proj, opts.planOptions())
+			po := opts.planOptions()
+			po.ProveSupervision = prove
+			p, err := deploy.BuildPlan(proj, po)
 			if err != nil {
 				return err
 			}
@@ -89,6 +91,7 @@ On a terminal, deploy shows the plan and asks for confirmation unless --yes.`,
 	opts.AddFlags(cmd.Flags())
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().BoolVar(&resume, "resume", false, "finish the environment's interrupted deploy")
+	cmd.Flags().BoolVar(&prove, "prove-supervision", false, "with a [watchdog]: after monit runs the service, kill it and require monit to restart it")
 	return cmd
 }
 

@@ -1,0 +1,424 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/relctl/relctl/healthcheck"
+	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/internal/transport"
+	"github.com/relctl/relctl/playbooks"
+	"github.com/relctl/relctl/watchdog"
+)
+
+// Implicit steps of a playbook with a [watchdog] table.
+const (
+	kindWatchdogCheck      = "watchdog-check"
+	kindWatchdogInstall    = "watchdog-install"
+	kindWatchdogSupervised = "watchdog-supervised"
+)
+
+// watchdogSpec is a playbook's [watchdog] rendered for one host and release.
+type watchdogSpec struct {
+	Snippet     string // the snippet template inside the release directory, relative ("monit/app.monitrc")
+	ReleaseDir  string
+	CurrentDir  string
+	InstallPath string
+	ControlFile string
+	Service     string
+	Timeout     time.Duration
+	HealthPorts []int
+	data        *playbooks.TemplateData
+}
+
+func newWatchdogSpec(pb *playbooks.Playbook, hp *HostPlan, checks []healthcheck.Spec) (*watchdogSpec, error) {
+	w := pb.Watchdog
+	install, err := playbooks.RenderText("watchdog.install_path", w.InstallPath, hp.Data)
+	if err != nil {
+		return nil, err
+	}
+	control, err := playbooks.RenderText("watchdog.control_file", w.ControlFile, hp.Data)
+	if err != nil {
+		return nil, err
+	}
+	spec := &watchdogSpec{
+		Snippet: w.Snippet, ReleaseDir: hp.Data.ReleaseDir, CurrentDir: hp.Data.CurrentDir,
+		InstallPath: install, ControlFile: control, Service: w.Service, Timeout: w.Timeout.Duration, data: hp.Data,
+	}
+	for _, c := range checks {
+		if p := checkPort(c); p > 0 {
+			spec.HealthPorts = append(spec.HealthPorts, p)
+		}
+	}
+	return spec, nil
+}
+
+// checkPort is the port an http or tcp check probes, 0 when it has none.
+func checkPort(c healthcheck.Spec) int {
+	hostport := c.Address
+	if c.Type == playbooks.CheckHTTP {
+		u, err := url.Parse(c.URL)
+		if err != nil {
+			return 0
+		}
+		if hostport = u.Host; u.Port() == "" {
+			return map[string]int{"http": 80, "https": 443}[u.Scheme]
+		}
+	}
+	_, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(port)
+	return n
+}
+
+// hostChecks renders every check the playbook defines for hp.
+func hostChecks(pb *playbooks.Playbook, hp *HostPlan) ([]healthcheck.Spec, error) {
+	var out []healthcheck.Spec
+	for _, name := range sortedKeys(pb.Checks) {
+		spec, err := RenderCheck(pb.Checks[name], hp.Data)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, spec)
+	}
+	return out, nil
+}
+
+// watchdogSteps are the implicit steps of a playbook with a [watchdog]: the
+// check closes the stage phase (before any host switches), the install closes
+// the activate phase (before health checks gate cutover).
+func watchdogSteps(p *Plan, hp *HostPlan) (check, install *Step, err error) {
+	checks, err := hostChecks(p.pb, hp)
+	if err != nil {
+		return nil, nil, err
+	}
+	spec, err := newWatchdogSpec(p.pb, hp, checks)
+	if err != nil {
+		return nil, nil, err
+	}
+	check = &Step{Phase: playbooks.PhaseStage, Name: kindWatchdogCheck, Kind: kindWatchdogCheck,
+		Action: &watchdogCheckAction{spec: spec},
+		Describe: fmt.Sprintf("render %s for this host; monit -t with it in place of %s (in a copy of %s); pidfile dirs, start/stop programs in the new release, ports vs health checks",
+			spec.Snippet, spec.InstallPath, spec.ControlFile)}
+	install = &Step{Phase: playbooks.PhaseActivate, Name: kindWatchdogInstall, Kind: kindWatchdogInstall,
+		Action: &watchdogInstallAction{spec: spec, prove: p.ProveSupervision},
+		Describe: fmt.Sprintf("install it at %s (keeping the old one for rollback), monit reload, wait until monit runs %s with a live pid%s",
+			spec.InstallPath, spec.Service, map[bool]string{true: "; kill it and wait until monit restarts it", false: ""}[p.ProveSupervision])}
+	return check, install, nil
+}
+
+// watchdogCheckAction validates the release's snippet on the host before
+// anything is switched: the real `monit -t` on a copy of the control file that
+// includes the new snippet in place of the installed one, then what monit -t
+// does not check.
+type watchdogCheckAction struct{ spec *watchdogSpec }
+
+func (a *watchdogCheckAction) Do(ctx context.Context, h *hostRun) (string, error) {
+	s := a.spec
+	rendered, err := renderSnippet(ctx, h, s)
+	if err != nil {
+		return "", err
+	}
+	name := s.Snippet
+	cfg, err := watchdog.ParseMonit(name, rendered)
+	if err != nil {
+		return "", err
+	}
+	if err := a.monitT(ctx, h, rendered); err != nil {
+		return "", err
+	}
+	fsys := &hostFS{conn: h.conn, from: s.CurrentDir, to: s.ReleaseDir}
+	if problems := watchdog.Check(ctx, cfg, fsys, watchdog.CheckOptions{HealthPorts: s.HealthPorts}); len(problems) > 0 {
+		msgs := make([]string, len(problems))
+		for i, p := range problems {
+			msgs[i] = p.String()
+		}
+		return "", errors.New(strings.Join(msgs, "; "))
+	}
+	h.watchdogSnippet = rendered
+	return fmt.Sprintf("%s: monit -t OK; %d service(s) checked", name, len(cfg.Services)), nil
+}
+
+// renderSnippet reads the snippet template from the release directory on the
+// host and renders it for the host.
+func renderSnippet(ctx context.Context, h *hostRun, s *watchdogSpec) ([]byte, error) {
+	file := path.Join(s.ReleaseDir, s.Snippet)
+	res, err := h.conn.Run(ctx, "cat -- "+state.Quote(file), transport.RunOptions{Label: "watchdog/read-snippet"})
+	if err != nil {
+		return nil, fmt.Errorf("reading the release's watchdog snippet %s: %w", s.Snippet, err)
+	}
+	out, err := playbooks.RenderText(s.Snippet, string(res.Stdout), s.data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.Snippet, err)
+	}
+	return []byte(out), nil
+}
+
+// monitT runs the real monit -t on a scratch copy of the control file whose
+// include of the snippet's directory points at a scratch copy of that
+// directory holding the new snippet in place of the installed one.
+func (a *watchdogCheckAction) monitT(ctx context.Context, h *hostRun, rendered []byte) error {
+	s := a.spec
+	res, err := h.conn.Run(ctx, "cat -- "+state.Quote(s.ControlFile), transport.RunOptions{Label: "watchdog/read-control"})
+	if err != nil {
+		return fmt.Errorf("reading monit control file %s: %w", s.ControlFile, err)
+	}
+	control := string(res.Stdout)
+	cfg, err := watchdog.ParseMonit(s.ControlFile, res.Stdout)
+	if err != nil {
+		return fmt.Errorf("monit control file: %w", err)
+	}
+	var inc *watchdog.Include
+	for i := range cfg.Includes {
+		if ok, _ := path.Match(cfg.Includes[i].Pattern, s.InstallPath); ok {
+			inc = &cfg.Includes[i]
+		}
+	}
+	if inc == nil {
+		return fmt.Errorf("monit control file %s does not include %s (add: include \"%s/*\")", s.ControlFile, s.InstallPath, path.Dir(s.InstallPath))
+	}
+	scratch := path.Join(h.host.Layout.StateDir(), "watchdog-check."+h.plan.RunID)
+	conf := path.Join(scratch, "conf")
+	scratchControl := strings.Replace(control, inc.Pattern, path.Join(conf, path.Base(inc.Pattern)), 1)
+	snippetCopy := path.Join(conf, path.Base(s.InstallPath))
+	defer h.conn.Run(context.WithoutCancel(ctx), "rm -rf -- "+state.Quote(scratch), transport.RunOptions{Label: "watchdog/cleanup"})
+	prep := fmt.Sprintf("rm -rf -- %[1]s && mkdir -p %[2]s && for f in %[3]s; do [ -f \"$f\" ] && cp -p \"$f\" %[2]s/; done; rm -f -- %[4]s",
+		state.Quote(scratch), state.Quote(conf), quoteGlob(inc.Pattern), state.Quote(snippetCopy))
+	if _, err := h.conn.Run(ctx, prep, transport.RunOptions{Label: "watchdog/scratch"}); err != nil {
+		return err
+	}
+	if err := upload(ctx, h.conn, rendered, snippetCopy, 0o600); err != nil {
+		return err
+	}
+	scratchFile := path.Join(scratch, "monitrc")
+	if err := upload(ctx, h.conn, []byte(scratchControl), scratchFile, 0o600); err != nil {
+		return err
+	}
+	err = watchdog.MonitSyntaxCheck(ctx, watchdog.ConnRunner{Conn: h.conn}, scratchFile)
+	if err == nil {
+		return nil
+	}
+	// Name the release's snippet and the real control file, not the scratch copies.
+	msg := strings.NewReplacer(snippetCopy, s.Snippet, scratchFile, s.ControlFile).Replace(err.Error())
+	return errors.New(msg)
+}
+
+// quoteGlob shell-quotes a path but leaves its last element's glob open.
+func quoteGlob(pattern string) string {
+	dir, base := path.Split(pattern)
+	var b strings.Builder
+	b.WriteString(state.Quote(dir))
+	for _, r := range base {
+		if r == '*' || r == '?' {
+			b.WriteRune(r)
+			continue
+		}
+		b.WriteString(state.Quote(string(r)))
+	}
+	return b.String()
+}
+
+func upload(ctx context.Context, conn transport.Conn, body []byte, dst string, mode uint32) error {
+	sum := sha256.Sum256(body)
+	return conn.Upload(ctx, bytes.NewReader(body), dst, mode, hex.EncodeToString(sum[:]))
+}
+
+// watchdogInstallAction installs the validated snippet, reloads monit and
+// waits until monit runs the service with a live pid. Its undo puts the old
+// snippet back byte for byte and reloads monit.
+type watchdogInstallAction struct {
+	spec  *watchdogSpec
+	prove bool
+}
+
+func (a *watchdogInstallAction) Do(ctx context.Context, h *hostRun) (string, error) {
+	s := a.spec
+	snippet := h.watchdogSnippet
+	if snippet == nil {
+		var err error
+		if snippet, err = renderSnippet(ctx, h, s); err != nil {
+			return "", err
+		}
+	}
+	// Keep what is installed now: the rollback puts exactly these bytes back.
+	res, err := h.conn.Run(ctx, fmt.Sprintf("if [ -e %[1]s ]; then echo present; cat -- %[1]s; else echo absent; fi", state.Quote(s.InstallPath)),
+		transport.RunOptions{Label: "watchdog/save"})
+	if err != nil {
+		return "", err
+	}
+	head, rest, _ := bytes.Cut(res.Stdout, []byte("\n"))
+	h.watchdogOld = &savedFile{present: string(head) == "present", body: rest}
+	if err := upload(ctx, h.conn, snippet, s.InstallPath, 0o600); err != nil {
+		return "", err
+	}
+	if err := monitReload(ctx, h, s); err != nil {
+		return "", err
+	}
+	st, err := waitSupervised(ctx, h, s, 0)
+	if err != nil {
+		return "", err
+	}
+	detail := fmt.Sprintf("installed %s; monit runs %s (pid %d)", s.InstallPath, s.Service, st.PID)
+	if a.prove {
+		again, err := proveSupervision(ctx, h, s, st.PID)
+		if err != nil {
+			return "", err
+		}
+		detail += fmt.Sprintf("; killed pid %d, monit restarted it (pid %d)", st.PID, again.PID)
+	}
+	return detail, nil
+}
+
+// Undo restores the snippet that was installed before, byte for byte (or
+// removes the new one when there was none), and reloads monit.
+func (a *watchdogInstallAction) Undo(ctx context.Context, h *hostRun) (string, error) {
+	s := a.spec
+	old := h.watchdogOld
+	if old == nil {
+		return "", errNoUndo // never installed
+	}
+	var detail string
+	if old.present {
+		if err := upload(ctx, h.conn, old.body, s.InstallPath, 0o600); err != nil {
+			return "", err
+		}
+		sum := sha256.Sum256(old.body)
+		detail = fmt.Sprintf("restored %s (%d bytes, sha256 %s)", s.InstallPath, len(old.body), hex.EncodeToString(sum[:6]))
+	} else {
+		if _, err := h.conn.Run(ctx, "rm -f -- "+state.Quote(s.InstallPath), transport.RunOptions{Label: "watchdog/remove"}); err != nil {
+			return "", err
+		}
+		detail = "removed " + s.InstallPath + " (there was none before)"
+	}
+	if err := monitReload(ctx, h, s); err != nil {
+		return "", err
+	}
+	return detail + "; monit reloaded", nil
+}
+
+type savedFile struct {
+	present bool
+	body    []byte
+}
+
+func monitCmd(s *watchdogSpec, args string) string {
+	return "monit -c " + state.Quote(s.ControlFile) + " " + args
+}
+
+func monitReload(ctx context.Context, h *hostRun, s *watchdogSpec) error {
+	_, err := h.conn.Run(ctx, monitCmd(s, "reload"), transport.RunOptions{Label: "watchdog/reload"})
+	return err
+}
+
+// waitSupervised polls `monit status` until monit runs the service with a
+// live pid other than notPID, for at most the watchdog timeout.
+func waitSupervised(ctx context.Context, h *hostRun, s *watchdogSpec, notPID int) (watchdog.MonitStatus, error) {
+	deadline := time.Now().Add(s.Timeout)
+	var last watchdog.MonitStatus
+	var lastErr error
+	for {
+		res, err := h.conn.Run(ctx, monitCmd(s, "status "+state.Quote(s.Service)), transport.RunOptions{Label: "watchdog/status"})
+		if err == nil {
+			last, lastErr = watchdog.ParseMonitStatus(res.Stdout), nil
+			if last.Running() && last.PID != notPID {
+				if _, err := h.conn.Run(ctx, fmt.Sprintf("kill -0 %d", last.PID), transport.RunOptions{Label: "watchdog/pid"}); err == nil {
+					return last, nil
+				}
+			}
+		} else {
+			lastErr = err
+		}
+		if time.Now().After(deadline) {
+			if lastErr != nil {
+				return last, fmt.Errorf("monit does not run %s after %s: %w", s.Service, s.Timeout, lastErr)
+			}
+			return last, fmt.Errorf("monit does not run %s after %s: status %q, monitoring %q, pid %d (does the service write the pidfile the snippet names?)",
+				s.Service, s.Timeout, last.Status, last.Monitoring, last.PID)
+		}
+		select {
+		case <-ctx.Done():
+			return last, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// proveSupervision kills the supervised process and waits until monit has
+// restarted it: the watchdog really watches.
+func proveSupervision(ctx context.Context, h *hostRun, s *watchdogSpec, pid int) (watchdog.MonitStatus, error) {
+	if _, err := h.conn.Run(ctx, fmt.Sprintf("kill -9 %d", pid), transport.RunOptions{Label: "watchdog/prove-supervision"}); err != nil {
+		return watchdog.MonitStatus{}, fmt.Errorf("killing %s (pid %d): %w", s.Service, pid, err)
+	}
+	st, err := waitSupervised(ctx, h, s, pid)
+	if err != nil {
+		return st, fmt.Errorf("supervision not proven: killed pid %d, %w", pid, err)
+	}
+	return st, nil
+}
+
+// watchdogSupervisedAction waits, during a rollback, until monit runs the
+// restored release's service.
+type watchdogSupervisedAction struct{ spec *watchdogSpec }
+
+func (a *watchdogSupervisedAction) Do(ctx context.Context, h *hostRun) (string, error) {
+	st, err := waitSupervised(ctx, h, a.spec, 0)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("monit runs %s (pid %d)", a.spec.Service, st.PID), nil
+}
+
+// hostFS is the host's file system for watchdog checks, over SSH. Paths under
+// the current symlink are looked up in the new release, which current will
+// point at once activated.
+type hostFS struct {
+	conn     transport.Conn
+	from, to string
+}
+
+func (f *hostFS) Stat(ctx context.Context, p string) (watchdog.FileInfo, error) {
+	if f.from != "" && (p == f.from || strings.HasPrefix(p, f.from+"/")) {
+		p = f.to + strings.TrimPrefix(p, f.from)
+	}
+	res, err := f.conn.Run(ctx, "stat -L -c '%f %u %g' -- "+state.Quote(p)+" 2>/dev/null || echo absent", transport.RunOptions{Label: "watchdog/stat"})
+	if err != nil {
+		return watchdog.FileInfo{}, err
+	}
+	fields := strings.Fields(string(res.Stdout))
+	if len(fields) != 3 {
+		return watchdog.FileInfo{}, nil
+	}
+	raw, err := strconv.ParseUint(fields[0], 16, 32)
+	if err != nil {
+		return watchdog.FileInfo{}, fmt.Errorf("stat %s: %q", p, res.Stdout)
+	}
+	uid, _ := strconv.Atoi(fields[1])
+	gid, _ := strconv.Atoi(fields[2])
+	const typeMask, dirType = 0o170000, 0o040000
+	return watchdog.FileInfo{Exists: true, IsDir: raw&typeMask == dirType, Mode: fsMode(raw & 0o777), UID: uid, GID: gid}, nil
+}
+
+func fsMode(perm uint64) fs.FileMode { return fs.FileMode(perm) }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
