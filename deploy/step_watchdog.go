@@ -133,6 +133,18 @@ func (a *watchdogCheckAction) Do(ctx context.Context, h *hostRun) (string, error
 	if err != nil {
 		return "", err
 	}
+	detail, err := a.validate(ctx, h, rendered, &hostFS{conn: h.conn, from: s.CurrentDir, to: s.ReleaseDir})
+	if err != nil {
+		return "", err
+	}
+	h.watchdogSnippet = rendered
+	return detail, nil
+}
+
+// validate parses the rendered snippet, runs monit -t with it and the checks
+// monit -t does not make, looking files up in fsys.
+func (a *watchdogCheckAction) validate(ctx context.Context, h *hostRun, rendered []byte, fsys watchdog.FS) (string, error) {
+	s := a.spec
 	name := s.Snippet
 	cfg, err := watchdog.ParseMonit(name, rendered)
 	if err != nil {
@@ -141,7 +153,6 @@ func (a *watchdogCheckAction) Do(ctx context.Context, h *hostRun) (string, error
 	if err := a.monitT(ctx, h, rendered); err != nil {
 		return "", err
 	}
-	fsys := &hostFS{conn: h.conn, from: s.CurrentDir, to: s.ReleaseDir}
 	if problems := watchdog.Check(ctx, cfg, fsys, watchdog.CheckOptions{HealthPorts: s.HealthPorts}); len(problems) > 0 {
 		msgs := make([]string, len(problems))
 		for i, p := range problems {
@@ -149,7 +160,6 @@ func (a *watchdogCheckAction) Do(ctx context.Context, h *hostRun) (string, error
 		}
 		return "", errors.New(strings.Join(msgs, "; "))
 	}
-	h.watchdogSnippet = rendered
 	return fmt.Sprintf("%s: monit -t OK; %d service(s) checked", name, len(cfg.Services)), nil
 }
 

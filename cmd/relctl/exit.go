@@ -57,7 +57,7 @@ func exitCode(io *output.IOStreams, err error) int {
 	switch {
 	case errors.As(err, &locked):
 		code = exitLocked
-	case errors.Is(err, rollback.ErrNothingToRollBackTo):
+	case errors.Is(err, rollback.ErrNothingToRollBackTo), errors.Is(err, deploy.ErrChecksFailed):
 		code = exitRefused
 	case errors.As(err, &problems):
 		fmt.Fprintln(io.ErrOut, problems.Error())
