@@ -8,12 +8,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 )
 
-//go:embed demo/server.py demo/bin/start demo/bin/stop demo/bin/restart
+//go:embed demo/server.py demo/bin/start demo/bin/stop demo/bin/restart demo/monit/search.monitrc
 var demoFiles embed.FS
 
 // DemoVersions are the releases of the demo service written to DIR/artifacts.
@@ -21,6 +22,46 @@ var DemoVersions = []string{"1.0.0", "1.1.0", "1.2.0"}
 
 // BrokenVersion starts but answers /health with 500 ("index not loaded").
 const BrokenVersion = "1.2.0"
+
+// WatchdogVersions are healthy releases whose monit snippet is wrong; they
+// are written to DIR/artifacts too, for the watchdog checks to refuse.
+var WatchdogVersions = []string{MissingPidfileVersion, BadMonitSyntaxVersion}
+
+// MissingPidfileVersion's snippet watches run/search-server.pid, which the
+// service never writes (it writes run/search.pid): `monit -t` passes, monit
+// could never supervise it. (Issue 4 gives 1.2.0 this role later.)
+const MissingPidfileVersion = "1.2.1"
+
+// BadMonitSyntaxVersion's snippet is not valid monit syntax ("check proces"
+// on line 1): `monit -t` fails.
+const BadMonitSyntaxVersion = "1.3.0"
+
+// MonitSnippetFile is the monit snippet template inside every artifact.
+// relctl renders it per host with text/template: {{.BaseDir}},
+// {{.CurrentDir}}, {{.ReleaseDir}}, {{.Vars.port}}, {{.Version}}.
+const MonitSnippetFile = "monit/search.monitrc"
+
+// monitSnippet returns version's snippet template: the good one, or one of
+// the broken variants.
+func monitSnippet(version string) ([]byte, error) {
+	good, err := demoFiles.ReadFile("demo/" + MonitSnippetFile)
+	if err != nil {
+		return nil, err
+	}
+	var from, to string
+	switch version {
+	case MissingPidfileVersion:
+		from, to = `/run/search.pid"`, `/run/search-server.pid"`
+	case BadMonitSyntaxVersion:
+		from, to = "check process search", "check proces search"
+	default:
+		return good, nil
+	}
+	if !bytes.Contains(good, []byte(from)) {
+		return nil, fmt.Errorf("monit snippet of %s: %q not found in the template", version, from)
+	}
+	return bytes.Replace(good, []byte(from), []byte(to), 1), nil
+}
 
 // artifactMTime is fixed so every build of an artifact has the same sha256.
 var artifactMTime = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -53,9 +94,14 @@ func BuildArtifact(version string) ([]byte, error) {
 		}
 		files["bin/"+name] = archiveFile{0o755, b}
 	}
+	snippet, err := monitSnippet(version)
+	if err != nil {
+		return nil, err
+	}
+	files[MonitSnippetFile] = archiveFile{0o644, snippet}
 
-	names := make([]string, 0, len(files)+1)
-	names = append(names, "bin/")
+	names := make([]string, 0, len(files)+2)
+	names = append(names, "bin/", "monit/")
 	for n := range files {
 		names = append(names, n)
 	}
@@ -93,13 +139,14 @@ func BuildArtifact(version string) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// writeArtifacts writes DIR/artifacts/search-<v>.tar.gz for every demo version.
+// writeArtifacts writes DIR/artifacts/search-<v>.tar.gz for every demo and
+// watchdog version.
 func writeArtifacts(dir string) error {
 	adir := filepath.Join(dir, "artifacts")
 	if err := os.MkdirAll(adir, 0o755); err != nil {
 		return err
 	}
-	for _, v := range DemoVersions {
+	for _, v := range append(slices.Clone(DemoVersions), WatchdogVersions...) {
 		b, err := BuildArtifact(v)
 		if err != nil {
 			return fmt.Errorf("build artifact %s: %w", v, err)

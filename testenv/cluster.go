@@ -24,6 +24,9 @@ type Options struct {
 	Dir   string   // where every file and host lives; created if missing
 	Hosts int      // hosts per environment; default 3
 	Envs  []string // default staging, production
+	// Monit gives every host its own monit daemon (see HostInfo.MonitControl);
+	// it requires monit to be installed (ErrMonitNotInstalled).
+	Monit bool
 }
 
 // HostInfo describes one host of the cluster.
@@ -35,6 +38,13 @@ type HostInfo struct {
 	ServicePort int    `json:"service_port"` // the demo service's HTTP port (vars.port)
 	Root        string `json:"root"`         // the host's filesystem: cwd and HOME of its commands
 	BaseDir     string `json:"base_dir"`     // vars.base_dir: Root/srv/search
+
+	// Set when the cluster runs monit (Options.Monit): the host's monit
+	// control file (Root/monit/monitrc; `monit -c` it), the directory whose
+	// *.monitrc it includes, and its httpd port on 127.0.0.1.
+	MonitControl string `json:"monit_control,omitempty"`
+	MonitConfDir string `json:"monit_confdir,omitempty"`
+	MonitPort    int    `json:"monit_port,omitempty"`
 }
 
 // Cluster is a running set of SSH hosts on 127.0.0.1.
@@ -43,6 +53,9 @@ type Cluster struct {
 	hosts  []*sshHost
 	cancel context.CancelFunc
 	log    zerolog.Logger
+	monit  bool
+	// monitPIDs are the hosts' monit daemons; written only by Start.
+	monitPIDs []int
 
 	closeOnce sync.Once
 	closeErr  error
@@ -98,6 +111,12 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	log := zerolog.Ctx(ctx).With().Str("testenv", opts.Dir).Logger()
+	var monitBin string
+	if opts.Monit {
+		if monitBin, err = findMonit(); err != nil {
+			return nil, err
+		}
+	}
 
 	clientKey, err := writeClientKey(opts.Dir)
 	if err != nil {
@@ -112,7 +131,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 
 	// Servers outlive Start's ctx (it may carry a deadline) but keep its values.
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c := &Cluster{dir: opts.Dir, cancel: cancel, log: log}
+	c := &Cluster{dir: opts.Dir, cancel: cancel, log: log, monit: opts.Monit}
 	usedPorts := map[int]bool{}
 	fail := func(err error) (*Cluster, error) {
 		c.Close()
@@ -148,6 +167,16 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 				Root:        root,
 				BaseDir:     filepath.Join(root, "srv", "search"),
 			}
+			if opts.Monit {
+				port, err := freeLoopbackPort(prev[name].MonitPort, usedPorts)
+				if err != nil {
+					ln.Close()
+					return fail(fmt.Errorf("%s: %w", name, err))
+				}
+				info.MonitPort = port
+				info.MonitControl = filepath.Join(monitDir(root), MonitControlFile)
+				info.MonitConfDir = filepath.Join(monitDir(root), MonitConfDirName)
+			}
 			h := newSSHHost(sctx, info, opts.Dir, hostKey, clientKey.PublicKey(), log)
 			h.mu.Lock()
 			h.listen(ln)
@@ -162,7 +191,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		func() error { return writeConfig(opts.Dir, opts.Envs, infos) },
 		func() error { return writePlaybook(opts.Dir) },
 		func() error { return writeArtifacts(opts.Dir) },
-		func() error { return writeState(opts.Dir, &stateFile{Dir: opts.Dir, Hosts: infos}) },
+		func() error { return writeState(opts.Dir, &stateFile{Dir: opts.Dir, Monit: opts.Monit, Hosts: infos}) },
 	} {
 		if err := write(); err != nil {
 			return fail(err)
@@ -171,6 +200,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	for _, h := range infos {
 		if err := checkSSHBanner(ctx, h.Address); err != nil {
 			return fail(fmt.Errorf("%s: %w", h.Name, err))
+		}
+	}
+	if opts.Monit {
+		if err := c.startMonits(ctx, monitBin, infos); err != nil {
+			return fail(err)
 		}
 	}
 	log.Info().Int("hosts", len(infos)).Msg("testenv cluster started")
@@ -272,6 +306,7 @@ func (c *Cluster) Close() error {
 		for _, h := range c.hosts {
 			h.close()
 		}
+		c.stopMonits()
 		c.cancel()
 		var errs *multierror.Error
 		if err := sweepMarked(c.dir); err != nil {

@@ -21,9 +21,17 @@ import (
 
 func startCluster(t *testing.T, hostsPerEnv int) *Cluster {
 	t.Helper()
+	return startClusterWith(t, Options{Hosts: hostsPerEnv})
+}
+
+// startClusterWith starts opts in a fresh directory; Close runs at cleanup
+// and must leave no process behind.
+func startClusterWith(t *testing.T, opts Options) *Cluster {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	c, err := Start(ctx, Options{Dir: t.TempDir(), Hosts: hostsPerEnv})
+	opts.Dir = t.TempDir()
+	c, err := Start(ctx, opts)
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}

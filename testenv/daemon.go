@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -31,6 +32,7 @@ type Status struct {
 	Dir     string       `json:"dir"`
 	PID     int          `json:"pid"` // the daemon's; 0 when none runs
 	Running bool         `json:"running"`
+	Monit   bool         `json:"monit"` // every host runs its own monit daemon
 	Hosts   []HostStatus `json:"hosts"`
 }
 
@@ -59,7 +61,7 @@ type controlResponse struct {
 }
 
 func (c *Cluster) status() *Status {
-	st := &Status{Dir: c.dir, PID: os.Getpid(), Running: true}
+	st := &Status{Dir: c.dir, PID: os.Getpid(), Running: true, Monit: c.monit}
 	for _, h := range c.hosts {
 		st.Hosts = append(st.Hosts, HostStatus{HostInfo: h.info, SSHUp: h.sshUp(), Handshakes: int(h.handshakes.Load()), Faults: h.faults(), Held: int(h.held.Load())})
 	}
@@ -116,10 +118,10 @@ func Serve(ctx context.Context, opts Options) (err error) {
 	if err := os.Chmod(sock, 0o600); err != nil {
 		return err
 	}
-	if err := writeState(opts.Dir, &stateFile{Dir: opts.Dir, PID: os.Getpid(), Hosts: c.Hosts()}); err != nil {
+	if err := writeState(opts.Dir, &stateFile{Dir: opts.Dir, PID: os.Getpid(), Monit: opts.Monit, Hosts: c.Hosts()}); err != nil {
 		return err
 	}
-	defer writeState(opts.Dir, &stateFile{Dir: opts.Dir, Hosts: c.Hosts()})
+	defer writeState(opts.Dir, &stateFile{Dir: opts.Dir, Monit: opts.Monit, Hosts: c.Hosts()})
 
 	go func() {
 		for {
@@ -228,6 +230,7 @@ func GetStatus(ctx context.Context, dir string) (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
+	out.Monit = saved.Monit
 	for _, h := range saved.Hosts {
 		out.Hosts = append(out.Hosts, HostStatus{HostInfo: h})
 	}
@@ -261,10 +264,16 @@ func sendFault(ctx context.Context, dir string, req controlRequest) error {
 	return err
 }
 
+// MonitFlag is the flag Up adds to serveArgv when Options.Monit is set (if
+// serveArgv lacks it): the serve command must accept it and set
+// Options.Monit.
+const MonitFlag = "--monit"
+
 // Up starts the daemon (serveArgv, e.g. relctl testenv serve --dir DIR)
 // in its own session with output to DIR/testenv.log, and returns its status
-// once the control socket answers and every host speaks SSH. If the daemon
-// dies first, the error carries the log's tail.
+// once the control socket answers and every host speaks SSH (and, with
+// Options.Monit, every host's monit answers). If the daemon dies first, the
+// error carries the log's tail.
 func Up(ctx context.Context, opts Options, serveArgv []string) (*Status, error) {
 	opts, err := opts.normalize()
 	if err != nil {
@@ -272,6 +281,15 @@ func Up(ctx context.Context, opts Options, serveArgv []string) (*Status, error) 
 	}
 	if len(serveArgv) == 0 {
 		return nil, errors.New("testenv: no command to run the daemon")
+	}
+	if opts.Monit {
+		// Said here rather than buried in the daemon's log.
+		if _, err := findMonit(); err != nil {
+			return nil, err
+		}
+		if !slices.Contains(serveArgv[1:], MonitFlag) {
+			serveArgv = append(slices.Clone(serveArgv), MonitFlag)
+		}
 	}
 	if _, err := socketPath(opts.Dir); err != nil {
 		return nil, err
@@ -334,6 +352,10 @@ func Up(ctx context.Context, opts Options, serveArgv []string) (*Status, error) 
 				ready = false
 				break
 			}
+		}
+		if ready && opts.Monit && !st.Monit {
+			stop()
+			return nil, fmt.Errorf("testenv: the daemon (%s) runs without monit: its serve command must turn %s into Options.Monit", strings.Join(serveArgv, " "), MonitFlag)
 		}
 		if ready {
 			return st, nil

@@ -35,6 +35,7 @@ const (
 type stateFile struct {
 	Dir   string     `json:"dir"`
 	PID   int        `json:"pid"` // 0 when no daemon runs
+	Monit bool       `json:"monit,omitempty"`
 	Hosts []HostInfo `json:"hosts"`
 }
 
@@ -159,6 +160,11 @@ max_parallel = 50
 			fmt.Fprintf(&b, "[environments.%s.hosts.vars]\n", env)
 			fmt.Fprintf(&b, "base_dir = %s\n", tomlString(h.BaseDir))
 			fmt.Fprintf(&b, "port = %d            # the demo service's HTTP port for this host\n", h.ServicePort)
+			if h.MonitControl != "" {
+				b.WriteString("# This host's own monit daemon: `monit -c <monit_control>`; snippets go in monit_confdir.\n")
+				fmt.Fprintf(&b, "monit_control = %s\n", tomlString(h.MonitControl))
+				fmt.Fprintf(&b, "monit_confdir = %s\n", tomlString(h.MonitConfDir))
+			}
 		}
 	}
 	return writeFileAtomic(filepath.Join(dir, ConfigFile), []byte(b.String()), 0o644)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -32,7 +33,9 @@ func serveForTest(dir string) int {
 	logger := zerolog.New(os.Stderr).With().Timestamp().Logger()
 	ctx = logger.WithContext(ctx)
 	hosts, _ := strconv.Atoi(os.Getenv(serveHostsEnv))
-	if err := Serve(ctx, Options{Dir: dir, Hosts: hosts}); err != nil {
+	// As `relctl testenv serve` does with the flag Up adds.
+	monit := slices.Contains(os.Args[1:], MonitFlag)
+	if err := Serve(ctx, Options{Dir: dir, Hosts: hosts, Monit: monit}); err != nil {
 		fmt.Fprintln(os.Stderr, "serve:", err)
 		return 1
 	}

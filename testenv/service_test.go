@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +25,7 @@ func TestArtifactsAreDeterministic(t *testing.T) {
 	if err := writeArtifacts(dir); err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range DemoVersions {
+	for _, v := range append(slices.Clone(DemoVersions), WatchdogVersions...) {
 		t.Run(v, func(t *testing.T) {
 			again, err := BuildArtifact(v)
 			if err != nil {
@@ -54,7 +55,7 @@ func TestArtifactsAreDeterministic(t *testing.T) {
 					t.Errorf("VERSION = %q", body)
 				}
 			}
-			want := "VERSION 644|bin/ 755|bin/restart 755|bin/start 755|bin/stop 755|server.py 644"
+			want := "VERSION 644|bin/ 755|bin/restart 755|bin/start 755|bin/stop 755|monit/ 755|monit/search.monitrc 644|server.py 644"
 			if strings.Join(got, "|") != want {
 				t.Errorf("entries = %s, want %s", strings.Join(got, "|"), want)
 			}
