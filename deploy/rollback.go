@@ -66,6 +66,11 @@ func (h *hostRun) rollBack(ctx context.Context) error {
 			undoErrs = multierror.Append(undoErrs, err)
 		}
 	}
+	if h.report.Before == "" && !h.activating {
+		// A first deploy that stopped before switching: nothing to restore.
+		rb.Healthy = undoErrs.ErrorOrNil() == nil
+		return undoErrs.ErrorOrNil()
+	}
 	if h.report.Before == "" {
 		// Nothing ran here before this run: there is no release to return
 		// to, and what this run started may still be running.

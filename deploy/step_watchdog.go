@@ -146,11 +146,13 @@ func (a *watchdogCheckAction) Do(ctx context.Context, h *hostRun) (string, error
 func (a *watchdogCheckAction) validate(ctx context.Context, h *hostRun, rendered []byte, fsys watchdog.FS) (string, error) {
 	s := a.spec
 	name := s.Snippet
-	cfg, err := watchdog.ParseMonit(name, rendered)
-	if err != nil {
+	// The real monit -t is the authority on syntax; relctl's parser then
+	// reads the snippet for the checks monit -t does not make.
+	if err := a.monitT(ctx, h, rendered); err != nil {
 		return "", err
 	}
-	if err := a.monitT(ctx, h, rendered); err != nil {
+	cfg, err := watchdog.ParseMonit(name, rendered)
+	if err != nil {
 		return "", err
 	}
 	if problems := watchdog.Check(ctx, cfg, fsys, watchdog.CheckOptions{HealthPorts: s.HealthPorts}); len(problems) > 0 {
@@ -278,13 +280,14 @@ func (a *watchdogInstallAction) Do(ctx context.Context, h *hostRun) (string, err
 	if err := monitReload(ctx, h, s); err != nil {
 		return "", err
 	}
-	st, err := waitSupervised(ctx, h, s, 0)
+	pidfile := pidfileOf(snippet, s.Service)
+	st, err := waitSupervised(ctx, h, s, pidfile, 0)
 	if err != nil {
 		return "", err
 	}
 	detail := fmt.Sprintf("installed %s; monit runs %s (pid %d)", s.InstallPath, s.Service, st.PID)
 	if a.prove {
-		again, err := proveSupervision(ctx, h, s, st.PID)
+		again, err := proveSupervision(ctx, h, s, pidfile, st.PID)
 		if err != nil {
 			return "", err
 		}
@@ -334,9 +337,25 @@ func monitReload(ctx context.Context, h *hostRun, s *watchdogSpec) error {
 	return err
 }
 
+// pidfileOf is the pidfile the snippet's check of service names ("" if none).
+func pidfileOf(snippet []byte, service string) string {
+	cfg, err := watchdog.ParseMonit("snippet", snippet)
+	if err != nil {
+		return ""
+	}
+	for _, svc := range cfg.Services {
+		if svc.Name == service {
+			return svc.Pidfile
+		}
+	}
+	return ""
+}
+
 // waitSupervised polls `monit status` until monit runs the service with a
-// live pid other than notPID, for at most the watchdog timeout.
-func waitSupervised(ctx context.Context, h *hostRun, s *watchdogSpec, notPID int) (watchdog.MonitStatus, error) {
+// live pid other than notPID, for at most the watchdog timeout. When the
+// snippet names a pidfile, the pid must also be the one in it: right after a
+// reload monit may still report what it saw under the old configuration.
+func waitSupervised(ctx context.Context, h *hostRun, s *watchdogSpec, pidfile string, notPID int) (watchdog.MonitStatus, error) {
 	deadline := time.Now().Add(s.Timeout)
 	var last watchdog.MonitStatus
 	var lastErr error
@@ -345,7 +364,11 @@ func waitSupervised(ctx context.Context, h *hostRun, s *watchdogSpec, notPID int
 		if err == nil {
 			last, lastErr = watchdog.ParseMonitStatus(res.Stdout), nil
 			if last.Running() && last.PID != notPID {
-				if _, err := h.conn.Run(ctx, fmt.Sprintf("kill -0 %d", last.PID), transport.RunOptions{Label: "watchdog/pid"}); err == nil {
+				check := fmt.Sprintf("kill -0 %d", last.PID)
+				if pidfile != "" {
+					check += fmt.Sprintf(" && [ \"$(cat -- %s 2>/dev/null)\" = %d ]", state.Quote(pidfile), last.PID)
+				}
+				if _, err := h.conn.Run(ctx, check, transport.RunOptions{Label: "watchdog/pid"}); err == nil {
 					return last, nil
 				}
 			}
@@ -356,8 +379,8 @@ func waitSupervised(ctx context.Context, h *hostRun, s *watchdogSpec, notPID int
 			if lastErr != nil {
 				return last, fmt.Errorf("monit does not run %s after %s: %w", s.Service, s.Timeout, lastErr)
 			}
-			return last, fmt.Errorf("monit does not run %s after %s: status %q, monitoring %q, pid %d (does the service write the pidfile the snippet names?)",
-				s.Service, s.Timeout, last.Status, last.Monitoring, last.PID)
+			return last, fmt.Errorf("monit does not run %s after %s: status %q, monitoring %q, pid %d (does the service write the pidfile the snippet names, %s?)",
+				s.Service, s.Timeout, last.Status, last.Monitoring, last.PID, orNone(pidfile))
 		}
 		select {
 		case <-ctx.Done():
@@ -369,11 +392,11 @@ func waitSupervised(ctx context.Context, h *hostRun, s *watchdogSpec, notPID int
 
 // proveSupervision kills the supervised process and waits until monit has
 // restarted it: the watchdog really watches.
-func proveSupervision(ctx context.Context, h *hostRun, s *watchdogSpec, pid int) (watchdog.MonitStatus, error) {
+func proveSupervision(ctx context.Context, h *hostRun, s *watchdogSpec, pidfile string, pid int) (watchdog.MonitStatus, error) {
 	if _, err := h.conn.Run(ctx, fmt.Sprintf("kill -9 %d", pid), transport.RunOptions{Label: "watchdog/prove-supervision"}); err != nil {
 		return watchdog.MonitStatus{}, fmt.Errorf("killing %s (pid %d): %w", s.Service, pid, err)
 	}
-	st, err := waitSupervised(ctx, h, s, pid)
+	st, err := waitSupervised(ctx, h, s, pidfile, pid)
 	if err != nil {
 		return st, fmt.Errorf("supervision not proven: killed pid %d, %w", pid, err)
 	}
@@ -385,7 +408,11 @@ func proveSupervision(ctx context.Context, h *hostRun, s *watchdogSpec, pid int)
 type watchdogSupervisedAction struct{ spec *watchdogSpec }
 
 func (a *watchdogSupervisedAction) Do(ctx context.Context, h *hostRun) (string, error) {
-	st, err := waitSupervised(ctx, h, a.spec, 0)
+	res, err := h.conn.Run(ctx, "cat -- "+state.Quote(a.spec.InstallPath), transport.RunOptions{Label: "watchdog/read-installed"})
+	if err != nil {
+		return "", fmt.Errorf("reading the installed snippet: %w", err)
+	}
+	st, err := waitSupervised(ctx, h, a.spec, pidfileOf(res.Stdout, a.spec.Service), 0)
 	if err != nil {
 		return "", err
 	}

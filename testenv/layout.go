@@ -208,7 +208,7 @@ healthy_for = 2
 [[steps]]
 phase = "preflight"
 name = "base-dir"
-run = "mkdir -p {{.BaseDir}} && test -w {{.BaseDir}}"
+run = "mkdir -p {{.BaseDir}}/run {{.BaseDir}}/log && test -w {{.BaseDir}}"
 
 [[steps]]
 phase = "stage"
@@ -245,6 +245,26 @@ name = "restart"
 run = "{{.CurrentDir}}/bin/restart {{.BaseDir}} {{.Vars.port}}"
 `
 
-func writePlaybook(dir string) error {
-	return writeFileAtomic(filepath.Join(dir, PlaybookFile), []byte(searchPlaybook), 0o644)
+// watchdogTable is added to the playbook when the hosts run monit.
+const watchdogTable = `
+# Each host's monit supervises the service. Before any host switches, relctl
+# renders the release's snippet for the host and checks it (the real monit -t
+# with it in place of the installed one, then pidfile dirs, start/stop
+# programs and ports); after activation it installs it, reloads monit and
+# waits until monit runs the service; a rollback puts the old one back.
+[watchdog]
+kind = "monit"
+snippet = "monit/search.monitrc"
+install_path = "{{.Vars.monit_confdir}}/search.monitrc"
+control_file = "{{.Vars.monit_control}}"
+service = "search"
+timeout = "30s"
+`
+
+func writePlaybook(dir string, monit bool) error {
+	body := searchPlaybook
+	if monit {
+		body += watchdogTable
+	}
+	return writeFileAtomic(filepath.Join(dir, PlaybookFile), []byte(body), 0o644)
 }

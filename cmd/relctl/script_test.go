@@ -7,10 +7,12 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,32 +34,53 @@ func TestMain(m *testing.M) {
 // TestScripts drives the relctl binary against a real testenv cluster: one
 // cluster of SSH hosts per script, in $CLUSTER (the script starts there).
 func TestScripts(t *testing.T) {
-	testscript.Run(t, testscript.Params{
-		Dir:           "testdata/script",
+	testscript.Run(t, scriptParams("testdata/script", setupCluster))
+}
+
+// TestScriptsMonit runs the watchdog scripts against a cluster whose hosts
+// each run a real monit daemon supervising the service.
+func TestScriptsMonit(t *testing.T) {
+	if _, err := exec.LookPath("monit"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("monit not installed: `make test` installs it")
+		}
+		t.Skip("monit not installed (apt-get install -y monit, or run `make test`)")
+	}
+	testscript.Run(t, scriptParams("testdata/script-monit", func(env *testscript.Env) error {
+		return startCluster(env, true)
+	}))
+}
+
+func scriptParams(dir string, setup func(*testscript.Env) error) testscript.Params {
+	return testscript.Params{
+		Dir:           dir,
 		UpdateScripts: *update,
-		Setup:         setupCluster,
+		Setup:         setup,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"current":    cmdCurrent,
-			"serves":     cmdServes,
-			"sshdown":    cmdSSH(true),
-			"sshup":      cmdSSH(false),
-			"handshakes": cmdHandshakes,
-			"inorder":    cmdInOrder,
-			"waitfor":    cmdWaitFor,
-			"fault":      cmdFault,
-			"held":       cmdHeld,
-			"consistent": cmdConsistent,
+			"current":     cmdCurrent,
+			"serves":      cmdServes,
+			"sshdown":     cmdSSH(true),
+			"sshup":       cmdSSH(false),
+			"handshakes":  cmdHandshakes,
+			"inorder":     cmdInOrder,
+			"waitfor":     cmdWaitFor,
+			"fault":       cmdFault,
+			"held":        cmdHeld,
+			"consistent":  cmdConsistent,
+			"killservice": cmdKillService,
 		},
-	})
+	}
 }
 
 const clusterKey = "cluster"
 
-func setupCluster(env *testscript.Env) error {
+func setupCluster(env *testscript.Env) error { return startCluster(env, false) }
+
+func startCluster(env *testscript.Env, monit bool) error {
 	dir := filepath.Join(env.WorkDir, "cluster")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := testenv.Start(ctx, testenv.Options{Dir: dir, Hosts: 3})
+	c, err := testenv.Start(ctx, testenv.Options{Dir: dir, Hosts: 3, Monit: monit})
 	if err != nil {
 		return err
 	}
@@ -263,4 +286,39 @@ func cmdHeld(ts *testscript.TestScript, neg bool, args []string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	ts.Fatalf("%s: no command held after a minute", args[0])
+}
+
+// killservice HOST: kill -9 the host's service (the pid in its pidfile) and
+// wait (up to a minute) until a new process answers /health: the watchdog
+// restarted it.
+func cmdKillService(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 || neg {
+		ts.Fatalf("usage: killservice HOST")
+	}
+	h := hostInfo(ts, args[0])
+	pidfile := filepath.Join(h.BaseDir, "run", "search.pid")
+	read := func() int {
+		b, _ := os.ReadFile(pidfile)
+		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return n
+	}
+	old := read()
+	if old <= 1 {
+		ts.Fatalf("%s: no pid in %s", args[0], pidfile)
+	}
+	ts.Check(syscall.Kill(old, syscall.SIGKILL))
+	deadline := time.Now().Add(time.Minute)
+	client := &http.Client{Timeout: 2 * time.Second}
+	for time.Now().Before(deadline) {
+		if pid := read(); pid > 1 && pid != old {
+			if resp, err := client.Get("http://127.0.0.1:" + strconv.Itoa(h.ServicePort) + "/health"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					return
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ts.Fatalf("%s: killed pid %d; no new healthy process after a minute: nothing supervises the service", args[0], old)
 }

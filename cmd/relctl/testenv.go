@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -39,6 +40,7 @@ func absDir(dir string) (string, error) {
 func newTestenvUpCmd(g *globalOptions) *cobra.Command {
 	var dir string
 	var hosts int
+	var monit bool
 	cmd := &cobra.Command{
 		Use:     "up --dir DIR [--hosts N]",
 		Short:   "Start the local cluster in the background; returns once every host accepts SSH",
@@ -56,8 +58,11 @@ func newTestenvUpCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := testenv.Up(cmd.Context(), testenv.Options{Dir: dir, Hosts: hosts},
-				[]string{exe, "testenv", "serve", "--dir", dir, "--hosts", strconv.Itoa(hosts)})
+			argv := []string{exe, "testenv", "serve", "--dir", dir, "--hosts", strconv.Itoa(hosts)}
+			if monit {
+				argv = append(argv, testenv.MonitFlag)
+			}
+			st, err := testenv.Up(cmd.Context(), testenv.Options{Dir: dir, Hosts: hosts, Monit: monit}, argv)
 			if err != nil {
 				return err
 			}
@@ -69,6 +74,7 @@ func newTestenvUpCmd(g *globalOptions) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the cluster's files (created)")
 	cmd.Flags().IntVar(&hosts, "hosts", 3, "hosts per environment")
+	cmd.Flags().BoolVar(&monit, "monit", false, "each host runs its own monit daemon supervising the service; the playbook gets a [watchdog] table")
 	return cmd
 }
 
@@ -187,6 +193,7 @@ func newTestenvFaultCmd(g *globalOptions) *cobra.Command {
 func newTestenvServeCmd(g *globalOptions) *cobra.Command {
 	var dir string
 	var hosts int
+	var monit bool
 	cmd := &cobra.Command{
 		Use:    "serve",
 		Hidden: true, // what `testenv up` runs in the background
@@ -199,10 +206,11 @@ func newTestenvServeCmd(g *globalOptions) *cobra.Command {
 			// SIGTERM (from `testenv down`) stops the cluster.
 			ctx, cancel := g.stopOrCancel(cmd.Context())
 			defer cancel()
-			return testenv.Serve(ctx, testenv.Options{Dir: dir, Hosts: hosts})
+			return testenv.Serve(ctx, testenv.Options{Dir: dir, Hosts: hosts, Monit: monit})
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "cluster directory")
 	cmd.Flags().IntVar(&hosts, "hosts", 3, "hosts per environment")
+	cmd.Flags().BoolVar(&monit, strings.TrimPrefix(testenv.MonitFlag, "--"), false, "run monit on every host")
 	return cmd
 }
