@@ -20,17 +20,20 @@ var demoFiles embed.FS
 // DemoVersions are the releases of the demo service written to DIR/artifacts.
 var DemoVersions = []string{"1.0.0", "1.1.0", "1.2.0"}
 
-// BrokenVersion starts but answers /health with 500 ("index not loaded").
+// BrokenVersion starts but answers /health with 500 ("index not loaded"),
+// and its monit snippet names a pidfile the service never writes: with monit
+// on the hosts, the watchdog refuses it before its health is ever checked
+// (the outage relctl was started for); without, its health check fails.
 const BrokenVersion = "1.2.0"
 
 // WatchdogVersions are healthy releases whose monit snippet is wrong; they
 // are written to DIR/artifacts too, for the watchdog checks to refuse.
-var WatchdogVersions = []string{MissingPidfileVersion, BadMonitSyntaxVersion}
+var WatchdogVersions = []string{BadMonitSyntaxVersion}
 
 // MissingPidfileVersion's snippet watches run/search-server.pid, which the
 // service never writes (it writes run/search.pid): `monit -t` passes, monit
-// could never supervise it. (Issue 4 gives 1.2.0 this role later.)
-const MissingPidfileVersion = "1.2.1"
+// could never supervise it.
+const MissingPidfileVersion = BrokenVersion
 
 // BadMonitSyntaxVersion's snippet is not valid monit syntax ("check proces"
 // on line 1): `monit -t` fails.

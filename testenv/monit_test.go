@@ -98,7 +98,6 @@ func TestMonitSnippetsUnderMonitT(t *testing.T) {
 	}{
 		{"1.0.0", 0, "Control file syntax OK", `pidfile "/srv/search/run/search.pid"`},
 		{"1.1.0", 0, "Control file syntax OK", `pidfile "/srv/search/run/search.pid"`},
-		{"1.2.0", 0, "Control file syntax OK", `pidfile "/srv/search/run/search.pid"`},
 		{MissingPidfileVersion, 0, "Control file syntax OK", `pidfile "/srv/search/run/search-server.pid"`},
 		{BadMonitSyntaxVersion, 1, "search.monitrc:1: syntax error", `pidfile "/srv/search/run/search.pid"`},
 	}
