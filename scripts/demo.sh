@@ -16,12 +16,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "Starting a local cluster: staging and production, 3 SSH hosts each, on 127.0.0.1"
+say "Starting a local cluster: staging and production, 3 SSH hosts each, on 127.0.0.1 (each with its own monit when monit is installed)"
 show "$relctl" testenv up --dir "$dir" --hosts 3
 cd "$dir"
 
 say "The configuration testenv wrote (relctl.toml and playbooks/search.toml) is valid"
 show "$relctl" validate
+
+say "relctl check: what a deploy checks before moving traffic, changing nothing (1.3.0's monit snippet is not valid monit)"
+printf '$ %s\n' "$relctl check --env staging --release 1.3.0"
+set +e
+"$relctl" check --env staging --release 1.3.0
+echo "(exit $?: nothing is deployed yet, and 1.3.0 would be refused)"
+set -e
 
 say "What a deploy of 1.0.0 to staging would do (no host is touched)"
 show "$relctl" plan --env staging --release 1.0.0
@@ -40,7 +47,11 @@ for port in $(sed -n 's/^port = \([0-9]*\).*/\1/p' relctl.toml); do
 	printf '127.0.0.1:%s/health -> %s\n' "$port" "$(python3 -c 'import sys,urllib.request;print(urllib.request.urlopen(sys.argv[1]).read().decode())' "http://127.0.0.1:$port/health")"
 done
 
-say "A broken release: 1.2.0 starts but fails its health check. The canary catches it, and relctl rolls it back"
+if grep -q '^\[watchdog\]' playbooks/search.toml; then
+	say "A broken release: 1.2.0's monit snippet watches a pidfile the service never writes (monit -t passes). After switching the canary, relctl waits for monit to supervise it, which never happens: it restores the old snippet byte for byte and rolls back"
+else
+	say "A broken release: 1.2.0 starts but fails its health check. The canary catches it, and relctl rolls it back"
+fi
 printf '$ %s\n' "$relctl deploy --env production --release 1.2.0 --yes"
 set +e
 "$relctl" deploy --env production --release 1.2.0 --yes

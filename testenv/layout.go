@@ -258,7 +258,7 @@ snippet = "monit/search.monitrc"
 install_path = "{{.Vars.monit_confdir}}/search.monitrc"
 control_file = "{{.Vars.monit_control}}"
 service = "search"
-timeout = "30s"
+timeout = "20s"
 `
 
 func writePlaybook(dir string, monit bool) error {

@@ -101,7 +101,7 @@ func MonitSyntaxCheck(ctx context.Context, runner Runner, controlFile string) er
 		case me == nil:
 			other = append(other, line)
 		case me.Kind == "warning":
-			log.Warn().Str("file", me.File).Int("line", me.Line).Msg("monit -t: " + me.Text)
+			log.Debug().Str("file", me.File).Int("line", me.Line).Msg("monit -t: " + me.Text)
 		default:
 			errs = multierror.Append(errs, me)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -66,7 +67,11 @@ func newTestenvUpCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.io.Out, "testenv is up in %s (pid %d): %d hosts\n", st.Dir, st.PID, len(st.Hosts))
+			withMonit := ""
+			if st.Monit {
+				withMonit = ", each running monit"
+			}
+			fmt.Fprintf(g.io.Out, "testenv is up in %s (pid %d): %d hosts%s\n", st.Dir, st.PID, len(st.Hosts), withMonit)
 			printTestenvHosts(g, st)
 			fmt.Fprintf(g.io.Out, "\nNext: cd %s && relctl deploy --env staging --release 1.0.0 --yes\n", st.Dir)
 			return nil
@@ -74,7 +79,8 @@ func newTestenvUpCmd(g *globalOptions) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the cluster's files (created)")
 	cmd.Flags().IntVar(&hosts, "hosts", 3, "hosts per environment")
-	cmd.Flags().BoolVar(&monit, "monit", false, "each host runs its own monit daemon supervising the service; the playbook gets a [watchdog] table")
+	_, lookErr := exec.LookPath("monit")
+	cmd.Flags().BoolVar(&monit, "monit", lookErr == nil, "each host runs its own monit daemon supervising the service, and the playbook gets a [watchdog] table (default: when monit is installed)")
 	return cmd
 }
 
