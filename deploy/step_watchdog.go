@@ -41,6 +41,7 @@ type watchdogSpec struct {
 	Timeout     time.Duration
 	HealthPorts []int
 	data        *playbooks.TemplateData
+	sup         supervisor
 }
 
 func newWatchdogSpec(pb *playbooks.Playbook, hp *HostPlan, checks []healthcheck.Spec) (*watchdogSpec, error) {
@@ -49,13 +50,19 @@ func newWatchdogSpec(pb *playbooks.Playbook, hp *HostPlan, checks []healthcheck.
 	if err != nil {
 		return nil, err
 	}
-	control, err := playbooks.RenderText("watchdog.control_file", w.ControlFile, hp.Data)
-	if err != nil {
-		return nil, err
+	control := ""
+	if w.ControlFile != "" {
+		if control, err = playbooks.RenderText("watchdog.control_file", w.ControlFile, hp.Data); err != nil {
+			return nil, err
+		}
 	}
 	spec := &watchdogSpec{
 		Snippet: w.Snippet, ReleaseDir: hp.Data.ReleaseDir, CurrentDir: hp.Data.CurrentDir,
 		InstallPath: install, ControlFile: control, Service: w.Service, Timeout: w.Timeout.Duration, data: hp.Data,
+	}
+	spec.sup = monitSupervisor{spec}
+	if w.Kind == playbooks.WatchdogSystemd {
+		spec.sup = systemdSupervisor{spec}
 	}
 	for _, c := range checks {
 		if p := checkPort(c); p > 0 {
@@ -110,14 +117,18 @@ func watchdogSteps(p *Plan, hp *HostPlan) (check, install *Step, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	checkText := fmt.Sprintf("render %s for this host; monit -t with it in place of %s (in a copy of %s); pidfile dirs, start/stop programs in the new release, ports vs health checks",
+		spec.Snippet, spec.InstallPath, spec.ControlFile)
+	if p.pb.Watchdog.Kind == playbooks.WatchdogSystemd {
+		checkText = fmt.Sprintf("render %s for this host; systemd-analyze verify it; ExecStart/ExecStop programs in the new release", spec.Snippet)
+	}
 	check = &Step{Phase: playbooks.PhaseStage, Name: kindWatchdogCheck, Kind: kindWatchdogCheck,
-		Action: &watchdogCheckAction{spec: spec},
-		Describe: fmt.Sprintf("render %s for this host; monit -t with it in place of %s (in a copy of %s); pidfile dirs, start/stop programs in the new release, ports vs health checks",
-			spec.Snippet, spec.InstallPath, spec.ControlFile)}
+		Action: &watchdogCheckAction{spec: spec}, Describe: checkText}
+	sup := spec.sup.name()
 	install = &Step{Phase: playbooks.PhaseActivate, Name: kindWatchdogInstall, Kind: kindWatchdogInstall,
 		Action: &watchdogInstallAction{spec: spec, prove: p.ProveSupervision},
-		Describe: fmt.Sprintf("install it at %s (keeping the old one for rollback), monit reload, wait until monit runs %s with a live pid%s",
-			spec.InstallPath, spec.Service, map[bool]string{true: "; kill it and wait until monit restarts it", false: ""}[p.ProveSupervision])}
+		Describe: fmt.Sprintf("install it at %s (keeping the old one for rollback), %s reload, wait until %s runs %s with a live pid%s",
+			spec.InstallPath, sup, sup, spec.Service, map[bool]string{true: "; kill it and wait until " + sup + " restarts it", false: ""}[p.ProveSupervision])}
 	return check, install, nil
 }
 
@@ -146,6 +157,9 @@ func (a *watchdogCheckAction) Do(ctx context.Context, h *hostRun) (string, error
 func (a *watchdogCheckAction) validate(ctx context.Context, h *hostRun, rendered []byte, fsys watchdog.FS) (string, error) {
 	s := a.spec
 	name := s.Snippet
+	if sd, ok := s.sup.(systemdSupervisor); ok {
+		return sd.validate(ctx, h, rendered, fsys)
+	}
 	// The real monit -t is the authority on syntax; relctl's parser then
 	// reads the snippet for the checks monit -t does not make.
 	if err := a.monitT(ctx, h, rendered); err != nil {
@@ -277,21 +291,21 @@ func (a *watchdogInstallAction) Do(ctx context.Context, h *hostRun) (string, err
 	if err := upload(ctx, h.conn, snippet, s.InstallPath, 0o600); err != nil {
 		return "", err
 	}
-	if err := monitReload(ctx, h, s); err != nil {
+	if err := s.sup.reload(ctx, h, true); err != nil {
 		return "", err
 	}
-	pidfile := pidfileOf(snippet, s.Service)
-	st, err := waitSupervised(ctx, h, s, pidfile, 0)
+	pidfile := s.sup.pidfile(snippet)
+	pid, err := s.sup.waitRunning(ctx, h, pidfile, 0)
 	if err != nil {
 		return "", err
 	}
-	detail := fmt.Sprintf("installed %s; monit runs %s (pid %d)", s.InstallPath, s.Service, st.PID)
+	detail := fmt.Sprintf("installed %s; %s runs %s (pid %d)", s.InstallPath, s.sup.name(), s.Service, pid)
 	if a.prove {
-		again, err := proveSupervision(ctx, h, s, pidfile, st.PID)
+		again, err := proveSupervision(ctx, h, s, pidfile, pid)
 		if err != nil {
 			return "", err
 		}
-		detail += fmt.Sprintf("; killed pid %d, monit restarted it (pid %d)", st.PID, again.PID)
+		detail += fmt.Sprintf("; killed pid %d, %s restarted it (pid %d)", pid, s.sup.name(), again)
 	}
 	return detail, nil
 }
@@ -317,10 +331,10 @@ func (a *watchdogInstallAction) Undo(ctx context.Context, h *hostRun) (string, e
 		}
 		detail = "removed " + s.InstallPath + " (there was none before)"
 	}
-	if err := monitReload(ctx, h, s); err != nil {
+	if err := s.sup.reload(ctx, h, false); err != nil {
 		return "", err
 	}
-	return detail + "; monit reloaded", nil
+	return detail + "; " + s.sup.name() + " reloaded", nil
 }
 
 type savedFile struct {
@@ -328,79 +342,111 @@ type savedFile struct {
 	body    []byte
 }
 
-func monitCmd(s *watchdogSpec, args string) string {
-	return "monit -c " + state.Quote(s.ControlFile) + " " + args
+// supervisor is what relctl needs from a watchdog: monit or systemd.
+type supervisor interface {
+	name() string
+	// reload makes the supervisor read its configuration again; starting
+	// says the new release should be (re)started under it now.
+	reload(ctx context.Context, h *hostRun, starting bool) error
+	// pidfile is the pidfile the config names for the service ("" if none).
+	pidfile(config []byte) string
+	// waitRunning waits until the service runs supervised with a live pid
+	// other than notPID (and, given a pidfile, the pid in it).
+	waitRunning(ctx context.Context, h *hostRun, pidfile string, notPID int) (int, error)
 }
 
-func monitReload(ctx context.Context, h *hostRun, s *watchdogSpec) error {
-	_, err := h.conn.Run(ctx, monitCmd(s, "reload"), transport.RunOptions{Label: "watchdog/reload"})
+// monitSupervisor talks to the host's monit daemon.
+type monitSupervisor struct{ s *watchdogSpec }
+
+func (monitSupervisor) name() string { return "monit" }
+
+func (m monitSupervisor) cmd(args string) string {
+	return "monit -c " + state.Quote(m.s.ControlFile) + " " + args
+}
+
+func (m monitSupervisor) reload(ctx context.Context, h *hostRun, _ bool) error {
+	_, err := h.conn.Run(ctx, m.cmd("reload"), transport.RunOptions{Label: "watchdog/reload"})
 	return err
 }
 
-// pidfileOf is the pidfile the snippet's check of service names ("" if none).
-func pidfileOf(snippet []byte, service string) string {
-	cfg, err := watchdog.ParseMonit("snippet", snippet)
-	if err != nil {
-		return ""
-	}
-	for _, svc := range cfg.Services {
-		if svc.Name == service {
-			return svc.Pidfile
+func (m monitSupervisor) pidfile(config []byte) string { return pidfileOf(config, m.s.Service) }
+
+// waitRunning polls `monit status` until monit runs the service with a live
+// pid other than notPID, for at most the watchdog timeout. When the snippet
+// names a pidfile, the pid must also be the one in it: right after a reload
+// monit may still report what it saw under the old configuration.
+func (m monitSupervisor) waitRunning(ctx context.Context, h *hostRun, pidfile string, notPID int) (int, error) {
+	s := m.s
+	var last watchdog.MonitStatus
+	err := poll(ctx, s.Timeout, func() (bool, error) {
+		res, err := h.conn.Run(ctx, m.cmd("status "+state.Quote(s.Service)), transport.RunOptions{Label: "watchdog/status"})
+		if err != nil {
+			return false, err
 		}
+		last = watchdog.ParseMonitStatus(res.Stdout)
+		if !last.Running() || last.PID == notPID {
+			return false, nil
+		}
+		return pidAlive(ctx, h, last.PID, pidfile), nil
+	})
+	if err == errPollTimeout {
+		return 0, fmt.Errorf("monit does not run %s after %s: status %q, monitoring %q, pid %d (does the service write the pidfile the snippet names, %s?)",
+			s.Service, s.Timeout, last.Status, last.Monitoring, last.PID, orNone(pidfile))
 	}
-	return ""
+	if err != nil {
+		return 0, fmt.Errorf("monit does not run %s: %w", s.Service, err)
+	}
+	return last.PID, nil
 }
 
-// waitSupervised polls `monit status` until monit runs the service with a
-// live pid other than notPID, for at most the watchdog timeout. When the
-// snippet names a pidfile, the pid must also be the one in it: right after a
-// reload monit may still report what it saw under the old configuration.
-func waitSupervised(ctx context.Context, h *hostRun, s *watchdogSpec, pidfile string, notPID int) (watchdog.MonitStatus, error) {
-	deadline := time.Now().Add(s.Timeout)
-	var last watchdog.MonitStatus
+// pidAlive says whether pid lives on the host (and is the pid in pidfile).
+func pidAlive(ctx context.Context, h *hostRun, pid int, pidfile string) bool {
+	check := fmt.Sprintf("kill -0 %d", pid)
+	if pidfile != "" {
+		check += fmt.Sprintf(" && [ \"$(cat -- %s 2>/dev/null)\" = %d ]", state.Quote(pidfile), pid)
+	}
+	_, err := h.conn.Run(ctx, check, transport.RunOptions{Label: "watchdog/pid"})
+	return err == nil
+}
+
+var errPollTimeout = errors.New("timed out")
+
+// poll calls try every half second until it reports done, for at most
+// timeout; the last error try returned is kept for the caller.
+func poll(ctx context.Context, timeout time.Duration, try func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
 	var lastErr error
 	for {
-		res, err := h.conn.Run(ctx, monitCmd(s, "status "+state.Quote(s.Service)), transport.RunOptions{Label: "watchdog/status"})
-		if err == nil {
-			last, lastErr = watchdog.ParseMonitStatus(res.Stdout), nil
-			if last.Running() && last.PID != notPID {
-				check := fmt.Sprintf("kill -0 %d", last.PID)
-				if pidfile != "" {
-					check += fmt.Sprintf(" && [ \"$(cat -- %s 2>/dev/null)\" = %d ]", state.Quote(pidfile), last.PID)
-				}
-				if _, err := h.conn.Run(ctx, check, transport.RunOptions{Label: "watchdog/pid"}); err == nil {
-					return last, nil
-				}
-			}
-		} else {
-			lastErr = err
+		done, err := try()
+		if done {
+			return nil
 		}
+		lastErr = err
 		if time.Now().After(deadline) {
 			if lastErr != nil {
-				return last, fmt.Errorf("monit does not run %s after %s: %w", s.Service, s.Timeout, lastErr)
+				return lastErr
 			}
-			return last, fmt.Errorf("monit does not run %s after %s: status %q, monitoring %q, pid %d (does the service write the pidfile the snippet names, %s?)",
-				s.Service, s.Timeout, last.Status, last.Monitoring, last.PID, orNone(pidfile))
+			return errPollTimeout
 		}
 		select {
 		case <-ctx.Done():
-			return last, ctx.Err()
+			return ctx.Err()
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
 
-// proveSupervision kills the supervised process and waits until monit has
-// restarted it: the watchdog really watches.
-func proveSupervision(ctx context.Context, h *hostRun, s *watchdogSpec, pidfile string, pid int) (watchdog.MonitStatus, error) {
+// proveSupervision kills the supervised process and waits until the
+// supervisor has restarted it: the watchdog really watches.
+func proveSupervision(ctx context.Context, h *hostRun, s *watchdogSpec, pidfile string, pid int) (int, error) {
 	if _, err := h.conn.Run(ctx, fmt.Sprintf("kill -9 %d", pid), transport.RunOptions{Label: "watchdog/prove-supervision"}); err != nil {
-		return watchdog.MonitStatus{}, fmt.Errorf("killing %s (pid %d): %w", s.Service, pid, err)
+		return 0, fmt.Errorf("killing %s (pid %d): %w", s.Service, pid, err)
 	}
-	st, err := waitSupervised(ctx, h, s, pidfile, pid)
+	again, err := s.sup.waitRunning(ctx, h, pidfile, pid)
 	if err != nil {
-		return st, fmt.Errorf("supervision not proven: killed pid %d, %w", pid, err)
+		return 0, fmt.Errorf("supervision not proven: killed pid %d, %w", pid, err)
 	}
-	return st, nil
+	return again, nil
 }
 
 // watchdogSupervisedAction waits, during a rollback, until monit runs the
@@ -412,11 +458,15 @@ func (a *watchdogSupervisedAction) Do(ctx context.Context, h *hostRun) (string, 
 	if err != nil {
 		return "", fmt.Errorf("reading the installed snippet: %w", err)
 	}
-	st, err := waitSupervised(ctx, h, a.spec, pidfileOf(res.Stdout, a.spec.Service), 0)
+	sup := a.spec.sup
+	if err := sup.reload(ctx, h, true); err != nil {
+		return "", err
+	}
+	pid, err := sup.waitRunning(ctx, h, sup.pidfile(res.Stdout), 0)
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("monit runs %s (pid %d)", a.spec.Service, st.PID), nil
+	return fmt.Sprintf("%s runs %s (pid %d)", sup.name(), a.spec.Service, pid), nil
 }
 
 // hostFS is the host's file system for watchdog checks, over SSH. Paths under

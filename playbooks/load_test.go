@@ -333,7 +333,7 @@ control_file = "/etc/monit/monitrc"
 service = "web app"
 timeout = "0s"
 `,
-			want: `playbooks/web.toml:19:1: watchdog.kind "supervisord" is not valid (use "monit")
+			want: `playbooks/web.toml:19:1: watchdog.kind "supervisord" is not valid (use "monit" or "systemd")
 playbooks/web.toml:20:1: watchdog.snippet: "../monit/web.monitrc" has a ".." part; it must stay inside the release directory
 playbooks/web.toml:21:1: watchdog.install_path: template: unclosed action
 playbooks/web.toml:23:1: watchdog.service: name "web app" contains ' '; use only letters, digits, '.', '_' and '-'
@@ -345,7 +345,7 @@ playbooks/web.toml:24:1: watchdog.timeout must be more than 0s`,
 			want: `playbooks/web.toml:18:2: watchdog.snippet is missing (the snippet template's path inside the release, e.g. "monit/app.monitrc")
 playbooks/web.toml:18:2: watchdog.install_path is missing
 playbooks/web.toml:18:2: watchdog.control_file is missing
-playbooks/web.toml:18:2: watchdog.service is missing (the monit service name to wait for)`,
+playbooks/web.toml:18:2: watchdog.service is missing (the monit service or systemd unit to wait for)`,
 		},
 		{
 			name: "rollback step names: invalid, duplicate",

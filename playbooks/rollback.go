@@ -110,13 +110,11 @@ func (pb *Playbook) validateWatchdog() Problems {
 	var ps Problems
 	add := func(key, format string, args ...any) { ps = append(ps, ix.problem(key, format, args...)) }
 	switch w.Kind {
-	case WatchdogMonit:
+	case WatchdogMonit, WatchdogSystemd:
 	case "":
-		add("watchdog", "watchdog.kind is missing (use %q)", WatchdogMonit)
-	case WatchdogSystemd:
-		add("watchdog.kind", "watchdog.kind %q is not supported yet (use %q)", w.Kind, WatchdogMonit)
+		add("watchdog", "watchdog.kind is missing (use %q or %q)", WatchdogMonit, WatchdogSystemd)
 	default:
-		add("watchdog.kind", "watchdog.kind %q is not valid (use %q)", w.Kind, WatchdogMonit)
+		add("watchdog.kind", "watchdog.kind %q is not valid (use %q or %q)", w.Kind, WatchdogMonit, WatchdogSystemd)
 	}
 	if w.Snippet == "" {
 		add("watchdog", "watchdog.snippet is missing (the snippet template's path inside the release, e.g. \"monit/app.monitrc\")")
@@ -125,6 +123,12 @@ func (pb *Playbook) validateWatchdog() Problems {
 	}
 	for _, kv := range [][2]string{{"watchdog.install_path", w.InstallPath}, {"watchdog.control_file", w.ControlFile}} {
 		key, text := kv[0], kv[1]
+		if key == "watchdog.control_file" && w.Kind == WatchdogSystemd {
+			if text != "" {
+				add(key, "watchdog.control_file is for monit; systemd needs none")
+			}
+			continue
+		}
 		if text == "" {
 			add("watchdog", "%s is missing", key)
 			continue
@@ -132,7 +136,7 @@ func (pb *Playbook) validateWatchdog() Problems {
 		ps = append(ps, templateSyntax(ix, key, text, false)...)
 	}
 	if w.Service == "" {
-		add("watchdog", "watchdog.service is missing (the monit service name to wait for)")
+		add("watchdog", "watchdog.service is missing (the monit service or systemd unit to wait for)")
 	} else if err := validName(w.Service); err != nil {
 		add("watchdog.service", "watchdog.service: %v", err)
 	}

@@ -118,16 +118,17 @@ const (
 // Watchdog is the playbook's [watchdog] table: the supervisor configuration a
 // release ships, checked before any traffic moves and restored on rollback.
 type Watchdog struct {
-	Kind string `toml:"kind"` // monit (systemd: later)
+	Kind string `toml:"kind"` // monit | systemd
 	// Snippet is the snippet template's path inside the release directory
 	// (shipped in the artifact); relctl renders it per host like a URL.
 	Snippet string `toml:"snippet"`
 	// InstallPath (a template) is where the rendered snippet lives on the
 	// host; the control file must include it.
 	InstallPath string `toml:"install_path"`
-	// ControlFile (a template) is the host's monit control file.
+	// ControlFile (a template) is the host's monit control file (monit only).
 	ControlFile string `toml:"control_file"`
-	// Service is the monit service that must run supervised after activation.
+	// Service is the monit service (or systemd unit) that must run
+	// supervised after activation.
 	Service string `toml:"service"`
 	// Timeout bounds each wait for the service to run supervised; default 60s.
 	Timeout Duration `toml:"timeout"`
