@@ -297,7 +297,7 @@ func (a *watchdogInstallAction) Do(ctx context.Context, h *hostRun) (string, err
 	pidfile := s.sup.pidfile(snippet)
 	pid, err := s.sup.waitRunning(ctx, h, pidfile, 0)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%w%s", err, snippetLine(s, snippet))
 	}
 	detail := fmt.Sprintf("installed %s; %s runs %s (pid %d)", s.InstallPath, s.sup.name(), s.Service, pid)
 	if a.prove {
@@ -508,4 +508,26 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// snippetLine points at the snippet's statement for the service, so a
+// failure names the file and line to fix.
+func snippetLine(s *watchdogSpec, snippet []byte) string {
+	if _, ok := s.sup.(monitSupervisor); !ok {
+		return ""
+	}
+	cfg, err := watchdog.ParseMonit(s.Snippet, snippet)
+	if err != nil {
+		return ""
+	}
+	for _, svc := range cfg.Services {
+		if svc.Name == s.Service {
+			what := "check " + svc.Kind + " " + svc.Name
+			if svc.Pidfile != "" {
+				what += " with pidfile " + svc.Pidfile
+			}
+			return fmt.Sprintf("; see %s: %s", svc.Pos, what)
+		}
+	}
+	return ""
 }
