@@ -169,7 +169,15 @@ func (a *watchdogCheckAction) validate(ctx context.Context, h *hostRun, rendered
 	if err != nil {
 		return "", err
 	}
-	if problems := watchdog.Check(ctx, cfg, fsys, watchdog.CheckOptions{HealthPorts: s.HealthPorts}); len(problems) > 0 {
+	opts := watchdog.CheckOptions{HealthPorts: s.HealthPorts}
+	// relctl drives monit as the SSH user, so monit reads the control file as
+	// that user: it must own it, mode at most 0700.
+	if res, err := h.conn.Run(ctx, "id -u", transport.RunOptions{Label: "watchdog/uid"}); err == nil {
+		if uid, err := strconv.Atoi(strings.TrimSpace(string(res.Stdout))); err == nil {
+			opts.ControlFile, opts.MonitUID = s.ControlFile, uid
+		}
+	}
+	if problems := watchdog.Check(ctx, cfg, fsys, opts); len(problems) > 0 {
 		msgs := make([]string, len(problems))
 		for i, p := range problems {
 			msgs[i] = p.String()
