@@ -160,6 +160,10 @@ func (a *watchdogCheckAction) validate(ctx context.Context, h *hostRun, rendered
 	if sd, ok := s.sup.(systemdSupervisor); ok {
 		return sd.validate(ctx, h, rendered, fsys)
 	}
+	// A monit that does not run would supervise nothing after activation.
+	if err := (monitSupervisor{s}).running(ctx, h); err != nil {
+		return "", err
+	}
 	// The real monit -t is the authority on syntax; relctl's parser then
 	// reads the snippet for the checks monit -t does not make.
 	if err := a.monitT(ctx, h, rendered); err != nil {
@@ -177,11 +181,19 @@ func (a *watchdogCheckAction) validate(ctx context.Context, h *hostRun, rendered
 			opts.ControlFile, opts.MonitUID = s.ControlFile, uid
 		}
 	}
-	if problems := watchdog.Check(ctx, cfg, fsys, opts); len(problems) > 0 {
-		msgs := make([]string, len(problems))
-		for i, p := range problems {
-			msgs[i] = p.String()
+	problems := watchdog.Check(ctx, cfg, fsys, opts)
+	msgs := make([]string, 0, len(problems))
+	for _, p := range problems {
+		msgs = append(msgs, p.String())
+	}
+	if rs, ok := fsys.(releaseSearcher); ok {
+		more, err := pidfilesWritten(ctx, cfg, rs, s.Snippet)
+		if err != nil {
+			return "", err
 		}
+		msgs = append(msgs, more...)
+	}
+	if len(msgs) > 0 {
 		return "", errors.New(strings.Join(msgs, "; "))
 	}
 	return fmt.Sprintf("%s: monit -t OK; %d service(s) checked", name, len(cfg.Services)), nil
@@ -207,7 +219,7 @@ func renderSnippet(ctx context.Context, h *hostRun, s *watchdogSpec) ([]byte, er
 // directory holding the new snippet in place of the installed one.
 func (a *watchdogCheckAction) monitT(ctx context.Context, h *hostRun, rendered []byte) error {
 	s := a.spec
-	res, err := h.conn.Run(ctx, "cat -- "+state.Quote(s.ControlFile), transport.RunOptions{Label: "watchdog/read-control"})
+	res, err := h.conn.Run(ctx, "cat -- "+state.Quote(s.ControlFile), transport.RunOptions{Label: "watchdog/read-control", QuietStdout: true})
 	if err != nil {
 		return fmt.Errorf("reading monit control file %s: %w", s.ControlFile, err)
 	}
@@ -227,7 +239,14 @@ func (a *watchdogCheckAction) monitT(ctx context.Context, h *hostRun, rendered [
 	}
 	scratch := path.Join(h.host.Layout.StateDir(), "watchdog-check."+h.plan.RunID)
 	conf := path.Join(scratch, "conf")
-	scratchControl := strings.Replace(control, inc.Pattern, path.Join(conf, path.Base(inc.Pattern)), 1)
+	// Rewrite the include on its own line (the pattern may also appear in a
+	// comment elsewhere): monit -t must read the candidate, not the installed one.
+	lines := strings.SplitAfter(control, "\n")
+	if inc.Pos.Line < 1 || inc.Pos.Line > len(lines) || !strings.Contains(lines[inc.Pos.Line-1], inc.Pattern) {
+		return fmt.Errorf("monit control file %s: cannot find the include of %s on line %d", s.ControlFile, inc.Pattern, inc.Pos.Line)
+	}
+	lines[inc.Pos.Line-1] = strings.Replace(lines[inc.Pos.Line-1], inc.Pattern, path.Join(conf, path.Base(inc.Pattern)), 1)
+	scratchControl := strings.Join(lines, "")
 	snippetCopy := path.Join(conf, path.Base(s.InstallPath))
 	defer h.conn.Run(context.WithoutCancel(ctx), "rm -rf -- "+state.Quote(scratch), transport.RunOptions{Label: "watchdog/cleanup"})
 	prep := fmt.Sprintf("rm -rf -- %[1]s && mkdir -p %[2]s && for f in %[3]s; do [ -f \"$f\" ] && cp -p \"$f\" %[2]s/; done; rm -f -- %[4]s",
@@ -373,8 +392,27 @@ func (m monitSupervisor) cmd(args string) string {
 }
 
 func (m monitSupervisor) reload(ctx context.Context, h *hostRun, _ bool) error {
-	_, err := h.conn.Run(ctx, m.cmd("reload"), transport.RunOptions{Label: "watchdog/reload"})
-	return err
+	res, err := h.conn.Run(ctx, m.cmd("reload"), transport.RunOptions{Label: "watchdog/reload"})
+	if err != nil {
+		return err
+	}
+	// monit reload exits 0 when there is no daemon to reload.
+	if out := string(res.Stdout) + string(res.Stderr); strings.Contains(out, "not running") {
+		return fmt.Errorf("monit reload: %s", strings.TrimSpace(out))
+	}
+	return nil
+}
+
+// running says whether the host's monit daemon answers.
+func (m monitSupervisor) running(ctx context.Context, h *hostRun) error {
+	res, err := h.conn.Run(ctx, m.cmd("summary"), transport.RunOptions{Label: "watchdog/summary"})
+	if err != nil {
+		return fmt.Errorf("the monit daemon does not answer (monit -c %s summary): %w", m.s.ControlFile, err)
+	}
+	if out := string(res.Stdout) + string(res.Stderr); strings.Contains(out, "not running") {
+		return fmt.Errorf("the monit daemon is not running (monit -c %s summary: %s)", m.s.ControlFile, strings.TrimSpace(out))
+	}
+	return nil
 }
 
 func (m monitSupervisor) pidfile(config []byte) string { return pidfileOf(config, m.s.Service) }
@@ -538,4 +576,58 @@ func snippetLine(s *watchdogSpec, snippet []byte) string {
 		}
 	}
 	return ""
+}
+
+// releaseSearcher finds text in the new release's files.
+type releaseSearcher interface {
+	// releaseMentions looks for needle in every file of the release but
+	// skip (the snippet itself, a path inside the release).
+	releaseMentions(ctx context.Context, needle, skip string) (bool, error)
+}
+
+// pidfilesWritten checks, for every process check with a pidfile, that
+// something in the new release names that pidfile: a start script that never
+// mentions it will not write it, and monit would never see the service run.
+// (After activation relctl also waits for monit to report the pid that is in
+// the pidfile; this catches the mistake before anything is switched.)
+func pidfilesWritten(ctx context.Context, cfg *watchdog.MonitConfig, rs releaseSearcher, snippet string) ([]string, error) {
+	var out []string
+	for _, svc := range cfg.Services {
+		if svc.Kind != watchdog.KindProcess || svc.Pidfile == "" || svc.Start == nil {
+			continue
+		}
+		base := path.Base(svc.Pidfile)
+		found, err := rs.releaseMentions(ctx, base, snippet)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			out = append(out, fmt.Sprintf("%s: %s: pidfile %q: nothing in the new release mentions %s, so its start program will not write it (monit would never see the service running)",
+				svc.Pos, svc, svc.Pidfile, base))
+		}
+	}
+	return out, nil
+}
+
+func (f *hostFS) releaseMentions(ctx context.Context, needle, skip string) (bool, error) {
+	skipPath := path.Join(f.to, skip)
+	cmd := "grep -rlF -- " + state.Quote(needle) + " " + state.Quote(f.to) + " 2>/dev/null | grep -vxF -- " + state.Quote(skipPath) + " | head -n 1"
+	res, err := f.conn.Run(ctx, cmd, transport.RunOptions{Label: "watchdog/pidfile-writer"})
+	if err != nil {
+		var ce *transport.CommandError
+		if errors.As(err, &ce) && ce.ExitCode == 1 { // grep -v found nothing left
+			return false, nil
+		}
+		return false, err
+	}
+	return strings.TrimSpace(string(res.Stdout)) != "", nil
+}
+
+func (a *artifactFS) releaseMentions(_ context.Context, needle, skip string) (bool, error) {
+	for name, f := range a.files {
+		if name != path.Clean(skip) && bytes.Contains(f.body, []byte(needle)) {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -65,6 +65,13 @@ func buildSteps(pb *playbooks.Playbook, p *Plan, hp *HostPlan) ([]*Step, error) 
 			}
 		case playbooks.PhasePreflight:
 			steps = append(steps, readinessStep(pb, ""))
+			if pb.Watchdog != nil && p.Artifact.SHA256 != strings.Repeat("0", 64) {
+				// Every host, before any host changes: the candidate's snippet,
+				// read from the local artifact, against each host's monit.
+				steps = append(steps, &Step{Phase: playbooks.PhasePreflight, Name: "watchdog-precheck", Kind: kindWatchdogCheck,
+					Action:   &candidateWatchdogCheck{plan: p},
+					Describe: fmt.Sprintf("before any host changes: %s from the artifact, checked against this host's %s", pb.Watchdog.Snippet, pb.Watchdog.Kind)})
+			}
 		case playbooks.PhasePost:
 			steps = append(steps, &Step{
 				Phase: playbooks.PhasePost, Name: kindPrune, Kind: kindPrune,

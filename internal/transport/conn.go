@@ -163,6 +163,7 @@ func (c *sshConn) Run(ctx context.Context, cmd string, opts RunOptions) (*Result
 	defer sess.Close()
 
 	stdout := newOutputSink(c.log, c.host, label, "out", "")
+	stdout.quiet = opts.QuietStdout
 	stderr := newOutputSink(c.log, c.host, label, "err", pidMarker)
 	sess.Stdout, sess.Stderr = stdout, stderr
 	// Stdin is fed by our own goroutine rather than by the session, whose

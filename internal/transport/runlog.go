@@ -91,6 +91,7 @@ type outputSink struct {
 	host    string
 	marker  string // expected first line prefix; cleared once the first line is seen
 	pid     int
+	quiet   bool // keep the output out of the run log (it may hold secrets)
 }
 
 func newOutputSink(log *RunLog, host, label, stream, marker string) *outputSink {
@@ -120,7 +121,9 @@ func (s *outputSink) Write(p []byte) (int, error) {
 		}
 		s.buf.Write(line)
 		s.buf.WriteByte('\n')
-		s.log.line(s.host, s.prefix+string(line))
+		if !s.quiet {
+			s.log.line(s.host, s.prefix+string(line))
+		}
 	}
 	return len(p), nil
 }
@@ -131,7 +134,9 @@ func (s *outputSink) flush() {
 	defer s.mu.Unlock()
 	if len(s.partial) > 0 {
 		s.buf.Write(s.partial)
-		s.log.line(s.host, s.prefix+string(s.partial))
+		if !s.quiet {
+			s.log.line(s.host, s.prefix+string(s.partial))
+		}
 		s.partial = nil
 	}
 }

@@ -38,6 +38,9 @@ type RunOptions struct {
 	// Timeout replaces the connection's command timeout for this command
 	// (a step's own timeout may be longer or shorter).
 	Timeout time.Duration
+	// QuietStdout keeps stdout out of the run log: it may hold secrets
+	// (e.g. a monit control file's credentials). It is still returned.
+	QuietStdout bool
 }
 
 // Result is what a command printed and how it ended.
