@@ -86,7 +86,9 @@ func (e *Engine) Check(ctx context.Context, proj *playbooks.Project, opts CheckO
 		if err := r.connect(ctx, hp); err != nil {
 			return err
 		}
-		h := r.runs[hp.Name]
+		r.mu.Lock()
+		h := r.runs[hp.Name] // other hosts are connecting at the same time
+		r.mu.Unlock()
 		for _, s := range checkSteps(p, hp, opts.Release != "") {
 			if _, err := h.runStepOnly(ctx, s); err != nil && ctx.Err() != nil {
 				return err
