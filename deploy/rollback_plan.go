@@ -62,6 +62,15 @@ func BuildRollbackPlan(proj *playbooks.Project, opts RollbackPlanOptions) (*Plan
 		if err != nil {
 			return nil, err
 		}
+		if opts.Current[h.Name] != opts.Target && pb.Watchdog != nil {
+			// The target's watchdog config is checked before any host switches.
+			check, _, err := watchdogSteps(p, hp)
+			if err != nil {
+				return nil, badInput("host %s: watchdog: %v", hp.Name, err)
+			}
+			check.Phase = playbooks.PhasePreflight
+			hp.Steps = append(hp.Steps, check)
+		}
 		if opts.Current[h.Name] != opts.Target {
 			hp.Steps = append(hp.Steps, &Step{
 				Phase: playbooks.PhaseActivate, Name: "activate", Kind: playbooks.StepActivate,

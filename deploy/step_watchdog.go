@@ -140,7 +140,7 @@ type watchdogCheckAction struct{ spec *watchdogSpec }
 
 func (a *watchdogCheckAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	s := a.spec
-	rendered, err := renderSnippet(ctx, h, s)
+	rendered, err := snippetFor(ctx, h, s)
 	if err != nil {
 		return "", err
 	}
@@ -303,7 +303,7 @@ func (a *watchdogInstallAction) Do(ctx context.Context, h *hostRun) (string, err
 	snippet := h.watchdogSnippet
 	if snippet == nil {
 		var err error
-		if snippet, err = renderSnippet(ctx, h, s); err != nil {
+		if snippet, err = snippetFor(ctx, h, s); err != nil {
 			return "", err
 		}
 	}
@@ -315,6 +315,13 @@ func (a *watchdogInstallAction) Do(ctx context.Context, h *hostRun) (string, err
 	}
 	head, rest, _ := bytes.Cut(res.Stdout, []byte("\n"))
 	h.watchdogOld = &savedFile{present: string(head) == "present", body: rest}
+	if h.watchdogOld.present && h.report.Before != "" {
+		// Kept on the host too: a later `relctl rollback --to` that release
+		// (from any machine, or after relctl died) puts exactly these bytes back.
+		if err := upload(ctx, h.conn, rest, savedSnippetPath(h, s, h.report.Before), 0o600); err != nil {
+			return "", fmt.Errorf("keeping the installed snippet: %w", err)
+		}
+	}
 	if err := upload(ctx, h.conn, snippet, s.InstallPath, 0o600); err != nil {
 		return "", err
 	}
@@ -630,4 +637,28 @@ func (a *artifactFS) releaseMentions(_ context.Context, needle, skip string) (bo
 		}
 	}
 	return false, nil
+}
+
+// savedSnippetPath is where the host keeps the snippet that was installed
+// while version was current.
+func savedSnippetPath(h *hostRun, s *watchdogSpec, version string) string {
+	return path.Join(h.host.Layout.StateDir(), "watchdog", version+"."+path.Base(s.InstallPath))
+}
+
+// snippetFor is the snippet this run installs: for a rollback, the bytes
+// that were installed while the target release was current, when the host
+// kept them; otherwise the release's template rendered for the host.
+func snippetFor(ctx context.Context, h *hostRun, s *watchdogSpec) ([]byte, error) {
+	if h.plan.Kind == KindRollback {
+		saved := savedSnippetPath(h, s, h.plan.Version)
+		res, err := h.conn.Run(ctx, fmt.Sprintf("if [ -f %[1]s ]; then echo present; cat -- %[1]s; else echo absent; fi", state.Quote(saved)),
+			transport.RunOptions{Label: "watchdog/read-saved"})
+		if err != nil {
+			return nil, err
+		}
+		if head, body, _ := bytes.Cut(res.Stdout, []byte("\n")); string(head) == "present" {
+			return body, nil
+		}
+	}
+	return renderSnippet(ctx, h, s)
 }

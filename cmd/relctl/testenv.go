@@ -18,10 +18,12 @@ func newTestenvCmd(g *globalOptions) *cobra.Command {
 		Use:   "testenv",
 		Short: "Run a local cluster of SSH hosts to try relctl on",
 		Long: `testenv starts, in the background, a local cluster on 127.0.0.1: environments
-staging and production, N SSH hosts each, which run real commands with /bin/sh.
+staging and production, N SSH hosts each, which run real commands with /bin/sh,
+each with its own monit daemon when monit is installed (--monit=false: none).
 It writes relctl.toml, playbooks/search.toml, a client key, known_hosts and the
-artifacts of a small search service (1.0.0, 1.1.0, and 1.2.0 which starts but
-fails its health check) into DIR.`,
+artifacts of a small search service into DIR: 1.0.0 and 1.1.0 work; 1.2.0
+starts but fails its health check, and its monit snippet watches a pidfile it
+never writes; 1.3.0's monit snippet is not valid monit syntax.`,
 		Example: `  relctl testenv up --dir /tmp/relctl-demo --hosts 3
   cd /tmp/relctl-demo && relctl deploy --env staging --release 1.1.0 --yes
   relctl testenv status --dir /tmp/relctl-demo
