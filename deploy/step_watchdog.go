@@ -308,13 +308,17 @@ func (a *watchdogInstallAction) Do(ctx context.Context, h *hostRun) (string, err
 		}
 	}
 	// Keep what is installed now: the rollback puts exactly these bytes back.
-	res, err := h.conn.Run(ctx, fmt.Sprintf("if [ -e %[1]s ]; then echo present; cat -- %[1]s; else echo absent; fi", state.Quote(s.InstallPath)),
+	res, err := h.conn.Run(ctx, fmt.Sprintf("if [ -e %[1]s ]; then echo present $(stat -L -c %%a -- %[1]s); cat -- %[1]s; else echo absent; fi", state.Quote(s.InstallPath)),
 		transport.RunOptions{Label: "watchdog/save"})
 	if err != nil {
 		return "", err
 	}
 	head, rest, _ := bytes.Cut(res.Stdout, []byte("\n"))
-	h.watchdogOld = &savedFile{present: string(head) == "present", body: rest}
+	word, modeText, _ := strings.Cut(string(head), " ")
+	h.watchdogOld = &savedFile{present: word == "present", body: rest, mode: 0o600}
+	if m, err := strconv.ParseUint(modeText, 8, 32); err == nil && m <= 0o777 {
+		h.watchdogOld.mode = uint32(m)
+	}
 	if h.watchdogOld.present && h.report.Before != "" {
 		// Kept on the host too: a later `relctl rollback --to` that release
 		// (from any machine, or after relctl died) puts exactly these bytes back.
@@ -354,7 +358,7 @@ func (a *watchdogInstallAction) Undo(ctx context.Context, h *hostRun) (string, e
 	}
 	var detail string
 	if old.present {
-		if err := upload(ctx, h.conn, old.body, s.InstallPath, 0o600); err != nil {
+		if err := upload(ctx, h.conn, old.body, s.InstallPath, old.mode); err != nil {
 			return "", err
 		}
 		sum := sha256.Sum256(old.body)
@@ -374,6 +378,7 @@ func (a *watchdogInstallAction) Undo(ctx context.Context, h *hostRun) (string, e
 type savedFile struct {
 	present bool
 	body    []byte
+	mode    uint32 // permission bits it had
 }
 
 // supervisor is what relctl needs from a watchdog: monit or systemd.
