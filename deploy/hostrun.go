@@ -44,11 +44,7 @@ func (h *hostRun) now() time.Time { return h.engine.now() }
 func (h *hostRun) setCurrent(v string) { h.report.After = v }
 
 func (h *hostRun) readState(ctx context.Context) (*state.HostState, error) {
-	res, err := h.conn.Run(ctx, h.host.Layout.ReadScript(), transport.RunOptions{Label: "read-state"})
-	if err != nil {
-		return nil, err
-	}
-	return state.ParseHostState(string(res.Stdout))
+	return state.ReadHostState(ctx, h.conn, h.host.Layout, "read-state")
 }
 
 // runPhase runs this host's steps of one phase in order. It starts no step

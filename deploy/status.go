@@ -94,13 +94,7 @@ func hostStatus(ctx context.Context, connector Connector, proj *playbooks.Projec
 		return
 	}
 	hs.Reachable = true
-	layout := state.Layout{BaseDir: data.BaseDir}
-	res, err := conn.Run(ctx, layout.ReadScript(), transport.RunOptions{Label: "status"})
-	if err != nil {
-		hs.Error = err.Error()
-		return
-	}
-	st, err := state.ParseHostState(string(res.Stdout))
+	st, err := state.ReadHostState(ctx, conn, state.Layout{BaseDir: data.BaseDir}, "status")
 	if err != nil {
 		hs.Error = err.Error()
 		return

@@ -86,13 +86,7 @@ func ReadFleet(ctx context.Context, conn deploy.Connector, proj *playbooks.Proje
 				f.Hosts[i].Err = err
 				return
 			}
-			layout := state.Layout{BaseDir: data.BaseDir}
-			res, err := c.Run(ctx, layout.ReadScript(), transport.RunOptions{Label: "read-state"})
-			if err != nil {
-				f.Hosts[i].Err = err
-				return
-			}
-			f.Hosts[i].State, f.Hosts[i].Err = state.ParseHostState(string(res.Stdout))
+			f.Hosts[i].State, f.Hosts[i].Err = state.ReadHostState(ctx, c, state.Layout{BaseDir: data.BaseDir}, "read-state")
 		}()
 	}
 	wg.Wait()

@@ -1,6 +1,7 @@
 package watchdog
 
 import (
+	"github.com/relctl/relctl/internal/transport"
 	"strings"
 )
 
@@ -137,11 +138,11 @@ func (u *Unit) Service() ServiceSettings {
 // SystemdVerifyCommand is the shell command that asks systemd to check a
 // unit file on the host. "--" keeps a path starting with '-' an argument.
 func SystemdVerifyCommand(unitPath string) string {
-	return "systemd-analyze verify -- " + shellQuote(unitPath)
+	return "systemd-analyze verify -- " + transport.ShellQuote(unitPath)
 }
 
 // SystemdIsActiveCommand is the shell command that exits 0 when unit is
 // active (it prints the state: active, activating, failed, ...).
 func SystemdIsActiveCommand(unit string) string {
-	return "systemctl is-active -- " + shellQuote(unit)
+	return "systemctl is-active -- " + transport.ShellQuote(unit)
 }

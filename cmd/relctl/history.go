@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/relctl/relctl/internal/state"
-	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
 )
 
@@ -145,12 +144,7 @@ func hostRecords(ctx context.Context, g *globalOptions, proj *playbooks.Project,
 			continue
 		}
 		summaries = append(summaries, s...)
-		res, err := t.Conn.Run(ctx, t.Layout.ReadScript(), transport.RunOptions{Label: "history"})
-		if err != nil {
-			failed[t.Host] = err
-			continue
-		}
-		st, err := state.ParseHostState(string(res.Stdout))
+		st, err := state.ReadHostState(ctx, t.Conn, t.Layout, "history")
 		if err != nil {
 			failed[t.Host] = err
 			continue

@@ -168,3 +168,13 @@ func randomSuffix() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// ReadHostState reads a host's release state (current, releases, history)
+// in one command.
+func ReadHostState(ctx context.Context, conn transport.Conn, l Layout, label string) (*HostState, error) {
+	res, err := conn.Run(ctx, l.ReadScript(), transport.RunOptions{Label: label})
+	if err != nil {
+		return nil, err
+	}
+	return ParseHostState(string(res.Stdout))
+}

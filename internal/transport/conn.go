@@ -381,7 +381,7 @@ func (c *sshConn) Upload(ctx context.Context, r io.Reader, remotePath string, mo
 
 	// umask 077: nobody else may read the file before its final mode is set.
 	res, err := c.Run(ctx, fmt.Sprintf("mkdir -p %s && umask 077 && cat > %s && sha256sum < %s",
-		shellQuote(dir), shellQuote(tmp), shellQuote(tmp)), RunOptions{Stdin: r, Label: label})
+		ShellQuote(dir), ShellQuote(tmp), ShellQuote(tmp)), RunOptions{Stdin: r, Label: label})
 	if err != nil {
 		c.removeTemp(ctx, tmp, label)
 		return fmt.Errorf("%s: upload %s: %w", c.host, remotePath, err)
@@ -392,7 +392,7 @@ func (c *sshConn) Upload(ctx context.Context, r io.Reader, remotePath string, mo
 		return fmt.Errorf("%s: upload %s: sha256 mismatch: the host computed %s, want %s", c.host, remotePath, got, want)
 	}
 	if _, err := c.Run(ctx, fmt.Sprintf("chmod %04o %s && mv -f %s %s",
-		mode, shellQuote(tmp), shellQuote(tmp), shellQuote(remotePath)), RunOptions{Label: label}); err != nil {
+		mode, ShellQuote(tmp), ShellQuote(tmp), ShellQuote(remotePath)), RunOptions{Label: label}); err != nil {
 		c.removeTemp(ctx, tmp, label)
 		return fmt.Errorf("%s: upload %s: %w", c.host, remotePath, err)
 	}
@@ -406,7 +406,7 @@ func (c *sshConn) removeTemp(ctx context.Context, tmp, label string) {
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if _, err := c.Run(cctx, "rm -f "+shellQuote(tmp), RunOptions{Label: label}); err != nil {
+	if _, err := c.Run(cctx, "rm -f "+ShellQuote(tmp), RunOptions{Label: label}); err != nil {
 		zerolog.Ctx(ctx).Warn().Str("host", c.host).Err(err).Msg("removing upload temp file")
 	}
 }

@@ -76,7 +76,7 @@ func (e *HostKeyError) Error() string {
 		fmt.Fprintf(&b, "The fingerprint for the %s key sent by the remote host is\n%s.\n", e.KeyType, e.Fingerprint)
 		fmt.Fprintf(&b, "Host key for %s has changed and relctl refuses changed keys under every host_key_policy.\n", name)
 		fmt.Fprintf(&b, "Offending key in %s:%d\n", e.OffendingFile, e.OffendingLine)
-		fmt.Fprintf(&b, "  remove with:\n  ssh-keygen -f %s -R %s\n", shellQuote(e.OffendingFile), shellQuote(name))
+		fmt.Fprintf(&b, "  remove with:\n  ssh-keygen -f %s -R %s\n", ShellQuote(e.OffendingFile), ShellQuote(name))
 		b.WriteString("Host key verification failed.")
 	case HostKeyRevoked:
 		fmt.Fprintf(&b, "Host key verification failed: the %s key %s of %s is revoked in %s:%d",

@@ -2,9 +2,9 @@ package transport
 
 import "strings"
 
-// shellQuote makes s one literal word for a POSIX shell. It lives here
+// ShellQuote makes s one literal word for a POSIX shell. It lives here
 // rather than in playbooks because transport must not import domain packages.
-func shellQuote(s string) string {
+func ShellQuote(s string) string {
 	if s != "" && strings.IndexFunc(s, needsQuote) < 0 {
 		return s
 	}
