@@ -260,7 +260,11 @@ func refreshScript(l Layout, runID string) string {
 	t := Quote("owner.json.tmp." + runID)
 	return fmt.Sprintf(`cd %[1]s 2>/dev/null || { echo gone; exit 0; }
 grep -qF %[2]s owner.json 2>/dev/null || { echo other; exit 0; }
-cat > %[3]s && mv -f %[3]s owner.json && echo ok`, Quote(l.LockDir()), ownedBy(runID), t)
+cat > %[3]s || exit 1
+# Check again right before the rename: another run may have taken the lock
+# while the new owner.json was arriving on stdin.
+grep -qF %[2]s owner.json 2>/dev/null || { rm -f %[3]s; echo other; exit 0; }
+mv -f %[3]s owner.json && echo ok`, Quote(l.LockDir()), ownedBy(runID), t)
 }
 
 // releaseScript removes the lock if it is ours. The final rmdir by name
