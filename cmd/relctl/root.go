@@ -143,6 +143,7 @@ playbooks/*.toml next to it (steps, health checks, strategy).`,
 		newRollbackCmd(g),
 		newHistoryCmd(g),
 		newUnlockCmd(g),
+		newParityCmd(g),
 		newTestenvCmd(g),
 	)
 	return root
