@@ -155,6 +155,11 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 		return r.finish(ctx, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err})
 	}
 	go r.watchStop(ctx)
+	if p.SkipRehearsal != "" {
+		if err := r.recordSkippedRehearsal(ctx, active); err != nil {
+			return r.finish(ctx, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err})
+		}
+	}
 
 	err = e.forEach(ctx, active, e.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
 		return r.runs[hp.Name].runPhase(ctx, playbooks.PhasePreflight, nil)
@@ -215,6 +220,23 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 	}
 	e.logEvent("", "run %s: %s of %s done on %d hosts", p.RunID, p.Kind, p.Version, len(active))
 	return r.finish(ctx, nil)
+}
+
+// recordSkippedRehearsal writes the override of the rehearsal gate into the
+// history of every host the run works on, before any of them changes: an
+// override nobody can find later is refused.
+func (r *run) recordSkippedRehearsal(ctx context.Context, hosts []*HostPlan) error {
+	e, p := r.engine, r.plan
+	e.journal(state.JournalEvent{Kind: "skip-rehearsal", Release: p.Version, Detail: p.SkipRehearsal})
+	return e.forEach(ctx, hosts, e.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
+		h := r.runs[hp.Name]
+		ev := state.HistoryEvent{Time: e.now().UTC(), Kind: "skip-rehearsal", Operator: e.Operator, Controller: e.Controller,
+			RunID: p.RunID, Reason: p.SkipRehearsal, Detail: map[string]string{"release": p.Version, "from": h.report.Before}}
+		if err := state.AppendHistoryEvent(ctx, h.conn, hp.Layout, ev); err != nil {
+			return fmt.Errorf("%s: recording the skipped rehearsal in history: %w", hp.Name, err)
+		}
+		return nil
+	})
 }
 
 // activeHosts are the plan's hosts not skipped (resume).

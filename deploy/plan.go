@@ -47,6 +47,9 @@ type Plan struct {
 	// ProveSupervision: after monit runs the service, kill it and require
 	// that monit restarts it (playbooks with a [watchdog]).
 	ProveSupervision bool `json:"prove_supervision,omitempty"`
+	// SkipRehearsal is why the environment's rehearsal gate was overridden
+	// (deploy --skip-rehearsal --reason); written to every host's history.
+	SkipRehearsal string `json:"skip_rehearsal,omitempty"`
 	// From is the release the fleet ran before (rollback runs: the release rolled back from).
 	From         string        `json:"from,omitempty"`
 	Project      string        `json:"project"`

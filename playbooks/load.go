@@ -129,7 +129,8 @@ func configDurationKey(key string) bool {
 	case "lock_ttl", "ssh.connect_timeout", "ssh.command_timeout", "ssh.keepalive", "ssh.reconnect_backoff":
 		return true
 	}
-	return false
+	parts := strings.Split(key, ".")
+	return len(parts) == 3 && parts[0] == "environments" && parts[2] == "rehearsal_max_age"
 }
 
 func playbookDurationKey(key string) bool {
@@ -188,6 +189,7 @@ func (c *Config) applyDefaults() {
 			c.Environments[name] = env
 		}
 		env.Name = name
+		defaultDuration(&env.RehearsalMaxAge, c.pos.has("environments."+name+".rehearsal_max_age"), 7*24*time.Hour)
 		for _, h := range env.Hosts {
 			if h.User == "" {
 				h.User = s.User

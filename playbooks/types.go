@@ -22,6 +22,7 @@ type Config struct {
 	// stale (its holder gone). Default 2m; the holder refreshes it every TTL/4.
 	LockTTL      Duration                `toml:"lock_ttl"`
 	SSH          SSHConfig               `toml:"ssh"`
+	Rehearsal    RehearsalConfig         `toml:"rehearsal"`
 	Environments map[string]*Environment `toml:"environments"`
 
 	// Path is the file the config was read from; Dir its directory (absolute).
@@ -58,13 +59,35 @@ type SSHConfig struct {
 	ReconnectBackoff  Duration `toml:"reconnect_backoff"`
 }
 
+// RehearsalConfig is the [rehearsal] table: how `relctl rehearse` signs the
+// records a gated environment's deploys check.
+type RehearsalConfig struct {
+	// SigningKey is the OpenSSH private key that signs rehearsal records
+	// (resolved like ssh.identity_file); default ssh.identity_file. A key
+	// with a passphrase is used through the SSH agent.
+	SigningKey string `toml:"signing_key"`
+	// Signer is the principal written into the record, the name its key has
+	// in allowed_signers; default the operator (user@host).
+	Signer string `toml:"signer"`
+}
+
 // Environment is one [environments.<name>] table.
 type Environment struct {
 	Name string `toml:"-"`
 	// Playbooks overrides Config.Playbooks for this environment.
-	Playbooks []string       `toml:"playbooks"`
-	Vars      map[string]any `toml:"vars"`
-	Hosts     []*Host        `toml:"hosts"`
+	Playbooks []string `toml:"playbooks"`
+	// RequireRehearsal names the environment (e.g. "staging") where a
+	// release must have been rehearsed, forced rollback included, before
+	// `relctl deploy` takes it here.
+	RequireRehearsal string `toml:"require_rehearsal"`
+	// AllowedSigners is an OpenSSH allowed_signers file (ssh-keygen(1)) of
+	// the keys trusted to sign rehearsal records; required with
+	// require_rehearsal. Relative to relctl.toml's directory.
+	AllowedSigners string `toml:"allowed_signers"`
+	// RehearsalMaxAge is how old a rehearsal record may be; default 168h.
+	RehearsalMaxAge Duration       `toml:"rehearsal_max_age"`
+	Vars            map[string]any `toml:"vars"`
+	Hosts           []*Host        `toml:"hosts"`
 }
 
 // Host is one [[environments.<name>.hosts]] entry.

@@ -3,6 +3,7 @@ package playbooks
 import (
 	"fmt"
 	"net"
+	"os"
 	"path"
 	"regexp"
 	"slices"
@@ -63,6 +64,7 @@ func (c *Config) validate() Problems {
 			add(ekey, "%v", err)
 		}
 		ps = append(ps, varProblems(ix, ekey+".vars", env.Vars)...)
+		ps = append(ps, c.rehearsalProblems(env)...)
 		if len(env.Hosts) == 0 {
 			add(ekey, "environment %q has no hosts (add [[%s.hosts]] entries)", name, ekey)
 		}
@@ -98,6 +100,35 @@ func (c *Config) validate() Problems {
 			}
 			ps = append(ps, varProblems(ix, hkey+".vars", h.Vars)...)
 		}
+	}
+	return ps
+}
+
+// rehearsalProblems checks an environment's rehearsal gate settings.
+func (c *Config) rehearsalProblems(env *Environment) Problems {
+	ix := c.pos
+	ekey := "environments." + env.Name
+	var ps Problems
+	add := func(key, format string, args ...any) { ps = append(ps, ix.problem(key, format, args...)) }
+	if env.RehearsalMaxAge.Duration <= 0 && !ix.badDuration(ekey+".rehearsal_max_age") {
+		add(ekey+".rehearsal_max_age", "rehearsal_max_age must be more than 0s")
+	}
+	if env.RequireRehearsal == "" {
+		if env.AllowedSigners != "" {
+			add(ekey+".allowed_signers", "allowed_signers is only used with require_rehearsal: set require_rehearsal = \"<environment>\" or remove it")
+		}
+		return ps
+	}
+	switch _, ok := c.Environments[env.RequireRehearsal]; {
+	case env.RequireRehearsal == env.Name:
+		add(ekey+".require_rehearsal", "environment %q cannot require a rehearsal in itself", env.Name)
+	case !ok:
+		add(ekey+".require_rehearsal", "require_rehearsal names environment %q, which relctl.toml does not define (it has: %s)", env.RequireRehearsal, strings.Join(slices.Sorted(mapKeys(c.Environments)), ", "))
+	}
+	if env.AllowedSigners == "" {
+		add(ekey+".require_rehearsal", "require_rehearsal needs allowed_signers: the OpenSSH allowed_signers file of the keys trusted to sign rehearsal records")
+	} else if _, err := os.Stat(c.ResolvePath(env.AllowedSigners)); err != nil {
+		add(ekey+".allowed_signers", "allowed_signers: %v", err)
 	}
 	return ps
 }
