@@ -508,8 +508,11 @@ func proveSupervision(ctx context.Context, h *hostRun, s *watchdogSpec, pidfile 
 }
 
 // watchdogSupervisedAction waits, during a rollback, until monit runs the
-// restored release's service.
-type watchdogSupervisedAction struct{ spec *watchdogSpec }
+// restored release's service (and, with prove, that it restarts it).
+type watchdogSupervisedAction struct {
+	spec  *watchdogSpec
+	prove bool
+}
 
 func (a *watchdogSupervisedAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	res, err := h.conn.Run(ctx, "cat -- "+state.Quote(a.spec.InstallPath), transport.RunOptions{Label: "watchdog/read-installed"})
@@ -520,11 +523,20 @@ func (a *watchdogSupervisedAction) Do(ctx context.Context, h *hostRun) (string, 
 	if err := sup.reload(ctx, h, true); err != nil {
 		return "", err
 	}
-	pid, err := sup.waitRunning(ctx, h, sup.pidfile(res.Stdout), 0)
+	pidfile := sup.pidfile(res.Stdout)
+	pid, err := sup.waitRunning(ctx, h, pidfile, 0)
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%s runs %s (pid %d)", sup.name(), a.spec.Service, pid), nil
+	detail := fmt.Sprintf("%s runs %s (pid %d)", sup.name(), a.spec.Service, pid)
+	if a.prove {
+		again, err := proveSupervision(ctx, h, a.spec, pidfile, pid)
+		if err != nil {
+			return "", err
+		}
+		detail += fmt.Sprintf("; killed pid %d, %s restarted it (pid %d)", pid, sup.name(), again)
+	}
+	return detail, nil
 }
 
 // hostFS is the host's file system for watchdog checks, over SSH. Paths under

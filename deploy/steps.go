@@ -143,7 +143,7 @@ func (p *Plan) restoreSteps(hp *HostPlan, version string) ([]*Step, error) {
 			return nil, err
 		}
 		steps = append(steps, &Step{Phase: "rollback", Name: kindWatchdogSupervised, Kind: kindWatchdogSupervised,
-			Action: &watchdogSupervisedAction{spec: spec}, Describe: "wait until monit runs " + spec.Service})
+			Action: &watchdogSupervisedAction{spec: spec, prove: p.ProveSupervision}, Describe: "wait until monit runs " + spec.Service})
 	}
 	checks, err := p.checkSteps(&restored, "rollback")
 	if err != nil {

@@ -189,6 +189,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	for _, write := range []func() error{
 		func() error { return writeKnownHosts(opts.Dir, c.hosts) },
 		func() error { return writeConfig(opts.Dir, opts.Envs, infos) },
+		func() error { return writeAllowedSigners(opts.Dir, clientKey.PublicKey()) },
 		func() error { return writePlaybook(opts.Dir, opts.Monit) },
 		func() error { return writeArtifacts(opts.Dir) },
 		func() error { return writeState(opts.Dir, &stateFile{Dir: opts.Dir, Monit: opts.Monit, Hosts: infos}) },

@@ -10,10 +10,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/relctl/relctl/internal/signing"
 )
 
 // Files written in the cluster directory. relctl.toml refers to the ones
@@ -23,11 +26,15 @@ const (
 	KnownHostsFile = "known_hosts"
 	ConfigFile     = "relctl.toml"
 	PlaybookFile   = "playbooks/search.toml"
-	StateFile      = "testenv.json"
-	SocketFile     = "testenv.sock"
-	LogFile        = "testenv.log"
-	hostKeysDir    = "hostkeys"
-	hostsDir       = "hosts"
+	// AllowedSignersFile trusts the client key to sign rehearsal records.
+	AllowedSignersFile = "allowed_signers"
+	// SignerName is the principal testenv's rehearsal records are signed as.
+	SignerName  = "relctl-testenv"
+	StateFile   = "testenv.json"
+	SocketFile  = "testenv.sock"
+	LogFile     = "testenv.log"
+	hostKeysDir = "hostkeys"
+	hostsDir    = "hosts"
 )
 
 // stateFile is DIR/testenv.json: who serves the cluster, and its ports so a
@@ -146,9 +153,22 @@ connect_timeout = "5s"
 command_timeout = "2m"
 keepalive = "10s"
 max_parallel = 50
+
+# relctl rehearse signs its records with this key (the client key) as this
+# principal; allowed_signers lists it for the relctl-rehearsal namespace.
+[rehearsal]
+signing_key = "id_ed25519"
+signer = "` + SignerName + `"
 `)
+	gated := slices.Contains(envs, "staging")
 	for _, env := range envs {
 		fmt.Fprintf(&b, "\n[environments.%s]\n", env)
+		if env == "production" && gated {
+			b.WriteString("# Deploys here need a passing, signed rehearsal of the release in staging.\n")
+			b.WriteString("require_rehearsal = \"staging\"\n")
+			fmt.Fprintf(&b, "allowed_signers = %s\n", tomlString(AllowedSignersFile))
+			b.WriteString("rehearsal_max_age = \"24h\"\n")
+		}
 		for _, h := range hosts {
 			if h.Env != env {
 				continue
@@ -168,6 +188,12 @@ max_parallel = 50
 		}
 	}
 	return writeFileAtomic(filepath.Join(dir, ConfigFile), []byte(b.String()), 0o644)
+}
+
+// writeAllowedSigners trusts the client key to sign rehearsal records.
+func writeAllowedSigners(dir string, key ssh.PublicKey) error {
+	line := signing.AllowedSignersLine(SignerName, []string{signing.RehearsalNamespace}, key)
+	return writeFileAtomic(filepath.Join(dir, AllowedSignersFile), []byte(line+"\n"), 0o644)
 }
 
 // tomlString quotes s as a TOML basic string: a JSON string is one (JSON

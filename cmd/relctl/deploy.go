@@ -19,7 +19,8 @@ import (
 
 func newDeployCmd(g *globalOptions) *cobra.Command {
 	opts := &releaseOptions{}
-	var yes, resume, prove bool
+	var yes, resume, prove, skipRehearsal bool
+	var reason string
 	cmd := &cobra.Command{
 		Use:   "deploy --env ENV --release VERSION",
 		Short: "Push a release to an environment: preflight, canary, then batches; roll back on failure",
@@ -40,11 +41,20 @@ checks run against the restored release. A second interrupt aborts at once.
 takes over the dead run's lock and deploys its release again, skipping hosts
 the local journal shows finished.
 
+An environment with require_rehearsal (e.g. production requiring staging)
+takes only a release that passed ` + "`relctl rehearse`" + ` there: a signed record,
+verified against allowed_signers, for the same release digest, started from
+the release the environment runs now, passed, younger than
+rehearsal_max_age. Otherwise deploy exits 6 naming the failed condition and
+the command that fixes it. --skip-rehearsal --reason TEXT overrides the
+gate; the override is written to every host's history.
+
 On a terminal, deploy shows the plan and asks for confirmation unless --yes.`,
 		Example: `  relctl deploy --env staging --release 1.1.0
   relctl deploy --env production --release 1.1.0 --yes
   relctl deploy --env production --release 1.1.0 --hosts production-1 --yes
-  relctl deploy --env production --resume --yes`,
+  relctl deploy --env production --resume --yes
+  relctl deploy --env production --release 1.1.1 --skip-rehearsal --reason "hotfix for INC-123"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := requireFlag(cmd, "env", opts.env); err != nil {
@@ -54,6 +64,9 @@ On a terminal, deploy shows the plan and asks for confirmation unless --yes.`,
 				if err := requireFlag(cmd, "release", opts.release); err != nil {
 					return err
 				}
+			}
+			if skipRehearsal != (reason != "") {
+				return usageErrorf("--skip-rehearsal and --reason go together: say why the rehearsal gate is skipped (it is written to every host's history)")
 			}
 			proj, err := g.loadProject()
 			if err != nil {
@@ -72,6 +85,14 @@ On a terminal, deploy shows the plan and asks for confirmation unless --yes.`,
 			if err != nil {
 				return err
 			}
+			sess, err := openSession(g, proj.Config, p.RunID, true)
+			if err != nil {
+				return err
+			}
+			defer sess.Close()
+			if err := rehearsalGate(cmd.Context(), g, proj, sess, p, reason); err != nil {
+				return err
+			}
 			if !yes && g.io.CanPrompt() {
 				printPlan(g.io.ErrOut, p, false)
 				ok, err := g.io.Confirm(fmt.Sprintf("\nDeploy %s %s to %s?", p.Playbook, p.Version, p.Env), g.stop)
@@ -82,15 +103,18 @@ On a terminal, deploy shows the plan and asks for confirmation unless --yes.`,
 					return usageErrorf("deploy cancelled: nothing was changed")
 				}
 			}
-			return runPlan(cmd.Context(), g, proj, p, func(e *deploy.Engine) {
+			_, err = sess.execute(cmd.Context(), g, proj, p, g.io.Out, func(e *deploy.Engine) {
 				e.Skip, e.ResumeRun = skip, resumeRun
 				e.TakeOverStaleLocks = resume
 			})
+			return err
 		},
 	}
 	opts.AddFlags(cmd.Flags())
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().BoolVar(&resume, "resume", false, "finish the environment's interrupted deploy")
+	cmd.Flags().BoolVar(&skipRehearsal, "skip-rehearsal", false, "deploy although the environment's rehearsal gate refuses (needs --reason)")
+	cmd.Flags().StringVar(&reason, "reason", "", "with --skip-rehearsal: why; written to every host's history")
 	cmd.Flags().BoolVar(&prove, "prove-supervision", false, "with a [watchdog]: after monit runs the service, kill it and require monit to restart it")
 	return cmd
 }
@@ -140,27 +164,40 @@ func runPlan(ctx context.Context, g *globalOptions, proj *playbooks.Project, p *
 		return err
 	}
 	defer sess.Close()
-	progress := newProgress(g.io.ErrOut, sess.logPath)
-	engine := &deploy.Engine{
-		Connector: sess.pool, Observe: progress.observe, Log: sess.log, Journal: sess.journal,
+	_, err = sess.execute(ctx, g, proj, p, g.io.Out, configure)
+	return err
+}
+
+// newEngine is an engine on the session's connections, configured from relctl.toml.
+func (s *session) newEngine(g *globalOptions, proj *playbooks.Project) *deploy.Engine {
+	return &deploy.Engine{
+		Connector: s.pool, Log: s.log, Journal: s.journal,
 		Operator: state.Operator(), Controller: state.Controller(),
 		MaxParallel: proj.Config.SSH.MaxParallel, Stop: g.stop, LockTTL: proj.Config.LockTTL.Duration,
 		Backoff: reconnectBackoff(proj.Config.SSH),
 	}
+}
+
+// execute runs p on the session's connections, shows progress on stderr,
+// and writes the result table to out (and what to do next on a failure).
+func (s *session) execute(ctx context.Context, g *globalOptions, proj *playbooks.Project, p *deploy.Plan, out io.Writer, configure func(*deploy.Engine)) (*deploy.Report, error) {
+	progress := newProgress(g.io.ErrOut, s.logPath)
+	engine := s.newEngine(g, proj)
+	engine.Observe = progress.observe
 	if configure != nil {
 		configure(engine)
 	}
 	rep, err := engine.Deploy(ctx, p)
 	var locked *state.LockedError
 	if errors.As(err, &locked) {
-		return err
+		return rep, err
 	}
-	printReport(g.io.Out, rep)
+	printReport(out, rep)
 	var failure *deploy.Failure
 	if errors.As(err, &failure) {
-		printFailureHelp(g.io.ErrOut, p, rep, sess.logPath)
+		printFailureHelp(g.io.ErrOut, p, rep, s.logPath)
 	}
-	return err
+	return rep, err
 }
 
 // resumeTarget finds the environment's interrupted deploy, points opts at

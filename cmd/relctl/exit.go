@@ -53,12 +53,23 @@ func exitCode(io *output.IOStreams, err error) int {
 	var usage *usageError
 	var failure *deploy.Failure
 	var locked *state.LockedError
+	var rehearsal *rollback.RehearsalFailed
 	code := exitError
 	switch {
 	case errors.As(err, &locked):
 		code = exitLocked
-	case errors.Is(err, rollback.ErrNothingToRollBackTo), errors.Is(err, deploy.ErrChecksFailed):
+	case errors.Is(err, rollback.ErrNothingToRollBackTo), errors.Is(err, deploy.ErrChecksFailed),
+		errors.Is(err, rollback.ErrNotRehearsed), errors.Is(err, rollback.ErrRehearsalRefused):
 		code = exitRefused
+	case errors.As(err, &rehearsal):
+		switch {
+		case len(rehearsal.Unresolved()) > 0:
+			code = exitUnknown
+		case rehearsal.Interrupted:
+			code = exitInterrupted
+		default:
+			code = exitFailedClean
+		}
 	case errors.As(err, &problems):
 		fmt.Fprintln(io.ErrOut, problems.Error())
 		fmt.Fprintf(io.ErrOut, "relctl: %d configuration problem%s\n", len(problems), plural(len(problems)))

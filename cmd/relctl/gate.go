@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/playbooks"
+	"github.com/relctl/relctl/rollback"
+)
+
+// rehearsalGate applies the environment's require_rehearsal before a
+// deploy, on the deploy's own connections. With a skip reason a refusal
+// becomes an override the engine writes to every host's history.
+func rehearsalGate(ctx context.Context, g *globalOptions, proj *playbooks.Project, sess *session, p *deploy.Plan, skipReason string) error {
+	env, err := proj.Environment(p.Env)
+	if err != nil || env.RequireRehearsal == "" {
+		if skipReason != "" {
+			return usageErrorf("--skip-rehearsal: environment %s has no rehearsal gate (no require_rehearsal in relctl.toml)", p.Env)
+		}
+		return nil
+	}
+	w := g.io.ErrOut
+	res, err := rollback.CheckGate(ctx, rollback.GateOptions{
+		Project: proj, Plan: p, StateDir: g.resolveStateDir(proj.Config), Connector: sess.pool,
+		MaxParallel: proj.Config.SSH.MaxParallel, Now: time.Now(),
+	})
+	var gerr *rollback.GateError
+	switch {
+	case errors.As(err, &gerr) && skipReason != "":
+		fmt.Fprintf(w, "Rehearsal gate of %s: REFUSED, overridden with --skip-rehearsal\n  refusal: %s\n  reason: %s (written to every host's history)\n", p.Env, gerr.Reason, skipReason)
+		p.SkipRehearsal = skipReason
+		return nil
+	case err != nil:
+		return err
+	case res.Note != "":
+		fmt.Fprintf(w, "Rehearsal gate of %s: not needed: %s\n", p.Env, res.Note)
+	default:
+		rec := res.Record
+		fmt.Fprintf(w, "Rehearsal gate of %s: passed: %s %s was rehearsed in %s (%d cycle%s, rolled back to %s) on %s by %s\n",
+			p.Env, rec.Playbook, rec.Release, rec.Environment, len(rec.Cycles), plural(len(rec.Cycles)), rec.From,
+			rec.Finished.Local().Format(time.DateTime), rec.Operator)
+		fmt.Fprintf(w, "  record: %s, signed by %s (%s)\n", res.Source, joinOr(res.Signer.Principals, "?"), res.Signer.Fingerprint)
+		for _, d := range res.Differences {
+			fmt.Fprintf(w, "  warning: %s differs: %s (%s, rehearsed) vs %s (%s, now)\n", d.Key, d.A, rec.Environment, d.B, p.Env)
+		}
+	}
+	if skipReason != "" {
+		fmt.Fprintf(w, "  (--skip-rehearsal not needed: nothing to override)\n")
+	}
+	return nil
+}
+
+func joinOr(ss []string, empty string) string {
+	if len(ss) == 0 {
+		return empty
+	}
+	out := ss[0]
+	for _, s := range ss[1:] {
+		out += "," + s
+	}
+	return out
+}

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/signing"
+	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/internal/transport"
+	"github.com/relctl/relctl/playbooks"
+	"github.com/relctl/relctl/rollback"
+)
+
+func newRehearseCmd(g *globalOptions) *cobra.Command {
+	var env, release, playbook, failAt, forEnv, junit string
+	cmd := &cobra.Command{
+		Use:   "rehearse --env ENV --release VERSION",
+		Short: "Deploy a release to staging, force a failure, let the automatic rollback run, then deploy it again",
+		Long: `Rehearse proves, before production needs it, that the rollback path works
+for this exact release from this exact starting release. It deploys the
+release to the environment (staging) with a failure forced at a chosen point,
+lets the automatic rollback that production uses undo it (nothing about that
+path is special), checks that the previous release is healthy and supervised
+(monit is made to restart it), and finally deploys the release again so the
+environment ends on it.
+
+The rehearsal must start where production is: the environment that requires
+this rehearsal (require_rehearsal in relctl.toml) must run one release, and
+the rehearsal environment must run the same one. If it does not, rehearse
+says so and shows the command that puts it there (exit 6).
+
+--fail-at chooses the failure: a phase (stage, activate, verify, cutover,
+post: the failure comes after the phase's last step), a step ("activate/restart"),
+or all (one cycle at each phase boundary from stage to cutover). The default,
+cutover, is the costliest place to fail: the release is active and verified
+everywhere. The failure is forced on every host of the last batch, so by
+then every host has been switched and every host is rolled back.
+
+The result is a rehearsal record (JSON: release digest, from and to
+versions, the environment's fingerprint, each cycle's timings, relctl
+version, operator), signed in the SSHSIG format with the namespace
+relctl-rehearsal ([rehearsal] signing_key, default ssh.identity_file), and
+stored as <digest>.json and <digest>.json.sig in the state directory and in
+every host's <base_dir>/.relctl/rehearsals/. Failed rehearsals are recorded
+too, marked failed. Verify one with:
+  ssh-keygen -Y verify -f allowed_signers -I SIGNER -n relctl-rehearsal -s REC.json.sig < REC.json
+
+Exit 0 when the rehearsal passed; 3 when it failed and every host is healthy
+on one release; 4 when hosts were left unresolved; 6 when it was refused
+before it started.`,
+		Example: `  relctl rehearse --env staging --release 1.1.0
+  relctl rehearse --env staging --release 1.1.0 --fail-at all --junit rehearsal.xml
+  relctl rehearse --env staging --release 1.1.0 --fail-at activate/restart`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireFlag(cmd, "env", env); err != nil {
+				return err
+			}
+			if err := requireFlag(cmd, "release", release); err != nil {
+				return err
+			}
+			proj, err := g.loadProject()
+			if err != nil {
+				return err
+			}
+			return rehearse(cmd.Context(), g, proj, rollback.RehearseOptions{
+				Env: env, Release: release, Playbook: playbook, FailAt: failAt, For: forEnv,
+			}, junit)
+		},
+	}
+	cmd.Flags().StringVarP(&env, "env", "e", "", "the rehearsal environment (e.g. staging)")
+	cmd.Flags().StringVarP(&release, "release", "r", "", "release version to rehearse")
+	cmd.Flags().StringVar(&playbook, "playbook", "", "playbook, when the environment has several")
+	cmd.Flags().StringVar(&failAt, "fail-at", "cutover", "where to force the failure: a phase, a step (phase/name), or all")
+	cmd.Flags().StringVar(&forEnv, "for", "", "the gated environment to start from, when several require this rehearsal")
+	cmd.Flags().StringVar(&junit, "junit", "", "also write the result as JUnit XML to this file (one testcase per cycle)")
+	return cmd
+}
+
+func rehearse(ctx context.Context, g *globalOptions, proj *playbooks.Project, o rollback.RehearseOptions, junitPath string) error {
+	cfg := proj.Config
+	signer, signerName, err := rehearsalSigner(cfg)
+	if err != nil {
+		return err
+	}
+	id := "rehearse-" + state.NewRunID(time.Now())
+	sess, err := openSession(g, cfg, id, false)
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	stateDir := g.resolveStateDir(cfg)
+	o.Project, o.Connector, o.MaxParallel = proj, sess.pool, cfg.SSH.MaxParallel
+	o.NewRunID = func() string { return state.NewRunID(time.Now()) }
+	o.Operator, o.Controller, o.Signer, o.RelctlVersion = state.Operator(), state.Controller(), signerName, version
+	o.Say = func(format string, args ...any) { fmt.Fprintf(g.io.ErrOut, "\n==> "+format+"\n", args...) }
+	fmt.Fprintf(g.io.ErrOut, "Rehearsal %s: %s in %s (run log %s)\n", id, o.Release, o.Env, sess.logPath)
+
+	rec, err := rollback.Rehearse(ctx, &rehearsalRunner{g: g, proj: proj, sess: sess, stateDir: stateDir}, o)
+	if rec == nil {
+		return err
+	}
+	printRehearsal(g, rec)
+	if serr := storeRecord(ctx, g, proj, sess, stateDir, rec, signer); serr != nil {
+		return errors.Join(err, serr)
+	}
+	if junitPath != "" {
+		if jerr := writeJUnitFile(junitPath, rec); jerr != nil {
+			return errors.Join(err, jerr)
+		}
+		fmt.Fprintf(g.io.Out, "JUnit: %s\n", junitPath)
+	}
+	return err
+}
+
+// rehearsalSigner loads the key that signs records and the principal it
+// signs as.
+func rehearsalSigner(cfg *playbooks.Config) (ssh.Signer, string, error) {
+	keyPath := cfg.Rehearsal.SigningKey
+	where := cfg.Where("rehearsal.signing_key")
+	if keyPath == "" {
+		keyPath, where = cfg.SSH.IdentityFile, cfg.Where("ssh.identity_file")
+	}
+	if keyPath == "" {
+		return nil, "", usageErrorf("rehearse signs its record and needs a key: set [rehearsal] signing_key (or ssh.identity_file) in %s", cfg.Path)
+	}
+	signer, err := signing.LoadSigner(cfg.ResolvePath(keyPath))
+	if err != nil {
+		return nil, "", &usageError{fmt.Errorf("rehearsal signing key (%s): %w", where, err)}
+	}
+	name := cfg.Rehearsal.Signer
+	if name == "" {
+		name = state.Operator()
+	}
+	return signer, name, nil
+}
+
+// rehearsalRunner runs a rehearsal's deploys like `relctl deploy` does, on
+// the rehearsal's connections, each with its own journal.
+type rehearsalRunner struct {
+	g        *globalOptions
+	proj     *playbooks.Project
+	sess     *session
+	stateDir string
+}
+
+func (r *rehearsalRunner) Run(ctx context.Context, p *deploy.Plan, observe deploy.Observer) (*deploy.Report, error) {
+	journal, err := state.OpenJournal(r.stateDir, p.RunID)
+	if err != nil {
+		return nil, fmt.Errorf("opening journal: %w", err)
+	}
+	defer journal.Close()
+	return r.sess.execute(ctx, r.g, r.proj, p, r.g.io.ErrOut, func(e *deploy.Engine) {
+		e.Journal = journal
+		if observe != nil {
+			shown := e.Observe
+			e.Observe = func(ev deploy.Event) { shown(ev); observe(ev) }
+		}
+	})
+}
+
+func (r *rehearsalRunner) Check(ctx context.Context, opts deploy.CheckOptions) (*deploy.CheckReport, error) {
+	return r.sess.newEngine(r.g, r.proj).Check(ctx, r.proj, opts)
+}
+
+// printRehearsal is the result on stdout: one row per cycle.
+func printRehearsal(g *globalOptions, rec *rollback.Record) {
+	w := g.io.Out
+	fmt.Fprintln(w)
+	t := newTable(w, "CYCLE", "FAIL AT", "RESULT", "ROLLBACK", "HEALTHY AFTER", "STEPS UNDONE", "HOSTS")
+	for i, c := range rec.Cycles {
+		result := "passed"
+		if !c.Passed {
+			result = "FAILED"
+		}
+		t.row(fmt.Sprint(i+1), c.FailAt, result, fmt.Sprintf("%.1fs", c.RollbackSeconds), fmt.Sprintf("%.1fs", c.TimeToHealthySeconds),
+			fmt.Sprint(c.StepsUndone), fmt.Sprint(c.HostsRolledBack))
+	}
+	t.flush()
+	if f := rec.Forward; f != nil {
+		result := "ok"
+		if !f.Passed {
+			result = "FAILED: " + firstLine(f.Error)
+		}
+		fmt.Fprintf(w, "Forward: deploy %s again (run %s): %s\n", rec.Release, f.RunID, result)
+	}
+	if rec.Passed() {
+		fmt.Fprintf(w, "Rehearsal PASSED: %s %s rolled back to %s in %s and deployed again.\n", rec.Playbook, rec.Release, rec.From, rec.Environment)
+	} else {
+		fmt.Fprintf(w, "Rehearsal FAILED: %s\n", rec.Reason)
+	}
+}
+
+// storeRecord signs the record and keeps it in the state dir and on every
+// host of the rehearsal environment.
+func storeRecord(ctx context.Context, g *globalOptions, proj *playbooks.Project, sess *session, stateDir string, rec *rollback.Record, signer ssh.Signer) error {
+	signed, err := rollback.Sign(rec, signer)
+	if err != nil {
+		return err
+	}
+	local, err := rollback.SaveLocal(stateDir, rec, signed)
+	if err != nil {
+		return fmt.Errorf("saving the rehearsal record: %w", err)
+	}
+	// Also after an interrupt: the record of what happened must reach the hosts.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	targets, failed, err := envLockTargets(ctx, sess.pool, proj, rec.Environment)
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var stored []string
+	for _, t := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := rollback.SaveOnHost(ctx, t.Conn, t.Layout, rec, signed)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed[t.Host] = err
+				return
+			}
+			stored = append(stored, t.Host)
+		}()
+	}
+	wg.Wait()
+	sortStrings(stored)
+	w := g.io.Out
+	fmt.Fprintf(w, "Record: %s (%s, signed by %s with %s)\n", relPath(local), rec.Result, rec.Signer, ssh.FingerprintSHA256(signer.PublicKey()))
+	if len(stored) > 0 {
+		fmt.Fprintf(w, "  also on %s: %s\n", strings.Join(stored, ", "), filepath.Base(local))
+	}
+	for host, err := range failed {
+		fmt.Fprintf(g.io.ErrOut, "warning: the record could not be stored on %s: %v\n", host, err)
+	}
+	fmt.Fprintf(w, "Verify: ssh-keygen -Y verify -f allowed_signers -I %s -n %s -s %s.sig < %s\n",
+		transport.ShellQuote(rec.Signer), signing.RehearsalNamespace, transport.ShellQuote(relPath(local)), transport.ShellQuote(relPath(local)))
+	return nil
+}
+
+func relPath(p string) string {
+	if wd, err := os.Getwd(); err == nil {
+		if r, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(r, "..") {
+			return r
+		}
+	}
+	return p
+}
+
+func writeJUnitFile(path string, rec *rollback.Record) error {
+	var b bytes.Buffer
+	if err := rollback.WriteJUnit(&b, rec); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("writing JUnit: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,321 @@
+package rollback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/signing"
+	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/internal/transport"
+	"github.com/relctl/relctl/playbooks"
+)
+
+// ErrNotRehearsed: a gated environment's deploy was refused because no
+// valid rehearsal record covers it (exit 6).
+var ErrNotRehearsed = errors.New("not rehearsed")
+
+// GateError says which condition of the rehearsal gate failed and the
+// command that fixes it.
+type GateError struct {
+	Reason string
+	Fix    string
+}
+
+func (e *GateError) Error() string {
+	msg := "rehearsal gate: " + e.Reason
+	if e.Fix != "" {
+		msg += "\n  fix: " + e.Fix
+	}
+	return msg
+}
+
+func (e *GateError) Unwrap() error { return ErrNotRehearsed }
+
+// GateOptions describe the deploy the gate is asked about.
+type GateOptions struct {
+	Project     *playbooks.Project
+	Plan        *deploy.Plan // the deploy to the gated environment
+	StateDir    string
+	Connector   deploy.Connector
+	MaxParallel int
+	Now         time.Time
+}
+
+// GateResult is a deploy the gate let through, and why.
+type GateResult struct {
+	// Required: the environment has require_rehearsal.
+	Required bool
+	// Note says why no record was needed (first deploy, already there).
+	Note string
+	// From is the release the gated environment runs now.
+	From   string
+	Record *Record
+	// Source is where the accepted record was read (a path, or host:path).
+	Source string
+	Signer *signing.Verification
+	// Differences between the rehearsal environment (as recorded) and the
+	// gated environment now: shown as warnings.
+	Differences []Difference
+}
+
+// CheckGate decides whether plan may be deployed to its environment: when
+// the environment requires a rehearsal, a signed record must exist (in the
+// state dir or on the rehearsal environment's hosts) that verifies against
+// allowed_signers, names the same release digest, started from the release
+// the environment runs now, passed, and is younger than rehearsal_max_age.
+func CheckGate(ctx context.Context, o GateOptions) (*GateResult, error) {
+	p := o.Plan
+	env, err := o.Project.Environment(p.Env)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", deploy.ErrBadInput, err)
+	}
+	res := &GateResult{Required: env.RequireRehearsal != ""}
+	if !res.Required {
+		return res, nil
+	}
+	rehearse := fmt.Sprintf("relctl rehearse --env %s --release %s", env.RequireRehearsal, p.Version)
+	if p.Playbook != "" && len(mustPlaybooks(o.Project, env.RequireRehearsal)) > 1 {
+		rehearse += " --playbook " + p.Playbook
+	}
+
+	from, note, err := gatedFrom(ctx, o, p)
+	if err != nil {
+		return nil, err
+	}
+	res.From, res.Note = from, note
+	if note != "" {
+		return res, nil
+	}
+
+	signersPath := o.Project.Config.ResolvePath(env.AllowedSigners)
+	body, err := os.ReadFile(signersPath)
+	if err != nil {
+		return nil, &GateError{Reason: fmt.Sprintf("cannot read allowed_signers (%s): %v", o.Project.Config.Where("environments."+p.Env+".allowed_signers"), err),
+			Fix: "point allowed_signers at the OpenSSH allowed_signers file of the keys that sign rehearsals"}
+	}
+	signers, err := signing.ParseAllowedSigners(signersPath, body)
+	if err != nil {
+		return nil, &GateError{Reason: err.Error(), Fix: "correct " + signersPath + " (format: ssh-keygen(1), ALLOWED SIGNERS)"}
+	}
+
+	cands := o.localCandidate(p.Digest)
+	var best *GateError
+	bestRank := -1
+	consider := func(c candidate) bool {
+		rank, gerr := evaluate(&c, o, p, env, from, signers, signersPath, rehearse)
+		if gerr == nil {
+			res.Record, res.Source, res.Signer = c.record, c.source, c.verified
+			return true
+		}
+		if rank > bestRank {
+			best, bestRank = gerr, rank
+		}
+		return false
+	}
+	for _, c := range cands {
+		if consider(c) {
+			return res.withDifferences(ctx, o), nil
+		}
+	}
+	remote, hosts := o.hostCandidates(ctx, env.RequireRehearsal, p)
+	for _, c := range remote {
+		if consider(c) {
+			return res.withDifferences(ctx, o), nil
+		}
+	}
+	if best == nil {
+		where := RecordsDir(o.StateDir)
+		if len(hosts) > 0 {
+			where += " or on " + env.RequireRehearsal + "'s hosts (" + strings.Join(hosts, ", ") + ")"
+		}
+		best = &GateError{
+			Reason: fmt.Sprintf("no rehearsal record for %s %s (release digest %s) in %s", p.Playbook, p.Version, p.Digest, where),
+			Fix:    rehearse,
+		}
+	}
+	return nil, best
+}
+
+// Ranks of how far a record got through the gate; the refusal names the
+// condition of the record that got furthest.
+const (
+	rankUnreadable = iota
+	rankSignature
+	rankRelease
+	rankFailed
+	rankFrom
+	rankAge
+)
+
+type candidate struct {
+	source    string
+	signed    *SignedRecord
+	readErr   error
+	record    *Record
+	verified  *signing.Verification
+	fromLocal bool
+}
+
+func evaluate(c *candidate, o GateOptions, p *deploy.Plan, env *playbooks.Environment, from string, signers []signing.AllowedSigner, signersPath, rehearse string) (int, *GateError) {
+	if c.readErr != nil {
+		return rankUnreadable, &GateError{Reason: fmt.Sprintf("reading the rehearsal record %s: %v", c.source, c.readErr), Fix: rehearse}
+	}
+	if len(c.signed.Signature) == 0 {
+		return rankSignature, &GateError{Reason: fmt.Sprintf("the rehearsal record %s has no signature (%s.sig is missing)", c.source, c.source), Fix: rehearse}
+	}
+	v, err := signing.Verify(c.signed.JSON, c.signed.Signature, signers, signing.RehearsalNamespace, o.Now)
+	if err != nil {
+		return rankSignature, &GateError{Reason: fmt.Sprintf("the signature of the rehearsal record %s does not verify against allowed_signers %s: %v", c.source, signersPath, err),
+			Fix: rehearse + " (signed with a key listed in " + signersPath + ")"}
+	}
+	rec, err := ParseRecord(c.signed.JSON)
+	if err != nil {
+		return rankSignature, &GateError{Reason: fmt.Sprintf("the rehearsal record %s: %v", c.source, err), Fix: rehearse}
+	}
+	c.record, c.verified = rec, v
+	switch {
+	case rec.ReleaseDigest != p.Digest || rec.Release != p.Version:
+		return rankRelease, &GateError{Reason: fmt.Sprintf("the rehearsal record %s is for %s (digest %s), not %s (digest %s): the playbook or the artifact changed since it was rehearsed",
+			c.source, rec.Release, rec.ReleaseDigest, p.Version, p.Digest), Fix: rehearse}
+	case rec.Environment != env.RequireRehearsal:
+		return rankRelease, &GateError{Reason: fmt.Sprintf("the rehearsal record %s was made in %s, but %s requires a rehearsal in %s", c.source, rec.Environment, p.Env, env.RequireRehearsal), Fix: rehearse}
+	case !rec.Passed():
+		return rankFailed, &GateError{Reason: fmt.Sprintf("the rehearsal of %s in %s failed (%s, by %s): %s", rec.Release, rec.Environment, rec.Finished.Format(time.RFC3339), rec.Operator, rec.Reason),
+			Fix: "fix the release (or its rollback path), then " + rehearse}
+	case rec.From != from:
+		return rankFrom, &GateError{Reason: fmt.Sprintf("the rehearsal rolled %s back to %s, but %s runs %s", rec.Release, rec.From, p.Env, from),
+			Fix: fmt.Sprintf("relctl deploy --env %s --release %s, then %s", env.RequireRehearsal, from, rehearse)}
+	}
+	if age := o.Now.Sub(rec.Finished); age > env.RehearsalMaxAge.Duration {
+		return rankAge, &GateError{Reason: fmt.Sprintf("the rehearsal of %s finished %s ago (%s); %s accepts rehearsals at most %s old (rehearsal_max_age)",
+			rec.Release, age.Round(time.Minute), rec.Finished.Format(time.RFC3339), p.Env, env.RehearsalMaxAge.Duration), Fix: rehearse}
+	}
+	return 0, nil
+}
+
+func (o GateOptions) localCandidate(digest string) []candidate {
+	sr, path, err := LoadLocal(o.StateDir, digest)
+	if errors.Is(err, errNoRecord) {
+		return nil
+	}
+	return []candidate{{source: path, signed: sr, readErr: err, fromLocal: true}}
+}
+
+// hostCandidates reads the record from every host of the rehearsal
+// environment; it also returns the host names it looked at.
+func (o GateOptions) hostCandidates(ctx context.Context, envName string, p *deploy.Plan) ([]candidate, []string) {
+	env, err := o.Project.Environment(envName)
+	if err != nil {
+		return nil, nil
+	}
+	pb, ok := o.Project.Playbooks[p.Playbook]
+	if !ok {
+		return nil, nil
+	}
+	hosts := pb.TargetHosts(env)
+	names := make([]string, len(hosts))
+	found := make([]*candidate, len(hosts))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(o.MaxParallel, 1))
+	for i, h := range hosts {
+		names[i] = h.Name
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			data, err := o.Project.Data(pb, env, h, "0", "")
+			if err != nil {
+				return
+			}
+			c := &candidate{source: h.Name + ":"}
+			conn, err := o.Connector.Get(ctx, transport.Target{Name: h.Name, Address: h.Address, User: firstNonEmpty(h.User, o.Project.Config.SSH.User)})
+			if err != nil {
+				c.readErr = err
+				found[i] = c
+				return
+			}
+			sr, path, err := LoadFromHost(ctx, conn, state.Layout{BaseDir: data.BaseDir}, p.Digest)
+			if errors.Is(err, errNoRecord) {
+				return
+			}
+			c.source, c.signed, c.readErr = h.Name+":"+path, sr, err
+			found[i] = c
+		}()
+	}
+	wg.Wait()
+	var out []candidate
+	for _, c := range found {
+		if c != nil {
+			out = append(out, *c)
+		}
+	}
+	return out, names
+}
+
+// gatedFrom is the release the gated environment runs now, among the hosts
+// the deploy changes. A note instead means no record is needed.
+func gatedFrom(ctx context.Context, o GateOptions, p *deploy.Plan) (string, string, error) {
+	var only []string
+	for _, hp := range p.Hosts() {
+		only = append(only, hp.Name)
+	}
+	f, err := ReadFleet(ctx, o.Connector, o.Project, p.Env, p.Playbook, only, o.MaxParallel)
+	if err != nil {
+		return "", "", err
+	}
+	runs := map[string][]string{}
+	for _, h := range f.Hosts {
+		if h.State == nil || (f.selected != nil && !f.selected[h.Name]) || h.State.Current == p.Version {
+			continue // unreachable hosts fail the deploy's own preflight
+		}
+		runs[h.State.Current] = append(runs[h.State.Current], h.Name)
+	}
+	switch len(runs) {
+	case 0:
+		return p.Version, fmt.Sprintf("every reachable host of %s already runs %s", p.Env, p.Version), nil
+	case 1:
+		for v := range runs {
+			if v == "" {
+				return "", fmt.Sprintf("no host of %s runs a release yet: a first deploy has no rollback to rehearse", p.Env), nil
+			}
+			return v, "", nil
+		}
+	}
+	return "", "", &GateError{
+		Reason: fmt.Sprintf("the hosts of %s run different releases (%s): no rehearsal started from all of them", p.Env, describeReleases(runs)),
+		Fix:    fmt.Sprintf("finish the rollout or roll back first (relctl status --env %s)", p.Env),
+	}
+}
+
+// withDifferences compares the recorded rehearsal environment with the
+// gated one as it is now (best effort: the deploy reads its hosts anyway).
+func (r *GateResult) withDifferences(ctx context.Context, o GateOptions) *GateResult {
+	if r.Record == nil || r.Record.Fingerprint == nil {
+		return r
+	}
+	now, err := ReadFingerprint(ctx, o.Connector, o.Project, o.Plan.Env, o.Plan.Playbook, o.MaxParallel)
+	if err != nil {
+		return r
+	}
+	for _, d := range CompareFingerprints(r.Record.Fingerprint, now) {
+		if d.Key == "current release" {
+			continue // the rehearsal environment ran the gated one's release: checked above
+		}
+		r.Differences = append(r.Differences, d)
+	}
+	sort.SliceStable(r.Differences, func(i, j int) bool { return r.Differences[i].Key < r.Differences[j].Key })
+	return r
+}
+
+func mustPlaybooks(proj *playbooks.Project, env string) []*playbooks.Playbook {
+	pbs, _ := proj.PlaybooksFor(env)
+	return pbs
+}
