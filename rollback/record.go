@@ -38,8 +38,8 @@ const (
 type Record struct {
 	Format         string `json:"format"`
 	Project        string `json:"project"`
-	Environment    string `json:"environment"`                // where it was rehearsed
-	For            string `json:"for_environment,omitempty"`  // the gated environment whose release it started from
+	Environment    string `json:"environment"`               // where it was rehearsed
+	For            string `json:"for_environment,omitempty"` // the gated environment whose release it started from
 	Playbook       string `json:"playbook"`
 	Release        string `json:"release"`
 	ReleaseDigest  string `json:"release_digest"`
