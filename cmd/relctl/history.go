@@ -92,6 +92,9 @@ func collectHistory(ctx context.Context, g *globalOptions, proj *playbooks.Proje
 			if old.Result == "interrupted" && r.Result != "" {
 				old.Result = r.Result
 			}
+			if old.From == "" {
+				old.From = r.From // the journal of a deploy does not say; the hosts do
+			}
 			return
 		}
 		row := r
@@ -113,6 +116,10 @@ func collectHistory(ctx context.Context, g *globalOptions, proj *playbooks.Proje
 			From: s.From, Result: s.Result, Duration: s.Finished.Sub(s.Started), Source: "hosts"})
 	}
 	for _, ev := range events {
+		if row, ok := byID[ev.RunID]; ok && ev.Kind == "skip-rehearsal" {
+			row.Reason = "rehearsal gate skipped: " + ev.Reason
+			continue
+		}
 		add(historyRow{RunID: ev.RunID, Command: ev.Kind, Operator: ev.Operator, When: ev.Time, Result: "done", Reason: ev.Reason, Source: "hosts"})
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].When.After(rows[j].When) })

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -68,6 +70,7 @@ func scriptParams(dir string, setup func(*testscript.Env) error) testscript.Para
 			"held":        cmdHeld,
 			"consistent":  cmdConsistent,
 			"killservice": cmdKillService,
+			"junit":       cmdJUnit,
 		},
 	}
 }
@@ -110,6 +113,46 @@ func hostInfo(ts *testscript.TestScript, name string) testenv.HostInfo {
 	}
 	ts.Fatalf("no host %q in the cluster", name)
 	return testenv.HostInfo{}
+}
+
+// junit FILE TESTCASES FAILURES: FILE parses as JUnit XML with that many
+// testcases and failed testcases, every failure with a message.
+func cmdJUnit(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 || neg {
+		ts.Fatalf("usage: junit FILE TESTCASES FAILURES")
+	}
+	var doc struct {
+		Suites []struct {
+			Tests    int `xml:"tests,attr"`
+			Failures int `xml:"failures,attr"`
+			Cases    []struct {
+				Name    string `xml:"name,attr"`
+				Failure *struct {
+					Message string `xml:"message,attr"`
+				} `xml:"failure"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal([]byte(ts.ReadFile(args[0])), &doc); err != nil {
+		ts.Fatalf("%s: not XML: %v", args[0], err)
+	}
+	if len(doc.Suites) != 1 {
+		ts.Fatalf("%s: %d testsuites, want 1", args[0], len(doc.Suites))
+	}
+	suite := doc.Suites[0]
+	failed := 0
+	for _, c := range suite.Cases {
+		if c.Failure != nil {
+			failed++
+			if c.Failure.Message == "" {
+				ts.Fatalf("%s: testcase %q fails without a message", args[0], c.Name)
+			}
+		}
+	}
+	got := fmt.Sprintf("%d %d", len(suite.Cases), failed)
+	if want := args[1] + " " + args[2]; got != want || suite.Tests != len(suite.Cases) || suite.Failures != failed {
+		ts.Fatalf("%s: %d testcases (tests=%d), %d failed (failures=%d); want %s", args[0], len(suite.Cases), suite.Tests, failed, suite.Failures, want)
+	}
 }
 
 // current HOST VERSION: HOST's current symlink points at releases/VERSION ("none": no symlink).
