@@ -201,7 +201,7 @@ func rehearseCycle(ctx context.Context, r Runner, o RehearseOptions, at deploy.F
 	case rep == nil:
 		c.Error = firstLine(runErr.Error())
 	case !rep.ForcedFailureOnly():
-		c.Error = "the release failed before the fail point: " + firstLine(runErr.Error())
+		c.Error = "the release failed before the fail point: " + oneLine(runErr.Error())
 	case len(rep.Unresolved()) > 0:
 		c.Error = "the rollback left hosts not known to be healthy on " + from + ": " + strings.Join(rep.Unresolved(), ", ") + ": " + rollbackErrors(rep)
 	case !allOn(rep, from):
@@ -234,7 +234,7 @@ func rollbackErrors(rep *deploy.Report) string {
 	var parts []string
 	for _, h := range rep.Hosts {
 		if h.Rollback != nil && h.Rollback.Error != "" {
-			parts = append(parts, firstLine(h.Rollback.Error))
+			parts = append(parts, oneLine(h.Rollback.Error))
 		}
 	}
 	if len(parts) == 0 {
@@ -246,6 +246,12 @@ func rollbackErrors(rep *deploy.Report) string {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
+}
+
+// oneLine joins a multi-line error (a command's status, then its stderr)
+// into one line, for a record's reason.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
 }
 
 // cycleClock times a cycle's rollback from the engine's events.
