@@ -31,6 +31,18 @@ func (f FailPoint) String() string {
 	return "end of " + f.Phase
 }
 
+// Clause words the point for "fail <clause>": "at the end of cutover",
+// "after activate/restart".
+func (f FailPoint) Clause() string { return FailClause(f.String()) }
+
+// FailClause is Clause for a point already written as a String.
+func FailClause(point string) string {
+	if strings.HasPrefix(point, "after ") {
+		return point
+	}
+	return "at the " + point
+}
+
 // RehearsalPhases are the phase boundaries `--fail-at all` fails at, in order:
 // after the release is staged, switched, verified, and cut over.
 var RehearsalPhases = []string{playbooks.PhaseStage, playbooks.PhaseActivate, playbooks.PhaseVerify, playbooks.PhaseCutover}

@@ -154,6 +154,10 @@ const (
 	rankAge
 )
 
+// maxClockSkew is how far in the future a record's finish time may lie
+// (clocks of the CI runner and the deploying laptop differ a little).
+const maxClockSkew = 5 * time.Minute
+
 type candidate struct {
 	source    string
 	signed    *SignedRecord
@@ -192,6 +196,10 @@ func evaluate(c *candidate, o GateOptions, p *deploy.Plan, env *playbooks.Enviro
 	case rec.From != from:
 		return rankFrom, &GateError{Reason: fmt.Sprintf("the rehearsal rolled %s back to %s, but %s runs %s", rec.Release, rec.From, p.Env, from),
 			Fix: fmt.Sprintf("relctl deploy --env %s --release %s, then %s", env.RequireRehearsal, from, rehearse)}
+	}
+	if skew := rec.Finished.Sub(o.Now); skew > maxClockSkew {
+		return rankAge, &GateError{Reason: fmt.Sprintf("the rehearsal of %s claims to have finished %s from now (%s): the clock of the machine that rehearsed (or this one) is wrong",
+			rec.Release, skew.Round(time.Second), rec.Finished.Format(time.RFC3339)), Fix: "correct the clock, then " + rehearse}
 	}
 	if age := o.Now.Sub(rec.Finished); age > env.RehearsalMaxAge.Duration {
 		return rankAge, &GateError{Reason: fmt.Sprintf("the rehearsal of %s finished %s ago (%s); %s accepts rehearsals at most %s old (rehearsal_max_age)",

@@ -4,6 +4,8 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+
+	"github.com/relctl/relctl/deploy"
 )
 
 // JUnit XML, the subset CI systems read: one testsuite, one testcase per
@@ -17,6 +19,7 @@ type junitSet struct {
 	Name       string          `xml:"name,attr"`
 	Tests      int             `xml:"tests,attr"`
 	Failures   int             `xml:"failures,attr"`
+	Skipped    int             `xml:"skipped,attr"`
 	Time       string          `xml:"time,attr"`
 	Timestamp  string          `xml:"timestamp,attr"`
 	Properties []junitProperty `xml:"properties>property"`
@@ -33,7 +36,12 @@ type junitCase struct {
 	Classname string        `xml:"classname,attr"`
 	Time      string        `xml:"time,attr"`
 	Failure   *junitFailure `xml:"failure,omitempty"`
+	Skipped   *junitSkipped `xml:"skipped,omitempty"`
 	SystemOut string        `xml:"system-out,omitempty"`
+}
+
+type junitSkipped struct {
+	Message string `xml:"message,attr"`
 }
 
 type junitFailure struct {
@@ -42,12 +50,14 @@ type junitFailure struct {
 	Text    string `xml:",chardata"`
 }
 
-// WriteJUnit writes the record as JUnit XML: one testcase per cycle; the
-// forward deploy after the last cycle belongs to that cycle's testcase.
+// WriteJUnit writes the record as JUnit XML: one testcase per planned
+// cycle (those after a failed one are skipped, so CI shows what was not
+// rehearsed); the forward deploy after the last cycle belongs to that
+// cycle's testcase.
 func WriteJUnit(w io.Writer, rec *Record) error {
 	set := junitSet{
 		Name:      fmt.Sprintf("relctl rehearse %s %s %s", rec.Environment, rec.Playbook, rec.Release),
-		Tests:     len(rec.Cycles),
+		Tests:     max(len(rec.Cycles), len(rec.FailPoints)),
 		Time:      seconds(rec.Finished.Sub(rec.Started).Seconds()),
 		Timestamp: rec.Started.UTC().Format("2006-01-02T15:04:05"),
 		Properties: []junitProperty{
@@ -57,7 +67,7 @@ func WriteJUnit(w io.Writer, rec *Record) error {
 	}
 	for i, c := range rec.Cycles {
 		tc := junitCase{
-			Name:      fmt.Sprintf("cycle %d: fail at the %s, roll back %s to %s", i+1, c.FailAt, rec.To, rec.From),
+			Name:      cycleName(rec, i, c.FailAt),
 			Classname: "relctl.rehearse." + rec.Environment,
 			Time:      seconds(c.Seconds),
 			SystemOut: fmt.Sprintf("run %s: rollback %.1fs, healthy again %.1fs after the failure, %d steps undone on %d hosts",
@@ -81,6 +91,11 @@ func WriteJUnit(w io.Writer, rec *Record) error {
 		}
 		set.Cases = append(set.Cases, tc)
 	}
+	for i := len(rec.Cycles); i < len(rec.FailPoints); i++ {
+		set.Cases = append(set.Cases, junitCase{Name: cycleName(rec, i, rec.FailPoints[i]), Classname: "relctl.rehearse." + rec.Environment,
+			Time: seconds(0), Skipped: &junitSkipped{Message: "not run: an earlier cycle failed"}})
+		set.Skipped++
+	}
 	if _, err := io.WriteString(w, xml.Header); err != nil {
 		return err
 	}
@@ -91,6 +106,10 @@ func WriteJUnit(w io.Writer, rec *Record) error {
 	}
 	_, err := io.WriteString(w, "\n")
 	return err
+}
+
+func cycleName(rec *Record, i int, point string) string {
+	return fmt.Sprintf("cycle %d: fail %s, roll back %s to %s", i+1, deploy.FailClause(point), rec.To, rec.From)
 }
 
 func seconds(s float64) string { return fmt.Sprintf("%.3f", s) }

@@ -49,9 +49,12 @@ type Record struct {
 	// Fingerprint is the rehearsal environment when the rehearsal started.
 	Fingerprint       *Fingerprint `json:"environment_fingerprint"`
 	FingerprintDigest string       `json:"environment_fingerprint_digest"`
-	Result            string       `json:"result"` // passed | failed
-	Reason            string       `json:"reason,omitempty"`
-	Cycles            []Cycle      `json:"cycles"`
+	// FailPoints are the cycles planned (--fail-at), in order; Cycles the
+	// ones that ran: a failed cycle ends the rehearsal.
+	FailPoints []string `json:"fail_points"`
+	Result     string   `json:"result"` // passed | failed
+	Reason     string   `json:"reason,omitempty"`
+	Cycles     []Cycle  `json:"cycles"`
 	// Forward is the deploy that put the environment on the release again
 	// after the last cycle (nil when a cycle failed first).
 	Forward       *RunOutcome `json:"forward,omitempty"`

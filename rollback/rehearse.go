@@ -125,17 +125,20 @@ func Rehearse(ctx context.Context, r Runner, o RehearseOptions) (*Record, error)
 		From: from, To: o.Release, Fingerprint: fp, FingerprintDigest: fp.Digest(),
 		RelctlVersion: o.RelctlVersion, Started: now().UTC(), Operator: o.Operator, Controller: o.Controller, Signer: o.Signer,
 	}
+	for _, at := range points {
+		rec.FailPoints = append(rec.FailPoints, at.String())
+	}
 	fail := func(reason string, rep *deploy.Report, interrupted bool) (*Record, error) {
 		rec.Result, rec.Reason, rec.Finished = ResultFailed, reason, now().UTC()
 		return rec, &RehearsalFailed{Record: rec, Report: rep, Interrupted: interrupted}
 	}
 
 	for i, at := range points {
-		say("Cycle %d/%d: deploy %s to %s, fail at the %s, roll back to %s", i+1, len(points), o.Release, o.Env, at, from)
+		say("Cycle %d/%d: deploy %s to %s, fail %s, roll back to %s", i+1, len(points), o.Release, o.Env, at.Clause(), from)
 		c, rep, runErr := rehearseCycle(ctx, r, o, at, from, now)
 		rec.Cycles = append(rec.Cycles, c)
 		if !c.Passed {
-			return fail(fmt.Sprintf("cycle %d (fail at the %s): %s", i+1, at, c.Error), rep, interrupted(ctx, runErr))
+			return fail(fmt.Sprintf("cycle %d (fail %s): %s", i+1, at.Clause(), c.Error), rep, interrupted(ctx, runErr))
 		}
 		say("Cycle %d/%d passed: rollback %.1fs, healthy again %.1fs after the failure, %d steps undone on %d hosts",
 			i+1, len(points), c.RollbackSeconds, c.TimeToHealthySeconds, c.StepsUndone, c.HostsRolledBack)
