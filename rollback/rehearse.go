@@ -204,7 +204,7 @@ func rehearseCycle(ctx context.Context, r Runner, o RehearseOptions, at deploy.F
 	case rep == nil:
 		c.Error = firstLine(runErr.Error())
 	case !rep.ForcedFailureOnly():
-		c.Error = "the release failed before the fail point: " + oneLine(runErr.Error())
+		c.Error = "the release failed before the fail point: " + failureSummary(rep, runErr)
 	case len(rep.Unresolved()) > 0:
 		c.Error = "the rollback left hosts not known to be healthy on " + from + ": " + strings.Join(rep.Unresolved(), ", ") + ": " + rollbackErrors(rep)
 	case !allOn(rep, from):
@@ -222,6 +222,38 @@ func rehearseCycle(ctx context.Context, r Runner, o RehearseOptions, at deploy.F
 	}
 	c.Passed = true
 	return c, rep, nil
+}
+
+// failureSummary says which step failed where, once per step: the first
+// host's error and the other hosts it failed on.
+func failureSummary(rep *deploy.Report, runErr error) string {
+	var order []string
+	hosts := map[string][]string{}
+	first := map[string]string{}
+	for _, h := range rep.Hosts {
+		for _, s := range h.Steps {
+			if s.Status != deploy.StatusFailed {
+				continue
+			}
+			id := s.ID()
+			if hosts[id] == nil {
+				order = append(order, id)
+				first[id] = oneLine(s.Error)
+			}
+			hosts[id] = append(hosts[id], h.Name)
+		}
+	}
+	if len(order) == 0 {
+		return oneLine(runErr.Error())
+	}
+	parts := make([]string, len(order))
+	for i, id := range order {
+		parts[i] = fmt.Sprintf("%s failed on %s: %s", id, strings.Join(hosts[id], ", "), first[id])
+		if n := len(hosts[id]); n > 1 {
+			parts[i] += fmt.Sprintf(" (as said by %s)", hosts[id][0])
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 func allOn(rep *deploy.Report, version string) bool {

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# make demo: a local cluster of SSH hosts, two releases pushed to staging and
-# production, status shown, everything torn down. Exits non-zero on failure.
+# make demo: a local cluster of SSH hosts; 1.1.0 rehearsed in staging (forced
+# rollback, then forward) and deployed to production through the rehearsal
+# gate; broken 1.2.0 refused by production, its rehearsal failing in staging;
+# production rolled back from a laptop; everything torn down. Exits non-zero
+# on failure.
 set -euo pipefail
 relctl="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 dir="$(mktemp -d "${TMPDIR:-/tmp}/relctl-demo.XXXXXX")"
@@ -8,6 +11,21 @@ dir="$(mktemp -d "${TMPDIR:-/tmp}/relctl-demo.XXXXXX")"
 if [ -t 1 ]; then bold=$(printf "\033[1m"); plain=$(printf "\033[0m"); else bold=; plain=; fi
 say() { printf "\n%s==> %s%s\n" "$bold" "$*" "$plain"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
+# expect_exit CODE CMD...: runs CMD, which must exit with CODE.
+expect_exit() {
+	want=$1
+	shift
+	printf '$ %s\n' "$*"
+	set +e
+	"$@"
+	code=$?
+	set -e
+	if [ "$code" != "$want" ]; then
+		echo "expected exit $want, got $code" >&2
+		exit 1
+	fi
+	echo "(exit $code, as expected)"
+}
 
 cleanup() {
 	say "Tearing the cluster down"
@@ -34,13 +52,26 @@ say "What a deploy of 1.0.0 to staging would do (no host is touched)"
 show "$relctl" plan --env staging --release 1.0.0
 
 for env in staging production; do
-	for v in 1.0.0 1.1.0; do
-		say "Deploying search $v to $env: canary first, then batches, health-checked"
-		show "$relctl" deploy --env "$env" --release "$v" --yes
-	done
-	say "Status of $env: every host on 1.1.0, previous 1.0.0, healthy"
-	show "$relctl" status --env "$env"
+	say "Deploying search 1.0.0 to $env: canary first, then batches, health-checked (a first deploy has no rollback to rehearse)"
+	show "$relctl" deploy --env "$env" --release 1.0.0 --yes
 done
+
+say "Production requires a rehearsal in staging (require_rehearsal = \"staging\" in relctl.toml). 1.1.0 has not been rehearsed: refused, nothing changes"
+expect_exit 6 "$relctl" deploy --env production --release 1.1.0 --yes
+
+say "Rehearse 1.1.0 in staging: deploy it, force a failure at the end of cutover, let the automatic rollback (the one production would run) bring every host back to 1.0.0, check it, deploy 1.1.0 again"
+show "$relctl" rehearse --env staging --release 1.1.0 --junit rehearsal.xml
+record=$(ls .relctl/rehearsals/*.json | head -n 1)
+
+say "The record is signed in the SSHSIG format: OpenSSH's own ssh-keygen verifies it against allowed_signers"
+show ssh-keygen -Y verify -f allowed_signers -I relctl-testenv -n relctl-rehearsal -s "$record.sig" < "$record"
+
+say "How staging (as rehearsed) and production compare: roles, OS, watchdog, current release, files the playbook names"
+show "$relctl" parity --env staging --env production
+
+say "Now production takes 1.1.0 through the gate"
+show "$relctl" deploy --env production --release 1.1.0 --yes
+show "$relctl" status --env production
 
 say "Each host answers with its version"
 for port in $(sed -n 's/^port = \([0-9]*\).*/\1/p' relctl.toml); do
@@ -48,20 +79,18 @@ for port in $(sed -n 's/^port = \([0-9]*\).*/\1/p' relctl.toml); do
 done
 
 if grep -q '^\[watchdog\]' playbooks/search.toml; then
-	say "A broken release: 1.2.0's monit snippet watches a pidfile the service never writes (monit -t passes). After switching the canary, relctl waits for monit to supervise it, which never happens: it restores the old snippet byte for byte and rolls back"
+	broken="1.2.0's monit snippet watches a pidfile the service never writes (monit -t passes): the seed outage"
 else
-	say "A broken release: 1.2.0 starts but fails its health check. The canary catches it, and relctl rolls it back"
+	broken="1.2.0 starts but fails its health check"
 fi
-printf '$ %s\n' "$relctl deploy --env production --release 1.2.0 --yes"
-set +e
-"$relctl" deploy --env production --release 1.2.0 --yes
-code=$?
-set -e
-if [ "$code" != 3 ]; then
-	echo "expected exit 3 (failed, rolled back, every host healthy), got $code" >&2
-	exit 1
-fi
-echo "(exit $code: the deploy failed and every touched host is back on 1.1.0, healthy)"
+say "A broken release: $broken. Production refuses it: it was never rehearsed"
+expect_exit 6 "$relctl" deploy --env production --release 1.2.0 --yes
+
+say "Its rehearsal fails in staging, which stays on (or is rolled back to) 1.1.0; the failed record is signed and kept too"
+expect_exit 3 "$relctl" rehearse --env staging --release 1.2.0
+
+say "So production still refuses 1.2.0, now because its rehearsal failed; production is untouched on 1.1.0"
+expect_exit 6 "$relctl" deploy --env production --release 1.2.0 --yes
 show "$relctl" status --env production
 
 say "On-call's laptop: only relctl.toml, the playbooks and the keys, no local state. Roll production back to its previous release"
