@@ -168,6 +168,17 @@ func TestEvaluate(t *testing.T) {
 			reason:    []string{"the rehearsal of 1.2.0 finished 169h0m0s ago", "at most 168h0m0s old (rehearsal_max_age)"},
 			fix:       []string{rehearse},
 		},
+		{
+			name:      "finished in the future: a wrong clock must not make a record valid forever",
+			candidate: signed(func(r *Record) { r.Finished = now.Add(2 * time.Hour) }),
+			rank:      rankAge,
+			reason:    []string{"claims to have finished 2h0m0s from now", "clock"},
+			fix:       []string{"correct the clock, then " + rehearse},
+		},
+		{
+			name:      "a few minutes ahead is clock skew, accepted",
+			candidate: signed(func(r *Record) { r.Finished = now.Add(4 * time.Minute) }),
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
