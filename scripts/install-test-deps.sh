@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the Debian packages the tests start for real, when missing:
 # OpenSSH's sshd (integration tests against real sshd) and ssh-keygen, and
-# monit (watchdog checks run the real `monit -t`).
+# monit (watchdog checks run the real `monit -t`), HAProxy and socat (traffic
+# cutover through the real runtime API).
 set -eu
 missing=""
 [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
@@ -9,6 +10,8 @@ command -v ssh-keygen >/dev/null 2>&1 || missing="$missing openssh-client"
 command -v tar >/dev/null 2>&1 || missing="$missing tar"
 [ -x /usr/bin/python3 ] || missing="$missing python3"
 command -v monit >/dev/null 2>&1 || missing="$missing monit"
+[ -x /usr/sbin/haproxy ] || missing="$missing haproxy"
+command -v socat >/dev/null 2>&1 || missing="$missing socat"
 if [ -z "$missing" ]; then
 	exit 0
 fi
