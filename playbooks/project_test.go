@@ -312,15 +312,15 @@ func TestWhere(t *testing.T) {
 		key   string
 		want  string
 	}{
-		{pb.Where, "steps.2.run", "examples/playbooks/web.toml:58:1"},
-		{pb.Where, "steps.2", "examples/playbooks/web.toml:55:3"},
-		{pb.Where, "checks.health.url", "examples/playbooks/web.toml:28:1"},
-		{pb.Where, "strategy.batch_size", "examples/playbooks/web.toml:22:1"},
-		{pb.Where, "steps.1.name", "examples/playbooks/web.toml:52:3"}, // defaulted: the [[steps]] entry
+		{pb.Where, "steps.2.run", "examples/playbooks/web.toml:77:1"},
+		{pb.Where, "steps.2", "examples/playbooks/web.toml:74:3"},
+		{pb.Where, "checks.health.url", "examples/playbooks/web.toml:47:1"},
+		{pb.Where, "strategy.batch_size", "examples/playbooks/web.toml:29:1"},
+		{pb.Where, "steps.1.name", "examples/playbooks/web.toml:71:3"}, // defaulted: the [[steps]] entry
 		{pb.Where, "nothing", "examples/playbooks/web.toml"},
-		{pb.Where, "rollback.requires.1", "examples/playbooks/web.toml:87:28"},
-		{pb.Where, "rollback.steps.1.run", "examples/playbooks/web.toml:95:1"},
-		{pb.Where, "rollback.steps.1.name", "examples/playbooks/web.toml:94:3"}, // defaulted: the [[rollback.steps]] entry
+		{pb.Where, "rollback.requires.1", "examples/playbooks/web.toml:106:28"},
+		{pb.Where, "rollback.steps.1.run", "examples/playbooks/web.toml:114:1"},
+		{pb.Where, "rollback.steps.1.name", "examples/playbooks/web.toml:113:3"}, // defaulted: the [[rollback.steps]] entry
 		{p.Config.Where, "environments.production.hosts.1.address", "examples/relctl.toml:69:1"},
 		{p.Config.Where, "environments.production.hosts.1.vars.port", "examples/relctl.toml:72:10"},
 		{p.Config.Where, "playbooks.0", "examples/relctl.toml:17:14"},

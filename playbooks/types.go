@@ -113,6 +113,17 @@ type Playbook struct {
 	Steps        []*Step           `toml:"steps"`
 	Rollback     Rollback          `toml:"rollback"`
 	Watchdog     *Watchdog         `toml:"watchdog"`
+	// Component names what the playbook releases, for compatibility
+	// constraints between components; default the playbook's name.
+	Component string `toml:"component"`
+	// Requires constrains the versions of other components a release of
+	// this playbook works with: component -> semver constraint, e.g.
+	// cache = ">=2.0, <3". Recorded in each host's history at activation,
+	// so a rollback knows the constraints of the release it goes back to.
+	Requires map[string]string `toml:"requires"`
+	// Traffic takes each host out of the load balancer before its release
+	// is switched and puts it back once the new release passed its checks.
+	Traffic *Traffic `toml:"traffic"`
 	// Path is the file the playbook was read from.
 	Path string `toml:"-"`
 
@@ -130,6 +141,32 @@ type Rollback struct {
 	// back, before the health checks. Kind run only (templates see the
 	// restored release as .Version); phase is not used.
 	Steps []*Step `toml:"steps"`
+}
+
+// Traffic providers.
+const (
+	TrafficHAProxy = "haproxy"
+	TrafficCommand = "command"
+)
+
+// Traffic is the playbook's [traffic] table.
+type Traffic struct {
+	Provider string `toml:"provider"` // haproxy | command
+	// haproxy: the environment's hosts with LBRole run HAProxy; relctl
+	// reaches its runtime API (Socket, a template rendered per LB host) over
+	// SSH. Server (a template rendered per target host, default
+	// "{{.Host.Name}}") is the host's server in Backend.
+	LBRole  string `toml:"lb_role"`
+	Socket  string `toml:"socket"`
+	Backend string `toml:"backend"`
+	Server  string `toml:"server"`
+	// DrainTimeout bounds the wait for a draining server's sessions to end; default 30s.
+	DrainTimeout Duration `toml:"drain_timeout"`
+	// command: run on each target host: Disable before its release is
+	// switched, Enable after its checks passed (and on rollback, once the
+	// restored release is healthy). Templates.
+	Disable string `toml:"disable"`
+	Enable  string `toml:"enable"`
 }
 
 // Watchdog kinds.

@@ -233,6 +233,7 @@ func (pb *Playbook) validate(name string) Problems {
 	ps = append(ps, pb.validateSteps()...)
 	ps = append(ps, pb.validateRollback()...)
 	ps = append(ps, pb.validateWatchdog()...)
+	ps = append(ps, pb.validateRequires()...)
 	return ps
 }
 
