@@ -155,6 +155,9 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 		return r.finish(ctx, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err})
 	}
 	go r.watchStop(ctx)
+	if err := r.gateStillHolds(active); err != nil {
+		return r.finish(ctx, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err})
+	}
 	if p.SkipRehearsal != "" {
 		if err := r.recordSkippedRehearsal(ctx, active); err != nil {
 			return r.finish(ctx, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err})
@@ -220,6 +223,29 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 	}
 	e.logEvent("", "run %s: %s of %s done on %d hosts", p.RunID, p.Kind, p.Version, len(active))
 	return r.finish(ctx, nil)
+}
+
+// ErrGateChanged: what the rehearsal gate checked before the run no longer
+// holds under the lock (another run moved a host, or the record expired).
+var ErrGateChanged = errors.New("the rehearsal gate no longer holds")
+
+// gateStillHolds checks, with the hosts locked and read again, that they
+// still run the release the rehearsal gate let the deploy start from.
+func (r *run) gateStillHolds(hosts []*HostPlan) error {
+	p := r.plan
+	if p.GateFrom == "" {
+		return nil
+	}
+	if !p.GateUntil.IsZero() && r.engine.now().After(p.GateUntil) {
+		return fmt.Errorf("%w: the rehearsal record expired at %s while the deploy waited", ErrGateChanged, p.GateUntil.Local().Format(time.DateTime))
+	}
+	for _, hp := range hosts {
+		before := r.runs[hp.Name].report.Before
+		if before != p.GateFrom && before != p.Version && before != "" {
+			return fmt.Errorf("%w: %s runs %s now, but the gate passed for a deploy from %s (another run changed it since): run the deploy again", ErrGateChanged, hp.Name, before, p.GateFrom)
+		}
+	}
+	return nil
 }
 
 // recordSkippedRehearsal writes the override of the rehearsal gate into the

@@ -86,6 +86,7 @@ func (h *hostRun) switchTo(ctx context.Context, version, kind string) (string, e
 	}
 	if version == h.plan.Version && h.plan.Kind == KindDeploy {
 		act.ReleaseDigest, act.ArtifactSHA256, act.Artifact = h.plan.Digest, h.plan.Artifact.SHA256, h.plan.Artifact.Name
+		act.Rehearsal = h.plan.Rehearsal
 	} else if old := latestActivation(&st.History, version); old != nil {
 		// Going back to a release: it keeps the identity it was deployed with.
 		act.ReleaseDigest, act.ArtifactSHA256, act.Artifact = old.ReleaseDigest, old.ArtifactSHA256, old.Artifact

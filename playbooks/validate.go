@@ -103,6 +103,28 @@ func (c *Config) validate() Problems {
 	return ps
 }
 
+// rehearsalPlaybookProblems: a gated environment's releases are rehearsed
+// with the same playbook (it is part of the release digest), so every
+// playbook it applies must apply to the rehearsal environment too.
+func (p *Project) rehearsalPlaybookProblems(env *Environment, pbs []*Playbook) Problems {
+	if env.RequireRehearsal == "" || p.Config.Environments[env.RequireRehearsal] == nil {
+		return nil
+	}
+	there, err := p.PlaybooksFor(env.RequireRehearsal)
+	if err != nil {
+		return nil
+	}
+	var ps Problems
+	for _, pb := range pbs {
+		if !slices.ContainsFunc(there, func(o *Playbook) bool { return o.Name == pb.Name }) {
+			ps = append(ps, p.Config.pos.problem("environments."+env.Name+".require_rehearsal",
+				"environment %s requires a rehearsal in %s, but playbook %s does not apply to %s: no rehearsal there could match a deploy here (the playbook is part of the release digest)",
+				env.Name, env.RequireRehearsal, pb.Name, env.RequireRehearsal))
+		}
+	}
+	return ps
+}
+
 // rehearsalProblems checks an environment's rehearsal gate settings.
 func (c *Config) rehearsalProblems(env *Environment) Problems {
 	ix := c.pos
@@ -466,6 +488,7 @@ func (p *Project) validateTargets() Problems {
 		if err != nil {
 			continue // reported as a missing playbook
 		}
+		ps = append(ps, p.rehearsalPlaybookProblems(env, pbs)...)
 		for _, pb := range pbs {
 			for i, r := range pb.Roles {
 				if !slices.ContainsFunc(env.Hosts, func(h *Host) bool { return slices.Contains(h.Roles, r) }) {

@@ -126,6 +126,29 @@ func (f *Fleet) Current() map[string]string {
 	return out
 }
 
+// Ran says whether any host of the fleet ever had version as current.
+func (f *Fleet) Ran(version string) bool {
+	for _, a := range f.activations() {
+		if a.Version == version {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckGatedTarget refuses, in an environment with require_rehearsal, a
+// "rollback" to a release the environment never ran: that is a deploy,
+// and must pass the rehearsal gate as one.
+func (f *Fleet) CheckGatedTarget(env *playbooks.Environment, target string) error {
+	if env.RequireRehearsal == "" || f.Ran(target) {
+		return nil
+	}
+	return &GateError{
+		Reason: fmt.Sprintf("%s never ran %s: going there is a deploy, not a rollback, and %s requires a rehearsal in %s", f.Env, target, f.Env, env.RequireRehearsal),
+		Fix:    fmt.Sprintf("relctl deploy --env %s --release %s (the rehearsal gate applies; --skip-rehearsal --reason overrides it)", f.Env, target),
+	}
+}
+
 // activations is every host's history, oldest first.
 func (f *Fleet) activations() []state.Activation {
 	var all []state.Activation

@@ -26,6 +26,7 @@ var ErrNotRehearsed = errors.New("not rehearsed")
 type GateError struct {
 	Reason string
 	Fix    string
+	rank   int
 }
 
 func (e *GateError) Error() string {
@@ -105,30 +106,38 @@ func CheckGate(ctx context.Context, o GateOptions) (*GateResult, error) {
 		return nil, &GateError{Reason: err.Error(), Fix: "correct " + signersPath + " (format: ssh-keygen(1), ALLOWED SIGNERS)"}
 	}
 
+	// Every copy is read (the state dir and every staging host) and the
+	// newest record that verifies decides: an older passing copy left
+	// somewhere must not outvote a newer failed rehearsal.
 	cands := o.localCandidate(p.Digest)
+	remote, hosts := o.hostCandidates(ctx, env.RequireRehearsal, p)
+	cands = append(cands, remote...)
+	var verified []*candidate
 	var best *GateError
 	bestRank := -1
-	consider := func(c candidate) bool {
-		rank, gerr := evaluate(&c, o, p, env, from, signers, signersPath, rehearse)
-		if gerr == nil {
-			res.Record, res.Source, res.Signer = c.record, c.source, c.verified
-			return true
+	for i := range cands {
+		c := &cands[i]
+		rank, gerr := verifyCandidate(c, o, p, env, signers, signersPath, rehearse)
+		if gerr != nil {
+			if rank > bestRank {
+				best, bestRank = gerr, rank
+			}
+			continue
 		}
-		if rank > bestRank {
-			best, bestRank = gerr, rank
-		}
-		return false
+		verified = append(verified, c)
 	}
-	for _, c := range cands {
-		if consider(c) {
-			return res.withDifferences(ctx, o), nil
+	if len(verified) > 0 {
+		newest := verified[0]
+		for _, c := range verified[1:] {
+			if c.record.Finished.After(newest.record.Finished) {
+				newest = c
+			}
 		}
-	}
-	remote, hosts := o.hostCandidates(ctx, env.RequireRehearsal, p)
-	for _, c := range remote {
-		if consider(c) {
-			return res.withDifferences(ctx, o), nil
+		if gerr := judge(newest, o, p, env, from, rehearse); gerr != nil {
+			return nil, gerr
 		}
+		res.Record, res.Source, res.Signer = newest.record, newest.source, newest.verified
+		return res.withDifferences(ctx, o), nil
 	}
 	if best == nil {
 		where := RecordsDir(o.StateDir)
@@ -167,7 +176,21 @@ type candidate struct {
 	fromLocal bool
 }
 
+// evaluate verifies and judges one record (the gate's decision when it is
+// the only one).
 func evaluate(c *candidate, o GateOptions, p *deploy.Plan, env *playbooks.Environment, from string, signers []signing.AllowedSigner, signersPath, rehearse string) (int, *GateError) {
+	if rank, gerr := verifyCandidate(c, o, p, env, signers, signersPath, rehearse); gerr != nil {
+		return rank, gerr
+	}
+	if gerr := judge(c, o, p, env, from, rehearse); gerr != nil {
+		return rankOf(gerr), gerr
+	}
+	return 0, nil
+}
+
+// verifyCandidate checks that a copy is a record for this release, signed
+// by a key allowed_signers lists for the principal the record names.
+func verifyCandidate(c *candidate, o GateOptions, p *deploy.Plan, env *playbooks.Environment, signers []signing.AllowedSigner, signersPath, rehearse string) (int, *GateError) {
 	if c.readErr != nil {
 		return rankUnreadable, &GateError{Reason: fmt.Sprintf("reading the rehearsal record %s: %v", c.source, c.readErr), Fix: rehearse}
 	}
@@ -183,29 +206,62 @@ func evaluate(c *candidate, o GateOptions, p *deploy.Plan, env *playbooks.Enviro
 	if err != nil {
 		return rankSignature, &GateError{Reason: fmt.Sprintf("the rehearsal record %s: %v", c.source, err), Fix: rehearse}
 	}
-	c.record, c.verified = rec, v
+	// As ssh-keygen -Y verify -I: the principal the record names must be
+	// one the key's allowed_signers line lists.
+	if !signerAllows(signers, v, rec.Signer) {
+		return rankSignature, &GateError{Reason: fmt.Sprintf("the rehearsal record %s names its signer %q, but %s:%d lists its key (%s) for %s only",
+			c.source, rec.Signer, signersPath, v.Line, v.Fingerprint, strings.Join(v.Principals, ",")),
+			Fix: rehearse + " with [rehearsal] signer set to the key's principal in " + signersPath}
+	}
 	switch {
 	case rec.ReleaseDigest != p.Digest || rec.Release != p.Version:
 		return rankRelease, &GateError{Reason: fmt.Sprintf("the rehearsal record %s is for %s (digest %s), not %s (digest %s): the playbook or the artifact changed since it was rehearsed",
 			c.source, rec.Release, rec.ReleaseDigest, p.Version, p.Digest), Fix: rehearse}
+	case rec.Project != p.Project || rec.Playbook != p.Playbook:
+		return rankRelease, &GateError{Reason: fmt.Sprintf("the rehearsal record %s is for project %s, playbook %s, not %s, %s", c.source, rec.Project, rec.Playbook, p.Project, p.Playbook), Fix: rehearse}
 	case rec.Environment != env.RequireRehearsal:
 		return rankRelease, &GateError{Reason: fmt.Sprintf("the rehearsal record %s was made in %s, but %s requires a rehearsal in %s", c.source, rec.Environment, p.Env, env.RequireRehearsal), Fix: rehearse}
+	case rec.For != "" && rec.For != p.Env:
+		return rankRelease, &GateError{Reason: fmt.Sprintf("the rehearsal record %s was made for %s, not %s", c.source, rec.For, p.Env), Fix: rehearse + " --for " + p.Env}
+	}
+	c.record, c.verified = rec, v
+	return 0, nil
+}
+
+// judge decides on a verified record: passed, from the release the
+// environment runs, recent.
+func judge(c *candidate, o GateOptions, p *deploy.Plan, env *playbooks.Environment, from, rehearse string) *GateError {
+	rec := c.record
+	switch {
 	case !rec.Passed():
-		return rankFailed, &GateError{Reason: fmt.Sprintf("the rehearsal of %s in %s failed (%s, by %s): %s", rec.Release, rec.Environment, rec.Finished.Format(time.RFC3339), rec.Operator, rec.Reason),
+		return &GateError{rank: rankFailed, Reason: fmt.Sprintf("the rehearsal of %s in %s failed (%s, by %s): %s", rec.Release, rec.Environment, rec.Finished.Format(time.RFC3339), rec.Operator, rec.Reason),
 			Fix: "fix the release (or its rollback path), then " + rehearse}
 	case rec.From != from:
-		return rankFrom, &GateError{Reason: fmt.Sprintf("the rehearsal rolled %s back to %s, but %s runs %s", rec.Release, rec.From, p.Env, from),
+		return &GateError{rank: rankFrom, Reason: fmt.Sprintf("the rehearsal rolled %s back to %s, but %s runs %s", rec.Release, rec.From, p.Env, from),
 			Fix: fmt.Sprintf("relctl deploy --env %s --release %s, then %s", env.RequireRehearsal, from, rehearse)}
 	}
 	if skew := rec.Finished.Sub(o.Now); skew > maxClockSkew {
-		return rankAge, &GateError{Reason: fmt.Sprintf("the rehearsal of %s claims to have finished %s from now (%s): the clock of the machine that rehearsed (or this one) is wrong",
+		return &GateError{rank: rankAge, Reason: fmt.Sprintf("the rehearsal of %s claims to have finished %s from now (%s): the clock of the machine that rehearsed (or this one) is wrong",
 			rec.Release, skew.Round(time.Second), rec.Finished.Format(time.RFC3339)), Fix: "correct the clock, then " + rehearse}
 	}
 	if age := o.Now.Sub(rec.Finished); age > env.RehearsalMaxAge.Duration {
-		return rankAge, &GateError{Reason: fmt.Sprintf("the rehearsal of %s finished %s ago (%s); %s accepts rehearsals at most %s old (rehearsal_max_age)",
+		return &GateError{rank: rankAge, Reason: fmt.Sprintf("the rehearsal of %s finished %s ago (%s); %s accepts rehearsals at most %s old (rehearsal_max_age)",
 			rec.Release, age.Round(time.Minute), rec.Finished.Format(time.RFC3339), p.Env, env.RehearsalMaxAge.Duration), Fix: rehearse}
 	}
-	return 0, nil
+	return nil
+}
+
+func rankOf(g *GateError) int { return g.rank }
+
+// signerAllows says whether the allowed_signers line that let the key in
+// lists principal.
+func signerAllows(signers []signing.AllowedSigner, v *signing.Verification, principal string) bool {
+	for _, s := range signers {
+		if s.Line == v.Line && (v.Path == "" || s.Path == v.Path) {
+			return s.AllowsPrincipal(principal)
+		}
+	}
+	return false
 }
 
 func (o GateOptions) localCandidate(digest string) []candidate {
@@ -279,21 +335,30 @@ func gatedFrom(ctx context.Context, o GateOptions, p *deploy.Plan) (string, stri
 	if err != nil {
 		return "", "", err
 	}
+	if bad := f.Unreachable(); len(bad) > 0 {
+		return "", "", &GateError{Reason: fmt.Sprintf("cannot read what %s runs: %s", p.Env, strings.Join(bad, "; ")),
+			Fix: "bring the host back, or leave it out with --hosts"}
+	}
 	runs := map[string][]string{}
+	empty := 0
 	for _, h := range f.Hosts {
 		if h.State == nil || (f.selected != nil && !f.selected[h.Name]) || h.State.Current == p.Version {
-			continue // unreachable hosts fail the deploy's own preflight
+			continue
+		}
+		if h.State.Current == "" {
+			empty++ // a new host: it has nothing to roll back to
+			continue
 		}
 		runs[h.State.Current] = append(runs[h.State.Current], h.Name)
 	}
 	switch len(runs) {
 	case 0:
-		return p.Version, fmt.Sprintf("every reachable host of %s already runs %s", p.Env, p.Version), nil
+		if empty > 0 {
+			return "", fmt.Sprintf("no host of %s runs a release yet: a first deploy has no rollback to rehearse", p.Env), nil
+		}
+		return p.Version, fmt.Sprintf("every host of %s already runs %s", p.Env, p.Version), nil
 	case 1:
 		for v := range runs {
-			if v == "" {
-				return "", fmt.Sprintf("no host of %s runs a release yet: a first deploy has no rollback to rehearse", p.Env), nil
-			}
 			return v, "", nil
 		}
 	}

@@ -23,7 +23,7 @@ func TestEvaluate(t *testing.T) {
 	const signersPath = "conf/allowed_signers"
 	signers := allowedSignersOf(t, signersPath, map[string]ssh.Signer{"ana@example.com": ana})
 	now := rehearsalFinished.Add(24 * time.Hour)
-	plan := &deploy.Plan{Env: "production", Version: "1.2.0", Playbook: "search", Digest: rehearsedDigest}
+	plan := &deploy.Plan{Project: "search", Env: "production", Version: "1.2.0", Playbook: "search", Digest: rehearsedDigest}
 	env := &playbooks.Environment{Name: "production", RequireRehearsal: "staging", AllowedSigners: "allowed_signers",
 		RehearsalMaxAge: playbooks.Duration{Duration: 168 * time.Hour}}
 	const running = "1.1.0"
@@ -167,6 +167,27 @@ func TestEvaluate(t *testing.T) {
 			rank:      rankAge,
 			reason:    []string{"the rehearsal of 1.2.0 finished 169h0m0s ago", "at most 168h0m0s old (rehearsal_max_age)"},
 			fix:       []string{rehearse},
+		},
+		{
+			name:      "the record names a signer its key is not listed for",
+			candidate: signed(func(r *Record) { r.Signer = "mallory" }),
+			rank:      rankSignature,
+			reason:    []string{`names its signer "mallory"`, "ana@example.com only"},
+			fix:       []string{"[rehearsal] signer"},
+		},
+		{
+			name:      "a record of another playbook",
+			candidate: signed(func(r *Record) { r.Playbook = "cache" }),
+			rank:      rankRelease,
+			reason:    []string{"is for project search, playbook cache, not search, search"},
+			fix:       []string{rehearse},
+		},
+		{
+			name:      "a record made for another gated environment",
+			candidate: signed(func(r *Record) { r.For = "production-eu" }),
+			rank:      rankRelease,
+			reason:    []string{"was made for production-eu, not production"},
+			fix:       []string{rehearse + " --for production"},
 		},
 		{
 			name:      "finished in the future: a wrong clock must not make a record valid forever",

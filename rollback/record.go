@@ -144,8 +144,9 @@ func SaveLocal(stateDir string, rec *Record, sr *SignedRecord) (string, error) {
 		return "", err
 	}
 	p := filepath.Join(dir, name)
-	// The signature first: a reader never finds a new JSON next to an old signature
-	// that it then reports as tampered; the pair is replaced JSON last.
+	// Both are written beside the pair, then renamed into place. A reader
+	// between the two renames sees a mismatched pair and reports the
+	// signature; the gate also reads the copies on the staging hosts.
 	for _, f := range []struct {
 		path string
 		data []byte

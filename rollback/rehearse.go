@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/playbooks"
 )
 
@@ -21,11 +22,12 @@ var ErrRehearsalRefused = errors.New("rehearsal refused")
 // failed) is in Record.
 type RehearsalFailed struct {
 	Record *Record
-	// Report is the run that failed the rehearsal.
+	// Report is the run that failed the rehearsal; Err its error.
 	Report *deploy.Report
-	// Interrupted: the operator stopped it.
-	Interrupted bool
+	Err    error
 }
+
+func (e *RehearsalFailed) Unwrap() error { return e.Err }
 
 func (e *RehearsalFailed) Error() string {
 	return fmt.Sprintf("rehearsal of %s in %s failed: %s", e.Record.Release, e.Record.Environment, e.Record.Reason)
@@ -128,9 +130,14 @@ func Rehearse(ctx context.Context, r Runner, o RehearseOptions) (*Record, error)
 	for _, at := range points {
 		rec.FailPoints = append(rec.FailPoints, at.String())
 	}
-	fail := func(reason string, rep *deploy.Report, interrupted bool) (*Record, error) {
+	fail := func(reason string, rep *deploy.Report, runErr error) (*Record, error) {
+		if !releaseFailed(ctx, rep, runErr) {
+			// An interrupt, a lock held by another run, an unreachable host:
+			// no evidence about the release either way, so no record.
+			return nil, runErr
+		}
 		rec.Result, rec.Reason, rec.Finished = ResultFailed, reason, now().UTC()
-		return rec, &RehearsalFailed{Record: rec, Report: rep, Interrupted: interrupted}
+		return rec, &RehearsalFailed{Record: rec, Report: rep, Err: runErr}
 	}
 
 	for i, at := range points {
@@ -138,7 +145,7 @@ func Rehearse(ctx context.Context, r Runner, o RehearseOptions) (*Record, error)
 		c, rep, runErr := rehearseCycle(ctx, r, o, at, from, now)
 		rec.Cycles = append(rec.Cycles, c)
 		if !c.Passed {
-			return fail(fmt.Sprintf("cycle %d (fail %s): %s", i+1, at.Clause(), c.Error), rep, interrupted(ctx, runErr))
+			return fail(fmt.Sprintf("cycle %d (fail %s): %s", i+1, at.Clause(), c.Error), rep, runErr)
 		}
 		say("Cycle %d/%d passed: rollback %.1fs, healthy again %.1fs after the failure, %d steps undone on %d hosts",
 			i+1, len(points), c.RollbackSeconds, c.TimeToHealthySeconds, c.StepsUndone, c.HostsRolledBack)
@@ -154,7 +161,7 @@ func Rehearse(ctx context.Context, r Runner, o RehearseOptions) (*Record, error)
 	rec.Forward = &RunOutcome{RunID: p.RunID, Passed: err == nil, Seconds: now().Sub(started).Seconds()}
 	if err != nil {
 		rec.Forward.Error = err.Error()
-		return fail("deploying "+o.Release+" again after the rollbacks failed: "+firstLine(err.Error()), rep, interrupted(ctx, err))
+		return fail("deploying "+o.Release+" again after the rollbacks failed: "+failureSummary(rep, err), rep, err)
 	}
 	rec.Result, rec.Finished = ResultPassed, now().UTC()
 	return rec, nil
@@ -163,6 +170,23 @@ func Rehearse(ctx context.Context, r Runner, o RehearseOptions) (*Record, error)
 func interrupted(ctx context.Context, err error) bool {
 	var f *deploy.Failure
 	return ctx.Err() != nil || (errors.As(err, &f) && f.Interrupted)
+}
+
+// releaseFailed says whether a failed run says something about the release
+// (a step, a check or the rollback failed), as opposed to the run not
+// getting to try: interrupted, locked out, a host unreachable before any
+// host changed.
+func releaseFailed(ctx context.Context, rep *deploy.Report, err error) bool {
+	var locked *state.LockedError
+	if err == nil || interrupted(ctx, err) || errors.As(err, &locked) || rep == nil {
+		return false
+	}
+	for _, h := range rep.Hosts {
+		if !h.Reached {
+			return false
+		}
+	}
+	return true
 }
 
 // rehearseCycle runs one deploy with a forced failure and checks what the
@@ -199,8 +223,8 @@ func rehearseCycle(ctx context.Context, r Runner, o RehearseOptions, at deploy.F
 	switch {
 	case runErr == nil:
 		c.Error = "the run did not fail at the fail point: the forced failure never ran"
-	case interrupted(ctx, runErr):
-		c.Error = "interrupted: " + firstLine(runErr.Error())
+	case !releaseFailed(ctx, rep, runErr):
+		c.Error = firstLine(runErr.Error())
 	case rep == nil:
 		c.Error = firstLine(runErr.Error())
 	case !rep.ForcedFailureOnly():

@@ -59,14 +59,12 @@ func exitCode(io *output.IOStreams, err error) int {
 	case errors.As(err, &locked):
 		code = exitLocked
 	case errors.Is(err, rollback.ErrNothingToRollBackTo), errors.Is(err, deploy.ErrChecksFailed),
-		errors.Is(err, rollback.ErrNotRehearsed), errors.Is(err, rollback.ErrRehearsalRefused):
+		errors.Is(err, rollback.ErrNotRehearsed), errors.Is(err, rollback.ErrRehearsalRefused), errors.Is(err, deploy.ErrGateChanged):
 		code = exitRefused
 	case errors.As(err, &rehearsal):
 		switch {
 		case len(rehearsal.Unresolved()) > 0:
 			code = exitUnknown
-		case rehearsal.Interrupted:
-			code = exitInterrupted
 		default:
 			code = exitFailedClean
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/relctl/relctl/deploy"
@@ -32,6 +33,7 @@ func rehearsalGate(ctx context.Context, g *globalOptions, proj *playbooks.Projec
 	case errors.As(err, &gerr) && skipReason != "":
 		fmt.Fprintf(w, "Rehearsal gate of %s: REFUSED, overridden with --skip-rehearsal\n  refusal: %s\n  reason: %s (written to every host's history)\n", p.Env, gerr.Reason, skipReason)
 		p.SkipRehearsal = skipReason
+		p.Rehearsal = "gate skipped: " + skipReason
 		return nil
 	case err != nil:
 		return err
@@ -39,10 +41,13 @@ func rehearsalGate(ctx context.Context, g *globalOptions, proj *playbooks.Projec
 		fmt.Fprintf(w, "Rehearsal gate of %s: not needed: %s\n", p.Env, res.Note)
 	default:
 		rec := res.Record
+		p.GateFrom, p.GateUntil = res.From, rec.Finished.Add(env.RehearsalMaxAge.Duration)
+		p.Rehearsal = fmt.Sprintf("rehearsed in %s from %s, finished %s, signed by %s (%s)", rec.Environment, rec.From,
+			rec.Finished.Format(time.RFC3339), strings.Join(res.Signer.Principals, ","), res.Signer.Fingerprint)
 		fmt.Fprintf(w, "Rehearsal gate of %s: passed: %s %s was rehearsed in %s (%d cycle%s, rolled back to %s) on %s by %s\n",
 			p.Env, rec.Playbook, rec.Release, rec.Environment, len(rec.Cycles), plural(len(rec.Cycles)), rec.From,
 			rec.Finished.Local().Format(time.DateTime), rec.Operator)
-		fmt.Fprintf(w, "  record: %s, signed by %s (%s)\n", res.Source, joinOr(res.Signer.Principals, "?"), res.Signer.Fingerprint)
+		fmt.Fprintf(w, "  record: %s, signed by %s (%s)\n", res.Source, rec.Signer, res.Signer.Fingerprint)
 		for _, d := range res.Differences {
 			fmt.Fprintf(w, "  warning: %s differs: %s (%s, rehearsed) vs %s (%s, now)\n", d.Key, d.A, rec.Environment, d.B, p.Env)
 		}
@@ -51,15 +56,4 @@ func rehearsalGate(ctx context.Context, g *globalOptions, proj *playbooks.Projec
 		fmt.Fprintf(w, "  (--skip-rehearsal not needed: nothing to override)\n")
 	}
 	return nil
-}
-
-func joinOr(ss []string, empty string) string {
-	if len(ss) == 0 {
-		return empty
-	}
-	out := ss[0]
-	for _, s := range ss[1:] {
-		out += "," + s
-	}
-	return out
 }

@@ -112,14 +112,15 @@ func rehearse(ctx context.Context, g *globalOptions, proj *playbooks.Project, o 
 		return err
 	}
 	printRehearsal(g, rec)
-	if serr := storeRecord(ctx, g, proj, sess, stateDir, rec, signer); serr != nil {
-		return errors.Join(err, serr)
-	}
 	if junitPath != "" {
 		if jerr := writeJUnitFile(junitPath, rec); jerr != nil {
-			return errors.Join(err, jerr)
+			err = errors.Join(err, jerr)
+		} else {
+			fmt.Fprintf(g.io.Out, "JUnit: %s\n", junitPath)
 		}
-		fmt.Fprintf(g.io.Out, "JUnit: %s\n", junitPath)
+	}
+	if serr := storeRecord(ctx, g, proj, sess, stateDir, rec, signer); serr != nil {
+		return errors.Join(err, serr)
 	}
 	return err
 }
@@ -141,9 +142,42 @@ func rehearsalSigner(cfg *playbooks.Config) (ssh.Signer, string, error) {
 	}
 	name := cfg.Rehearsal.Signer
 	if name == "" {
-		name = state.Operator()
+		name = principalFor(cfg, signer.PublicKey())
 	}
 	return signer, name, nil
+}
+
+// principalFor is the name the key has in a gated environment's
+// allowed_signers (its first principal that is not a pattern), so the
+// record names the principal the gate and `ssh-keygen -Y verify -I` check;
+// else the operator.
+func principalFor(cfg *playbooks.Config, key ssh.PublicKey) string {
+	for _, name := range sortedKeys(cfg.Environments) {
+		env := cfg.Environments[name]
+		if env.AllowedSigners == "" {
+			continue
+		}
+		path := cfg.ResolvePath(env.AllowedSigners)
+		body, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		signers, err := signing.ParseAllowedSigners(path, body)
+		if err != nil {
+			continue
+		}
+		for _, s := range signers {
+			if !bytes.Equal(s.Key.Marshal(), key.Marshal()) {
+				continue
+			}
+			for _, p := range s.Principals {
+				if !strings.ContainsAny(p, "*?!") {
+					return p
+				}
+			}
+		}
+	}
+	return state.Operator()
 }
 
 // rehearsalRunner runs a rehearsal's deploys like `relctl deploy` does, on
@@ -184,8 +218,11 @@ func printRehearsal(g *globalOptions, rec *rollback.Record) {
 		if !c.Passed {
 			result = "FAILED"
 		}
-		t.row(fmt.Sprint(i+1), c.FailAt, result, fmt.Sprintf("%.1fs", c.RollbackSeconds), fmt.Sprintf("%.1fs", c.TimeToHealthySeconds),
-			fmt.Sprint(c.StepsUndone), fmt.Sprint(c.HostsRolledBack))
+		rollbackTime, healthyAfter := "-", "-" // not measured: no host was rolled back
+		if c.HostsRolledBack > 0 {
+			rollbackTime, healthyAfter = fmt.Sprintf("%.1fs", c.RollbackSeconds), fmt.Sprintf("%.1fs", c.TimeToHealthySeconds)
+		}
+		t.row(fmt.Sprint(i+1), c.FailAt, result, rollbackTime, healthyAfter, fmt.Sprint(c.StepsUndone), fmt.Sprint(c.HostsRolledBack))
 	}
 	t.flush()
 	if f := rec.Forward; f != nil {
@@ -244,12 +281,26 @@ func storeRecord(ctx context.Context, g *globalOptions, proj *playbooks.Project,
 	if len(stored) > 0 {
 		fmt.Fprintf(w, "  also on %s: %s\n", strings.Join(stored, ", "), filepath.Base(local))
 	}
-	for host, err := range failed {
-		fmt.Fprintf(g.io.ErrOut, "warning: the record could not be stored on %s: %v\n", host, err)
+	for _, host := range sortedKeys(failed) {
+		fmt.Fprintf(g.io.ErrOut, "warning: the record could not be stored on %s: %v\n", host, failed[host])
 	}
 	fmt.Fprintf(w, "Verify: ssh-keygen -Y verify -f allowed_signers -I %s -n %s -s %s.sig < %s\n",
 		transport.ShellQuote(rec.Signer), signing.RehearsalNamespace, transport.ShellQuote(relPath(local)), transport.ShellQuote(relPath(local)))
+	if len(stored) == 0 {
+		// A production deploy from another machine reads the record from
+		// staging's hosts: only this machine has it now.
+		return fmt.Errorf("the rehearsal record reached no host of %s (only %s): store it again by rehearsing again once they are reachable", rec.Environment, relPath(local))
+	}
 	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sortStrings(out)
+	return out
 }
 
 func relPath(p string) string {

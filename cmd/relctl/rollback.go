@@ -72,6 +72,11 @@ When there is nothing to roll back to, it says so and exits 6.`,
 			if err != nil {
 				return err
 			}
+			if e, _ := proj.Environment(env); e != nil {
+				if err := fleet.CheckGatedTarget(e, target); err != nil {
+					return err
+				}
+			}
 			p, err := deploy.BuildRollbackPlan(proj, deploy.RollbackPlanOptions{
 				Env: env, Playbook: playbook, RunID: runID, Target: target, From: from,
 				Hosts: hosts, ParallelAll: parallel == "all", Current: fleet.Current(),

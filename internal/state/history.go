@@ -28,6 +28,9 @@ type Activation struct {
 	Kind string `json:"kind,omitempty"`
 	// Artifact is the artifact's file name in the release directory.
 	Artifact string `json:"artifact,omitempty"`
+	// Rehearsal names the rehearsal record a gated deploy was let through
+	// by, or the reason the gate was skipped.
+	Rehearsal string `json:"rehearsal,omitempty"`
 }
 
 // History is <base_dir>/.relctl/history.json: every activation, oldest first.
