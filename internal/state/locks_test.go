@@ -272,7 +272,7 @@ func TestHeartbeatAndLostLock(t *testing.T) {
 		steal func(t *testing.T, tg LockTarget)
 	}{
 		{
-			name:      "lock directory removed by hand",
+			name: "lock directory removed by hand",
 			// Moved aside first: a heartbeat writing into it meanwhile must not make rm fail.
 			steal: func(t *testing.T, tg LockTarget) {
 				run(t, tg, "cd "+Quote(tg.Layout.StateDir())+" && mv -T lock lock.removed && rm -rf lock.removed", "")
