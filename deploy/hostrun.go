@@ -37,6 +37,8 @@ type hostRun struct {
 	// watchdogOld what was installed before this run put it in place.
 	watchdogSnippet []byte
 	watchdogOld     *savedFile
+	// traffic: what [traffic] changed here (nil: nothing yet).
+	traffic *trafficState
 }
 
 func (h *hostRun) now() time.Time { return h.engine.now() }
@@ -112,6 +114,8 @@ func (h *hostRun) execute(ctx context.Context, s *Step, do func(context.Context,
 	switch {
 	case errors.Is(err, errNoUndo):
 		res.Status, res.Detail, err = StatusSkipped, "no undo command", nil
+	case errors.Is(err, errRestoredLater):
+		res.Status, res.Detail, err = StatusSkipped, errRestoredLater.Error(), nil
 	case err != nil:
 		res.Status, res.Error = StatusFailed, err.Error()
 		log.Debug().Err(err).Msg("step failed")

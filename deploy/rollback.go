@@ -67,7 +67,11 @@ func (h *hostRun) rollBack(ctx context.Context) error {
 		}
 	}
 	if h.report.Before == "" && !h.activating {
-		// A first deploy that stopped before switching: nothing to restore.
+		// A first deploy that stopped before switching: nothing to restore
+		// but the load balancer's state.
+		if err := h.restoreTraffic(ctx); err != nil {
+			undoErrs = multierror.Append(undoErrs, err)
+		}
 		rb.Healthy = undoErrs.ErrorOrNil() == nil
 		return undoErrs.ErrorOrNil()
 	}
@@ -98,8 +102,15 @@ func (h *hostRun) rollBack(ctx context.Context) error {
 	}
 	for _, s := range steps {
 		if err := h.rollbackStep(ctx, s, s.Action.Do); err != nil {
+			if h.traffic != nil && h.traffic.off {
+				err = fmt.Errorf("%w (left out of the load balancer: its release is not healthy)", err)
+			}
 			return multierror.Append(undoErrs, err).ErrorOrNil()
 		}
+	}
+	// Healthy again: only now does traffic come back, exactly as it was.
+	if err := h.restoreTraffic(ctx); err != nil {
+		return multierror.Append(undoErrs, err).ErrorOrNil()
 	}
 	if undoErrs.ErrorOrNil() != nil {
 		return undoErrs.ErrorOrNil()

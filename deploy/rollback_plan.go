@@ -71,6 +71,14 @@ func BuildRollbackPlan(proj *playbooks.Project, opts RollbackPlanOptions) (*Plan
 			check.Phase = playbooks.PhasePreflight
 			hp.Steps = append(hp.Steps, check)
 		}
+		var trafficOn *Step
+		if opts.Current[h.Name] != opts.Target && pb.Traffic != nil {
+			var off *Step
+			if off, trafficOn, err = trafficSteps(p, hp); err != nil {
+				return nil, err
+			}
+			hp.Steps = append(hp.Steps, off)
+		}
 		if opts.Current[h.Name] != opts.Target {
 			hp.Steps = append(hp.Steps, &Step{
 				Phase: playbooks.PhaseActivate, Name: "activate", Kind: playbooks.StepActivate,
@@ -96,6 +104,9 @@ func BuildRollbackPlan(proj *playbooks.Project, opts RollbackPlanOptions) (*Plan
 			})
 		}
 		hp.Steps = append(hp.Steps, checks...)
+		if trafficOn != nil {
+			hp.Steps = append(hp.Steps, trafficOn)
+		}
 		hostPlans = append(hostPlans, hp)
 	}
 	strategy := pb.Strategy

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/relctl/relctl/internal/state"
@@ -87,9 +88,14 @@ func (h *hostRun) switchTo(ctx context.Context, version, kind string) (string, e
 	if version == h.plan.Version && h.plan.Kind == KindDeploy {
 		act.ReleaseDigest, act.ArtifactSHA256, act.Artifact = h.plan.Digest, h.plan.Artifact.SHA256, h.plan.Artifact.Name
 		act.Rehearsal = h.plan.Rehearsal
+		if pb := h.plan.pb; pb != nil {
+			act.Component, act.Requires = pb.ComponentName(), maps.Clone(pb.Requires)
+		}
 	} else if old := latestActivation(&st.History, version); old != nil {
-		// Going back to a release: it keeps the identity it was deployed with.
+		// Going back to a release: it keeps the identity it was deployed
+		// with, and the constraints it carries with it.
 		act.ReleaseDigest, act.ArtifactSHA256, act.Artifact = old.ReleaseDigest, old.ArtifactSHA256, old.Artifact
+		act.Component, act.Requires = old.Component, maps.Clone(old.Requires)
 	}
 	hist := st.History
 	hist.Activations = append(hist.Activations, act)

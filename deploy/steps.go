@@ -31,7 +31,8 @@ var stepKinds = map[string]stepBuilder{
 	playbooks.StepCheck:    buildCheckStep,
 }
 
-// Implicit steps relctl adds to every deploy.
+// Implicit steps relctl adds to every deploy (and, with [traffic],
+// traffic-off first in activate and traffic-on first in cutover).
 const (
 	kindReadiness = "rollback-ready"
 	kindPrune     = "prune"
@@ -41,7 +42,22 @@ const (
 // the rollback-readiness check closing preflight and prune closing post.
 func buildSteps(pb *playbooks.Playbook, p *Plan, hp *HostPlan) ([]*Step, error) {
 	var steps []*Step
+	var trafficOff, trafficOn *Step
+	if pb.Traffic != nil {
+		var err error
+		if trafficOff, trafficOn, err = trafficSteps(p, hp); err != nil {
+			return nil, err
+		}
+	}
 	for _, phase := range playbooks.Phases {
+		// Out of the load balancer before anything is switched; back in
+		// first thing at cutover, once watchdog and health checks passed.
+		switch {
+		case phase == playbooks.PhaseActivate && trafficOff != nil:
+			steps = append(steps, trafficOff)
+		case phase == playbooks.PhaseCutover && trafficOn != nil:
+			steps = append(steps, trafficOn)
+		}
 		for _, s := range pb.StepsIn(phase) {
 			step, err := buildStep(s, p, hp)
 			if err != nil {

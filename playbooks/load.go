@@ -344,17 +344,11 @@ func (p *Project) Data(pb *Playbook, env *Environment, h *Host, version, runID s
 	if err := ValidateVersion(version); err != nil {
 		return nil, err
 	}
-	vars := map[string]string{}
-	for _, src := range []map[string]any{pb.Vars, env.Vars, h.Vars} {
-		for k, v := range src {
-			s, ok := varString(v)
-			if !ok {
-				return nil, fmt.Errorf("host %q: var %q: %T is not a string, number or boolean", h.Name, k, v)
-			}
-			vars[k] = s
-		}
+	d, err := p.HostData(pb, env, h)
+	if err != nil {
+		return nil, err
 	}
-	base, ok := vars["base_dir"]
+	base, ok := d.Vars["base_dir"]
 	switch {
 	case !ok || base == "":
 		return nil, fmt.Errorf("host %q in environment %q: var base_dir is not set (set it in the playbook's, the environment's or the host's vars)", h.Name, env.Name)
@@ -362,19 +356,9 @@ func (p *Project) Data(pb *Playbook, env *Environment, h *Host, version, runID s
 		return nil, fmt.Errorf("host %q in environment %q: base_dir %q is not an absolute path", h.Name, env.Name, base)
 	}
 	base = path.Clean(base)
-	d := &TemplateData{
-		Project:     p.Config.Project,
-		Env:         env.Name,
-		Playbook:    pb.Name,
-		Version:     version,
-		RunID:       runID,
-		Host:        HostData{Name: h.Name, Address: h.Address, Roles: slices.Clone(h.Roles)},
-		Vars:        vars,
-		BaseDir:     base,
-		ReleasesDir: path.Join(base, "releases"),
-		ReleaseDir:  path.Join(base, "releases", version),
-		CurrentDir:  path.Join(base, "current"),
-	}
+	d.Version, d.RunID = version, runID
+	d.BaseDir, d.ReleasesDir = base, path.Join(base, "releases")
+	d.ReleaseDir, d.CurrentDir = path.Join(base, "releases", version), path.Join(base, "current")
 	local, err := pb.ArtifactPath(p.Config, d)
 	if err != nil {
 		return nil, err

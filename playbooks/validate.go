@@ -256,6 +256,7 @@ func (pb *Playbook) validate(name string) Problems {
 	ps = append(ps, pb.validateRollback()...)
 	ps = append(ps, pb.validateWatchdog()...)
 	ps = append(ps, pb.validateRequires()...)
+	ps = append(ps, pb.validateTraffic()...)
 	return ps
 }
 
@@ -494,6 +495,9 @@ func (p *Project) validateTargets() Problems {
 				if !slices.ContainsFunc(env.Hosts, func(h *Host) bool { return slices.Contains(h.Roles, r) }) {
 					ps = append(ps, pb.pos.problem(fmt.Sprintf("roles.%d", i), "role %q has no hosts in environment %q", r, envName))
 				}
+			}
+			if t := pb.Traffic; t != nil && t.Provider == TrafficHAProxy && t.LBRole != "" && len(env.HostsWithRole(t.LBRole)) == 0 {
+				ps = append(ps, pb.pos.problem("traffic.lb_role", "traffic.lb_role %q has no hosts in environment %q (the hosts that run HAProxy)", t.LBRole, envName))
 			}
 			reported := map[string]bool{} // one problem per key, not one per host
 			for _, h := range pb.TargetHosts(env) {
