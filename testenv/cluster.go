@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,6 +28,11 @@ type Options struct {
 	// Monit gives every host its own monit daemon (see HostInfo.MonitControl);
 	// it requires monit to be installed (ErrMonitNotInstalled).
 	Monit bool
+	// Traffic adds to each environment E a load balancer E-lb (HAProxy in
+	// front of the search hosts), app hosts E-app-1 and E-app-2 (clients of
+	// the search hosts) and spare hosts E-next-1..N (the destination of a
+	// host move); it requires HAProxy (ErrHAProxyNotInstalled).
+	Traffic bool
 }
 
 // HostInfo describes one host of the cluster.
@@ -45,17 +51,52 @@ type HostInfo struct {
 	MonitControl string `json:"monit_control,omitempty"`
 	MonitConfDir string `json:"monit_confdir,omitempty"`
 	MonitPort    int    `json:"monit_port,omitempty"`
+
+	// What the host is for: RoleSearch, RoleSearchNext, RoleLB or RoleApp.
+	// Empty in a testenv.json from before roles: those hosts were all search.
+	Roles []string `json:"roles,omitempty"`
+
+	// Set on a load balancer (RoleLB): its HAProxy frontend's port on
+	// 127.0.0.1, and the admin socket and configuration of that HAProxy.
+	LBPort        int    `json:"lb_port,omitempty"`
+	HAProxySocket string `json:"haproxy_socket,omitempty"`
+	HAProxyConfig string `json:"haproxy_config,omitempty"`
+
+	// Set on an app host (RoleApp): the app's port on 127.0.0.1, its
+	// directory (Root/app), its backends file and its restart script.
+	AppPort    int    `json:"app_port,omitempty"`
+	AppDir     string `json:"app_dir,omitempty"`
+	AppConfig  string `json:"app_config,omitempty"`
+	AppRestart string `json:"app_restart,omitempty"`
+}
+
+// HasRole reports whether the host has role; a host recorded before roles
+// existed is a search host.
+func (h HostInfo) HasRole(role string) bool {
+	if len(h.Roles) == 0 {
+		return role == RoleSearch
+	}
+	return slices.Contains(h.Roles, role)
+}
+
+// clone copies h so callers cannot change the cluster's own Roles.
+func (h HostInfo) clone() HostInfo {
+	h.Roles = slices.Clone(h.Roles)
+	return h
 }
 
 // Cluster is a running set of SSH hosts on 127.0.0.1.
 type Cluster struct {
 	dir    string
 	hosts  []*sshHost
+	ctx    context.Context // the servers': Start's values, cancelled by Close
 	cancel context.CancelFunc
 	log    zerolog.Logger
 	monit  bool
 	// monitPIDs are the hosts' monit daemons; written only by Start.
 	monitPIDs []int
+	// haproxies run the load balancers (Options.Traffic); written only by Start.
+	haproxies []*haproxyProcess
 
 	closeOnce sync.Once
 	closeErr  error
@@ -111,9 +152,14 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	log := zerolog.Ctx(ctx).With().Str("testenv", opts.Dir).Logger()
-	var monitBin string
+	var monitBin, haproxyBin string
 	if opts.Monit {
 		if monitBin, err = findMonit(); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Traffic {
+		if haproxyBin, err = findHAProxy(); err != nil {
 			return nil, err
 		}
 	}
@@ -131,15 +177,15 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 
 	// Servers outlive Start's ctx (it may carry a deadline) but keep its values.
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c := &Cluster{dir: opts.Dir, cancel: cancel, log: log, monit: opts.Monit}
+	c := &Cluster{dir: opts.Dir, ctx: sctx, cancel: cancel, log: log, monit: opts.Monit}
 	usedPorts := map[int]bool{}
 	fail := func(err error) (*Cluster, error) {
 		c.Close()
 		return nil, err
 	}
 	for _, env := range opts.Envs {
-		for i := 1; i <= opts.Hosts; i++ {
-			name := fmt.Sprintf("%s-%d", env, i)
+		for _, spec := range hostSpecs(env, opts) {
+			name := spec.name
 			root := filepath.Join(opts.Dir, hostsDir, name)
 			if err := os.MkdirAll(root, 0o755); err != nil {
 				return fail(err)
@@ -153,29 +199,17 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 				return fail(fmt.Errorf("%s: %w", name, err))
 			}
 			sshPort := ln.Addr().(*net.TCPAddr).Port
-			servicePort, err := freeLoopbackPort(prev[name].ServicePort, usedPorts)
-			if err != nil {
+			info := HostInfo{
+				Name:    name,
+				Env:     env,
+				Address: net.JoinHostPort("127.0.0.1", strconv.Itoa(sshPort)),
+				SSHPort: sshPort,
+				Root:    root,
+				Roles:   []string{spec.role},
+			}
+			if err := describeHost(&info, prev[name], opts, usedPorts); err != nil {
 				ln.Close()
 				return fail(fmt.Errorf("%s: %w", name, err))
-			}
-			info := HostInfo{
-				Name:        name,
-				Env:         env,
-				Address:     net.JoinHostPort("127.0.0.1", strconv.Itoa(sshPort)),
-				SSHPort:     sshPort,
-				ServicePort: servicePort,
-				Root:        root,
-				BaseDir:     filepath.Join(root, "srv", "search"),
-			}
-			if opts.Monit {
-				port, err := freeLoopbackPort(prev[name].MonitPort, usedPorts)
-				if err != nil {
-					ln.Close()
-					return fail(fmt.Errorf("%s: %w", name, err))
-				}
-				info.MonitPort = port
-				info.MonitControl = filepath.Join(monitDir(root), MonitControlFile)
-				info.MonitConfDir = filepath.Join(monitDir(root), MonitConfDirName)
 			}
 			h := newSSHHost(sctx, info, opts.Dir, hostKey, clientKey.PublicKey(), log)
 			h.mu.Lock()
@@ -188,7 +222,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	infos := c.Hosts()
 	for _, write := range []func() error{
 		func() error { return writeKnownHosts(opts.Dir, c.hosts) },
-		func() error { return writeConfig(opts.Dir, opts.Envs, infos) },
+		func() error { return writeConfig(opts.Dir, opts.Envs, infos, opts.Traffic) },
 		func() error { return writeAllowedSigners(opts.Dir, clientKey.PublicKey()) },
 		func() error { return writePlaybook(opts.Dir, opts.Monit) },
 		func() error { return writeArtifacts(opts.Dir) },
@@ -204,12 +238,89 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 	}
 	if opts.Monit {
-		if err := c.startMonits(ctx, monitBin, infos); err != nil {
+		// Only the search-like hosts run a service for monit to supervise.
+		supervised := slices.DeleteFunc(slices.Clone(infos), func(h HostInfo) bool { return h.MonitControl == "" })
+		if err := c.startMonits(ctx, monitBin, supervised); err != nil {
+			return fail(err)
+		}
+	}
+	if opts.Traffic {
+		if err := c.startLBs(ctx, haproxyBin, infos); err != nil {
+			return fail(err)
+		}
+		if err := c.startApps(ctx, infos); err != nil {
 			return fail(err)
 		}
 	}
 	log.Info().Int("hosts", len(infos)).Msg("testenv cluster started")
 	return c, nil
+}
+
+// hostSpec is one host Start creates: its name and role.
+type hostSpec struct{ name, role string }
+
+// hostSpecs are env's hosts in order: E-1..N, then with Traffic the spares
+// E-next-1..N, the load balancer E-lb and the app hosts E-app-1..
+func hostSpecs(env string, opts Options) []hostSpec {
+	var out []hostSpec
+	for i := 1; i <= opts.Hosts; i++ {
+		out = append(out, hostSpec{fmt.Sprintf("%s-%d", env, i), RoleSearch})
+	}
+	if !opts.Traffic {
+		return out
+	}
+	for i := 1; i <= opts.Hosts; i++ {
+		out = append(out, hostSpec{fmt.Sprintf("%s-next-%d", env, i), RoleSearchNext})
+	}
+	out = append(out, hostSpec{env + "-lb", RoleLB})
+	for i := 1; i <= AppsPerEnv; i++ {
+		out = append(out, hostSpec{fmt.Sprintf("%s-app-%d", env, i), RoleApp})
+	}
+	return out
+}
+
+// describeHost fills in what info's role needs: ports (prev's when free),
+// base_dir and the paths of the host's own daemons. It first stops what a
+// killed earlier run of the same DIR left on this host, so its ports are
+// free to reuse.
+func describeHost(info *HostInfo, prev HostInfo, opts Options, used map[int]bool) error {
+	root := info.Root
+	var err error
+	switch info.Roles[0] {
+	case RoleSearch, RoleSearchNext:
+		if info.ServicePort, err = freeLoopbackPort(prev.ServicePort, used); err != nil {
+			return err
+		}
+		info.BaseDir = filepath.Join(root, "srv", "search")
+		if opts.Monit {
+			if info.MonitPort, err = freeLoopbackPort(prev.MonitPort, used); err != nil {
+				return err
+			}
+			info.MonitControl = filepath.Join(monitDir(root), MonitControlFile)
+			info.MonitConfDir = filepath.Join(monitDir(root), MonitConfDirName)
+		}
+	case RoleLB:
+		stopStaleHAProxy(root, opts.Dir)
+		if info.LBPort, err = freeLoopbackPort(prev.LBPort, used); err != nil {
+			return err
+		}
+		info.BaseDir = filepath.Join(root, "srv", "lb")
+		info.HAProxySocket = filepath.Join(haproxyDir(root), HAProxySocketFile)
+		info.HAProxyConfig = filepath.Join(haproxyDir(root), HAProxyConfigFile)
+		// relctl keeps its lock and history under base_dir; no deploy creates it here.
+		return os.MkdirAll(info.BaseDir, 0o755)
+	case RoleApp:
+		info.AppDir = filepath.Join(root, appDirName)
+		stopStaleApp(info.AppDir, opts.Dir)
+		if info.AppPort, err = freeLoopbackPort(prev.AppPort, used); err != nil {
+			return err
+		}
+		info.BaseDir = filepath.Join(root, "srv", "app")
+		info.AppConfig = filepath.Join(info.AppDir, AppConfigFile)
+		info.AppRestart = filepath.Join(info.AppDir, AppRestartFile)
+		return os.MkdirAll(info.BaseDir, 0o755)
+	}
+	return nil
 }
 
 // listenLoopback listens on 127.0.0.1:want when it is free, else on any free port.
@@ -274,7 +385,7 @@ func (c *Cluster) Dir() string { return c.dir }
 func (c *Cluster) Hosts() []HostInfo {
 	out := make([]HostInfo, len(c.hosts))
 	for i, h := range c.hosts {
-		out[i] = h.info
+		out[i] = h.info.clone()
 	}
 	return out
 }
@@ -304,12 +415,15 @@ func (c *Cluster) host(name string) (*sshHost, error) {
 // included, so nothing is left behind. Files in the directory stay.
 func (c *Cluster) Close() error {
 	c.closeOnce.Do(func() {
+		var errs *multierror.Error
 		for _, h := range c.hosts {
 			h.close()
 		}
 		c.stopMonits()
+		if err := c.stopLBs(); err != nil {
+			errs = multierror.Append(errs, err)
+		}
 		c.cancel()
-		var errs *multierror.Error
 		if err := sweepMarked(c.dir); err != nil {
 			errs = multierror.Append(errs, err)
 		}

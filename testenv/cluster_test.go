@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -535,7 +536,7 @@ func TestRestartKeepsKeysAndPorts(t *testing.T) {
 		t.Errorf("known_hosts changed:\n%s\nthen\n%s", known1, known2)
 	}
 	for i, h := range second.Hosts() {
-		if h != hosts1[i] {
+		if !reflect.DeepEqual(h, hosts1[i]) {
 			t.Errorf("host changed: %+v then %+v", hosts1[i], h)
 		}
 	}

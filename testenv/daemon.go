@@ -32,8 +32,14 @@ type Status struct {
 	Dir     string       `json:"dir"`
 	PID     int          `json:"pid"` // the daemon's; 0 when none runs
 	Running bool         `json:"running"`
-	Monit   bool         `json:"monit"` // every host runs its own monit daemon
+	Monit   bool         `json:"monit"`             // every host runs its own monit daemon
+	Traffic bool         `json:"traffic,omitempty"` // load balancers, app hosts and spares (Options.Traffic)
 	Hosts   []HostStatus `json:"hosts"`
+}
+
+// hasLB is how a status read from testenv.json knows Options.Traffic.
+func hasLB(hosts []HostInfo) bool {
+	return slices.ContainsFunc(hosts, func(h HostInfo) bool { return h.HasRole(RoleLB) })
 }
 
 // HostStatus is one host as the daemon sees it.
@@ -61,9 +67,9 @@ type controlResponse struct {
 }
 
 func (c *Cluster) status() *Status {
-	st := &Status{Dir: c.dir, PID: os.Getpid(), Running: true, Monit: c.monit}
+	st := &Status{Dir: c.dir, PID: os.Getpid(), Running: true, Monit: c.monit, Traffic: hasLB(c.Hosts())}
 	for _, h := range c.hosts {
-		st.Hosts = append(st.Hosts, HostStatus{HostInfo: h.info, SSHUp: h.sshUp(), Handshakes: int(h.handshakes.Load()), Faults: h.faults(), Held: int(h.held.Load())})
+		st.Hosts = append(st.Hosts, HostStatus{HostInfo: h.info.clone(), SSHUp: h.sshUp(), Handshakes: int(h.handshakes.Load()), Faults: h.faults(), Held: int(h.held.Load())})
 	}
 	return st
 }
@@ -231,6 +237,7 @@ func GetStatus(ctx context.Context, dir string) (*Status, error) {
 		return nil, err
 	}
 	out.Monit = saved.Monit
+	out.Traffic = hasLB(saved.Hosts)
 	for _, h := range saved.Hosts {
 		out.Hosts = append(out.Hosts, HostStatus{HostInfo: h})
 	}
@@ -269,10 +276,16 @@ func sendFault(ctx context.Context, dir string, req controlRequest) error {
 // Options.Monit.
 const MonitFlag = "--monit"
 
+// TrafficFlag is the flag Up adds to serveArgv when Options.Traffic is set
+// (if serveArgv lacks it): the serve command must accept it and set
+// Options.Traffic.
+const TrafficFlag = "--traffic"
+
 // Up starts the daemon (serveArgv, e.g. relctl testenv serve --dir DIR)
 // in its own session with output to DIR/testenv.log, and returns its status
 // once the control socket answers and every host speaks SSH (and, with
-// Options.Monit, every host's monit answers). If the daemon dies first, the
+// Options.Monit, every host's monit answers; with Options.Traffic, every
+// load balancer and app). If the daemon dies first, the
 // error carries the log's tail.
 func Up(ctx context.Context, opts Options, serveArgv []string) (*Status, error) {
 	opts, err := opts.normalize()
@@ -289,6 +302,14 @@ func Up(ctx context.Context, opts Options, serveArgv []string) (*Status, error) 
 		}
 		if !slices.Contains(serveArgv[1:], MonitFlag) {
 			serveArgv = append(slices.Clone(serveArgv), MonitFlag)
+		}
+	}
+	if opts.Traffic {
+		if _, err := findHAProxy(); err != nil {
+			return nil, err
+		}
+		if !slices.Contains(serveArgv[1:], TrafficFlag) {
+			serveArgv = append(slices.Clone(serveArgv), TrafficFlag)
 		}
 	}
 	if _, err := socketPath(opts.Dir); err != nil {
@@ -356,6 +377,10 @@ func Up(ctx context.Context, opts Options, serveArgv []string) (*Status, error) 
 		if ready && opts.Monit && !st.Monit {
 			stop()
 			return nil, fmt.Errorf("testenv: the daemon (%s) runs without monit: its serve command must turn %s into Options.Monit", strings.Join(serveArgv, " "), MonitFlag)
+		}
+		if ready && opts.Traffic && !st.Traffic {
+			stop()
+			return nil, fmt.Errorf("testenv: the daemon (%s) runs without load balancers: its serve command must turn %s into Options.Traffic", strings.Join(serveArgv, " "), TrafficFlag)
 		}
 		if ready {
 			return st, nil

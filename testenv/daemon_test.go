@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -111,7 +112,7 @@ func TestDaemonUpStatusFaultDown(t *testing.T) {
 	// Up again: same ports, so relctl.toml and known_hosts stay valid.
 	again := upForTest(t, dir, 2)
 	for i, hs := range again.Hosts {
-		if hs.HostInfo != st.Hosts[i].HostInfo {
+		if !reflect.DeepEqual(hs.HostInfo, st.Hosts[i].HostInfo) {
 			t.Errorf("host changed across down/up: %+v then %+v", st.Hosts[i].HostInfo, hs.HostInfo)
 		}
 	}

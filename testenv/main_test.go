@@ -33,9 +33,10 @@ func serveForTest(dir string) int {
 	logger := zerolog.New(os.Stderr).With().Timestamp().Logger()
 	ctx = logger.WithContext(ctx)
 	hosts, _ := strconv.Atoi(os.Getenv(serveHostsEnv))
-	// As `relctl testenv serve` does with the flag Up adds.
+	// As `relctl testenv serve` does with the flags Up adds.
 	monit := slices.Contains(os.Args[1:], MonitFlag)
-	if err := Serve(ctx, Options{Dir: dir, Hosts: hosts, Monit: monit}); err != nil {
+	traffic := slices.Contains(os.Args[1:], TrafficFlag)
+	if err := Serve(ctx, Options{Dir: dir, Hosts: hosts, Monit: monit, Traffic: traffic}); err != nil {
 		fmt.Fprintln(os.Stderr, "serve:", err)
 		return 1
 	}

@@ -47,7 +47,23 @@ func processAlive(pid int) bool {
 	if pid <= 0 {
 		return false
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if taskRunning("/proc/" + strconv.Itoa(pid) + "/stat") {
+		return true
+	}
+	// A multi-threaded process (HAProxy) whose main thread exited first
+	// shows a zombie while its other threads still run and hold its ports.
+	tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	for _, t := range tasks {
+		if t.Name() != strconv.Itoa(pid) && taskRunning(filepath.Join("/proc", strconv.Itoa(pid), "task", t.Name(), "stat")) {
+			return true
+		}
+	}
+	return false
+}
+
+// taskRunning reads a /proc stat file: true unless it is gone or a zombie.
+func taskRunning(statPath string) bool {
+	b, err := os.ReadFile(statPath)
 	if err != nil {
 		return false
 	}

@@ -23,7 +23,13 @@ each with its own monit daemon when monit is installed (--monit=false: none).
 It writes relctl.toml, playbooks/search.toml, a client key, known_hosts and the
 artifacts of a small search service into DIR: 1.0.0 and 1.1.0 work; 1.2.0
 starts but fails its health check, and its monit snippet watches a pidfile it
-never writes; 1.3.0's monit snippet is not valid monit syntax.`,
+never writes; 1.3.0's monit snippet is not valid monit syntax.
+
+With --traffic each environment E also gets E-lb (role lb: a real HAProxy in
+front of the search hosts, admin socket in its vars), E-app-1 and E-app-2
+(role app: an app that calls the search hosts listed in its app.conf) and
+spare hosts E-next-1..N (role search-next: nothing deployed, in maintenance
+in the load balancer).`,
 		Example: `  relctl testenv up --dir /tmp/relctl-demo --hosts 3
   cd /tmp/relctl-demo && relctl deploy --env staging --release 1.1.0 --yes
   relctl testenv status --dir /tmp/relctl-demo
@@ -43,11 +49,11 @@ func absDir(dir string) (string, error) {
 func newTestenvUpCmd(g *globalOptions) *cobra.Command {
 	var dir string
 	var hosts int
-	var monit bool
+	var monit, traffic bool
 	cmd := &cobra.Command{
-		Use:     "up --dir DIR [--hosts N]",
+		Use:     "up --dir DIR [--hosts N] [--traffic]",
 		Short:   "Start the local cluster in the background; returns once every host accepts SSH",
-		Example: "  relctl testenv up --dir /tmp/relctl-demo --hosts 3",
+		Example: "  relctl testenv up --dir /tmp/relctl-demo --hosts 3\n  relctl testenv up --dir /tmp/relctl-lb --hosts 2 --traffic",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir, err := absDir(dir)
@@ -65,13 +71,22 @@ func newTestenvUpCmd(g *globalOptions) *cobra.Command {
 			if monit {
 				argv = append(argv, testenv.MonitFlag)
 			}
-			st, err := testenv.Up(cmd.Context(), testenv.Options{Dir: dir, Hosts: hosts, Monit: monit}, argv)
+			if traffic {
+				argv = append(argv, testenv.TrafficFlag)
+			}
+			st, err := testenv.Up(cmd.Context(), testenv.Options{Dir: dir, Hosts: hosts, Monit: monit, Traffic: traffic}, argv)
 			if err != nil {
 				return err
 			}
 			withMonit := ""
-			if st.Monit {
+			switch {
+			case st.Monit && st.Traffic:
+				withMonit = ", search hosts and spares running monit"
+			case st.Monit:
 				withMonit = ", each running monit"
+			}
+			if st.Traffic {
+				withMonit += ", a load balancer and two apps per environment"
 			}
 			fmt.Fprintf(g.io.Out, "testenv is up in %s (pid %d): %d hosts%s\n", st.Dir, st.PID, len(st.Hosts), withMonit)
 			printTestenvHosts(g, st)
@@ -83,15 +98,37 @@ func newTestenvUpCmd(g *globalOptions) *cobra.Command {
 	cmd.Flags().IntVar(&hosts, "hosts", 3, "hosts per environment")
 	_, lookErr := exec.LookPath("monit")
 	cmd.Flags().BoolVar(&monit, "monit", lookErr == nil, "each host runs its own monit daemon supervising the service, and the playbook gets a [watchdog] table (default: when monit is installed)")
+	cmd.Flags().BoolVar(&traffic, strings.TrimPrefix(testenv.TrafficFlag, "--"), false, "add per environment a load balancer (HAProxy), two app hosts and spare search hosts")
 	return cmd
 }
 
 func printTestenvHosts(g *globalOptions, st *testenv.Status) {
-	t := newTable(g.io.Out, "HOST", "ENV", "SSH", "SERVICE PORT", "SSH UP", "HANDSHAKES", "FAULTS", "HELD")
+	t := newTable(g.io.Out, "HOST", "ENV", "ROLES", "SSH", "SERVICE PORT", "SSH UP", "HANDSHAKES", "FAULTS", "HELD")
 	for _, h := range st.Hosts {
-		t.row(h.Name, h.Env, h.Address, strconv.Itoa(h.ServicePort), yesNo(h.SSHUp), strconv.Itoa(h.Handshakes), h.Faults.String(), strconv.Itoa(h.Held))
+		roles := strings.Join(h.Roles, ",")
+		if roles == "" { // a testenv.json from before roles
+			roles = testenv.RoleSearch
+		}
+		t.row(h.Name, h.Env, roles, h.Address, servicePort(h.HostInfo), yesNo(h.SSHUp), strconv.Itoa(h.Handshakes), h.Faults.String(), strconv.Itoa(h.Held))
 	}
 	t.flush()
+	for _, h := range st.Hosts {
+		if h.HasRole(testenv.RoleLB) {
+			fmt.Fprintf(g.io.Out, "%s: HAProxy on http://127.0.0.1:%d, admin socket %s\n", h.Name, h.LBPort, h.HAProxySocket)
+		}
+	}
+}
+
+// servicePort is the port of what the host serves: the search service,
+// HAProxy's frontend or the app.
+func servicePort(h testenv.HostInfo) string {
+	switch {
+	case h.HasRole(testenv.RoleLB):
+		return strconv.Itoa(h.LBPort) + " (haproxy)"
+	case h.HasRole(testenv.RoleApp):
+		return strconv.Itoa(h.AppPort) + " (app)"
+	}
+	return strconv.Itoa(h.ServicePort)
 }
 
 func newTestenvDownCmd(g *globalOptions) *cobra.Command {
@@ -201,7 +238,7 @@ func newTestenvFaultCmd(g *globalOptions) *cobra.Command {
 func newTestenvServeCmd(g *globalOptions) *cobra.Command {
 	var dir string
 	var hosts int
-	var monit bool
+	var monit, traffic bool
 	cmd := &cobra.Command{
 		Use:    "serve",
 		Hidden: true, // what `testenv up` runs in the background
@@ -214,11 +251,12 @@ func newTestenvServeCmd(g *globalOptions) *cobra.Command {
 			// SIGTERM (from `testenv down`) stops the cluster.
 			ctx, cancel := g.stopOrCancel(cmd.Context())
 			defer cancel()
-			return testenv.Serve(ctx, testenv.Options{Dir: dir, Hosts: hosts, Monit: monit})
+			return testenv.Serve(ctx, testenv.Options{Dir: dir, Hosts: hosts, Monit: monit, Traffic: traffic})
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "cluster directory")
 	cmd.Flags().IntVar(&hosts, "hosts", 3, "hosts per environment")
 	cmd.Flags().BoolVar(&monit, strings.TrimPrefix(testenv.MonitFlag, "--"), false, "run monit on every host")
+	cmd.Flags().BoolVar(&traffic, strings.TrimPrefix(testenv.TrafficFlag, "--"), false, "add load balancers, app hosts and spares")
 	return cmd
 }
