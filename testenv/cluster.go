@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -346,16 +347,67 @@ func listenLoopback(want int, used map[int]bool) (net.Listener, error) {
 	return nil, errors.New("no free port on 127.0.0.1")
 }
 
-// freeLoopbackPort picks a port for a service that starts later; the port is
-// free now, and relctl.toml records it.
+// freeLoopbackPort picks a port for a service that starts later. It is
+// taken below the kernel's ephemeral range (ip_local_port_range), where no
+// other program's port-0 listener or outgoing connection can be given it
+// between now and the service's start (tests run packages in parallel).
 func freeLoopbackPort(want int, used map[int]bool) (int, error) {
-	ln, err := listenLoopback(want, used)
-	if err != nil {
-		return 0, err
+	if want > 0 && !used[want] && portFree(want) {
+		used[want] = true
+		return want, nil
 	}
-	p := ln.Addr().(*net.TCPAddr).Port
+	low, _ := ephemeralRange()
+	const first = 20000
+	if low <= first+1000 {
+		// An unusual ephemeral range: fall back to asking the kernel.
+		ln, err := listenLoopback(0, used)
+		if err != nil {
+			return 0, err
+		}
+		p := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		return p, nil
+	}
+	span := low - first
+	start := rand.IntN(span)
+	for i := range span {
+		p := first + (start+i)%span
+		if !used[p] && portFree(p) {
+			used[p] = true
+			return p, nil
+		}
+	}
+	return 0, errors.New("no free port on 127.0.0.1 below the ephemeral range")
+}
+
+// portFree says whether a listener can bind port on 127.0.0.1 now.
+func portFree(port int) bool {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
 	ln.Close()
-	return p, nil
+	return true
+}
+
+// ephemeralRange is the kernel's range for port-0 listeners and outgoing
+// connections (Linux; the common default elsewhere).
+func ephemeralRange() (low, high int) {
+	low, high = 32768, 60999
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return low, high
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 2 {
+		if l, err := strconv.Atoi(f[0]); err == nil {
+			low = l
+		}
+		if h, err := strconv.Atoi(f[1]); err == nil {
+			high = h
+		}
+	}
+	return low, high
 }
 
 // checkSSHBanner confirms that addr speaks SSH without a handshake, so
