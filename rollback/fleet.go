@@ -136,6 +136,18 @@ func (f *Fleet) Ran(version string) bool {
 	return false
 }
 
+// ActivationOf is the newest activation of version on any host, or nil:
+// what that release was deployed with, including its constraints.
+func (f *Fleet) ActivationOf(version string) *state.Activation {
+	acts := f.activations()
+	for i := len(acts) - 1; i >= 0; i-- {
+		if acts[i].Version == version {
+			return &acts[i]
+		}
+	}
+	return nil
+}
+
 // CheckGatedTarget refuses, in an environment with require_rehearsal, a
 // "rollback" to a release the environment never ran: that is a deploy,
 // and must pass the rehearsal gate as one.

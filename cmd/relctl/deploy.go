@@ -15,6 +15,7 @@ import (
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
+	"github.com/relctl/relctl/rollback"
 )
 
 func newDeployCmd(g *globalOptions) *cobra.Command {
@@ -93,6 +94,13 @@ On a terminal, deploy shows the plan and asks for confirmation unless --yes.`,
 			if err := rehearsalGate(cmd.Context(), g, proj, sess, p, reason); err != nil {
 				return err
 			}
+			if err := compatibilityGate(cmd.Context(), g, proj, sess.pool, rollback.CompatRequest{
+				Env: p.Env, Kind: deploy.KindDeploy, Playbook: p.Playbook, Version: p.Version,
+				Requires: proj.Playbooks[p.Playbook].Requires, RequiresKnown: true,
+				Retry: fmt.Sprintf("relctl deploy --env %s --playbook %s --release %s", p.Env, p.Playbook, p.Version),
+			}); err != nil {
+				return err
+			}
 			if !yes && g.io.CanPrompt() {
 				printPlan(g.io.ErrOut, p, false)
 				ok, err := g.io.Confirm(fmt.Sprintf("\nDeploy %s %s to %s?", p.Playbook, p.Version, p.Env), g.stop)
@@ -117,6 +125,28 @@ On a terminal, deploy shows the plan and asks for confirmation unless --yes.`,
 	cmd.Flags().StringVar(&reason, "reason", "", "with --skip-rehearsal: why; written to every host's history")
 	cmd.Flags().BoolVar(&prove, "prove-supervision", false, "with a [watchdog]: after monit runs the service, kill it and require monit to restart it")
 	return cmd
+}
+
+// compatibilityGate refuses a release that would break a constraint
+// between the environment's components, before any host changes, and shows
+// what it checked when the environment uses constraints.
+func compatibilityGate(ctx context.Context, g *globalOptions, proj *playbooks.Project, conn deploy.Connector, req rollback.CompatRequest) error {
+	rep, err := rollback.CheckRelease(ctx, conn, proj, proj.Config.SSH.MaxParallel, req)
+	if err != nil {
+		return err
+	}
+	if !rep.InUse || len(rep.Checked)+len(rep.Notes) == 0 {
+		return nil
+	}
+	w := g.io.ErrOut
+	fmt.Fprintf(w, "Compatibility with what %s runs: ok\n", req.Env)
+	for _, c := range rep.Checked {
+		fmt.Fprintf(w, "  %s\n", c)
+	}
+	for _, n := range rep.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+	return nil
 }
 
 // session is what a run against hosts needs: run log, journal, connections.

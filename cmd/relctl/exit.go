@@ -59,7 +59,8 @@ func exitCode(io *output.IOStreams, err error) int {
 	case errors.As(err, &locked):
 		code = exitLocked
 	case errors.Is(err, rollback.ErrNothingToRollBackTo), errors.Is(err, deploy.ErrChecksFailed),
-		errors.Is(err, rollback.ErrNotRehearsed), errors.Is(err, rollback.ErrRehearsalRefused), errors.Is(err, deploy.ErrGateChanged):
+		errors.Is(err, rollback.ErrNotRehearsed), errors.Is(err, rollback.ErrRehearsalRefused), errors.Is(err, deploy.ErrGateChanged),
+		errors.Is(err, rollback.ErrIncompatible), errors.Is(err, rollback.ErrCompatibilityUnknown):
 		code = exitRefused
 	case errors.As(err, &rehearsal):
 		switch {

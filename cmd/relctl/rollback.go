@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -53,8 +54,10 @@ When there is nothing to roll back to, it says so and exits 6.`,
 			if err != nil {
 				return err
 			}
+			// Open until the compatibility check has read the other components.
+			closeRead := sync.OnceFunc(sess.Close)
+			defer closeRead()
 			fleet, err := rollback.ReadFleet(cmd.Context(), sess.pool, proj, env, playbook, hosts, proj.Config.SSH.MaxParallel)
-			sess.Close()
 			if err != nil {
 				return err
 			}
@@ -77,6 +80,16 @@ When there is nothing to roll back to, it says so and exits 6.`,
 					return err
 				}
 			}
+			// The target is checked with the constraints it was deployed with.
+			compat := rollback.CompatRequest{Env: env, Kind: deploy.KindRollback, Playbook: playbook, Version: target,
+				Retry: rollbackCommand(env, playbook, to, hosts)}
+			if a := fleet.ActivationOf(target); a != nil && a.Component != "" {
+				compat.Requires, compat.RequiresKnown = a.Requires, true
+			}
+			if err := compatibilityGate(cmd.Context(), g, proj, sess.pool, compat); err != nil {
+				return err
+			}
+			closeRead()
 			p, err := deploy.BuildRollbackPlan(proj, deploy.RollbackPlanOptions{
 				Env: env, Playbook: playbook, RunID: runID, Target: target, From: from,
 				Hosts: hosts, ParallelAll: parallel == "all", Current: fleet.Current(),
@@ -104,6 +117,19 @@ When there is nothing to roll back to, it says so and exits 6.`,
 	cmd.Flags().StringSliceVar(&hosts, "hosts", nil, "only these hosts (comma-separated names)")
 	cmd.Flags().StringVar(&parallel, "parallel", "", `"all": every host at once, no canary (emergencies)`)
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	return cmd
+}
+
+// rollbackCommand is the rollback as the operator would type it again.
+func rollbackCommand(env, playbook, to string, hosts []string) string {
+	cmd := "relctl rollback --env " + env
+	if playbook != "" {
+		cmd += " --playbook " + playbook
+	}
+	cmd += " --to " + to
+	if len(hosts) > 0 {
+		cmd += " --hosts " + strings.Join(hosts, ",")
+	}
 	return cmd
 }
 

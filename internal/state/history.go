@@ -31,6 +31,14 @@ type Activation struct {
 	// Rehearsal names the rehearsal record a gated deploy was let through
 	// by, or the reason the gate was skipped.
 	Rehearsal string `json:"rehearsal,omitempty"`
+	// Component is what the release is a version of (the playbook's
+	// component); empty in activations recorded before relctl kept it, whose
+	// constraints are therefore unknown.
+	Component string `json:"component,omitempty"`
+	// Requires is the release's constraints on other components' versions
+	// (component -> semver constraint), so a rollback to it can be checked
+	// against what the environment runs then.
+	Requires map[string]string `json:"requires,omitempty"`
 }
 
 // History is <base_dir>/.relctl/history.json: every activation, oldest first.
