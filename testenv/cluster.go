@@ -225,7 +225,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		func() error { return writeKnownHosts(opts.Dir, c.hosts) },
 		func() error { return writeConfig(opts.Dir, opts.Envs, infos, opts.Traffic) },
 		func() error { return writeAllowedSigners(opts.Dir, clientKey.PublicKey()) },
-		func() error { return writePlaybook(opts.Dir, opts.Monit) },
+		func() error { return writePlaybook(opts.Dir, opts.Monit, opts.Traffic) },
 		func() error { return writeArtifacts(opts.Dir) },
 		func() error { return writeState(opts.Dir, &stateFile{Dir: opts.Dir, Monit: opts.Monit, Hosts: infos}) },
 	} {

@@ -322,10 +322,27 @@ service = "search"
 timeout = "20s"
 `
 
-func writePlaybook(dir string, monit bool) error {
+// trafficTable is added to the playbook when the cluster has load balancers.
+const trafficTable = `
+# HAProxy on each environment's lb host sends traffic to the search hosts.
+# Before a host's release is switched it leaves the load balancer (drained,
+# then maint); after its checks passed it comes back with the state and
+# weight it had. A rollback restores every server exactly.
+[traffic]
+provider = "haproxy"
+lb_role = "lb"
+socket = "{{.Vars.haproxy_socket}}"   # on the lb host, reached over SSH
+backend = "search"
+drain_timeout = "10s"
+`
+
+func writePlaybook(dir string, monit, traffic bool) error {
 	body := searchPlaybook
 	if monit {
 		body += watchdogTable
+	}
+	if traffic {
+		body += trafficTable
 	}
 	return writeFileAtomic(filepath.Join(dir, PlaybookFile), []byte(body), 0o644)
 }
