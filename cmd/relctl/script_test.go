@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -41,6 +42,22 @@ func TestScripts(t *testing.T) {
 
 // TestScriptsMonit runs the watchdog scripts against a cluster whose hosts
 // each run a real monit daemon supervising the service.
+// TestScriptsTraffic runs the traffic scripts against a cluster with a real
+// HAProxy load balancer, app servers and spare hosts.
+func TestScriptsTraffic(t *testing.T) {
+	for _, bin := range []string{"/usr/sbin/haproxy", "/usr/bin/socat"} {
+		if _, err := os.Stat(bin); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s not installed: `make test` installs it", bin)
+			}
+			t.Skipf("%s not installed (apt-get install -y haproxy socat, or run `make test`)", bin)
+		}
+	}
+	testscript.Run(t, scriptParams("testdata/script-traffic", func(env *testscript.Env) error {
+		return startClusterWith(env, testenv.Options{Traffic: true})
+	}))
+}
+
 func TestScriptsMonit(t *testing.T) {
 	if _, err := exec.LookPath("monit"); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -71,6 +88,9 @@ func scriptParams(dir string, setup func(*testscript.Env) error) testscript.Para
 			"consistent":  cmdConsistent,
 			"killservice": cmdKillService,
 			"junit":       cmdJUnit,
+			"lbload":      cmdLBLoad,
+			"lbstate":     cmdLBState,
+			"lbcmd":       cmdLBCmd,
 		},
 	}
 }
@@ -80,10 +100,15 @@ const clusterKey = "cluster"
 func setupCluster(env *testscript.Env) error { return startCluster(env, false) }
 
 func startCluster(env *testscript.Env, monit bool) error {
+	return startClusterWith(env, testenv.Options{Monit: monit})
+}
+
+func startClusterWith(env *testscript.Env, opts testenv.Options) error {
 	dir := filepath.Join(env.WorkDir, "cluster")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := testenv.Start(ctx, testenv.Options{Dir: dir, Hosts: 3, Monit: monit})
+	opts.Dir, opts.Hosts = dir, 3
+	c, err := testenv.Start(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -364,4 +389,174 @@ func cmdKillService(ts *testscript.TestScript, neg bool, args []string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	ts.Fatalf("%s: killed pid %d; no new healthy process after a minute: nothing supervises the service", args[0], old)
+}
+
+// lbLoads are the request streams `lbload start` runs, by script.
+var lbLoads sync.Map // *testscript.TestScript -> *lbLoad
+
+type lbLoad struct {
+	stop    chan struct{}
+	done    chan struct{}
+	results []lbResult
+}
+
+type lbResult struct {
+	status int
+	body   string
+	err    error
+}
+
+// lbload start ENV: request GET /health through ENV's load balancer, one
+// after the other, until `lbload stop ENV VERSION...`, which fails unless
+// every answer was 200 from one of the versions (never a 5xx, never an
+// error, never another version).
+func cmdLBLoad(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: lbload start ENV | lbload stop ENV VERSION...")
+	}
+	lb, ok := cluster(ts).LB(args[1])
+	if !ok {
+		ts.Fatalf("no load balancer in %s", args[1])
+	}
+	switch args[0] {
+	case "start":
+		l := &lbLoad{stop: make(chan struct{}), done: make(chan struct{})}
+		lbLoads.Store(ts, l)
+		url := "http://127.0.0.1:" + strconv.Itoa(lb.LBPort) + "/health"
+		go func() {
+			defer close(l.done)
+			client := &http.Client{Timeout: 10 * time.Second}
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				r := lbResult{}
+				resp, err := client.Get(url)
+				if err != nil {
+					r.err = err
+				} else {
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					r.status, r.body = resp.StatusCode, strings.TrimSpace(string(b))
+				}
+				l.results = append(l.results, r)
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+	case "stop":
+		v, ok := lbLoads.LoadAndDelete(ts)
+		if !ok {
+			ts.Fatalf("lbload stop without start")
+		}
+		l := v.(*lbLoad)
+		close(l.stop)
+		<-l.done
+		versions := map[string]int{}
+		bad := 0
+		for _, r := range l.results {
+			ok := r.err == nil && r.status == 200
+			if ok {
+				ok = false
+				for _, want := range args[2:] {
+					if strings.Contains(r.body, want) {
+						versions[want]++
+						ok = true
+					}
+				}
+			}
+			if !ok {
+				bad++
+				if bad <= 5 {
+					ts.Logf("bad answer: status %d body %q err %v", r.status, r.body, r.err)
+				}
+			}
+		}
+		ts.Logf("%d requests through the load balancer: %v, %d bad", len(l.results), versions, bad)
+		if bad > 0 || len(l.results) < 10 {
+			ts.Fatalf("%d of %d requests through the load balancer were not a 200 from %v", bad, len(l.results), args[2:])
+		}
+	default:
+		ts.Fatalf("usage: lbload start ENV | lbload stop ENV VERSION...")
+	}
+}
+
+// lbstate save ENV FILE | lbstate same ENV FILE: the state and weight of
+// every server of the search backend, as `show servers state` says, saved
+// to FILE or compared with it (waiting up to 15s for health checks to
+// settle after a run).
+func cmdLBState(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: lbstate save|same ENV FILE")
+	}
+	read := func() string {
+		out, err := cluster(ts).HAProxyCommand(context.Background(), args[1], "show servers state "+testenv.HAProxyBackend)
+		if err != nil {
+			ts.Fatalf("show servers state: %v", err)
+		}
+		return serverStates(ts, out)
+	}
+	file := ts.MkAbs(args[2])
+	switch args[0] {
+	case "save":
+		if err := os.WriteFile(file, []byte(read()), 0o644); err != nil {
+			ts.Fatalf("%v", err)
+		}
+	case "same":
+		want := ts.ReadFile(args[2])
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			got := read()
+			if got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				ts.Fatalf("show servers state differs from before:\n--- before\n%s--- now\n%s", want, got)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	default:
+		ts.Fatalf("usage: lbstate save|same ENV FILE")
+	}
+}
+
+// serverStates keeps, per server, what a run must give back: name, address,
+// port, operational state, admin state, user and initial weight.
+func serverStates(ts *testscript.TestScript, out string) string {
+	var cols map[string]int
+	var b strings.Builder
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 0:
+		case f[0] == "#":
+			cols = map[string]int{}
+			for i, name := range f[1:] {
+				cols[name] = i
+			}
+		case cols != nil && len(f) == len(cols):
+			for _, c := range []string{"srv_name", "srv_addr", "srv_port", "srv_op_state", "srv_admin_state", "srv_uweight", "srv_iweight"} {
+				fmt.Fprintf(&b, "%s=%s ", c, f[cols[c]])
+			}
+			b.WriteString("\n")
+		}
+	}
+	if b.Len() == 0 {
+		ts.Fatalf("no server in show servers state:\n%s", out)
+	}
+	return b.String()
+}
+
+// lbcmd ENV COMMAND...: one HAProxy runtime API command on ENV's load
+// balancer (e.g. set weight search/staging-2 37); its answer goes to stdout.
+func cmdLBCmd(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: lbcmd ENV COMMAND...")
+	}
+	out, err := cluster(ts).HAProxyCommand(context.Background(), args[0], strings.Join(args[1:], " "))
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	ts.Stdout().Write([]byte(out))
 }
