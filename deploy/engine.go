@@ -122,6 +122,7 @@ type run struct {
 	stopCause error
 	done      chan struct{} // closed when the run has finished
 	locks     *state.LockSet
+	move      *moveRun // what this run's [move] changed
 }
 
 func (r *run) execute(ctx context.Context) (*Report, error) {
@@ -220,6 +221,23 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 		}
 		e.emit(Event{Kind: BatchDone, Plan: p, Batch: b})
 		e.logEvent("", "batch %d/%d done", b.Index, len(p.Batches))
+	}
+	if m := p.move; m != nil {
+		var err error
+		switch {
+		case m.back != nil:
+			err = r.undoMove(ctx, m.back)
+		case m.finalize != nil:
+			err = r.finalizeMove(ctx, m.finalize)
+		default:
+			if err = r.moveCutover(ctx); err != nil {
+				return r.fail(ctx, &Failure{Phase: "move", Batch: len(p.Batches), Report: r.report, Err: err})
+			}
+		}
+		if err != nil {
+			r.report.MoveUnresolved = err.Error()
+			return r.finish(ctx, &Failure{Phase: "move", Batch: len(p.Batches), Report: r.report, Err: err})
+		}
 	}
 	e.logEvent("", "run %s: %s of %s done on %d hosts", p.RunID, p.Kind, p.Version, len(active))
 	return r.finish(ctx, nil)

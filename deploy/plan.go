@@ -68,7 +68,10 @@ type Plan struct {
 	MaxParallel  int           `json:"max_parallel"`
 	Pause        time.Duration `json:"pause"`
 	Batches      []*Batch      `json:"batches"`
+	// Move is the [move]: old hosts and dependents (nil without one).
+	Move *MoveSummary `json:"move,omitempty"`
 
+	move *movePlan
 	proj *playbooks.Project
 	pb   *playbooks.Playbook
 	env  *playbooks.Environment
@@ -186,6 +189,12 @@ func BuildPlan(proj *playbooks.Project, opts PlanOptions) (*Plan, error) {
 		return nil, err
 	}
 	p.Batches = batches
+	if pb.Move != nil && !opts.SkipArtifact {
+		if p.move, err = newMovePlan(p, hostPlans); err != nil {
+			return nil, err
+		}
+		p.Move = &p.move.summary
+	}
 	return p, nil
 }
 

@@ -78,6 +78,12 @@ type Report struct {
 	Hosts    []*HostReport `json:"hosts"`
 	// RolledBack: the automatic rollback ran after a failure.
 	RolledBack bool `json:"rolled_back"`
+	// MoveSteps are the steps of a [move] on hosts that are not targets:
+	// load balancers, dependents, old hosts (finalize).
+	MoveSteps []*StepResult `json:"move_steps,omitempty"`
+	// MoveUnresolved: a move's undo failed; traffic or dependents may still
+	// point at the new hosts.
+	MoveUnresolved string `json:"move_unresolved,omitempty"`
 }
 
 // Host returns the named host's report.
@@ -101,13 +107,17 @@ func (r *Report) Changed() []string {
 	return out
 }
 
-// Unresolved lists the hosts not known to be on their previous release and healthy.
+// Unresolved lists the hosts not known to be on their previous release and
+// healthy, and "move" when a move's undo failed.
 func (r *Report) Unresolved() []string {
 	var out []string
 	for _, h := range r.Hosts {
 		if h.Unresolved() {
 			out = append(out, h.Name)
 		}
+	}
+	if r.MoveUnresolved != "" {
+		out = append(out, "move")
 	}
 	return out
 }

@@ -30,6 +30,13 @@ func (r *run) rollBack(ctx context.Context) {
 		return
 	}
 	r.report.RolledBack = true
+	if r.move != nil && r.move.touched {
+		// Traffic and dependents back on the old hosts first, before the
+		// new hosts are switched back.
+		if err := r.undoMove(ctx, &r.move.record); err != nil {
+			r.report.MoveUnresolved = err.Error()
+		}
+	}
 	names := hostNames(touched)
 	e.emit(Event{Kind: RollbackStarted, Plan: r.plan, Hosts: names})
 	e.journal(state.JournalEvent{Kind: "rollback-start", Detail: fmt.Sprint(names)})
@@ -72,6 +79,13 @@ func (h *hostRun) rollBack(ctx context.Context) error {
 		if err := h.restoreTraffic(ctx); err != nil {
 			undoErrs = multierror.Append(undoErrs, err)
 		}
+		rb.Healthy = undoErrs.ErrorOrNil() == nil
+		return undoErrs.ErrorOrNil()
+	}
+	if h.report.Before == "" && h.plan.move != nil {
+		// A move's new host: it never served (traffic went back to the old
+		// hosts first); with current removed it is as before the run.
+		h.recordRemoval(ctx)
 		rb.Healthy = undoErrs.ErrorOrNil() == nil
 		return undoErrs.ErrorOrNil()
 	}

@@ -99,10 +99,15 @@ func (h *hostRun) switchTo(ctx context.Context, version, kind string) (string, e
 	}
 	hist := st.History
 	hist.Activations = append(hist.Activations, act)
-	body, err := json.MarshalIndent(hist, "", "  ")
-	if err != nil {
+	// Constraints such as "<2" stay readable in history.json (no \u003c).
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(hist); err != nil {
 		return "", err
 	}
+	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	script := h.host.Layout.ActivateScript(version, h.plan.RunID)
 	if _, err := h.conn.Run(ctx, script, transport.RunOptions{Label: "activate " + version, Stdin: bytes.NewReader(append(body, '\n'))}); err != nil {
 		h.recheckCurrent(ctx)

@@ -124,6 +124,10 @@ type Playbook struct {
 	// Traffic takes each host out of the load balancer before its release
 	// is switched and puts it back once the new release passed its checks.
 	Traffic *Traffic `toml:"traffic"`
+	// Move moves the component from the hosts of another role to the
+	// playbook's (roles): the new hosts are installed and verified while
+	// the old ones serve, then traffic and dependents move over.
+	Move *Move `toml:"move"`
 	// Path is the file the playbook was read from.
 	Path string `toml:"-"`
 
@@ -167,6 +171,38 @@ type Traffic struct {
 	// restored release is healthy). Templates.
 	Disable string `toml:"disable"`
 	Enable  string `toml:"enable"`
+}
+
+// Move is the playbook's [move] table.
+type Move struct {
+	// FromRole names the hosts the component moves away from; they are
+	// never changed by the move, and keep running until `relctl finalize`.
+	FromRole string `toml:"from_role"`
+	// Dependents are the hosts whose configuration names the component's
+	// hosts (e.g. app servers): they get it rendered for the new hosts and
+	// are restarted in batches, health-checked.
+	Dependents []*Dependent `toml:"dependents"`
+	// Retire runs on each old host when `relctl finalize` retires it (e.g.
+	// stop the service). A template.
+	Retire string `toml:"retire"`
+}
+
+// Dependent is one [[move.dependents]] entry.
+type Dependent struct {
+	Role string `toml:"role"`
+	// Config is the file on the dependent host (a template) that is
+	// replaced by Template rendered with the component's hosts.
+	Config string `toml:"config"`
+	// Template is a text/template file, relative to the playbook's
+	// directory, rendered with .Hosts (the component's hosts: .Name,
+	// .Address, .Vars) and the dependent host's own .Host and .Vars.
+	Template string `toml:"template"`
+	// Restart (a template) restarts the dependent so it reads Config.
+	Restart string `toml:"restart"`
+	// Checks names [checks.<name>] run on each dependent after its restart.
+	Checks []string `toml:"checks"`
+	// BatchSize dependents are restarted at a time; default 1.
+	BatchSize int `toml:"batch_size"`
 }
 
 // Watchdog kinds.

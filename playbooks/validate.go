@@ -257,6 +257,7 @@ func (pb *Playbook) validate(name string) Problems {
 	ps = append(ps, pb.validateWatchdog()...)
 	ps = append(ps, pb.validateRequires()...)
 	ps = append(ps, pb.validateTraffic()...)
+	ps = append(ps, pb.validateMove()...)
 	return ps
 }
 
@@ -496,9 +497,20 @@ func (p *Project) validateTargets() Problems {
 					ps = append(ps, pb.pos.problem(fmt.Sprintf("roles.%d", i), "role %q has no hosts in environment %q", r, envName))
 				}
 			}
+			if m := pb.Move; m != nil && m.FromRole != "" && len(env.HostsWithRole(m.FromRole)) == 0 {
+				ps = append(ps, pb.pos.problem("move.from_role", "move.from_role %q has no hosts in environment %q", m.FromRole, envName))
+			}
+			if m := pb.Move; m != nil {
+				for i, d := range m.Dependents {
+					if d.Role != "" && len(env.HostsWithRole(d.Role)) == 0 {
+						ps = append(ps, pb.pos.problem(fmt.Sprintf("move.dependents.%d.role", i), "move.dependents role %q has no hosts in environment %q", d.Role, envName))
+					}
+				}
+			}
 			if t := pb.Traffic; t != nil && t.Provider == TrafficHAProxy && t.LBRole != "" && len(env.HostsWithRole(t.LBRole)) == 0 {
 				ps = append(ps, pb.pos.problem("traffic.lb_role", "traffic.lb_role %q has no hosts in environment %q (the hosts that run HAProxy)", t.LBRole, envName))
 			}
+			ps = append(ps, p.validateDependents(pb, env)...)
 			reported := map[string]bool{} // one problem per key, not one per host
 			for _, h := range pb.TargetHosts(env) {
 				for _, pr := range p.validateHost(pb, env, h) {
@@ -571,12 +583,78 @@ func (p *Project) validateHost(pb *Playbook, env *Environment, h *Host) Problems
 		try("watchdog.control_file", w.ControlFile, false)
 	}
 	for _, name := range slices.Sorted(mapKeys(pb.Checks)) {
-		c := pb.Checks[name]
-		key := "checks." + name
-		try(key+".url", c.URL, false)
-		try(key+".body_contains", c.BodyContains, false)
-		try(key+".address", c.Address, false)
-		try(key+".command", c.Command, true)
+		if pb.dependentCheckOnly(name) {
+			continue // rendered for the dependents (validateDependents)
+		}
+		ps = append(ps, renderCheck(pb, name, try)...)
+	}
+	return ps
+}
+
+func renderCheck(pb *Playbook, name string, try func(key, text string, shell bool)) Problems {
+	c := pb.Checks[name]
+	key := "checks." + name
+	try(key+".url", c.URL, false)
+	try(key+".body_contains", c.BodyContains, false)
+	try(key+".address", c.Address, false)
+	try(key+".command", c.Command, true)
+	return nil
+}
+
+// dependentCheckOnly: the check is run on a move's dependents, and no step
+// runs it on the playbook's own hosts.
+func (pb *Playbook) dependentCheckOnly(name string) bool {
+	if pb.Move == nil {
+		return false
+	}
+	used := false
+	for _, d := range pb.Move.Dependents {
+		used = used || slices.Contains(d.Checks, name)
+	}
+	for _, s := range pb.Steps {
+		if slices.Contains(s.Checks, name) {
+			return false
+		}
+	}
+	return used
+}
+
+// validateDependents renders a move's dependent templates and checks for
+// every dependent host, as validateHost does for the playbook's hosts.
+func (p *Project) validateDependents(pb *Playbook, env *Environment) Problems {
+	if pb.Move == nil {
+		return nil
+	}
+	var ps Problems
+	reported := map[string]bool{}
+	for i, d := range pb.Move.Dependents {
+		for _, h := range env.HostsWithRole(d.Role) {
+			data, err := p.HostData(pb, env, h)
+			if err != nil {
+				ps = append(ps, pb.pos.problem(fmt.Sprintf("move.dependents.%d", i), "%v", err))
+				continue
+			}
+			try := func(key, text string, shell bool) {
+				if text == "" || reported[key] {
+					return
+				}
+				render := RenderText
+				if shell {
+					render = RenderCommand
+				}
+				if _, err := render(key, text, data); err != nil {
+					reported[key] = true
+					ps = append(ps, pb.pos.problem(key, "%s: %v (rendering for dependent %q in environment %q)", displayKey(key), err, h.Name, env.Name))
+				}
+			}
+			try(fmt.Sprintf("move.dependents.%d.config", i), d.Config, false)
+			try(fmt.Sprintf("move.dependents.%d.restart", i), d.Restart, true)
+			for _, name := range d.Checks {
+				if _, ok := pb.Checks[name]; ok {
+					renderCheck(pb, name, try)
+				}
+			}
+		}
 	}
 	return ps
 }

@@ -315,6 +315,21 @@ func printReport(w io.Writer, rep *deploy.Report) {
 		t.row(h.Name, orDash(h.Before), orDash(h.After), hostResult(h))
 	}
 	t.flush()
+	if len(rep.MoveSteps) > 0 {
+		fmt.Fprintln(w, "\nMove (load balancers, dependents, old hosts):")
+		t := newTable(w, "HOST", "STEP", "RESULT", "DETAIL")
+		for _, s := range rep.MoveSteps {
+			detail := s.Detail
+			if s.Error != "" {
+				detail = firstLine(s.Error)
+			}
+			t.row(s.Host, s.Name, s.Status, detail)
+		}
+		t.flush()
+	}
+	if rep.MoveUnresolved != "" {
+		fmt.Fprintf(w, "MOVE NOT UNDONE: traffic or dependents may still point at the new hosts: %s\n", firstLine(rep.MoveUnresolved))
+	}
 }
 
 func hostResult(h *deploy.HostReport) string {

@@ -88,6 +88,10 @@ func printPlan(w io.Writer, p *deploy.Plan, withSteps bool) {
 		par = fmt.Sprint(p.MaxParallel)
 	}
 	fmt.Fprintf(w, "Strategy: max parallel %s per batch, pause %s between batches, keep %d releases\n", par, p.Pause, p.KeepReleases)
+	if m := p.Move; m != nil {
+		fmt.Fprintf(w, "Move: from %s (%s, never touched), after the last batch: load balancers to the new hosts, then dependents (%s) reconfigured and restarted in batches\n",
+			m.FromRole, strings.Join(m.OldHosts, ", "), orDash(strings.Join(m.Dependents, ", ")))
+	}
 	for _, b := range p.Batches {
 		label := ""
 		if b.Canary {

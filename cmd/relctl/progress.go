@@ -31,7 +31,12 @@ func (p *progress) observe(ev deploy.Event) {
 	case deploy.RunStarted:
 		pl := ev.Plan
 		verb := "Deploying"
-		if pl.Kind == deploy.KindRollback {
+		switch {
+		case pl.Move != nil && pl.Kind == deploy.KindRollback:
+			verb = "Moving traffic and dependents back to the old hosts of"
+		case pl.Kind == deploy.KindFinalize:
+			verb = "Retiring the old hosts of"
+		case pl.Kind == deploy.KindRollback:
 			verb = "Rolling back to"
 		}
 		fmt.Fprintf(p.w, "%s %s %s on %s: %d hosts in %d batches (run %s)\n", verb, pl.Playbook, pl.Version, pl.Env,
@@ -80,10 +85,15 @@ func (p *progress) observe(ev deploy.Event) {
 		rep := ev.Report
 		elapsed := shortDuration(rep.Finished.Sub(rep.Started))
 		what := fmt.Sprintf("Deploy of %s to %s", rep.Version, rep.Env)
-		if rep.Kind == deploy.KindRollback {
+		switch {
+		case ev.Plan.Move != nil && rep.Kind != deploy.KindDeploy:
+			what = fmt.Sprintf("Move %s of %s in %s", map[bool]string{true: "back", false: "finalize"}[rep.Kind == deploy.KindRollback], rep.Version, rep.Env)
+		case rep.Kind == deploy.KindRollback:
 			what = fmt.Sprintf("Rollback of %s to %s", rep.Env, rep.Version)
 		}
 		switch {
+		case ev.Err == nil && ev.Plan.Move != nil && rep.Kind != deploy.KindDeploy:
+			fmt.Fprintf(p.w, "%s done (%s)\n", what, elapsed)
 		case ev.Err == nil:
 			fmt.Fprintf(p.w, "%s done: %d/%d hosts on %s (%s)\n", what, len(rep.Hosts), len(rep.Hosts), rep.Version, elapsed)
 		case rep.RolledBack && len(rep.Unresolved()) == 0:

@@ -30,7 +30,13 @@ It takes over a stale lock (left by a run that died), proves the target
 release is intact on every host before switching any, then switches hosts
 back with the playbook's canary and batch strategy (--parallel all: every
 host at once), runs the playbook's [rollback] steps and the health checks.
-When there is nothing to roll back to, it says so and exits 6.`,
+When there is nothing to roll back to, it says so and exits 6.
+
+For a playbook with [move] whose move is cut over but not finalized,
+--to prev moves back: every dependent's config as it was before the move
+(restarted in batches, health-checked), then the load balancers' servers as
+they were (the old hosts serve again, the new ones go back to maint). The
+old hosts were never touched, so there is nothing to switch on them.`,
 		Example: `  relctl rollback --env production --to prev
   relctl rollback --env production --to 1.1.0 --hosts production-2,production-3
   relctl rollback --env production --to prev --parallel all --yes`,
@@ -57,6 +63,14 @@ When there is nothing to roll back to, it says so and exits 6.`,
 			// Open until the compatibility check has read the other components.
 			closeRead := sync.OnceFunc(sess.Close)
 			defer closeRead()
+			// A host move not yet finalized is rolled back by moving traffic
+			// and dependents back to the old hosts.
+			if move, err := deploy.ReadMoveRecords(cmd.Context(), sess.pool, proj, env, playbook); err != nil {
+				return err
+			} else if move != nil && move.State == deploy.MoveCutOver && to == "prev" {
+				closeRead()
+				return runMove(cmd.Context(), g, proj, deploy.MoveRunOptions{Env: env, Playbook: move.Playbook, RunID: runID, Kind: deploy.KindMoveBack, Record: move}, yes)
+			}
 			fleet, err := rollback.ReadFleet(cmd.Context(), sess.pool, proj, env, playbook, hosts, proj.Config.SSH.MaxParallel)
 			if err != nil {
 				return err

@@ -122,6 +122,9 @@ func startClusterWith(env *testscript.Env, opts testenv.Options) error {
 		env.Setenv(prefix+"_PORT", strconv.Itoa(h.ServicePort))
 	}
 	env.Setenv("RELCTL_OPERATOR", "tester")
+	if repo, err := filepath.Abs("../.."); err == nil {
+		env.Setenv("REPO", repo) // the repository, for its example playbooks
+	}
 	env.Cd = dir
 	return nil
 }
@@ -397,8 +400,12 @@ var lbLoads sync.Map // *testscript.TestScript -> *lbLoad
 type lbLoad struct {
 	stop    chan struct{}
 	done    chan struct{}
+	mu      sync.Mutex
 	results []lbResult
 }
+
+// minLBRequests is the least a stream sends before `lbload stop` ends it.
+const minLBRequests = 20
 
 type lbResult struct {
 	status int
@@ -441,7 +448,9 @@ func cmdLBLoad(ts *testscript.TestScript, neg bool, args []string) {
 					resp.Body.Close()
 					r.status, r.body = resp.StatusCode, strings.TrimSpace(string(b))
 				}
+				l.mu.Lock()
 				l.results = append(l.results, r)
+				l.mu.Unlock()
 				time.Sleep(10 * time.Millisecond)
 			}
 		}()
@@ -451,6 +460,14 @@ func cmdLBLoad(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("lbload stop without start")
 		}
 		l := v.(*lbLoad)
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			l.mu.Lock()
+			n := len(l.results)
+			l.mu.Unlock()
+			if n >= minLBRequests {
+				break
+			}
+		}
 		close(l.stop)
 		<-l.done
 		versions := map[string]int{}
@@ -474,7 +491,7 @@ func cmdLBLoad(ts *testscript.TestScript, neg bool, args []string) {
 			}
 		}
 		ts.Logf("%d requests through the load balancer: %v, %d bad", len(l.results), versions, bad)
-		if bad > 0 || len(l.results) < 10 {
+		if bad > 0 || len(l.results) < minLBRequests {
 			ts.Fatalf("%d of %d requests through the load balancer were not a 200 from %v", bad, len(l.results), args[2:])
 		}
 	default:
