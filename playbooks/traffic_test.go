@@ -2,6 +2,7 @@ package playbooks
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -87,9 +88,61 @@ playbooks/web.toml:20:1: traffic.disable: {{.Host.Name}} is inside single quotes
 			want:   `playbooks/web.toml:19:1: requires.web: a release cannot constrain its own component`,
 		},
 	}
+	moveConfig := lbConfig + `
+[[environments.staging.hosts]]
+name = "web-new-1"
+address = "127.0.0.1:22003"
+roles = ["web-new"]
+
+[[environments.staging.hosts]]
+name = "app-1"
+address = "127.0.0.1:22004"
+roles = ["app"]
+`
+	movePlaybook := strings.Replace(goodPlaybook, `roles = ["web"]`, `roles = ["web-new"]`, 1)
+	withPort := moveConfig + "vars = { app_port = 9000 }\n"
+	moveExtra := "\n[checks.app]\ntype = \"tcp\"\naddress = \"127.0.0.1:{{.Vars.app_port}}\"\n\n[move]\nfrom_role = \"web\"\nretire = \"systemctl stop web\"\n\n[[move.dependents]]\nrole = \"app\"\nconfig = \"/etc/app/search.conf\"\ntemplate = \"app.tmpl\"\nrestart = \"systemctl restart app\"\nchecks = [\"app\"]\n"
+	tests = append(tests, []struct {
+		name   string
+		config string
+		extra  string
+		want   string
+	}{
+		{name: "move, complete", config: withPort, extra: moveExtra},
+		{
+			name:   "move: a dependent check needs a var the dependent lacks",
+			config: moveConfig,
+			extra:  moveExtra,
+			want:   `playbooks/web.toml:20:1: checks.app.address: template: <.Vars.app_port>: map has no entry for key "app_port" (rendering for dependent "app-1" in environment "staging")`,
+		},
+		{
+			name:   "move: from_role is one of the playbook's roles",
+			config: withPort,
+			extra:  strings.Replace(moveExtra, `from_role = "web"`, `from_role = "web-new"`, 1),
+			want:   `playbooks/web.toml:23:1: move.from_role "web-new" is also one of the playbook's roles: a move goes from the hosts of from_role to those of roles`,
+		},
+		{
+			name:   "move: from_role missing, template missing, unknown check",
+			config: withPort,
+			extra:  strings.NewReplacer("from_role = \"web\"\n", "", `app.tmpl`, `nope.tmpl`, `checks = ["app"]`, `checks = ["ap"]`).Replace(moveExtra),
+			want: `playbooks/web.toml:22:2: move.from_role is missing (the role of the hosts the component moves away from)
+playbooks/web.toml:28:1: move.dependents.0.template: open playbooks/nope.tmpl: no such file or directory
+playbooks/web.toml:30:11: move.dependents.0.checks: unknown check "ap" (define [checks.ap])`,
+		},
+		{
+			name:   "move with the command traffic provider",
+			config: withPort,
+			extra:  moveExtra + "\n[traffic]\nprovider = \"command\"\ndisable = \"true\"\nenable = \"true\"\n",
+			want:   `playbooks/web.toml:34:1: a [move] switches traffic through the load balancer's API: use provider = "haproxy" (the command provider would have to run on the old hosts, which a move never touches)`,
+		},
+	}...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			writeProject(t, map[string]string{"relctl.toml": tt.config, "playbooks/web.toml": goodPlaybook + tt.extra})
+			pbText := goodPlaybook + tt.extra
+			if strings.HasPrefix(tt.name, "move") {
+				pbText = movePlaybook + tt.extra
+			}
+			writeProject(t, map[string]string{"relctl.toml": tt.config, "playbooks/web.toml": pbText, "playbooks/app.tmpl": "{{range .Hosts}}{{.Address}}\n{{end}}"})
 			_, err := Load("relctl.toml")
 			if tt.want == "" {
 				if err != nil {
