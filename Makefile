@@ -22,7 +22,8 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-demo: build
+# Installs what the local cluster runs (sshd tools, monit, HAProxy) when missing.
+demo: build test-deps
 	@scripts/demo.sh $(BIN)
 
 # Deploys to 50 testenv hosts and prints wall time and SSH handshakes per host.

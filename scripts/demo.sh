@@ -6,6 +6,7 @@
 # on failure.
 set -euo pipefail
 relctl="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+repo="$(cd "$(dirname "$0")/.." && pwd)"
 dir="$(mktemp -d "${TMPDIR:-/tmp}/relctl-demo.XXXXXX")"
 
 if [ -t 1 ]; then bold=$(printf "\033[1m"); plain=$(printf "\033[0m"); else bold=; plain=; fi
@@ -34,8 +35,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "Starting a local cluster: staging and production, 3 SSH hosts each, on 127.0.0.1 (each with its own monit when monit is installed)"
-show "$relctl" testenv up --dir "$dir" --hosts 3
+say "Starting a local cluster on 127.0.0.1: staging and production, each with 3 search hosts (each with its own monit when monit is installed), 3 spare hosts, a real HAProxy in front of them and 2 app servers"
+show "$relctl" testenv up --dir "$dir" --hosts 3 --traffic
 cd "$dir"
 
 say "The configuration testenv wrote (relctl.toml and playbooks/search.toml) is valid"
@@ -73,9 +74,10 @@ say "Now production takes 1.1.0 through the gate"
 show "$relctl" deploy --env production --release 1.1.0 --yes
 show "$relctl" status --env production
 
-say "Each host answers with its version"
-for port in $(sed -n 's/^port = \([0-9]*\).*/\1/p' relctl.toml); do
-	printf '127.0.0.1:%s/health -> %s\n' "$port" "$(python3 -c 'import sys,urllib.request;print(urllib.request.urlopen(sys.argv[1]).read().decode())' "http://127.0.0.1:$port/health")"
+lb_port() { sed -n "/name = \"$1-lb\"/,/^lb_port/s/^lb_port = \([0-9]*\).*/\1/p" relctl.toml; }
+say "Through production's load balancer, every answer comes from 1.1.0"
+for _ in 1 2 3 4 5 6; do
+	printf '127.0.0.1:%s/health -> %s\n' "$(lb_port production)" "$(python3 -c 'import sys,urllib.request;print(urllib.request.urlopen(sys.argv[1]).read().decode())' "http://127.0.0.1:$(lb_port production)/health")"
 done
 
 if grep -q '^\[watchdog\]' playbooks/search.toml; then
@@ -99,6 +101,65 @@ mkdir -p "$laptop/playbooks"
 cp relctl.toml id_ed25519 known_hosts "$laptop/"
 cp playbooks/search.toml "$laptop/playbooks/"
 (cd "$laptop" && show "$relctl" rollback --env production --to prev --yes && show "$relctl" history --env production)
+
+app_conf=hosts/production-app-1/app/app.conf
+lb_state() {
+	printf 'show servers state search\n' | socat stdio "UNIX-CONNECT:hosts/production-lb/haproxy/admin.sock" |
+		awk 'NR > 2 && NF > 8 { printf "  %-20s %s\n", $4, ($7 % 2 == 1 ? "maint" : ($7 >= 8 ? "drain" : "ready")) " weight " $8 }'
+}
+# load_start: requests through production's LB until load_stop, which fails
+# the demo unless every answer was a 200.
+load_start() {
+	rm -f "$dir/load.stop"
+	python3 - "$(lb_port production)" "$dir/load.stop" "$dir/load.out" <<'PY' &
+import os, sys, time, urllib.request, urllib.error
+port, stop, out = sys.argv[1:]
+ok = bad = 0
+while not os.path.exists(stop):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10).read()
+        ok += 1
+    except Exception:
+        bad += 1
+    time.sleep(0.01)
+open(out, "w").write(f"{ok} {bad}\n")
+PY
+	load_pid=$!
+}
+load_stop() {
+	touch "$dir/load.stop"
+	wait "$load_pid"
+	read -r ok bad <"$dir/load.out"
+	echo "Requests through the load balancer meanwhile: $ok answered 200, $bad failed"
+	[ "$bad" = 0 ]
+}
+
+say "The seed release, done right: upgrade search (1.0.0 -> 1.1.0) AND move it to new hosts, with the app servers re-pointed and restarted (playbooks/examples/solr-upgrade-and-move.toml)"
+cp "$repo/playbooks/examples/solr-upgrade-and-move.toml" "$repo/playbooks/examples/app.conf.tmpl" playbooks/
+echo "Production's load balancer now:"
+lb_state
+echo "production-app-1's config names the old hosts:"
+sed 's/^/  /' "$app_conf"
+show "$relctl" plan --env production --playbook solr-upgrade-and-move --release 1.1.0
+
+say "The new hosts get 1.1.0 (canary first, health-checked) while the old ones serve; then HAProxy sends traffic to the new hosts and drains the old ones, and each app server gets its new config and is restarted, one at a time, health-checked"
+load_start
+show "$relctl" deploy --env production --playbook solr-upgrade-and-move --release 1.1.0 --yes
+load_stop
+lb_state
+echo "production-app-1's config now names the new hosts:"
+sed 's/^/  /' "$app_conf"
+
+say "Before finalize, the move can be undone: the app servers' config back byte for byte (restarted one at a time, health-checked), every HAProxy server back as it was; the old hosts were never touched"
+load_start
+show "$relctl" rollback --env production --playbook solr-upgrade-and-move --to prev --yes
+load_stop
+lb_state
+
+say "Move again, then finalize: the old hosts are retired (out of HAProxy for good, their service stopped)"
+show "$relctl" deploy --env production --playbook solr-upgrade-and-move --release 1.1.0 --yes
+show "$relctl" finalize --env production --playbook solr-upgrade-and-move --yes
+lb_state
 
 say "Every command's output is in the run logs"
 ls .relctl/runs/
