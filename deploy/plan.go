@@ -137,6 +137,9 @@ type PlanOptions struct {
 	Hosts []string
 	// SkipArtifact plans without reading the artifact (validation of templates only).
 	SkipArtifact bool
+	// MoveDone: the playbook's [move] is already cut over (its record on
+	// the new hosts says so): deploy to the new hosts without moving again.
+	MoveDone bool
 	// ProveSupervision: see Plan.ProveSupervision.
 	ProveSupervision bool
 }
@@ -189,7 +192,7 @@ func BuildPlan(proj *playbooks.Project, opts PlanOptions) (*Plan, error) {
 		return nil, err
 	}
 	p.Batches = batches
-	if pb.Move != nil && !opts.SkipArtifact {
+	if pb.Move != nil && !opts.SkipArtifact && !opts.MoveDone {
 		if p.move, err = newMovePlan(p, hostPlans); err != nil {
 			return nil, err
 		}

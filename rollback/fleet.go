@@ -161,6 +161,13 @@ func (f *Fleet) CheckGatedTarget(env *playbooks.Environment, target string) erro
 	}
 }
 
+// NewestRunIs says whether the newest activation on any host was made by
+// run (or the fleet has none).
+func (f *Fleet) NewestRunIs(run string) bool {
+	acts := f.activations()
+	return len(acts) == 0 || acts[len(acts)-1].RunID == run
+}
+
 // activations is every host's history, oldest first.
 func (f *Fleet) activations() []state.Activation {
 	var all []state.Activation

@@ -82,6 +82,9 @@ On a terminal, deploy shows the plan and asks for confirmation unless --yes.`,
 			}
 			po := opts.planOptions()
 			po.ProveSupervision = prove
+			if po.MoveDone, err = moveCutOver(cmd.Context(), g, proj, opts.env, opts.playbook); err != nil {
+				return err
+			}
 			p, err := deploy.BuildPlan(proj, po)
 			if err != nil {
 				return err
@@ -147,6 +150,35 @@ func compatibilityGate(ctx context.Context, g *globalOptions, proj *playbooks.Pr
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}
 	return nil
+}
+
+// moveCutOver says whether the playbook's [move] is already cut over (then
+// a deploy is a release of the new hosts, not another move).
+func moveCutOver(ctx context.Context, g *globalOptions, proj *playbooks.Project, env, playbook string) (bool, error) {
+	pbs, err := proj.PlaybooksFor(env)
+	if err != nil {
+		return false, nil // BuildPlan reports it
+	}
+	hasMove := false
+	for _, pb := range pbs {
+		if (playbook == "" || pb.Name == playbook) && pb.Move != nil {
+			hasMove = true
+		}
+	}
+	if !hasMove {
+		return false, nil
+	}
+	sess, err := openSession(g, proj.Config, "read-"+state.NewRunID(time.Now()), false)
+	if err != nil {
+		return false, err
+	}
+	defer sess.Close()
+	rec, err := deploy.ReadMoveRecords(ctx, sess.pool, proj, env, playbook)
+	if err != nil || rec == nil || rec.State != deploy.MoveCutOver {
+		return false, err
+	}
+	fmt.Fprintf(g.io.ErrOut, "The move of %s by run %s is cut over (not finalized): deploying to the new hosts only; relctl finalize ends the move\n", rec.Playbook, rec.RunID)
+	return true, nil
 }
 
 // session is what a run against hosts needs: run log, journal, connections.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/relctl/relctl/deploy"
 	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/playbooks"
 	"github.com/relctl/relctl/rollback"
 )
 
@@ -67,7 +69,7 @@ old hosts were never touched, so there is nothing to switch on them.`,
 			// and dependents back to the old hosts.
 			if move, err := deploy.ReadMoveRecords(cmd.Context(), sess.pool, proj, env, playbook); err != nil {
 				return err
-			} else if move != nil && move.State == deploy.MoveCutOver && to == "prev" {
+			} else if move != nil && move.State == deploy.MoveCutOver && to == "prev" && movedLast(cmd.Context(), sess, proj, env, move) {
 				closeRead()
 				return runMove(cmd.Context(), g, proj, deploy.MoveRunOptions{Env: env, Playbook: move.Playbook, RunID: runID, Kind: deploy.KindMoveBack, Record: move}, yes)
 			}
@@ -145,6 +147,17 @@ func rollbackCommand(env, playbook, to string, hosts []string) string {
 		cmd += " --hosts " + strings.Join(hosts, ",")
 	}
 	return cmd
+}
+
+// movedLast says whether the move's run is the newest activation on its new
+// hosts: then --to prev undoes the move; after a later release of the new
+// hosts, it rolls that release back instead.
+func movedLast(ctx context.Context, sess *session, proj *playbooks.Project, env string, move *deploy.MoveRecord) bool {
+	fleet, err := rollback.ReadFleet(ctx, sess.pool, proj, env, move.Playbook, nil, proj.Config.SSH.MaxParallel)
+	if err != nil {
+		return true
+	}
+	return fleet.NewestRunIs(move.RunID)
 }
 
 // describeFleet says which hosts run which release, e.g. "1.2.0 on a, b; 1.1.0 on c".
