@@ -231,7 +231,7 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 			err = r.finalizeMove(ctx, m.finalize)
 		default:
 			if err = r.moveCutover(ctx); err != nil {
-				return r.fail(ctx, &Failure{Phase: "move", Batch: len(p.Batches), Report: r.report, Err: err})
+				return r.fail(ctx, &Failure{Phase: "move", Batch: len(p.Batches), Report: r.report, Err: err, Interrupted: r.stopped() || ctx.Err() != nil})
 			}
 		}
 		if err != nil {

@@ -25,11 +25,14 @@ import (
 	"github.com/relctl/relctl/traffic"
 )
 
-// Move states, as the move record on the new hosts says.
+// Move states, as the move record on the new hosts says. A record says
+// cutting-over from before the first change until the last dependent
+// passed its checks.
 const (
-	MoveCutOver   = "cut-over"
-	MoveMovedBack = "moved-back"
-	MoveFinalized = "finalized"
+	MoveCuttingOver = "cutting-over"
+	MoveCutOver     = "cut-over"
+	MoveMovedBack   = "moved-back"
+	MoveFinalized   = "finalized"
 )
 
 // ErrMoveState: finalize or move back found the move in another state.
@@ -86,8 +89,9 @@ type movePlan struct {
 	retire    map[string]string  // old host -> rendered retire command
 	oldTarget map[string]transport.Target
 	// back: move the traffic and dependents back (a rollback run);
-	// finalize: retire the old hosts.
-	back, finalize *MoveRecord
+	// finalize: retire the old hosts; resume: a cutover that did not finish,
+	// whose saved states are still the ones to go back to.
+	back, finalize, resume *MoveRecord
 }
 
 type dependentHost struct {
@@ -235,11 +239,39 @@ func (r *run) sideRun(ctx context.Context, name string, target transport.Target)
 // sideStep runs one reported step on a side host; its result goes into the
 // report's move steps.
 func (r *run) sideStep(ctx context.Context, name string, target transport.Target, stepName string, do func(context.Context, *hostRun) (string, error)) error {
+	return r.sideStepRetry(ctx, false, name, target, stepName, do)
+}
+
+// sideStepRetry is sideStep that, when retry is set (undoing a move),
+// retries a host it cannot reach with the rollback's backoff.
+func (r *run) sideStepRetry(ctx context.Context, retry bool, name string, target transport.Target, stepName string, do func(context.Context, *hostRun) (string, error)) error {
+	backoff := r.engine.backoff()
+	for attempt := 0; ; attempt++ {
+		err := r.sideStepOnce(ctx, name, target, stepName, do)
+		if err == nil || !retry || !unreachable(err) || attempt >= len(backoff) || ctx.Err() != nil {
+			return err
+		}
+		r.engine.logEvent(name, "move/%s: host unreachable (%v); retrying in %s", stepName, err, backoff[attempt])
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff[attempt]):
+		}
+	}
+}
+
+func (r *run) sideStepOnce(ctx context.Context, name string, target transport.Target, stepName string, do func(context.Context, *hostRun) (string, error)) error {
+	step := &Step{Phase: "move", Name: stepName, Kind: "move"}
 	h, err := r.sideRun(ctx, name, target)
 	if err != nil {
+		// Reported like a step, so the move table says where it stopped.
+		res := &StepResult{Host: name, Phase: step.Phase, Name: step.Name, Kind: step.Kind, Status: StatusFailed, Error: err.Error()}
+		r.mu.Lock()
+		r.report.MoveSteps = append(r.report.MoveSteps, res)
+		r.mu.Unlock()
+		r.engine.emit(Event{Kind: StepDone, Plan: r.plan, Host: name, Result: res})
 		return err
 	}
-	res, err := h.execute(ctx, &Step{Phase: "move", Name: stepName, Kind: "move"}, do)
+	res, err := h.execute(ctx, step, do)
 	r.mu.Lock()
 	r.report.MoveSteps = append(r.report.MoveSteps, res)
 	r.mu.Unlock()
@@ -256,9 +288,21 @@ func (r *run) sideStep(ctx context.Context, name string, target transport.Target
 // by batch, health-checked. The old hosts are not touched.
 func (r *run) moveCutover(ctx context.Context) error {
 	p, m := r.plan, r.plan.move
-	r.move = &moveRun{record: MoveRecord{RunID: p.RunID, Playbook: p.Playbook, Release: p.Version, FromRole: m.summary.FromRole,
-		OldHosts: m.summary.OldHosts, NewHosts: hostNames(p.Hosts()), State: MoveCutOver, Time: r.engine.now().UTC()}}
+	rec := MoveRecord{RunID: p.RunID, Playbook: p.Playbook, Release: p.Version, FromRole: m.summary.FromRole,
+		OldHosts: m.summary.OldHosts, NewHosts: hostNames(p.Hosts()), State: MoveCuttingOver, Time: r.engine.now().UTC()}
+	if prev := m.resume; prev != nil {
+		// An unfinished cutover: what it saved is still what was there before.
+		rec.Servers, rec.Dependents = prev.Servers, prev.Dependents
+	}
+	r.move = &moveRun{record: rec}
 	r.engine.logEvent("", "move: traffic and dependents from %s to %s", strings.Join(m.summary.OldHosts, ", "), strings.Join(r.move.record.NewHosts, ", "))
+	stopped := func() error {
+		if r.stopped() {
+			err, _ := r.stopError("stopped during the move")
+			return err
+		}
+		return nil
+	}
 	// Saved first, everywhere, before anything changes: the record must
 	// hold what the rollback restores.
 	for _, lb := range m.lbs {
@@ -266,6 +310,10 @@ func (r *run) moveCutover(ctx context.Context) error {
 			rt := &traffic.Runtime{Conn: h.conn, Host: lb.name, Socket: lb.socket}
 			var parts []string
 			for _, name := range append(append([]string{}, m.summary.OldHosts...), r.move.record.NewHosts...) {
+				if r.move.savedServer(lb.name, m.servers[name]) != nil {
+					parts = append(parts, m.servers[name]+" kept from the unfinished move")
+					continue
+				}
 				srv, err := rt.Server(ctx, m.backend, m.servers[name])
 				if err != nil {
 					return "", err
@@ -284,6 +332,9 @@ func (r *run) moveCutover(ctx context.Context) error {
 	}
 	r.move.touched = true
 	for _, lb := range m.lbs {
+		if err := stopped(); err != nil {
+			return err
+		}
 		err := r.sideStep(ctx, lb.name, lb.target, "lb-cutover", func(ctx context.Context, h *hostRun) (string, error) {
 			rt := &traffic.Runtime{Conn: h.conn, Host: lb.name, Socket: lb.socket}
 			weight := 0
@@ -292,6 +343,7 @@ func (r *run) moveCutover(ctx context.Context) error {
 					weight = s.Saved.Weight
 				}
 			}
+			var ready []string
 			for _, s := range r.move.record.Servers {
 				if s.LB == lb.name && containsName(r.move.record.NewHosts, s.Saved.Name, m.servers) {
 					w := s.Saved.Weight
@@ -301,42 +353,68 @@ func (r *run) moveCutover(ctx context.Context) error {
 					if err := rt.Ready(ctx, m.backend, s.Saved.Name, w); err != nil {
 						return "", err
 					}
+					ready = append(ready, s.Saved.Name)
 				}
 			}
-			// New servers take traffic before the old ones stop getting it.
-			for _, name := range m.summary.OldHosts {
-				err := rt.Drain(ctx, m.backend, m.servers[name], m.drain, drainPoll)
-				var timeout *traffic.DrainTimeoutError
-				if err != nil && !errors.As(err, &timeout) {
+			// The old servers stop getting traffic only once HAProxy's own
+			// checks see every new one up.
+			for _, name := range ready {
+				if err := waitServing(ctx, rt, m.backend, name, serveTimeout(m.drain)); err != nil {
 					return "", err
 				}
 			}
-			return fmt.Sprintf("new servers ready, old ones (%s) drained and in maint", strings.Join(m.summary.OldHosts, ", ")), nil
+			var timedOut []string
+			for _, name := range m.summary.OldHosts {
+				err := rt.Drain(ctx, m.backend, m.servers[name], m.drain, drainPoll)
+				var timeout *traffic.DrainTimeoutError
+				if errors.As(err, &timeout) {
+					timedOut = append(timedOut, fmt.Sprintf("%s (%d sessions left after %s)", m.servers[name], timeout.Sessions, m.drain))
+				} else if err != nil {
+					return "", err
+				}
+			}
+			detail := fmt.Sprintf("new servers up, old ones (%s) drained and in maint", strings.Join(m.summary.OldHosts, ", "))
+			if len(timedOut) > 0 {
+				detail += "; drain timed out on " + strings.Join(timedOut, ", ")
+			}
+			return detail, nil
 		})
 		if err != nil {
 			return err
 		}
 	}
 	for _, batch := range m.groups {
+		if err := stopped(); err != nil {
+			return err
+		}
 		for _, d := range batch {
 			err := r.sideStep(ctx, d.name, d.target, "config", func(ctx context.Context, h *hostRun) (string, error) {
 				old, err := readRemoteFile(ctx, h.conn, d.config)
 				if err != nil {
 					return "", err
 				}
-				saved := MovedDependent{Host: d.name, Config: d.config, Existed: old.present, Mode: old.mode, Copy: d.config + ".relctl-before-" + p.RunID}
+				mode := uint32(0o644)
 				if old.present {
-					if err := upload(ctx, h.conn, old.body, saved.Copy, old.mode); err != nil {
-						return "", fmt.Errorf("keeping the config before the move: %w", err)
+					mode = old.mode // never looser: it may hold secrets
+				}
+				saved := r.move.savedDependent(d.name)
+				if saved == nil {
+					saved = &MovedDependent{Host: d.name, Config: d.config, Existed: old.present, Mode: old.mode, Copy: d.config + ".relctl-before-" + p.RunID}
+					if old.present {
+						if err := upload(ctx, h.conn, old.body, saved.Copy, old.mode); err != nil {
+							return "", fmt.Errorf("keeping the config before the move: %w", err)
+						}
 					}
+					r.mu.Lock()
+					r.move.record.Dependents = append(r.move.record.Dependents, *saved)
+					r.mu.Unlock()
+					if err := r.writeMoveRecord(ctx); err != nil {
+						return "", err
+					}
+				} else if saved.Existed {
+					mode = saved.Mode
 				}
-				r.mu.Lock()
-				r.move.record.Dependents = append(r.move.record.Dependents, saved)
-				r.mu.Unlock()
-				if err := r.writeMoveRecord(ctx); err != nil {
-					return "", err
-				}
-				if err := upload(ctx, h.conn, d.content, d.config, max(old.mode, 0o644)); err != nil {
+				if err := upload(ctx, h.conn, d.content, d.config, mode); err != nil {
 					return "", err
 				}
 				sum := sha256.Sum256(d.content)
@@ -346,11 +424,60 @@ func (r *run) moveCutover(ctx context.Context) error {
 				return err
 			}
 		}
-		if err := r.restartDependents(ctx, batch); err != nil {
+		if err := r.restartDependents(ctx, batch, false); err != nil {
 			return err
 		}
 	}
+	r.mu.Lock()
+	r.move.record.State = MoveCutOver
+	r.mu.Unlock()
+	return r.writeMoveRecord(ctx)
+}
+
+// savedServer is the state a move recorded for a server on an LB.
+func (m *moveRun) savedServer(lb, server string) *traffic.Server {
+	for i := range m.record.Servers {
+		if s := &m.record.Servers[i]; s.LB == lb && s.Saved.Name == server {
+			return &s.Saved
+		}
+	}
 	return nil
+}
+
+// savedDependent is what a move recorded of a dependent's config.
+func (m *moveRun) savedDependent(host string) *MovedDependent {
+	for i := range m.record.Dependents {
+		if d := &m.record.Dependents[i]; d.Host == host {
+			return d
+		}
+	}
+	return nil
+}
+
+// serveTimeout bounds the wait for HAProxy's checks to see a server up.
+func serveTimeout(drain time.Duration) time.Duration { return max(drain, 30*time.Second) }
+
+// waitServing waits until HAProxy's own health checks see the server up
+// (a server without checks counts as up once ready).
+func waitServing(ctx context.Context, rt *traffic.Runtime, backend, server string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		s, err := rt.Server(ctx, backend, server)
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(s.Check, "UP") || s.Check == "no check" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: haproxy %s/%s is ready but its checks still say %q after %s: not sending traffic to it alone", rt.Host, backend, server, s.Check, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(drainPoll):
+		}
+	}
 }
 
 func containsName(hosts []string, server string, servers map[string]string) bool {
@@ -364,10 +491,10 @@ func containsName(hosts []string, server string, servers map[string]string) bool
 
 // restartDependents restarts one batch of dependents and waits for their
 // health checks.
-func (r *run) restartDependents(ctx context.Context, batch []*dependentHost) error {
+func (r *run) restartDependents(ctx context.Context, batch []*dependentHost, retry bool) error {
 	var errs *multierror.Error
 	for _, d := range batch {
-		err := r.sideStep(ctx, d.name, d.target, "restart", func(ctx context.Context, h *hostRun) (string, error) {
+		err := r.sideStepRetry(ctx, retry, d.name, d.target, "restart", func(ctx context.Context, h *hostRun) (string, error) {
 			if _, err := h.conn.Run(ctx, d.restart, transport.RunOptions{Label: "move/restart"}); err != nil {
 				return "", err
 			}
@@ -405,7 +532,7 @@ func (r *run) undoMove(ctx context.Context, rec *MoveRecord) error {
 			if !ok {
 				continue // never changed
 			}
-			err := r.sideStep(ctx, d.name, d.target, "config-back", func(ctx context.Context, h *hostRun) (string, error) {
+			err := r.sideStepRetry(ctx, true, d.name, d.target, "config-back", func(ctx context.Context, h *hostRun) (string, error) {
 				if !saved.Existed {
 					_, err := h.conn.Run(ctx, "rm -f -- "+transport.ShellQuote(saved.Config), transport.RunOptions{Label: "move/config-back"})
 					return "removed " + saved.Config + " (there was none before)", err
@@ -421,12 +548,12 @@ func (r *run) undoMove(ctx context.Context, rec *MoveRecord) error {
 			}
 			restart = append(restart, d)
 		}
-		if err := r.restartDependents(ctx, restart); err != nil {
+		if err := r.restartDependents(ctx, restart, true); err != nil {
 			errs = multierror.Append(errs, err)
 		}
 	}
 	for _, lb := range m.lbs {
-		err := r.sideStep(ctx, lb.name, lb.target, "lb-back", func(ctx context.Context, h *hostRun) (string, error) {
+		err := r.sideStepRetry(ctx, true, lb.name, lb.target, "lb-back", func(ctx context.Context, h *hostRun) (string, error) {
 			rt := &traffic.Runtime{Conn: h.conn, Host: lb.name, Socket: lb.socket}
 			// Old servers take traffic again before the new ones stop.
 			for _, old := range []bool{true, false} {
@@ -565,8 +692,8 @@ func BuildMovePlan(proj *playbooks.Project, opts MoveRunOptions) (*Plan, error) 
 	p.Move = &p.move.summary
 	switch opts.Kind {
 	case KindMoveBack:
-		if rec.State != MoveCutOver {
-			return nil, fmt.Errorf("%w: the move by run %s is %s, not %s: nothing to move back", ErrMoveState, rec.RunID, rec.State, MoveCutOver)
+		if rec.State != MoveCutOver && rec.State != MoveCuttingOver {
+			return nil, fmt.Errorf("%w: the move by run %s is %s: nothing to move back", ErrMoveState, rec.RunID, rec.State)
 		}
 		p.move.back = rec
 	case KindFinalize:
@@ -585,9 +712,26 @@ func BuildMovePlan(proj *playbooks.Project, opts MoveRunOptions) (*Plan, error) 
 // (maint), then each one's retire command; the record says finalized.
 func (r *run) finalizeMove(ctx context.Context, rec *MoveRecord) error {
 	m := r.plan.move
+	// Only a move that really carries the traffic is made final: every new
+	// host on the moved release, every new server up on every LB.
+	for _, hp := range r.plan.Hosts() {
+		if got := r.runs[hp.Name].report.Before; got != rec.Release {
+			return fmt.Errorf("%w: %s runs %s, not the moved release %s: finalize would retire the old hosts under a broken move (relctl rollback --to prev moves back)",
+				ErrMoveState, hp.Name, orNone(got), rec.Release)
+		}
+	}
 	for _, lb := range m.lbs {
 		err := r.sideStep(ctx, lb.name, lb.target, "lb-retire", func(ctx context.Context, h *hostRun) (string, error) {
 			rt := &traffic.Runtime{Conn: h.conn, Host: lb.name, Socket: lb.socket}
+			for _, name := range rec.NewHosts {
+				s, err := rt.Server(ctx, m.backend, m.servers[name])
+				if err != nil {
+					return "", err
+				}
+				if s.Admin != traffic.AdminReady || !(strings.HasPrefix(s.Check, "UP") || s.Check == "no check") {
+					return "", fmt.Errorf("%w: %s is %s (%s) on %s: the new hosts do not carry the traffic, so the old ones stay", ErrMoveState, s.Name, s.Admin, s.Check, lb.name)
+				}
+			}
 			for _, name := range rec.OldHosts {
 				if err := rt.SetAdmin(ctx, m.backend, m.servers[name], traffic.AdminMaint); err != nil {
 					return "", err

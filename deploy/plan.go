@@ -72,9 +72,12 @@ type Plan struct {
 	Move *MoveSummary `json:"move,omitempty"`
 
 	move *movePlan
-	proj *playbooks.Project
-	pb   *playbooks.Playbook
-	env  *playbooks.Environment
+	// moveDone: the playbook's move is cut over; its new hosts are
+	// released like any others (traffic steps per host).
+	moveDone bool
+	proj     *playbooks.Project
+	pb       *playbooks.Playbook
+	env      *playbooks.Environment
 }
 
 // ArtifactInfo is the local artifact shipped to every host.
@@ -140,6 +143,9 @@ type PlanOptions struct {
 	// MoveDone: the playbook's [move] is already cut over (its record on
 	// the new hosts says so): deploy to the new hosts without moving again.
 	MoveDone bool
+	// MoveResume is a cutover that did not finish (its record says
+	// cutting-over): the new one keeps its saved states.
+	MoveResume *MoveRecord
 	// ProveSupervision: see Plan.ProveSupervision.
 	ProveSupervision bool
 }
@@ -159,7 +165,7 @@ func BuildPlan(proj *playbooks.Project, opts PlanOptions) (*Plan, error) {
 		Project: proj.Config.Project, Env: env.Name, Version: opts.Version,
 		Playbook: pb.Name, KeepReleases: pb.KeepReleases,
 		MaxParallel: pb.Strategy.MaxParallel, Pause: pb.Strategy.Pause.Duration,
-		proj: proj, pb: pb, env: env,
+		proj: proj, pb: pb, env: env, moveDone: opts.MoveDone,
 	}
 	var hostPlans []*HostPlan
 	for _, h := range hosts {
@@ -196,6 +202,7 @@ func BuildPlan(proj *playbooks.Project, opts PlanOptions) (*Plan, error) {
 		if p.move, err = newMovePlan(p, hostPlans); err != nil {
 			return nil, err
 		}
+		p.move.resume = opts.MoveResume
 		p.Move = &p.move.summary
 	}
 	return p, nil

@@ -32,9 +32,12 @@ func (r *run) rollBack(ctx context.Context) {
 	r.report.RolledBack = true
 	if r.move != nil && r.move.touched {
 		// Traffic and dependents back on the old hosts first, before the
-		// new hosts are switched back.
+		// new hosts are switched back. If that fails, the new hosts may be
+		// carrying the traffic: they are left as they are, and reported.
 		if err := r.undoMove(ctx, &r.move.record); err != nil {
 			r.report.MoveUnresolved = err.Error()
+			e.logEvent("", "move not undone (%v): the new hosts stay as they are", err)
+			return
 		}
 	}
 	names := hostNames(touched)
@@ -70,6 +73,11 @@ func (h *hostRun) rollBack(ctx context.Context) error {
 		}
 		undo := &Step{Phase: "rollback", Name: "undo-" + s.Name, Kind: s.Kind}
 		if err := h.rollbackStep(ctx, undo, u.Undo); err != nil {
+			if s.Kind == kindTrafficOn {
+				// Still in the load balancer: switching it back now would
+				// serve a half-switched host. Left as it is, and reported.
+				return multierror.Append(undoErrs, fmt.Errorf("%w (the host is still in the load balancer, so it was not switched back)", err)).ErrorOrNil()
+			}
 			undoErrs = multierror.Append(undoErrs, err)
 		}
 	}

@@ -2,8 +2,10 @@ package deploy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 	"time"
 
@@ -151,6 +153,21 @@ func (a *trafficOffAction) Do(ctx context.Context, h *hostRun) (string, error) {
 		return "disabled", nil
 	}
 	var parts []string
+	if len(h.traffic.saved) == 0 {
+		// A run that died (or failed to restore) after taking the host out
+		// left what it saved on the host: that is still the state to go
+		// back to, not the maint it left behind.
+		pending, err := readTrafficFile(ctx, h)
+		if err != nil {
+			return "", err
+		}
+		if pending != nil {
+			for lb, srv := range pending.Servers {
+				h.traffic.saved[lb] = srv
+			}
+			parts = append(parts, "kept the state saved by run "+pending.RunID+", which did not put the host back")
+		}
+	}
 	for _, lb := range s.lbs {
 		rt, err := h.runtime(ctx, lb)
 		if err != nil {
@@ -162,6 +179,9 @@ func (a *trafficOffAction) Do(ctx context.Context, h *hostRun) (string, error) {
 				return "", err
 			}
 			h.traffic.saved[lb.name] = *srv
+			if err := writeTrafficFile(ctx, h); err != nil {
+				return "", err
+			}
 		}
 		h.traffic.off = true
 		saved := h.traffic.saved[lb.name]
@@ -238,9 +258,49 @@ func (h *hostRun) putTrafficBack(ctx context.Context) (string, error) {
 		if err := rt.Restore(ctx, saved); err != nil {
 			return "", err
 		}
+		if saved.Admin == traffic.AdminReady && strings.HasPrefix(saved.Check, "UP") {
+			// Back in: the next batch may leave only once HAProxy's checks
+			// see this one up again.
+			if err := waitServing(ctx, rt, s.backend, saved.Name, serveTimeout(s.drainTimeout)); err != nil {
+				return "", err
+			}
+		}
 		parts = append(parts, fmt.Sprintf("%s: %s weight %d", lb.name, saved.Admin, saved.Weight))
 	}
+	if _, err := h.conn.Run(ctx, "rm -f -- "+transport.ShellQuote(trafficFile(h)), transport.RunOptions{Label: "traffic/forget"}); err != nil {
+		return "", err
+	}
 	return "as before the run: " + strings.Join(parts, "; "), nil
+}
+
+// trafficRecord is <base_dir>/.relctl/traffic.json: the host's servers as
+// they were before a run took it out of the load balancers, until that run
+// (or the one after it) puts it back.
+type trafficRecord struct {
+	RunID   string                    `json:"run_id"`
+	Servers map[string]traffic.Server `json:"servers"` // by LB host
+}
+
+func trafficFile(h *hostRun) string { return path.Join(h.host.Layout.StateDir(), "traffic.json") }
+
+func readTrafficFile(ctx context.Context, h *hostRun) (*trafficRecord, error) {
+	f, err := readRemoteFile(ctx, h.conn, trafficFile(h))
+	if err != nil || !f.present {
+		return nil, err
+	}
+	var rec trafficRecord
+	if err := json.Unmarshal(f.body, &rec); err != nil {
+		return nil, fmt.Errorf("%s: %w", trafficFile(h), err)
+	}
+	return &rec, nil
+}
+
+func writeTrafficFile(ctx context.Context, h *hostRun) error {
+	body, err := json.MarshalIndent(trafficRecord{RunID: h.plan.RunID, Servers: h.traffic.saved}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return upload(ctx, h.conn, append(body, '\n'), trafficFile(h), 0o644)
 }
 
 // restoreTraffic is the rollback's last step on a host this run took out of

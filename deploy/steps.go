@@ -43,7 +43,7 @@ const (
 func buildSteps(pb *playbooks.Playbook, p *Plan, hp *HostPlan) ([]*Step, error) {
 	var steps []*Step
 	var trafficOff, trafficOn *Step
-	if pb.Traffic != nil && pb.Move == nil { // a move switches traffic once, for all hosts
+	if pb.Traffic != nil && (pb.Move == nil || p.moveDone) { // a move switches traffic once, for all hosts
 		var err error
 		if trafficOff, trafficOn, err = trafficSteps(p, hp); err != nil {
 			return nil, err

@@ -103,6 +103,8 @@ func haproxyConfig(lb HostInfo, servers []haproxyServer) string {
 	fmt.Fprintf(&b, "    server-state-file %s\n", filepath.Join(dir, HAProxyStateFile))
 	// HAProxy writes no pid file in the foreground (-db); testenv writes it.
 	fmt.Fprintf(&b, "    pidfile %s\n", filepath.Join(dir, haproxyPIDFile))
+	// No retries and no redispatch: a request sent to a host that is being
+	// switched fails visibly, so the tests see what relctl's cutover does.
 	b.WriteString(`
 defaults
     mode http
@@ -110,9 +112,6 @@ defaults
     timeout client 10s
     timeout server 10s
     load-server-state-from-file global
-    option redispatch
-    retries 3
-    retry-on conn-failure empty-response 503
 `)
 	fmt.Fprintf(&b, "\nfrontend fe\n    bind 127.0.0.1:%d\n    default_backend %s\n", lb.LBPort, HAProxyBackend)
 	fmt.Fprintf(&b, "\nbackend %s\n", HAProxyBackend)

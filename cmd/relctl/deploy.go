@@ -82,7 +82,7 @@ On a terminal, deploy shows the plan and asks for confirmation unless --yes.`,
 			}
 			po := opts.planOptions()
 			po.ProveSupervision = prove
-			if po.MoveDone, err = moveCutOver(cmd.Context(), g, proj, opts.env, opts.playbook); err != nil {
+			if po.MoveDone, po.MoveResume, err = moveState(cmd.Context(), g, proj, opts.env, opts.playbook); err != nil {
 				return err
 			}
 			p, err := deploy.BuildPlan(proj, po)
@@ -152,12 +152,13 @@ func compatibilityGate(ctx context.Context, g *globalOptions, proj *playbooks.Pr
 	return nil
 }
 
-// moveCutOver says whether the playbook's [move] is already cut over (then
-// a deploy is a release of the new hosts, not another move).
-func moveCutOver(ctx context.Context, g *globalOptions, proj *playbooks.Project, env, playbook string) (bool, error) {
+// moveState reads the playbook's [move] record: a move already cut over (or
+// finalized) makes a deploy a release of the new hosts, not another move;
+// an unfinished one is resumed with the states it saved.
+func moveState(ctx context.Context, g *globalOptions, proj *playbooks.Project, env, playbook string) (done bool, resume *deploy.MoveRecord, err error) {
 	pbs, err := proj.PlaybooksFor(env)
 	if err != nil {
-		return false, nil // BuildPlan reports it
+		return false, nil, nil // BuildPlan reports it
 	}
 	hasMove := false
 	for _, pb := range pbs {
@@ -166,19 +167,26 @@ func moveCutOver(ctx context.Context, g *globalOptions, proj *playbooks.Project,
 		}
 	}
 	if !hasMove {
-		return false, nil
+		return false, nil, nil
 	}
 	sess, err := openSession(g, proj.Config, "read-"+state.NewRunID(time.Now()), false)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	defer sess.Close()
 	rec, err := deploy.ReadMoveRecords(ctx, sess.pool, proj, env, playbook)
-	if err != nil || rec == nil || rec.State != deploy.MoveCutOver {
-		return false, err
+	if err != nil || rec == nil {
+		return false, nil, err
 	}
-	fmt.Fprintf(g.io.ErrOut, "The move of %s by run %s is cut over (not finalized): deploying to the new hosts only; relctl finalize ends the move\n", rec.Playbook, rec.RunID)
-	return true, nil
+	switch rec.State {
+	case deploy.MoveCutOver, deploy.MoveFinalized:
+		fmt.Fprintf(g.io.ErrOut, "The move of %s by run %s is %s: deploying to the new hosts only\n", rec.Playbook, rec.RunID, rec.State)
+		return true, nil, nil
+	case deploy.MoveCuttingOver:
+		fmt.Fprintf(g.io.ErrOut, "The move of %s by run %s did not finish: this deploy finishes it, keeping the states it saved\n", rec.Playbook, rec.RunID)
+		return false, rec, nil
+	}
+	return false, nil, nil
 }
 
 // session is what a run against hosts needs: run log, journal, connections.
@@ -432,6 +440,10 @@ func printFailureHelp(w io.Writer, p *deploy.Plan, rep *deploy.Report, logPath s
 		fmt.Fprintf(w, "Hosts NOT known to be back on their previous release and healthy: %s\n", strings.Join(bad, ", "))
 		for _, name := range bad {
 			h := rep.Host(name)
+			if h == nil { // the move's undo, not a host
+				fmt.Fprintf(w, "  move: not undone: %s\n", firstLine(rep.MoveUnresolved))
+				continue
+			}
 			why := "on " + orDash(h.After)
 			if h.Rollback != nil && h.Rollback.Error != "" {
 				why += ": " + firstLine(h.Rollback.Error)
@@ -441,6 +453,9 @@ func printFailureHelp(w io.Writer, p *deploy.Plan, rep *deploy.Report, logPath s
 		back := map[string][]string{}
 		var versions []string
 		for _, name := range bad {
+			if rep.Host(name) == nil {
+				continue
+			}
 			v := rep.Host(name).Before
 			if p.Kind == deploy.KindRollback {
 				v = p.Version // finish the rollback
@@ -454,8 +469,11 @@ func printFailureHelp(w io.Writer, p *deploy.Plan, rep *deploy.Report, logPath s
 			back[v] = append(back[v], name)
 		}
 		fmt.Fprintf(w, "Next: relctl status --env %s\n", p.Env)
+		if rep.MoveUnresolved != "" {
+			fmt.Fprintf(w, "Then: relctl rollback --env %s --playbook %s --to prev (moves traffic and dependents back)\n", p.Env, p.Playbook)
+		}
 		for _, v := range versions {
-			fmt.Fprintf(w, "Then: relctl rollback --env %s --to %s --hosts %s\n", p.Env, v, strings.Join(back[v], ","))
+			fmt.Fprintf(w, "Then: relctl rollback --env %s --playbook %s --to %s --hosts %s\n", p.Env, p.Playbook, v, strings.Join(back[v], ","))
 		}
 	}
 	fmt.Fprintf(w, "Run log: %s\n", logPath)
