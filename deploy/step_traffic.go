@@ -99,12 +99,20 @@ func (s *trafficSpec) describe() string {
 	return fmt.Sprintf("server %s/%s on %s", s.backend, s.server, strings.Join(names, ", "))
 }
 
+func trafficSpecFor(p *Plan, hp *HostPlan) (*trafficSpec, error) {
+	spec, err := newTrafficSpec(p, hp)
+	if err != nil {
+		return nil, badInput("host %s: traffic: %v", hp.Name, err)
+	}
+	return spec, nil
+}
+
 // trafficSteps are the implicit steps of a playbook with [traffic]: off
 // first thing in activate, on first thing in cutover.
 func trafficSteps(p *Plan, hp *HostPlan) (off, on *Step, err error) {
-	spec, err := newTrafficSpec(p, hp)
+	spec, err := trafficSpecFor(p, hp)
 	if err != nil {
-		return nil, nil, badInput("host %s: traffic: %v", hp.Name, err)
+		return nil, nil, err
 	}
 	off = &Step{Phase: playbooks.PhaseActivate, Name: kindTrafficOff, Kind: kindTrafficOff, Action: &trafficOffAction{spec: spec},
 		Describe: fmt.Sprintf("take the host out of the load balancer before switching: %s; record its state and weight, drain (up to %s), maint", spec.describe(), spec.drainTimeout)}
@@ -117,6 +125,34 @@ func trafficSteps(p *Plan, hp *HostPlan) (off, on *Step, err error) {
 		on.Describe = "after the checks passed: " + spec.enable
 	}
 	return off, on, nil
+}
+
+// trafficPrecheck is a preflight step: before any host changes, every load
+// balancer is reachable and knows the host's server, so a typo in a server
+// name or a dead LB is found before a release is installed anywhere.
+func trafficPrecheck(spec *trafficSpec) *Step {
+	return &Step{Phase: playbooks.PhasePreflight, Name: "traffic-precheck", Kind: "traffic-precheck",
+		Action:   &trafficPrecheckAction{spec: spec},
+		Describe: "before any host changes: " + spec.describe() + " exists and answers"}
+}
+
+type trafficPrecheckAction struct{ spec *trafficSpec }
+
+func (a *trafficPrecheckAction) Do(ctx context.Context, h *hostRun) (string, error) {
+	s := a.spec
+	var parts []string
+	for _, lb := range s.lbs {
+		rt, err := h.runtime(ctx, lb)
+		if err != nil {
+			return "", err
+		}
+		srv, err := rt.Server(ctx, s.backend, s.server)
+		if err != nil {
+			return "", err
+		}
+		parts = append(parts, fmt.Sprintf("%s: %s/%s %s weight %d, %s", lb.name, s.backend, srv.Name, srv.Admin, srv.Weight, srv.Check))
+	}
+	return strings.Join(parts, "; "), nil
 }
 
 // trafficState is what the run changed about a host's traffic.
