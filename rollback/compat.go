@@ -299,7 +299,12 @@ func satisfies(version, constraint string) (ok bool, problem string) {
 	if err != nil {
 		return false, fmt.Sprintf("%q is not a semantic version, so no constraint can accept it", version)
 	}
-	return cons.Check(v), ""
+	if ok := cons.Check(v); ok || v.Prerelease() == "" {
+		return ok, ""
+	}
+	// 2.1.0-rc.1 is refused by ">=2.0, <3": semver ranges leave out
+	// prereleases unless they name one; say so, or it reads as a contradiction.
+	return false, fmt.Sprintf("%s is a prerelease, and %q accepts prereleases only when it names one (e.g. \">=2.1.0-0, <3\")", version, constraint)
 }
 
 // CompatRequest is a release about to go out.
