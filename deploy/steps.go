@@ -81,6 +81,13 @@ func buildSteps(pb *playbooks.Playbook, p *Plan, hp *HostPlan) ([]*Step, error) 
 			}
 		case playbooks.PhasePreflight:
 			steps = append(steps, readinessStep(pb, ""))
+			if t := pb.Traffic; t != nil && t.Provider == playbooks.TrafficHAProxy {
+				spec, err := trafficSpecFor(p, hp)
+				if err != nil {
+					return nil, err
+				}
+				steps = append(steps, trafficPrecheck(spec))
+			}
 			if pb.Watchdog != nil && p.Artifact.SHA256 != strings.Repeat("0", 64) {
 				// Every host, before any host changes: the candidate's snippet,
 				// read from the local artifact, against each host's monit.
