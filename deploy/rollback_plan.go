@@ -71,6 +71,12 @@ func BuildRollbackPlan(proj *playbooks.Project, opts RollbackPlanOptions) (*Plan
 			check.Phase = playbooks.PhasePreflight
 			hp.Steps = append(hp.Steps, check)
 		}
+		// The [rollback] steps restart the service: out of monit's hands
+		// first, back in them once they are done (nil without monit).
+		unmonitor, err := watchdogUnmonitorStep(p, hp, playbooks.PhaseActivate)
+		if err != nil {
+			return nil, badInput("host %s: watchdog: %v", hp.Name, err)
+		}
 		var trafficOn *Step
 		if opts.Current[h.Name] != opts.Target && pb.Traffic != nil {
 			var off *Step
@@ -80,6 +86,9 @@ func BuildRollbackPlan(proj *playbooks.Project, opts RollbackPlanOptions) (*Plan
 			hp.Steps = append(hp.Steps, off)
 		}
 		if opts.Current[h.Name] != opts.Target {
+			if unmonitor != nil {
+				hp.Steps = append(hp.Steps, unmonitor) // watchdog-install hands it back
+			}
 			hp.Steps = append(hp.Steps, &Step{
 				Phase: playbooks.PhaseActivate, Name: "activate", Kind: playbooks.StepActivate,
 				Action:   &activateAction{Version: opts.Target, Kind: KindRollback},
@@ -94,14 +103,29 @@ func BuildRollbackPlan(proj *playbooks.Project, opts RollbackPlanOptions) (*Plan
 				}
 				hp.Steps = append(hp.Steps, install)
 			}
-		} else if len(restore) > 0 {
-			// Already on the target, but maybe not serving it (a rollback that
-			// switched current and then failed): restore only if unhealthy.
-			hp.Steps = append(hp.Steps, &Step{
-				Phase: playbooks.PhaseActivate, Name: "restore-if-unhealthy", Kind: kindRestoreIfUnhealthy,
-				Action:   &restoreIfUnhealthyAction{checks: checks, restore: restore},
-				Describe: fmt.Sprintf("already on %s: probe its health once; if unhealthy, run the [rollback] steps", opts.Target),
-			})
+		} else {
+			if len(restore) > 0 {
+				// Already on the target, but maybe not serving it (a rollback that
+				// switched current and then failed): restore only if unhealthy.
+				if unmonitor != nil {
+					restore = append([]*Step{unmonitor}, restore...)
+				}
+				hp.Steps = append(hp.Steps, &Step{
+					Phase: playbooks.PhaseActivate, Name: "restore-if-unhealthy", Kind: kindRestoreIfUnhealthy,
+					Action:   &restoreIfUnhealthyAction{checks: checks, restore: restore},
+					Describe: fmt.Sprintf("already on %s: probe its health once; if unhealthy, run the [rollback] steps", opts.Target),
+				})
+			}
+			if unmonitor != nil {
+				// monit gets the service back: after the restore above, or
+				// after a rollback that stopped between its unmonitor and
+				// its watchdog-install.
+				supervised, err := watchdogSupervisedStep(p, hp, playbooks.PhaseActivate)
+				if err != nil {
+					return nil, badInput("host %s: watchdog: %v", hp.Name, err)
+				}
+				hp.Steps = append(hp.Steps, supervised)
+			}
 		}
 		hp.Steps = append(hp.Steps, checks...)
 		if trafficOn != nil {

@@ -28,6 +28,7 @@ const (
 	kindWatchdogCheck      = "watchdog-check"
 	kindWatchdogInstall    = "watchdog-install"
 	kindWatchdogSupervised = "watchdog-supervised"
+	kindWatchdogUnmonitor  = "watchdog-unmonitor"
 )
 
 // watchdogSpec is a playbook's [watchdog] rendered for one host and release.
@@ -127,9 +128,67 @@ func watchdogSteps(p *Plan, hp *HostPlan) (check, install *Step, err error) {
 	sup := spec.sup.name()
 	install = &Step{Phase: playbooks.PhaseActivate, Name: kindWatchdogInstall, Kind: kindWatchdogInstall,
 		Action: &watchdogInstallAction{spec: spec, prove: p.ProveSupervision},
-		Describe: fmt.Sprintf("install it at %s (keeping the old one for rollback), %s reload, wait until %s runs %s with a live pid%s",
-			spec.InstallPath, sup, sup, spec.Service, map[bool]string{true: "; kill it and wait until " + sup + " restarts it", false: ""}[p.ProveSupervision])}
+		Describe: fmt.Sprintf("install it at %s (keeping the old one for rollback), %s reload, %swait until %s runs %s with a live pid%s",
+			spec.InstallPath, sup, handBackWords(spec, ", "), sup, spec.Service, map[bool]string{true: "; kill it and wait until " + sup + " restarts it", false: ""}[p.ProveSupervision])}
 	return check, install, nil
+}
+
+// watchdogUnmonitorStep takes the service out of monit's supervision before
+// relctl restarts it itself (phase activate of a deploy or rollback plan,
+// or before an automatic rollback's [rollback] steps): between a restart's
+// stop and start, monit's cycle would see the service down and run its own
+// start program, and relctl's start would then fail. handBack (in
+// watchdog-install or watchdog-supervised) gives it back. nil for systemd,
+// whose own restart is the one relctl asks for.
+func watchdogUnmonitorStep(p *Plan, hp *HostPlan, phase string) (*Step, error) {
+	if p.pb.Watchdog == nil || p.pb.Watchdog.Kind != playbooks.WatchdogMonit {
+		return nil, nil
+	}
+	spec, err := newWatchdogSpec(p.pb, hp, nil)
+	if err != nil {
+		return nil, err
+	}
+	then := "watchdog-install monitors it again"
+	if phase == "rollback" {
+		then = "watchdog-supervised monitors it again"
+	}
+	return &Step{Phase: phase, Name: kindWatchdogUnmonitor, Kind: kindWatchdogUnmonitor,
+		Action: &watchdogUnmonitorAction{spec: spec},
+		Describe: fmt.Sprintf("monit -c %s unmonitor %s (if monit knows it), wait until monit reports it Not monitored, so relctl's restart does not race monit's; %s",
+			spec.ControlFile, spec.Service, then)}, nil
+}
+
+// watchdogUnmonitorAction takes the service out of monit's supervision.
+type watchdogUnmonitorAction struct {
+	spec *watchdogSpec
+	// tookOut: this run's Do found the service supervised and unmonitored it.
+	tookOut bool
+}
+
+func (a *watchdogUnmonitorAction) Do(ctx context.Context, h *hostRun) (string, error) {
+	m := monitSupervisor{a.spec}
+	tookOut, detail, err := m.unmonitor(ctx, h)
+	a.tookOut = tookOut
+	return detail, err
+}
+
+// Undo does not hand the service back at once when current was switched
+// back: the rollback's [rollback] steps restart it next, and monit must not
+// race them; the rollback's watchdog-supervised step monitors it after.
+// Where no restore follows (current never moved, or could not be switched
+// back), monit gets the service back now.
+func (a *watchdogUnmonitorAction) Undo(ctx context.Context, h *hostRun) (string, error) {
+	s := a.spec
+	if !a.tookOut {
+		return fmt.Sprintf("this run did not take %s out of monit's supervision: nothing to hand back", s.Service), nil
+	}
+	if h.restored && h.report.After == h.report.Before {
+		return "", errRestoredLater
+	}
+	if err := (monitSupervisor{s}).monitor(ctx, h); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("monitor %s: monit supervises it again (no restart followed)", s.Service), nil
 }
 
 // watchdogCheckAction validates the release's snippet on the host before
@@ -333,11 +392,11 @@ func (a *watchdogInstallAction) Do(ctx context.Context, h *hostRun) (string, err
 		return "", err
 	}
 	pidfile := s.sup.pidfile(snippet)
-	pid, err := s.sup.waitRunning(ctx, h, pidfile, 0)
+	pid, err := s.sup.handBack(ctx, h, pidfile)
 	if err != nil {
 		return "", fmt.Errorf("%w%s", err, snippetLine(s, snippet))
 	}
-	detail := fmt.Sprintf("installed %s; %s runs %s (pid %d)", s.InstallPath, s.sup.name(), s.Service, pid)
+	detail := fmt.Sprintf("installed %s; %s%s runs %s (pid %d)", s.InstallPath, handBackWords(s, ": "), s.sup.name(), s.Service, pid)
 	if a.prove {
 		again, err := proveSupervision(ctx, h, s, pidfile, pid)
 		if err != nil {
@@ -392,6 +451,24 @@ type supervisor interface {
 	// waitRunning waits until the service runs supervised with a live pid
 	// other than notPID (and, given a pidfile, the pid in it).
 	waitRunning(ctx context.Context, h *hostRun, pidfile string, notPID int) (int, error)
+	// handBack gives the service back to the supervisor after relctl's own
+	// restart, then waits as waitRunning does (any pid).
+	handBack(ctx context.Context, h *hostRun, pidfile string) (int, error)
+}
+
+// handBack: systemd's restart (reload with starting) already put the
+// service in its hands; only wait.
+func (d systemdSupervisor) handBack(ctx context.Context, h *hostRun, pidfile string) (int, error) {
+	return d.waitRunning(ctx, h, pidfile, 0)
+}
+
+// handBackWords names what handBack does, followed by sep, for a step's
+// description or detail ("" for systemd: nothing beyond its restart).
+func handBackWords(s *watchdogSpec, sep string) string {
+	if _, ok := s.sup.(monitSupervisor); ok {
+		return "monitor " + s.Service + sep
+	}
+	return ""
 }
 
 // monitSupervisor talks to the host's monit daemon.
@@ -429,19 +506,90 @@ func (m monitSupervisor) running(ctx context.Context, h *hostRun) error {
 
 func (m monitSupervisor) pidfile(config []byte) string { return pidfileOf(config, m.s.Service) }
 
+func (m monitSupervisor) service(h *hostRun) watchdog.MonitService {
+	return watchdog.MonitService{Runner: watchdog.ConnRunner{Conn: h.conn}, Control: m.s.ControlFile, Name: m.s.Service}
+}
+
+// unmonitor takes the service out of monit's supervision and waits until
+// monit reports it "Not monitored" (monit acts on its next cycle). tookOut
+// is false when there was nothing to take out: monit does not know the
+// service (a first deploy) or already leaves it alone.
+func (m monitSupervisor) unmonitor(ctx context.Context, h *hostRun) (tookOut bool, detail string, err error) {
+	s, svc := m.s, m.service(h)
+	st, err := svc.Status(ctx)
+	switch {
+	case errors.Is(err, watchdog.ErrMonitNoService):
+		return false, fmt.Sprintf("monit does not know %s yet: nothing to unmonitor", s.Service), nil
+	case err != nil:
+		return false, "", err
+	case st.Unmonitored():
+		return false, fmt.Sprintf("%s already not monitored by monit", s.Service), nil
+	}
+	if err := m.request(ctx, svc, svc.Unmonitor, watchdog.MonitStatus.Unmonitored); err != nil {
+		return false, "", fmt.Errorf("unmonitor %s: %w", s.Service, err)
+	}
+	return true, fmt.Sprintf("unmonitor %s: monit reports it Not monitored (was %s, pid %d)", s.Service, strings.ToLower(st.Status), st.PID), nil
+}
+
+// monitor gives the service back to monit and waits until monit took it
+// (monitored or initializing), not until it runs.
+func (m monitSupervisor) monitor(ctx context.Context, h *hostRun) error {
+	svc := m.service(h)
+	monitored := func(st watchdog.MonitStatus) bool { return !st.Unmonitored() }
+	if err := m.request(ctx, svc, svc.Monitor, monitored); err != nil {
+		return fmt.Errorf("monitor %s: %w", m.s.Service, err)
+	}
+	return nil
+}
+
+// request polls monit's status of the service until reached says the
+// request is done, asking again while it is not: a monit reload that is
+// still under way when the request arrives drops it.
+func (m monitSupervisor) request(ctx context.Context, svc watchdog.MonitService, ask func(context.Context) error, reached func(watchdog.MonitStatus) bool) error {
+	var last watchdog.MonitStatus
+	err := poll(ctx, m.s.Timeout, func() (bool, error) {
+		st, err := svc.Status(ctx)
+		if err != nil {
+			return false, err
+		}
+		if last = st; reached(st) {
+			return true, nil
+		}
+		return false, ask(ctx)
+	})
+	if err == errPollTimeout {
+		return fmt.Errorf("monit did not act on it within %s: status %q, monitoring %q", m.s.Timeout, last.Status, last.Monitoring)
+	}
+	return err
+}
+
+// handBack monitors the service again and waits until monit runs it. The
+// monitor request is repeated while monit reports the service unknown or
+// not monitored: right after a reload monit may not know it yet, or may
+// have dropped the request.
+func (m monitSupervisor) handBack(ctx context.Context, h *hostRun, pidfile string) (int, error) {
+	return m.wait(ctx, h, pidfile, 0, true)
+}
+
 // waitRunning polls `monit status` until monit runs the service with a live
 // pid other than notPID, for at most the watchdog timeout. When the snippet
 // names a pidfile, the pid must also be the one in it: right after a reload
 // monit may still report what it saw under the old configuration.
 func (m monitSupervisor) waitRunning(ctx context.Context, h *hostRun, pidfile string, notPID int) (int, error) {
-	s := m.s
+	return m.wait(ctx, h, pidfile, notPID, false)
+}
+
+func (m monitSupervisor) wait(ctx context.Context, h *hostRun, pidfile string, notPID int, monitor bool) (int, error) {
+	s, svc := m.s, m.service(h)
 	var last watchdog.MonitStatus
 	err := poll(ctx, s.Timeout, func() (bool, error) {
-		res, err := h.conn.Run(ctx, m.cmd("status "+state.Quote(s.Service)), transport.RunOptions{Label: "watchdog/status"})
+		st, err := svc.Status(ctx)
 		if err != nil {
-			return false, err
+			return false, err // ErrMonitNoService too: the daemon has not read its reload yet
 		}
-		last = watchdog.ParseMonitStatus(res.Stdout)
+		if last = st; monitor && st.Unmonitored() {
+			return false, svc.Monitor(ctx)
+		}
 		if !last.Running() || last.PID == notPID {
 			return false, nil
 		}
@@ -507,8 +655,27 @@ func proveSupervision(ctx context.Context, h *hostRun, s *watchdogSpec, pidfile 
 	return again, nil
 }
 
-// watchdogSupervisedAction waits, during a rollback, until monit runs the
-// restored release's service (and, with prove, that it restarts it).
+// watchdogSupervisedStep reloads the supervisor on a host whose snippet is
+// already in place, hands it the service back and waits until it runs it.
+func watchdogSupervisedStep(p *Plan, hp *HostPlan, phase string) (*Step, error) {
+	hc, err := hostChecks(p.pb, hp)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := newWatchdogSpec(p.pb, hp, hc)
+	if err != nil {
+		return nil, err
+	}
+	sup := spec.sup.name()
+	return &Step{Phase: phase, Name: kindWatchdogSupervised, Kind: kindWatchdogSupervised,
+		Action:   &watchdogSupervisedAction{spec: spec, prove: p.ProveSupervision},
+		Describe: fmt.Sprintf("%s reload, %swait until %s runs %s", sup, handBackWords(spec, ", "), sup, spec.Service)}, nil
+}
+
+// watchdogSupervisedAction reloads monit during a rollback, gives it the
+// service back (taken out by watchdog-unmonitor before the [rollback]
+// steps) and waits until it runs the restored release's service (and, with
+// prove, that it restarts it).
 type watchdogSupervisedAction struct {
 	spec  *watchdogSpec
 	prove bool
@@ -524,11 +691,11 @@ func (a *watchdogSupervisedAction) Do(ctx context.Context, h *hostRun) (string, 
 		return "", err
 	}
 	pidfile := sup.pidfile(res.Stdout)
-	pid, err := sup.waitRunning(ctx, h, pidfile, 0)
+	pid, err := sup.handBack(ctx, h, pidfile)
 	if err != nil {
 		return "", err
 	}
-	detail := fmt.Sprintf("%s runs %s (pid %d)", sup.name(), a.spec.Service, pid)
+	detail := fmt.Sprintf("%s%s runs %s (pid %d)", handBackWords(a.spec, ": "), sup.name(), a.spec.Service, pid)
 	if a.prove {
 		again, err := proveSupervision(ctx, h, a.spec, pidfile, pid)
 		if err != nil {

@@ -58,6 +58,16 @@ func buildSteps(pb *playbooks.Playbook, p *Plan, hp *HostPlan) ([]*Step, error) 
 		case phase == playbooks.PhaseCutover && trafficOn != nil:
 			steps = append(steps, trafficOn)
 		}
+		if phase == playbooks.PhaseActivate {
+			// Out of monit's hands before relctl restarts the service itself.
+			unmonitor, err := watchdogUnmonitorStep(p, hp, phase)
+			if err != nil {
+				return nil, badInput("host %s: watchdog: %v", hp.Name, err)
+			}
+			if unmonitor != nil {
+				steps = append(steps, unmonitor)
+			}
+		}
 		for _, s := range pb.StepsIn(phase) {
 			step, err := buildStep(s, p, hp)
 			if err != nil {
@@ -145,6 +155,14 @@ func (p *Plan) restoreSteps(hp *HostPlan, version string) ([]*Step, error) {
 	restored := *hp
 	restored.Data = data
 	var steps []*Step
+	// The [rollback] steps restart the service: monit must not race them.
+	unmonitor, err := watchdogUnmonitorStep(p, &restored, "rollback")
+	if err != nil {
+		return nil, err
+	}
+	if unmonitor != nil {
+		steps = append(steps, unmonitor)
+	}
 	for _, s := range p.pb.Rollback.Steps {
 		rs := *s
 		rs.Phase = "rollback"
@@ -155,18 +173,14 @@ func (p *Plan) restoreSteps(hp *HostPlan, version string) ([]*Step, error) {
 		steps = append(steps, step)
 	}
 	if p.pb.Watchdog != nil {
-		// The old snippet is back (its undo ran first): wait until monit
-		// supervises the restored release before its health is checked.
-		hc, err := hostChecks(p.pb, &restored)
+		// The old snippet is back (its undo ran first): monit gets the
+		// service back, and relctl waits until it supervises the restored
+		// release before its health is checked.
+		supervised, err := watchdogSupervisedStep(p, &restored, "rollback")
 		if err != nil {
 			return nil, err
 		}
-		spec, err := newWatchdogSpec(p.pb, &restored, hc)
-		if err != nil {
-			return nil, err
-		}
-		steps = append(steps, &Step{Phase: "rollback", Name: kindWatchdogSupervised, Kind: kindWatchdogSupervised,
-			Action: &watchdogSupervisedAction{spec: spec, prove: p.ProveSupervision}, Describe: "wait until monit runs " + spec.Service})
+		steps = append(steps, supervised)
 	}
 	checks, err := p.checkSteps(&restored, "rollback")
 	if err != nil {

@@ -21,6 +21,12 @@ func (s MonitStatus) Running() bool {
 	return s.PID > 0 && strings.EqualFold(s.Status, "OK") && strings.EqualFold(s.Monitoring, "Monitored")
 }
 
+// Unmonitored says whether monit has stopped supervising the service
+// (`monit unmonitor`, or monit gave up on it): it starts nothing for it.
+func (s MonitStatus) Unmonitored() bool {
+	return strings.EqualFold(s.Monitoring, "Not monitored")
+}
+
 // ParseMonitStatus reads the output of `monit status NAME` (monit 5.x): a
 // "Process 'NAME'" header and indented "key   value" lines.
 func ParseMonitStatus(out []byte) MonitStatus {

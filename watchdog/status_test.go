@@ -44,3 +44,14 @@ Process 'search'
 		})
 	}
 }
+
+func TestMonitStatusUnmonitored(t *testing.T) {
+	for monitoring, want := range map[string]bool{
+		"Not monitored": true, "not monitored": true,
+		"Monitored": false, "Initializing": false, "": false,
+	} {
+		if got := (MonitStatus{Monitoring: monitoring}).Unmonitored(); got != want {
+			t.Errorf("monitoring status %q: Unmonitored() = %v, want %v", monitoring, got, want)
+		}
+	}
+}
