@@ -88,6 +88,7 @@ type movePlan struct {
 	groups    [][]*dependentHost // dependents, in restart batches
 	retire    map[string]string  // old host -> rendered retire command
 	oldTarget map[string]transport.Target
+	oldLayout map[string]state.Layout // old hosts whose release layout is known
 	// back: move the traffic and dependents back (a rollback run);
 	// finalize: retire the old hosts; resume: a cutover that did not finish,
 	// whose saved states are still the ones to go back to.
@@ -108,7 +109,7 @@ type dependentHost struct {
 func newMovePlan(p *Plan, newHosts []*HostPlan) (*movePlan, error) {
 	pb, env, proj := p.pb, p.env, p.proj
 	mv := pb.Move
-	m := &movePlan{servers: map[string]string{}, retire: map[string]string{}, oldTarget: map[string]transport.Target{}}
+	m := &movePlan{servers: map[string]string{}, retire: map[string]string{}, oldTarget: map[string]transport.Target{}, oldLayout: map[string]state.Layout{}}
 	m.summary.FromRole = mv.FromRole
 	m.oldHosts = env.HostsWithRole(mv.FromRole)
 	if len(m.oldHosts) == 0 {
@@ -139,6 +140,9 @@ func newMovePlan(p *Plan, newHosts []*HostPlan) (*movePlan, error) {
 	for _, h := range m.oldHosts {
 		m.summary.OldHosts = append(m.summary.OldHosts, h.Name)
 		m.oldTarget[h.Name] = transport.Target{Name: h.Name, Address: h.Address, User: firstNonEmpty(h.User, proj.Config.SSH.User)}
+		if data, err := proj.Data(pb, env, h, "0", ""); err == nil {
+			m.oldLayout[h.Name] = state.Layout{BaseDir: data.BaseDir}
+		}
 		var err error
 		if m.servers[h.Name], err = server(h); err != nil {
 			return nil, badInput("host %s: %v", h.Name, err)
@@ -744,13 +748,33 @@ func (r *run) finalizeMove(ctx context.Context, rec *MoveRecord) error {
 		}
 	}
 	for _, name := range rec.OldHosts {
-		cmd, ok := m.retire[name]
-		if !ok {
+		cmd, hasCmd := m.retire[name]
+		layout, hasLayout := m.oldLayout[name]
+		if !hasCmd && !hasLayout {
 			continue
 		}
 		err := r.sideStep(ctx, name, m.oldTarget[name], "retire", func(ctx context.Context, h *hostRun) (string, error) {
-			_, err := h.conn.Run(ctx, cmd, transport.RunOptions{Label: "move/retire"})
-			return "retired", err
+			detail := "retired"
+			if hasCmd {
+				if _, err := h.conn.Run(ctx, cmd, transport.RunOptions{Label: "move/retire"}); err != nil {
+					return "", err
+				}
+			}
+			if hasLayout {
+				// No current release any more: nothing (compatibility checks,
+				// status) counts the retired host as running one. History
+				// keeps every release it ran, and says why.
+				if _, err := h.conn.Run(ctx, "rm -f -- "+transport.ShellQuote(layout.Current()), transport.RunOptions{Label: "move/retire"}); err != nil {
+					return "", err
+				}
+				ev := state.HistoryEvent{Time: r.engine.now().UTC(), Kind: "retired", Operator: r.engine.Operator, Controller: r.engine.Controller,
+					RunID: r.plan.RunID, Reason: fmt.Sprintf("%s moved to %s by run %s; finalized", rec.Playbook, strings.Join(rec.NewHosts, ", "), rec.RunID)}
+				if err := state.AppendHistoryEvent(ctx, h.conn, layout, ev); err != nil {
+					return "", err
+				}
+				detail += "; current removed, history says retired"
+			}
+			return detail, nil
 		})
 		if err != nil {
 			return err
