@@ -235,7 +235,9 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 			}
 		}
 		if err != nil {
-			r.report.MoveUnresolved = err.Error()
+			if !errors.Is(err, ErrMoveState) { // a refusal changed nothing
+				r.report.MoveUnresolved = err.Error()
+			}
 			return r.finish(ctx, &Failure{Phase: "move", Batch: len(p.Batches), Report: r.report, Err: err})
 		}
 	}

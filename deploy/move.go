@@ -717,15 +717,19 @@ func BuildMovePlan(proj *playbooks.Project, opts MoveRunOptions) (*Plan, error) 
 func (r *run) finalizeMove(ctx context.Context, rec *MoveRecord) error {
 	m := r.plan.move
 	// Only a move that really carries the traffic is made final: every new
-	// host on the moved release, every new server up on every LB.
+	// host on one release (the moved one or a later one), every new server
+	// ready and up on every LB - all checked before anything changes.
+	release := ""
 	for _, hp := range r.plan.Hosts() {
-		if got := r.runs[hp.Name].report.Before; got != rec.Release {
-			return fmt.Errorf("%w: %s runs %s, not the moved release %s: finalize would retire the old hosts under a broken move (relctl rollback --to prev moves back)",
-				ErrMoveState, hp.Name, orNone(got), rec.Release)
+		got := r.runs[hp.Name].report.Before
+		if got == "" || (release != "" && got != release) {
+			return fmt.Errorf("%w: %s runs %s while the other new hosts run %s: finalize would retire the old hosts under a broken move (relctl rollback --to prev moves back)",
+				ErrMoveState, hp.Name, orNone(got), orNone(release))
 		}
+		release = got
 	}
 	for _, lb := range m.lbs {
-		err := r.sideStep(ctx, lb.name, lb.target, "lb-retire", func(ctx context.Context, h *hostRun) (string, error) {
+		err := r.sideStep(ctx, lb.name, lb.target, "lb-check", func(ctx context.Context, h *hostRun) (string, error) {
 			rt := &traffic.Runtime{Conn: h.conn, Host: lb.name, Socket: lb.socket}
 			for _, name := range rec.NewHosts {
 				s, err := rt.Server(ctx, m.backend, m.servers[name])
@@ -736,6 +740,15 @@ func (r *run) finalizeMove(ctx context.Context, rec *MoveRecord) error {
 					return "", fmt.Errorf("%w: %s is %s (%s) on %s: the new hosts do not carry the traffic, so the old ones stay", ErrMoveState, s.Name, s.Admin, s.Check, lb.name)
 				}
 			}
+			return "every new server ready and up", nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, lb := range m.lbs {
+		err := r.sideStep(ctx, lb.name, lb.target, "lb-retire", func(ctx context.Context, h *hostRun) (string, error) {
+			rt := &traffic.Runtime{Conn: h.conn, Host: lb.name, Socket: lb.socket}
 			for _, name := range rec.OldHosts {
 				if err := rt.SetAdmin(ctx, m.backend, m.servers[name], traffic.AdminMaint); err != nil {
 					return "", err

@@ -74,10 +74,11 @@ type Plan struct {
 	move *movePlan
 	// moveDone: the playbook's move is cut over; its new hosts are
 	// released like any others (traffic steps per host).
-	moveDone bool
-	proj     *playbooks.Project
-	pb       *playbooks.Playbook
-	env      *playbooks.Environment
+	moveDone   bool
+	moveResume bool
+	proj       *playbooks.Project
+	pb         *playbooks.Playbook
+	env        *playbooks.Environment
 }
 
 // ArtifactInfo is the local artifact shipped to every host.
@@ -165,7 +166,7 @@ func BuildPlan(proj *playbooks.Project, opts PlanOptions) (*Plan, error) {
 		Project: proj.Config.Project, Env: env.Name, Version: opts.Version,
 		Playbook: pb.Name, KeepReleases: pb.KeepReleases,
 		MaxParallel: pb.Strategy.MaxParallel, Pause: pb.Strategy.Pause.Duration,
-		proj: proj, pb: pb, env: env, moveDone: opts.MoveDone,
+		proj: proj, pb: pb, env: env, moveDone: opts.MoveDone, moveResume: opts.MoveResume != nil,
 	}
 	var hostPlans []*HostPlan
 	for _, h := range hosts {

@@ -26,7 +26,7 @@ func (r *run) rollBack(ctx context.Context) {
 			touched = append(touched, hp)
 		}
 	}
-	if len(touched) == 0 {
+	if len(touched) == 0 && (r.move == nil || !r.move.touched) {
 		return
 	}
 	r.report.RolledBack = true

@@ -130,6 +130,15 @@ func BuildRollbackPlan(proj *playbooks.Project, opts RollbackPlanOptions) (*Plan
 		hp.Steps = append(hp.Steps, checks...)
 		if trafficOn != nil {
 			hp.Steps = append(hp.Steps, trafficOn)
+		} else if t := pb.Traffic; t != nil && t.Provider == playbooks.TrafficHAProxy {
+			// Already on the target: an earlier run may have left it out of
+			// the load balancers; once healthy it goes back as it was.
+			spec, err := trafficSpecFor(p, hp)
+			if err != nil {
+				return nil, err
+			}
+			hp.Steps = append(hp.Steps, &Step{Phase: playbooks.PhaseCutover, Name: "traffic-pending", Kind: kindTrafficOn,
+				Action: &pendingTrafficAction{spec: spec}, Describe: "put the host back in the load balancers if an earlier run left it out (.relctl/traffic.json)"})
 		}
 		hostPlans = append(hostPlans, hp)
 	}

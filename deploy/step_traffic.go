@@ -189,19 +189,15 @@ func (a *trafficOffAction) Do(ctx context.Context, h *hostRun) (string, error) {
 		return "disabled", nil
 	}
 	var parts []string
+	var pending *trafficRecord
 	if len(h.traffic.saved) == 0 {
 		// A run that died (or failed to restore) after taking the host out
 		// left what it saved on the host: that is still the state to go
-		// back to, not the maint it left behind.
-		pending, err := readTrafficFile(ctx, h)
-		if err != nil {
+		// back to, not the maint it left behind - unless someone has
+		// changed the server since (then what is there now counts).
+		var err error
+		if pending, err = readTrafficFile(ctx, h); err != nil {
 			return "", err
-		}
-		if pending != nil {
-			for lb, srv := range pending.Servers {
-				h.traffic.saved[lb] = srv
-			}
-			parts = append(parts, "kept the state saved by run "+pending.RunID+", which did not put the host back")
 		}
 	}
 	for _, lb := range s.lbs {
@@ -214,10 +210,16 @@ func (a *trafficOffAction) Do(ctx context.Context, h *hostRun) (string, error) {
 			if err != nil {
 				return "", err
 			}
-			h.traffic.saved[lb.name] = *srv
-			if err := writeTrafficFile(ctx, h); err != nil {
-				return "", err
+			if old, ok := pending.server(lb.name); ok && srv.Admin == traffic.AdminMaint {
+				parts = append(parts, fmt.Sprintf("%s: kept the state saved by run %s, which did not put the host back", lb.name, pending.RunID))
+				srv = &old
 			}
+			h.traffic.saved[lb.name] = *srv
+		}
+		// Written whenever the host goes out, so a run that dies from here
+		// on leaves the state to go back to on the host.
+		if err := writeTrafficFile(ctx, h); err != nil {
+			return "", err
 		}
 		h.traffic.off = true
 		saved := h.traffic.saved[lb.name]
@@ -282,26 +284,35 @@ func (h *hostRun) putTrafficBack(ctx context.Context) (string, error) {
 		return "enabled", nil
 	}
 	var parts []string
+	var wait []*traffic.Runtime
+	var errs []error
 	for _, lb := range s.lbs {
 		saved, ok := t.saved[lb.name]
 		if !ok {
 			continue // never read there: never changed there
 		}
 		rt, err := h.runtime(ctx, lb)
-		if err != nil {
-			return "", err
+		if err == nil {
+			err = rt.Restore(ctx, saved)
 		}
-		if err := rt.Restore(ctx, saved); err != nil {
-			return "", err
+		if err != nil {
+			errs = append(errs, err) // the other LBs are still restored
+			continue
 		}
 		if saved.Admin == traffic.AdminReady && strings.HasPrefix(saved.Check, "UP") {
-			// Back in: the next batch may leave only once HAProxy's checks
-			// see this one up again.
-			if err := waitServing(ctx, rt, s.backend, saved.Name, serveTimeout(s.drainTimeout)); err != nil {
-				return "", err
-			}
+			wait = append(wait, rt)
 		}
 		parts = append(parts, fmt.Sprintf("%s: %s weight %d", lb.name, saved.Admin, saved.Weight))
+	}
+	if len(errs) > 0 {
+		return "", errors.Join(errs...)
+	}
+	// Back in everywhere: the next batch may leave only once HAProxy's
+	// checks see this one up again.
+	for _, rt := range wait {
+		if err := waitServing(ctx, rt, s.backend, s.server, serveTimeout(s.drainTimeout)); err != nil {
+			return "", err
+		}
 	}
 	if _, err := h.conn.Run(ctx, "rm -f -- "+transport.ShellQuote(trafficFile(h)), transport.RunOptions{Label: "traffic/forget"}); err != nil {
 		return "", err
@@ -315,6 +326,51 @@ func (h *hostRun) putTrafficBack(ctx context.Context) (string, error) {
 type trafficRecord struct {
 	RunID   string                    `json:"run_id"`
 	Servers map[string]traffic.Server `json:"servers"` // by LB host
+}
+
+func (r *trafficRecord) server(lb string) (traffic.Server, bool) {
+	if r == nil {
+		return traffic.Server{}, false
+	}
+	s, ok := r.Servers[lb]
+	return s, ok
+}
+
+// pendingTrafficAction puts back a host that an earlier run took out of the
+// load balancers and never put back (its .relctl/traffic.json), for hosts a
+// rollback run does not switch; nothing when there is none.
+type pendingTrafficAction struct{ spec *trafficSpec }
+
+func (a *pendingTrafficAction) Do(ctx context.Context, h *hostRun) (string, error) {
+	pending, err := readTrafficFile(ctx, h)
+	if err != nil || pending == nil {
+		return "nothing pending", err
+	}
+	h.traffic = &trafficState{spec: a.spec, saved: map[string]traffic.Server{}, off: true}
+	for _, lb := range a.spec.lbs {
+		old, ok := pending.server(lb.name)
+		if !ok {
+			continue
+		}
+		rt, err := h.runtime(ctx, lb)
+		if err != nil {
+			return "", err
+		}
+		cur, err := rt.Server(ctx, a.spec.backend, a.spec.server)
+		if err != nil {
+			return "", err
+		}
+		if cur.Admin != traffic.AdminMaint {
+			continue // changed by someone since: left as it is
+		}
+		h.traffic.saved[lb.name] = old
+	}
+	detail, err := h.putTrafficBack(ctx)
+	if err != nil {
+		return "", err
+	}
+	h.traffic.off = false
+	return "left out by run " + pending.RunID + "; " + detail, nil
 }
 
 func trafficFile(h *hostRun) string { return path.Join(h.host.Layout.StateDir(), "traffic.json") }

@@ -60,7 +60,8 @@ func exitCode(io *output.IOStreams, err error) int {
 		code = exitLocked
 	case errors.Is(err, rollback.ErrNothingToRollBackTo), errors.Is(err, deploy.ErrChecksFailed),
 		errors.Is(err, rollback.ErrNotRehearsed), errors.Is(err, rollback.ErrRehearsalRefused), errors.Is(err, deploy.ErrGateChanged),
-		errors.Is(err, rollback.ErrIncompatible), errors.Is(err, rollback.ErrCompatibilityUnknown):
+		errors.Is(err, rollback.ErrIncompatible), errors.Is(err, rollback.ErrCompatibilityUnknown),
+		errors.Is(err, deploy.ErrMoveState):
 		code = exitRefused
 	case errors.As(err, &rehearsal):
 		switch {

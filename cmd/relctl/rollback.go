@@ -69,7 +69,7 @@ old hosts were never touched, so there is nothing to switch on them.`,
 			// and dependents back to the old hosts.
 			if move, err := deploy.ReadMoveRecords(cmd.Context(), sess.pool, proj, env, playbook); err != nil {
 				return err
-			} else if move != nil && move.State == deploy.MoveCutOver && to == "prev" && movedLast(cmd.Context(), sess, proj, env, move) {
+			} else if move != nil && (move.State == deploy.MoveCutOver || move.State == deploy.MoveCuttingOver) && to == "prev" && movedLast(cmd.Context(), sess, proj, env, move) {
 				closeRead()
 				return runMove(cmd.Context(), g, proj, deploy.MoveRunOptions{Env: env, Playbook: move.Playbook, RunID: runID, Kind: deploy.KindMoveBack, Record: move}, yes)
 			}
