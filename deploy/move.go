@@ -11,7 +11,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -393,7 +392,7 @@ func (r *run) moveCutover(ctx context.Context) error {
 		}
 		for _, d := range batch {
 			err := r.sideStep(ctx, d.name, d.target, "config", func(ctx context.Context, h *hostRun) (string, error) {
-				old, err := readRemoteFile(ctx, h.conn, d.config)
+				old, err := readRemoteFile(ctx, h.conn, d.config, "")
 				if err != nil {
 					return "", err
 				}
@@ -615,7 +614,7 @@ func (r *run) writeMoveRecord(ctx context.Context) error {
 
 // ReadMoveRecord reads a host's move record (nil when there is none).
 func ReadMoveRecord(ctx context.Context, conn transport.Conn, l state.Layout) (*MoveRecord, error) {
-	f, err := readRemoteFile(ctx, conn, MoveRecordPath(l))
+	f, err := readRemoteFile(ctx, conn, MoveRecordPath(l), "")
 	if err != nil || !f.present {
 		return nil, err
 	}
@@ -624,28 +623,6 @@ func ReadMoveRecord(ctx context.Context, conn transport.Conn, l state.Layout) (*
 		return nil, fmt.Errorf("%s: %w", MoveRecordPath(l), err)
 	}
 	return &rec, nil
-}
-
-type remoteFile struct {
-	present bool
-	body    []byte
-	mode    uint32
-}
-
-// readRemoteFile reads a file with its permission bits, in one command.
-func readRemoteFile(ctx context.Context, conn transport.Conn, p string) (*remoteFile, error) {
-	res, err := conn.Run(ctx, fmt.Sprintf("if [ -e %[1]s ]; then echo present $(stat -L -c %%a -- %[1]s); cat -- %[1]s; else echo absent; fi", transport.ShellQuote(p)),
-		transport.RunOptions{Label: "read " + p, QuietStdout: true})
-	if err != nil {
-		return nil, err
-	}
-	head, rest, _ := bytes.Cut(res.Stdout, []byte("\n"))
-	word, modeText, _ := strings.Cut(string(head), " ")
-	f := &remoteFile{present: word == "present", body: rest, mode: 0o644}
-	if m, err := strconv.ParseUint(modeText, 8, 32); err == nil && m <= 0o777 {
-		f.mode = uint32(m)
-	}
-	return f, nil
 }
 
 // MoveRunOptions select a run that acts on a past move: move back (a

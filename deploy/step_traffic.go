@@ -376,7 +376,7 @@ func (a *pendingTrafficAction) Do(ctx context.Context, h *hostRun) (string, erro
 func trafficFile(h *hostRun) string { return path.Join(h.host.Layout.StateDir(), "traffic.json") }
 
 func readTrafficFile(ctx context.Context, h *hostRun) (*trafficRecord, error) {
-	f, err := readRemoteFile(ctx, h.conn, trafficFile(h))
+	f, err := readRemoteFile(ctx, h.conn, trafficFile(h), "")
 	if err != nil || !f.present {
 		return nil, err
 	}

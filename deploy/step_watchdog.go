@@ -367,21 +367,15 @@ func (a *watchdogInstallAction) Do(ctx context.Context, h *hostRun) (string, err
 		}
 	}
 	// Keep what is installed now: the rollback puts exactly these bytes back.
-	res, err := h.conn.Run(ctx, fmt.Sprintf("if [ -e %[1]s ]; then echo present $(stat -L -c %%a -- %[1]s); cat -- %[1]s; else echo absent; fi", state.Quote(s.InstallPath)),
-		transport.RunOptions{Label: "watchdog/save"})
+	old, err := readRemoteFile(ctx, h.conn, s.InstallPath, "watchdog/save")
 	if err != nil {
 		return "", err
 	}
-	head, rest, _ := bytes.Cut(res.Stdout, []byte("\n"))
-	word, modeText, _ := strings.Cut(string(head), " ")
-	h.watchdogOld = &savedFile{present: word == "present", body: rest, mode: 0o600}
-	if m, err := strconv.ParseUint(modeText, 8, 32); err == nil && m <= 0o777 {
-		h.watchdogOld.mode = uint32(m)
-	}
+	h.watchdogOld = old
 	if h.watchdogOld.present && h.report.Before != "" {
 		// Kept on the host too: a later `relctl rollback --to` that release
 		// (from any machine, or after relctl died) puts exactly these bytes back.
-		if err := upload(ctx, h.conn, rest, savedSnippetPath(h, s, h.report.Before), 0o600); err != nil {
+		if err := upload(ctx, h.conn, old.body, savedSnippetPath(h, s, h.report.Before), 0o600); err != nil {
 			return "", fmt.Errorf("keeping the installed snippet: %w", err)
 		}
 	}
@@ -432,12 +426,6 @@ func (a *watchdogInstallAction) Undo(ctx context.Context, h *hostRun) (string, e
 		return "", err
 	}
 	return detail + "; " + s.sup.name() + " reloaded", nil
-}
-
-type savedFile struct {
-	present bool
-	body    []byte
-	mode    uint32 // permission bits it had
 }
 
 // supervisor is what relctl needs from a watchdog: monit or systemd.

@@ -586,19 +586,19 @@ func (p *Project) validateHost(pb *Playbook, env *Environment, h *Host) Problems
 		if pb.dependentCheckOnly(name) {
 			continue // rendered for the dependents (validateDependents)
 		}
-		ps = append(ps, renderCheck(pb, name, try)...)
+		renderCheck(pb, name, try)
 	}
 	return ps
 }
 
-func renderCheck(pb *Playbook, name string, try func(key, text string, shell bool)) Problems {
+// renderCheck renders every template of a check through try.
+func renderCheck(pb *Playbook, name string, try func(key, text string, shell bool)) {
 	c := pb.Checks[name]
 	key := "checks." + name
 	try(key+".url", c.URL, false)
 	try(key+".body_contains", c.BodyContains, false)
 	try(key+".address", c.Address, false)
 	try(key+".command", c.Command, true)
-	return nil
 }
 
 // dependentCheckOnly: the check is run on a move's dependents, and no step

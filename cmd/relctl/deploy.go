@@ -82,18 +82,27 @@ On a terminal, deploy shows the plan and asks for confirmation unless --yes.`,
 			}
 			po := opts.planOptions()
 			po.ProveSupervision = prove
-			if po.MoveDone, po.MoveResume, err = moveState(cmd.Context(), g, proj, opts.env, opts.playbook); err != nil {
-				return err
-			}
 			p, err := deploy.BuildPlan(proj, po)
 			if err != nil {
 				return err
 			}
+			// One session for everything before and during the run: one SSH
+			// connection per host.
 			sess, err := openSession(g, proj.Config, p.RunID, true)
 			if err != nil {
 				return err
 			}
 			defer sess.Close()
+			if p.Move != nil {
+				if po.MoveDone, po.MoveResume, err = moveState(cmd.Context(), g, proj, sess, opts.env, p.Playbook); err != nil {
+					return err
+				}
+				if po.MoveDone || po.MoveResume != nil {
+					if p, err = deploy.BuildPlan(proj, po); err != nil {
+						return err
+					}
+				}
+			}
 			if err := rehearsalGate(cmd.Context(), g, proj, sess, p, reason); err != nil {
 				return err
 			}
@@ -155,25 +164,7 @@ func compatibilityGate(ctx context.Context, g *globalOptions, proj *playbooks.Pr
 // moveState reads the playbook's [move] record: a move already cut over (or
 // finalized) makes a deploy a release of the new hosts, not another move;
 // an unfinished one is resumed with the states it saved.
-func moveState(ctx context.Context, g *globalOptions, proj *playbooks.Project, env, playbook string) (done bool, resume *deploy.MoveRecord, err error) {
-	pbs, err := proj.PlaybooksFor(env)
-	if err != nil {
-		return false, nil, nil // BuildPlan reports it
-	}
-	hasMove := false
-	for _, pb := range pbs {
-		if (playbook == "" || pb.Name == playbook) && pb.Move != nil {
-			hasMove = true
-		}
-	}
-	if !hasMove {
-		return false, nil, nil
-	}
-	sess, err := openSession(g, proj.Config, "read-"+state.NewRunID(time.Now()), false)
-	if err != nil {
-		return false, nil, err
-	}
-	defer sess.Close()
+func moveState(ctx context.Context, g *globalOptions, proj *playbooks.Project, sess *session, env, playbook string) (done bool, resume *deploy.MoveRecord, err error) {
 	rec, err := deploy.ReadMoveRecords(ctx, sess.pool, proj, env, playbook)
 	if err != nil || rec == nil {
 		return false, nil, err
