@@ -4,7 +4,7 @@ BIN     := bin/relctl
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build test test-deps demo lint bench clean
+.PHONY: build test test-deps demo lint bench fuzz chaos clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/relctl
@@ -29,6 +29,16 @@ demo: build test-deps
 # Deploys to 50 testenv hosts and prints wall time and SSH handshakes per host.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./bench/
+
+# Runs every native Go fuzz target for FUZZTIME each (default 30s) and prints
+# a table; their seed corpora (testdata/fuzz/) already run in `make test`.
+fuzz:
+	@GO=$(GO) scripts/fuzz.sh
+
+# Runs the hostile-host matrix (fault x phase) against a local cluster and
+# prints a table of outcomes; the same matrix runs in `make test`.
+chaos: test-deps
+	@GO=$(GO) scripts/chaos.sh
 
 clean:
 	rm -rf bin
