@@ -27,11 +27,42 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files and cmp targets in testdata")
 
-// TestMain lets the test binary act as relctl for the scripts.
+// TestMain lets the test binary act as relctl for the scripts, and as
+// relctl-exit, which checks relctl's exact exit code.
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
-		"relctl": func() { os.Exit(run(os.Args[1:], output.System())) },
+		"relctl":      func() { os.Exit(run(os.Args[1:], output.System())) },
+		"relctl-exit": func() { os.Exit(relctlExit(os.Args[1:])) },
 	})
+}
+
+// relctlExit is `exec relctl-exit N ARGS...`: run relctl ARGS in this very
+// process and succeed only when it returns exactly N. In the foreground its
+// stdout and stderr are relctl's, for the stdout/stderr commands; in the
+// background (`exec relctl-exit 130 deploy ... &d1&`, `kill -INT d1`,
+// `wait d1`) a signal reaches relctl itself, as there is no wrapper process
+// in between. Anything that bypasses run's return (a panic, an os.Exit
+// elsewhere) exits non-zero, so a script line using it fails rather than
+// passes.
+func relctlExit(args []string) int {
+	if len(args) < 1 || args[0] == "" {
+		fmt.Fprintln(os.Stderr, "usage: relctl-exit N ARGS... (ARGS without the word relctl)")
+		return 99
+	}
+	want, err := strconv.Atoi(args[0])
+	if err != nil || want < 0 || (len(args) > 1 && args[1] == "relctl") {
+		fmt.Fprintln(os.Stderr, "usage: relctl-exit N ARGS... (N a number; ARGS without the word relctl)")
+		return 99
+	}
+	got := run(args[1:], output.System())
+	if got != want {
+		fmt.Fprintf(os.Stderr, "relctl-exit: relctl %s exited %d, want %d\n", strings.Join(args[1:], " "), got, want)
+		if got == 0 {
+			return 98
+		}
+		return got
+	}
+	return 0
 }
 
 // TestScripts drives the relctl binary against a real testenv cluster: one
