@@ -1,7 +1,15 @@
 package testenv
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"unicode"
 )
@@ -11,13 +19,28 @@ import (
 // match on it.
 const StepEnv = "RELCTL_STEP"
 
+// ForwardLabel is the step label of a forwarded TCP connection (direct-tcpip,
+// e.g. an http health check dialled through the host): "forward ADDR". The
+// output faults and NeverEndsStep match it like a command's label, so
+// "forward" damages what every forwarded connection of the host returns.
+const ForwardLabel = "forward"
+
+// DefaultDropEvery is the line DropLinesStep drops when DropEvery is 0:
+// every third line (in relctl's host-state output, the second section
+// marker).
+const DefaultDropEvery = 3
+
 // FaultSpec is the set of faults active on one host. The zero value is a
 // healthy host.
 //
-// A step NAME matches a command whose RELCTL_STEP label equals NAME, or
-// whose label's part after the first "/" equals NAME: "health" matches
-// "verify/health", "verify/health" matches only itself. When both step
-// faults match a command, FailStep wins.
+// A step NAME matches a command whose RELCTL_STEP label equals NAME, whose
+// label's part after the first "/" equals NAME, or whose label's first word
+// equals NAME: "health" matches "verify/health", "verify/health" matches
+// only itself, "upload" matches "upload /srv/search/releases/1.1.0/x.tar.gz"
+// and "activate" matches "activate 1.1.0". When several step faults match a
+// command, FailStep wins over HangStep, HangStep over NeverEndsStep; the
+// output faults combine (lines dropped, then the rest truncated, then
+// garbage in its place).
 type FaultSpec struct {
 	// DropSSH closes the host's SSH port (dials are refused) and drops its
 	// open connections; processes on the host keep running.
@@ -35,6 +58,41 @@ type FaultSpec struct {
 	// host's HangStep changes; then they run normally. A signal from the
 	// client or the session closing ends the wait.
 	HangStep string `json:"hang_step,omitempty"`
+
+	// The output faults: commands of the step run to the end (their side
+	// effects happen, their stderr and exit status are their own) but their
+	// stdout reaches the client damaged, all at once when they end.
+	//
+	// TruncateStep cuts stdout in half, and trailing newlines off what is
+	// left: output ends mid-way, without a final newline.
+	TruncateStep string `json:"truncate_step,omitempty"`
+	// DropLinesStep drops every DropEvery-th line of stdout (the 3rd, 6th,
+	// ... when DropEvery is 0).
+	DropLinesStep string `json:"drop_lines_step,omitempty"`
+	DropEvery     int    `json:"drop_every,omitempty"`
+	// GarbageStep replaces stdout with bytes that are not text: NULs,
+	// invalid UTF-8, stray newlines, at least as many bytes as the real
+	// output (64 at least). The same command gets the same garbage.
+	GarbageStep string `json:"garbage_step,omitempty"`
+
+	// NeverEndsStep lets commands of the step run to the end, sends the
+	// first half of their (possibly damaged) stdout, then neither closes
+	// the output nor reports an exit status, like a command whose
+	// background child kept its stdout open. A signal from the client
+	// (reported as killed by it), the session or connection closing, or the
+	// fault being lifted (the rest of the output and the real exit status
+	// follow) ends it.
+	NeverEndsStep string `json:"never_ends_step,omitempty"`
+
+	// Unreadable replaces a file of the host with an empty directory of the
+	// same name, as a botched repair (mkdir where a file belongs) leaves it:
+	// `[ -f FILE ]` is false and reading it fails with "Is a directory".
+	// The path is relative to the host's base_dir, or absolute inside the
+	// host's root. The original is kept aside and put back when the fault is
+	// lifted; if the directory was written into or replaced meanwhile, what
+	// is there stays and the original goes next to it as
+	// FILE.testenv-original, so nothing is ever deleted.
+	Unreadable string `json:"unreadable,omitempty"`
 }
 
 // IsZero reports a host without faults.
@@ -49,11 +107,22 @@ func (f FaultSpec) String() string {
 	if f.Hang {
 		parts = append(parts, "hang")
 	}
-	if f.FailStep != "" {
-		parts = append(parts, "fail-step="+f.FailStep)
+	for _, s := range []struct{ flag, name string }{
+		{"fail-step", f.FailStep}, {"hang-step", f.HangStep}, {"truncate-step", f.TruncateStep},
+	} {
+		if s.name != "" {
+			parts = append(parts, s.flag+"="+s.name)
+		}
 	}
-	if f.HangStep != "" {
-		parts = append(parts, "hang-step="+f.HangStep)
+	if f.DropLinesStep != "" {
+		parts = append(parts, "drop-lines-step="+f.DropLinesStep+" (every "+ordinal(f.dropEvery())+" line)")
+	}
+	for _, s := range []struct{ flag, name string }{
+		{"garbage-step", f.GarbageStep}, {"never-ends-step", f.NeverEndsStep}, {"unreadable", f.Unreadable},
+	} {
+		if s.name != "" {
+			parts = append(parts, s.flag+"="+s.name)
+		}
 	}
 	if len(parts) == 0 {
 		return "none"
@@ -61,15 +130,57 @@ func (f FaultSpec) String() string {
 	return strings.Join(parts, ", ")
 }
 
-// validate keeps step names printable: FailStep goes into a message.
+func ordinal(n int) string {
+	switch {
+	case n%100 >= 11 && n%100 <= 13:
+		return strconv.Itoa(n) + "th"
+	case n%10 == 1:
+		return strconv.Itoa(n) + "st"
+	case n%10 == 2:
+		return strconv.Itoa(n) + "nd"
+	case n%10 == 3:
+		return strconv.Itoa(n) + "rd"
+	}
+	return strconv.Itoa(n) + "th"
+}
+
+func (f FaultSpec) dropEvery() int {
+	if f.DropEvery <= 0 {
+		return DefaultDropEvery
+	}
+	return f.DropEvery
+}
+
+// stepFaults is the part of the spec that decides what happens to one
+// command; a change to it wakes held commands.
+func (f FaultSpec) stepFaults() FaultSpec {
+	f.DropSSH, f.Hang, f.Unreadable = false, false, ""
+	return f
+}
+
+// validate keeps step names printable (FailStep goes into a message) and
+// the unreadable path a plain path.
 func (f FaultSpec) validate() error {
-	for _, s := range []struct{ flag, name string }{{"fail step", f.FailStep}, {"hang step", f.HangStep}} {
+	for _, s := range []struct{ flag, name string }{
+		{"fail step", f.FailStep}, {"hang step", f.HangStep}, {"truncate step", f.TruncateStep},
+		{"drop-lines step", f.DropLinesStep}, {"garbage step", f.GarbageStep}, {"never-ends step", f.NeverEndsStep},
+		{"unreadable file", f.Unreadable},
+	} {
 		if len(s.name) > 200 {
 			return fmt.Errorf("testenv: %s name is longer than 200 bytes", s.flag)
 		}
 		if strings.TrimSpace(s.name) != s.name || strings.IndexFunc(s.name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
 			return fmt.Errorf("testenv: %s name %q: no control characters or surrounding spaces", s.flag, s.name)
 		}
+	}
+	if f.DropEvery < 0 {
+		return fmt.Errorf("testenv: drop every %d lines: want 1 or more (0: every %s)", f.DropEvery, ordinal(DefaultDropEvery))
+	}
+	if f.DropEvery != 0 && f.DropLinesStep == "" {
+		return errors.New("testenv: drop-every needs a drop-lines step")
+	}
+	if u := f.Unreadable; u != "" && !filepath.IsAbs(u) && (filepath.Clean(u) != u || u == "." || strings.HasPrefix(u, "../") || u == "..") {
+		return fmt.Errorf("testenv: unreadable file %q: want a clean path inside the host's base_dir (no ..)", u)
 	}
 	return nil
 }
@@ -82,8 +193,11 @@ func stepMatches(name, label string) bool {
 	if name == label {
 		return true
 	}
-	_, after, ok := strings.Cut(label, "/")
-	return ok && after == name
+	if _, after, ok := strings.Cut(label, "/"); ok && after == name {
+		return true
+	}
+	first, _, ok := strings.Cut(label, " ")
+	return ok && first == name
 }
 
 // stepOf is the command's label: the last RELCTL_STEP the client sent.
@@ -95,6 +209,151 @@ func stepOf(env []string) string {
 		}
 	}
 	return step
+}
+
+// outputFault is what the output faults and NeverEndsStep do to one
+// command of step.
+type outputFault struct {
+	drop      int // every drop-th line dropped; 0: none
+	truncate  bool
+	garbage   bool
+	neverEnds bool
+}
+
+func (o outputFault) none() bool { return o == outputFault{} }
+
+func (f FaultSpec) outputFaultFor(step string) outputFault {
+	var o outputFault
+	if stepMatches(f.DropLinesStep, step) {
+		o.drop = f.dropEvery()
+	}
+	o.truncate = stepMatches(f.TruncateStep, step)
+	o.garbage = stepMatches(f.GarbageStep, step)
+	o.neverEnds = stepMatches(f.NeverEndsStep, step)
+	return o
+}
+
+// damage applies the output faults to out; label seeds the garbage.
+func (o outputFault) damage(out []byte, label string) []byte {
+	if o.drop > 0 {
+		var kept []byte
+		for i, line := range bytes.SplitAfter(out, []byte("\n")) {
+			if (i+1)%o.drop != 0 {
+				kept = append(kept, line...)
+			}
+		}
+		out = kept
+	}
+	if o.truncate {
+		out = bytes.TrimRight(out[:len(out)/2], "\n")
+	}
+	if o.garbage {
+		out = garbage(label, max(len(out), 64))
+	}
+	return out
+}
+
+// garbage is n bytes that no parser of text should accept, the same for the
+// same label: NUL, invalid UTF-8 and a newline first, then random bytes.
+func garbage(label string, n int) []byte {
+	h := fnv.New64a()
+	h.Write([]byte(label))
+	r := rand.New(rand.NewPCG(h.Sum64(), uint64(n)))
+	out := make([]byte, n)
+	copy(out, "\x00\xff\xfe\n\xc3\x28--\x00")
+	for i := 9; i < n; i++ {
+		out[i] = byte(r.UintN(256))
+	}
+	return out[:n]
+}
+
+// unreadableFile is an applied Unreadable fault: the directory now at path
+// and where the original went (stash; "" when there was none).
+type unreadableFile struct {
+	name  string // as given in the spec
+	path  string
+	stash string
+}
+
+// resolveUnreadable maps the spec's path to one inside the host's root.
+func (h *sshHost) resolveUnreadable(name string) (string, error) {
+	p := name
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(h.info.BaseDir, p)
+	}
+	p = filepath.Clean(p)
+	rel, err := filepath.Rel(h.info.Root, p)
+	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", fmt.Errorf("testenv: %s: unreadable file %q is not inside the host (%s)", h.info.Name, name, h.info.Root)
+	}
+	return p, nil
+}
+
+// makeUnreadable moves the file at name aside and puts an empty directory
+// in its place.
+func (h *sshHost) makeUnreadable(name string) (*unreadableFile, error) {
+	p, err := h.resolveUnreadable(name)
+	if err != nil {
+		return nil, err
+	}
+	u := &unreadableFile{name: name, path: p}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return nil, fmt.Errorf("testenv: %s: unreadable %s: %w", h.info.Name, name, err)
+	}
+	if _, err := os.Lstat(p); err == nil {
+		stashDir := filepath.Join(h.info.Root, ".testenv-faults")
+		if err := os.MkdirAll(stashDir, 0o700); err != nil {
+			return nil, fmt.Errorf("testenv: %s: unreadable %s: %w", h.info.Name, name, err)
+		}
+		f, err := os.CreateTemp(stashDir, "unreadable-*")
+		if err != nil {
+			return nil, fmt.Errorf("testenv: %s: unreadable %s: %w", h.info.Name, name, err)
+		}
+		f.Close()
+		u.stash = f.Name()
+		if err := os.Rename(p, u.stash); err != nil {
+			os.Remove(u.stash)
+			return nil, fmt.Errorf("testenv: %s: unreadable %s: %w", h.info.Name, name, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("testenv: %s: unreadable %s: %w", h.info.Name, name, err)
+	}
+	if err := os.Mkdir(p, 0o755); err != nil {
+		if u.stash != "" {
+			os.Rename(u.stash, p)
+		}
+		return nil, fmt.Errorf("testenv: %s: unreadable %s: %w", h.info.Name, name, err)
+	}
+	return u, nil
+}
+
+// restore puts the original back if the directory is still empty; else
+// it leaves what is there and puts the original next to it.
+func (u *unreadableFile) restore() (kept string, err error) {
+	fi, lerr := os.Lstat(u.path)
+	untouched := false
+	if lerr == nil && fi.IsDir() {
+		entries, rerr := os.ReadDir(u.path)
+		untouched = rerr == nil && len(entries) == 0
+	}
+	switch {
+	case untouched:
+		if err := os.Remove(u.path); err != nil {
+			return "", err
+		}
+	case errors.Is(lerr, fs.ErrNotExist):
+		// Removed meanwhile: the original goes back.
+	default:
+		kept = u.path
+		if u.stash == "" {
+			return kept, nil
+		}
+		return kept, os.Rename(u.stash, u.path+".testenv-original")
+	}
+	if u.stash == "" {
+		return "", nil
+	}
+	return "", os.Rename(u.stash, u.path)
 }
 
 // SetFault replaces host's faults with f; SetFault(host, FaultSpec{})
@@ -128,8 +387,8 @@ func (c *Cluster) Faults() map[string]FaultSpec {
 	return out
 }
 
-// Held counts, per host name, the commands a HangStep fault holds now: a
-// test waits for it to know relctl reached the step.
+// Held counts, per host name, the commands a HangStep or NeverEndsStep
+// fault holds now: a test waits for it to know relctl reached the step.
 func (c *Cluster) Held() map[string]int {
 	out := make(map[string]int, len(c.hosts))
 	for _, h := range c.hosts {

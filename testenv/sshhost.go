@@ -51,9 +51,11 @@ type sshHost struct {
 	groups  map[int]struct{}           // process groups of running commands
 	fault   FaultSpec
 	hang    chan struct{} // non-nil while Hang is on; closed when it is lifted
-	// stepChanged is closed (and replaced) when FailStep or HangStep
-	// change, so held commands look again.
+	// stepChanged is closed (and replaced) when the step faults change, so
+	// held commands look again.
 	stepChanged chan struct{}
+	// unreadable is the applied Unreadable fault; nil when there is none.
+	unreadable *unreadableFile
 }
 
 // liveConn is an established connection; gone ends every wait a fault put
@@ -139,6 +141,23 @@ func (h *sshHost) editFault(edit func(FaultSpec) FaultSpec) (FaultSpec, error) {
 	if err := f.validate(); err != nil {
 		return h.fault, err
 	}
+	if f.Unreadable != "" {
+		if _, err := h.resolveUnreadable(f.Unreadable); err != nil {
+			return h.fault, err
+		}
+	}
+	if f.Unreadable != h.fault.Unreadable {
+		// The files first: when that fails, nothing else changes (the
+		// spec says which file, if any, is still unreadable).
+		err := h.swapUnreadableLocked(f.Unreadable)
+		h.fault.Unreadable = ""
+		if h.unreadable != nil {
+			h.fault.Unreadable = h.unreadable.name
+		}
+		if err != nil {
+			return h.fault, err
+		}
+	}
 	if err := h.setDownLocked(f.DropSSH); err != nil {
 		return h.fault, err
 	}
@@ -149,12 +168,36 @@ func (h *sshHost) editFault(edit func(FaultSpec) FaultSpec) (FaultSpec, error) {
 		close(h.hang)
 		h.hang = nil
 	}
-	if f.FailStep != h.fault.FailStep || f.HangStep != h.fault.HangStep {
+	if f.stepFaults() != h.fault.stepFaults() {
 		close(h.stepChanged)
 		h.stepChanged = make(chan struct{})
 	}
 	h.fault = f
 	return f, nil
+}
+
+// swapUnreadableLocked restores the file of the current Unreadable fault,
+// then applies name's ("" applies none).
+func (h *sshHost) swapUnreadableLocked(name string) error {
+	if u := h.unreadable; u != nil {
+		kept, err := u.restore()
+		h.unreadable = nil
+		if err != nil {
+			return fmt.Errorf("testenv: %s: restoring %s: %w", h.info.Name, u.name, err)
+		}
+		if kept != "" {
+			h.log.Warn().Str("file", kept).Msg("the unreadable file was written to while faulted: left as it is, the original beside it as .testenv-original")
+		}
+	}
+	if name == "" {
+		return nil
+	}
+	u, err := h.makeUnreadable(name)
+	if err != nil {
+		return err
+	}
+	h.unreadable = u
+	return nil
 }
 
 // setDownLocked closes the listener and drops live connections (like a
@@ -211,6 +254,12 @@ func (h *sshHost) close() {
 	}
 	for pgid := range h.groups {
 		syscall.Kill(-pgid, syscall.SIGKILL)
+	}
+	if !wasClosed {
+		// The files of a host outlive it: give the original back.
+		if err := h.swapUnreadableLocked(""); err != nil {
+			h.log.Warn().Err(err).Msg("unreadable fault")
+		}
 	}
 	h.mu.Unlock()
 }
@@ -393,7 +442,7 @@ func (h *sshHost) serveSession(user string, nch ssh.NewChannel, gone <-chan stru
 				continue
 			}
 			step := stepOf(env)
-			if act, _, _ := h.stepAction(step); act != runNow {
+			if act, _, _, out := h.stepAction(step); act != runNow || !out.none() {
 				// Accepted like any command; what happens is decided later.
 				started = true
 				reply(req, true)
@@ -403,7 +452,7 @@ func (h *sshHost) serveSession(user string, nch ssh.NewChannel, gone <-chan stru
 				}()
 				continue
 			}
-			c, err := h.startCommand(user, cmd.Command, env, ch, gone)
+			c, err := h.startCommand(user, cmd.Command, env, ch, gone, false)
 			if err != nil {
 				fmt.Fprintf(ch.Stderr(), "testenv: %s: cannot run command: %v\n", h.info.Name, err)
 				reply(req, false)
@@ -473,6 +522,14 @@ func (p *sessionProcess) started(pgid int) {
 	}
 }
 
+// exited routes signals to the session again once the command is gone
+// (NeverEndsStep holds the session open after it).
+func (p *sessionProcess) exited() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pgid = 0
+}
+
 type stepFault int
 
 const (
@@ -482,17 +539,18 @@ const (
 )
 
 // stepAction is what the host's faults do to a command of step now, the
-// fault's step name, and a channel closed when the step faults change.
-func (h *sshHost) stepAction(step string) (stepFault, string, <-chan struct{}) {
+// fault's step name, a channel closed when the step faults change, and
+// (when it runs) what happens to its output.
+func (h *sshHost) stepAction(step string) (stepFault, string, <-chan struct{}, outputFault) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
 	case stepMatches(h.fault.FailStep, step):
-		return failNow, h.fault.FailStep, h.stepChanged
+		return failNow, h.fault.FailStep, h.stepChanged, outputFault{}
 	case stepMatches(h.fault.HangStep, step):
-		return holdStep, h.fault.HangStep, h.stepChanged
+		return holdStep, h.fault.HangStep, h.stepChanged, outputFault{}
 	}
-	return runNow, "", h.stepChanged
+	return runNow, "", h.stepChanged, h.fault.outputFaultFor(step)
 }
 
 // runFaultedStep serves an accepted exec hit by a step fault: it fails it,
@@ -501,7 +559,7 @@ func (h *sshHost) stepAction(step string) (stepFault, string, <-chan struct{}) {
 func (h *sshHost) runFaultedStep(user, command string, env []string, ch ssh.Channel, step string, proc *sessionProcess, gone <-chan struct{}) {
 	defer ch.Close()
 	for {
-		act, name, changed := h.stepAction(step)
+		act, name, changed, out := h.stepAction(step)
 		switch act {
 		case failNow:
 			h.log.Debug().Str("step", step).Msg("injected step failure")
@@ -509,14 +567,18 @@ func (h *sshHost) runFaultedStep(user, command string, env []string, ch ssh.Chan
 			h.sendExit(ch, gone, exitStatus(1))
 			return
 		case runNow:
-			c, err := h.startCommand(user, command, env, ch, gone)
+			c, err := h.startCommand(user, command, env, ch, gone, !out.none())
 			if err != nil {
 				fmt.Fprintf(ch.Stderr(), "testenv: %s: cannot run command: %v\n", h.info.Name, err)
 				h.sendExit(ch, gone, exitStatus(255))
 				return
 			}
 			proc.started(c.pgid)
-			c.finish(h)
+			if out.none() {
+				c.finish(h)
+				return
+			}
+			h.runDamaged(c, step, out, proc, changed)
 			return
 		}
 		h.log.Debug().Str("step", step).Msg("step held by fault")
@@ -535,6 +597,57 @@ func (h *sshHost) runFaultedStep(user, command string, env []string, ch ssh.Chan
 		}
 		h.held.Add(-1)
 		return
+	}
+}
+
+// runDamaged finishes a command whose stdout was captured: it sends the
+// output damaged, and for NeverEndsStep only its first half, then holds.
+func (h *sshHost) runDamaged(c *runningCommand, step string, out outputFault, proc *sessionProcess, changed <-chan struct{}) {
+	ended := c.wait(h)
+	proc.exited()
+	stdout := out.damage(c.stdout.Bytes(), h.info.Name+" "+step)
+	w := gatedWriter{h, c.ch, c.gone}
+	if !out.neverEnds {
+		w.Write(stdout)
+		h.sendExit(c.ch, c.gone, ended)
+		return
+	}
+	h.log.Debug().Str("step", step).Msg("injected never-ending command")
+	half := len(stdout) / 2
+	w.Write(stdout[:half])
+	if h.holdNeverEnding(step, changed, proc.sigs, proc.abandon, c.gone, func(s syscall.Signal) {
+		h.sendExit(c.ch, c.gone, exitSignal(s, false))
+	}) {
+		w.Write(stdout[half:])
+		h.sendExit(c.ch, c.gone, ended)
+	}
+}
+
+// holdNeverEnding waits until the NeverEndsStep fault no longer covers
+// step (true), or a signal (reported through killed), the client going
+// away or the host ending (false).
+func (h *sshHost) holdNeverEnding(step string, changed <-chan struct{}, sigs <-chan syscall.Signal, abandon, gone <-chan struct{}, killed func(syscall.Signal)) bool {
+	h.held.Add(1)
+	defer h.held.Add(-1)
+	for {
+		select {
+		case <-changed:
+			_, _, next, out := h.stepAction(step)
+			if out.neverEnds {
+				changed = next
+				continue
+			}
+			return true
+		case s := <-sigs:
+			if killed != nil {
+				killed(s)
+			}
+			return false
+		case <-abandon:
+		case <-gone:
+		case <-h.done:
+		}
+		return false
 	}
 }
 
@@ -592,9 +705,14 @@ type runningCommand struct {
 	ch     ssh.Channel
 	gone   <-chan struct{} // the connection's end
 	copies sync.WaitGroup
+	// stdout holds the command's output instead of the channel when an
+	// output fault is to damage it; read after wait.
+	stdout bytes.Buffer
 }
 
-func (h *sshHost) startCommand(user, command string, clientEnv []string, ch ssh.Channel, gone <-chan struct{}) (*runningCommand, error) {
+// startCommand runs command for a session; with capture, its stdout is
+// kept in runningCommand.stdout instead of going to the client.
+func (h *sshHost) startCommand(user, command string, clientEnv []string, ch ssh.Channel, gone <-chan struct{}, capture bool) (*runningCommand, error) {
 	cmd := exec.Command("/bin/sh", "-c", command)
 	cmd.Dir = h.info.Root
 	cmd.Env = append([]string{
@@ -662,7 +780,11 @@ func (h *sshHost) startCommand(user, command string, clientEnv []string, ch ssh.
 	}()
 	// Output goes through the Hang gate: a hung host's commands go quiet.
 	c.copies.Add(2)
-	go c.copyOut(gatedWriter{h, ch, gone}, outR)
+	var stdout io.Writer = gatedWriter{h, ch, gone}
+	if capture {
+		stdout = &c.stdout
+	}
+	go c.copyOut(stdout, outR)
 	go c.copyOut(gatedWriter{h, ch.Stderr(), gone}, errR)
 	return c, nil
 }
@@ -677,6 +799,12 @@ func (c *runningCommand) copyOut(w io.Writer, r *os.File) {
 
 // finish waits for the command and its output, then reports how it ended.
 func (c *runningCommand) finish(h *sshHost) {
+	h.sendExit(c.ch, c.gone, c.wait(h))
+	c.ch.Close()
+}
+
+// wait waits for the command and its output and says how it ended.
+func (c *runningCommand) wait(h *sshHost) exitReport {
 	c.copies.Wait()
 	err := c.cmd.Wait()
 	h.mu.Lock()
@@ -684,20 +812,16 @@ func (c *runningCommand) finish(h *sshHost) {
 	h.mu.Unlock()
 
 	ws, _ := c.cmd.ProcessState.Sys().(syscall.WaitStatus)
-	switch {
-	case ws.Signaled():
-		name := signalName(ws.Signal())
-		h.sendExit(c.ch, c.gone, exitSignal(ws.Signal(), ws.CoreDump()))
-		h.log.Debug().Str("signal", name).Msg("command killed")
-	default:
-		status := c.cmd.ProcessState.ExitCode()
-		if status < 0 {
-			status = 255
-		}
-		h.sendExit(c.ch, c.gone, exitStatus(status))
-		h.log.Debug().Int("status", status).AnErr("wait", err).Msg("command exited")
+	if ws.Signaled() {
+		h.log.Debug().Str("signal", signalName(ws.Signal())).Msg("command killed")
+		return exitSignal(ws.Signal(), ws.CoreDump())
 	}
-	c.ch.Close()
+	status := c.cmd.ProcessState.ExitCode()
+	if status < 0 {
+		status = 255
+	}
+	h.log.Debug().Int("status", status).AnErr("wait", err).Msg("command exited")
+	return exitStatus(status)
 }
 
 var signalsByName = map[string]syscall.Signal{
@@ -755,17 +879,36 @@ func (h *sshHost) serveDirectTCPIP(nch ssh.NewChannel) {
 		return
 	}
 	go ssh.DiscardRequests(reqs)
+	label := ForwardLabel + " " + addr
+	_, _, changed, out := h.stepAction(label)
+	clientDone := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
+		defer close(clientDone)
 		io.Copy(tc, ch)
 		tc.(*net.TCPConn).CloseWrite()
 	}()
 	go func() {
 		defer wg.Done()
-		io.Copy(ch, tc)
-		ch.CloseWrite()
+		defer ch.CloseWrite()
+		if out.none() {
+			io.Copy(ch, tc)
+			return
+		}
+		// Damaged: what the service answers, all at once when it is done.
+		b, _ := io.ReadAll(tc)
+		b = out.damage(b, h.info.Name+" "+label)
+		if !out.neverEnds {
+			ch.Write(b)
+			return
+		}
+		half := len(b) / 2
+		ch.Write(b[:half])
+		if h.holdNeverEnding(label, changed, nil, clientDone, nil, nil) {
+			ch.Write(b[half:])
+		}
 	}()
 	wg.Wait()
 	tc.Close()
