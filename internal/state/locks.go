@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path"
 	"regexp"
@@ -17,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-multierror"
 	"github.com/relctl/relctl/internal/transport"
@@ -97,11 +100,17 @@ func (o LockOptions) withDefaults() LockOptions {
 // HostLockState is what one host's lock looks like.
 type HostLockState struct {
 	Host        string
+	Path        string // the lock on the host: <base_dir>/.relctl/lock
 	Held        bool
-	Owner       *LockOwner // nil when not held or owner.json is unreadable
+	Owner       *LockOwner // nil when not held, and for most broken locks
 	Stale       bool
 	StaleReason string // e.g. "pid 1234 is not running on this controller", "heartbeat 5m old (ttl 2m)"
-	Err         string // the host could not be asked
+	// Broken says what is wrong with a lock that no run of relctl holds the
+	// way relctl makes locks (a plain file, a directory without owner.json,
+	// garbage in owner.json, ...). Such a lock is held (nobody else may run)
+	// but never stale: relctl does not take over what it does not understand.
+	Broken string
+	Err    string // the host could not be asked
 }
 
 // LockedError says the environment is locked by another run.
@@ -117,15 +126,21 @@ func (e *LockedError) Error() string {
 		now = time.Now()
 	}
 	// One clause per holding run: usually a single run holds every host.
+	// A broken lock has no run: one clause per host.
 	type group struct {
 		st    HostLockState
 		hosts []string
 	}
 	var groups []*group
+	var broken []string
 	byRun := map[string]*group{}
 	for _, h := range e.Holders {
 		key := "?"
-		if h.Owner != nil {
+		switch {
+		case h.Broken != "":
+			key = "broken\x00" + h.Host
+			broken = append(broken, h.Host)
+		case h.Owner != nil:
 			key = h.Owner.RunID
 		}
 		g := byRun[key]
@@ -138,11 +153,16 @@ func (e *LockedError) Error() string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "environment %s is locked", e.Env)
-	stale := false
+	stale, live := false, false
 	for i, g := range groups {
 		if i > 0 {
 			b.WriteString(";")
 		}
+		if g.st.Broken != "" {
+			fmt.Fprintf(&b, " by a broken lock on %s (%s: %s)", g.st.Host, g.st.Path, g.st.Broken)
+			continue
+		}
+		live = true
 		if o := g.st.Owner; o != nil {
 			fmt.Fprintf(&b, " by run %s (%s", o.RunID, o.Command)
 			if o.Release != "" {
@@ -150,7 +170,7 @@ func (e *LockedError) Error() string {
 			}
 			fmt.Fprintf(&b, " by %s@%s, pid %d, heartbeat %s ago)", o.Operator, o.Controller, o.PID, age(now, o.Heartbeat))
 		} else {
-			b.WriteString(" by an unknown holder (owner.json is unreadable)")
+			b.WriteString(" by an unknown holder")
 		}
 		fmt.Fprintf(&b, " on %s", strings.Join(g.hosts, ", "))
 		if g.st.Stale {
@@ -158,12 +178,28 @@ func (e *LockedError) Error() string {
 			fmt.Fprintf(&b, "; the lock is stale: %s", g.st.StaleReason)
 		}
 	}
-	if stale {
+	switch {
+	case stale:
 		fmt.Fprintf(&b, "\n`relctl rollback --env %[1]s --to prev` takes over a stale lock; `relctl unlock --env %[1]s --force --reason TEXT` removes it", e.Env)
-	} else {
+	case live:
 		fmt.Fprintf(&b, "\nwait for that run to finish; if it is gone, `relctl unlock --env %s --force --reason TEXT` removes the lock", e.Env)
 	}
+	if len(broken) > 0 {
+		fmt.Fprintf(&b, "\nno run refreshes a broken lock and relctl never takes one over: look at it on the host, then remove it with\n  %s", UnlockCommand(e.Env, broken))
+	}
 	return b.String()
+}
+
+// UnlockCommand is the command that removes the environment's lock from
+// hosts (all of the environment's when hosts is empty).
+func UnlockCommand(env string, hosts []string) string {
+	cmd := "relctl unlock --env " + Quote(env)
+	if len(hosts) > 0 {
+		hs := slices.Clone(hosts)
+		sort.Strings(hs)
+		cmd += " --hosts " + Quote(strings.Join(slices.Compact(hs), ","))
+	}
+	return cmd + " --force --reason " + Quote("removing a broken lock")
 }
 
 func age(now, t time.Time) time.Duration {
@@ -217,16 +253,120 @@ func lockCommon(l Layout) string {
 	return fmt.Sprintf("mkdir -p %[1]s && cd %[1]s || exit 1\n", Quote(l.StateDir()))
 }
 
+// probeLock defines probe_lock PATH: what is at a lock path, without
+// following a symbolic link and without reading anything but a regular
+// owner.json (at most maxOwnerSize+1 bytes of it). It prints one of
+//
+//	none                       nothing there
+//	held\n<owner.json>         a lock directory with a regular owner.json
+//	gone                       it vanished while being read (a race)
+//	broken <what>\n<fact>      anything else: see brokenForms
+const probeLock = `probe_lock() {
+  if [ -L "$1" ]; then echo "broken symlink"; readlink "$1" 2>/dev/null | head -c 300; return 0; fi
+  if [ ! -e "$1" ]; then echo none; return 0; fi
+  if [ ! -d "$1" ]; then
+    if [ -f "$1" ]; then echo "broken file"; wc -c < "$1" 2>/dev/null
+    elif [ -p "$1" ]; then echo "broken fifo"
+    elif [ -S "$1" ]; then echo "broken socket"
+    elif [ -b "$1" ] || [ -c "$1" ]; then echo "broken device"
+    else echo "broken special"; fi
+    return 0
+  fi
+  if [ ! -r "$1" ] || [ ! -x "$1" ]; then echo "broken unreadable"; return 0; fi
+  if [ -L "$1/owner.json" ]; then echo "broken owner-symlink"; readlink "$1/owner.json" 2>/dev/null | head -c 300; return 0; fi
+  if [ ! -e "$1/owner.json" ]; then
+    if [ -z "$(ls -A "$1" 2>/dev/null | head -n 1)" ]; then echo "broken empty"; else echo "broken no-owner"; ls -A "$1" 2>/dev/null | head -n 5; fi
+    return 0
+  fi
+  if [ -d "$1/owner.json" ]; then echo "broken owner-dir"; return 0; fi
+  if [ ! -f "$1/owner.json" ]; then echo "broken owner-special"; return 0; fi
+  if [ ! -r "$1/owner.json" ]; then echo "broken owner-unreadable"; return 0; fi
+  echo held
+  head -c ` + maxOwnerSizeText + ` "$1/owner.json" 2>/dev/null || return 0
+}
+`
+
+// maxOwnerSize bounds what is read of an owner.json: relctl's own are a
+// few hundred bytes.
+const (
+	maxOwnerSize     = 64 << 10
+	maxOwnerSizeText = "65537" // maxOwnerSize+1: enough to tell "too large"
+)
+
+// brokenForms says in words what probe_lock found (fact: what it printed
+// after the word).
+func brokenForm(what, fact string) string {
+	fact = printable(strings.TrimSpace(fact), 300)
+	switch what {
+	case "symlink":
+		return fmt.Sprintf("the lock is a symbolic link (to %s), not a directory", orQ(fact))
+	case "file":
+		return fmt.Sprintf("the lock is a plain file (%s bytes), not a directory", orQ(fact))
+	case "fifo", "socket", "device", "special":
+		return fmt.Sprintf("the lock is a %s, not a directory", map[string]string{"fifo": "named pipe", "socket": "socket", "device": "device file", "special": "special file"}[what])
+	case "unreadable":
+		return "the lock directory cannot be read by the SSH user"
+	case "empty":
+		return "the lock directory is empty (no owner.json)"
+	case "no-owner":
+		return fmt.Sprintf("the lock directory has no owner.json (it holds %s)", strings.Join(strings.Fields(fact), ", "))
+	case "owner-symlink":
+		return fmt.Sprintf("owner.json is a symbolic link (to %s)", orQ(fact))
+	case "owner-dir":
+		return "owner.json is a directory"
+	case "owner-special":
+		return "owner.json is not a regular file"
+	case "owner-unreadable":
+		return "owner.json cannot be read by the SSH user"
+	}
+	return fmt.Sprintf("an unknown form (%s)", printable(what, 60))
+}
+
+func orQ(s string) string {
+	if s == "" {
+		return "?"
+	}
+	return s
+}
+
+// lockProbe is probe_lock's output, parsed.
+type lockProbe struct {
+	word string // none, held, gone, broken
+	what string // broken: the form
+	rest []byte // held: owner.json; broken: the fact
+}
+
+func parseProbe(out []byte) (lockProbe, error) {
+	line, rest := firstLine(out)
+	word, what, _ := strings.Cut(line, " ")
+	switch word {
+	case "none", "gone":
+		return lockProbe{word: word}, nil
+	case "held", "broken":
+		return lockProbe{word: word, what: what, rest: rest}, nil
+	}
+	return lockProbe{}, fmt.Errorf("unexpected output %q", truncate(string(out), 200))
+}
+
+// transient is a broken form that a run of relctl shows for an instant (an
+// older relctl's release between removing owner.json and the directory; a
+// lock that vanished while it was read): looked at again before it counts.
+func (p lockProbe) transient() bool {
+	return p.word == "gone" || (p.word == "broken" && p.what == "empty") || (p.word == "held" && len(p.rest) == 0)
+}
+
 // acquireScript installs the lock: owner.json (stdin) is written into a
-// private directory which is then renamed to "lock". rename(2) onto an
-// existing, non-empty lock fails, and a lock directory never exists without
-// its owner.json, so a reader never sees a half-made lock.
+// private directory which is then renamed to "lock", if nothing is there.
+// (rename(2) would also replace an empty directory: the check before it
+// leaves that to the probe.) A lock directory never exists without its
+// owner.json, so a reader never sees a half-made lock. When the lock is not
+// taken, the probe says what is there.
 func acquireScript(l Layout, runID string) string {
 	n := Quote("lock.new." + runID)
-	return lockCommon(l) + fmt.Sprintf(`rm -rf %[1]s && mkdir %[1]s && cat > %[1]s/owner.json || exit 1
-if mv -T %[1]s lock 2>/dev/null; then echo acquired; exit 0; fi
+	return lockCommon(l) + probeLock + fmt.Sprintf(`rm -rf %[1]s && mkdir %[1]s && cat > %[1]s/owner.json || exit 1
+if [ ! -e lock ] && [ ! -L lock ] && mv -T %[1]s lock 2>/dev/null; then echo acquired; exit 0; fi
 rm -rf %[1]s
-if [ -f lock/owner.json ]; then echo held; cat lock/owner.json; else echo retry; fi`, n)
+probe_lock lock`, n)
 }
 
 // takeOverScript replaces a stale lock, but only the very one judged stale:
@@ -237,7 +377,7 @@ func takeOverScript(l Layout, runID, wantSHA string) string {
 	n, s := Quote("lock.new."+runID), Quote("lock.stale."+runID)
 	return lockCommon(l) + fmt.Sprintf(`rm -rf %[1]s %[2]s && mkdir %[1]s && cat > %[1]s/owner.json || exit 1
 if ! mv -T lock %[2]s 2>/dev/null; then
-  if mv -T %[1]s lock 2>/dev/null; then echo acquired; exit 0; fi
+  if [ ! -e lock ] && [ ! -L lock ] && mv -T %[1]s lock 2>/dev/null; then echo acquired; exit 0; fi
   rm -rf %[1]s; echo retry; exit 0
 fi
 set -- $(sha256sum < %[2]s/owner.json 2>/dev/null)
@@ -258,7 +398,8 @@ func ownedBy(runID string) string { return Quote(`"run_id":"` + runID + `"`) }
 // meanwhile, the write lands in the moved directory, never in the new lock.
 func refreshScript(l Layout, runID string) string {
 	t := Quote("owner.json.tmp." + runID)
-	return fmt.Sprintf(`cd %[1]s 2>/dev/null || { echo gone; exit 0; }
+	return fmt.Sprintf(`[ -L %[1]s ] && { echo other; exit 0; }
+cd %[1]s 2>/dev/null || { echo gone; exit 0; }
 grep -qF %[2]s owner.json 2>/dev/null || { echo other; exit 0; }
 cat > %[3]s || exit 1
 # Check again right before the rename: another run may have taken the lock
@@ -267,25 +408,39 @@ grep -qF %[2]s owner.json 2>/dev/null || { rm -f %[3]s; echo other; exit 0; }
 mv -f %[3]s owner.json && echo ok`, Quote(l.LockDir()), ownedBy(runID), t)
 }
 
-// releaseScript removes the lock if it is ours. The final rmdir by name
-// cannot remove another run's lock: a lock directory is never empty.
+// releaseScript removes the lock if it is ours: moved aside whole (so no
+// reader ever sees a lock directory without owner.json), checked again
+// there, then deleted. Another run's lock that got in between is put back.
 func releaseScript(l Layout, runID string) string {
+	r := Quote("lock.released." + runID)
 	return fmt.Sprintf(`cd %[1]s 2>/dev/null || { echo gone; exit 0; }
-grep -qF %[2]s owner.json 2>/dev/null || { echo other; exit 0; }
-rm -f owner.json owner.json.tmp.* && cd .. && rmdir lock 2>/dev/null
-echo released`, Quote(l.LockDir()), ownedBy(runID))
+[ -d lock ] && [ ! -L lock ] || { echo gone; exit 0; }
+grep -qF %[2]s lock/owner.json 2>/dev/null || { echo other; exit 0; }
+rm -rf %[3]s
+mv -T lock %[3]s 2>/dev/null || { echo gone; exit 0; }
+if grep -qF %[2]s %[3]s/owner.json 2>/dev/null; then rm -rf %[3]s; echo released; exit 0; fi
+if [ ! -e lock ] && [ ! -L lock ]; then mv -T %[3]s lock 2>/dev/null; fi
+echo other`, Quote(l.StateDir()), ownedBy(runID), r)
 }
 
-// inspectScript prints the lock's owner.json, or "none".
+// inspectScript says what the lock is (probe_lock); it changes nothing.
 func inspectScript(l Layout) string {
-	return fmt.Sprintf(`if [ -d %[1]s ]; then echo held; cat %[1]s/owner.json 2>/dev/null; else echo none; fi`, Quote(l.LockDir()))
+	return probeLock + "probe_lock " + Quote(l.LockDir())
 }
 
-// forceRemoveScript moves any lock aside, prints its owner and deletes it.
+// forceRemoveScript moves whatever is at the lock path aside (atomic; a
+// symbolic link is moved, never followed), says what it was, and deletes
+// it. It prints "none", or "removed" (or "removed-kept PATH" when the
+// moved-aside copy could not be deleted) followed by the probe's output.
 func forceRemoveScript(l Layout, runID string) string {
 	r := Quote("lock.removed." + runID)
-	return lockCommon(l) + fmt.Sprintf(`rm -rf %[1]s
-if mv -T lock %[1]s 2>/dev/null; then echo removed; cat %[1]s/owner.json 2>/dev/null; rm -rf %[1]s; else echo none; fi`, r)
+	return lockCommon(l) + probeLock + fmt.Sprintf(`rm -rf %[1]s 2>/dev/null
+if [ ! -e lock ] && [ ! -L lock ]; then echo none; exit 0; fi
+mv -T lock %[1]s || exit 1
+p=$(probe_lock %[1]s)
+if [ -d %[1]s ] && [ ! -L %[1]s ]; then chmod -R u+rwX %[1]s 2>/dev/null; fi
+if rm -rf %[1]s 2>/dev/null && [ ! -e %[1]s ] && [ ! -L %[1]s ]; then echo removed; else echo "removed-kept $PWD/"%[1]s; fi
+printf '%%s\n' "$p"`, r)
 }
 
 // firstLine splits a script's output into its status word and the rest.
@@ -298,20 +453,91 @@ func firstLine(out []byte) (string, []byte) {
 	return strings.TrimSpace(s[:i]), []byte(s[i+1:])
 }
 
-// judge reads a held lock's owner.json and decides whether it is stale.
-func judge(host string, raw []byte, opts LockOptions) HostLockState {
-	st := HostLockState{Host: host, Held: true}
+// ParseLockOwner reads an owner.json. It accepts only what a run of relctl
+// writes: a JSON object with a valid run id, the operator, controller, pid,
+// environment, command and heartbeat. Unknown fields are allowed (a newer
+// relctl may add some); descriptive fields are made printable (no control
+// characters, at most 200 characters), so an owner can go to a terminal.
+func ParseLockOwner(raw []byte) (*LockOwner, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil, errors.New("owner.json is empty")
+	}
+	if len(raw) > maxOwnerSize {
+		return nil, fmt.Errorf("owner.json is larger than %d KiB", maxOwnerSize>>10)
+	}
+	if t := bytes.TrimSpace(raw); t[0] != '{' {
+		return nil, errors.New("owner.json is not a JSON object")
+	}
 	var o LockOwner
-	if err := json.Unmarshal(raw, &o); err != nil || o.RunID == "" {
-		// Only a broken or hand-made lock has no readable owner: nobody can
-		// refresh it, so it is stale rather than a lock forever.
-		st.Stale, st.StaleReason = true, "owner.json is missing or unreadable"
+	if err := json.Unmarshal(raw, &o); err != nil {
+		return nil, fmt.Errorf("owner.json is not valid: %s", printable(err.Error(), 200))
+	}
+	var missing []string
+	for _, f := range []struct {
+		name string
+		ok   bool
+	}{{"run_id", o.RunID != ""}, {"env", o.Env != ""}, {"command", o.Command != ""}, {"operator", o.Operator != ""},
+		{"controller", o.Controller != ""}, {"pid", o.PID != 0}, {"heartbeat", !o.Heartbeat.IsZero()}} {
+		if !f.ok {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("owner.json lacks %s", strings.Join(missing, ", "))
+	}
+	if checkRunID(o.RunID) != nil {
+		return nil, fmt.Errorf("owner.json has an invalid run_id %q", printable(o.RunID, 60))
+	}
+	if o.PID < 0 || o.PID > math.MaxInt32 {
+		return nil, fmt.Errorf("owner.json has an invalid pid %d", o.PID)
+	}
+	for _, f := range []*string{&o.Operator, &o.Controller, &o.Env, &o.Command, &o.Release} {
+		*f = printable(*f, 200)
+	}
+	return &o, nil
+}
+
+// printable replaces control characters and invalid UTF-8 and cuts s to
+// at most n characters.
+func printable(s string, n int) string {
+	var b strings.Builder
+	i := 0
+	for _, r := range strings.ToValidUTF8(s, "?") {
+		if i == n {
+			b.WriteString("…")
+			break
+		}
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			r = '?'
+		}
+		b.WriteRune(r)
+		i++
+	}
+	return b.String()
+}
+
+// judgeProbe turns what probe_lock found at a held lock into its state:
+// held by a live run, stale, or broken.
+func judgeProbe(host, lockPath string, p lockProbe, opts LockOptions) HostLockState {
+	st := HostLockState{Host: host, Path: lockPath, Held: true}
+	if p.word == "broken" {
+		st.Broken = brokenForm(p.what, string(p.rest))
 		return st
 	}
-	st.Owner = &o
+	o, err := ParseLockOwner(p.rest)
+	if err != nil {
+		st.Broken = err.Error()
+		return st
+	}
+	st.Owner = o
 	now := opts.Now()
 	switch {
-	case o.Controller == Controller() && o.PID > 0 && !pidAlive(o.PID):
+	case o.Heartbeat.Sub(now) > opts.TTL:
+		// Never stale by itself: it needs a human (the holder's clock, or
+		// the file, is wrong).
+		st.Broken = fmt.Sprintf("its heartbeat %s is %s in the future (run %s by %s@%s, pid %d): a clock or the file is wrong, and the lock would never go stale",
+			o.Heartbeat.UTC().Format(time.RFC3339), o.Heartbeat.Sub(now).Round(time.Second), o.RunID, o.Operator, o.Controller, o.PID)
+	case o.Controller == Controller() && !pidAlive(o.PID):
 		st.Stale, st.StaleReason = true, fmt.Sprintf("pid %d is not running on this controller", o.PID)
 	case now.Sub(o.Heartbeat) > opts.TTL:
 		st.Stale, st.StaleReason = true, fmt.Sprintf("heartbeat %s old (ttl %s)", age(now, o.Heartbeat), opts.TTL)
@@ -438,29 +664,45 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 }
 
 // acquireOne takes one host's lock. A race with another run (the lock came
-// or went between two commands) is retried a few times.
+// or went between two commands) is retried a few times; so is a form that
+// is only ever seen for an instant. A lock that stays broken is a holder.
 func acquireOne(ctx context.Context, t LockTarget, runID string, body []byte, opts LockOptions) (got bool, took, holder *HostLockState, err error) {
 	const attempts = 4
-	for range attempts {
+	lockPath := t.Layout.LockDir()
+	var last *HostLockState
+	for attempt := range attempts {
+		if attempt > 0 && last != nil {
+			// A transient form: give its maker a moment.
+			select {
+			case <-ctx.Done():
+				return false, nil, nil, ctx.Err()
+			case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+			}
+		}
+		last = nil
 		res, err := t.Conn.Run(ctx, acquireScript(t.Layout, runID), transport.RunOptions{Stdin: strings.NewReader(string(body)), Label: "lock"})
 		if err != nil {
 			return false, nil, nil, err
 		}
-		word, rest := firstLine(res.Stdout)
-		switch word {
-		case "acquired":
+		if word, _ := firstLine(res.Stdout); word == "acquired" {
 			return true, nil, nil, nil
-		case "retry":
-			continue
-		case "held":
-		default:
-			return false, nil, nil, fmt.Errorf("unexpected output from the lock script: %q", truncate(string(res.Stdout), 200))
 		}
-		st := judge(t.Host, rest, opts)
-		if !st.Stale || !opts.TakeOverStale {
+		p, err := parseProbe(res.Stdout)
+		if err != nil {
+			return false, nil, nil, fmt.Errorf("the lock script: %w", err)
+		}
+		if p.word == "none" || p.word == "gone" {
+			continue // released between the rename and the probe
+		}
+		st := judgeProbe(t.Host, lockPath, p, opts)
+		if p.transient() {
+			last = &st
+			continue
+		}
+		if st.Broken != "" || !st.Stale || !opts.TakeOverStale {
 			return false, nil, &st, nil
 		}
-		sum := sha256.Sum256(rest)
+		sum := sha256.Sum256(p.rest)
 		res, err = t.Conn.Run(ctx, takeOverScript(t.Layout, runID, hex.EncodeToString(sum[:])), transport.RunOptions{Stdin: strings.NewReader(string(body)), Label: "lock takeover"})
 		if err != nil {
 			return false, nil, nil, err
@@ -475,6 +717,9 @@ func acquireOne(ctx context.Context, t LockTarget, runID string, body []byte, op
 		default:
 			return false, nil, nil, fmt.Errorf("unexpected output from the lock takeover script: %q", truncate(string(res.Stdout), 200))
 		}
+	}
+	if last != nil {
+		return false, nil, last, nil // it stayed that way: broken
 	}
 	return false, nil, nil, errors.New("the lock kept changing hands; try again")
 }
@@ -615,19 +860,7 @@ func InspectLocks(ctx context.Context, targets []LockTarget, opts LockOptions) (
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[i] = HostLockState{Host: t.Host}
-			res, err := t.Conn.Run(ctx, inspectScript(t.Layout), transport.RunOptions{Label: "lock status"})
-			if err != nil {
-				out[i].Err = err.Error()
-				return
-			}
-			switch word, rest := firstLine(res.Stdout); word {
-			case "none":
-			case "held":
-				out[i] = judge(t.Host, rest, opts)
-			default:
-				out[i].Err = fmt.Sprintf("unexpected output %q", truncate(string(res.Stdout), 200))
-			}
+			out[i] = inspectOne(ctx, t, opts)
 		}()
 	}
 	wg.Wait()
@@ -638,6 +871,44 @@ func InspectLocks(ctx context.Context, targets []LockTarget, opts LockOptions) (
 		}
 	}
 	return out, merr.ErrorOrNil()
+}
+
+// inspectOne reads one host's lock; a form seen for an instant only is
+// looked at again.
+func inspectOne(ctx context.Context, t LockTarget, opts LockOptions) HostLockState {
+	st := HostLockState{Host: t.Host, Path: t.Layout.LockDir()}
+	for attempt := range 3 {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				st.Err = ctx.Err().Error()
+				return st
+			case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+			}
+		}
+		res, err := t.Conn.Run(ctx, inspectScript(t.Layout), transport.RunOptions{Label: "lock status"})
+		if err != nil {
+			st.Err = err.Error()
+			return st
+		}
+		p, err := parseProbe(res.Stdout)
+		if err != nil {
+			st.Err = err.Error()
+			return st
+		}
+		switch {
+		case p.word == "none":
+			return HostLockState{Host: t.Host, Path: st.Path}
+		case p.word == "gone":
+			st = HostLockState{Host: t.Host, Path: st.Path}
+		default:
+			st = judgeProbe(t.Host, st.Path, p, opts)
+			if !p.transient() {
+				return st
+			}
+		}
+	}
+	return st
 }
 
 // ForceUnlock removes any lock on the targets, whoever holds it, and records
@@ -663,20 +934,26 @@ func ForceUnlock(ctx context.Context, targets []LockTarget, by LockOwner, reason
 				return
 			}
 			word, rest := firstLine(res.Stdout)
-			switch word {
+			verb, kept, _ := strings.Cut(word, " ")
+			switch verb {
 			case "none":
 				return
-			case "removed":
+			case "removed", "removed-kept":
 			default:
 				errs[i] = fmt.Errorf("%s: removing the lock: unexpected output %q", t.Host, truncate(string(res.Stdout), 200))
 				return
 			}
-			st := HostLockState{Host: t.Host, Held: true}
+			st := HostLockState{Host: t.Host, Path: t.Layout.LockDir(), Held: true}
+			if p, err := parseProbe(rest); err != nil {
+				st.Broken = "an unknown form (" + err.Error() + ")"
+			} else if p.word == "held" || p.word == "broken" {
+				st = judgeProbe(t.Host, st.Path, p, LockOptions{}.withDefaults())
+			} else {
+				st.Broken = "it vanished while it was moved aside"
+			}
 			ev := HistoryEvent{Kind: "unlock", Operator: by.Operator, Controller: by.Controller, RunID: by.RunID, Reason: reason,
 				Detail: map[string]string{}}
-			var o LockOwner
-			if json.Unmarshal(rest, &o) == nil && o.RunID != "" {
-				st.Owner = &o
+			if o := st.Owner; o != nil {
 				ev.Detail["removed_run_id"] = o.RunID
 				ev.Detail["removed_command"] = o.Command
 				ev.Detail["removed_release"] = o.Release
@@ -686,6 +963,14 @@ func ForceUnlock(ctx context.Context, targets []LockTarget, by LockOwner, reason
 				ev.Detail["removed_heartbeat"] = o.Heartbeat.UTC().Format(time.RFC3339)
 			} else {
 				ev.Detail["removed_owner"] = "unreadable"
+			}
+			if st.Broken != "" {
+				ev.Detail["removed_broken"] = st.Broken
+			}
+			if verb == "removed-kept" {
+				// Out of the way (the lock is gone), but not deleted.
+				ev.Detail["removed_kept_at"] = printable(kept, 300)
+				zerolog.Ctx(ctx).Warn().Str("host", t.Host).Str("path", kept).Msg("the removed lock was moved aside but could not be deleted")
 			}
 			removed[i] = &st
 			if err := AppendHistoryEvent(ctx, t.Conn, t.Layout, ev); err != nil {
