@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 	"github.com/rs/zerolog"
 
+	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
@@ -106,7 +107,7 @@ func (e *Engine) Deploy(ctx context.Context, p *Plan) (*Report, error) {
 			r.report.Hosts = append(r.report.Hosts, hr)
 		}
 	}
-	return r.execute(ctx)
+	return r.guarded(ctx)
 }
 
 // run is one execution of a plan.
@@ -123,6 +124,66 @@ type run struct {
 	done      chan struct{} // closed when the run has finished
 	locks     *state.LockSet
 	move      *moveRun // what this run's [move] changed
+
+	// where the run is, for a panic on the run's own goroutine
+	phase string
+	batch int
+}
+
+// guarded is execute with relctl's own bugs contained: a panic on a host's
+// goroutine is that host's failure (see recordPanic), and one on the run's
+// own goroutine fails the run, which then rolls back what it touched (unless
+// the rollback is what panicked) before the locks are released.
+func (r *run) guarded(ctx context.Context) (rep *Report, err error) {
+	ctx = fleet.WithRecorder(ctx, r.recordPanic)
+	defer r.unlock(ctx)
+	defer func() {
+		if v := recover(); v != nil {
+			rep, err = r.afterPanic(ctx, fleet.Recovered(ctx, "", v))
+		}
+	}()
+	return r.execute(ctx)
+}
+
+// afterPanic ends a run whose own goroutine panicked: every host it touched
+// is rolled back (and, whatever that rollback says, not vouched for).
+func (r *run) afterPanic(ctx context.Context, p *fleet.PanicError) (*Report, error) {
+	f := &Failure{Phase: r.phase, Batch: r.batch, Report: r.report, Err: p}
+	if r.phase == "" {
+		f.Phase = playbooks.PhasePreflight
+	}
+	for _, h := range r.report.Hosts {
+		if h.Touched && h.Panic == "" {
+			h.Panic = fmt.Sprintf("the run panicked: %v", p.Value)
+		}
+	}
+	if r.finished() { // RunDone was sent: only the error is left to return
+		return r.report, f
+	}
+	if !r.report.RolledBack && r.plan.AutoRollback && ctx.Err() == nil {
+		if err := fleet.Guard(ctx, "", func() error { r.rollBack(ctx); return nil }); err != nil {
+			r.engine.logEvent("", "the rollback after a panic panicked too: %v", err)
+		}
+	}
+	return r.finish(ctx, f)
+}
+
+// recordPanic writes a recovered panic's stack to the run log, line by line
+// under the host's name, marks the host, and says where the stack is.
+func (r *run) recordPanic(p *fleet.PanicError) string {
+	e := r.engine
+	e.logEvent(p.Host, "internal error (panic) in relctl: %v", p.Value)
+	for _, line := range strings.Split(strings.TrimRight(string(p.Stack), "\n"), "\n") {
+		e.logEvent(p.Host, "| %s", line)
+	}
+	if h := r.report.Host(p.Host); h != nil {
+		// Only the host's own goroutine writes its report.
+		h.Panic = fmt.Sprint(p.Value)
+		if h.Error == "" {
+			h.Error = "internal error (panic) in relctl: " + h.Panic
+		}
+	}
+	return e.Log.Path()
 }
 
 func (r *run) execute(ctx context.Context) (*Report, error) {
@@ -132,6 +193,7 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 		Operator: e.Operator, Controller: e.Controller})
 	e.logEvent("", "run %s: %s %s %s to %s: %d hosts in %d batches", p.RunID, p.Kind, p.Playbook, p.Version, p.Env, len(r.report.Hosts), len(p.Batches))
 
+	r.phase = playbooks.PhasePreflight
 	active := r.activeHosts()
 	// Connect to and read every host first: an unreachable host fails the run
 	// before anything is locked or changed. Hosts skipped on resume are
@@ -146,7 +208,6 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 	if err := r.lock(ctx, all); err != nil {
 		return r.finish(ctx, err)
 	}
-	defer r.unlock(ctx)
 	// Read again under the lock: a run that ended between the first read and
 	// the lock may have moved a host.
 	err = e.forEach(ctx, all, e.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
@@ -155,7 +216,7 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return r.finish(ctx, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err})
 	}
-	go r.watchStop(ctx)
+	fleet.Go(ctx, "watching for an interrupt", func() { r.watchStop(ctx) }, r.stopOnPanic)
 	if err := r.gateStillHolds(active); err != nil {
 		return r.finish(ctx, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err})
 	}
@@ -179,6 +240,7 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 		if len(hosts) == 0 {
 			continue
 		}
+		r.phase, r.batch = "between batches", b.Index
 		if i > 0 && p.Pause > 0 {
 			e.emit(Event{Kind: Pausing, Plan: p, Batch: b, Pause: p.Pause})
 			select {
@@ -201,6 +263,7 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 			limit = e.MaxParallel
 		}
 		for _, phase := range playbooks.Phases[1:] {
+			r.phase = phase
 			failed := &stopFlag{}
 			err := e.forEach(ctx, hosts, limit, func(ctx context.Context, hp *HostPlan) error {
 				return r.runs[hp.Name].runPhase(ctx, phase, failed)
@@ -223,6 +286,7 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 		e.logEvent("", "batch %d/%d done", b.Index, len(p.Batches))
 	}
 	if m := p.move; m != nil {
+		r.phase, r.batch = "move", len(p.Batches)
 		var err error
 		switch {
 		case m.back != nil:
@@ -298,8 +362,13 @@ func (r *run) active(hosts []*HostPlan) []*HostPlan {
 	return out
 }
 
-// connect opens the host's connection and reads its release state.
+// connect opens the host's connection and reads its release state. A
+// panic here (a parser meeting output it did not expect) is the host's error.
 func (r *run) connect(ctx context.Context, hp *HostPlan) error {
+	return fleet.Guard(fleet.WithRecorder(ctx, r.recordPanic), hp.Name, func() error { return r.connectUnguarded(ctx, hp) })
+}
+
+func (r *run) connectUnguarded(ctx context.Context, hp *HostPlan) error {
 	hr := r.report.Host(hp.Name)
 	conn, err := r.engine.Connector.Get(ctx, hp.Target)
 	if err != nil {
@@ -368,7 +437,7 @@ func (r *run) lock(ctx context.Context, hosts []*HostPlan) error {
 		e.logEvent(t.Host, "took over stale lock: %s", describeOwner(t))
 	}
 	e.emit(Event{Kind: LocksTaken, Plan: p, Locks: took})
-	go func() {
+	fleet.Go(ctx, "watching the locks", func() {
 		// A lost lock means another run may be working on these hosts: stop.
 		select {
 		case <-lockCtx.Done():
@@ -380,8 +449,15 @@ func (r *run) lock(ctx context.Context, hosts []*HostPlan) error {
 			}
 		case <-ctx.Done():
 		}
-	}()
+	}, r.stopOnPanic)
 	return nil
+}
+
+// stopOnPanic stops the run when one of its watchers panicked: without it,
+// an interrupt or a lost lock would go unnoticed.
+func (r *run) stopOnPanic(p *fleet.PanicError) {
+	r.setStopCause(p)
+	r.requestStop()
 }
 
 func describeOwner(s state.HostLockState) string {
@@ -579,28 +655,11 @@ func (s *stopFlag) raised() bool {
 
 // forEach runs fn for every host with at most limit at once and collects the
 // errors, in host order, into a multierror.
+// A panic in fn is that host's error (fleet.ForEach).
 func (e *Engine) forEach(ctx context.Context, hosts []*HostPlan, limit int, fn func(context.Context, *HostPlan) error) error {
-	if limit <= 0 || limit > len(hosts) {
-		limit = len(hosts)
-	}
-	errs := make([]error, len(hosts))
-	sem := make(chan struct{}, max(limit, 1))
-	var wg sync.WaitGroup
-	for i, hp := range hosts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				errs[i] = fmt.Errorf("%s: not started: %w", hp.Name, ctx.Err())
-				return
-			}
-			defer func() { <-sem }()
-			errs[i] = fn(zerolog.Ctx(ctx).With().Str("host", hp.Name).Logger().WithContext(ctx), hp)
-		}()
-	}
-	wg.Wait()
+	errs := fleet.ForEach(ctx, len(hosts), limit, func(i int) string { return hosts[i].Name }, func(ctx context.Context, i int) error {
+		return fn(zerolog.Ctx(ctx).With().Str("host", hosts[i].Name).Logger().WithContext(ctx), hosts[i])
+	})
 	var all *multierror.Error
 	for _, err := range errs {
 		if err != nil && !errors.Is(err, errStopped) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 
@@ -143,4 +144,19 @@ func (r *Report) ForcedFailureOnly() bool {
 		}
 	}
 	return forced
+}
+
+// FailpointEnv names the test hook that makes relctl itself fail inside one
+// host's step, to prove such a bug is contained: "panic:HOST:STEP" panics in
+// step STEP ("phase/name", rollback steps too) on HOST just before it runs;
+// several points are separated by commas. Unset in normal use.
+const FailpointEnv = "RELCTL_FAILPOINT"
+
+// injectedPanic panics when FailpointEnv names this host and step.
+func injectedPanic(host, step string) {
+	for _, fp := range strings.Split(os.Getenv(FailpointEnv), ",") {
+		if fp == "panic:"+host+":"+step {
+			panic(fmt.Sprintf("%s=%s", FailpointEnv, fp))
+		}
+	}
 }

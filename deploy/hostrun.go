@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 )
@@ -106,7 +107,15 @@ func (h *hostRun) execute(ctx context.Context, s *Step, do func(context.Context,
 	started := h.now()
 	h.engine.logEvent(h.host.Name, "step %s started", s.ID())
 	h.engine.journal(state.JournalEvent{Kind: "step-start", Host: h.host.Name, Step: s.ID()})
-	detail, err := do(log.WithContext(ctx), h)
+	// A panic in the step (a bug in relctl) is the step's failure on this
+	// host: the run goes on to roll back, with the stack in the run log.
+	var detail string
+	err := fleet.Guard(fleet.WithRecorder(ctx, h.run.recordPanic), h.host.Name, func() error {
+		injectedPanic(h.host.Name, s.ID())
+		var err error
+		detail, err = do(log.WithContext(ctx), h)
+		return err
+	})
 	res := &StepResult{
 		Host: h.host.Name, Phase: s.Phase, Name: s.Name, Kind: s.Kind,
 		Status: StatusOK, Detail: detail, Elapsed: h.now().Sub(started),

@@ -41,6 +41,10 @@ type HostReport struct {
 	Error   string        `json:"error,omitempty"`
 	// Unknown: a switch failed and the host could not be read afterwards.
 	Unknown bool `json:"unknown,omitempty"`
+	// Panic: relctl itself failed (a Go panic, a bug) while working on this
+	// host; the stack is in the run log. Once the host was touched, relctl
+	// cannot vouch for what it left there, even after a rollback that passed.
+	Panic string `json:"panic,omitempty"`
 
 	// Touched: a step past preflight started on this host.
 	Touched bool `json:"touched"`
@@ -61,10 +65,20 @@ func (h *HostReport) Changed() bool { return h.After != h.Before }
 // Unresolved says whether the host is not known to be back where it was and
 // healthy: changed, or rolled back with an error, or unhealthy after it.
 func (h *HostReport) Unresolved() bool {
-	if h.Changed() || h.Unknown {
+	if h.Changed() || h.Unknown || h.Suspect() {
 		return true
 	}
 	return h.Rollback != nil && (h.Rollback.Error != "" || !h.Rollback.Healthy)
+}
+
+// Suspect says whether relctl panicked while working on the host after it
+// started changing it: whatever the rollback says, a person must look.
+func (h *HostReport) Suspect() bool { return h.Panic != "" && h.Touched }
+
+// restored says whether the host is back where it was and healthy, by what
+// relctl saw (a panic aside).
+func (h *HostReport) restored() bool {
+	return !h.Changed() && !h.Unknown && (h.Rollback == nil || (h.Rollback.Error == "" && h.Rollback.Healthy))
 }
 
 // Report is the outcome of a run.
@@ -146,12 +160,28 @@ func (f *Failure) Error() string {
 		kind = KindDeploy
 	}
 	msg := fmt.Sprintf("%s of %s to %s %s in %s: %v", kind, f.Report.Version, f.Report.Env, verb, where, f.Err)
+	var bad, suspect []string
+	for _, h := range f.Report.Hosts {
+		switch {
+		case h.Suspect() && h.restored():
+			suspect = append(suspect, h.Name)
+		case h.Unresolved():
+			bad = append(bad, h.Name)
+		}
+	}
+	if f.Report.MoveUnresolved != "" {
+		bad = append(bad, "move")
+	}
 	if f.Report.RolledBack {
-		if bad := f.Report.Unresolved(); len(bad) > 0 {
+		if len(bad) > 0 {
 			msg += fmt.Sprintf("\nrollback did not restore every host: %s", strings.Join(bad, ", "))
-		} else {
+		} else if len(suspect) == 0 {
 			msg += "\nevery touched host was rolled back and is healthy on its previous release"
 		}
+	}
+	if len(suspect) > 0 {
+		msg += fmt.Sprintf("\nrelctl itself failed (a panic) while changing these hosts; they look restored, but are not vouched for: %s (look with relctl status --env %s)",
+			strings.Join(suspect, ", "), f.Report.Env)
 	}
 	return msg
 }

@@ -4,9 +4,9 @@ import (
 	"context"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/relctl/relctl/healthcheck"
+	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
@@ -42,25 +42,20 @@ func Status(ctx context.Context, conn Connector, proj *playbooks.Project, envNam
 		return nil, badInput("%v", err)
 	}
 	out := &EnvStatus{Environment: env.Name, Hosts: make([]*HostStatus, len(env.Hosts))}
-	sem := make(chan struct{}, max(maxParallel, 1))
-	var wg sync.WaitGroup
 	for i, h := range env.Hosts {
-		hs := &HostStatus{Name: h.Name, Address: h.Address}
-		out.Hosts[i] = hs
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				hs.Error = ctx.Err().Error()
-				return
-			}
-			defer func() { <-sem }()
-			hostStatus(ctx, conn, proj, env, playbookFor(pbs, h), h, hs)
-		}()
+		out.Hosts[i] = &HostStatus{Name: h.Name, Address: h.Address}
 	}
-	wg.Wait()
+	errs := fleet.ForEach(ctx, len(env.Hosts), max(maxParallel, 1), func(i int) string { return env.Hosts[i].Name }, func(ctx context.Context, i int) error {
+		h := env.Hosts[i]
+		hostStatus(ctx, conn, proj, env, playbookFor(pbs, h), h, out.Hosts[i])
+		return nil
+	})
+	for i, err := range errs {
+		if err != nil { // not started, or a panic: that host's answer
+			out.Hosts[i].Healthy = false
+			out.Hosts[i].Error = strings.TrimPrefix(err.Error(), out.Hosts[i].Name+": ")
+		}
+	}
 	return out, nil
 }
 

@@ -11,9 +11,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
 )
@@ -90,27 +90,17 @@ func ReadFingerprint(ctx context.Context, conn deploy.Connector, proj *playbooks
 	}
 	hosts := pb.TargetHosts(e)
 	f.Hosts = make([]HostFingerprint, len(hosts))
-	sem := make(chan struct{}, max(maxParallel, 1))
-	var wg sync.WaitGroup
 	for i, h := range hosts {
-		hf := &f.Hosts[i]
-		hf.Name, hf.Roles = h.Name, slices.Clone(h.Roles)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				hf.Error = ctx.Err().Error()
-				return
-			}
-			defer func() { <-sem }()
-			if err := readHostFingerprint(ctx, conn, proj, pb, e, h, kind, files, hf); err != nil {
-				hf.Error = err.Error()
-			}
-		}()
+		f.Hosts[i].Name, f.Hosts[i].Roles = h.Name, slices.Clone(h.Roles)
 	}
-	wg.Wait()
+	errs := fleet.ForEach(ctx, len(hosts), max(maxParallel, 1), func(i int) string { return hosts[i].Name }, func(ctx context.Context, i int) error {
+		return readHostFingerprint(ctx, conn, proj, pb, e, hosts[i], kind, files, &f.Hosts[i])
+	})
+	for i, err := range errs {
+		if err != nil { // unreadable, not started, or a panic
+			f.Hosts[i].Error = err.Error()
+		}
+	}
 	return f, nil
 }
 

@@ -11,9 +11,9 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
@@ -67,29 +67,27 @@ func ReadFleet(ctx context.Context, conn deploy.Connector, proj *playbooks.Proje
 			f.selected[n] = true
 		}
 	}
-	sem := make(chan struct{}, max(maxParallel, 1))
-	var wg sync.WaitGroup
 	for i, h := range hosts {
 		f.Hosts[i].Name = h.Name
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			data, err := proj.Data(pb, e, h, "0", "")
-			if err != nil {
-				f.Hosts[i].Err = err
-				return
-			}
-			c, err := conn.Get(ctx, transport.Target{Name: h.Name, Address: h.Address, User: firstNonEmpty(h.User, proj.Config.SSH.User)})
-			if err != nil {
-				f.Hosts[i].Err = err
-				return
-			}
-			f.Hosts[i].State, f.Hosts[i].Err = state.ReadHostState(ctx, c, state.Layout{BaseDir: data.BaseDir}, "read-state")
-		}()
 	}
-	wg.Wait()
+	errs := fleet.ForEach(ctx, len(hosts), max(maxParallel, 1), func(i int) string { return hosts[i].Name }, func(ctx context.Context, i int) error {
+		h := hosts[i]
+		data, err := proj.Data(pb, e, h, "0", "")
+		if err != nil {
+			return err
+		}
+		c, err := conn.Get(ctx, transport.Target{Name: h.Name, Address: h.Address, User: firstNonEmpty(h.User, proj.Config.SSH.User)})
+		if err != nil {
+			return err
+		}
+		f.Hosts[i].State, err = state.ReadHostState(ctx, c, state.Layout{BaseDir: data.BaseDir}, "read-state")
+		return err
+	})
+	for i, err := range errs {
+		if err != nil { // unreadable, not started, or a panic (no state then)
+			f.Hosts[i].State, f.Hosts[i].Err = nil, err
+		}
+	}
 	return f, nil
 }
 

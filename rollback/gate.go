@@ -7,10 +7,10 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/signing"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
@@ -286,35 +286,35 @@ func (o GateOptions) hostCandidates(ctx context.Context, envName string, p *depl
 	hosts := pb.TargetHosts(env)
 	names := make([]string, len(hosts))
 	found := make([]*candidate, len(hosts))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, max(o.MaxParallel, 1))
 	for i, h := range hosts {
 		names[i] = h.Name
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			data, err := o.Project.Data(pb, env, h, "0", "")
-			if err != nil {
-				return
-			}
-			c := &candidate{source: h.Name + ":"}
-			conn, err := o.Connector.Get(ctx, transport.Target{Name: h.Name, Address: h.Address, User: firstNonEmpty(h.User, o.Project.Config.SSH.User)})
-			if err != nil {
-				c.readErr = err
-				found[i] = c
-				return
-			}
-			sr, path, err := LoadFromHost(ctx, conn, state.Layout{BaseDir: data.BaseDir}, p.Digest)
-			if errors.Is(err, errNoRecord) {
-				return
-			}
-			c.source, c.signed, c.readErr = h.Name+":"+path, sr, err
-			found[i] = c
-		}()
 	}
-	wg.Wait()
+	errs := fleet.ForEach(ctx, len(hosts), max(o.MaxParallel, 1), func(i int) string { return hosts[i].Name }, func(ctx context.Context, i int) error {
+		h := hosts[i]
+		data, err := o.Project.Data(pb, env, h, "0", "")
+		if err != nil {
+			return nil
+		}
+		c := &candidate{source: h.Name + ":"}
+		conn, err := o.Connector.Get(ctx, transport.Target{Name: h.Name, Address: h.Address, User: firstNonEmpty(h.User, o.Project.Config.SSH.User)})
+		if err != nil {
+			c.readErr = err
+			found[i] = c
+			return nil
+		}
+		sr, path, err := LoadFromHost(ctx, conn, state.Layout{BaseDir: data.BaseDir}, p.Digest)
+		if errors.Is(err, errNoRecord) {
+			return nil
+		}
+		c.source, c.signed, c.readErr = h.Name+":"+path, sr, err
+		found[i] = c
+		return nil
+	})
+	for i, err := range errs {
+		if err != nil { // not started, or a panic: this host's record is not readable
+			found[i] = &candidate{source: hosts[i].Name + ":", readErr: err}
+		}
+	}
 	var out []candidate
 	for _, c := range found {
 		if c != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/output"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/playbooks"
@@ -54,8 +55,13 @@ func exitCode(io *output.IOStreams, err error) int {
 	var failure *deploy.Failure
 	var locked *state.LockedError
 	var rehearsal *rollback.RehearsalFailed
+	var panicked *fleet.PanicError
 	code := exitError
 	switch {
+	case errors.As(err, &panicked) && !errors.As(err, &failure) && !errors.As(err, &rehearsal):
+		// A bug in relctl outside a run (a run's report says what changed):
+		// never exit 2, whatever else the error wraps.
+		code = exitError
 	case errors.As(err, &locked):
 		code = exitLocked
 	case errors.Is(err, rollback.ErrNothingToRollBackTo), errors.Is(err, deploy.ErrChecksFailed),

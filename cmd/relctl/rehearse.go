@@ -8,13 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/signing"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
@@ -257,24 +257,17 @@ func storeRecord(ctx context.Context, g *globalOptions, proj *playbooks.Project,
 	if err != nil {
 		return err
 	}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
+	errs := fleet.ForEach(ctx, len(targets), 0, func(i int) string { return targets[i].Host }, func(ctx context.Context, i int) error {
+		return rollback.SaveOnHost(ctx, targets[i].Conn, targets[i].Layout, rec, signed)
+	})
 	var stored []string
-	for _, t := range targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := rollback.SaveOnHost(ctx, t.Conn, t.Layout, rec, signed)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				failed[t.Host] = err
-				return
-			}
-			stored = append(stored, t.Host)
-		}()
+	for i, err := range errs {
+		if err != nil {
+			failed[targets[i].Host] = err
+			continue
+		}
+		stored = append(stored, targets[i].Host)
 	}
-	wg.Wait()
 	sortStrings(stored)
 	w := g.io.Out
 	fmt.Fprintf(w, "Record: %s (%s, signed by %s with %s)\n", relPath(local), rec.Result, rec.Signer, ssh.FingerprintSHA256(signer.PublicKey()))
