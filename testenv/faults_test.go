@@ -1,14 +1,18 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/relctl/relctl/internal/transport"
 	"golang.org/x/crypto/ssh"
@@ -500,6 +504,11 @@ func TestSetFaultRejected(t *testing.T) {
 		{"staging-1", FaultSpec{FailStep: "a\nb"}, "no control characters"},
 		{"staging-1", FaultSpec{HangStep: " health"}, "surrounding spaces"},
 		{"staging-1", FaultSpec{FailStep: strings.Repeat("x", 201)}, "longer than 200"},
+		{"staging-1", FaultSpec{GarbageStep: "a\x00b"}, "no control characters"},
+		{"staging-1", FaultSpec{DropLinesStep: "x", DropEvery: -1}, "want 1 or more"},
+		{"staging-1", FaultSpec{DropEvery: 2}, "drop-every needs a drop-lines step"},
+		{"staging-1", FaultSpec{Unreadable: "../../../etc/passwd"}, "no .."},
+		{"staging-1", FaultSpec{Unreadable: "/etc/passwd"}, "not inside the host"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.wantErr, func(t *testing.T) {
@@ -522,10 +531,412 @@ func TestFaultSpecString(t *testing.T) {
 		{FaultSpec{}, "none"},
 		{FaultSpec{DropSSH: true, FailStep: "health"}, "drop-ssh, fail-step=health"},
 		{FaultSpec{Hang: true, HangStep: "restart"}, "hang, hang-step=restart"},
+		{FaultSpec{TruncateStep: "read-state", DropLinesStep: "lock", GarbageStep: "upload", NeverEndsStep: "verify/ready", Unreadable: ".relctl/history.json"},
+			"truncate-step=read-state, drop-lines-step=lock (every 3rd line), garbage-step=upload, never-ends-step=verify/ready, unreadable=.relctl/history.json"},
+		{FaultSpec{DropLinesStep: "x", DropEvery: 2}, "drop-lines-step=x (every 2nd line)"},
 	}
 	for _, tt := range tests {
 		if got := tt.f.String(); got != tt.want {
 			t.Errorf("%+v.String() = %q, want %q", tt.f, got, tt.want)
 		}
 	}
+}
+
+func TestStepMatchesFirstWord(t *testing.T) {
+	tests := []struct {
+		name, label string
+		want        bool
+	}{
+		{"upload", "upload /srv/search/releases/1.1.0/search-1.1.0.tar.gz", true},
+		{"activate", "activate 1.1.0", true},
+		{"activate", "activate/activate", true},
+		{"forward", "forward 127.0.0.1:8080", true},
+		{"read-state", "read-state", true},
+		{"read", "read-state", false},
+		{"upload", "uploads /x", false},
+		{"1.1.0", "activate 1.1.0", false},
+	}
+	for _, tt := range tests {
+		if got := stepMatches(tt.name, tt.label); got != tt.want {
+			t.Errorf("stepMatches(%q, %q) = %v, want %v", tt.name, tt.label, got, tt.want)
+		}
+	}
+}
+
+// The output faults damage stdout only: the command runs, its stderr and
+// exit status are its own.
+func TestOutputFaults(t *testing.T) {
+	c := startCluster(t, 1)
+	h := c.Hosts()[0]
+	client := dialHost(t, c.Dir(), h)
+	const label = "preflight/probe"
+	tests := []struct {
+		name       string
+		f          FaultSpec
+		label      string
+		cmd        string
+		wantStdout string
+		wantStatus int
+	}{
+		{name: "truncate", f: FaultSpec{TruncateStep: "probe"}, cmd: `printf 'one\ntwo\nthree\n'`, wantStdout: "one\ntwo"},
+		{name: "truncate mid-line", f: FaultSpec{TruncateStep: "probe"}, cmd: `printf 'abcdefghij\n'`, wantStdout: "abcde"},
+		{name: "truncate keeps the exit status", f: FaultSpec{TruncateStep: "probe"}, cmd: `echo failed-output; echo why >&2; exit 3`, wantStdout: "failed-", wantStatus: 3},
+		{name: "drop every third line", f: FaultSpec{DropLinesStep: "probe"}, cmd: `seq 1 10`, wantStdout: "1\n2\n4\n5\n7\n8\n10\n"},
+		{name: "drop every second line", f: FaultSpec{DropLinesStep: label, DropEvery: 2}, cmd: `seq 1 10`, wantStdout: "1\n3\n5\n7\n9\n"},
+		{name: "drop every line", f: FaultSpec{DropLinesStep: label, DropEvery: 1}, cmd: `seq 1 3`, wantStdout: ""},
+		{name: "dropped then truncated", f: FaultSpec{DropLinesStep: "probe", TruncateStep: "probe"}, cmd: `seq 1 6`, wantStdout: "1\n2"},
+		{name: "first word of the label", f: FaultSpec{TruncateStep: "upload"}, label: "upload /srv/x y", cmd: `echo 0123456789`, wantStdout: "01234"},
+		{name: "another step is untouched", f: FaultSpec{TruncateStep: "other", GarbageStep: "other"}, cmd: `seq 1 3`, wantStdout: "1\n2\n3\n"},
+		{name: "empty output stays empty", f: FaultSpec{TruncateStep: "probe", DropLinesStep: "probe"}, cmd: `true`, wantStdout: ""},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := c.SetFault(h.Name, tt.f); err != nil {
+				t.Fatal(err)
+			}
+			defer c.SetFault(h.Name, FaultSpec{})
+			l := tt.label
+			if l == "" {
+				l = label
+			}
+			marker := fmt.Sprintf("ran-%d", i)
+			res := run(t, client, "touch "+marker+"; "+tt.cmd, "", map[string]string{StepEnv: l})
+			if res.stdout != tt.wantStdout || res.status != tt.wantStatus {
+				t.Errorf("stdout %q status %d, want %q status %d", res.stdout, res.status, tt.wantStdout, tt.wantStatus)
+			}
+			if strings.Contains(tt.cmd, ">&2") && res.stderr != "why\n" {
+				t.Errorf("stderr %q, want it untouched", res.stderr)
+			}
+			if !exists(filepath.Join(h.Root, marker)) {
+				t.Error("the command did not run")
+			}
+		})
+	}
+}
+
+func TestGarbageStep(t *testing.T) {
+	c := startCluster(t, 1)
+	h := c.Hosts()[0]
+	if err := c.SetFault(h.Name, FaultSpec{GarbageStep: "read-state"}); err != nil {
+		t.Fatal(err)
+	}
+	// Through relctl's own transport: exit 0, stdout not text.
+	conn := relctlConn(t, relctlPool(t, c.Dir(), nil), h)
+	got := func(cmd string) []byte {
+		res, err := conn.Run(guard(t), cmd, transport.RunOptions{Label: "read-state"})
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		return res.Stdout
+	}
+	real := "--relctl-current--\nreleases/1.0.0\n" + strings.Repeat("x", 100) + "\n"
+	first := got("touch ran; printf %s " + shellQuote(real))
+	if len(first) < len(real) || !bytes.Contains(first, []byte{0}) || utf8.Valid(first) || bytes.Contains(first, []byte("relctl")) {
+		t.Errorf("garbage %q: want at least %d bytes with a NUL and invalid UTF-8, none of the real output", first, len(real))
+	}
+	if !exists(filepath.Join(h.Root, "ran")) {
+		t.Error("the command did not run")
+	}
+	if again := got("printf %s " + shellQuote(real)); !bytes.Equal(again, first) {
+		t.Errorf("the same command got other garbage: %q then %q", first, again)
+	}
+	if short := got("true"); len(short) != 64 {
+		t.Errorf("garbage for empty output is %d bytes, want 64", len(short))
+	}
+}
+
+func TestNeverEndsStep(t *testing.T) {
+	c := startCluster(t, 1)
+	h := c.Hosts()[0]
+	client := dialHost(t, c.Dir(), h)
+	const cmd = "touch ran; printf 'abcdef\\n'"
+	start := func(t *testing.T) (*ssh.Session, io.Reader) {
+		t.Helper()
+		if err := c.SetFault(h.Name, FaultSpec{NeverEndsStep: "restart"}); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(filepath.Join(h.Root, "ran"))
+		s, err := client.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		s.Setenv(StepEnv, "activate/restart")
+		stdout, _ := s.StdoutPipe()
+		if err := s.Start(cmd); err != nil {
+			t.Fatal(err)
+		}
+		// Half of "abcdef\n", then nothing more while the fault lasts.
+		half := make([]byte, 3)
+		if _, err := io.ReadFull(stdout, half); err != nil || string(half) != "abc" {
+			t.Fatalf("partial output %q, %v", half, err)
+		}
+		eventually(t, "the command is held", func() bool { return c.Held()[h.Name] == 1 })
+		if !exists(filepath.Join(h.Root, "ran")) {
+			t.Fatal("the command did not run")
+		}
+		return s, stdout
+	}
+
+	t.Run("lifted: the rest and the exit status follow", func(t *testing.T) {
+		s, stdout := start(t)
+		if err := c.SetFault(h.Name, FaultSpec{}); err != nil {
+			t.Fatal(err)
+		}
+		rest, _ := io.ReadAll(stdout)
+		if string(rest) != "def\n" {
+			t.Errorf("rest of the output %q", rest)
+		}
+		if err := s.Wait(); err != nil {
+			t.Errorf("Wait = %v, want exit 0", err)
+		}
+	})
+	t.Run("another step fault changing keeps it hanging", func(t *testing.T) {
+		s, _ := start(t)
+		if err := c.SetFault(h.Name, FaultSpec{NeverEndsStep: "restart", FailStep: "other"}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // a chance to end wrongly; the assertion does not depend on it
+		if n := c.Held()[h.Name]; n != 1 {
+			t.Errorf("held = %d after an unrelated change, want 1", n)
+		}
+		s.Signal(ssh.SIGKILL)
+	})
+	t.Run("KILL signal", func(t *testing.T) {
+		s, _ := start(t)
+		if err := s.Signal(ssh.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		var exitErr *ssh.ExitError
+		if err := s.Wait(); !errors.As(err, &exitErr) || exitErr.Signal() != "KILL" {
+			t.Fatalf("Wait = %v, want killed by KILL", err)
+		}
+	})
+	t.Run("session closed", func(t *testing.T) {
+		s, _ := start(t)
+		s.Close()
+		eventually(t, "the session is released", func() bool { return c.Held()[h.Name] == 0 })
+	})
+	t.Run("relctl's step timeout ends it", func(t *testing.T) {
+		if err := c.SetFault(h.Name, FaultSpec{NeverEndsStep: "restart"}); err != nil {
+			t.Fatal(err)
+		}
+		conn := relctlConn(t, relctlPool(t, c.Dir(), nil), h)
+		_, err := conn.Run(guard(t), cmd, transport.RunOptions{Label: "activate/restart", Timeout: 300 * time.Millisecond})
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "step timeout") {
+			t.Fatalf("Run = %v, want the step timeout", err)
+		}
+		eventually(t, "the session is released", func() bool { return c.Held()[h.Name] == 0 })
+		// The connection still works.
+		if res, err := conn.Run(guard(t), "echo ok", transport.RunOptions{Label: "other"}); err != nil || string(res.Stdout) != "ok\n" {
+			t.Errorf("next command: %+v, %v", res, err)
+		}
+	})
+	c.SetFault(h.Name, FaultSpec{})
+}
+
+func TestUnreadable(t *testing.T) {
+	c := startCluster(t, 1)
+	h := c.Hosts()[0]
+	client := dialHost(t, c.Dir(), h)
+	const rel = ".relctl/history.json"
+	hist := filepath.Join(h.BaseDir, rel)
+	original := []byte(`{"activations":[{"version":"1.0.0"}]}` + "\n")
+	setup := func(t *testing.T) {
+		t.Helper()
+		os.RemoveAll(filepath.Dir(hist))
+		if err := os.MkdirAll(filepath.Dir(hist), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(hist, original, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.SetFault(h.Name, FaultSpec{Unreadable: rel}); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Faults()[h.Name]; got != (FaultSpec{Unreadable: rel}) {
+			t.Fatalf("Faults = %+v", got)
+		}
+	}
+	sh := func(t *testing.T, cmd string) runResult {
+		t.Helper()
+		return run(t, client, "cd "+shellQuote(h.BaseDir)+" && "+cmd, "", nil)
+	}
+	content := func(t *testing.T, p string) string {
+		t.Helper()
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatalf("read %s: %v", p, err)
+		}
+		return string(b)
+	}
+
+	t.Run("unreadable while faulted, the original back after", func(t *testing.T) {
+		setup(t)
+		if res := sh(t, "if [ -f "+rel+" ]; then echo file; else echo no-file; fi"); res.stdout != "no-file\n" {
+			t.Errorf("[ -f ] says %q", res.stdout)
+		}
+		if res := sh(t, "cat "+rel); res.status == 0 || !strings.Contains(res.stderr, "Is a directory") {
+			t.Errorf("cat: %+v, want it to fail with Is a directory", res)
+		}
+		if res := sh(t, "grep -rl 1.0.0 . || true"); res.stdout != "" {
+			t.Errorf("the original is visible under base_dir while faulted: %q", res.stdout)
+		}
+		if err := c.SetFault(h.Name, FaultSpec{}); err != nil {
+			t.Fatal(err)
+		}
+		if got := content(t, hist); got != string(original) {
+			t.Errorf("after clearing: %q", got)
+		}
+		if exists(hist + ".testenv-original") {
+			t.Error("an untouched fault left a .testenv-original")
+		}
+	})
+	t.Run("written into: kept, the original beside it", func(t *testing.T) {
+		setup(t)
+		// What `cat > tmp && mv -f tmp history.json` does to a directory.
+		sh(t, "echo new > "+rel+".tmp && mv -f "+rel+".tmp "+rel)
+		if err := c.SetFault(h.Name, FaultSpec{}); err != nil {
+			t.Fatal(err)
+		}
+		if got := content(t, filepath.Join(hist, "history.json.tmp")); got != "new\n" {
+			t.Errorf("what was written into the directory: %q", got)
+		}
+		if got := content(t, hist+".testenv-original"); got != string(original) {
+			t.Errorf("original beside it: %q", got)
+		}
+	})
+	t.Run("replaced: kept, the original beside it", func(t *testing.T) {
+		setup(t)
+		sh(t, "rm -rf "+rel+" && echo new > "+rel)
+		if err := c.SetFault(h.Name, FaultSpec{}); err != nil {
+			t.Fatal(err)
+		}
+		if got := content(t, hist); got != "new\n" {
+			t.Errorf("the replacement: %q", got)
+		}
+		if got := content(t, hist+".testenv-original"); got != string(original) {
+			t.Errorf("original beside it: %q", got)
+		}
+	})
+	t.Run("a file that did not exist", func(t *testing.T) {
+		if err := c.SetFault(h.Name, FaultSpec{Unreadable: "new/state.json"}); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(filepath.Join(h.BaseDir, "new/state.json")); err != nil || !fi.IsDir() {
+			t.Fatalf("stat: %v, %v", fi, err)
+		}
+		if err := c.SetFault(h.Name, FaultSpec{}); err != nil {
+			t.Fatal(err)
+		}
+		if exists(filepath.Join(h.BaseDir, "new/state.json")) {
+			t.Error("the directory stayed")
+		}
+	})
+	t.Run("an absolute path inside the host", func(t *testing.T) {
+		p := filepath.Join(h.Root, "etc-app.conf")
+		os.WriteFile(p, []byte("x"), 0o644)
+		if err := c.SetFault(h.Name, FaultSpec{Unreadable: p}); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+			t.Fatalf("stat: %v, %v", fi, err)
+		}
+		if err := c.SetFault(h.Name, FaultSpec{}); err != nil {
+			t.Fatal(err)
+		}
+		if got := content(t, p); got != "x" {
+			t.Errorf("after clearing: %q", got)
+		}
+	})
+	t.Run("close gives the original back", func(t *testing.T) {
+		c2 := startCluster(t, 1)
+		h2 := c2.Hosts()[0]
+		p := filepath.Join(h2.BaseDir, rel)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, original, 0o600)
+		if err := c2.SetFault(h2.Name, FaultSpec{Unreadable: rel}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c2.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := content(t, p); got != string(original) {
+			t.Errorf("after Close: %q", got)
+		}
+	})
+}
+
+// A forwarded connection (an http check dialled through the host) gets the
+// output faults as "forward ADDR".
+func TestForwardFaults(t *testing.T) {
+	c := startCluster(t, 1)
+	h := c.Hosts()[0]
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	const answer = "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	go func() {
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			nc.Write([]byte(answer))
+			nc.Close()
+		}
+	}()
+	conn := relctlConn(t, relctlPool(t, c.Dir(), nil), h)
+	dial := func(t *testing.T) net.Conn {
+		t.Helper()
+		nc, err := conn.DialContext(guard(t), "tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		return nc
+	}
+	for _, tt := range []struct {
+		f    FaultSpec
+		want string
+	}{
+		{FaultSpec{}, answer},
+		{FaultSpec{TruncateStep: ForwardLabel}, answer[:len(answer)/2]},
+		{FaultSpec{DropLinesStep: ForwardLabel, DropEvery: 2}, "HTTP/1.0 200 OK\r\n\r\n"},
+		{FaultSpec{TruncateStep: ForwardLabel + " " + l.Addr().String()}, answer[:len(answer)/2]},
+		{FaultSpec{TruncateStep: ForwardLabel + " 127.0.0.1:1"}, answer},
+	} {
+		if err := c.SetFault(h.Name, tt.f); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(dial(t))
+		if string(got) != tt.want {
+			t.Errorf("%v: got %q, want %q", tt.f, got, tt.want)
+		}
+	}
+
+	if err := c.SetFault(h.Name, FaultSpec{NeverEndsStep: ForwardLabel}); err != nil {
+		t.Fatal(err)
+	}
+	nc := dial(t)
+	half := make([]byte, len(answer)/2)
+	if _, err := io.ReadFull(nc, half); err != nil || string(half) != answer[:len(answer)/2] {
+		t.Fatalf("partial answer %q, %v", half, err)
+	}
+	eventually(t, "the forward is held", func() bool { return c.Held()[h.Name] == 1 })
+	if err := c.SetFault(h.Name, FaultSpec{}); err != nil {
+		t.Fatal(err)
+	}
+	if rest, _ := io.ReadAll(nc); string(rest) != answer[len(answer)/2:] {
+		t.Errorf("rest after lifting: %q", rest)
+	}
+	// Closed by the client while held: released.
+	c.SetFault(h.Name, FaultSpec{NeverEndsStep: ForwardLabel})
+	nc = dial(t)
+	io.ReadFull(nc, half)
+	eventually(t, "the forward is held", func() bool { return c.Held()[h.Name] == 1 })
+	nc.Close()
+	eventually(t, "the forward is released", func() bool { return c.Held()[h.Name] == 0 })
 }
