@@ -305,14 +305,13 @@ func (h *sshHost) makeUnreadable(name string) (*unreadableFile, error) {
 		if err := os.MkdirAll(stashDir, 0o700); err != nil {
 			return nil, fmt.Errorf("testenv: %s: unreadable %s: %w", h.info.Name, name, err)
 		}
-		f, err := os.CreateTemp(stashDir, "unreadable-*")
+		tmp, err := os.MkdirTemp(stashDir, "unreadable-*")
 		if err != nil {
 			return nil, fmt.Errorf("testenv: %s: unreadable %s: %w", h.info.Name, name, err)
 		}
-		f.Close()
-		u.stash = f.Name()
+		u.stash = filepath.Join(tmp, filepath.Base(p))
 		if err := os.Rename(p, u.stash); err != nil {
-			os.Remove(u.stash)
+			os.Remove(tmp)
 			return nil, fmt.Errorf("testenv: %s: unreadable %s: %w", h.info.Name, name, err)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -321,6 +320,7 @@ func (h *sshHost) makeUnreadable(name string) (*unreadableFile, error) {
 	if err := os.Mkdir(p, 0o755); err != nil {
 		if u.stash != "" {
 			os.Rename(u.stash, p)
+			os.Remove(filepath.Dir(u.stash))
 		}
 		return nil, fmt.Errorf("testenv: %s: unreadable %s: %w", h.info.Name, name, err)
 	}
@@ -348,12 +348,20 @@ func (u *unreadableFile) restore() (kept string, err error) {
 		if u.stash == "" {
 			return kept, nil
 		}
-		return kept, os.Rename(u.stash, u.path+".testenv-original")
+		return kept, u.unstash(u.path + ".testenv-original")
 	}
 	if u.stash == "" {
 		return "", nil
 	}
-	return "", os.Rename(u.stash, u.path)
+	return "", u.unstash(u.path)
+}
+
+// unstash moves the original to dst and removes its temporary directory.
+func (u *unreadableFile) unstash(dst string) error {
+	if err := os.Rename(u.stash, dst); err != nil {
+		return err
+	}
+	return os.Remove(filepath.Dir(u.stash))
 }
 
 // SetFault replaces host's faults with f; SetFault(host, FaultSpec{})

@@ -833,6 +833,26 @@ func TestUnreadable(t *testing.T) {
 			t.Error("the directory stayed")
 		}
 	})
+	t.Run("a directory", func(t *testing.T) {
+		runs := filepath.Join(h.BaseDir, ".relctl", "runs")
+		os.MkdirAll(runs, 0o755)
+		os.WriteFile(filepath.Join(runs, "r1.json"), []byte("{}"), 0o644)
+		if err := c.SetFault(h.Name, FaultSpec{Unreadable: ".relctl/runs"}); err != nil {
+			t.Fatal(err)
+		}
+		if exists(filepath.Join(runs, "r1.json")) {
+			t.Error("the directory's content is still visible")
+		}
+		if err := c.SetFault(h.Name, FaultSpec{}); err != nil {
+			t.Fatal(err)
+		}
+		if got := content(t, filepath.Join(runs, "r1.json")); got != "{}" {
+			t.Errorf("after clearing: %q", got)
+		}
+		if entries, _ := os.ReadDir(filepath.Join(h.Root, ".testenv-faults")); len(entries) != 0 {
+			t.Errorf("stash left behind: %v", entries)
+		}
+	})
 	t.Run("an absolute path inside the host", func(t *testing.T) {
 		p := filepath.Join(h.Root, "etc-app.conf")
 		os.WriteFile(p, []byte("x"), 0o644)

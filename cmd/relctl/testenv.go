@@ -191,19 +191,36 @@ func newTestenvStatusCmd(g *globalOptions) *cobra.Command {
 }
 
 func newTestenvFaultCmd(g *globalOptions) *cobra.Command {
-	var dir, host, failStep, hangStep string
-	var dropSSH, hang, clear bool
+	var dir, host string
+	var f testenv.FaultSpec
+	var clear bool
 	cmd := &cobra.Command{
-		Use:   "fault --dir DIR --host NAME --drop-ssh|--hang|--fail-step STEP|--hang-step STEP|--clear",
-		Short: "Inject a fault into one host: SSH port closed, host hung, a step failing or held",
-		Long: `Fault replaces a testenv host's faults (flags combine; --clear removes them):
+		Use:   "fault --dir DIR --host NAME FAULT... | --clear",
+		Short: "Inject a fault into one host: SSH port closed, host hung, a step failing, held, never ending or with damaged output, a file unreadable",
+		Long: `Fault replaces a testenv host's faults (flags combine; --clear removes them).
+STEP is a command label relctl sends: it matches the label itself, its part
+after the first "/" (health matches verify/health), or its first word
+(upload matches "upload /srv/.../x.tar.gz", activate matches "activate 1.1.0").
+The run log (-v) shows every label; forwarded connections (http checks dialled
+through the host) are "forward ADDR".
 
-  --drop-ssh        close the host's SSH port and drop its open connections
-  --hang            keep connections open but answer nothing (sessions, keepalives, output)
-  --fail-step STEP  relctl's commands for STEP (e.g. verify/health, or just health) exit 1 without running
-  --hang-step STEP  relctl's commands for STEP wait, without running, until the fault is cleared`,
+  --drop-ssh              close the host's SSH port and drop its open connections
+  --hang                  keep connections open but answer nothing (sessions, keepalives, output)
+  --fail-step STEP        relctl's commands for STEP exit 1 without running
+  --hang-step STEP        relctl's commands for STEP wait, without running, until the fault is cleared
+  --truncate-step STEP    STEP runs; its stdout is cut in half, without a final newline
+  --drop-lines-step STEP  STEP runs; every 3rd line of its stdout is dropped (--drop-every N)
+  --garbage-step STEP     STEP runs; its stdout is replaced by bytes that are not text (NUL, invalid UTF-8)
+  --never-ends-step STEP  STEP runs; half its stdout is sent, then the command never ends
+                          (until relctl kills it, closes the session, or the fault is cleared)
+  --unreadable FILE       FILE (relative to the host's base_dir) becomes an empty directory;
+                          --clear puts the original back (if the directory was written to,
+                          that stays and the original goes beside it as FILE.testenv-original)`,
 		Example: `  relctl testenv fault --dir /tmp/relctl-demo --host staging-2 --drop-ssh
   relctl testenv fault --dir /tmp/relctl-demo --host staging-1 --fail-step activate/restart
+  relctl testenv fault --dir /tmp/relctl-demo --host staging-1 --drop-lines-step read-state
+  relctl testenv fault --dir /tmp/relctl-demo --host staging-1 --never-ends-step activate/restart
+  relctl testenv fault --dir /tmp/relctl-demo --host staging-1 --unreadable .relctl/history.json
   relctl testenv fault --dir /tmp/relctl-demo --host staging-1 --clear`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -214,9 +231,11 @@ func newTestenvFaultCmd(g *globalOptions) *cobra.Command {
 			if err := requireFlag(cmd, "host", host); err != nil {
 				return err
 			}
-			f := testenv.FaultSpec{DropSSH: dropSSH, Hang: hang, FailStep: failStep, HangStep: hangStep}
 			if clear == !f.IsZero() {
-				return usageErrorf("give --clear, or one or more of --drop-ssh, --hang, --fail-step, --hang-step")
+				return usageErrorf("give --clear, or one or more of --drop-ssh, --hang, --fail-step, --hang-step, --truncate-step, --drop-lines-step, --garbage-step, --never-ends-step, --unreadable")
+			}
+			if f.DropEvery != 0 && f.DropLinesStep == "" {
+				return usageErrorf("--drop-every needs --drop-lines-step")
 			}
 			if err := testenv.SetHostFault(cmd.Context(), dir, host, f); err != nil {
 				return err
@@ -225,13 +244,20 @@ func newTestenvFaultCmd(g *globalOptions) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", "", "the directory given to `testenv up`")
-	cmd.Flags().StringVar(&host, "host", "", "host name, e.g. staging-2")
-	cmd.Flags().BoolVar(&dropSSH, "drop-ssh", false, "close the host's SSH port and drop its connections")
-	cmd.Flags().BoolVar(&hang, "hang", false, "the host stops answering")
-	cmd.Flags().StringVar(&failStep, "fail-step", "", "relctl step whose commands fail on this host")
-	cmd.Flags().StringVar(&hangStep, "hang-step", "", "relctl step whose commands are held until --clear")
-	cmd.Flags().BoolVar(&clear, "clear", false, "remove every fault from the host")
+	fl := cmd.Flags()
+	fl.StringVar(&dir, "dir", "", "the directory given to `testenv up`")
+	fl.StringVar(&host, "host", "", "host name, e.g. staging-2")
+	fl.BoolVar(&f.DropSSH, "drop-ssh", false, "close the host's SSH port and drop its connections")
+	fl.BoolVar(&f.Hang, "hang", false, "the host stops answering")
+	fl.StringVar(&f.FailStep, "fail-step", "", "relctl step whose commands fail on this host")
+	fl.StringVar(&f.HangStep, "hang-step", "", "relctl step whose commands are held until --clear")
+	fl.StringVar(&f.TruncateStep, "truncate-step", "", "relctl step whose stdout is cut in half (no final newline)")
+	fl.StringVar(&f.DropLinesStep, "drop-lines-step", "", "relctl step whose stdout loses every Nth line (--drop-every)")
+	fl.IntVar(&f.DropEvery, "drop-every", 0, "with --drop-lines-step: drop every Nth line (default 3)")
+	fl.StringVar(&f.GarbageStep, "garbage-step", "", "relctl step whose stdout is replaced by garbage bytes")
+	fl.StringVar(&f.NeverEndsStep, "never-ends-step", "", "relctl step whose commands send half their output, then never end")
+	fl.StringVar(&f.Unreadable, "unreadable", "", "a file of the host (relative to its base_dir) replaced by an empty directory until --clear")
+	fl.BoolVar(&clear, "clear", false, "remove every fault from the host")
 	return cmd
 }
 
