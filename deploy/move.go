@@ -612,15 +612,32 @@ func (r *run) writeMoveRecord(ctx context.Context) error {
 	return errs.ErrorOrNil()
 }
 
-// ReadMoveRecord reads a host's move record (nil when there is none).
+// ReadMoveRecord reads a host's move record (nil when there is none). A
+// record that cannot be read or is corrupt is an error naming the file.
 func ReadMoveRecord(ctx context.Context, conn transport.Conn, l state.Layout) (*MoveRecord, error) {
 	f, err := readRemoteFile(ctx, conn, MoveRecordPath(l), "")
 	if err != nil || !f.present {
 		return nil, err
 	}
+	return parseMoveRecord(MoveRecordPath(l), f.body)
+}
+
+// parseMoveRecord reads move.json's bytes (p names it in errors): a JSON
+// object with a release and a state relctl writes.
+func parseMoveRecord(p string, body []byte) (*MoveRecord, error) {
 	var rec MoveRecord
-	if err := json.Unmarshal(f.body, &rec); err != nil {
-		return nil, fmt.Errorf("%s: %w", MoveRecordPath(l), err)
+	if err := state.DecodeJSONFile(p, body, &rec); err != nil {
+		return nil, err
+	}
+	switch rec.State {
+	case MoveCuttingOver, MoveCutOver, MoveMovedBack, MoveFinalized:
+	default:
+		return nil, &state.StateError{Path: p, Problem: fmt.Sprintf(": unknown move state %q", rec.State),
+			Fix: "fix or restore it (keep a copy first: cp " + state.Quote(p) + " " + state.Quote(p+".broken") + "), then re-run"}
+	}
+	if rec.Release == "" {
+		return nil, &state.StateError{Path: p, Problem: ": no release",
+			Fix: "fix or restore it (keep a copy first: cp " + state.Quote(p) + " " + state.Quote(p+".broken") + "), then re-run"}
 	}
 	return &rec, nil
 }
@@ -790,7 +807,7 @@ func ReadMoveRecords(ctx context.Context, conn Connector, proj *playbooks.Projec
 		return nil, nil
 	}
 	var newest *MoveRecord
-	var errs *multierror.Error
+	var errs, bad *multierror.Error
 	for _, h := range hosts {
 		data, err := proj.Data(pb, e, h, "0", "")
 		if err != nil {
@@ -803,12 +820,21 @@ func ReadMoveRecords(ctx context.Context, conn Connector, proj *playbooks.Projec
 		}
 		rec, err := ReadMoveRecord(ctx, c, state.Layout{BaseDir: data.BaseDir})
 		if err != nil {
-			errs = multierror.Append(errs, fmt.Errorf("%s: %w", h.Name, err))
+			err = fmt.Errorf("%s: %w", h.Name, err)
+			if errors.Is(err, state.ErrHostState) || errors.Is(err, state.ErrHostOutput) {
+				// Reachable, but its record cannot be trusted: it may be
+				// the newest, so no other host's record decides.
+				bad = multierror.Append(bad, err)
+			}
+			errs = multierror.Append(errs, err)
 			continue
 		}
 		if rec != nil && (newest == nil || rec.Time.After(newest.Time) || (rec.Time.Equal(newest.Time) && len(rec.History) > len(newest.History))) {
 			newest = rec
 		}
+	}
+	if bad.ErrorOrNil() != nil {
+		return nil, bad.ErrorOrNil()
 	}
 	if newest == nil && errs.ErrorOrNil() != nil {
 		return nil, errs.ErrorOrNil()

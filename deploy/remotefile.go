@@ -1,12 +1,9 @@
 package deploy
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"strconv"
-	"strings"
 
+	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 )
 
@@ -19,21 +16,30 @@ type savedFile struct {
 }
 
 // readRemoteFile reads a file with its permission bits, in one command
-// (label names the command in the run log; "" says "read <path>").
+// (label names the command in the run log; "" says "read <path>"). A missing
+// file is not present; one that exists but cannot be read (a directory, a
+// symlink to nothing, no permission) is an error naming it and the fix.
 func readRemoteFile(ctx context.Context, conn transport.Conn, p, label string) (*savedFile, error) {
 	if label == "" {
 		label = "read " + p
 	}
-	res, err := conn.Run(ctx, fmt.Sprintf("if [ -e %[1]s ]; then echo present $(stat -L -c %%a -- %[1]s); cat -- %[1]s; else echo absent; fi", transport.ShellQuote(p)),
-		transport.RunOptions{Label: label, QuietStdout: true})
+	res, err := conn.Run(ctx, state.ReadFileScript(p), transport.RunOptions{Label: label, QuietStdout: true})
 	if err != nil {
 		return nil, err
 	}
-	head, rest, _ := bytes.Cut(res.Stdout, []byte("\n"))
-	word, modeText, _ := strings.Cut(string(head), " ")
-	f := &savedFile{present: word == "present", body: rest, mode: 0o600}
-	if m, err := strconv.ParseUint(modeText, 8, 32); err == nil && m <= 0o777 {
-		f.mode = uint32(m)
+	return parseRemoteFile(p, res.Stdout)
+}
+
+// parseRemoteFile reads the output of state.ReadFileScript(p). A mode the
+// host did not report is taken as 0600.
+func parseRemoteFile(p string, out []byte) (*savedFile, error) {
+	f, err := state.ParseFileRead(p, out)
+	if err != nil {
+		return nil, err
 	}
-	return f, nil
+	sf := &savedFile{present: f.Present, body: f.Body, mode: 0o600}
+	if f.ModeKnown {
+		sf.mode = f.Mode
+	}
+	return sf, nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
 	"github.com/relctl/relctl/traffic"
@@ -380,9 +381,14 @@ func readTrafficFile(ctx context.Context, h *hostRun) (*trafficRecord, error) {
 	if err != nil || !f.present {
 		return nil, err
 	}
+	return parseTrafficRecord(trafficFile(h), f.body)
+}
+
+// parseTrafficRecord reads traffic.json's bytes (p names it in errors).
+func parseTrafficRecord(p string, body []byte) (*trafficRecord, error) {
 	var rec trafficRecord
-	if err := json.Unmarshal(f.body, &rec); err != nil {
-		return nil, fmt.Errorf("%s: %w", trafficFile(h), err)
+	if err := state.DecodeJSONFile(p, body, &rec); err != nil {
+		return nil, err
 	}
 	return &rec, nil
 }

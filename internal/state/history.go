@@ -5,7 +5,6 @@
 package state
 
 import (
-	"encoding/json"
 	"fmt"
 	"path"
 	"sort"
@@ -98,6 +97,10 @@ type HostState struct {
 	Current  string   // version `current` points at; "" when there is none
 	Releases []string // directories under releases/
 	History  History
+	// HistorySum is the sha256 (hex) of history.json as it was read, or
+	// "absent" when there was none: ActivateScriptIfUnchanged replaces the
+	// file only while it still is what was read.
+	HistorySum string
 }
 
 // Previous is the version active before Current, from history.
@@ -117,65 +120,154 @@ const (
 	markHistory  = "--relctl-history--"
 )
 
-// ReadScript prints the host state in sections that ParseHostState reads.
+// ReadScript prints the host state for ParseHostState: one section per
+// thing read, each opened by its marker and a status word (present, absent,
+// or unreadable and why), history.json's bytes counted, and an end marker.
+// A path that exists but cannot be read is never reported as absent.
 func (l Layout) ReadScript() string {
-	return fmt.Sprintf(`echo %[1]s; readlink %[4]s 2>/dev/null || true
-echo %[2]s; if [ -d %[5]s ]; then ls -1 %[5]s; fi
-echo %[3]s; cat %[6]s 2>/dev/null || true`,
-		markCurrent, markReleases, markHistory,
-		Quote(l.Current()), Quote(l.Releases()), Quote(l.HistoryFile()))
+	return strings.Join([]string{
+		"relctl_s=",
+		ancestorCheck(l.BaseDir),
+		fmt.Sprintf(`if [ -n "$relctl_s" ]; then echo %[1]s $relctl_s
+elif [ -L %[2]s ]; then
+  if relctl_t=$(readlink %[2]s); then echo %[1]s present; printf '%%s\n' "$relctl_t"; else echo %[1]s unreadable read-failed; fi
+elif [ -e %[2]s ]; then echo %[1]s unreadable not-symlink
+else echo %[1]s absent; fi`, markCurrent, Quote(l.Current())),
+		fmt.Sprintf(`if [ -n "$relctl_s" ]; then echo %[1]s $relctl_s
+elif [ -L %[2]s ] && ! [ -e %[2]s ]; then echo %[1]s unreadable dangling-symlink
+elif [ -d %[2]s ]; then
+  if ! [ -r %[2]s ] || ! [ -x %[2]s ]; then echo %[1]s unreadable permission
+  elif relctl_l=$(ls -1 %[2]s); then echo %[1]s present; [ -z "$relctl_l" ] || printf '%%s\n' "$relctl_l"
+  else echo %[1]s unreadable read-failed; fi
+elif [ -e %[2]s ]; then echo %[1]s unreadable not-directory
+else echo %[1]s absent; fi`, markReleases, Quote(l.Releases())),
+		readFileSection(markHistory, Quote(l.HistoryFile()), l.StateDir()),
+		"echo " + markEnd,
+	}, "\n")
 }
 
-// ParseHostState reads ReadScript's output.
-func ParseHostState(out string) (*HostState, error) {
-	sections := map[string]*strings.Builder{}
-	var cur *strings.Builder
-	for _, line := range strings.SplitAfter(out, "\n") {
-		switch strings.TrimRight(line, "\n") {
-		case markCurrent, markReleases, markHistory:
-			cur = &strings.Builder{}
-			sections[strings.TrimRight(line, "\n")] = cur
-			continue
-		}
-		if cur != nil {
-			cur.WriteString(line)
-		}
-	}
-	if sections[markCurrent] == nil || sections[markHistory] == nil {
-		return nil, fmt.Errorf("unexpected output reading host state: %q", truncate(out, 200))
-	}
+// ParseHostState reads ReadScript's output for a host whose layout is not
+// at hand; errors name the files relative to the base directory.
+func ParseHostState(out string) (*HostState, error) { return Layout{}.ParseHostState(out) }
+
+// ParseHostState reads ReadScript's output. It never panics: output that is
+// not what ReadScript prints (truncated, reordered, garbage) is an
+// *OutputError, and a file or directory that is unreadable or corrupt is a
+// *StateError naming it and the fix. Both are ErrHostState.
+func (l Layout) ParseHostState(out string) (*HostState, error) {
+	r := &reply{out: out, what: "host state"}
 	st := &HostState{}
-	if link := strings.TrimSpace(sections[markCurrent].String()); link != "" {
-		st.Current = path.Base(strings.TrimRight(link, "/"))
+
+	// current: a symlink to releases/<version>, or nothing.
+	status, err := r.header(markCurrent)
+	if err != nil {
+		return nil, err
 	}
-	for _, r := range strings.Fields(sections[markReleases].String()) {
-		st.Releases = append(st.Releases, r)
-	}
-	sort.Strings(st.Releases)
-	if h := strings.TrimSpace(sections[markHistory].String()); h != "" {
-		if err := json.Unmarshal([]byte(h), &st.History); err != nil {
-			return nil, fmt.Errorf("history.json is not valid JSON: %w", err)
+	switch status.word {
+	case statusAbsent:
+	case statusPresent:
+		link, err := r.line()
+		if err != nil {
+			return nil, err
 		}
+		v := path.Base(strings.TrimRight(link, "/"))
+		if link == "" || v == "." || v == ".." || v == "/" || strings.ContainsRune(link, 0) {
+			return nil, &StateError{Path: l.Current(), Problem: fmt.Sprintf(" points at %q, not at a release", truncate(link, 100)),
+				Fix: "point it at the release the host runs (ln -sfn releases/VERSION " + Quote(l.Current()) + ") after checking it, then re-run"}
+		}
+		st.Current = v
+	default:
+		return nil, problem(l.Current(), ancestors(l.BaseDir), status.args)
+	}
+
+	// releases/: one directory per release.
+	if status, err = r.header(markReleases); err != nil {
+		return nil, err
+	}
+	switch status.word {
+	case statusAbsent:
+	case statusPresent:
+		for !r.atMarker() {
+			name, err := r.line()
+			if err != nil {
+				return nil, err
+			}
+			if name != "" {
+				st.Releases = append(st.Releases, name)
+			}
+		}
+		sort.Strings(st.Releases)
+	default:
+		return nil, problem(l.Releases(), ancestors(l.BaseDir), status.args)
+	}
+
+	// history.json.
+	f, err := r.file(markHistory, l.HistoryFile())
+	if err != nil {
+		return nil, err
+	}
+	if err := r.end(); err != nil {
+		return nil, err
+	}
+	st.HistorySum = f.SHA256
+	if f.Present {
+		h, err := ParseHistory(l.HistoryFile(), f.Body)
+		if err != nil {
+			return nil, err
+		}
+		st.History = *h
 	}
 	return st, nil
+}
+
+// ParseHistory reads history.json's bytes (p names it in errors). An empty
+// file, one that is not a JSON object, or one whose activations lack a
+// version is refused: the history a rollback needs was lost, and writing a
+// new one over it would hide that.
+func ParseHistory(p string, body []byte) (*History, error) {
+	var h History
+	if err := DecodeJSONFile(p, body, &h); err != nil {
+		return nil, err
+	}
+	for i, a := range h.Activations {
+		if a.Version == "" {
+			return nil, &StateError{Path: p, Problem: fmt.Sprintf(": activation %d has no version", i+1), Fix: fixCorrupt(p)}
+		}
+	}
+	return &h, nil
 }
 
 // ActivateScript switches current to version atomically (a symlink under a
 // temporary name, then rename over current) and installs the new history,
 // read from stdin, in the same script so the two cannot disagree for long.
+// Before changing anything it checks that history.json is absent or a
+// regular file it can read, and that current is a symlink or absent.
 func (l Layout) ActivateScript(version, runID string) string {
+	return l.ActivateScriptIfUnchanged(version, runID, "")
+}
+
+// ActivateScriptIfUnchanged is ActivateScript that also refuses, changing
+// nothing, when history.json is no longer what was read: historySum is
+// HostState.HistorySum ("absent" when there was none; "" checks nothing).
+// A concurrent writer, or a file made unreadable since, is not overwritten.
+func (l Layout) ActivateScriptIfUnchanged(version, runID, historySum string) string {
 	tmpLink := path.Join(l.BaseDir, ".current.tmp."+runID)
 	tmpHist := l.HistoryFile() + ".tmp." + runID
-	return fmt.Sprintf(`set -e
-test -d %[1]s || { printf 'release directory %%s is missing\n' %[1]s >&2; exit 1; }
-mkdir -p %[2]s
-cat > %[3]s
-ln -sfn %[4]s %[5]s
-mv -T %[5]s %[6]s
-mv -f %[3]s %[7]s`,
-		Quote(l.Release(version)), Quote(l.StateDir()), Quote(tmpHist),
-		Quote("releases/"+version), Quote(tmpLink), Quote(l.Current()),
-		Quote(l.HistoryFile()))
+	cur := Quote(l.Current())
+	return strings.Join([]string{
+		"set -e",
+		scriptPrelude,
+		fmt.Sprintf(`test -d %[1]s || { printf 'release directory %%s is missing\n' %[1]s >&2; exit 1; }`, Quote(l.Release(version))),
+		fmt.Sprintf(`if [ -e %[1]s ] && ! [ -L %[1]s ]; then relctl_refuse %[2]s; fi`, cur,
+			Quote(l.Current()+" is not a symlink: relctl will not replace it; move it aside (mv "+cur+" "+Quote(l.Current()+".broken")+") after checking it, then re-run")),
+		fmt.Sprintf("mkdir -p %s", Quote(l.StateDir())),
+		guardReplace(l.HistoryFile(), historySum, ""),
+		fmt.Sprintf(`cat > %[1]s
+[ -s %[1]s ] || { rm -f %[1]s; relctl_refuse 'no history arrived on stdin: nothing was changed'; }
+ln -sfn %[2]s %[3]s
+mv -T %[3]s %[4]s
+mv -f -T %[1]s %[5]s`, Quote(tmpHist), Quote("releases/"+version), Quote(tmpLink), cur, Quote(l.HistoryFile())),
+	}, "\n")
 }
 
 // PruneCandidates returns the release directories to delete so that at most

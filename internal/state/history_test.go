@@ -3,6 +3,7 @@ package state
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -17,9 +18,32 @@ func act(version, previous string) Activation {
 	return Activation{Version: version, Previous: previous, ReleaseDigest: "d-" + version, Time: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Operator: "a", Controller: "c", RunID: "r"}
 }
 
+// hs builds ReadScript-shaped output: history "" is absent.
+func hs(current, releases, history string) string {
+	var b strings.Builder
+	if current == "" {
+		b.WriteString("--relctl-current-- absent\n")
+	} else {
+		b.WriteString("--relctl-current-- present\n" + current + "\n")
+	}
+	if releases == "" {
+		b.WriteString("--relctl-releases-- absent\n")
+	} else {
+		b.WriteString("--relctl-releases-- present\n" + releases)
+	}
+	if history == "" {
+		b.WriteString("--relctl-history-- absent\n")
+	} else {
+		fmt.Fprintf(&b, "--relctl-history-- present %d 644\n%s\n", len(history), history)
+	}
+	b.WriteString("--relctl-end--\n")
+	return b.String()
+}
+
 func TestParseHostState(t *testing.T) {
 	hist := `{"activations":[{"version":"1.0.0","release_digest":"d","time":"2026-01-01T00:00:00Z","operator":"a","controller":"c","run_id":"r"},` +
 		`{"version":"1.1.0","previous":"1.0.0","release_digest":"d","time":"2026-01-02T00:00:00Z","operator":"a","controller":"c","run_id":"r2"}]}`
+	good := hs("releases/1.1.0", "1.1.0\n1.0.0\n", hist)
 	tests := []struct {
 		name         string
 		out          string
@@ -27,16 +51,22 @@ func TestParseHostState(t *testing.T) {
 		wantReleases []string
 		wantActs     int
 		wantPrevious string
-		wantErr      string
+		wantErr      string // substring
+		wantIs       error  // ErrHostState or ErrHostOutput
 	}{
 		{
 			name:         "fresh host",
-			out:          "--relctl-current--\n--relctl-releases--\n--relctl-history--\n",
+			out:          hs("", "", ""),
+			wantReleases: nil,
+		},
+		{
+			name:         "empty releases directory",
+			out:          "--relctl-current-- absent\n--relctl-releases-- present\n--relctl-history-- absent\n--relctl-end--\n",
 			wantReleases: nil,
 		},
 		{
 			name:         "two releases, history",
-			out:          "--relctl-current--\nreleases/1.1.0\n--relctl-releases--\n1.1.0\n1.0.0\n--relctl-history--\n" + hist + "\n",
+			out:          good,
 			wantCurrent:  "1.1.0",
 			wantReleases: []string{"1.0.0", "1.1.0"},
 			wantActs:     2,
@@ -44,27 +74,62 @@ func TestParseHostState(t *testing.T) {
 		},
 		{
 			name:         "absolute link with a trailing slash",
-			out:          "--relctl-current--\n/srv/search/releases/2.0.0/\n--relctl-releases--\n2.0.0\n--relctl-history--\n",
+			out:          hs("/srv/search/releases/2.0.0/", "2.0.0\n", ""),
 			wantCurrent:  "2.0.0",
 			wantReleases: []string{"2.0.0"},
 		},
 		{
-			name:    "not our output",
-			out:     "sh: 1: readlink: not found\n",
-			wantErr: "unexpected output reading host state",
+			name:         "history holding a marker-like line is read by length",
+			out:          hs("", "", "{\"activations\":[],\n\"x\":\"--relctl-end--\"}"),
+			wantReleases: nil,
 		},
-		{
-			name:    "broken history",
-			out:     "--relctl-current--\n--relctl-releases--\n--relctl-history--\n{\"activations\":[\n",
-			wantErr: "history.json is not valid JSON",
-		},
+		{name: "not our output", out: "sh: 1: readlink: not found\n", wantErr: "expected the --relctl-current-- line", wantIs: ErrHostOutput},
+		{name: "empty output", out: "", wantErr: "the output ends early", wantIs: ErrHostOutput},
+		{name: "the old format (no status words)", out: "--relctl-current--\n--relctl-releases--\n--relctl-history--\n", wantErr: "expected the --relctl-current-- line", wantIs: ErrHostOutput},
+		{name: "releases marker dropped", out: strings.Replace(good, "--relctl-releases-- present\n", "", 1), wantErr: "expected the --relctl-releases-- line", wantIs: ErrHostOutput},
+		{name: "current marker dropped", out: strings.Replace(good, "--relctl-current-- present\n", "", 1), wantErr: "expected the --relctl-current-- line", wantIs: ErrHostOutput},
+		{name: "history marker dropped", out: strings.Replace(good, "--relctl-history-- present", "", 1), wantErr: "", wantIs: ErrHostOutput},
+		{name: "end marker dropped", out: strings.TrimSuffix(good, "--relctl-end--\n"), wantErr: "the output ends early", wantIs: ErrHostOutput},
+		{name: "truncated: no trailing newline", out: strings.TrimSuffix(good, "\n"), wantErr: "ends in the middle of a line", wantIs: ErrHostOutput},
+		{name: "truncated inside the history", out: good[:strings.Index(good, "run_id")], wantErr: "bytes announced", wantIs: ErrHostOutput},
+		{name: "a history line dropped", out: strings.Replace(good, `"previous":"1.0.0",`, "", 1), wantErr: "bytes announced", wantIs: ErrHostOutput},
+		{name: "markers in the wrong order", out: "--relctl-releases-- absent\n--relctl-current-- absent\n--relctl-history-- absent\n--relctl-end--\n", wantErr: "expected the --relctl-current-- line", wantIs: ErrHostOutput},
+		{name: "duplicated marker", out: "--relctl-current-- absent\n--relctl-current-- absent\n--relctl-releases-- absent\n--relctl-history-- absent\n--relctl-end--\n", wantErr: "expected the --relctl-releases-- line", wantIs: ErrHostOutput},
+		{name: "duplicated section after the end", out: good + "--relctl-end--\n", wantErr: "output after the end marker", wantIs: ErrHostOutput},
+		{name: "garbage after the end", out: good + "motd\n", wantErr: "output after the end marker", wantIs: ErrHostOutput},
+		{name: "garbage before", out: "Welcome!\n" + good, wantErr: "expected the --relctl-current-- line", wantIs: ErrHostOutput},
+		{name: "unknown status word", out: strings.Replace(good, "--relctl-history-- present", "--relctl-history-- maybe", 1), wantErr: "unknown status", wantIs: ErrHostOutput},
+		{name: "absent with words", out: "--relctl-current-- absent x\n", wantErr: "unknown status", wantIs: ErrHostOutput},
+		{name: "unreadable without a reason", out: "--relctl-current-- unreadable\n", wantErr: "unknown status", wantIs: ErrHostOutput},
+		{name: "size not a number", out: strings.Replace(good, fmt.Sprintf("present %d", len(hist)), "present lots", 1), wantErr: "not a file size", wantIs: ErrHostOutput},
+		{name: "negative size", out: strings.Replace(good, fmt.Sprintf("present %d", len(hist)), "present -5", 1), wantErr: "not a file size", wantIs: ErrHostOutput},
+		{name: "huge size", out: strings.Replace(good, fmt.Sprintf("present %d", len(hist)), "present 99999999999999999999", 1), wantErr: "not a file size", wantIs: ErrHostOutput},
+		{name: "size too large by one", out: strings.Replace(good, fmt.Sprintf("present %d", len(hist)), fmt.Sprintf("present %d", len(hist)+1), 1), wantErr: "bytes announced", wantIs: ErrHostOutput},
+		{name: "current present without its line", out: "--relctl-current-- present\n", wantErr: "ends early", wantIs: ErrHostOutput},
+		{name: "current is a marker", out: "--relctl-current-- present\n--relctl-releases-- absent\n--relctl-history-- absent\n--relctl-end--\n", wantErr: "", wantIs: ErrHostOutput},
+		{name: "current points at the root", out: hs("/", "", ""), wantErr: "current points at \"/\", not at a release", wantIs: ErrHostState},
+		{name: "current points at ..", out: hs("releases/..", "", ""), wantErr: "not at a release", wantIs: ErrHostState},
+		{name: "NUL bytes in the history", out: hs("", "", "\x00\x00"), wantErr: ".relctl/history.json: not valid JSON at byte 1", wantIs: ErrHostState},
+		{name: "NUL bytes in a marker", out: "--relctl-current--\x00 absent\n", wantErr: "expected the --relctl-current-- line", wantIs: ErrHostOutput},
+		{name: "broken history", out: hs("", "", "{\"activations\":["), wantErr: ".relctl/history.json: not valid JSON at byte 16", wantIs: ErrHostState},
+		{name: "empty history", out: hs("", "", "\n "), wantErr: ".relctl/history.json is empty", wantIs: ErrHostState},
+		{name: "history not an object", out: hs("", "", "[1,2]"), wantErr: ".relctl/history.json: unexpected JSON at byte", wantIs: ErrHostState},
+		{name: "history null", out: hs("", "", "null"), wantErr: "holds null, not a JSON object", wantIs: ErrHostState},
+		{name: "history with trailing garbage", out: hs("", "", "{}{}"), wantErr: "not valid JSON at byte 3", wantIs: ErrHostState},
+		{name: "activation without a version", out: hs("", "", `{"activations":[{"previous":"1.0.0"}]}`), wantErr: "activation 1 has no version", wantIs: ErrHostState},
+		{name: "history with a bad time", out: hs("", "", `{"activations":[{"version":"1","time":"yesterday"}]}`), wantErr: ".relctl/history.json: not valid", wantIs: ErrHostState},
+		{name: "history is a directory", out: "--relctl-current-- absent\n--relctl-releases-- absent\n--relctl-history-- unreadable directory\n--relctl-end--\n", wantErr: ".relctl/history.json is a directory; move it aside (mv .relctl/history.json .relctl/history.json.broken) after checking it, then re-run", wantIs: ErrHostState},
+		{name: "history unreadable for an unknown reason", out: "--relctl-current-- absent\n--relctl-releases-- absent\n--relctl-history-- unreadable cosmic-rays\n--relctl-end--\n", wantErr: `.relctl/history.json is unreadable ("cosmic-rays")`, wantIs: ErrHostState},
+		{name: "ancestor index out of range", out: "--relctl-current-- unreadable cannot-search 99\n", wantErr: "is unreadable", wantIs: ErrHostState},
+		{name: "releases unreadable", out: "--relctl-current-- absent\n--relctl-releases-- unreadable permission\n", wantErr: "releases cannot be read by the SSH user", wantIs: ErrHostState},
+		{name: "huge line", out: "--relctl-current-- present\n" + strings.Repeat("x", 1<<20) + "\n--relctl-releases-- absent\n--relctl-history-- absent\n--relctl-end--\n", wantCurrent: strings.Repeat("x", 1<<20)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st, err := ParseHostState(tt.out)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			if tt.wantIs != nil {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, tt.wantIs) {
+					t.Fatalf("err = %v, want %q (%v)", err, tt.wantErr, tt.wantIs)
 				}
 				return
 			}
@@ -72,7 +137,7 @@ func TestParseHostState(t *testing.T) {
 				t.Fatal(err)
 			}
 			if st.Current != tt.wantCurrent || !reflect.DeepEqual(st.Releases, tt.wantReleases) || len(st.History.Activations) != tt.wantActs || st.Previous() != tt.wantPrevious {
-				t.Errorf("got current=%q releases=%v acts=%d previous=%q", st.Current, st.Releases, len(st.History.Activations), st.Previous())
+				t.Errorf("got current=%q releases=%v acts=%d previous=%q", truncate(st.Current, 20), st.Releases, len(st.History.Activations), st.Previous())
 			}
 		})
 	}

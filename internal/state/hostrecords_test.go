@@ -88,7 +88,7 @@ func TestAppendHistoryEvent(t *testing.T) {
 
 	os.WriteFile(tg.Layout.HistoryFile(), []byte("{broken"), 0o644)
 	err = AppendHistoryEvent(ctx, tg.Conn, tg.Layout, evs[0])
-	if err == nil || !strings.Contains(err.Error(), "history.json is not valid JSON") {
+	if err == nil || !strings.Contains(err.Error(), "history.json: not valid JSON at byte 2") {
 		t.Errorf("appending to a broken history: %v", err)
 	}
 	if data, _ := os.ReadFile(tg.Layout.HistoryFile()); string(data) != "{broken" {
