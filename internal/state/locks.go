@@ -430,17 +430,20 @@ func inspectScript(l Layout) string {
 
 // forceRemoveScript moves whatever is at the lock path aside (atomic; a
 // symbolic link is moved, never followed), says what it was, and deletes
-// it. It prints "none", or "removed" (or "removed-kept PATH" when the
-// moved-aside copy could not be deleted) followed by the probe's output.
+// it. It prints "none", or "removed" followed by the probe's output; a
+// moved-aside copy it could not delete is named on stderr
+// ("relctl-kept PATH").
 func forceRemoveScript(l Layout, runID string) string {
 	r := Quote("lock.removed." + runID)
 	return lockCommon(l) + probeLock + fmt.Sprintf(`rm -rf %[1]s 2>/dev/null
 if [ ! -e lock ] && [ ! -L lock ]; then echo none; exit 0; fi
 mv -T lock %[1]s || exit 1
-p=$(probe_lock %[1]s)
+echo removed
+probe_lock %[1]s
 if [ -d %[1]s ] && [ ! -L %[1]s ]; then chmod -R u+rwX %[1]s 2>/dev/null; fi
-if rm -rf %[1]s 2>/dev/null && [ ! -e %[1]s ] && [ ! -L %[1]s ]; then echo removed; else echo "removed-kept $PWD/"%[1]s; fi
-printf '%%s\n' "$p"`, r)
+rm -rf %[1]s 2>/dev/null
+if [ -e %[1]s ] || [ -L %[1]s ]; then echo "relctl-kept $PWD/"%[1]s >&2; fi
+exit 0`, r)
 }
 
 // firstLine splits a script's output into its status word and the rest.
@@ -459,11 +462,11 @@ func firstLine(out []byte) (string, []byte) {
 // relctl may add some); descriptive fields are made printable (no control
 // characters, at most 200 characters), so an owner can go to a terminal.
 func ParseLockOwner(raw []byte) (*LockOwner, error) {
-	if len(bytes.TrimSpace(raw)) == 0 {
-		return nil, errors.New("owner.json is empty")
-	}
 	if len(raw) > maxOwnerSize {
 		return nil, fmt.Errorf("owner.json is larger than %d KiB", maxOwnerSize>>10)
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil, errors.New("owner.json is empty")
 	}
 	if t := bytes.TrimSpace(raw); t[0] != '{' {
 		return nil, errors.New("owner.json is not a JSON object")
@@ -535,7 +538,7 @@ func judgeProbe(host, lockPath string, p lockProbe, opts LockOptions) HostLockSt
 	case o.Heartbeat.Sub(now) > opts.TTL:
 		// Never stale by itself: it needs a human (the holder's clock, or
 		// the file, is wrong).
-		st.Broken = fmt.Sprintf("its heartbeat %s is %s in the future (run %s by %s@%s, pid %d): a clock or the file is wrong, and the lock would never go stale",
+		st.Broken = fmt.Sprintf("its heartbeat %s is %s in the future (run %s by %s@%s, pid %d): a clock or the file is wrong, and the lock would never time out",
 			o.Heartbeat.UTC().Format(time.RFC3339), o.Heartbeat.Sub(now).Round(time.Second), o.RunID, o.Operator, o.Controller, o.PID)
 	case o.Controller == Controller() && !pidAlive(o.PID):
 		st.Stale, st.StaleReason = true, fmt.Sprintf("pid %d is not running on this controller", o.PID)
@@ -934,11 +937,10 @@ func ForceUnlock(ctx context.Context, targets []LockTarget, by LockOwner, reason
 				return
 			}
 			word, rest := firstLine(res.Stdout)
-			verb, kept, _ := strings.Cut(word, " ")
-			switch verb {
+			switch word {
 			case "none":
 				return
-			case "removed", "removed-kept":
+			case "removed":
 			default:
 				errs[i] = fmt.Errorf("%s: removing the lock: unexpected output %q", t.Host, truncate(string(res.Stdout), 200))
 				return
@@ -967,8 +969,9 @@ func ForceUnlock(ctx context.Context, targets []LockTarget, by LockOwner, reason
 			if st.Broken != "" {
 				ev.Detail["removed_broken"] = st.Broken
 			}
-			if verb == "removed-kept" {
+			if _, kept, ok := strings.Cut(string(res.Stderr), "relctl-kept "); ok {
 				// Out of the way (the lock is gone), but not deleted.
+				kept, _, _ = strings.Cut(kept, "\n")
 				ev.Detail["removed_kept_at"] = printable(kept, 300)
 				zerolog.Ctx(ctx).Warn().Str("host", t.Host).Str("path", kept).Msg("the removed lock was moved aside but could not be deleted")
 			}
