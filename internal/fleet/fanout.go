@@ -88,11 +88,13 @@ func ForEach(ctx context.Context, n, limit int, host func(i int) string, fn func
 			name := host(i)
 			select {
 			case sem <- struct{}{}:
+				defer func() { <-sem }()
 			case <-ctx.Done():
+			}
+			if ctx.Err() != nil { // also when a slot came free at the same time
 				errs[i] = fmt.Errorf("%s: not started: %w", name, context.Cause(ctx))
 				return
 			}
-			defer func() { <-sem }()
 			errs[i] = Guard(ctx, name, func() error { return fn(ctx, i) })
 		}()
 	}
