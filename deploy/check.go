@@ -1,15 +1,9 @@
 package deploy
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
-	"path"
 	"strconv"
 	"strings"
 
@@ -17,7 +11,6 @@ import (
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
-	"github.com/relctl/relctl/watchdog"
 )
 
 // CheckOptions select what `relctl check` looks at.
@@ -194,21 +187,23 @@ func (a *candidateWatchdogCheck) Do(ctx context.Context, h *hostRun) (string, er
 	if err != nil {
 		return "", err
 	}
-	files, err := artifactFiles(a.plan.Artifact.Path)
+	// One index of the artifact serves every host: its entries and the
+	// snippet, never the other files' contents (they are searched streaming).
+	index := indexFor(a.plan.Artifact, spec.Snippet)
+	tmpl, ok, err := index.keptFile(ctx)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("the artifact %s: %w", a.plan.Artifact.Name, err)
 	}
-	tmpl, ok := files[spec.Snippet]
 	if !ok {
 		return "", fmt.Errorf("the artifact %s has no %s", a.plan.Artifact.Name, spec.Snippet)
 	}
-	rendered, err := playbooks.RenderText(spec.Snippet, string(tmpl.body), spec.data)
+	rendered, err := playbooks.RenderText(spec.Snippet, string(tmpl), spec.data)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", spec.Snippet, err)
 	}
 	host := &hostFS{conn: h.conn}
 	return (&watchdogCheckAction{spec: spec}).validate(ctx, h, []byte(rendered),
-		&artifactFS{files: files, root: spec.ReleaseDir, current: spec.CurrentDir, host: host})
+		&artifactFS{index: index, root: spec.ReleaseDir, current: spec.CurrentDir, host: host})
 }
 
 // currentHealthProbe probes each health check once against the current release.
@@ -240,63 +235,4 @@ func (a *currentHealthProbe) Do(ctx context.Context, h *hostRun) (string, error)
 		return "", errors.New(strings.Join(failed, "; "))
 	}
 	return strings.Join(ok, "; "), nil
-}
-
-type artifactFile struct {
-	body []byte
-	mode fs.FileMode
-	dir  bool
-}
-
-// artifactFiles lists a .tar.gz artifact's entries (small files' contents too).
-func artifactFiles(local string) (map[string]artifactFile, error) {
-	f, err := os.Open(local)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: not a .tar.gz artifact: %w", local, err)
-	}
-	tr := tar.NewReader(gz)
-	files := map[string]artifactFile{}
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return files, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", local, err)
-		}
-		name := strings.TrimPrefix(path.Clean("/"+hdr.Name), "/")
-		af := artifactFile{mode: fs.FileMode(hdr.Mode) & fs.ModePerm, dir: hdr.Typeflag == tar.TypeDir}
-		if hdr.Typeflag == tar.TypeReg && hdr.Size <= 1<<20 {
-			if af.body, err = io.ReadAll(tr); err != nil {
-				return nil, err
-			}
-		}
-		files[name] = af
-	}
-}
-
-// artifactFS answers for paths inside the (not yet unpacked) new release
-// from the artifact, and for anything else from the host.
-type artifactFS struct {
-	files         map[string]artifactFile
-	root, current string
-	host          watchdog.FS
-}
-
-func (a *artifactFS) Stat(ctx context.Context, p string) (watchdog.FileInfo, error) {
-	for _, prefix := range []string{a.current, a.root} {
-		if rel, ok := strings.CutPrefix(p, prefix+"/"); ok {
-			f, found := a.files[path.Clean(rel)]
-			if !found {
-				return watchdog.FileInfo{}, nil
-			}
-			return watchdog.FileInfo{Exists: true, IsDir: f.dir, Mode: f.mode}, nil
-		}
-	}
-	return a.host.Stat(ctx, p)
 }

@@ -802,15 +802,6 @@ func (f *hostFS) releaseMentions(ctx context.Context, needle, skip string) (bool
 	return strings.TrimSpace(string(res.Stdout)) != "", nil
 }
 
-func (a *artifactFS) releaseMentions(_ context.Context, needle, skip string) (bool, error) {
-	for name, f := range a.files {
-		if name != path.Clean(skip) && bytes.Contains(f.body, []byte(needle)) {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
 // savedSnippetPath is where the host keeps the snippet that was installed
 // while version was current.
 func savedSnippetPath(h *hostRun, s *watchdogSpec, version string) string {
