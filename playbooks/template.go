@@ -4,16 +4,18 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"text/template"
 	"text/template/parse"
 )
 
-// quoteFunc is appended to every action of a shell template. The leading
-// underscore keeps it out of the way of names users would write.
+// quoteFunc is appended to every action of a shell template, with the
+// action's number as its first argument. The leading underscore keeps it out
+// of the way of names users would write.
 const quoteFunc = "_relctl_shell_quote"
 
-var templateFuncs = template.FuncMap{quoteFunc: shellQuoteValue}
+var templateFuncs = template.FuncMap{quoteFunc: func(_ string, v any) string { return shellQuoteValue(v) }}
 
 // ShellQuote quotes s for a POSIX shell: s goes inside single quotes, and
 // each single quote in s closes the quoting, is written escaped, and reopens
@@ -25,15 +27,25 @@ func ShellQuote(s string) string {
 // shellQuoteValue quotes what an action produced; a list becomes one quoted
 // word per element so `for r in {{.Host.Roles}}` does what it reads as.
 func shellQuoteValue(v any) string {
+	words, _ := valueWords(v)
+	for i, w := range words {
+		words[i] = ShellQuote(w)
+	}
+	return strings.Join(words, " ")
+}
+
+// valueWords returns what an action produced as the words it becomes: one,
+// or one per element of a list of strings.
+func valueWords(v any) (words []string, list bool) {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() == reflect.Slice && rv.Type().Elem().Kind() == reflect.String {
-		words := make([]string, rv.Len())
+		words = make([]string, rv.Len())
 		for i := range words {
-			words[i] = ShellQuote(rv.Index(i).String())
+			words[i] = rv.Index(i).String()
 		}
-		return strings.Join(words, " ")
+		return words, true
 	}
-	return ShellQuote(fmt.Sprint(v))
+	return []string{fmt.Sprint(v)}, false
 }
 
 func parseTemplate(name, text string) (*template.Template, error) {
@@ -42,64 +54,139 @@ func parseTemplate(name, text string) (*template.Template, error) {
 
 // parseCommand parses a shell template and makes every action quote its output.
 func parseCommand(name, text string) (*template.Template, error) {
+	t, _, err := parseCommandActions(name, text)
+	return t, err
+}
+
+// parseCommandActions is parseCommand that also returns, by action number,
+// where each printing action is in text.
+func parseCommandActions(name, text string) (*template.Template, []int, error) {
 	t, err := parseTemplate(name, text)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var actions []int
 	for _, tt := range t.Templates() {
 		if tt.Tree != nil && tt.Root != nil {
-			quoteActions(tt.Root)
+			quoteActions(tt.Root, &actions)
 		}
 	}
-	return t, nil
+	return t, actions, nil
 }
 
 // quoteActions appends the quoting function to every output action, the way
 // html/template inserts its escapers, including inside if/range/with bodies.
-func quoteActions(n parse.Node) {
+func quoteActions(n parse.Node, actions *[]int) {
 	switch n := n.(type) {
 	case *parse.ListNode:
 		if n == nil {
 			return
 		}
 		for _, c := range n.Nodes {
-			quoteActions(c)
+			quoteActions(c, actions)
 		}
 	case *parse.ActionNode:
 		if len(n.Pipe.Decl) > 0 { // {{$x := ...}} assigns; it prints nothing
 			return
 		}
+		id := strconv.Itoa(len(*actions))
+		*actions = append(*actions, int(n.Pos))
 		n.Pipe.Cmds = append(n.Pipe.Cmds, &parse.CommandNode{
 			NodeType: parse.NodeCommand,
 			Pos:      n.Pos,
-			Args:     []parse.Node{parse.NewIdentifier(quoteFunc).SetPos(n.Pos)},
+			Args: []parse.Node{
+				parse.NewIdentifier(quoteFunc).SetPos(n.Pos),
+				&parse.StringNode{NodeType: parse.NodeString, Pos: n.Pos, Quoted: strconv.Quote(id), Text: id},
+			},
 		})
 	case *parse.IfNode:
-		quoteActions(n.List)
-		quoteActions(n.ElseList)
+		quoteActions(n.List, actions)
+		quoteActions(n.ElseList, actions)
 	case *parse.RangeNode:
-		quoteActions(n.List)
-		quoteActions(n.ElseList)
+		quoteActions(n.List, actions)
+		quoteActions(n.ElseList, actions)
 	case *parse.WithNode:
-		quoteActions(n.List)
-		quoteActions(n.ElseList)
+		quoteActions(n.List, actions)
+		quoteActions(n.ElseList, actions)
 	}
 }
 
 // RenderCommand renders a shell command template; the output of every action
 // is shell-quoted, so `tar -xzf {{.Artifact}} -C {{.ReleaseDir}}` is safe
-// whatever the values hold. Load rejects an action where quoting cannot
-// work (in quotes, a comment or a heredoc body); so does RenderCommand, for
-// templates that did not come through Load.
+// whatever the values hold. An action must stand where a quoted word is
+// inert (template_scan.go): Load rejects one that does not, and so does
+// RenderCommand, twice: in the template text, and in the text this data
+// renders (with a marker for each value), which is what the shell reads
+// whatever {{if}} and {{range}} chose.
 func RenderCommand(name, text string, data *TemplateData) (string, error) {
-	t, err := parseCommand(name, text)
+	t, actions, err := parseCommandActions(name, text)
 	if err != nil {
 		return "", templateError(err)
 	}
 	if err := quotedActionError(text); err != nil {
 		return "", err
 	}
-	return execute(t, data)
+	var (
+		slots  []slot
+		values []string
+		nul    *slot
+	)
+	t.Funcs(template.FuncMap{quoteFunc: func(id string, v any) string {
+		sl := actionSlot(text, actions, id)
+		words, list := valueWords(v)
+		markers := make([]string, len(words))
+		for i, w := range words {
+			if list {
+				sl.list = i
+			}
+			if strings.IndexByte(w, 0) >= 0 && nul == nil {
+				nul = &sl
+			}
+			markers[i] = "\x00" + strconv.Itoa(len(slots)) + "\x00"
+			slots = append(slots, sl)
+			values = append(values, w)
+		}
+		return strings.Join(markers, " ")
+	}})
+	rendered, err := execute(t, data)
+	if err != nil {
+		return "", err
+	}
+	if nul != nil {
+		line, col := templatePosition(text, nul.at)
+		return "", &ShellContextError{Line: line, Column: col, Action: nul.action, Reason: fmt.Sprintf("the value of %s holds a NUL byte, which no shell command can carry", nul.action)}
+	}
+	if err := renderedActionError(text, rendered, slots); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for i := 0; i < len(rendered); {
+		if rendered[i] != 0 {
+			b.WriteByte(rendered[i])
+			i++
+			continue
+		}
+		j := i + 1 + strings.IndexByte(rendered[i+1:], 0)
+		k, _ := strconv.Atoi(rendered[i+1 : j])
+		b.WriteString(ShellQuote(values[k]))
+		i = j + 1
+	}
+	return b.String(), nil
+}
+
+// actionSlot describes action number id for messages: its text and offset.
+func actionSlot(text string, actions []int, id string) slot {
+	k, err := strconv.Atoi(id)
+	if err != nil || k < 0 || k >= len(actions) {
+		return slot{action: "{{?}}", list: -1}
+	}
+	pos := min(actions[k], len(text))
+	start := strings.LastIndex(text[:pos], "{{")
+	if start < 0 {
+		return slot{action: "{{?}}", at: pos, list: -1}
+	}
+	_, action := scanAction(text, start)
+	return slot{action: action, at: start, list: -1}
 }
 
 // RenderText renders a template whose output is not a shell command (URLs,
@@ -135,292 +222,6 @@ func templateError(err error) error {
 		return fmt.Errorf("template line %s: %s", m[1], rest)
 	}
 	return fmt.Errorf("template: %s", rest)
-}
-
-// quotedActionError finds an action the shell would not treat as the one
-// word relctl's quoting makes it: inside quotes or after a backslash (quotes
-// inside quotes), inside a comment (a newline in the value ends the comment),
-// or inside a heredoc body, where single quotes are not quoting: an unquoted
-// body expands $(...) in the value, a quoted one keeps relctl's quotes as
-// text. Template blocks must not decide where a heredoc ends, or the shell
-// and this scanner would disagree about which lines are its body.
-func quotedActionError(text string) error {
-	t, orig := applyTrimMarkers(text)
-	s := &shellScan{text: text, t: t, orig: orig}
-	return s.run()
-}
-
-// heredoc is a << operator whose body starts after the current line.
-type heredoc struct {
-	op        string // as written, for messages: <<EOF, <<-'EOF'
-	delim     string // after quote removal
-	stripTabs bool   // <<- : leading tabs of the end line are ignored
-	quoted    bool   // any quoting in the delimiter makes the body literal
-}
-
-type shellScan struct {
-	text string // as written, for line numbers
-	t    string // after {{- and -}} trimming: the newlines the shell sees
-	orig []int  // offset in t -> offset in text
-
-	pending []heredoc   // operators seen on the current line
-	open    []openBlock // template blocks opened since the first pending operator
-	cur     *heredoc    // the operator open blocks are reported against
-}
-
-type openBlock struct {
-	at     int
-	action string
-}
-
-func (s *shellScan) errorf(at int, format string, args ...any) error {
-	err := fmt.Errorf(format, args...)
-	if line := 1 + strings.Count(s.text[:s.orig[at]], "\n"); line > 1 {
-		return fmt.Errorf("template line %d: %w", line, err)
-	}
-	return err
-}
-
-func (s *shellScan) run() error {
-	const (
-		bare = iota
-		single
-		double
-	)
-	t := s.t
-	state := bare
-	wordStart := true
-	escapedAt := -1 // offset of a "{{" right after an unquoted backslash
-	arith := 0      // open parentheses of a $(( )): << there is a shift
-	for i := 0; i < len(t); i++ {
-		c := t[i]
-		if strings.HasPrefix(t[i:], "{{") {
-			end, action := scanAction(t, i)
-			if printsOutput(action) {
-				switch {
-				case state == single:
-					return s.errorf(i, "%s is inside single quotes; relctl shell-quotes every value itself, so remove the quotes around it", action)
-				case state == double:
-					return s.errorf(i, "%s is inside double quotes; relctl shell-quotes every value itself, so remove the quotes around it", action)
-				case escapedAt == i:
-					return s.errorf(i, "%s follows a backslash, which would break relctl's quoting of the value", action)
-				}
-			}
-			if err := s.block(i, action); err != nil {
-				return err
-			}
-			i = end - 1
-			wordStart = false
-			continue
-		}
-		switch state {
-		case single:
-			if c == '\'' {
-				state = bare
-			}
-		case double:
-			switch c {
-			case '\\':
-				i, escapedAt = skipEscaped(t, i, escapedAt)
-			case '"':
-				state = bare
-			}
-		default:
-			switch {
-			case c == '\\':
-				i, escapedAt = skipEscaped(t, i, escapedAt)
-			case c == '\'':
-				state = single
-			case c == '"':
-				state = double
-			case c == '#' && wordStart:
-				if err := s.comment(i); err != nil {
-					return err
-				}
-				for i+1 < len(t) && t[i+1] != '\n' {
-					i++
-				}
-			case strings.HasPrefix(t[i:], "$(("):
-				arith = 2
-				i += 2
-			case arith > 0 && c == '(':
-				arith++
-			case arith > 0 && c == ')':
-				arith--
-			case arith == 0 && strings.HasPrefix(t[i:], "<<<"):
-				i += 2 // a here-string: its word follows the usual rules
-			case arith == 0 && strings.HasPrefix(t[i:], "<<"):
-				end, err := s.operator(i)
-				if err != nil {
-					return err
-				}
-				i = end - 1
-			case c == '\n' && len(s.pending) > 0:
-				end, err := s.bodies(i + 1)
-				if err != nil {
-					return err
-				}
-				i = end - 1
-			}
-		}
-		wordStart = strings.IndexByte(" \t\n;&|()", c) >= 0
-	}
-	return nil
-}
-
-// comment reports a printing action in the shell comment starting at i.
-func (s *shellScan) comment(i int) error {
-	for j := i; j < len(s.t) && s.t[j] != '\n'; j++ {
-		if strings.HasPrefix(s.t[j:], "{{") {
-			end, action := scanAction(s.t, j)
-			if printsOutput(action) {
-				return s.errorf(j, "%s is in a shell comment; a value holding a newline would end the comment and run as a command, so move it out of the comment", action)
-			}
-			j = end - 1
-		}
-	}
-	return nil
-}
-
-// operator reads the heredoc operator at i (<<WORD or <<-WORD) and returns
-// the offset after its delimiter word.
-func (s *shellScan) operator(i int) (int, error) {
-	t := s.t
-	h := heredoc{}
-	j := i + 2
-	if j < len(t) && t[j] == '-' {
-		h.stripTabs = true
-		j++
-	}
-	for j < len(t) && (t[j] == ' ' || t[j] == '\t') {
-		j++
-	}
-	var delim strings.Builder
-	for j < len(t) && strings.IndexByte(" \t\n;&|<>()", t[j]) < 0 {
-		if strings.HasPrefix(t[j:], "{{") {
-			_, action := scanAction(t, j)
-			return 0, s.errorf(j, "%s is part of a heredoc delimiter (%s); write the delimiter literally", action, t[i:j])
-		}
-		switch q := t[j]; q {
-		case '\'', '"':
-			h.quoted = true
-			for j++; j < len(t) && t[j] != q; j++ {
-				if strings.HasPrefix(t[j:], "{{") {
-					_, action := scanAction(t, j)
-					return 0, s.errorf(j, "%s is part of a heredoc delimiter (%s); write the delimiter literally", action, t[i:j])
-				}
-				if q == '"' && t[j] == '\\' && j+1 < len(t) {
-					j++
-				}
-				delim.WriteByte(t[j])
-			}
-		case '\\':
-			h.quoted = true
-			if j+1 < len(t) {
-				j++
-				delim.WriteByte(t[j])
-			}
-		default:
-			delim.WriteByte(q)
-		}
-		if j < len(t) {
-			j++
-		}
-	}
-	if delim.Len() == 0 {
-		return j, nil // not a heredoc the shell would accept either
-	}
-	h.op, h.delim = t[i:j], delim.String()
-	s.pending = append(s.pending, h)
-	if s.cur == nil {
-		s.cur = &s.pending[0]
-	}
-	return j, nil
-}
-
-// bodies reads the bodies of the pending heredocs, starting at offset i
-// (the line after their operators), and returns the offset after the last
-// end line, or the end of the text when one is missing.
-func (s *shellScan) bodies(i int) (int, error) {
-	t := s.t
-	for _, h := range s.pending {
-		s.cur = &h
-		for i < len(t) {
-			nl := strings.IndexByte(t[i:], '\n')
-			if nl < 0 {
-				nl = len(t) - i
-			}
-			line := t[i : i+nl]
-			if h.stripTabs {
-				line = strings.TrimLeft(line, "\t")
-			}
-			if withoutComments(line) == h.delim {
-				if len(s.open) > 0 {
-					return 0, s.errorf(s.open[0].at, "%s after a heredoc operator (%s) opens a block that does not close before the heredoc ends, so the heredoc's end would depend on the template; keep the block wholly inside or wholly outside the heredoc", s.open[0].action, h.op)
-				}
-				i += nl + 1
-				break
-			}
-			// The line holds no end: every action on it is in the body.
-			j := i
-			for ; j < len(t) && t[j] != '\n'; j++ {
-				if strings.HasPrefix(t[j:], "{{") {
-					end, action := scanAction(t, j)
-					if err := s.bodyAction(j, action, h); err != nil {
-						return 0, err
-					}
-					j = end - 1 // an action may span lines
-				}
-			}
-			i = j + 1
-		}
-	}
-	s.pending, s.open, s.cur = nil, nil, nil
-	return min(i, len(t)), nil
-}
-
-func (s *shellScan) bodyAction(at int, action string, h heredoc) error {
-	word := actionWord(action)
-	switch {
-	case printsOutput(action) || word == "template" || word == "block":
-		if h.quoted {
-			return s.errorf(at, "%s is inside a heredoc (%s) whose body is literal text, so relctl's quotes around the value would end up in it; write the value outside the heredoc, e.g. printf '%%s\\n' %s >> file", action, h.op, action)
-		}
-		return s.errorf(at, "%s is inside an unquoted heredoc (%s), whose body the shell expands ($(...), `...`, $var), so relctl cannot quote the value; write it outside the heredoc, e.g. printf '%%s\\n' %s >> file", action, h.op, action)
-	}
-	return s.block(at, action)
-}
-
-// block follows template blocks between a heredoc operator and the end of
-// its body: there, a block must open and close on the same side of the end
-// line, and nothing may jump past it.
-func (s *shellScan) block(at int, action string) error {
-	if s.cur == nil {
-		return nil
-	}
-	switch word := actionWord(action); word {
-	case "if", "range", "with", "define", "block":
-		s.open = append(s.open, openBlock{at, action})
-	case "else", "end":
-		if len(s.open) == 0 {
-			return s.errorf(at, "%s after a heredoc operator (%s) belongs to a block opened before it, so the heredoc's end would depend on the template; keep the block wholly inside or wholly outside the heredoc", action, s.cur.op)
-		}
-		if word == "end" {
-			s.open = s.open[:len(s.open)-1]
-		}
-	case "break", "continue":
-		return s.errorf(at, "%s after a heredoc operator (%s) could skip the heredoc's end; move it outside the heredoc", action, s.cur.op)
-	}
-	return nil
-}
-
-// skipEscaped steps over the character a backslash escapes, unless it starts
-// an action, which must then be reported.
-func skipEscaped(text string, i, escapedAt int) (int, int) {
-	if strings.HasPrefix(text[i+1:], "{{") {
-		return i, i + 1
-	}
-	return i + 1, escapedAt
 }
 
 // scanAction returns the end offset of the action starting at i and its text.

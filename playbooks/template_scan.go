@@ -1,0 +1,1556 @@
+package playbooks
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// This file decides where a template action may stand in a shell command.
+//
+// relctl writes every value as one single-quoted word. That word is inert
+// only where the shell reads it as (part of) an ordinary word at command
+// level: there, in POSIX sh (dash) and in bash alike, nothing inside single
+// quotes is expanded. Everywhere else the shell reads the text differently
+// (in quotes, a comment, a heredoc body, arithmetic, [[ ]], ${...},
+// backquotes) or hands the word to something that runs it as code (eval,
+// sh -c, let, ...). The scanner follows the shell's grammar closely enough
+// to know which of the two a value's position is; it accepts the first and
+// refuses everything else, naming the position and the safe way to write
+// it. Where it cannot follow the syntax with certainty it refuses every
+// later value rather than guess.
+//
+// The same scanner reads the template text (so Load reports problems
+// without data) and, in RenderCommand, the very text the shell will read,
+// with each value replaced by a marker; the second pass sees exactly what
+// {{if}} and {{range}} produced, so no choice of branches can move a value
+// into a place the first pass did not see.
+
+// ShellContextError is a template action standing where relctl's quoting
+// would not keep its value one inert word. Line and Column (1-based; Column
+// counts characters) locate the action in the template text.
+type ShellContextError struct {
+	Line, Column int
+	Action       string // the action as written, e.g. {{.Vars.w}}
+	Reason       string // what is wrong and the safe way to write it
+}
+
+// Error keeps the form of relctl's other template errors: "template line N: "
+// on lines after the first, the reason alone on the first.
+func (e *ShellContextError) Error() string {
+	if e.Line > 1 {
+		return fmt.Sprintf("template line %d: %s", e.Line, e.Reason)
+	}
+	return e.Reason
+}
+
+// templatePosition returns the 1-based line and character column of offset at in text.
+func templatePosition(text string, at int) (line, col int) {
+	at = max(0, min(at, len(text)))
+	line = 1 + strings.Count(text[:at], "\n")
+	col = 1 + utf8.RuneCountInString(text[strings.LastIndexByte(text[:at], '\n')+1:at])
+	return line, col
+}
+
+// slot is a value in the text the scanner reads: a printing action of the
+// template, or what one action rendered.
+type slot struct {
+	action string // as written in the template
+	at     int    // offset of the action in the template text
+	list   int    // index of the element when the action rendered a list, else -1
+}
+
+type frameKind uint8
+
+const (
+	frameCommand      frameKind = iota // the top level, $( ), ( ), <( ) and >( )
+	frameCase                          // case ... esac
+	frameArray                         // bash name=( ... )
+	frameSingle                        // '...'
+	frameDollarSingle                  // bash $'...'
+	frameDouble                        // "..." and bash $"..."
+	frameBackquote                     // `...`
+	frameParam                         // ${...}
+	frameArith                         // $(( )), bash $[ ], (( )) and for (( ))
+	frameTest                          // bash [[ ]]
+)
+
+type caseState uint8
+
+const (
+	caseSubject caseState = iota // case WORD
+	caseIn                       // in
+	casePattern                  // pattern | pattern )
+	caseBody                     // commands up to ;; or esac
+)
+
+type frame struct {
+	kind   frameKind
+	opener string // as written: "$((", "${", "[[", ...
+	closer byte   // frameCommand: ')' or 0 at the top; frameArith: ')' or ']'
+	depth  int    // frameArith: parentheses or brackets open inside
+	escape bool   // frameDollarSingle: holds a backslash
+	inWord bool   // frameTest, frameArray: inside a word
+	sub    bool   // frameArray: the element started with [ whose ] has not come
+	caseAt caseState
+	words  int      // frameCase: words of the current pattern list
+	cmd    *command // frameCommand, frameCase
+}
+
+// word is the shell word being read at command level.
+type word struct {
+	start   int
+	plain   bool   // only unquoted literal characters: it may be a keyword or a name
+	lit     []byte // its unquoted literal characters before the first quote, expansion or value
+	litDone bool
+	exp     bool // holds an expansion: $x, $( ), `...`
+	slots   []slotUse
+	tail    bool // holds something after its first value
+	slash   bool // holds a literal / after its first value: a path, not an option
+}
+
+// slotUse is a value in a word: directly, or inside a $( ) in the word.
+type slotUse struct {
+	sl     *slot
+	at     int  // offset in the scanned text
+	first  bool // the word starts with the value
+	direct bool
+}
+
+// argRule says how the arguments of a simple command are checked.
+type argRule uint8
+
+const (
+	ruleNone     argRule = iota
+	ruleWrapper          // runs its arguments as a command: sudo, env, nohup, ...
+	ruleCode             // runs or evaluates its arguments: eval, let, trap, alias, watch
+	ruleDeclare          // declare, typeset, local, export, readonly
+	ruleNames            // read, unset, mapfile, readarray, getopts: arguments name variables
+	ruleFlagName         // printf -v NAME, wait -p NAME
+	ruleTest             // [ and test
+	ruleShell            // sh, bash, ...: -c takes code
+	ruleSu               // su, runuser: -c takes code
+	ruleSSH              // ssh: the remote command is parsed again remotely
+)
+
+// command is the simple command being read in a command-level frame.
+type command struct {
+	inWord  bool
+	w       word
+	named   bool // the command name is read; further words are arguments
+	prefix  int  // assignments before the name
+	redir   byte // the next word is a redirection target: '<' after <<<, '>' otherwise
+	forWord int  // for/select: 1 the name comes, 2 in or do comes, 3 in its word list
+	fnName  bool // after "function"
+	rule    argRule
+	name    string // basename of the command that decided rule
+	st      ruleState
+}
+
+type ruleState struct {
+	opts     string   // option letters seen
+	optsDone bool     // -- seen, or the options ended
+	optArg   string   // the next word is the argument of this option
+	sawC     bool     // shell, su: -c seen
+	operand  bool     // shell: the script or command string is read; ssh: the destination
+	danger   *slotUse // shell: an operand that starts with a value (could be an option)
+	prev     *word    // test: the previous argument
+	names    []string // read-like: plain arguments
+	here     *slotUse // read-like: a value in a here-string
+}
+
+// assignment is a value assigned to a variable, checked at the end against
+// the variables the template declares integer.
+type assignment struct {
+	names []string
+	use   slotUse
+	how   string
+}
+
+type shellScan struct {
+	t      string
+	text   string // the template, for positions
+	orig   []int  // static: offset in t -> offset in text
+	static bool
+	slots  []slot // dynamic: the values, by marker number
+
+	frames    []*frame
+	poisoned  string // why the scanner lost track, if it did
+	escapedAt int    // offset of a value right after an unquoted backslash
+
+	pending      []heredoc   // operators seen on the current line
+	pendingDepth int         // frames open when they were seen
+	open         []openBlock // template blocks opened since the first pending operator
+	cur          *heredoc    // the operator open blocks are reported against
+
+	intNames map[string]bool // declared integer (declare -i): assignments are arithmetic
+	assigned []assignment
+}
+
+// heredoc is a << operator whose body starts after the current line.
+type heredoc struct {
+	op        string // as written, for messages: <<EOF, <<-'EOF'
+	delim     string // after quote removal
+	stripTabs bool   // <<- : leading tabs of the end line are ignored
+	quoted    bool   // any quoting in the delimiter makes the body literal
+}
+
+type openBlock struct {
+	at     int
+	action string
+}
+
+// quotedActionError reports the first action of a shell template standing
+// where relctl's quoting would not keep its value one inert word, as a
+// *ShellContextError; nil when every action is where a quoted word is inert.
+func quotedActionError(text string) error {
+	if i := strings.IndexByte(text, 0); i >= 0 {
+		line, col := templatePosition(text, i)
+		return &ShellContextError{Line: line, Column: col, Reason: "the command holds a NUL byte, which no shell command can carry"}
+	}
+	t, orig := applyTrimMarkers(text)
+	s := &shellScan{t: t, text: text, orig: orig, static: true, escapedAt: -1}
+	return s.run()
+}
+
+// renderedActionError scans the text a template rendered, where marker k
+// (NUL, k in decimal, NUL) stands for slots[k].
+func renderedActionError(text, rendered string, slots []slot) error {
+	s := &shellScan{t: rendered, text: text, slots: slots, escapedAt: -1}
+	return s.run()
+}
+
+// next reports a value or a control action at i: its end offset and either
+// the value or the control action's text.
+func (s *shellScan) next(i int) (end int, sl *slot, control string, ok bool) {
+	t := s.t
+	if s.static {
+		if !strings.HasPrefix(t[i:], "{{") {
+			return 0, nil, "", false
+		}
+		end, action := scanAction(t, i)
+		if printsOutput(action) {
+			return end, &slot{action: action, at: s.orig[i], list: -1}, "", true
+		}
+		return end, nil, action, true
+	}
+	if t[i] != 0 {
+		return 0, nil, "", false
+	}
+	j := strings.IndexByte(t[i+1:], 0)
+	if j < 0 {
+		return len(t), &slot{action: "{{?}}", list: -1}, "", true
+	}
+	k, err := strconv.Atoi(t[i+1 : i+1+j])
+	if err != nil || k < 0 || k >= len(s.slots) {
+		return i + 2 + j, &slot{action: "{{?}}", list: -1}, "", true
+	}
+	return i + 2 + j, &s.slots[k], "", true
+}
+
+func (s *shellScan) startsValue(i int) bool {
+	if i >= len(s.t) {
+		return false
+	}
+	if s.static {
+		return strings.HasPrefix(s.t[i:], "{{")
+	}
+	return s.t[i] == 0
+}
+
+// refuse builds the error for a value.
+func (s *shellScan) refuse(sl *slot, format string, args ...any) error {
+	line, col := templatePosition(s.text, sl.at)
+	return &ShellContextError{Line: line, Column: col, Action: sl.action, Reason: fmt.Sprintf(format, args...)}
+}
+
+// errorf builds an error located at offset at of the scanned text (static
+// scans; a dynamic scan has no template offset for plain text).
+func (s *shellScan) errorf(at int, action, format string, args ...any) error {
+	off := 0
+	if s.static && at < len(s.orig) {
+		off = s.orig[at]
+	}
+	line, col := templatePosition(s.text, off)
+	return &ShellContextError{Line: line, Column: col, Action: action, Reason: fmt.Sprintf(format, args...)}
+}
+
+// poison records the first place the scanner cannot follow with certainty.
+func (s *shellScan) poison(at int, why string) {
+	if s.poisoned == "" {
+		s.poisoned = fmt.Sprintf("%s (at %s)", why, excerpt(s.t, at))
+	}
+}
+
+// excerpt shows the text at i, markers as {{...}}, for messages.
+func excerpt(t string, i int) string {
+	i = max(0, min(i, len(t)))
+	end := min(len(t), i+24)
+	for end < len(t) && !utf8.RuneStart(t[end]) {
+		end++
+	}
+	e := strings.ReplaceAll(t[i:end], "\x00", "")
+	if nl := strings.IndexByte(e, '\n'); nl >= 0 {
+		e = e[:nl]
+	}
+	return strconv.Quote(e)
+}
+
+func (s *shellScan) top() *frame { return s.frames[len(s.frames)-1] }
+
+func (s *shellScan) push(f *frame) { s.frames = append(s.frames, f) }
+
+func (s *shellScan) pop() {
+	if len(s.frames) > 1 {
+		s.frames = s.frames[:len(s.frames)-1]
+	}
+}
+
+// cmdFrame returns the innermost command-level frame: the one whose word a
+// quote or an expansion is part of.
+func (s *shellScan) cmdFrame() *frame {
+	for k := len(s.frames) - 1; k >= 0; k-- {
+		if s.frames[k].cmd != nil {
+			return s.frames[k]
+		}
+	}
+	return s.frames[0]
+}
+
+func (s *shellScan) run() error {
+	s.frames = []*frame{{kind: frameCommand, cmd: &command{}}}
+	t := s.t
+	for i := 0; i < len(t); {
+		if end, sl, control, ok := s.next(i); ok {
+			var err error
+			if sl != nil {
+				err = s.value(i, sl)
+			} else {
+				err = s.block(i, control)
+				if s.escapedAt == i {
+					s.poison(i-1, `a backslash before a template block, which escapes whatever the block renders first`)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			i = max(end, i+1)
+			continue
+		}
+		var end int
+		var err error
+		before := s.top()
+		switch f := before; f.kind {
+		case frameCommand:
+			end, err = s.stepCommand(f, i)
+		case frameCase:
+			if f.caseAt == caseBody {
+				end, err = s.stepCommand(f, i)
+			} else {
+				end, err = s.stepCaseHead(f, i)
+			}
+		case frameArray:
+			end, err = s.stepArray(f, i)
+		case frameSingle:
+			end = i + 1
+			if t[i] == '\'' {
+				s.pop()
+			}
+		case frameDollarSingle:
+			end = s.stepDollarSingle(f, i)
+		case frameDouble:
+			end = s.stepDouble(i)
+		case frameBackquote:
+			end = i + 1
+			switch t[i] {
+			case '\\':
+				end = s.escaped(i)
+			case '`':
+				s.pop()
+			}
+		case frameParam:
+			end = s.stepParam(i)
+		case frameArith:
+			end = s.stepArith(f, i)
+		case frameTest:
+			end = s.stepTest(f, i)
+		}
+		if err != nil {
+			return err
+		}
+		if end <= i && s.top() == before {
+			end = i + 1 // a step that opened or closed a frame may leave i to the next
+		}
+		if end > i && t[i] == '\n' && len(s.pending) > 0 && s.top().cmd == nil && s.top().kind != frameSingle && s.top().kind != frameDouble {
+			s.poison(i, "a heredoc whose body would start inside "+s.top().opener)
+		}
+		i = end
+	}
+	for _, a := range s.assigned {
+		for _, n := range a.names {
+			if s.intNames[n] {
+				return s.refuse(a.use.sl, "%s is %s %s, which the template declares integer (declare -i), so bash evaluates the value as arithmetic (a value like a[$(cmd)] runs cmd); drop -i, or check the value is a number before assigning it", a.use.sl.action, a.how, n)
+			}
+		}
+	}
+	return nil
+}
+
+// escaped steps over a backslash and the character it escapes, unless a
+// value follows, which value() then refuses.
+func (s *shellScan) escaped(i int) int {
+	if s.startsValue(i + 1) {
+		s.escapedAt = i + 1
+		return i + 1
+	}
+	return min(i+2, len(s.t))
+}
+
+// value checks a value at offset i of the scanned text.
+func (s *shellScan) value(i int, sl *slot) error {
+	a := sl.action
+	if s.poisoned != "" {
+		return s.refuse(sl, "%s comes after shell syntax relctl cannot follow with certainty: %s; so it cannot tell whether the value would stay one word; write that part more plainly", a, s.poisoned)
+	}
+	// The innermost frame that changes how the shell reads a quoted word.
+	passedCommand := false
+	for k := len(s.frames) - 1; k >= 0; k-- {
+		f := s.frames[k]
+		switch f.kind {
+		case frameCommand, frameCase:
+			passedCommand = true
+		case frameDouble:
+			if !passedCommand {
+				return s.refuse(sl, "%s is inside double quotes; relctl shell-quotes every value itself, so remove the quotes around it", a)
+			}
+		case frameSingle:
+			return s.refuse(sl, "%s is inside single quotes; relctl shell-quotes every value itself, so remove the quotes around it", a)
+		case frameDollarSingle:
+			return s.refuse(sl, "%s is inside $'...' quotes; relctl shell-quotes every value itself, so remove the quotes around it", a)
+		case frameBackquote:
+			return s.refuse(sl, "%s is inside backquotes `...`, where the shell processes backslashes a second time, so relctl's quoting cannot hold; use $(...) instead of backquotes", a)
+		case frameParam:
+			return s.refuse(sl, "%s is inside a parameter expansion ${...}, whose operand the shell expands again and, as an offset or a length, evaluates as arithmetic (a value like a[$(cmd)] runs cmd); assign the value to a variable first (v=%s) and use $v inside the braces, checking first that it is a number if it is an offset or a length", a, a)
+		case frameArith:
+			return s.refuse(sl, "%s is inside shell arithmetic %s, where the shell evaluates the text as an expression and quotes do not protect it (a value like a[$(cmd)] runs cmd); assign it to a variable and check it is a number first: n=%s; case $n in ''|*[!0-9]*) echo \"not a number: $n\" >&2; exit 1;; esac; then use $((n))", a, arithName(f.opener), a)
+		case frameTest:
+			return s.refuse(sl, "%s is inside [[ ]], where bash evaluates the operands of -eq, -lt and the like as arithmetic (a value like a[$(cmd)] runs cmd); use [ ] instead, which reads the value as one word: [ %s = yes ]", a, a)
+		}
+	}
+	if s.escapedAt == i {
+		return s.refuse(sl, "%s follows a backslash, which would break relctl's quoting of the value", a)
+	}
+	if i > 0 && s.t[i-1] == '$' {
+		return s.refuse(sl, "%s follows a $, which makes relctl's quotes bash's $'...' quoting, where backslashes in the value are escapes; write the $ apart from the value, e.g. '$'%s", a, a)
+	}
+	if f := s.top(); f.kind == frameArray && f.sub {
+		return s.refuse(sl, "%s is inside an array subscript [...], which bash evaluates as arithmetic (a value like a[$(cmd)] runs cmd); write the subscript literally, or check the value is a number first", a)
+	}
+	// The value is part of the word being read in each command-level frame
+	// around it: directly in the innermost, inside a $( ) in the others.
+	direct := true
+	for k := len(s.frames) - 1; k >= 0; k-- {
+		f := s.frames[k]
+		if f.cmd == nil {
+			continue
+		}
+		c := f.cmd
+		if !c.inWord {
+			c.begin(i)
+		}
+		if f.kind == frameCommand || f.caseAt == caseBody {
+			if (!c.named || c.rule == ruleDeclare) && !c.w.litDone && subscriptOpen.Match(c.w.lit) {
+				return s.refuse(sl, "%s is inside an array subscript %s...], which bash evaluates as arithmetic (a value like a[$(cmd)] runs cmd); write the subscript literally, or check the value is a number first", a, c.w.lit)
+			}
+		}
+		c.w.tail = c.w.tail || len(c.w.slots) > 0
+		c.w.slots = append(c.w.slots, slotUse{sl: sl, at: i, first: c.w.start == i, direct: direct})
+		c.w.plain, c.w.litDone = false, true
+		direct = false
+	}
+	return nil
+}
+
+var subscriptOpen = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*\[[^\]]*$`)
+
+func arithName(opener string) string {
+	switch opener {
+	case "$[":
+		return "$[ ]"
+	case "((":
+		return "(( ))"
+	}
+	return "$(( ))"
+}
+
+func (c *command) begin(i int) {
+	if !c.inWord {
+		c.inWord = true
+		c.w = word{start: i, plain: true}
+	}
+}
+
+func (c *command) literal(i int, b byte) {
+	c.begin(i)
+	if !c.w.litDone {
+		c.w.lit = append(c.w.lit, b)
+	}
+	if len(c.w.slots) > 0 {
+		c.w.tail = true
+		c.w.slash = c.w.slash || b == '/'
+	}
+}
+
+func (c *command) quoted(i int) {
+	c.begin(i)
+	c.w.plain, c.w.litDone = false, true
+	c.w.tail = c.w.tail || len(c.w.slots) > 0
+}
+
+func (c *command) expansion(i int) {
+	c.quoted(i)
+	c.w.exp = true
+}
+
+// reset starts a new simple command.
+func (c *command) reset() {
+	*c = command{}
+}
+
+// wordPart opens a frame that is part of the word being read (a quote or
+// an expansion): the command-level frame around it sees a quoted word.
+func (s *shellScan) wordPart(i int, f *frame) {
+	s.cmdFrame().cmd.expansion(i)
+	s.push(f)
+}
+
+// dollar opens the expansion at i (t[i] == '$'), returning the offset after
+// its opener, or 0 when it opens no frame ($x, a lone $).
+func (s *shellScan) dollar(i int, inDouble bool) int {
+	t := s.t
+	switch {
+	case strings.HasPrefix(t[i:], "$(("):
+		s.wordPart(i, &frame{kind: frameArith, opener: "$((", closer: ')'})
+		return i + 3
+	case strings.HasPrefix(t[i:], "$("):
+		s.wordPart(i, &frame{kind: frameCommand, opener: "$(", closer: ')', cmd: &command{}})
+		return i + 2
+	case strings.HasPrefix(t[i:], "${"):
+		s.wordPart(i, &frame{kind: frameParam, opener: "${"})
+		return i + 2
+	case strings.HasPrefix(t[i:], "$["):
+		s.wordPart(i, &frame{kind: frameArith, opener: "$[", closer: ']'})
+		return i + 2
+	case !inDouble && strings.HasPrefix(t[i:], "$'"):
+		s.wordPart(i, &frame{kind: frameDollarSingle, opener: "$'"})
+		return i + 2
+	case !inDouble && strings.HasPrefix(t[i:], `$"`):
+		s.wordPart(i, &frame{kind: frameDouble, opener: `$"`})
+		return i + 2
+	}
+	return 0
+}
+
+// stepCommand reads one token's worth of text at command level.
+func (s *shellScan) stepCommand(f *frame, i int) (int, error) {
+	t := s.t
+	c := f.cmd
+	ch := t[i]
+	if strings.IndexByte(" \t\n;&|)", ch) >= 0 {
+		// The word ends; "case", "[[" or "esac" open or close a frame,
+		// and then the new frame reads this character.
+		if err := s.endWord(f); err != nil {
+			return 0, err
+		}
+		if s.top() != f {
+			return i, nil
+		}
+	}
+	switch {
+	case ch == ' ' || ch == '\t':
+		return i + 1, nil
+	case ch == '\n':
+		if err := s.endCommand(f); err != nil {
+			return 0, err
+		}
+		if len(s.pending) > 0 {
+			if len(s.frames) != s.pendingDepth {
+				s.poison(i, "a heredoc operator and the end of its line in different nestings of $( ) or ( )")
+			}
+			return s.bodies(i + 1)
+		}
+		return i + 1, nil
+	case ch == '\\':
+		if i+1 < len(t) && t[i+1] == '\n' {
+			return i + 2, nil // a line continuation joins the lines
+		}
+		c.quoted(i)
+		return s.escaped(i), nil
+	case ch == '#' && !c.inWord:
+		return s.comment(i)
+	case ch == '\'':
+		s.wordPart(i, &frame{kind: frameSingle, opener: "'"})
+		return i + 1, nil
+	case ch == '"':
+		s.wordPart(i, &frame{kind: frameDouble, opener: `"`})
+		return i + 1, nil
+	case ch == '$':
+		if end := s.dollar(i, false); end > 0 {
+			return end, nil
+		}
+		c.expansion(i)
+		return i + 1, nil
+	case ch == '`':
+		s.wordPart(i, &frame{kind: frameBackquote, opener: "`"})
+		return i + 1, nil
+	case ch == ';' || ch == '&' || ch == '|':
+		return s.operatorAt(f, i)
+	case ch == '<' || ch == '>':
+		return s.redirection(f, i)
+	case ch == '(':
+		return s.openParen(f, i)
+	case ch == ')':
+		if f.kind == frameCommand && f.closer == ')' {
+			if err := s.endCommand(f); err != nil {
+				return 0, err
+			}
+			opener := f.opener
+			s.pop()
+			if opener == "(" {
+				s.cmdFrame().cmd.named = true // a subshell is a whole command
+			}
+			return i + 1, nil
+		}
+		s.poison(i, "a ) that closes nothing relctl saw open")
+		return i + 1, nil
+	}
+	c.literal(i, ch)
+	return i + 1, nil
+}
+
+var controlOps = []string{";;&", ";;", ";&", "&&", "||", "|&", "&>>", "&>", ";", "&", "|"}
+
+func (s *shellScan) operatorAt(f *frame, i int) (int, error) {
+	op := ""
+	for _, o := range controlOps {
+		if strings.HasPrefix(s.t[i:], o) {
+			op = o
+			break
+		}
+	}
+	if op == "&>" || op == "&>>" {
+		f.cmd.redir = '>'
+		return i + len(op), nil
+	}
+	if err := s.endCommand(f); err != nil {
+		return 0, err
+	}
+	if f.kind == frameCase && strings.HasPrefix(op, ";") && len(op) > 1 {
+		f.caseAt, f.words = casePattern, 0
+	}
+	return i + len(op), nil
+}
+
+// redirection reads a redirection operator, a heredoc operator, a
+// here-string or a process substitution at i.
+func (s *shellScan) redirection(f *frame, i int) (int, error) {
+	t := s.t
+	c := f.cmd
+	if i+1 < len(t) && t[i+1] == '(' {
+		s.wordPart(i, &frame{kind: frameCommand, opener: t[i : i+2], closer: ')', cmd: &command{}})
+		return i + 2, nil
+	}
+	// A word of digits (or bash's {name}) right before it is its fd, not an argument.
+	if c.inWord && c.w.plain && (allDigits(string(c.w.lit)) || fdName.Match(c.w.lit)) {
+		c.inWord = false
+	} else if err := s.endWord(f); err != nil {
+		return 0, err
+	}
+	switch {
+	case strings.HasPrefix(t[i:], "<<<"):
+		c.redir = '<'
+		return i + 3, nil
+	case strings.HasPrefix(t[i:], "<<"):
+		return s.operator(i)
+	}
+	n := 1
+	if i+1 < len(t) && strings.IndexByte("<>&|", t[i+1]) >= 0 {
+		n = 2
+	}
+	c.redir = '>'
+	return i + n, nil
+}
+
+var fdName = regexp.MustCompile(`^\{[A-Za-z_][A-Za-z0-9_]*\}$`)
+
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func nextNonBlank(t string, i int) byte {
+	for ; i < len(t); i++ {
+		if t[i] != ' ' && t[i] != '\t' {
+			return t[i]
+		}
+	}
+	return 0
+}
+
+func (s *shellScan) openParen(f *frame, i int) (int, error) {
+	t := s.t
+	c := f.cmd
+	if c.inWord {
+		if !c.w.litDone && assignmentOpen.Match(c.w.lit) && (!c.named || c.rule == ruleDeclare) {
+			c.quoted(i)
+			s.push(&frame{kind: frameArray, opener: string(c.w.lit) + "("})
+			return i + 1, nil
+		}
+		if c.w.plain && !c.named && c.prefix == 0 && nextNonBlank(t, i+1) == ')' {
+			c.inWord = false // a function definition: name ( ) body
+			c.reset()
+			return strings.IndexByte(t[i:], ')') + i + 1, nil
+		}
+		s.poison(i, "a ( inside a word (a bash extended glob?)")
+		c.literal(i, '(')
+		return i + 1, nil
+	}
+	switch {
+	case c.forWord == 1 && strings.HasPrefix(t[i:], "(("):
+		c.forWord = 0
+		s.push(&frame{kind: frameArith, opener: "((", closer: ')'})
+		return i + 2, nil
+	case !c.named && c.prefix == 0 && strings.HasPrefix(t[i:], "(("):
+		c.named = true
+		s.push(&frame{kind: frameArith, opener: "((", closer: ')'})
+		return i + 2, nil
+	case !c.named && c.prefix == 0:
+		s.push(&frame{kind: frameCommand, opener: "(", closer: ')', cmd: &command{}})
+		return i + 1, nil
+	case c.named && c.rule == ruleNone && c.st.prev == nil && c.st.opts == "" && nextNonBlank(t, i+1) == ')':
+		c.reset() // name () body
+		return strings.IndexByte(t[i:], ')') + i + 1, nil
+	}
+	s.poison(i, "a ( where a command cannot start")
+	return i + 1, nil
+}
+
+var assignmentOpen = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*\+?=$`)
+
+// assignmentName returns the variable a word assigns to, from its literal
+// prefix: NAME=, NAME+= or NAME[...]=.
+func assignmentName(lit []byte) (string, bool) {
+	m := assignmentRE.FindSubmatch(lit)
+	if m == nil {
+		return "", false
+	}
+	return string(m[1]), true
+}
+
+var assignmentRE = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*)(?:\[[^\]]*\])?\+?=`)
+
+// endCommand ends a simple command (at ; & | && || newline and closing parentheses).
+func (s *shellScan) endCommand(f *frame) error {
+	c := f.cmd
+	if c.rule == ruleNames && c.st.here != nil && len(c.st.names) > 0 {
+		s.assigned = append(s.assigned, assignment{names: c.st.names, use: *c.st.here, how: "read into"})
+	}
+	c.reset()
+	return nil
+}
+
+// endWord classifies the word just read in a command-level frame.
+func (s *shellScan) endWord(f *frame) error {
+	c := f.cmd
+	if !c.inWord {
+		return nil
+	}
+	c.inWord = false
+	w := c.w
+	lit := string(w.lit)
+	if c.redir != 0 {
+		if c.redir == '<' && len(w.slots) > 0 {
+			c.st.here = &w.slots[0]
+		}
+		c.redir = 0
+		return nil
+	}
+	if c.fnName {
+		c.fnName = false
+		return nil
+	}
+	switch c.forWord {
+	case 1:
+		c.forWord = 2
+		return nil
+	case 2:
+		switch {
+		case w.plain && lit == "in":
+			c.forWord = 3
+		case w.plain && lit == "do":
+			c.reset()
+		default:
+			s.poison(w.start, "a for loop relctl cannot read")
+		}
+		return nil
+	case 3:
+		return nil // the loop's words: ordinary words
+	}
+	if !c.named {
+		if w.plain && c.prefix == 0 {
+			switch lit {
+			case "if", "then", "else", "elif", "while", "until", "do", "!", "{", "time", "coproc":
+				return nil // a command comes next
+			case "fi", "done", "}":
+				c.named = true
+				return nil
+			case "case":
+				c.named = true
+				s.push(&frame{kind: frameCase, opener: "case", cmd: &command{}})
+				return nil
+			case "for", "select":
+				c.named, c.forWord = true, 1
+				return nil
+			case "function":
+				c.fnName = true
+				return nil
+			case "[[":
+				c.named = true
+				s.push(&frame{kind: frameTest, opener: "[["})
+				return nil
+			case "esac":
+				if f.kind == frameCase {
+					s.pop()
+					return nil
+				}
+			}
+		}
+		if name, ok := assignmentName(w.lit); ok {
+			c.prefix++
+			if len(w.slots) > 0 {
+				s.assigned = append(s.assigned, assignment{names: []string{name}, use: w.slots[0], how: "assigned to"})
+			}
+			return nil
+		}
+		c.named = true
+		if len(w.slots) > 0 && w.slots[0].first && w.slots[0].direct && w.slots[0].sl.list > 0 {
+			sl := w.slots[0].sl
+			return s.refuse(sl, "%s is a list, which renders as one word per element, and here an element after the first would be the command to run; use the list where several words belong, e.g. for r in %s; do ...; done", sl.action, sl.action)
+		}
+		c.rule, c.name = ruleFor(w)
+		return nil
+	}
+	return s.argument(c, &w)
+}
+
+// ruleFor picks how a command's arguments are checked, from its name.
+func ruleFor(w word) (argRule, string) {
+	if !w.plain {
+		if w.exp || (len(w.slots) == 1 && w.slots[0].first) {
+			return ruleWrapper, "" // $SUDO, a value: a program relctl cannot see
+		}
+		return ruleNone, ""
+	}
+	name := path.Base(string(w.lit))
+	switch name {
+	case "eval", "let", "trap", "alias", "watch":
+		return ruleCode, name
+	case "declare", "typeset", "local", "export", "readonly":
+		return ruleDeclare, name
+	case "read", "unset", "mapfile", "readarray", "getopts":
+		return ruleNames, name
+	case "printf", "wait":
+		return ruleFlagName, name
+	case "[", "test":
+		return ruleTest, name
+	case "sh", "bash", "dash", "ksh", "mksh", "lksh", "pdksh", "oksh", "zsh", "ash", "yash", "posh", "rbash":
+		return ruleShell, name
+	case "su", "runuser":
+		return ruleSu, name
+	case "ssh":
+		return ruleSSH, name
+	case "command", "builtin", "exec", "env", "nohup", "nice", "time", "timeout", "sudo", "doas",
+		"setsid", "stdbuf", "xargs", "chroot", "ionice", "taskset", "chrt", "unshare", "nsenter",
+		"busybox", "find", "flock", "unbuffer", "systemd-run":
+		return ruleWrapper, name
+	}
+	return ruleNone, name
+}
+
+// argument checks a value in an argument of the command being read.
+func (s *shellScan) argument(c *command, w *word) error {
+	lit := string(w.lit)
+	var first *slotUse
+	if len(w.slots) > 0 {
+		first = &w.slots[0]
+	}
+	st := &c.st
+	switch c.rule {
+	case ruleWrapper:
+		if c.name == "env" {
+			if first != nil && (st.optArg == "-S" || strings.HasPrefix(lit, "-S") || strings.HasPrefix(lit, "--split-string")) {
+				return s.refuse(first.sl, "%s is the string env -S splits into a command line, so the value would choose the command and its arguments; pass it as one argument of the command instead", first.sl.action)
+			}
+			st.optArg = ""
+			if w.plain && (lit == "-S" || lit == "--split-string") {
+				st.optArg = "-S"
+			}
+		}
+		if w.plain {
+			if r, name := ruleFor(*w); r != ruleNone && r != ruleWrapper {
+				c.rule, c.name, c.st = r, name, ruleState{}
+			}
+		}
+	case ruleCode:
+		if first != nil {
+			return s.refuse(first.sl, "%s is an argument of %s, which %s, so quoting cannot keep the value from running; pass the value as data instead, e.g. assign it (v=%s) and have the code read \"$v\"", first.sl.action, c.name, codeWhy[c.name], first.sl.action)
+		}
+	case ruleDeclare:
+		if !st.optsDone && w.plain && len(lit) > 1 && (lit[0] == '-' || lit[0] == '+') {
+			if lit == "--" {
+				st.optsDone = true
+			} else {
+				st.opts += lit[1:]
+			}
+			return nil
+		}
+		if first == nil {
+			if strings.Contains(st.opts, "i") {
+				s.declareInt(lit)
+			}
+			return nil
+		}
+		eq := strings.IndexByte(lit, '=')
+		if eq < 0 {
+			return s.refuse(first.sl, "%s is part of the name %s declares, and bash evaluates an array subscript in a name (a[$(cmd)]) as arithmetic; write the name literally: %s name=%s", first.sl.action, c.name, c.name, first.sl.action)
+		}
+		name := lit[:eq]
+		if i := strings.IndexAny(name, "+["); i >= 0 {
+			name = name[:i]
+		}
+		if bad := strings.Trim(st.opts, "rxgltu"); bad != "" {
+			return s.refuse(first.sl, "%s is assigned by %s -%s, which makes bash evaluate the value (-i: as arithmetic, -n: as a variable name, -a/-A: as array elements), where a value like a[$(cmd)] runs cmd; assign it without that option, or check it is a number first", first.sl.action, c.name, bad)
+		}
+		s.assigned = append(s.assigned, assignment{names: []string{name}, use: *first, how: "assigned by " + c.name + " to"})
+	case ruleNames:
+		if first != nil {
+			return s.refuse(first.sl, "%s is an argument of %s, whose arguments name variables, and bash evaluates an array subscript in a name (a[$(cmd)]) as arithmetic; write the names literally (a value belongs in a redirection: %s name <<< %s)", first.sl.action, c.name, c.name, first.sl.action)
+		}
+		if w.plain && !strings.HasPrefix(lit, "-") {
+			st.names = append(st.names, lit)
+		}
+	case ruleFlagName:
+		flag := "-v"
+		if c.name == "wait" {
+			flag = "-p"
+		}
+		if first != nil && (st.optArg == flag || strings.HasPrefix(lit, flag)) {
+			return s.refuse(first.sl, "%s is the variable name of %s %s, and bash evaluates an array subscript in a name (a[$(cmd)]) as arithmetic; write the name literally", first.sl.action, c.name, flag)
+		}
+		st.optArg = ""
+		if w.plain && lit == flag {
+			st.optArg = flag
+		}
+	case ruleTest:
+		prev := st.prev
+		st.prev = w
+		if first == nil && !w.exp {
+			return nil
+		}
+		if prev != nil && prev.plain && (string(prev.lit) == "-v" || string(prev.lit) == "-R") && first != nil {
+			return s.refuse(first.sl, "%s follows %s in a test, which names a variable, and bash evaluates an array subscript in a name (a[$(cmd)]) as arithmetic; write the name literally", first.sl.action, prev.lit)
+		}
+		if prev != nil && len(prev.slots) > 0 && prev.slots[0].first && prev.slots[0].direct {
+			p := prev.slots[0].sl
+			return s.refuse(p, "%s stands in a test right before another value or expansion: if the value were -v, bash would evaluate the next word as a variable name with an arithmetic subscript (a[$(cmd)] runs cmd); put an operator between them, e.g. [ %s = ... ]", p.action, p.action)
+		}
+	case ruleShell:
+		return s.shellArgument(c, w, first)
+	case ruleSu:
+		if first != nil && (st.sawC || strings.HasPrefix(lit, "-c") || strings.HasPrefix(lit, "--command") || strings.HasPrefix(lit, "--session-command")) {
+			return s.refuse(first.sl, "%s is the command %s -c runs through a shell, so it would run as code; pass the value as an argument or in the environment of a fixed command instead", first.sl.action, c.name)
+		}
+		st.sawC = w.plain && (lit == "-c" || lit == "--command" || lit == "--session-command")
+	case ruleSSH:
+		return s.sshArgument(c, w, first)
+	}
+	return nil
+}
+
+var codeWhy = map[string]string{
+	"eval":  "runs its arguments as shell code",
+	"let":   "evaluates its arguments as arithmetic (a value like a[$(cmd)] runs cmd)",
+	"trap":  "runs its action as shell code when the signal comes",
+	"alias": "defines shell code that runs where the alias is used (dash expands aliases in scripts)",
+	"watch": "joins its arguments into a command line for sh -c",
+}
+
+func (s *shellScan) declareInt(lit string) {
+	name := lit
+	if i := strings.IndexAny(name, "=+["); i >= 0 {
+		name = name[:i]
+	}
+	if s.intNames == nil {
+		s.intNames = map[string]bool{}
+	}
+	s.intNames[name] = true
+}
+
+// shellArgument: sh [options] [-c command_string [name [args]] | script [args]].
+func (s *shellScan) shellArgument(c *command, w *word, first *slotUse) error {
+	st := &c.st
+	lit := string(w.lit)
+	if st.operand {
+		if first != nil && st.danger != nil {
+			d := st.danger.sl
+			return s.refuse(d, "%s stands where %s reads options, so a value like -c would turn the next words into code; put -- before it: %s -- %s", d.action, c.name, c.name, d.action)
+		}
+		return nil
+	}
+	if st.optArg != "" {
+		st.optArg = ""
+		if first != nil {
+			return s.refuse(first.sl, "%s is the argument of an option of %s; write the options of a shell literally", first.sl.action, c.name)
+		}
+		return nil
+	}
+	if !st.optsDone && len(lit) > 0 && (lit[0] == '-' || lit[0] == '+') && (len(lit) > 1 || !w.plain) {
+		if first != nil {
+			return s.refuse(first.sl, "%s is part of an option of %s, so a value like c would make the next word code; write the options of a shell literally", first.sl.action, c.name)
+		}
+		switch {
+		case lit == "--" || lit == "-":
+			st.optsDone = true
+		case strings.HasPrefix(lit, "--"):
+			if lit == "--rcfile" || lit == "--init-file" {
+				st.optArg = lit
+			}
+		default:
+			if strings.ContainsRune(lit[1:], 'c') {
+				st.sawC = true
+			}
+			if last := lit[len(lit)-1]; last == 'o' || last == 'O' {
+				st.optArg = lit
+			}
+		}
+		return nil
+	}
+	st.operand = true
+	if first == nil {
+		return nil
+	}
+	if st.sawC {
+		return s.refuse(first.sl, "%s is the command string of %s -c, which the shell runs as code; pass the value as an argument instead and use \"$1\" in the command: %s -c '... \"$1\" ...' %s %s", first.sl.action, c.name, c.name, c.name, first.sl.action)
+	}
+	if first.first && first.direct && !w.slash && !st.optsDone {
+		st.danger = first
+	}
+	return nil
+}
+
+// sshOptArgs are the ssh options that take an argument.
+const sshOptArgs = "BbcDEeFIiJLlmOoPpQRSWw"
+
+// sshArgument: ssh [options] destination [command [argument ...]].
+func (s *shellScan) sshArgument(c *command, w *word, first *slotUse) error {
+	st := &c.st
+	lit := string(w.lit)
+	refuseOption := func() error {
+		return s.refuse(first.sl, "%s would name an ssh -o option (ProxyCommand runs a command); write the option name literally: -o User=%s", first.sl.action, first.sl.action)
+	}
+	if st.operand {
+		if first != nil {
+			return s.refuse(first.sl, "%s is part of the remote command of ssh, which joins its arguments into one line that the remote shell parses again, so relctl's quoting is undone; send the value on stdin instead: printf '%%s\\n' %s | ssh host 'read -r v; ... \"$v\"'", first.sl.action, first.sl.action)
+		}
+		return nil
+	}
+	if st.optArg != "" {
+		opt := st.optArg
+		st.optArg = ""
+		if first != nil && opt == "o" && first.first {
+			return refuseOption()
+		}
+		return nil
+	}
+	if !st.optsDone && len(lit) > 0 && lit[0] == '-' && (len(lit) > 1 || !w.plain) {
+		if lit == "--" && w.plain {
+			st.optsDone = true
+			return nil
+		}
+		for k := 1; k < len(lit); k++ {
+			if strings.IndexByte(sshOptArgs, lit[k]) < 0 {
+				continue
+			}
+			switch {
+			case k < len(lit)-1: // the argument is attached: -oUser=x
+			case w.plain:
+				st.optArg = string(lit[k])
+			case lit[k] == 'o' && first != nil:
+				return refuseOption()
+			}
+			return nil
+		}
+		if first != nil {
+			return s.refuse(first.sl, "%s is part of an option of ssh, so a value like oProxyCommand=... would run a command; write the options literally", first.sl.action)
+		}
+		return nil
+	}
+	st.operand = true
+	if first != nil && first.first && !st.optsDone {
+		return s.refuse(first.sl, "%s stands where ssh reads options, and a value like -oProxyCommand=... runs a command; put -- before the destination: ssh -- %s ...", first.sl.action, first.sl.action)
+	}
+	return nil
+}
+
+// comment checks the shell comment starting at i and returns the offset of
+// the newline that ends it.
+func (s *shellScan) comment(i int) (int, error) {
+	t := s.t
+	j := i
+	for j < len(t) && t[j] != '\n' {
+		if end, sl, _, ok := s.next(j); ok {
+			if sl != nil {
+				return 0, s.refuse(sl, "%s is in a shell comment; a value holding a newline would end the comment and run as a command, so move it out of the comment", sl.action)
+			}
+			j = max(end, j+1)
+			continue
+		}
+		j++
+	}
+	return j, nil
+}
+
+// stepCaseHead reads the subject, "in" and the patterns of a case.
+func (s *shellScan) stepCaseHead(f *frame, i int) (int, error) {
+	t := s.t
+	c := f.cmd
+	ch := t[i]
+	switch {
+	case ch == ' ' || ch == '\t' || ch == '\n':
+		return i + 1, s.endCaseWord(f)
+	case ch == '\\':
+		if i+1 < len(t) && t[i+1] == '\n' {
+			return i + 2, nil
+		}
+		c.quoted(i)
+		return s.escaped(i), nil
+	case ch == '#' && !c.inWord:
+		return s.comment(i)
+	case ch == '\'':
+		s.wordPart(i, &frame{kind: frameSingle, opener: "'"})
+		return i + 1, nil
+	case ch == '"':
+		s.wordPart(i, &frame{kind: frameDouble, opener: `"`})
+		return i + 1, nil
+	case ch == '$':
+		if end := s.dollar(i, false); end > 0 {
+			return end, nil
+		}
+		c.expansion(i)
+		return i + 1, nil
+	case ch == '`':
+		s.wordPart(i, &frame{kind: frameBackquote, opener: "`"})
+		return i + 1, nil
+	case f.caseAt == casePattern && ch == '|':
+		return i + 1, s.endCaseWord(f)
+	case f.caseAt == casePattern && ch == '(' && !c.inWord && f.words == 0:
+		return i + 1, nil
+	case f.caseAt == casePattern && ch == ')':
+		if err := s.endCaseWord(f); err != nil {
+			return 0, err
+		}
+		if s.top() != f { // esac ended it
+			return i, nil
+		}
+		f.caseAt = caseBody
+		c.reset()
+		return i + 1, nil
+	case strings.IndexByte(";&|()<>", ch) >= 0:
+		s.poison(i, "a case statement relctl cannot read")
+		return i + 1, nil
+	}
+	c.literal(i, ch)
+	return i + 1, nil
+}
+
+func (s *shellScan) endCaseWord(f *frame) error {
+	c := f.cmd
+	if !c.inWord {
+		return nil
+	}
+	c.inWord = false
+	lit := string(c.w.lit)
+	switch f.caseAt {
+	case caseSubject:
+		f.caseAt = caseIn
+	case caseIn:
+		if !c.w.plain || lit != "in" {
+			s.poison(c.w.start, "a case without in")
+		}
+		f.caseAt, f.words = casePattern, 0
+	case casePattern:
+		if f.words == 0 && c.w.plain && lit == "esac" {
+			s.pop()
+			return nil
+		}
+		f.words++
+	}
+	c.w = word{}
+	return nil
+}
+
+// stepArray reads the elements of a bash array assignment name=( ... ).
+func (s *shellScan) stepArray(f *frame, i int) (int, error) {
+	t := s.t
+	ch := t[i]
+	switch {
+	case ch == ' ' || ch == '\t' || ch == '\n':
+		f.inWord, f.sub = false, false
+	case ch == ')':
+		s.pop()
+	case ch == '#' && !f.inWord:
+		return s.comment(i)
+	case ch == '\\':
+		f.inWord = true
+		return s.escaped(i), nil
+	case ch == '\'':
+		f.inWord = true
+		s.push(&frame{kind: frameSingle, opener: "'"})
+	case ch == '"':
+		f.inWord = true
+		s.push(&frame{kind: frameDouble, opener: `"`})
+	case ch == '$':
+		f.inWord = true
+		if end := s.dollar(i, false); end > 0 {
+			return end, nil
+		}
+	case ch == '`':
+		f.inWord = true
+		s.push(&frame{kind: frameBackquote, opener: "`"})
+	case ch == '[' && !f.inWord:
+		f.inWord, f.sub = true, true
+	case ch == ']':
+		f.inWord, f.sub = true, false
+	case strings.IndexByte(";&|(<>", ch) >= 0:
+		s.poison(i, "an array assignment relctl cannot read")
+	default:
+		f.inWord = true
+	}
+	return i + 1, nil
+}
+
+func (s *shellScan) stepDollarSingle(f *frame, i int) int {
+	switch s.t[i] {
+	case '\\':
+		f.escape = true
+		return s.escaped(i)
+	case '\'':
+		if f.escape {
+			s.poison(i, "a $'...' with a backslash, which bash reads as an escape and dash does not, so the two disagree about where the quotes end")
+		}
+		s.pop()
+	}
+	return i + 1
+}
+
+func (s *shellScan) stepDouble(i int) int {
+	t := s.t
+	switch t[i] {
+	case '\\':
+		return s.escaped(i)
+	case '"':
+		s.pop()
+	case '$':
+		if end := s.dollar(i, true); end > 0 {
+			return end
+		}
+	case '`':
+		s.push(&frame{kind: frameBackquote, opener: "`"})
+	}
+	return i + 1
+}
+
+func (s *shellScan) inDouble() bool {
+	for _, f := range s.frames {
+		if f.kind == frameDouble {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *shellScan) stepParam(i int) int {
+	t := s.t
+	switch t[i] {
+	case '}':
+		s.pop()
+	case '\\':
+		return s.escaped(i)
+	case '\'':
+		if s.inDouble() {
+			s.poison(i, "a ' inside a double-quoted ${...}, which bash reads as a quote and dash does not")
+		}
+		s.push(&frame{kind: frameSingle, opener: "'"})
+	case '"':
+		s.push(&frame{kind: frameDouble, opener: `"`})
+	case '$':
+		if end := s.dollar(i, s.inDouble()); end > 0 {
+			return end
+		}
+	case '`':
+		s.push(&frame{kind: frameBackquote, opener: "`"})
+	}
+	return i + 1
+}
+
+func (s *shellScan) stepArith(f *frame, i int) int {
+	t := s.t
+	switch ch := t[i]; ch {
+	case '(', '[':
+		if (ch == '(') == (f.closer == ')') {
+			f.depth++
+		}
+	case ')', ']':
+		if ch != f.closer {
+			break
+		}
+		if f.depth > 0 {
+			f.depth--
+			break
+		}
+		s.pop()
+		if ch == ']' {
+			break
+		}
+		if i+1 < len(t) && t[i+1] == ')' {
+			return i + 2
+		}
+		s.poison(i, "a "+f.opener+" that ends in a single ), which bash reads as a command substitution or subshell and dash as arithmetic; write $( ( or ( ( with a space")
+	case '\'', '"':
+		s.poison(i, "a quote inside arithmetic, where bash and dash treat quotes differently")
+	case '\\':
+		return s.escaped(i)
+	case '$':
+		if end := s.dollar(i, true); end > 0 {
+			return end
+		}
+	case '`':
+		s.push(&frame{kind: frameBackquote, opener: "`"})
+	}
+	return i + 1
+}
+
+// stepTest reads bash's [[ ... ]] up to its closing ]] word.
+func (s *shellScan) stepTest(f *frame, i int) int {
+	t := s.t
+	ch := t[i]
+	switch {
+	case ch == ' ' || ch == '\t' || ch == '\n':
+		f.inWord = false
+	case ch == ']' && !f.inWord && strings.HasPrefix(t[i:], "]]") && (i+2 == len(t) || strings.IndexByte(" \t\n;&|)", t[i+2]) >= 0):
+		s.pop()
+		return i + 2
+	case ch == '#' && !f.inWord:
+		for i < len(t) && t[i] != '\n' {
+			if _, sl, _, ok := s.next(i); ok && sl != nil {
+				return i // value() refuses it
+			}
+			i++
+		}
+		return i
+	case ch == '\\':
+		f.inWord = true
+		if i+1 < len(t) && t[i+1] == '\n' {
+			return i + 2
+		}
+		return s.escaped(i)
+	case ch == '\'':
+		f.inWord = true
+		s.push(&frame{kind: frameSingle, opener: "'"})
+	case ch == '"':
+		f.inWord = true
+		s.push(&frame{kind: frameDouble, opener: `"`})
+	case ch == '$':
+		f.inWord = true
+		if end := s.dollar(i, false); end > 0 {
+			return end
+		}
+	case ch == '`':
+		f.inWord = true
+		s.push(&frame{kind: frameBackquote, opener: "`"})
+	case strings.IndexByte("()<>&|!;", ch) >= 0:
+		f.inWord = false
+	default:
+		f.inWord = true
+	}
+	return i + 1
+}
+
+// operator reads the heredoc operator at i (<<WORD or <<-WORD) and returns
+// the offset after its delimiter word.
+func (s *shellScan) operator(i int) (int, error) {
+	t := s.t
+	h := heredoc{}
+	j := i + 2
+	if j < len(t) && t[j] == '-' {
+		h.stripTabs = true
+		j++
+	}
+	for j < len(t) && (t[j] == ' ' || t[j] == '\t') {
+		j++
+	}
+	delimAction := func(j int) error {
+		end, sl, control, _ := s.next(j)
+		_ = end
+		if sl != nil {
+			return s.refuse(sl, "%s is part of a heredoc delimiter (%s); write the delimiter literally", sl.action, t[i:j])
+		}
+		return s.errorf(j, control, "%s is part of a heredoc delimiter (%s); write the delimiter literally", control, t[i:j])
+	}
+	var delim strings.Builder
+	for j < len(t) && strings.IndexByte(" \t\n;&|<>()", t[j]) < 0 {
+		if _, _, _, ok := s.next(j); ok {
+			return 0, delimAction(j)
+		}
+		switch q := t[j]; q {
+		case '\'', '"':
+			h.quoted = true
+			for j++; j < len(t) && t[j] != q; j++ {
+				if _, _, _, ok := s.next(j); ok {
+					return 0, delimAction(j)
+				}
+				if q == '"' && t[j] == '\\' && j+1 < len(t) {
+					j++
+				}
+				delim.WriteByte(t[j])
+			}
+		case '\\':
+			h.quoted = true
+			if j+1 < len(t) {
+				j++
+				delim.WriteByte(t[j])
+			}
+		default:
+			delim.WriteByte(q)
+		}
+		if j < len(t) {
+			j++
+		}
+	}
+	if delim.Len() == 0 {
+		return j, nil // not a heredoc the shell would accept either
+	}
+	h.op, h.delim = t[i:j], delim.String()
+	if len(s.pending) == 0 {
+		s.pendingDepth = len(s.frames)
+	}
+	s.pending = append(s.pending, h)
+	if s.cur == nil {
+		s.cur = &s.pending[0]
+	}
+	return j, nil
+}
+
+// bodies reads the bodies of the pending heredocs, starting at offset i
+// (the line after their operators), and returns the offset after the last
+// end line, or the end of the text when one is missing.
+func (s *shellScan) bodies(i int) (int, error) {
+	t := s.t
+	for _, h := range s.pending {
+		s.cur = &h
+		for i < len(t) {
+			nl := strings.IndexByte(t[i:], '\n')
+			if nl < 0 {
+				nl = len(t) - i
+			}
+			line := t[i : i+nl]
+			if h.stripTabs {
+				line = strings.TrimLeft(line, "\t")
+			}
+			if s.withoutComments(line) == h.delim {
+				if len(s.open) > 0 {
+					return 0, s.errorf(s.open[0].at, s.open[0].action, "%s after a heredoc operator (%s) opens a block that does not close before the heredoc ends, so the heredoc's end would depend on the template; keep the block wholly inside or wholly outside the heredoc", s.open[0].action, h.op)
+				}
+				i += nl + 1
+				break
+			}
+			// The line holds no end: every action on it is in the body.
+			j := i
+			for j < len(t) && t[j] != '\n' {
+				if end, sl, control, ok := s.next(j); ok {
+					if err := s.bodyAction(j, sl, control, h); err != nil {
+						return 0, err
+					}
+					j = max(end, j+1) // an action may span lines
+					continue
+				}
+				j++
+			}
+			i = j + 1
+		}
+	}
+	s.pending, s.open, s.cur = nil, nil, nil
+	return min(i, len(t)), nil
+}
+
+func (s *shellScan) bodyAction(at int, sl *slot, control string, h heredoc) error {
+	action := control
+	if sl != nil {
+		action = sl.action
+	}
+	word := actionWord(control)
+	if sl == nil && word != "template" && word != "block" {
+		return s.block(at, control)
+	}
+	var reason string
+	if h.quoted {
+		reason = fmt.Sprintf("%s is inside a heredoc (%s) whose body is literal text, so relctl's quotes around the value would end up in it; write the value outside the heredoc, e.g. printf '%%s\\n' %s >> file", action, h.op, action)
+	} else {
+		reason = fmt.Sprintf("%s is inside an unquoted heredoc (%s), whose body the shell expands ($(...), `...`, $var), so relctl cannot quote the value; write it outside the heredoc, e.g. printf '%%s\\n' %s >> file", action, h.op, action)
+	}
+	if sl != nil {
+		return s.refuse(sl, "%s", reason)
+	}
+	return s.errorf(at, action, "%s", reason)
+}
+
+// block follows template blocks between a heredoc operator and the end of
+// its body: there, a block must open and close on the same side of the end
+// line, and nothing may jump past it.
+func (s *shellScan) block(at int, action string) error {
+	if s.cur == nil {
+		return nil
+	}
+	switch word := actionWord(action); word {
+	case "if", "range", "with", "define", "block":
+		s.open = append(s.open, openBlock{at, action})
+	case "else", "end":
+		if len(s.open) == 0 {
+			return s.errorf(at, action, "%s after a heredoc operator (%s) belongs to a block opened before it, so the heredoc's end would depend on the template; keep the block wholly inside or wholly outside the heredoc", action, s.cur.op)
+		}
+		if word == "end" {
+			s.open = s.open[:len(s.open)-1]
+		}
+	case "break", "continue":
+		return s.errorf(at, action, "%s after a heredoc operator (%s) could skip the heredoc's end; move it outside the heredoc", action, s.cur.op)
+	}
+	return nil
+}
+
+// withoutComments drops template comments, which render as nothing.
+func (s *shellScan) withoutComments(line string) string {
+	if !s.static {
+		return line
+	}
+	return withoutComments(line)
+}
