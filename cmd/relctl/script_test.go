@@ -71,8 +71,6 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, scriptParams("testdata/script", setupCluster))
 }
 
-// TestScriptsMonit runs the watchdog scripts against a cluster whose hosts
-// each run a real monit daemon supervising the service.
 // TestScriptsTraffic runs the traffic scripts against a cluster with a real
 // HAProxy load balancer, app servers and spare hosts.
 func TestScriptsTraffic(t *testing.T) {
@@ -89,6 +87,20 @@ func TestScriptsTraffic(t *testing.T) {
 	}))
 }
 
+// TestScriptsFleet runs the scripts that need more batches than three hosts
+// make: six hosts per environment, so the demo playbook (canary 1, then 50%)
+// deploys in three batches: staging-1; staging-2..4; staging-5..6.
+func TestScriptsFleet(t *testing.T) {
+	testscript.Run(t, scriptParams("testdata/script-fleet", func(env *testscript.Env) error {
+		return startClusterWith(env, testenv.Options{Hosts: fleetHosts})
+	}))
+}
+
+// fleetHosts is the number of hosts per environment TestScriptsFleet starts.
+const fleetHosts = 6
+
+// TestScriptsMonit runs the watchdog scripts against a cluster whose hosts
+// each run a real monit daemon supervising the service.
 func TestScriptsMonit(t *testing.T) {
 	if _, err := exec.LookPath("monit"); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -138,7 +150,10 @@ func startClusterWith(env *testscript.Env, opts testenv.Options) error {
 	dir := filepath.Join(env.WorkDir, "cluster")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	opts.Dir, opts.Hosts = dir, 3
+	opts.Dir = dir
+	if opts.Hosts == 0 {
+		opts.Hosts = 3
+	}
 	c, err := testenv.Start(ctx, opts)
 	if err != nil {
 		return err
