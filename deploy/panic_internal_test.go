@@ -136,3 +136,39 @@ func (panicAction) Do(context.Context, *hostRun) (string, error) {
 type okAction struct{}
 
 func (okAction) Do(context.Context, *hostRun) (string, error) { return "fine", nil }
+
+// TestRunPanicEndsTheRun: a panic on the run's own goroutine (here in the
+// observer, on RunStarted) ends the run with a Failure carrying it, and
+// RunDone is still sent: the caller prints its report and exits.
+func TestRunPanicEndsTheRun(t *testing.T) {
+	logPath := filepath.Join(t.TempDir(), "r1.log")
+	log, err := transport.OpenRunLog(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	var done *Event
+	e := &Engine{Log: log, Observe: func(ev Event) {
+		switch ev.Kind {
+		case RunStarted:
+			panic("observer bug")
+		case RunDone:
+			done = &ev
+		}
+	}}
+	rep, err := e.Deploy(context.Background(), &Plan{RunID: "r1", Kind: KindDeploy, Env: "staging", Version: "1.2.0", AutoRollback: true})
+	var f *Failure
+	var p *fleet.PanicError
+	if !errors.As(err, &f) || !errors.As(err, &p) || rep == nil {
+		t.Fatalf("Deploy = %v, %v; want a *Failure carrying a *fleet.PanicError", rep, err)
+	}
+	if want := "deploy of 1.2.0 to staging failed in preflight: internal error (panic) in relctl: observer bug; the stack is in " + logPath; err.Error() != want {
+		t.Errorf("error\n%q\nwant\n%q", err.Error(), want)
+	}
+	if done == nil || done.Err != err {
+		t.Errorf("RunDone: %+v, want it sent with the failure", done)
+	}
+	if log := readLog(t, logPath); !strings.Contains(log, "  | goroutine ") {
+		t.Errorf("no stack in the run log:\n%s", log)
+	}
+}
