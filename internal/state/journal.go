@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -118,31 +120,167 @@ func (j *Journal) Close() error {
 	return err
 }
 
-// ReadJournal reads every event of a journal. A last line without its
-// newline is a write torn by a crash and is ignored; any other bad line is
-// an error.
+// maxJournalLine bounds one journal line; a longer one is damage, and is
+// skipped without being held in memory.
+const maxJournalLine = 16 << 20
+
+// JournalProblem is a part of a journal relctl could not read: one line, or
+// (Line 0) the whole file.
+type JournalProblem struct {
+	File   string `json:"file"`
+	Line   int    `json:"line,omitempty"`
+	Reason string `json:"problem"`
+}
+
+func (p JournalProblem) String() string {
+	if p.Line == 0 {
+		return p.File + ": " + p.Reason
+	}
+	return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Reason)
+}
+
+// JournalError lists what could not be read of one or more journals.
+type JournalError struct{ Problems []JournalProblem }
+
+func (e *JournalError) Error() string {
+	msgs := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		msgs[i] = p.String()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// ParseJournal reads a journal's events from r, naming file in problems. It
+// never fails as a whole: every line that is an event is returned, and every
+// other line is a problem, so damage in one place hides nothing else. Blank
+// lines are skipped. A last line without its newline is a write torn by a
+// crash (kill -9 in the middle of Append): it is kept if it is a whole event
+// and otherwise ignored, as the run simply ended there.
+func ParseJournal(file string, r io.Reader) ([]JournalEvent, []JournalProblem) {
+	var events []JournalEvent
+	var problems []JournalProblem
+	br := bufio.NewReaderSize(r, 64<<10)
+	var line []byte
+	for n := 1; ; n++ {
+		chunk, err := br.ReadSlice('\n')
+		overlong := false
+		line = append(line[:0], chunk...)
+		for errors.Is(err, bufio.ErrBufferFull) { // a long line: keep reading it, up to the bound
+			chunk, err = br.ReadSlice('\n')
+			if !overlong && len(line)+len(chunk) > maxJournalLine {
+				overlong, line = true, line[:0]
+			}
+			if !overlong {
+				line = append(line, chunk...)
+			}
+		}
+		switch {
+		case err == io.EOF && len(line) == 0 && !overlong:
+			return events, problems
+		case err != nil && err != io.EOF:
+			return events, append(problems, JournalProblem{File: file, Line: n, Reason: "cannot read: " + err.Error()})
+		}
+		torn := err == io.EOF
+		switch ev, perr := ParseJournalLine(line); {
+		case overlong && !torn:
+			problems = append(problems, JournalProblem{File: file, Line: n, Reason: fmt.Sprintf("a line longer than %d MiB", maxJournalLine>>20)})
+		case errors.Is(perr, errBlankLine), torn && (perr != nil || overlong):
+		case perr != nil:
+			problems = append(problems, JournalProblem{File: file, Line: n, Reason: perr.Error()})
+		default:
+			events = append(events, ev)
+		}
+		if torn {
+			return events, problems
+		}
+	}
+}
+
+var errBlankLine = errors.New("blank line")
+
+// ParseJournalLine reads one journal line: a JSON object with a "kind".
+func ParseJournalLine(line []byte) (JournalEvent, error) {
+	line = bytes.TrimSpace(line)
+	switch {
+	case len(line) == 0:
+		return JournalEvent{}, errBlankLine
+	case line[0] != '{':
+		return JournalEvent{}, fmt.Errorf("not a JSON object (starts with %q)", truncateRunes(string(line), 20))
+	}
+	var ev JournalEvent
+	if err := json.Unmarshal(line, &ev); err != nil {
+		var syn *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &syn):
+			return JournalEvent{}, fmt.Errorf("not valid JSON at byte %d: %s", syn.Offset, strings.TrimPrefix(syn.Error(), "json: "))
+		case errors.As(err, &typ):
+			return JournalEvent{}, fmt.Errorf("field %q is a JSON %s, not a %s", typ.Field, typ.Value, typ.Type)
+		}
+		return JournalEvent{}, fmt.Errorf("not a journal event: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if ev.Kind == "" {
+		return JournalEvent{}, errors.New(`not a journal event: no "kind"`)
+	}
+	return ev, nil
+}
+
+// truncateRunes shortens s to at most n runes, for quoting damage in a message.
+func truncateRunes(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n]) + "..."
+	}
+	return s
+}
+
+// ReadJournal reads every event of a journal that can be read (see
+// ParseJournal). The error is a *JournalError when some line could not be
+// read, with the events of every other line; or the file's own error.
 func ReadJournal(path string) ([]JournalEvent, error) {
-	data, err := os.ReadFile(path)
+	f, err := openJournalFile(path)
 	if err != nil {
 		return nil, err
 	}
-	if i := bytes.LastIndexByte(data, '\n'); i+1 < len(data) {
-		data = data[:i+1]
+	defer f.Close()
+	evs, problems := ParseJournal(path, f)
+	if len(problems) > 0 {
+		return evs, &JournalError{Problems: problems}
 	}
-	var out []JournalEvent
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
-	for n := 1; sc.Scan(); n++ {
-		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
-			continue
-		}
-		var ev JournalEvent
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return out, fmt.Errorf("%s:%d: %w", path, n, err)
-		}
-		out = append(out, ev)
+	return evs, nil
+}
+
+// openJournalFile opens a journal for reading; a directory or other
+// non-file in its place is an error that says so.
+func openJournalFile(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
 	}
-	return out, sc.Err()
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s: not a regular file (%s)", path, fileKind(fi.Mode()))
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "mode " + m.String()
 }
 
 // RunRecord is a run as its journal tells it.
@@ -160,6 +298,9 @@ type RunRecord struct {
 	Duration   time.Duration     `json:"duration_ns"`
 	Hosts      map[string]string `json:"hosts,omitempty"`
 	Steps      []JournalEvent    `json:"steps,omitempty"`
+	// Problems are the lines of its journal that could not be read: the
+	// record tells the run from every other line.
+	Problems []JournalProblem `json:"problems,omitempty"`
 }
 
 // ResultInterrupted is the result of a run whose journal has no run-end.
@@ -200,7 +341,9 @@ func recordFrom(runID string, evs []JournalEvent, withSteps bool) RunRecord {
 	return r
 }
 
-// journalIDs lists the run ids that have a journal, unsorted.
+// journalIDs lists the run ids that have a journal (anything named
+// <id>.jsonl in the runs directory, so that a directory or other non-file in
+// a journal's place is reported, not skipped), unsorted.
 func journalIDs(stateDir string) ([]string, error) {
 	entries, err := os.ReadDir(filepath.Join(stateDir, "runs"))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -211,46 +354,103 @@ func journalIDs(stateDir string) ([]string, error) {
 	}
 	var ids []string
 	for _, e := range entries {
-		if id, ok := strings.CutSuffix(e.Name(), ".jsonl"); ok && e.Type().IsRegular() {
+		if id, ok := strings.CutSuffix(e.Name(), ".jsonl"); ok && id != "" {
 			ids = append(ids, id)
 		}
 	}
 	return ids, nil
 }
 
-// ListRuns reads every journal in stateDir, newest first, without steps.
-func ListRuns(stateDir string) ([]RunRecord, error) {
+// readRun reads one run's journal. A journal of which nothing is readable,
+// or whose run-start line is not (so that its environment is unknown), is a
+// *JournalError; a record with problems has its other lines.
+func readRun(stateDir, id string, withSteps bool) (RunRecord, error) {
+	p := JournalPath(stateDir, id)
+	evs, err := ReadJournal(p)
+	var damaged *JournalError
+	if err != nil && !errors.As(err, &damaged) {
+		reason := err.Error()
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			reason = pe.Err.Error()
+		}
+		return RunRecord{}, &JournalError{Problems: []JournalProblem{{File: p, Reason: "cannot read it: " + strings.TrimPrefix(reason, p+": ")}}}
+	}
+	r := recordFrom(id, evs, withSteps)
+	if damaged != nil {
+		r.Problems = damaged.Problems
+	}
+	started := slices.ContainsFunc(evs, func(ev JournalEvent) bool { return ev.Kind == "run-start" })
+	switch {
+	case len(evs) == 0 && len(r.Problems) == 0:
+		return r, &JournalError{Problems: []JournalProblem{{File: p, Reason: "empty: the run wrote nothing (or only a line torn by a crash)"}}}
+	case len(evs) == 0:
+		return r, &JournalError{Problems: append([]JournalProblem{{File: p, Reason: "no line of it is readable"}}, r.Problems...)}
+	case !started:
+		return r, &JournalError{Problems: append([]JournalProblem{{File: p, Reason: "its run-start line is missing or unreadable, so its environment is unknown"}}, r.Problems...)}
+	}
+	return r, nil
+}
+
+// ReadRuns reads every journal in stateDir, newest first, without steps. A
+// damaged journal hides nothing else: every run whose journal has a readable
+// run-start is returned (with Problems naming its unreadable lines), and
+// every other journal is listed in unreadable, with the file and what is
+// wrong. The error is for the runs directory itself.
+func ReadRuns(stateDir string) (runs []RunRecord, unreadable []JournalProblem, err error) {
 	ids, err := journalIDs(stateDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		r, err := readRun(stateDir, id, false)
+		var je *JournalError
+		if errors.As(err, &je) {
+			unreadable = append(unreadable, je.Problems...)
+			continue
+		}
+		runs = append(runs, r)
+	}
+	sort.SliceStable(runs, func(i, j int) bool {
+		if !runs[i].Started.Equal(runs[j].Started) {
+			return runs[i].Started.After(runs[j].Started)
+		}
+		return runs[i].RunID > runs[j].RunID
+	})
+	return runs, unreadable, nil
+}
+
+// ListRuns is ReadRuns for callers that must not act on an incomplete list
+// (deploy --resume looks for the interrupted run): the runs it could read,
+// and an error naming every journal it could not.
+func ListRuns(stateDir string) ([]RunRecord, error) {
+	runs, unreadable, err := ReadRuns(stateDir)
 	if err != nil {
 		return nil, err
 	}
-	var out []RunRecord
-	var bad []string
-	for _, id := range ids {
-		evs, err := ReadJournal(JournalPath(stateDir, id))
-		if err != nil && len(evs) == 0 {
-			bad = append(bad, err.Error())
-			continue
-		}
-		out = append(out, recordFrom(id, evs, false))
+	if len(unreadable) > 0 {
+		return runs, fmt.Errorf("unreadable journals: %w", &JournalError{Problems: unreadable})
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if !out[i].Started.Equal(out[j].Started) {
-			return out[i].Started.After(out[j].Started)
-		}
-		return out[i].RunID > out[j].RunID
-	})
-	if len(bad) > 0 {
-		return out, fmt.Errorf("unreadable journals: %s", strings.Join(bad, "; "))
-	}
-	return out, nil
+	return runs, nil
 }
 
+// ErrNoSuchRun: no journal matches a run id, or several do.
+var ErrNoSuchRun = errors.New("no such run")
+
+type runLookupError struct{ msg string }
+
+func (e *runLookupError) Error() string        { return e.msg }
+func (e *runLookupError) Is(target error) bool { return target == ErrNoSuchRun }
+
 // LoadRun reads one run with its steps. runID may be any unique prefix of
-// the id.
+// the id. A journal with damaged lines gives the record of its other lines
+// (Problems names the rest); a journal of which nothing is readable is a
+// *JournalError naming the file and what is wrong; an id that matches no
+// journal, or several, is ErrNoSuchRun.
 func LoadRun(stateDir, runID string) (*RunRecord, error) {
 	if runID == "" {
-		return nil, errors.New("a run id is required")
+		return nil, &runLookupError{"a run id is required"}
 	}
 	ids, err := journalIDs(stateDir)
 	if err != nil {
@@ -268,15 +468,20 @@ func LoadRun(stateDir, runID string) (*RunRecord, error) {
 	}
 	switch {
 	case len(match) == 0:
-		return nil, fmt.Errorf("no run %q in %s (relctl history lists the runs)", runID, filepath.Join(stateDir, "runs"))
+		return nil, &runLookupError{fmt.Sprintf("no run %q in %s (relctl history lists the runs)", runID, filepath.Join(stateDir, "runs"))}
 	case len(match) > 1:
 		sort.Strings(match)
-		return nil, fmt.Errorf("run id %q is ambiguous: it matches %s", runID, strings.Join(match, ", "))
+		return nil, &runLookupError{fmt.Sprintf("run id %q is ambiguous: it matches %s", runID, strings.Join(match, ", "))}
 	}
-	evs, err := ReadJournal(JournalPath(stateDir, match[0]))
-	if err != nil && len(evs) == 0 {
-		return nil, err
+	r, err := readRun(stateDir, match[0], true)
+	var je *JournalError
+	if errors.As(err, &je) && len(r.Steps) > 0 {
+		// Steps without a run-start still say what happened to the hosts.
+		r.Problems = je.Problems
+		return &r, nil
 	}
-	r := recordFrom(match[0], evs, true)
-	return &r, err
+	if err != nil {
+		return nil, fmt.Errorf("run %s: %w", match[0], err)
+	}
+	return &r, nil
 }

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -197,5 +198,159 @@ func TestOpenJournalRejectsPathsAsIDs(t *testing.T) {
 		if _, err := OpenJournal(t.TempDir(), id); err == nil {
 			t.Errorf("OpenJournal(%q) succeeded", id)
 		}
+	}
+}
+
+func TestParseJournal(t *testing.T) {
+	ev := func(kind string) string { return `{"time":"2026-03-01T12:00:00Z","run_id":"r1","kind":"` + kind + `"}` }
+	tests := []struct {
+		name     string
+		data     string
+		kinds    []string
+		problems []string // "line: reason" prefixes
+	}{
+		{name: "intact", data: ev("run-start") + "\n" + ev("run-end") + "\n", kinds: []string{"run-start", "run-end"}},
+		{name: "empty", data: ""},
+		{name: "blank lines and CRLF", data: "\n" + ev("run-start") + "\r\n  \n" + ev("run-end") + "\n", kinds: []string{"run-start", "run-end"}},
+		{name: "torn last line is the crash, not damage", data: ev("run-start") + "\n" + `{"time":"2026-03-01T12:00:01Z","kind":"step-e`,
+			kinds: []string{"run-start"}},
+		{name: "a whole last event without its newline counts", data: ev("run-start") + "\n" + ev("run-end"), kinds: []string{"run-start", "run-end"}},
+		{name: "damage in the middle hides nothing after it",
+			data:  ev("run-start") + "\nnot json\n" + ev("step-end") + "\n" + `{"kind":"step-e{"time":"2026-03-01T12:00:02Z","kind":"run-end"}` + "\n" + ev("run-end") + "\n",
+			kinds: []string{"run-start", "step-end", "run-end"},
+			problems: []string{`2: not a JSON object (starts with "not json")`,
+				`4: not valid JSON at byte 18: invalid character 't' after object key:value pair`}},
+		{name: "JSON that is not an event",
+			data:     "null\n[1]\n\"x\"\n{}\n" + `{"kind":7}` + "\n" + `{"kind":"x","hosts":[1]}` + "\n" + `{"kind":"x","time":"yesterday"}` + "\n",
+			problems: []string{`1: not a JSON object`, `2: not a JSON object`, `3: not a JSON object`, `4: not a journal event: no "kind"`, `5: field "kind" is a JSON number, not a string`, `6: field "hosts" is a JSON array`, `7: not a journal event: parsing time`}},
+		{name: "a line longer than the bound", data: ev("run-start") + "\n{\"kind\":\"" + strings.Repeat("x", maxJournalLine) + "\"}\n" + ev("run-end") + "\n",
+			kinds: []string{"run-start", "run-end"}, problems: []string{"2: a line longer than 16 MiB"}},
+		{name: "a torn line longer than the bound", data: ev("run-start") + "\n{\"kind\":\"" + strings.Repeat("x", maxJournalLine),
+			kinds: []string{"run-start"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			evs, problems := ParseJournal("j.jsonl", strings.NewReader(tt.data))
+			var kinds []string
+			for _, ev := range evs {
+				kinds = append(kinds, ev.Kind)
+			}
+			if strings.Join(kinds, ",") != strings.Join(tt.kinds, ",") {
+				t.Errorf("events %v, want %v", kinds, tt.kinds)
+			}
+			if len(problems) != len(tt.problems) {
+				t.Fatalf("problems %v, want %v", problems, tt.problems)
+			}
+			for i, p := range problems {
+				if got := p.String(); !strings.HasPrefix(got, "j.jsonl:"+tt.problems[i]) {
+					t.Errorf("problem %d = %q, want prefix j.jsonl:%s", i, got, tt.problems[i])
+				}
+			}
+		})
+	}
+}
+
+// One damaged journal hides no other run: every readable run is listed,
+// and every other journal is named with what is wrong with it.
+func TestReadRunsPartial(t *testing.T) {
+	dir := t.TempDir()
+	start := func(sec int, release string) JournalEvent {
+		return JournalEvent{Time: at(sec), Kind: "run-start", Env: "staging", Command: "deploy", Release: release}
+	}
+	end := func(sec int) JournalEvent { return JournalEvent{Time: at(sec), Kind: "run-end", Result: "succeeded"} }
+	writeJournal(t, dir, "20260301T120000Z-0001", start(0, "1.0.0"), end(10))
+	damaged := writeJournal(t, dir, "20260301T120100Z-0002", start(60, "1.1.0"), end(70))
+	appendTo(t, damaged, "\x00\x00garbage\n"+`{"time":"2026-03-01T12:01:20Z","kind":"lock-takeover"}`+"\n")
+	garbage := JournalPath(dir, "20260301T120200Z-0003")
+	os.WriteFile(garbage, []byte("PK\x03\x04 this was overwritten\n"), 0o600)
+	empty := JournalPath(dir, "20260301T120300Z-0004")
+	os.WriteFile(empty, nil, 0o600)
+	headless := writeJournal(t, dir, "20260301T120400Z-0005", JournalEvent{Time: at(240), Kind: "step-end", Host: "h1", Step: "activate", Status: "ok"})
+	asDir := JournalPath(dir, "20260301T120500Z-0006")
+	os.Mkdir(asDir, 0o700)
+	torn := JournalPath(dir, "20260301T120600Z-0007")
+	os.WriteFile(torn, []byte(`{"time":"2026-03-01T12:06:00Z","kind":"run-st`), 0o600)
+
+	runs, unreadable, err := ReadRuns(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 2 || runs[0].RunID != "20260301T120100Z-0002" || runs[1].RunID != "20260301T120000Z-0001" {
+		t.Fatalf("runs = %+v, want the two readable ones", runs)
+	}
+	if r := runs[0]; r.Result != "succeeded" || r.Release != "1.1.0" || len(r.Problems) != 1 || r.Problems[0].String() != damaged+`:3: not a JSON object (starts with "\x00\x00garbage")` {
+		t.Errorf("damaged run = %+v", r)
+	}
+	if runs[1].Problems != nil {
+		t.Errorf("intact run has problems %v", runs[1].Problems)
+	}
+	var got []string
+	for _, p := range unreadable {
+		got = append(got, p.String())
+	}
+	want := []string{
+		garbage + ": no line of it is readable",
+		garbage + `:1: not a JSON object (starts with "PK\x03\x04 this was overwr...")`,
+		empty + ": empty: the run wrote nothing (or only a line torn by a crash)",
+		headless + ": its run-start line is missing or unreadable, so its environment is unknown",
+		asDir + ": cannot read it: not a regular file (a directory)",
+		torn + ": empty: the run wrote nothing (or only a line torn by a crash)",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("unreadable:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// ListRuns (deploy --resume) still refuses to act on an incomplete list.
+	if runs, err := ListRuns(dir); len(runs) != 2 || err == nil || !strings.Contains(err.Error(), "unreadable journals: "+garbage) {
+		t.Errorf("ListRuns = %d runs, %v", len(runs), err)
+	}
+
+	// history show: a damaged run shows its readable lines and names the
+	// rest; a journal with nothing readable is an error that says why.
+	r, err := LoadRun(dir, "20260301T120100Z-0002")
+	if err != nil || len(r.Steps) != 1 || r.Steps[0].Kind != "lock-takeover" || len(r.Problems) != 1 {
+		t.Errorf("LoadRun(damaged) = %+v, %v", r, err)
+	}
+	r, err = LoadRun(dir, "20260301T120400Z-0005")
+	if err != nil || len(r.Steps) != 1 || len(r.Problems) != 1 || !strings.Contains(r.Problems[0].Reason, "run-start line is missing") {
+		t.Errorf("LoadRun(headless) = %+v, %v", r, err)
+	}
+	var je *JournalError
+	for id, want := range map[string]string{
+		"20260301T120200Z-0003": "run 20260301T120200Z-0003: " + garbage + ": no line of it is readable; " + garbage + ":1: not a JSON object",
+		"20260301T120500Z-0006": "run 20260301T120500Z-0006: " + asDir + ": cannot read it: not a regular file (a directory)",
+	} {
+		r, err := LoadRun(dir, id)
+		if r != nil || !errors.As(err, &je) || !strings.HasPrefix(err.Error(), want) || errors.Is(err, ErrNoSuchRun) {
+			t.Errorf("LoadRun(%s) = %v, %v; want %q", id, r, err, want)
+		}
+	}
+	if _, err := LoadRun(dir, "1999"); !errors.Is(err, ErrNoSuchRun) {
+		t.Errorf("LoadRun(unknown) = %v, want ErrNoSuchRun", err)
+	}
+}
+
+func TestReadRunsUnreadableFile(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root reads a mode 000 file")
+	}
+	dir := t.TempDir()
+	p := writeJournal(t, dir, "20260301T120000Z-0001", JournalEvent{Time: at(0), Kind: "run-start", Env: "staging"})
+	os.Chmod(p, 0)
+	runs, unreadable, err := ReadRuns(dir)
+	if err != nil || len(runs) != 0 || len(unreadable) != 1 || unreadable[0].String() != p+": cannot read it: permission denied" {
+		t.Errorf("ReadRuns = %v, %v, %v", runs, unreadable, err)
+	}
+}
+
+func appendTo(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
 	}
 }
