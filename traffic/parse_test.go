@@ -157,6 +157,11 @@ func TestParseCommittedSample(t *testing.T) {
 
 const stateHeader = "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n"
 
+// stateLine is one server of backend app in `show servers state` format 1.
+func stateLine(name, adminBits, weight string) string {
+	return "3 app 1 " + name + " 10.0.0.1 2 " + adminBits + " " + weight + " 10 12 1 0 2 0 0 0 0 - 8080 - 0 0 - - 0\n"
+}
+
 func TestParseServersState(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -194,6 +199,20 @@ func TestParseServersState(t *testing.T) {
 		{name: "missing column", answer: "1\n# be_id be_name srv_name\n3 app web-1\n", wantErr: "lacks column(s) srv_addr, srv_op_state, srv_admin_state, srv_uweight, srv_port"},
 		{name: "short line", answer: "1\n" + stateHeader + "3 app 1 web-1 10.0.0.1 2 0\n", wantErr: "line 3 has 7 fields, the header 25"},
 		{name: "weight not a number", answer: "1\n" + stateHeader + "3 app 1 web-1 10.0.0.1 2 0 ten 10 12 1 0 2 0 0 0 0 - 8080 - 0 0 - - 0\n", wantErr: `app/web-1: srv_uweight "ten" is not a number`},
+		// Hostile answers: a wrapper that repeats or cuts lines, garbage.
+		{name: "a server listed twice", answer: "1\n" + stateHeader + stateLine("web-1", "0", "10") + stateLine("web-1", "0", "10"), wantErr: "server app/web-1 is listed twice"},
+		{name: "negative weight", answer: "1\n" + stateHeader + stateLine("web-1", "0", "-1"), wantErr: `srv_uweight "-1" is not a number`},
+		{name: "signed weight", answer: "1\n" + stateHeader + stateLine("web-1", "0", "+5"), wantErr: `srv_uweight "+5" is not a number`},
+		{name: "weight above 256", answer: "1\n" + stateHeader + stateLine("web-1", "0", "257"), wantErr: "srv_uweight 257 is more than 256"},
+		{name: "admin bits out of range", answer: "1\n" + stateHeader + stateLine("web-1", "4096", "10"), wantErr: "srv_admin_state 4096 is more than 255"},
+		{name: "huge number", answer: "1\n" + stateHeader + stateLine("web-1", "99999999999999999999", "10"), wantErr: "is not a number"},
+		{name: "truncated last line", answer: "1\n" + stateHeader + strings.TrimSuffix(stateLine("web-1", "0", "10"), " - - 0\n"), wantErr: "line 3 has 22 fields, the header 25"},
+		{name: "NUL bytes", answer: "1\n" + stateHeader + strings.Replace(stateLine("web-1", "0", "10"), "10.0.0.1", "10.0\x00.0.1", 1) + "\x00\x00\n", wantErr: "has 1 fields"},
+		{name: "header only, garbage below", answer: "1\n" + stateHeader + "\xff\xfe\n", wantErr: "line 3 has 1 fields"},
+		{name: "format line only", answer: "1\n", wantErr: "no column header"},
+		{name: "CRLF line ends", answer: strings.ReplaceAll("1\n"+stateHeader+stateLine("web-1", "1", "10"), "\n", "\r\n"),
+			want: []Server{{Backend: "app", Name: "web-1", Addr: "10.0.0.1", Port: 8080, Admin: AdminMaint, AdminBits: admFMaint, Operational: 2, Weight: 10}}},
+		{name: "huge line", answer: "1\n" + stateHeader + strings.Repeat("x", 1<<20) + "\n", wantErr: "line 3 has 1 fields"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -240,6 +259,12 @@ func TestParseStat(t *testing.T) {
 		{name: "missing column", answer: "# pxname,svname,status,\napp,web-1,UP,\n", wantErr: "lacks column(s) qcur, scur"},
 		{name: "short line", answer: header + "app,web-1,0\n", wantErr: "line 2 has 3 fields"},
 		{name: "sessions not a number", answer: header + "app,web-1,0,0,,4,,7,UP,10,\n", wantErr: `app/web-1: scur "" is not a number`},
+		{name: "a row twice", answer: header + "app,web-1,0,0,2,4,,7,UP,10,\napp,web-1,0,0,2,4,,7,UP,10,\n", wantErr: "server app/web-1 is listed twice"},
+		{name: "negative sessions", answer: header + "app,web-1,0,0,-2,4,,7,UP,10,\n", wantErr: `scur "-2" is not a number`},
+		{name: "truncated row", answer: header + "app,web-1,0,0", wantErr: "line 2 has 4 fields"},
+		{name: "NUL bytes", answer: header + "app,web-1,0,0,\x00,4,,7,UP,10,\n", wantErr: `scur "\x00" is not a number`},
+		{name: "no header", answer: "app,web-1,0,0,2,4,,7,UP,10,\n", wantErr: "not a table"},
+		{name: "header dropped, a row in its place", answer: "# app,web-1,0,0,2,4,,7,UP,10,\n", wantErr: "lacks column(s)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

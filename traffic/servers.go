@@ -121,6 +121,7 @@ func parseServersState(answer string) ([]Server, error) {
 		return nil, fmt.Errorf("show servers state: %w", err)
 	}
 	servers := make([]Server, 0, len(lines)-2)
+	seen := map[string]bool{}
 	for i, line := range lines[2:] {
 		f := strings.Fields(line)
 		if len(f) != len(cols.names) {
@@ -134,23 +135,49 @@ func parseServersState(answer string) ([]Server, error) {
 		ints := []struct {
 			col string
 			dst *int
+			max int
 		}{
-			{"srv_op_state", &s.Operational},
-			{"srv_admin_state", &s.AdminBits},
-			{"srv_uweight", &s.Weight},
-			{"srv_port", &s.Port},
+			{"srv_op_state", &s.Operational, 3},
+			{"srv_admin_state", &s.AdminBits, maxAdminBits},
+			{"srv_uweight", &s.Weight, maxWeight},
+			{"srv_port", &s.Port, 65535},
 		}
 		for _, n := range ints {
-			v, err := strconv.Atoi(f[cols.index[n.col]])
+			raw := f[cols.index[n.col]]
+			v, err := count(raw)
 			if err != nil {
-				return nil, fmt.Errorf("show servers state: server %s/%s: %s %q is not a number", s.Backend, s.Name, n.col, f[cols.index[n.col]])
+				return nil, fmt.Errorf("show servers state: server %s/%s: %s %q is not a number", s.Backend, s.Name, n.col, raw)
+			}
+			if v > n.max {
+				return nil, fmt.Errorf("show servers state: server %s/%s: %s %d is more than %d", s.Backend, s.Name, n.col, v, n.max)
 			}
 			*n.dst = v
 		}
+		// A line repeated (or a server listed twice) is not HAProxy's answer.
+		if seen[s.Backend+"/"+s.Name] {
+			return nil, fmt.Errorf("show servers state: server %s/%s is listed twice", s.Backend, s.Name)
+		}
+		seen[s.Backend+"/"+s.Name] = true
 		s.Admin = adminState(s.AdminBits)
 		servers = append(servers, s)
 	}
 	return servers, nil
+}
+
+// Bounds of what show servers state reports: srv_uweight is 0..256, and
+// srv_admin_state holds the bits of enum srv_admin (up to HMAINT, 0x40).
+const (
+	maxWeight    = 256
+	maxAdminBits = 0xff
+)
+
+// count reads a non-negative decimal number as HAProxy prints it: digits
+// only (no sign), at most 10 of them.
+func count(s string) (int, error) {
+	if s == "" || len(s) > 10 || strings.Trim(s, "0123456789") != "" {
+		return 0, errors.New("not a count")
+	}
+	return strconv.Atoi(s)
 }
 
 // statRow is what relctl reads of one server's `show stat` line.
@@ -175,6 +202,7 @@ func parseStat(answer string) ([]statRow, error) {
 		return nil, fmt.Errorf("show stat: %w", err)
 	}
 	var rows []statRow
+	seen := map[string]bool{}
 	for i, line := range lines[1:] {
 		f := strings.Split(line, ",")
 		if len(f) < len(cols.names) {
@@ -193,12 +221,16 @@ func parseStat(answer string) ([]statRow, error) {
 			dst *int
 		}{{"scur", &row.Sessions}, {"qcur", &row.Queued}} {
 			raw := f[cols.index[n.col]]
-			v, err := strconv.Atoi(raw)
+			v, err := count(raw)
 			if err != nil {
 				return nil, fmt.Errorf("show stat: server %s/%s: %s %q is not a number", row.Backend, row.Server, n.col, raw)
 			}
 			*n.dst = v
 		}
+		if seen[row.Backend+"/"+row.Server] {
+			return nil, fmt.Errorf("show stat: server %s/%s is listed twice", row.Backend, row.Server)
+		}
+		seen[row.Backend+"/"+row.Server] = true
 		rows = append(rows, row)
 	}
 	return rows, nil
