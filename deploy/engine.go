@@ -51,7 +51,7 @@ type Event struct {
 	Result *StepResult
 	Pause  time.Duration
 	Report *Report
-	Locks  []state.HostLockState // LocksTaken: stale locks taken over
+	Locks  []state.HostLockState // LocksTaken: stale locks taken over, and hosts not locked (Err says why)
 	Err    error
 }
 
@@ -422,6 +422,13 @@ func (r *run) lock(ctx context.Context, hosts []*HostPlan) error {
 		targets = append(targets, state.LockTarget{Host: hp.Name, Conn: h.conn, Layout: hp.Layout,
 			Reconnect: func(ctx context.Context) (transport.Conn, error) { return e.Connector.Get(ctx, target) }})
 	}
+	// The rest of the lock scope: targets outside --hosts, load balancers,
+	// a move's old hosts and dependents (lockscope.go).
+	side, notLocked, err := r.sideLockTargets(ctx, hosts)
+	if err != nil {
+		return err
+	}
+	targets = append(targets, side...)
 	owner := state.LockOwner{
 		Operator: e.Operator, Controller: e.Controller, PID: pid(), RunID: p.RunID,
 		Env: p.Env, Command: p.Kind, Release: p.Version, Started: r.report.Started,
@@ -436,7 +443,7 @@ func (r *run) lock(ctx context.Context, hosts []*HostPlan) error {
 		e.journal(state.JournalEvent{Kind: "lock-takeover", Host: t.Host, Detail: describeOwner(t)})
 		e.logEvent(t.Host, "took over stale lock: %s", describeOwner(t))
 	}
-	e.emit(Event{Kind: LocksTaken, Plan: p, Locks: took})
+	e.emit(Event{Kind: LocksTaken, Plan: p, Locks: append(took, notLocked...)})
 	fleet.Go(ctx, "watching the locks", func() {
 		// A lost lock means another run may be working on these hosts: stop.
 		select {

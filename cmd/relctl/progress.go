@@ -56,6 +56,10 @@ func (p *progress) observe(ev deploy.Event) {
 		fmt.Fprintf(p.w, "Batch %d/%d%s: %s\n", ev.Batch.Index, len(ev.Plan.Batches), label, strings.Join(names, ", "))
 	case deploy.LocksTaken:
 		for _, l := range ev.Locks {
+			if l.Err != "" {
+				fmt.Fprintf(p.w, "Not locked: %s %s\n", l.Host, l.Err)
+				continue
+			}
 			fmt.Fprintf(p.w, "Took over the stale lock on %s: %s\n", l.Host, describeOwner(l))
 		}
 	case deploy.Stopping:
