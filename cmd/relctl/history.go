@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -35,7 +36,12 @@ func newHistoryCmd(g *globalOptions) *cobra.Command {
 		Long: `History merges this machine's journal (state_dir/runs/*.jsonl, one durable
 line per step) with the run summaries and unlock records kept on every host,
 so runs made from other machines appear too. "relctl history show ID" lists
-a run's steps per host.`,
+a run's steps per host.
+
+A damaged journal hides nothing else: every run relctl can read is listed,
+and a warning on stderr names each journal (or line) it could not read and
+what is wrong with it; the exit code stays 0. A journal whose last line was
+torn by a crash shows its run up to there.`,
 		Example: `  relctl history --env production
   relctl history --env production --output json
   relctl history show 20261123T114501Z-3f9a1c`,
@@ -51,12 +57,16 @@ a run's steps per host.`,
 			if err != nil {
 				return err
 			}
-			rows, err := collectHistory(cmd.Context(), g, proj, env)
+			rows, problems, err := collectHistory(cmd.Context(), g, proj, env)
 			if err != nil {
 				return err
 			}
+			defer warnJournals(g, problems, "")
 			if format == "json" {
-				return writeJSON(g.io.Out, map[string]any{"environment": env, "runs": rows})
+				if problems == nil {
+					problems = []state.JournalProblem{}
+				}
+				return writeJSON(g.io.Out, map[string]any{"environment": env, "runs": rows, "journal_problems": problems})
 			}
 			t := newTable(g.io.Out, "RUN", "WHEN", "OPERATOR", "COMMAND", "RELEASE", "RESULT", "DURATION")
 			for _, r := range rows {
@@ -80,11 +90,16 @@ a run's steps per host.`,
 	return cmd
 }
 
-func collectHistory(ctx context.Context, g *globalOptions, proj *playbooks.Project, env string) ([]historyRow, error) {
-	runs, err := state.ListRuns(g.resolveStateDir(proj.Config))
+// collectHistory merges env's runs from this machine's journals and the
+// hosts' records. problems are the journals, or lines of env's runs, that
+// could not be read: a journal of which nothing is readable may hold a run
+// of any environment.
+func collectHistory(ctx context.Context, g *globalOptions, proj *playbooks.Project, env string) (_ []historyRow, problems []state.JournalProblem, _ error) {
+	runs, unreadable, err := state.ReadRuns(g.resolveStateDir(proj.Config))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	problems = unreadable
 	byID := map[string]*historyRow{}
 	var rows []*historyRow
 	add := func(r historyRow) {
@@ -103,6 +118,7 @@ func collectHistory(ctx context.Context, g *globalOptions, proj *playbooks.Proje
 	}
 	for _, r := range runs {
 		if r.Env == env {
+			problems = append(problems, r.Problems...)
 			add(historyRow{RunID: r.RunID, Command: r.Command, Operator: r.Operator, When: r.Started, Release: r.Release,
 				From: r.From, Result: r.Result, Duration: r.Duration, Source: "journal"})
 		}
@@ -127,7 +143,46 @@ func collectHistory(ctx context.Context, g *globalOptions, proj *playbooks.Proje
 	for i, r := range rows {
 		out[i] = *r
 	}
-	return out, nil
+	return out, problems, nil
+}
+
+// warnJournals prints one warning per journal with problems: the file, what
+// is wrong with it as a whole (or that its run is shown without the damaged
+// lines), the first few damaged lines, and then suffix.
+func warnJournals(g *globalOptions, problems []state.JournalProblem, suffix string) {
+	var files []string
+	byFile := map[string][]state.JournalProblem{}
+	for _, p := range problems {
+		if byFile[p.File] == nil {
+			files = append(files, p.File)
+		}
+		byFile[p.File] = append(byFile[p.File], p)
+	}
+	const shown = 3
+	for _, f := range files {
+		var whole string
+		var lines []string
+		for _, p := range byFile[f] {
+			switch {
+			case p.Line == 0 && whole == "":
+				whole = p.Reason
+			case p.Line == 0:
+				whole += "; " + p.Reason
+			default:
+				lines = append(lines, fmt.Sprintf("line %d: %s", p.Line, p.Reason))
+			}
+		}
+		msg := f + ": " + whole
+		if whole == "" {
+			msg = f + ": the run is shown without " + strings.Join(lines[:min(shown, len(lines))], "; ")
+		} else if len(lines) > 0 {
+			msg += ": " + strings.Join(lines[:min(shown, len(lines))], "; ")
+		}
+		if len(lines) > shown {
+			msg += fmt.Sprintf("; and %d more damaged lines", len(lines)-shown)
+		}
+		fmt.Fprintln(g.io.ErrOut, "relctl: warning: "+msg+suffix)
+	}
 }
 
 // hostRecords reads run summaries and history events from every host of env.
@@ -191,17 +246,32 @@ func newHistoryShowCmd(g *globalOptions) *cobra.Command {
 				return err
 			}
 			rec, err := state.LoadRun(g.resolveStateDir(proj.Config), args[0])
-			if err != nil && env != "" {
-				rec, err = runFromHosts(cmd.Context(), g, proj, env, args[0])
-			}
-			if err != nil {
+			var damaged *state.JournalError
+			switch {
+			case err == nil:
+				defer warnJournals(g, rec.Problems, "")
+			case env != "" && (errors.Is(err, state.ErrNoSuchRun) || errors.As(err, &damaged)):
+				if damaged != nil {
+					warnJournals(g, damaged.Problems, "; read the run from the hosts of "+env+" instead")
+				}
+				if rec, err = runFromHosts(cmd.Context(), g, proj, env, args[0]); err != nil {
+					return usageErrorf("%v", err)
+				}
+			case errors.Is(err, state.ErrNoSuchRun):
 				return usageErrorf("%v (runs made from another machine: add --env ENV to read them from the hosts)", err)
+			default:
+				// The journal is there but unreadable: not a usage mistake.
+				return fmt.Errorf("%w (add --env ENV to read the run from the hosts)", err)
 			}
 			if format == "json" {
 				return writeJSON(g.io.Out, rec)
 			}
-			fmt.Fprintf(g.io.Out, "Run %s: %s %s to %s by %s@%s, %s, %s\n", rec.RunID, rec.Command, rec.Release, rec.Env,
-				rec.Operator, rec.Controller, rec.Started.Local().Format(time.DateTime), rec.Result)
+			if rec.Command == "" {
+				fmt.Fprintf(g.io.Out, "Run %s: its run-start line is unreadable, %s\n", rec.RunID, rec.Result)
+			} else {
+				fmt.Fprintf(g.io.Out, "Run %s: %s %s to %s by %s@%s, %s, %s\n", rec.RunID, rec.Command, rec.Release, rec.Env,
+					rec.Operator, rec.Controller, rec.Started.Local().Format(time.DateTime), rec.Result)
+			}
 			byHost := map[string][]state.JournalEvent{}
 			var hosts []string
 			for _, ev := range rec.Steps {
