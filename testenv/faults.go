@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode"
@@ -67,9 +68,11 @@ type FaultSpec struct {
 	// left: output ends mid-way, without a final newline.
 	TruncateStep string `json:"truncate_step,omitempty"`
 	// DropLinesStep drops every DropEvery-th line of stdout (the 3rd, 6th,
-	// ... when DropEvery is 0).
+	// ... when DropEvery is 0), or with DropMatching, the lines that regular
+	// expression matches (a wrapper that filters what it does not like).
 	DropLinesStep string `json:"drop_lines_step,omitempty"`
 	DropEvery     int    `json:"drop_every,omitempty"`
+	DropMatching  string `json:"drop_matching,omitempty"`
 	// GarbageStep replaces stdout with bytes that are not text: NULs,
 	// invalid UTF-8, stray newlines, at least as many bytes as the real
 	// output (64 at least). The same command gets the same garbage.
@@ -114,7 +117,10 @@ func (f FaultSpec) String() string {
 			parts = append(parts, s.flag+"="+s.name)
 		}
 	}
-	if f.DropLinesStep != "" {
+	switch {
+	case f.DropLinesStep != "" && f.DropMatching != "":
+		parts = append(parts, "drop-lines-step="+f.DropLinesStep+" (lines matching "+f.DropMatching+")")
+	case f.DropLinesStep != "":
 		parts = append(parts, "drop-lines-step="+f.DropLinesStep+" (every "+ordinal(f.dropEvery())+" line)")
 	}
 	for _, s := range []struct{ flag, name string }{
@@ -176,8 +182,17 @@ func (f FaultSpec) validate() error {
 	if f.DropEvery < 0 {
 		return fmt.Errorf("testenv: drop every %d lines: want 1 or more (0: every %s)", f.DropEvery, ordinal(DefaultDropEvery))
 	}
-	if f.DropEvery != 0 && f.DropLinesStep == "" {
-		return errors.New("testenv: drop-every needs a drop-lines step")
+	if (f.DropEvery != 0 || f.DropMatching != "") && f.DropLinesStep == "" {
+		return errors.New("testenv: drop-every and drop-matching need a drop-lines step")
+	}
+	if f.DropEvery != 0 && f.DropMatching != "" {
+		return errors.New("testenv: drop every Nth line or the lines matching a regexp, not both")
+	}
+	if len(f.DropMatching) > 200 {
+		return errors.New("testenv: drop-matching regexp is longer than 200 bytes")
+	}
+	if _, err := regexp.Compile(f.DropMatching); err != nil {
+		return fmt.Errorf("testenv: drop-matching: %w", err)
 	}
 	if u := f.Unreadable; u != "" && !filepath.IsAbs(u) && (filepath.Clean(u) != u || u == "." || strings.HasPrefix(u, "../") || u == "..") {
 		return fmt.Errorf("testenv: unreadable file %q: want a clean path inside the host's base_dir (no ..)", u)
@@ -214,7 +229,8 @@ func stepOf(env []string) string {
 // outputFault is what the output faults and NeverEndsStep do to one
 // command of step.
 type outputFault struct {
-	drop      int // every drop-th line dropped; 0: none
+	drop      int            // every drop-th line dropped; 0: none
+	dropRE    *regexp.Regexp // or the lines it matches (without their newline)
 	truncate  bool
 	garbage   bool
 	neverEnds bool
@@ -225,7 +241,11 @@ func (o outputFault) none() bool { return o == outputFault{} }
 func (f FaultSpec) outputFaultFor(step string) outputFault {
 	var o outputFault
 	if stepMatches(f.DropLinesStep, step) {
-		o.drop = f.dropEvery()
+		if f.DropMatching != "" {
+			o.dropRE = regexp.MustCompile(f.DropMatching) // validated when set
+		} else {
+			o.drop = f.dropEvery()
+		}
 	}
 	o.truncate = stepMatches(f.TruncateStep, step)
 	o.garbage = stepMatches(f.GarbageStep, step)
@@ -235,10 +255,13 @@ func (f FaultSpec) outputFaultFor(step string) outputFault {
 
 // damage applies the output faults to out; label seeds the garbage.
 func (o outputFault) damage(out []byte, label string) []byte {
-	if o.drop > 0 {
+	if o.drop > 0 || o.dropRE != nil {
 		var kept []byte
 		for i, line := range bytes.SplitAfter(out, []byte("\n")) {
-			if (i+1)%o.drop != 0 {
+			switch {
+			case o.dropRE != nil && o.dropRE.Match(bytes.TrimSuffix(line, []byte("\n"))):
+			case o.drop > 0 && (i+1)%o.drop == 0:
+			default:
 				kept = append(kept, line...)
 			}
 		}

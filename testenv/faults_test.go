@@ -506,7 +506,10 @@ func TestSetFaultRejected(t *testing.T) {
 		{"staging-1", FaultSpec{FailStep: strings.Repeat("x", 201)}, "longer than 200"},
 		{"staging-1", FaultSpec{GarbageStep: "a\x00b"}, "no control characters"},
 		{"staging-1", FaultSpec{DropLinesStep: "x", DropEvery: -1}, "want 1 or more"},
-		{"staging-1", FaultSpec{DropEvery: 2}, "drop-every needs a drop-lines step"},
+		{"staging-1", FaultSpec{DropEvery: 2}, "need a drop-lines step"},
+		{"staging-1", FaultSpec{DropMatching: "x"}, "need a drop-lines step"},
+		{"staging-1", FaultSpec{DropLinesStep: "x", DropMatching: "("}, "drop-matching: error parsing regexp"},
+		{"staging-1", FaultSpec{DropLinesStep: "x", DropMatching: "a", DropEvery: 2}, "not both"},
 		{"staging-1", FaultSpec{Unreadable: "../../../etc/passwd"}, "no .."},
 		{"staging-1", FaultSpec{Unreadable: "/etc/passwd"}, "not inside the host"},
 	}
@@ -534,6 +537,7 @@ func TestFaultSpecString(t *testing.T) {
 		{FaultSpec{TruncateStep: "read-state", DropLinesStep: "lock", GarbageStep: "upload", NeverEndsStep: "verify/ready", Unreadable: ".relctl/history.json"},
 			"truncate-step=read-state, drop-lines-step=lock (every 3rd line), garbage-step=upload, never-ends-step=verify/ready, unreadable=.relctl/history.json"},
 		{FaultSpec{DropLinesStep: "x", DropEvery: 2}, "drop-lines-step=x (every 2nd line)"},
+		{FaultSpec{DropLinesStep: "read-state", DropMatching: "^--relctl-releases--"}, "drop-lines-step=read-state (lines matching ^--relctl-releases--)"},
 	}
 	for _, tt := range tests {
 		if got := tt.f.String(); got != tt.want {
@@ -584,6 +588,8 @@ func TestOutputFaults(t *testing.T) {
 		{name: "drop every third line", f: FaultSpec{DropLinesStep: "probe"}, cmd: `seq 1 10`, wantStdout: "1\n2\n4\n5\n7\n8\n10\n"},
 		{name: "drop every second line", f: FaultSpec{DropLinesStep: label, DropEvery: 2}, cmd: `seq 1 10`, wantStdout: "1\n3\n5\n7\n9\n"},
 		{name: "drop every line", f: FaultSpec{DropLinesStep: label, DropEvery: 1}, cmd: `seq 1 3`, wantStdout: ""},
+		{name: "drop matching lines", f: FaultSpec{DropLinesStep: "probe", DropMatching: `^--mark-b--( |$)`},
+			cmd: `printf -- '--mark-a--\nx\n--mark-b-- present 3\ny\n--mark-b--x\n'`, wantStdout: "--mark-a--\nx\ny\n--mark-b--x\n"},
 		{name: "dropped then truncated", f: FaultSpec{DropLinesStep: "probe", TruncateStep: "probe"}, cmd: `seq 1 6`, wantStdout: "1\n2"},
 		{name: "first word of the label", f: FaultSpec{TruncateStep: "upload"}, label: "upload /srv/x y", cmd: `echo 0123456789`, wantStdout: "01234"},
 		{name: "another step is untouched", f: FaultSpec{TruncateStep: "other", GarbageStep: "other"}, cmd: `seq 1 3`, wantStdout: "1\n2\n3\n"},

@@ -209,7 +209,8 @@ through the host) are "forward ADDR".
   --fail-step STEP        relctl's commands for STEP exit 1 without running
   --hang-step STEP        relctl's commands for STEP wait, without running, until the fault is cleared
   --truncate-step STEP    STEP runs; its stdout is cut in half, without a final newline
-  --drop-lines-step STEP  STEP runs; every 3rd line of its stdout is dropped (--drop-every N)
+  --drop-lines-step STEP  STEP runs; every 3rd line of its stdout is dropped (--drop-every N),
+                          or the lines a regexp matches (--drop-matching RE)
   --garbage-step STEP     STEP runs; its stdout is replaced by bytes that are not text (NUL, invalid UTF-8)
   --never-ends-step STEP  STEP runs; half its stdout is sent, then the command never ends
                           (until relctl kills it, closes the session, or the fault is cleared)
@@ -218,7 +219,7 @@ through the host) are "forward ADDR".
                           that stays and the original goes beside it as FILE.testenv-original)`,
 		Example: `  relctl testenv fault --dir /tmp/relctl-demo --host staging-2 --drop-ssh
   relctl testenv fault --dir /tmp/relctl-demo --host staging-1 --fail-step activate/restart
-  relctl testenv fault --dir /tmp/relctl-demo --host staging-1 --drop-lines-step read-state
+  relctl testenv fault --dir /tmp/relctl-demo --host staging-1 --drop-lines-step read-state --drop-matching '^--relctl-releases--'
   relctl testenv fault --dir /tmp/relctl-demo --host staging-1 --never-ends-step activate/restart
   relctl testenv fault --dir /tmp/relctl-demo --host staging-1 --unreadable .relctl/history.json
   relctl testenv fault --dir /tmp/relctl-demo --host staging-1 --clear`,
@@ -234,8 +235,8 @@ through the host) are "forward ADDR".
 			if clear == !f.IsZero() {
 				return usageErrorf("give --clear, or one or more of --drop-ssh, --hang, --fail-step, --hang-step, --truncate-step, --drop-lines-step, --garbage-step, --never-ends-step, --unreadable")
 			}
-			if f.DropEvery != 0 && f.DropLinesStep == "" {
-				return usageErrorf("--drop-every needs --drop-lines-step")
+			if (f.DropEvery != 0 || f.DropMatching != "") && f.DropLinesStep == "" {
+				return usageErrorf("--drop-every and --drop-matching need --drop-lines-step")
 			}
 			if err := testenv.SetHostFault(cmd.Context(), dir, host, f); err != nil {
 				return err
@@ -254,6 +255,7 @@ through the host) are "forward ADDR".
 	fl.StringVar(&f.TruncateStep, "truncate-step", "", "relctl step whose stdout is cut in half (no final newline)")
 	fl.StringVar(&f.DropLinesStep, "drop-lines-step", "", "relctl step whose stdout loses every Nth line (--drop-every)")
 	fl.IntVar(&f.DropEvery, "drop-every", 0, "with --drop-lines-step: drop every Nth line (default 3)")
+	fl.StringVar(&f.DropMatching, "drop-matching", "", "with --drop-lines-step: drop the lines this regexp matches instead")
 	fl.StringVar(&f.GarbageStep, "garbage-step", "", "relctl step whose stdout is replaced by garbage bytes")
 	fl.StringVar(&f.NeverEndsStep, "never-ends-step", "", "relctl step whose commands send half their output, then never end")
 	fl.StringVar(&f.Unreadable, "unreadable", "", "a file of the host (relative to its base_dir) replaced by an empty directory until --clear")
