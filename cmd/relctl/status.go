@@ -19,6 +19,17 @@ import (
 type statusOutput struct {
 	*deploy.EnvStatus
 	Lock *lockStatus `json:"lock,omitempty"`
+	// BrokenLocks are locks no run holds the way relctl makes them.
+	BrokenLocks []brokenLock `json:"broken_locks,omitempty"`
+	// UnlockBroken is the command that removes them.
+	UnlockBroken string `json:"unlock_broken,omitempty"`
+}
+
+// brokenLock is a host's lock in a form relctl does not make.
+type brokenLock struct {
+	Host    string `json:"host"`
+	Path    string `json:"path"`
+	Problem string `json:"problem"`
 }
 
 // lockStatus is the environment lock as the hosts report it.
@@ -73,9 +84,10 @@ commands that finish it (deploy --resume) or revert it (rollback --to prev).`,
 				return err
 			}
 			out := statusOutput{EnvStatus: st}
-			if targets, _, err := envLockTargets(ctx, sess.pool, proj, env); err == nil {
+			if targets, _, err := envLockScope(ctx, sess.pool, proj, env, nil); err == nil {
 				locks, _ := state.InspectLocks(ctx, targets, state.LockOptions{TTL: proj.Config.LockTTL.Duration})
 				out.Lock = summarizeLocks(locks)
+				out.BrokenLocks, out.UnlockBroken = brokenLocks(env, locks)
 				if out.Lock != nil && out.Lock.Stale {
 					out.Lock.Finished = runResult(ctx, targets, out.Lock)
 				}
@@ -88,10 +100,17 @@ commands that finish it (deploy --resume) or revert it (rollback --to prev).`,
 			}
 			t := newTable(g.io.Out, "HOST", "ADDRESS", "REACHABLE", "CURRENT", "PREVIOUS", "HEALTHY", "NOTE")
 			for _, h := range st.Hosts {
-				t.row(h.Name, h.Address, yesNo(h.Reachable), orDash(h.Current), orDash(h.Previous), yesNo(h.Healthy), h.Error)
+				note := h.Error
+				for _, b := range out.BrokenLocks {
+					if b.Host == h.Name {
+						note = strings.TrimPrefix(note+"; broken lock: "+b.Problem, "; ")
+					}
+				}
+				t.row(h.Name, h.Address, yesNo(h.Reachable), orDash(h.Current), orDash(h.Previous), yesNo(h.Healthy), note)
 			}
 			t.flush()
 			printLock(g.io.Out, env, out.Lock, st)
+			printBrokenLocks(g.io.Out, out.BrokenLocks, out.UnlockBroken)
 			return nil
 		},
 	}
@@ -104,7 +123,7 @@ commands that finish it (deploy --resume) or revert it (rollback --to prev).`,
 func summarizeLocks(locks []state.HostLockState) *lockStatus {
 	var ls *lockStatus
 	for _, l := range locks {
-		if !l.Held || l.Owner == nil {
+		if !l.Held || l.Owner == nil || l.Broken != "" {
 			continue
 		}
 		if ls == nil {
@@ -119,6 +138,35 @@ func summarizeLocks(locks []state.HostLockState) *lockStatus {
 		sort.Strings(ls.Hosts)
 	}
 	return ls
+}
+
+// brokenLocks lists the broken locks and the command that removes them.
+func brokenLocks(env string, locks []state.HostLockState) ([]brokenLock, string) {
+	var out []brokenLock
+	var hosts []string
+	for _, l := range locks {
+		if l.Broken != "" {
+			out = append(out, brokenLock{Host: l.Host, Path: l.Path, Problem: l.Broken})
+			hosts = append(hosts, l.Host)
+		}
+	}
+	if len(out) == 0 {
+		return nil, ""
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Host < out[j].Host })
+	return out, state.UnlockCommand(env, hosts)
+}
+
+func printBrokenLocks(w io.Writer, broken []brokenLock, unlock string) {
+	if len(broken) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	for _, b := range broken {
+		fmt.Fprintf(w, "Broken lock on %s at %s: %s\n", b.Host, b.Path, b.Problem)
+	}
+	fmt.Fprintf(w, "No run holds it and relctl never takes it over: every run that locks the host exits 5 until it is gone.\n")
+	fmt.Fprintf(w, "Look at it on the host, then remove it: %s\n", unlock)
 }
 
 func printLock(w io.Writer, env string, l *lockStatus, st *deploy.EnvStatus) {

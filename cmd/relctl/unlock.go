@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,16 +15,24 @@ import (
 
 func newUnlockCmd(g *globalOptions) *cobra.Command {
 	var env, reason string
+	var hosts []string
 	var force bool
 	cmd := &cobra.Command{
 		Use:   "unlock --env ENV --force --reason TEXT",
 		Short: "Remove the environment's lock from every host (the reason goes into history)",
-		Long: `Unlock removes the environment lock on every host, whoever holds it. Use it
-when a run's lock outlived the run and you cannot wait for it to go stale
-(relctl rollback takes over a stale lock by itself). The reason, who removed
-the lock and whose lock it was are appended to every host's history.`,
-		Example: `  relctl unlock --env production --force --reason "laptop died mid-deploy, checked with alice"`,
-		Args:    cobra.NoArgs,
+		Long: `Unlock removes the environment lock on every host a run in the environment
+may lock (the playbooks' targets, their load balancers, a move's old hosts
+and dependents), whoever holds it; with --hosts, only on those. Use it when
+a run's lock outlived the run and you cannot wait for it to go stale
+(relctl rollback takes over a stale lock by itself), or to remove a broken
+lock (a plain file, a directory without owner.json, an owner.json that is
+not a run's), which relctl never takes over. Whatever is at the lock path
+is moved aside and deleted; a symbolic link is removed, never followed.
+The reason, who removed the lock and what it was are appended to each
+such host's history.`,
+		Example: `  relctl unlock --env production --force --reason "laptop died mid-deploy, checked with alice"
+  relctl unlock --env production --hosts production-2 --force --reason "removing a broken lock"`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := requireFlag(cmd, "env", env); err != nil {
 				return err
@@ -39,7 +50,7 @@ the lock and whose lock it was are appended to every host's history.`,
 				return err
 			}
 			defer sess.Close()
-			targets, failed, err := envLockTargets(cmd.Context(), sess.pool, proj, env)
+			targets, failed, err := envLockScope(cmd.Context(), sess.pool, proj, env, hosts)
 			if err != nil {
 				return err
 			}
@@ -50,11 +61,15 @@ the lock and whose lock it was are appended to every host's history.`,
 			for _, r := range removed {
 				if r.Held {
 					n++
+					if r.Broken != "" {
+						fmt.Fprintf(g.io.Out, "%s: removed a broken lock at %s (%s)\n", r.Host, r.Path, r.Broken)
+						continue
+					}
 					fmt.Fprintf(g.io.Out, "%s: removed lock of %s\n", r.Host, describeOwner(r))
 				}
 			}
-			for host, ferr := range failed {
-				fmt.Fprintf(g.io.ErrOut, "%s: not reached: %v\n", host, ferr)
+			for _, host := range slices.Sorted(maps.Keys(failed)) {
+				fmt.Fprintf(g.io.ErrOut, "%s: not reached: %v\n", host, failed[host])
 			}
 			result := "succeeded"
 			if err != nil || len(failed) > 0 {
@@ -68,18 +83,26 @@ the lock and whose lock it was are appended to every host's history.`,
 				return fmt.Errorf("%d hosts not reached: their locks (if any) remain", len(failed))
 			}
 			if n == 0 {
-				fmt.Fprintf(g.io.Out, "no host of %s was locked\n", env)
+				if len(hosts) > 0 {
+					fmt.Fprintf(g.io.Out, "no lock on %s\n", strings.Join(hosts, ", "))
+				} else {
+					fmt.Fprintf(g.io.Out, "no host of %s was locked\n", env)
+				}
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&env, "env", "e", "", "environment (from relctl.toml)")
+	cmd.Flags().StringSliceVar(&hosts, "hosts", nil, "only on these hosts (comma-separated names)")
 	cmd.Flags().BoolVar(&force, "force", false, "really remove the lock, whoever holds it")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in every host's history)")
 	return cmd
 }
 
 func describeOwner(s state.HostLockState) string {
+	if s.Broken != "" {
+		return fmt.Sprintf("a broken lock at %s (%s)", s.Path, s.Broken)
+	}
 	if s.Owner == nil {
 		return "an unknown holder"
 	}
