@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -137,8 +138,9 @@ else echo %[1]s absent; fi`, markCurrent, Quote(l.Current())),
 elif [ -L %[2]s ] && ! [ -e %[2]s ]; then echo %[1]s unreadable dangling-symlink
 elif [ -d %[2]s ]; then
   if ! [ -r %[2]s ] || ! [ -x %[2]s ]; then echo %[1]s unreadable permission
-  elif relctl_l=$(ls -1 %[2]s); then echo %[1]s present; [ -z "$relctl_l" ] || printf '%%s\n' "$relctl_l"
-  else echo %[1]s unreadable read-failed; fi
+  elif ! relctl_l=$(ls -1 %[2]s); then echo %[1]s unreadable read-failed
+  elif [ -z "$relctl_l" ]; then echo %[1]s present 0; echo
+  else relctl_n=$(printf '%%s\n' "$relctl_l" | wc -c); echo %[1]s present $relctl_n; printf '%%s\n\n' "$relctl_l"; fi
 elif [ -e %[2]s ]; then echo %[1]s unreadable not-directory
 else echo %[1]s absent; fi`, markReleases, Quote(l.Releases())),
 		readFileSection(markHistory, Quote(l.HistoryFile()), l.StateDir()),
@@ -187,14 +189,22 @@ func (l Layout) ParseHostState(out string) (*HostState, error) {
 	switch status.word {
 	case statusAbsent:
 	case statusPresent:
-		for !r.atMarker() {
-			name, err := r.line()
-			if err != nil {
-				return nil, err
+		// The listing is counted like a file's bytes: a name lost or
+		// repeated on the way is caught, not a release that vanished.
+		list, err := r.fileBody(status, l.Releases())
+		if err != nil {
+			return nil, err
+		}
+		seen := map[string]bool{}
+		for _, name := range strings.Split(string(list.Body), "\n") {
+			if name == "" {
+				continue
 			}
-			if name != "" {
-				st.Releases = append(st.Releases, name)
+			if seen[name] {
+				return nil, r.fail("release " + strconv.Quote(truncate(name, 40)) + " listed twice")
 			}
+			seen[name] = true
+			st.Releases = append(st.Releases, name)
 		}
 		sort.Strings(st.Releases)
 	default:

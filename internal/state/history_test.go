@@ -29,7 +29,7 @@ func hs(current, releases, history string) string {
 	if releases == "" {
 		b.WriteString("--relctl-releases-- absent\n")
 	} else {
-		b.WriteString("--relctl-releases-- present\n" + releases)
+		fmt.Fprintf(&b, "--relctl-releases-- present %d\n%s\n", len(releases), releases)
 	}
 	if history == "" {
 		b.WriteString("--relctl-history-- absent\n")
@@ -61,7 +61,7 @@ func TestParseHostState(t *testing.T) {
 		},
 		{
 			name:         "empty releases directory",
-			out:          "--relctl-current-- absent\n--relctl-releases-- present\n--relctl-history-- absent\n--relctl-end--\n",
+			out:          "--relctl-current-- absent\n--relctl-releases-- present 0\n\n--relctl-history-- absent\n--relctl-end--\n",
 			wantReleases: nil,
 		},
 		{
@@ -86,8 +86,11 @@ func TestParseHostState(t *testing.T) {
 		{name: "not our output", out: "sh: 1: readlink: not found\n", wantErr: "expected the --relctl-current-- line", wantIs: ErrHostOutput},
 		{name: "empty output", out: "", wantErr: "the output ends early", wantIs: ErrHostOutput},
 		{name: "the old format (no status words)", out: "--relctl-current--\n--relctl-releases--\n--relctl-history--\n", wantErr: "expected the --relctl-current-- line", wantIs: ErrHostOutput},
-		{name: "releases marker dropped", out: strings.Replace(good, "--relctl-releases-- present\n", "", 1), wantErr: "expected the --relctl-releases-- line", wantIs: ErrHostOutput},
+		{name: "releases marker dropped", out: strings.Replace(good, "--relctl-releases-- present 12\n", "", 1), wantErr: "expected the --relctl-releases-- line", wantIs: ErrHostOutput},
 		{name: "current marker dropped", out: strings.Replace(good, "--relctl-current-- present\n", "", 1), wantErr: "expected the --relctl-current-- line", wantIs: ErrHostOutput},
+		{name: "a release name dropped", out: strings.Replace(good, "1.0.0\n", "", 1), wantErr: "bytes announced", wantIs: ErrHostOutput},
+		{name: "a release name repeated", out: hs("", "1.0.0\n1.0.0\n", ""), wantErr: `release "1.0.0" listed twice`, wantIs: ErrHostOutput},
+		{name: "releases without a count", out: "--relctl-current-- absent\n--relctl-releases-- present\n1.0.0\n", wantErr: "needs its size", wantIs: ErrHostOutput},
 		{name: "history marker dropped", out: strings.Replace(good, "--relctl-history-- present", "", 1), wantErr: "", wantIs: ErrHostOutput},
 		{name: "end marker dropped", out: strings.TrimSuffix(good, "--relctl-end--\n"), wantErr: "the output ends early", wantIs: ErrHostOutput},
 		{name: "truncated: no trailing newline", out: strings.TrimSuffix(good, "\n"), wantErr: "ends in the middle of a line", wantIs: ErrHostOutput},
