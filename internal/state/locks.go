@@ -301,7 +301,11 @@ func brokenForm(what, fact string) string {
 	case "symlink":
 		return fmt.Sprintf("the lock is a symbolic link (to %s), not a directory", orQ(fact))
 	case "file":
-		return fmt.Sprintf("the lock is a plain file (%s bytes), not a directory", orQ(fact))
+		unit := "bytes"
+		if fact == "1" {
+			unit = "byte"
+		}
+		return fmt.Sprintf("the lock is a plain file (%s %s), not a directory", orQ(fact), unit)
 	case "fifo", "socket", "device", "special":
 		return fmt.Sprintf("the lock is a %s, not a directory", map[string]string{"fifo": "named pipe", "socket": "socket", "device": "device file", "special": "special file"}[what])
 	case "unreadable":

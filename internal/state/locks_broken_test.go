@@ -29,7 +29,7 @@ func brokenLockForms(t *testing.T) []struct{ name, plant, want string } {
 	}
 	v := Quote(string(valid))
 	return []struct{ name, plant, want string }{
-		{"plain file", "printf x > lock", "the lock is a plain file (1 bytes), not a directory"},
+		{"plain file", "printf x > lock", "the lock is a plain file (1 byte), not a directory"},
 		{"symlink to a lock elsewhere", "mkdir elsewhere && printf %s " + v + " > elsewhere/owner.json && ln -s elsewhere lock", "the lock is a symbolic link (to elsewhere), not a directory"},
 		{"dangling symlink", "ln -s /nonexistent/lock lock", "the lock is a symbolic link (to /nonexistent/lock)"},
 		{"named pipe", "mkfifo lock", "the lock is a named pipe, not a directory"},
