@@ -32,6 +32,6 @@ fi
 if [ "$status" -ne 0 ]; then
 	echo >&2
 	echo "failing cells, with the end of relctl's stderr:" >&2
-	grep -E -A14 '^\s+chaos_test.go:[0-9]+: [a-z-]+/[a-z]+ \(' "$log" >&2 || tail -n 40 "$log" >&2
+	grep -a -E -A14 '^\s+chaos_test.go:[0-9]+: [a-z-]+/[a-z]+ \(' "$log" >&2 || tail -n 40 "$log" >&2
 fi
 exit "$status"
