@@ -1,6 +1,7 @@
 package playbooks
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -45,10 +46,7 @@ func (pb *Playbook) validateMove() Problems {
 		ps = append(ps, templateSyntax(ix, key+".config", d.Config, false)...)
 		ps = append(ps, templateSyntax(ix, key+".restart", d.Restart, true)...)
 		if d.Template != "" {
-			file := filepath.Join(filepath.Dir(pb.Path), d.Template)
-			if text, err := os.ReadFile(file); err != nil {
-				add(key+".template", "%s.template: %v", key, err)
-			} else if _, err := template.New(d.Template).Parse(string(text)); err != nil {
+			if _, err := pb.DependentTemplate(d); err != nil {
 				add(key+".template", "%s.template: %v", key, err)
 			}
 		}
@@ -62,4 +60,53 @@ func (pb *Playbook) validateMove() Problems {
 		}
 	}
 	return ps
+}
+
+// DependentTemplate reads and parses a dependent's config template (a file
+// relative to the playbook's directory). A key missing from its data is an
+// error when it is rendered, not an empty string.
+func (pb *Playbook) DependentTemplate(d *Dependent) (*template.Template, error) {
+	text, err := os.ReadFile(filepath.Join(filepath.Dir(pb.Path), d.Template))
+	if err != nil {
+		return nil, err
+	}
+	return template.New(d.Template).Option("missingkey=error").Parse(string(text))
+}
+
+// MovedHost is one of the component's new hosts as a dependent's config
+// template sees it in .Hosts.
+type MovedHost struct {
+	Name, Address string
+	Vars          map[string]string
+}
+
+// RenderDependentConfig renders a dependent's config template for one
+// dependent host (data is its HostData): .Hosts are the component's new
+// hosts, .Host and .Vars the dependent's own, .Env and .Version the run's.
+func RenderDependentConfig(t *template.Template, hosts []MovedHost, data *TemplateData, version string) ([]byte, error) {
+	var out bytes.Buffer
+	if err := t.Execute(&out, map[string]any{"Hosts": hosts, "Host": data.Host, "Vars": data.Vars, "Env": data.Env, "Version": version}); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
+// validateOldHosts renders, for every host a [move] moves away from, what
+// `relctl finalize` runs there (move.retire), as validateHost does for the
+// playbook's own hosts.
+func (p *Project) validateOldHosts(pb *Playbook, env *Environment) Problems {
+	m := pb.Move
+	if m == nil || m.Retire == "" || len(templateSyntax(pb.pos, "move.retire", m.Retire, true)) > 0 {
+		return nil
+	}
+	for _, h := range env.HostsWithRole(m.FromRole) {
+		data, err := p.HostData(pb, env, h)
+		if err != nil {
+			return Problems{pb.pos.problem("move.from_role", "%v", err)}
+		}
+		if _, err := RenderCommand("move.retire", m.Retire, data); err != nil {
+			return Problems{pb.pos.problem("move.retire", "move.retire: %v (rendering for old host %q in environment %q)", err, h.Name, env.Name)}
+		}
+	}
+	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/relctl/relctl/traffic/haproxyspec"
 )
 
 // DefaultDrainTimeout bounds the wait for a draining server's sessions.
@@ -64,6 +66,84 @@ func (pb *Playbook) validateTraffic() Problems {
 	}
 	if t.DrainTimeout.Duration < 0 {
 		add("traffic.drain_timeout", "traffic.drain_timeout must not be negative")
+	}
+	return ps
+}
+
+// TrafficServer is a host's server in the haproxy [traffic] backend:
+// traffic.server (by default the host's name) rendered with data, refused
+// when HAProxy could not have it - by haproxyspec, the rule the runtime API
+// client applies before it sends anything.
+func (pb *Playbook) TrafficServer(data *TemplateData) (string, error) {
+	text := pb.Traffic.Server
+	if text == "" {
+		text = DefaultTrafficServer
+	}
+	return renderChecked("traffic.server", text, data, func(s string) error { return haproxyspec.Name("server", s) })
+}
+
+// TrafficBackend is traffic.backend rendered with a target host's data,
+// refused when HAProxy could not have it.
+func (pb *Playbook) TrafficBackend(data *TemplateData) (string, error) {
+	return renderChecked("traffic.backend", pb.Traffic.Backend, data, func(s string) error { return haproxyspec.Name("backend", s) })
+}
+
+// TrafficSocket is traffic.socket rendered with a load balancer's data,
+// refused when socat could not connect to it as one address.
+func (pb *Playbook) TrafficSocket(data *TemplateData) (string, error) {
+	return renderChecked("traffic.socket", pb.Traffic.Socket, data, haproxyspec.Socket)
+}
+
+func renderChecked(name, text string, data *TemplateData, check func(string) error) (string, error) {
+	out, err := RenderText(name, text, data)
+	if err != nil {
+		return "", err
+	}
+	return out, check(out)
+}
+
+// validateTrafficHosts renders the haproxy [traffic] names for every host a
+// deploy renders them for, and refuses what the deploy would refuse without
+// asking a host: each target host's backend and server, with a [move] each
+// old host's server too, and each load balancer's admin socket. One problem
+// per key, for the first host that shows it.
+func (p *Project) validateTrafficHosts(pb *Playbook, env *Environment) Problems {
+	t := pb.Traffic
+	if t == nil || t.Provider != TrafficHAProxy {
+		return nil
+	}
+	ix := pb.pos
+	var ps Problems
+	reported := map[string]bool{}
+	check := func(key, text, who string, h *Host, data func() (*TemplateData, error), value func(*TemplateData) (string, error)) {
+		if text == "" || reported[key] || len(templateSyntax(ix, key, text, false)) > 0 {
+			return // missing or unparsable: reported on its own
+		}
+		d, err := data()
+		if err != nil {
+			return // the host's vars: reported on their own
+		}
+		if _, err := value(d); err != nil {
+			reported[key] = true
+			ps = append(ps, ix.problem(key, "%s: %v (rendering for %s %q in environment %q)", key, err, who, h.Name, env.Name))
+		}
+	}
+	server := t.Server
+	if server == "" {
+		server = DefaultTrafficServer
+	}
+	for _, h := range pb.TargetHosts(env) {
+		data := func() (*TemplateData, error) { return p.Data(pb, env, h, "0.0.0", "validate") }
+		check("traffic.backend", t.Backend, "host", h, data, pb.TrafficBackend)
+		check("traffic.server", server, "host", h, data, pb.TrafficServer)
+	}
+	if pb.Move != nil {
+		for _, h := range env.HostsWithRole(pb.Move.FromRole) {
+			check("traffic.server", server, "old host", h, func() (*TemplateData, error) { return p.HostData(pb, env, h) }, pb.TrafficServer)
+		}
+	}
+	for _, lb := range env.HostsWithRole(t.LBRole) {
+		check("traffic.socket", t.Socket, "load balancer", lb, func() (*TemplateData, error) { return p.HostData(pb, env, lb) }, pb.TrafficSocket)
 	}
 	return ps
 }

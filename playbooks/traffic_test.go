@@ -160,3 +160,77 @@ playbooks/web.toml:30:11: move.dependents.0.checks: unknown check "ap" (define [
 		})
 	}
 }
+
+// validate = deploy: the backend, server and socket names the deploy would
+// send to HAProxy are rendered for every host that uses them and refused
+// by the rule the runtime API client applies (haproxyspec).
+func TestTrafficNamesAsTheDeploySeesThem(t *testing.T) {
+	config := lbConfig + `vars = { haproxy_socket = "/run/haproxy/admin.sock" }
+
+[[environments.staging.hosts]]
+name = "old-1"
+address = "127.0.0.1:22003"
+roles = ["web-old"]
+`
+	traffic := func(socket, backend, server string) string {
+		s := "\n[traffic]\nprovider = \"haproxy\"\nlb_role = \"lb\"\nsocket = \"" + socket + "\"\nbackend = \"" + backend + "\"\n"
+		if server != "" {
+			s += "server = \"" + server + "\"\n"
+		}
+		return s
+	}
+	const move = "\n[move]\nfrom_role = \"web-old\"\n"
+	tests := []struct {
+		name          string
+		config, extra string
+		want          string
+	}{
+		{name: "templated, all valid", config: config, extra: traffic("{{.Vars.haproxy_socket}}", "{{.Project}}_{{.Env}}", "{{.Host.Name}}.{{.Env}}") + move},
+		{
+			name: "a backend HAProxy could not have", config: config, extra: traffic("/run/haproxy.sock", "web pool", ""),
+			want: `playbooks/web.toml:22:1: traffic.backend: backend name "web pool": HAProxy names are letters, digits, '-', '_', '.' and ':' (rendering for host "web-1" in environment "staging")`,
+		},
+		{
+			name: "a server that smuggles a second API command", config: strings.Replace(config, "roles = [\"web\"]\n", "roles = [\"web\"]\nvars = { srv = \"web-1;disable server web/web-2\" }\n", 1),
+			extra: traffic("/run/haproxy.sock", "web", "{{.Vars.srv}}"),
+			want:  `playbooks/web.toml:23:1: traffic.server: server name "web-1;disable server web/web-2": HAProxy names are letters, digits, '-', '_', '.' and ':' (rendering for host "web-1" in environment "staging")`,
+		},
+		{
+			name: "a server valid for the new hosts, not for the old ones", config: config,
+			extra: traffic("/run/haproxy.sock", "web", "{{.Host.Name}}{{range .Host.Roles}}{{if eq . \\\"web-old\\\"}} (old){{end}}{{end}}") + move,
+			want:  `playbooks/web.toml:23:1: traffic.server: server name "old-1 (old)": HAProxy names are letters, digits, '-', '_', '.' and ':' (rendering for old host "old-1" in environment "staging")`,
+		},
+		{
+			name: "a socket socat would split", config: strings.Replace(config, `/run/haproxy/admin.sock`, `/run/haproxy/admin.sock,fork`, 1),
+			extra: traffic("{{.Vars.haproxy_socket}}", "web", ""),
+			want:  `playbooks/web.toml:21:1: traffic.socket: haproxy admin socket "/run/haproxy/admin.sock,fork": want an absolute path of letters, digits and /_.@%+=~- (rendering for load balancer "lb-1" in environment "staging")`,
+		},
+		{
+			name: "a relative socket", config: config, extra: traffic("run/haproxy.sock", "web", ""),
+			want: `playbooks/web.toml:21:1: traffic.socket: haproxy admin socket "run/haproxy.sock": want an absolute path of letters, digits and /_.@%+=~- (rendering for load balancer "lb-1" in environment "staging")`,
+		},
+		{
+			name: "a server template needing a var a host lacks", config: config, extra: traffic("/s", "web", "{{.Vars.srv}}"),
+			want: `playbooks/web.toml:23:1: traffic.server: template: <.Vars.srv>: map has no entry for key "srv" (rendering for host "web-1" in environment "staging")`,
+		},
+		{
+			name: "an unparsable backend is reported once", config: config, extra: traffic("/s", "{{.Env", ""),
+			want: `playbooks/web.toml:22:1: traffic.backend: template: unclosed action`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			writeProject(t, map[string]string{"relctl.toml": tt.config, "playbooks/web.toml": goodPlaybook + tt.extra})
+			_, err := Load("relctl.toml")
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Load: %v", err)
+				}
+				return
+			}
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("problems:\n%v\nwant:\n%s", err, tt.want)
+			}
+		})
+	}
+}

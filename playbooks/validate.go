@@ -511,6 +511,8 @@ func (p *Project) validateTargets() Problems {
 				ps = append(ps, pb.pos.problem("traffic.lb_role", "traffic.lb_role %q has no hosts in environment %q (the hosts that run HAProxy)", t.LBRole, envName))
 			}
 			ps = append(ps, p.validateDependents(pb, env)...)
+			ps = append(ps, p.validateTrafficHosts(pb, env)...)
+			ps = append(ps, p.validateOldHosts(pb, env)...)
 			reported := map[string]bool{} // one problem per key, not one per host
 			for _, h := range pb.TargetHosts(env) {
 				for _, pr := range p.validateHost(pb, env, h) {
@@ -627,7 +629,20 @@ func (p *Project) validateDependents(pb *Playbook, env *Environment) Problems {
 	}
 	var ps Problems
 	reported := map[string]bool{}
+	// The component's new hosts, as each dependent's template names them.
+	var hosts []MovedHost
+	for _, h := range pb.TargetHosts(env) {
+		data, err := p.Data(pb, env, h, "0.0.0", "validate")
+		if err != nil {
+			return ps // the host's vars: reported by validateHost
+		}
+		hosts = append(hosts, MovedHost{Name: h.Name, Address: h.Address, Vars: data.Vars})
+	}
 	for i, d := range pb.Move.Dependents {
+		tmpl, _ := pb.DependentTemplate(d) // nil when it does not parse: reported by validateMove
+		if d.Template == "" {
+			tmpl = nil
+		}
 		for _, h := range env.HostsWithRole(d.Role) {
 			data, err := p.HostData(pb, env, h)
 			if err != nil {
@@ -649,6 +664,12 @@ func (p *Project) validateDependents(pb *Playbook, env *Environment) Problems {
 			}
 			try(fmt.Sprintf("move.dependents.%d.config", i), d.Config, false)
 			try(fmt.Sprintf("move.dependents.%d.restart", i), d.Restart, true)
+			if tkey := fmt.Sprintf("move.dependents.%d.template", i); tmpl != nil && !reported[tkey] {
+				if _, err := RenderDependentConfig(tmpl, hosts, data, "0.0.0"); err != nil {
+					reported[tkey] = true
+					ps = append(ps, pb.pos.problem(tkey, "%s: %s: %v (rendering for dependent %q in environment %q)", displayKey(tkey), d.Template, err, h.Name, env.Name))
+				}
+			}
 			for _, name := range d.Checks {
 				if _, ok := pb.Checks[name]; ok {
 					renderCheck(pb, name, try)

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/relctl/relctl/internal/transport"
+	"github.com/relctl/relctl/traffic/haproxyspec"
 )
 
 // Runtime talks to one HAProxy's runtime API over an SSH connection to its host.
@@ -39,17 +39,11 @@ const socatMissingStatus = 127
 // ErrSocketUnreachable: socat could not connect to the admin socket.
 var ErrSocketUnreachable = errors.New("haproxy admin socket unreachable")
 
-var (
-	// HAProxy's own rule for proxy and server names (invalid_char in tools.c).
-	nameRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]+$`)
-	// An absolute path socat's address parser takes as one word: no ',' (its
-	// option separator), ':' or '!', no blanks or quotes.
-	socketRE = regexp.MustCompile(`^/[A-Za-z0-9/_.@%+=~-]*$`)
-)
-
+// validName refuses, with haproxyspec's rule (the one relctl validate
+// applies to the config), a name HAProxy could not have.
 func validName(kind, name string) error {
-	if !nameRE.MatchString(name) {
-		return fmt.Errorf("%w: %s name %q: HAProxy names are letters, digits, '-', '_', '.' and ':'", ErrInvalidName, kind, name)
+	if err := haproxyspec.Name(kind, name); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidName, err)
 	}
 	return nil
 }
@@ -78,8 +72,8 @@ func (r *Runtime) send(ctx context.Context, command string, quiet bool) (string,
 	if r.Conn == nil {
 		return "", fmt.Errorf("%s: haproxy runtime API: no connection", r.host())
 	}
-	if !socketRE.MatchString(r.Socket) {
-		return "", fmt.Errorf("%s: haproxy admin socket %q: want an absolute path of letters, digits and /_.@%%+=~-", r.host(), r.Socket)
+	if err := haproxyspec.Socket(r.Socket); err != nil {
+		return "", fmt.Errorf("%s: %w", r.host(), err)
 	}
 	socat := r.Socat
 	if socat == "" {
