@@ -389,6 +389,22 @@ func (s *shellScan) run() error {
 		}
 		i = end
 	}
+	// The text ends every word and command still open.
+	for k := len(s.frames) - 1; k >= 0; k-- {
+		f := s.frames[k]
+		if f.cmd == nil {
+			continue
+		}
+		if f.kind == frameCase && f.caseAt != caseBody {
+			continue
+		}
+		if err := s.endWord(f); err != nil {
+			return err
+		}
+		if err := s.endCommand(f); err != nil {
+			return err
+		}
+	}
 	for _, a := range s.assigned {
 		for _, n := range a.names {
 			if s.intNames[n] {
@@ -531,6 +547,9 @@ func (s *shellScan) wordPart(i int, f *frame) {
 // its opener, or 0 when it opens no frame ($x, a lone $).
 func (s *shellScan) dollar(i int, inDouble bool) int {
 	t := s.t
+	if s.startsValue(i + 1) {
+		return 0 // ${{.X}}: the { is the action's; value() refuses the $ before it
+	}
 	switch {
 	case strings.HasPrefix(t[i:], "$(("):
 		s.wordPart(i, &frame{kind: frameArith, opener: "$((", closer: ')'})
@@ -1135,9 +1154,17 @@ func (s *shellScan) stepCaseHead(f *frame, i int) (int, error) {
 	t := s.t
 	c := f.cmd
 	ch := t[i]
+	if strings.IndexByte(" \t\n;&|()<>", ch) >= 0 {
+		if err := s.endCaseWord(f); err != nil {
+			return 0, err
+		}
+		if s.top() != f { // esac ended the case: its frame reads this character
+			return i, nil
+		}
+	}
 	switch {
 	case ch == ' ' || ch == '\t' || ch == '\n':
-		return i + 1, s.endCaseWord(f)
+		return i + 1, nil
 	case ch == '\\':
 		if i+1 < len(t) && t[i+1] == '\n' {
 			return i + 2, nil
@@ -1162,16 +1189,10 @@ func (s *shellScan) stepCaseHead(f *frame, i int) (int, error) {
 		s.wordPart(i, &frame{kind: frameBackquote, opener: "`"})
 		return i + 1, nil
 	case f.caseAt == casePattern && ch == '|':
-		return i + 1, s.endCaseWord(f)
+		return i + 1, nil
 	case f.caseAt == casePattern && ch == '(' && !c.inWord && f.words == 0:
 		return i + 1, nil
 	case f.caseAt == casePattern && ch == ')':
-		if err := s.endCaseWord(f); err != nil {
-			return 0, err
-		}
-		if s.top() != f { // esac ended it
-			return i, nil
-		}
 		f.caseAt = caseBody
 		c.reset()
 		return i + 1, nil
