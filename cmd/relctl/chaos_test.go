@@ -44,8 +44,9 @@ const (
 	chaosCanary = "staging-1"
 	chaosLB     = "staging-lb"
 	// chaosCommandTimeout bounds each command relctl runs (ssh.command_timeout):
-	// it is what ends a never-ending command that has no step timeout.
-	chaosCommandTimeout = "5s"
+	// it is what ends a never-ending command that has no step timeout. Far
+	// above what a command takes on a loaded CI machine (a restart: ~1s).
+	chaosCommandTimeout = "8s"
 	// chaosRunLimit only keeps a hung relctl from hanging the test.
 	chaosRunLimit = 4 * time.Minute
 )
@@ -210,6 +211,9 @@ func (o chaosOutcome) short() string {
 const chaosWorkersEnv = "RELCTL_CHAOS_WORKERS"
 
 func TestChaosMatrix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the hostile-host matrix takes a minute: `make chaos` or go test without -short")
+	}
 	bin, err := exec.LookPath("relctl")
 	if err != nil {
 		t.Fatalf("relctl is not on PATH (TestMain puts the test binary there): %v", err)
@@ -283,7 +287,13 @@ func TestChaosMatrix(t *testing.T) {
 						}
 					}
 					o := runChaosCell(t, bin, c, cell)
-					if why := c.dirty(); why != "" {
+					// A load balancer's server states are not worth checking
+					// back to what they were: its cluster serves one cell.
+					why := "one cell per cluster with a load balancer"
+					if !opts.Traffic {
+						why = c.dirty()
+					}
+					if why != "" {
 						t.Logf("a fresh cluster for the next cell: %s", why)
 						c.c.Close()
 						c = nil
