@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/go-multierror"
+	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/rs/zerolog"
 )
@@ -607,7 +608,9 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 		res[i] = outcome{got, took, holder, err}
 	}
 	if len(targets) > 0 {
-		one(0)
+		if err := fleet.Guard(ctx, targets[0].Host, func() error { one(0); return nil }); err != nil {
+			res[0].err = err
+		}
 	}
 	if len(targets) > 0 && res[0].holder != nil {
 		// Refused: only look at the other hosts, to name every holder.
@@ -618,15 +621,16 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 			}
 		}
 	} else {
-		var wg sync.WaitGroup
-		for i := 1; i < len(targets); i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				one(i)
-			}()
+		rest := targets[1:]
+		errs := fleet.ForEach(ctx, len(rest), 0, func(i int) string { return rest[i].Host }, func(ctx context.Context, i int) error {
+			one(i + 1)
+			return nil
+		})
+		for i, err := range errs {
+			if err != nil {
+				res[i+1].err = err
+			}
 		}
-		wg.Wait()
 	}
 
 	ls := &LockSet{owner: owner, opts: opts}
@@ -666,7 +670,9 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 	ls.done = make(chan struct{})
 	// The refresher outlives ctx's cancellation on purpose: a run that is
 	// interrupted still rolls back under its lock until it calls Release.
-	go ls.refresh(context.WithoutCancel(ctx))
+	fleet.Go(ctx, "lock heartbeat", func() { ls.refresh(context.WithoutCancel(ctx)) }, func(p *fleet.PanicError) {
+		cancel(fmt.Errorf("%w: its heartbeat stopped: %v", ErrLockLost, p))
+	})
 	return ls, lockCtx, nil
 }
 
@@ -749,42 +755,43 @@ func (l *LockSet) refresh(ctx context.Context) {
 		body, _ := json.Marshal(o) // a LockOwner always marshals
 		var mu sync.Mutex
 		var lost []string
-		var wg sync.WaitGroup
-		for i := range l.targets {
+		errs := fleet.ForEach(ctx, len(l.targets), 0, func(i int) string { return l.targets[i].Host }, func(ctx context.Context, i int) error {
 			t := &l.targets[i]
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				// Bounded so that a hung connection cannot stall the other hosts' heartbeats.
-				rctx, cancel := context.WithTimeout(ctx, l.opts.TTL/2)
-				defer cancel()
-				res, err := t.run(rctx, refreshScript(t.Layout, l.owner.RunID), transport.RunOptions{Stdin: strings.NewReader(string(body)), Label: "lock heartbeat"})
-				word := ""
+			// Bounded so that a hung connection cannot stall the other hosts' heartbeats.
+			rctx, cancel := context.WithTimeout(ctx, l.opts.TTL/2)
+			defer cancel()
+			res, err := t.run(rctx, refreshScript(t.Layout, l.owner.RunID), transport.RunOptions{Stdin: strings.NewReader(string(body)), Label: "lock heartbeat"})
+			word := ""
+			if err == nil {
+				word, _ = firstLine(res.Stdout)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case word == "ok":
+				failures[i] = 0
+			case word == "gone" || word == "other":
+				lost = append(lost, fmt.Sprintf("%s: %s", t.Host, map[string]string{"gone": "the lock directory is gone", "other": "another run holds the lock"}[word]))
+			default:
+				failures[i]++
 				if err == nil {
-					word, _ = firstLine(res.Stdout)
+					err = fmt.Errorf("unexpected output %q", truncate(string(res.Stdout), 200))
 				}
-				mu.Lock()
-				defer mu.Unlock()
-				switch {
-				case word == "ok":
-					failures[i] = 0
-				case word == "gone" || word == "other":
-					lost = append(lost, fmt.Sprintf("%s: %s", t.Host, map[string]string{"gone": "the lock directory is gone", "other": "another run holds the lock"}[word]))
-				default:
-					failures[i]++
-					if err == nil {
-						err = fmt.Errorf("unexpected output %q", truncate(string(res.Stdout), 200))
-					}
-					// An unreachable host keeps our lock until its heartbeat is
-					// older than the TTL; only then may another run take it over,
-					// which the next heartbeat that gets through reports as lost.
-					if failures[i] >= refreshFailuresWarn {
-						log.Warn().Err(err).Str("host", t.Host).Int("failures", failures[i]).Msg("lock heartbeat failed")
-					}
+				// An unreachable host keeps our lock until its heartbeat is
+				// older than the TTL; only then may another run take it over,
+				// which the next heartbeat that gets through reports as lost.
+				if failures[i] >= refreshFailuresWarn {
+					log.Warn().Err(err).Str("host", t.Host).Int("failures", failures[i]).Msg("lock heartbeat failed")
 				}
-			}()
+			}
+			return nil
+		})
+		for i, err := range errs {
+			if err != nil { // a panic: a failed heartbeat on that host
+				failures[i]++
+				log.Warn().Err(err).Str("host", l.targets[i].Host).Int("failures", failures[i]).Msg("lock heartbeat failed")
+			}
 		}
-		wg.Wait()
 		if len(lost) > 0 {
 			// Keep the heartbeat going on the other hosts: the run still holds
 			// them while it stops (and maybe rolls back).
@@ -825,29 +832,22 @@ func (l *LockSet) Release(ctx context.Context) error {
 
 func (l *LockSet) releaseAll(ctx context.Context) error {
 	log := zerolog.Ctx(ctx)
-	errs := make([]error, len(l.targets))
-	var wg sync.WaitGroup
-	for i := range l.targets {
+	errs := fleet.ForEach(ctx, len(l.targets), 0, func(i int) string { return l.targets[i].Host }, func(ctx context.Context, i int) error {
 		t := &l.targets[i]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res, err := t.run(ctx, releaseScript(t.Layout, l.owner.RunID), transport.RunOptions{Label: "unlock"})
-			if err != nil {
-				errs[i] = fmt.Errorf("%s: releasing the lock: %w", t.Host, err)
-				return
-			}
-			switch word, _ := firstLine(res.Stdout); word {
-			case "released", "gone":
-			case "other":
-				// Not ours any more: someone took it over; leave theirs alone.
-				log.Warn().Str("host", t.Host).Str("run", l.owner.RunID).Msg("lock is held by another run now; not removed")
-			default:
-				errs[i] = fmt.Errorf("%s: releasing the lock: unexpected output %q", t.Host, truncate(string(res.Stdout), 200))
-			}
-		}()
-	}
-	wg.Wait()
+		res, err := t.run(ctx, releaseScript(t.Layout, l.owner.RunID), transport.RunOptions{Label: "unlock"})
+		if err != nil {
+			return fmt.Errorf("%s: releasing the lock: %w", t.Host, err)
+		}
+		switch word, _ := firstLine(res.Stdout); word {
+		case "released", "gone":
+		case "other":
+			// Not ours any more: someone took it over; leave theirs alone.
+			log.Warn().Str("host", t.Host).Str("run", l.owner.RunID).Msg("lock is held by another run now; not removed")
+		default:
+			return fmt.Errorf("%s: releasing the lock: unexpected output %q", t.Host, truncate(string(res.Stdout), 200))
+		}
+		return nil
+	})
 	var merr *multierror.Error
 	for _, e := range errs {
 		if e != nil {
@@ -862,15 +862,15 @@ func (l *LockSet) releaseAll(ctx context.Context) error {
 func InspectLocks(ctx context.Context, targets []LockTarget, opts LockOptions) ([]HostLockState, error) {
 	opts = opts.withDefaults()
 	out := make([]HostLockState, len(targets))
-	var wg sync.WaitGroup
-	for i, t := range targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out[i] = inspectOne(ctx, t, opts)
-		}()
+	errs := fleet.ForEach(ctx, len(targets), 0, func(i int) string { return targets[i].Host }, func(ctx context.Context, i int) error {
+		out[i] = inspectOne(ctx, targets[i], opts)
+		return nil
+	})
+	for i, err := range errs {
+		if err != nil {
+			out[i] = HostLockState{Host: targets[i].Host, Path: targets[i].Layout.LockDir(), Err: err.Error()}
+		}
 	}
-	wg.Wait()
 	var merr *multierror.Error
 	for _, s := range out {
 		if s.Err != "" {
@@ -930,62 +930,63 @@ func ForceUnlock(ctx context.Context, targets []LockTarget, by LockOwner, reason
 	}
 	removed := make([]*HostLockState, len(targets))
 	errs := make([]error, len(targets))
-	var wg sync.WaitGroup
-	for i, t := range targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res, err := t.Conn.Run(ctx, forceRemoveScript(t.Layout, by.RunID), transport.RunOptions{Label: "force unlock"})
-			if err != nil {
-				errs[i] = fmt.Errorf("%s: removing the lock: %w", t.Host, err)
-				return
-			}
-			word, rest := firstLine(res.Stdout)
-			switch word {
-			case "none":
-				return
-			case "removed":
-			default:
-				errs[i] = fmt.Errorf("%s: removing the lock: unexpected output %q", t.Host, truncate(string(res.Stdout), 200))
-				return
-			}
-			st := HostLockState{Host: t.Host, Path: t.Layout.LockDir(), Held: true}
-			if p, err := parseProbe(rest); err != nil {
-				st.Broken = "an unknown form (" + err.Error() + ")"
-			} else if p.word == "held" || p.word == "broken" {
-				st = judgeProbe(t.Host, st.Path, p, LockOptions{}.withDefaults())
-			} else {
-				st.Broken = "it vanished while it was moved aside"
-			}
-			ev := HistoryEvent{Kind: "unlock", Operator: by.Operator, Controller: by.Controller, RunID: by.RunID, Reason: reason,
-				Detail: map[string]string{}}
-			if o := st.Owner; o != nil {
-				ev.Detail["removed_run_id"] = o.RunID
-				ev.Detail["removed_command"] = o.Command
-				ev.Detail["removed_release"] = o.Release
-				ev.Detail["removed_operator"] = o.Operator
-				ev.Detail["removed_controller"] = o.Controller
-				ev.Detail["removed_pid"] = fmt.Sprint(o.PID)
-				ev.Detail["removed_heartbeat"] = o.Heartbeat.UTC().Format(time.RFC3339)
-			} else {
-				ev.Detail["removed_owner"] = "unreadable"
-			}
-			if st.Broken != "" {
-				ev.Detail["removed_broken"] = st.Broken
-			}
-			if _, kept, ok := strings.Cut(string(res.Stderr), "relctl-kept "); ok {
-				// Out of the way (the lock is gone), but not deleted.
-				kept, _, _ = strings.Cut(kept, "\n")
-				ev.Detail["removed_kept_at"] = printable(kept, 300)
-				zerolog.Ctx(ctx).Warn().Str("host", t.Host).Str("path", kept).Msg("the removed lock was moved aside but could not be deleted")
-			}
-			removed[i] = &st
-			if err := AppendHistoryEvent(ctx, t.Conn, t.Layout, ev); err != nil {
-				errs[i] = fmt.Errorf("%s: lock removed, but recording it in history failed: %w", t.Host, err)
-			}
-		}()
+	ferrs := fleet.ForEach(ctx, len(targets), 0, func(i int) string { return targets[i].Host }, func(ctx context.Context, i int) error {
+		t := targets[i]
+		res, err := t.Conn.Run(ctx, forceRemoveScript(t.Layout, by.RunID), transport.RunOptions{Label: "force unlock"})
+		if err != nil {
+			errs[i] = fmt.Errorf("%s: removing the lock: %w", t.Host, err)
+			return nil
+		}
+		word, rest := firstLine(res.Stdout)
+		switch word {
+		case "none":
+			return nil
+		case "removed":
+		default:
+			errs[i] = fmt.Errorf("%s: removing the lock: unexpected output %q", t.Host, truncate(string(res.Stdout), 200))
+			return nil
+		}
+		st := HostLockState{Host: t.Host, Path: t.Layout.LockDir(), Held: true}
+		if p, err := parseProbe(rest); err != nil {
+			st.Broken = "an unknown form (" + err.Error() + ")"
+		} else if p.word == "held" || p.word == "broken" {
+			st = judgeProbe(t.Host, st.Path, p, LockOptions{}.withDefaults())
+		} else {
+			st.Broken = "it vanished while it was moved aside"
+		}
+		ev := HistoryEvent{Kind: "unlock", Operator: by.Operator, Controller: by.Controller, RunID: by.RunID, Reason: reason,
+			Detail: map[string]string{}}
+		if o := st.Owner; o != nil {
+			ev.Detail["removed_run_id"] = o.RunID
+			ev.Detail["removed_command"] = o.Command
+			ev.Detail["removed_release"] = o.Release
+			ev.Detail["removed_operator"] = o.Operator
+			ev.Detail["removed_controller"] = o.Controller
+			ev.Detail["removed_pid"] = fmt.Sprint(o.PID)
+			ev.Detail["removed_heartbeat"] = o.Heartbeat.UTC().Format(time.RFC3339)
+		} else {
+			ev.Detail["removed_owner"] = "unreadable"
+		}
+		if st.Broken != "" {
+			ev.Detail["removed_broken"] = st.Broken
+		}
+		if _, kept, ok := strings.Cut(string(res.Stderr), "relctl-kept "); ok {
+			// Out of the way (the lock is gone), but not deleted.
+			kept, _, _ = strings.Cut(kept, "\n")
+			ev.Detail["removed_kept_at"] = printable(kept, 300)
+			zerolog.Ctx(ctx).Warn().Str("host", t.Host).Str("path", kept).Msg("the removed lock was moved aside but could not be deleted")
+		}
+		removed[i] = &st
+		if err := AppendHistoryEvent(ctx, t.Conn, t.Layout, ev); err != nil {
+			errs[i] = fmt.Errorf("%s: lock removed, but recording it in history failed: %w", t.Host, err)
+		}
+		return nil
+	})
+	for i, err := range ferrs {
+		if err != nil {
+			errs[i] = err
+		}
 	}
-	wg.Wait()
 	var out []HostLockState
 	for _, r := range removed {
 		if r != nil {
