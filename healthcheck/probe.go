@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/relctl/relctl/healthcheck/checkspec"
 	"github.com/relctl/relctl/internal/transport"
 )
 
@@ -269,17 +270,16 @@ func validate(s Spec, h Host) error {
 	}
 	switch s.Type {
 	case TypeHTTP:
-		u, err := url.Parse(s.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			// The URL itself is not echoed: it may carry credentials.
-			return bad("url must be an absolute http(s) URL")
+		// checkspec: the rule relctl validate applies to every rendered url.
+		if err := checkspec.URL(s.URL); err != nil {
+			return bad("%v", err)
 		}
 		if s.ExpectStatus != 0 && (s.ExpectStatus < 100 || s.ExpectStatus > 599) {
 			return bad("expect_status %d is not an HTTP status", s.ExpectStatus)
 		}
 	case TypeTCP:
-		if _, _, err := net.SplitHostPort(s.Address); err != nil {
-			return bad("address must be host:port: %v", err)
+		if err := checkspec.Address(s.Address); err != nil {
+			return bad("%v", err)
 		}
 	case TypeCommand:
 		if strings.TrimSpace(s.Command) == "" {

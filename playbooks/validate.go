@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/relctl/relctl/healthcheck/checkspec"
 )
 
 const nameAlphabet = "letters, digits, '.', '_' and '-'"
@@ -561,7 +563,7 @@ func (p *Project) validateHost(pb *Playbook, env *Environment, h *Host) Problems
 		return Problems{pb.pos.problem("artifact.path", "%v (host %q in environment %q)", err, h.Name, env.Name)}
 	}
 	var ps Problems
-	try := func(key, text string, shell bool) {
+	try := func(key, text string, shell bool, check func(string) error) {
 		if text == "" {
 			return
 		}
@@ -569,20 +571,24 @@ func (p *Project) validateHost(pb *Playbook, env *Environment, h *Host) Problems
 		if shell {
 			render = RenderCommand
 		}
-		if _, err := render(key, text, data); err != nil {
+		out, err := render(key, text, data)
+		if err == nil && check != nil {
+			err = check(out) // what the deploy refuses in the rendered value
+		}
+		if err != nil {
 			ps = append(ps, pb.pos.problem(key, "%s: %v (rendering for host %q in environment %q)", displayKey(key), err, h.Name, env.Name))
 		}
 	}
 	for i, s := range pb.Steps {
-		try(fmt.Sprintf("steps.%d.run", i), s.Run, true)
-		try(fmt.Sprintf("steps.%d.undo", i), s.Undo, true)
+		try(fmt.Sprintf("steps.%d.run", i), s.Run, true, nil)
+		try(fmt.Sprintf("steps.%d.undo", i), s.Undo, true, nil)
 	}
 	for i, s := range pb.Rollback.Steps {
-		try(fmt.Sprintf("rollback.steps.%d.run", i), s.Run, true)
+		try(fmt.Sprintf("rollback.steps.%d.run", i), s.Run, true, nil)
 	}
 	if w := pb.Watchdog; w != nil {
-		try("watchdog.install_path", w.InstallPath, false)
-		try("watchdog.control_file", w.ControlFile, false)
+		try("watchdog.install_path", w.InstallPath, false, nil)
+		try("watchdog.control_file", w.ControlFile, false, nil)
 	}
 	for _, name := range slices.Sorted(mapKeys(pb.Checks)) {
 		if pb.dependentCheckOnly(name) {
@@ -593,14 +599,22 @@ func (p *Project) validateHost(pb *Playbook, env *Environment, h *Host) Problems
 	return ps
 }
 
-// renderCheck renders every template of a check through try.
-func renderCheck(pb *Playbook, name string, try func(key, text string, shell bool)) {
+// renderCheck renders every template of a check through try, with the
+// prober's own checks of the rendered url (http) and address (tcp).
+func renderCheck(pb *Playbook, name string, try func(key, text string, shell bool, check func(string) error)) {
 	c := pb.Checks[name]
 	key := "checks." + name
-	try(key+".url", c.URL, false)
-	try(key+".body_contains", c.BodyContains, false)
-	try(key+".address", c.Address, false)
-	try(key+".command", c.Command, true)
+	var urlForm, addressForm func(string) error
+	switch c.Type {
+	case CheckHTTP:
+		urlForm = checkspec.URL
+	case CheckTCP:
+		addressForm = checkspec.Address
+	}
+	try(key+".url", c.URL, false, urlForm)
+	try(key+".body_contains", c.BodyContains, false, nil)
+	try(key+".address", c.Address, false, addressForm)
+	try(key+".command", c.Command, true, nil)
 }
 
 // dependentCheckOnly: the check is run on a move's dependents, and no step
@@ -649,7 +663,7 @@ func (p *Project) validateDependents(pb *Playbook, env *Environment) Problems {
 				ps = append(ps, pb.pos.problem(fmt.Sprintf("move.dependents.%d", i), "%v", err))
 				continue
 			}
-			try := func(key, text string, shell bool) {
+			try := func(key, text string, shell bool, check func(string) error) {
 				if text == "" || reported[key] {
 					return
 				}
@@ -657,13 +671,17 @@ func (p *Project) validateDependents(pb *Playbook, env *Environment) Problems {
 				if shell {
 					render = RenderCommand
 				}
-				if _, err := render(key, text, data); err != nil {
+				out, err := render(key, text, data)
+				if err == nil && check != nil {
+					err = check(out)
+				}
+				if err != nil {
 					reported[key] = true
 					ps = append(ps, pb.pos.problem(key, "%s: %v (rendering for dependent %q in environment %q)", displayKey(key), err, h.Name, env.Name))
 				}
 			}
-			try(fmt.Sprintf("move.dependents.%d.config", i), d.Config, false)
-			try(fmt.Sprintf("move.dependents.%d.restart", i), d.Restart, true)
+			try(fmt.Sprintf("move.dependents.%d.config", i), d.Config, false, nil)
+			try(fmt.Sprintf("move.dependents.%d.restart", i), d.Restart, true, nil)
 			if tkey := fmt.Sprintf("move.dependents.%d.template", i); tmpl != nil && !reported[tkey] {
 				if _, err := RenderDependentConfig(tmpl, hosts, data, "0.0.0"); err != nil {
 					reported[tkey] = true
