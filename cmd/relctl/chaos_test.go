@@ -17,6 +17,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/relctl/relctl/testenv"
 )
@@ -187,8 +188,25 @@ type chaosOutcome struct {
 	pass    bool
 	exit    int
 	reasons []string
+	// notes are what the table reports without failing the cell.
+	notes   []string
 	excerpt string // the end of relctl's stderr
 	took    time.Duration
+}
+
+// chaosRawOutputFails makes "relctl printed a host's raw bytes" fail a cell
+// rather than note it.
+const chaosRawOutputFails = false
+
+// rawBytes says whether s holds what a terminal should never get from a
+// host: invalid UTF-8, NUL, ESC or another control character.
+func rawBytes(s string) bool {
+	if !utf8.ValidString(s) {
+		return true
+	}
+	return strings.IndexFunc(s, func(r rune) bool {
+		return r != '\n' && r != '\t' && r != '\r' && (r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0))
+	}) >= 0
 }
 
 func (o chaosOutcome) short() string {
@@ -345,6 +363,9 @@ func chaosTable(cells []chaosCell, outcomes map[string]chaosOutcome) string {
 			case !ok:
 				row = append(row, "skipped")
 				skipped++
+			case o.pass && len(o.notes) > 0:
+				row = append(row, fmt.Sprintf("PASS (%d) note", o.exit))
+				passed++
 			case o.pass:
 				row = append(row, fmt.Sprintf("PASS (%d)", o.exit))
 				passed++
@@ -356,7 +377,8 @@ func chaosTable(cells []chaosCell, outcomes map[string]chaosOutcome) string {
 		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
 	}
 	fmt.Fprintf(&b, "\n%d cells: %d pass, %d fail, %d skipped. (N) is relctl's exit code; every cell must end 3 or 4.\n", len(cells), passed, failed, skipped)
-	b.WriteString("Each cell must also: not panic, name the faulted host in relctl's error, leave no lock on any host, lose no activation from any host's history.json.\n\n")
+	b.WriteString("Each cell must also: not panic, name the faulted host in relctl's error, leave no lock on any host, lose no activation from any host's history.json.\n")
+	b.WriteString("\"note\": passed, but relctl printed a host's raw bytes (invalid UTF-8, control characters) to the terminal.\n\n")
 	b.WriteString("| cell | faulted host: what | switched on | outcome |\n|---|---|---|---|\n")
 	for _, f := range chaosFaults {
 		for _, p := range chaosPhases {
@@ -374,6 +396,9 @@ func chaosTable(cells []chaosCell, outcomes map[string]chaosOutcome) string {
 				res = o.short()
 				if !o.pass {
 					res = fmt.Sprintf("FAIL exit=%d: %s", o.exit, strings.Join(o.reasons, "; "))
+				}
+				if len(o.notes) > 0 {
+					res += "; note: " + strings.Join(o.notes, "; ")
 				}
 				res += fmt.Sprintf(" [%s]", o.took.Round(100*time.Millisecond))
 			}
@@ -666,6 +691,14 @@ func runChaosCell(t *testing.T, bin string, c *chaosCluster, cell chaosCell) cha
 	for _, h := range hosts {
 		if why := historyLost(h.BaseDir, before[h.Name]); why != "" {
 			fail("%s: history lost: %s", h.Name, why)
+		}
+	}
+	if rawBytes(res.stderr) || rawBytes(res.stdout) {
+		what := "relctl printed the host's raw bytes (invalid UTF-8 or control characters) to the terminal"
+		if chaosRawOutputFails {
+			fail("%s", what)
+		} else {
+			o.notes = append(o.notes, what)
 		}
 	}
 	o.pass = len(o.reasons) == 0
