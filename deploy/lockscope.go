@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 
@@ -38,8 +39,9 @@ type LockHost struct {
 // under its base_dir. Another host is locked where the playbooks that
 // target it keep their locks (under each of their base_dirs), so that a
 // move's old hosts conflict with deploys to them; a host no playbook
-// targets is locked under its base_dir as pb resolves it, or without one in
-// the SSH user's home (.relctl/lock).
+// targets (a load balancer, an app server) is locked under the base_dir of
+// its own or its environment's vars - the same for every playbook's runs -
+// or, without one, in the SSH user's home (.relctl/lock).
 func LockScope(proj *playbooks.Project, env *playbooks.Environment, pb *playbooks.Playbook) []LockHost {
 	var out []LockHost
 	seen := map[string]bool{}
@@ -76,7 +78,14 @@ func LockScope(proj *playbooks.Project, env *playbooks.Environment, pb *playbook
 			}
 		}
 		if n == 0 {
-			l, _ := layoutFor(pb, h) // none: the SSH user's home
+			// The same place whichever playbook's run locks it: the host's
+			// (or environment's) own base_dir, never a playbook's.
+			var l state.Layout
+			if data, err := proj.HostData(&playbooks.Playbook{}, env, h); err == nil {
+				if base := data.Vars["base_dir"]; path.IsAbs(base) {
+					l.BaseDir = path.Clean(base)
+				}
+			}
 			add(h, why, l, nil)
 		}
 	}

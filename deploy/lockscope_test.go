@@ -1,0 +1,184 @@
+package deploy
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/relctl/relctl/playbooks"
+)
+
+// lockScopeProject: search (old hosts, behind the LB) and a move of it to
+// new hosts whose playbook keeps its releases elsewhere; an app server that
+// depends on search; an LB with no base_dir at all.
+var lockScopeProject = map[string]string{
+	"relctl.toml": `project = "search"
+[ssh]
+user = "relctl"
+known_hosts = "known_hosts"
+[environments.production]
+[[environments.production.hosts]]
+name = "search-1"
+address = "127.0.0.1:2201"
+roles = ["search"]
+vars = { port = 8081, haproxy_socket = "/s" }
+[[environments.production.hosts]]
+name = "search-2"
+address = "127.0.0.1:2202"
+roles = ["search"]
+vars = { port = 8082 }
+[[environments.production.hosts]]
+name = "next-1"
+address = "127.0.0.1:2203"
+roles = ["search-next"]
+vars = { port = 8083 }
+[[environments.production.hosts]]
+name = "lb-1"
+address = "127.0.0.1:2204"
+roles = ["lb"]
+vars = { haproxy_socket = "/run/haproxy.sock" }
+[[environments.production.hosts]]
+name = "app-1"
+address = "127.0.0.1:2205"
+roles = ["app"]
+vars = { base_dir = "/srv/app", app_config = "/etc/app.conf", app_restart = "true" }
+[[environments.production.hosts]]
+name = "db-1"
+address = "127.0.0.1:2206"
+roles = ["db"]
+`,
+	"playbooks/search.toml": `name = "search"
+roles = ["search"]
+[vars]
+base_dir = "/srv/search"
+[artifact]
+path = "artifacts/search-{{.Version}}.tar.gz"
+[[steps]]
+phase = "stage"
+kind = "upload"
+[[steps]]
+phase = "activate"
+kind = "activate"
+[traffic]
+provider = "haproxy"
+lb_role = "lb"
+socket = "{{.Vars.haproxy_socket}}"
+backend = "search"
+`,
+	"playbooks/move.toml": `name = "move"
+roles = ["search-next"]
+[vars]
+base_dir = "/srv/solr9"
+[artifact]
+path = "artifacts/search-{{.Version}}.tar.gz"
+[[steps]]
+phase = "stage"
+kind = "upload"
+[[steps]]
+phase = "activate"
+kind = "activate"
+[traffic]
+provider = "haproxy"
+lb_role = "lb"
+socket = "{{.Vars.haproxy_socket}}"
+backend = "search"
+[move]
+from_role = "search"
+[[move.dependents]]
+role = "app"
+config = "{{.Vars.app_config}}"
+template = "app.conf.tmpl"
+restart = "{{.Vars.app_restart}}"
+`,
+	"playbooks/app.conf.tmpl": "{{range .Hosts}}{{.Name}}\n{{end}}",
+}
+
+func TestLockScope(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range lockScopeProject {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proj, err := playbooks.Load(filepath.Join(dir, "relctl.toml"))
+	if err != nil {
+		t.Fatalf("loading:\n%v", err)
+	}
+	env, err := proj.Environment("production")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scope := func(name string) string {
+		var pb *playbooks.Playbook
+		pbs, _ := proj.PlaybooksFor("production")
+		for _, p := range pbs {
+			if p.Name == name {
+				pb = p
+			}
+		}
+		if pb == nil {
+			t.Fatalf("no playbook %s", name)
+		}
+		var lines []string
+		for _, lh := range LockScope(proj, env, pb) {
+			line := lh.Name + " (" + lh.Why + ") " + lh.Layout.LockDir()
+			if lh.Err != nil {
+				line += " error: " + lh.Err.Error()
+			}
+			lines = append(lines, line)
+		}
+		return strings.Join(lines, "\n")
+	}
+	// search: every target (whatever --hosts), and its load balancer, whose
+	// lock is in the SSH user's home (it has no base_dir).
+	if got, want := scope("search"), `search-1 (a target) /srv/search/.relctl/lock
+search-2 (a target) /srv/search/.relctl/lock
+lb-1 (a load balancer) .relctl/lock`; got != want {
+		t.Errorf("search:\n%s\nwant\n%s", got, want)
+	}
+	// the move: its new host; the LB; the old hosts where search keeps its
+	// lock (not under the move's base_dir); the dependent under its own
+	// base_dir. Not db-1.
+	if got, want := scope("move"), `next-1 (a target) /srv/solr9/.relctl/lock
+lb-1 (a load balancer) .relctl/lock
+search-1 (an old host of the move) /srv/search/.relctl/lock
+search-2 (an old host of the move) /srv/search/.relctl/lock
+app-1 (a dependent of the move) /srv/app/.relctl/lock`; got != want {
+		t.Errorf("move:\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestMustLock(t *testing.T) {
+	deployPlan := &Plan{Kind: KindDeploy}
+	cutover := &Plan{Kind: KindDeploy, move: &movePlan{}}
+	finalize := &Plan{Kind: KindFinalize, move: &movePlan{finalize: &MoveRecord{}}}
+	rollbackPlan := &Plan{Kind: KindRollback, move: &movePlan{back: &MoveRecord{}}}
+	for _, tt := range []struct {
+		plan *Plan
+		why  string
+		want bool
+	}{
+		{deployPlan, ScopeOutside, false},
+		{deployPlan, ScopeLB, true},
+		{deployPlan, ScopeOldHost, false},
+		{deployPlan, ScopeDependent, false},
+		{cutover, ScopeLB, true},
+		{cutover, ScopeDependent, true},
+		{cutover, ScopeOldHost, false},
+		{finalize, ScopeLB, true},
+		{finalize, ScopeOldHost, true},
+		{finalize, ScopeDependent, false},
+		{rollbackPlan, ScopeLB, false},
+		{rollbackPlan, ScopeDependent, false},
+		{rollbackPlan, ScopeOutside, false},
+	} {
+		if got := tt.plan.mustLock(LockHost{Why: tt.why}); got != tt.want {
+			t.Errorf("%s (move %v): mustLock(%s) = %v, want %v", tt.plan.Kind, tt.plan.move != nil, tt.why, got, tt.want)
+		}
+	}
+}
