@@ -966,3 +966,46 @@ func TestForwardFaults(t *testing.T) {
 	nc.Close()
 	eventually(t, "the forward is released", func() bool { return c.Held()[h.Name] == 0 })
 }
+
+// The faults reach a daemon's hosts (relctl testenv fault), and going down
+// gives an unreadable file back.
+func TestDaemonHostileFaults(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	st := upForTest(t, dir, 1)
+	h := st.Hosts[0].HostInfo
+	client := dialHost(t, dir, h)
+	hist := filepath.Join(h.BaseDir, ".relctl", "history.json")
+	os.MkdirAll(filepath.Dir(hist), 0o755)
+	os.WriteFile(hist, []byte("{}\n"), 0o644)
+
+	f := FaultSpec{TruncateStep: "read-state", DropLinesStep: "lock", DropMatching: "^acquired$", Unreadable: ".relctl/history.json"}
+	if err := SetHostFault(ctx, dir, h.Name, f); err != nil {
+		t.Fatal(err)
+	}
+	got, err := GetStatus(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Hosts[0].Faults != f {
+		t.Errorf("status faults %+v, want %+v", got.Hosts[0].Faults, f)
+	}
+	if res := run(t, client, "seq 1 4", "", map[string]string{StepEnv: "read-state"}); res.stdout != "1\n2" {
+		t.Errorf("truncated output %q", res.stdout)
+	}
+	if res := run(t, client, "echo acquired; echo more", "", map[string]string{StepEnv: "lock"}); res.stdout != "more\n" {
+		t.Errorf("output with a line dropped %q", res.stdout)
+	}
+	if fi, err := os.Stat(hist); err != nil || !fi.IsDir() {
+		t.Errorf("history.json while unreadable: %v, %v", fi, err)
+	}
+	if err := SetHostFault(ctx, dir, h.Name, FaultSpec{Unreadable: "../../../../x"}); err == nil || !strings.Contains(err.Error(), "no ..") {
+		t.Errorf("SetHostFault outside the host = %v", err)
+	}
+	if err := Down(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(hist); err != nil || string(b) != "{}\n" {
+		t.Errorf("history.json after down: %q, %v", b, err)
+	}
+}
