@@ -108,7 +108,9 @@ func (h *hostRun) switchTo(ctx context.Context, version, kind string) (string, e
 		return "", err
 	}
 	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	script := h.host.Layout.ActivateScript(version, h.plan.RunID)
+	// The script refuses a history.json that changed since st was read, so a
+	// history written in between (or made unreadable) is never replaced.
+	script := h.host.Layout.ActivateScriptIfUnchanged(version, h.plan.RunID, st.HistorySum)
 	if _, err := h.conn.Run(ctx, script, transport.RunOptions{Label: "activate " + version, Stdin: bytes.NewReader(append(body, '\n'))}); err != nil {
 		h.recheckCurrent(ctx)
 		return "", err

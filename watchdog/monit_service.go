@@ -33,7 +33,7 @@ func (m MonitService) Status(ctx context.Context) (MonitStatus, error) {
 	if err != nil {
 		return MonitStatus{}, err
 	}
-	return ParseMonitStatus(stdout), nil
+	return DecodeMonitStatus(stdout)
 }
 
 // Monitor asks the daemon to supervise the service again.

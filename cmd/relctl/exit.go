@@ -95,6 +95,10 @@ func exitCode(io *output.IOStreams, err error) int {
 		}
 	case errors.Is(err, context.Canceled):
 		code = exitInterrupted
+	case errors.Is(err, state.ErrHostState):
+		// Outside a run (finalize, a move back, status reads): relctl refuses
+		// to act on on-host state it could not read; the error names the fix.
+		code = exitRefused
 	}
 	msg := strings.TrimPrefix(err.Error(), deploy.ErrBadInput.Error()+": ")
 	fmt.Fprintf(io.ErrOut, "relctl: %s\n", msg)

@@ -363,7 +363,9 @@ func cmdConsistent(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// fault HOST [drop-ssh] [hang] [fail-step=STEP] [hang-step=STEP] | clear:
+// fault HOST [drop-ssh] [hang] [fail-step=STEP] [hang-step=STEP] [truncate-step=STEP]
+// [drop-lines-step=STEP [drop-every=N] [drop-matching=RE]] [garbage-step=STEP]
+// [never-ends-step=STEP] [unreadable=FILE] | clear:
 // replace the host's injected faults.
 func cmdFault(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 2 || neg {
@@ -382,6 +384,22 @@ func cmdFault(ts *testscript.TestScript, neg bool, args []string) {
 			f.FailStep = v
 		case "hang-step":
 			f.HangStep = v
+		case "truncate-step":
+			f.TruncateStep = v
+		case "drop-lines-step":
+			f.DropLinesStep = v
+		case "drop-every":
+			n, err := strconv.Atoi(v)
+			ts.Check(err)
+			f.DropEvery = n
+		case "drop-matching":
+			f.DropMatching = v
+		case "garbage-step":
+			f.GarbageStep = v
+		case "never-ends-step":
+			f.NeverEndsStep = v
+		case "unreadable":
+			f.Unreadable = v
 		default:
 			ts.Fatalf("fault: unknown %q", a)
 		}

@@ -391,7 +391,7 @@ func (c *sshConn) Upload(ctx context.Context, r io.Reader, remotePath string, mo
 		c.removeTemp(ctx, tmp, label)
 		return fmt.Errorf("%s: upload %s: sha256 mismatch: the host computed %s, want %s", c.host, remotePath, got, want)
 	}
-	if _, err := c.Run(ctx, fmt.Sprintf("chmod %04o %s && mv -f %s %s",
+	if _, err := c.Run(ctx, fmt.Sprintf("chmod %04o %s && mv -f -T %s %s",
 		mode, ShellQuote(tmp), ShellQuote(tmp), ShellQuote(remotePath)), RunOptions{Label: label}); err != nil {
 		c.removeTemp(ctx, tmp, label)
 		return fmt.Errorf("%s: upload %s: %w", c.host, remotePath, err)
