@@ -28,14 +28,6 @@ var waiters = map[string]int{
 	"internal/transport/ssh.go: dial":         2, // a connection's close watcher and keepalive loop
 }
 
-// pending are go statements per file still to move onto fleet: the
-// per-host lock goroutines of internal/state/locks.go (they run lock scripts
-// and parse their output) and its heartbeat loop. Listed so that the move is
-// a deletion here, and a new one there fails.
-var pending = map[string]int{
-	"internal/state/locks.go": 6,
-}
-
 // TestGoStatements keeps every goroutine relctl starts going through this
 // package: a new go statement in non-test code (outside testenv, which is
 // the world rather than the player) fails here until it uses fleet or is
@@ -46,7 +38,6 @@ func TestGoStatements(t *testing.T) {
 		t.Fatal(err)
 	}
 	found := map[string][]string{} // "file: func" -> positions
-	perFile := map[string][]string{}
 	fset := token.NewFileSet()
 	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -77,10 +68,6 @@ func TestGoStatements(t *testing.T) {
 			ast.Inspect(fn.Body, func(n ast.Node) bool {
 				if g, ok := n.(*ast.GoStmt); ok {
 					pos := fset.Position(g.Pos()).String()
-					if _, ok := pending[rel]; ok {
-						perFile[rel] = append(perFile[rel], pos)
-						return true
-					}
 					key := rel + ": " + fn.Name.Name
 					found[key] = append(found[key], pos)
 				}
@@ -104,14 +91,6 @@ func TestGoStatements(t *testing.T) {
 	for _, key := range keys {
 		if pos := found[key]; len(pos) > waiters[key] {
 			t.Errorf("%s: %d go statement(s), %d allowed:\n\t%s\n%s", key, len(pos), waiters[key], strings.Join(pos, "\n\t"), advice)
-		}
-	}
-	for file, n := range pending {
-		switch pos := perFile[file]; {
-		case len(pos) > n:
-			t.Errorf("%s: %d go statement(s), %d pending:\n\t%s\n%s", file, len(pos), n, strings.Join(pos, "\n\t"), advice)
-		case len(pos) < n:
-			t.Logf("%s: %d go statement(s) left of %d pending: lower pending", file, len(pos), n)
 		}
 	}
 }
