@@ -13,11 +13,17 @@ import (
 	"github.com/relctl/relctl/internal/transport"
 )
 
-// rollBack undoes the run on every host it touched, in parallel: each
-// completed step is undone in reverse order, then, where current was
-// switched back, the playbook's [rollback] steps run and the health checks
-// are run against the restored release. A host that cannot be reached is
-// retried with backoff; it is never dropped from the rollback.
+// rollBack undoes the run on every host it touched: each completed step is
+// undone in reverse order, then, where current was switched back, the
+// playbook's [rollback] steps run and the health checks are run against the
+// restored release. A host that cannot be reached is retried with backoff;
+// it is never dropped from the rollback.
+//
+// The hosts come back in waves (rollbackWaves): without [traffic], all at
+// once; with it, the deploy's batches in reverse order, the canary last, so
+// a batch leaves the load balancer only once the later ones are back in it.
+// A wave that would take the last hosts still in the load balancer out is
+// held back (holdBack): those hosts keep serving the new release, reported.
 func (r *run) rollBack(ctx context.Context) {
 	e := r.engine
 	var touched []*HostPlan
@@ -44,19 +50,146 @@ func (r *run) rollBack(ctx context.Context) {
 	e.emit(Event{Kind: RollbackStarted, Plan: r.plan, Hosts: names})
 	e.journal(state.JournalEvent{Kind: "rollback-start", Detail: fmt.Sprint(names)})
 	e.logEvent("", "rollback of %d touched hosts: %v", len(touched), names)
-	_ = e.forEach(ctx, touched, e.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
+	waves := rollbackWaves(r.plan, touched, r.changedTraffic)
+	for i, wave := range waves {
+		if i > 0 && ctx.Err() == nil {
+			if out := r.lastInLB(wave); out != nil {
+				r.holdBack(wave, out)
+				continue
+			}
+		}
+		if len(waves) > 1 {
+			e.logEvent("", "rollback wave %d/%d: %s", i+1, len(waves), strings.Join(hostNames(wave), ", "))
+		}
+		_ = e.forEach(ctx, wave, e.MaxParallel, r.rollBackHost)
+	}
+}
+
+// rollBackHost rolls one touched host back and reports how that went.
+func (r *run) rollBackHost(ctx context.Context, hp *HostPlan) error {
+	h := r.runs[hp.Name]
+	err := h.rollBack(ctx)
+	var merr *multierror.Error
+	if errors.As(err, &merr) {
+		merr.ErrorFormat = joinErrors
+	}
+	if err != nil {
+		h.report.Rollback.Error = err.Error()
+	}
+	r.engine.emit(Event{Kind: RollbackHostDone, Plan: r.plan, Host: hp.Name, Err: err})
+	return err
+}
+
+// rollbackWaves orders the touched hosts for the rollback. Hosts whose
+// load-balancer state the run changed (changedTraffic) come back batch by
+// batch, the deploy's latest batch first and the canary last: the latest
+// batch is the one out of the load balancer (or the one that just failed),
+// and each batch is healthy and back in before an earlier one, still
+// serving, leaves. The other hosts (no [traffic], or stopped before their
+// traffic step) never leave the load balancer in the rollback: they join
+// the first wave, so without [traffic] every touched host is in one wave,
+// all at once.
+func rollbackWaves(p *Plan, touched []*HostPlan, changedTraffic func(*HostPlan) bool) [][]*HostPlan {
+	isTouched := map[string]bool{}
+	for _, hp := range touched {
+		isTouched[hp.Name] = true
+	}
+	var first []*HostPlan
+	var byBatch [][]*HostPlan // latest batch first
+	for i := len(p.Batches) - 1; i >= 0; i-- {
+		var wave []*HostPlan
+		for _, hp := range p.Batches[i].Hosts {
+			switch {
+			case !isTouched[hp.Name]:
+			case changedTraffic(hp):
+				wave = append(wave, hp)
+			default:
+				first = append(first, hp)
+			}
+		}
+		if len(wave) > 0 {
+			byBatch = append(byBatch, wave)
+		}
+	}
+	if len(byBatch) == 0 {
+		return [][]*HostPlan{touched}
+	}
+	// In plan order within the wave, as the progress output lists hosts.
+	byBatch[0] = inPlanOrder(p, append(byBatch[0], first...))
+	return byBatch
+}
+
+// inPlanOrder sorts hosts as the plan lists them.
+func inPlanOrder(p *Plan, hosts []*HostPlan) []*HostPlan {
+	in := map[string]bool{}
+	for _, hp := range hosts {
+		in[hp.Name] = true
+	}
+	var out []*HostPlan
+	for _, hp := range p.Hosts() {
+		if in[hp.Name] {
+			out = append(out, hp)
+		}
+	}
+	return out
+}
+
+// changedTraffic says whether the run changed the host's server in the load
+// balancer (took it out, or was taking it out): its rollback takes it out,
+// or puts it back.
+func (r *run) changedTraffic(hp *HostPlan) bool {
+	h := r.runs[hp.Name]
+	return h != nil && h.traffic != nil
+}
+
+// inLB says whether the host is in the load balancer as far as this run
+// knows: it did not take it out, or it put it back.
+func (r *run) inLB(hp *HostPlan) bool {
+	h := r.runs[hp.Name]
+	return h == nil || h.traffic == nil || !h.traffic.off
+}
+
+// lastInLB returns the hosts this run took out of the load balancer and
+// could not put back when rolling the wave back would take out every other
+// host of the plan still in it; nil when some host stays in to serve.
+func (r *run) lastInLB(wave []*HostPlan) []string {
+	inWave := map[string]bool{}
+	leaving := false
+	for _, hp := range wave {
+		inWave[hp.Name] = true
+		leaving = leaving || (r.changedTraffic(hp) && r.inLB(hp))
+	}
+	if !leaving {
+		return nil // nobody leaves: the wave changes nothing about capacity
+	}
+	var out []string
+	for _, hp := range r.plan.Hosts() {
+		switch {
+		case inWave[hp.Name]:
+		case r.inLB(hp):
+			return nil
+		default:
+			out = append(out, hp.Name)
+		}
+	}
+	return out
+}
+
+// holdBack leaves a wave as it is: rolling it back would take the last
+// hosts still in the load balancer out of it while out (the hosts this run
+// could not put back) are still out. Each host is reported, not dropped.
+func (r *run) holdBack(wave []*HostPlan, out []string) {
+	e := r.engine
+	e.logEvent("", "rollback of %s held back: %s out of the load balancer, and these are the last hosts in it",
+		strings.Join(hostNames(wave), ", "), strings.Join(out, ", "))
+	for _, hp := range wave {
 		h := r.runs[hp.Name]
-		err := h.rollBack(ctx)
-		var merr *multierror.Error
-		if errors.As(err, &merr) {
-			merr.ErrorFormat = joinErrors
-		}
-		if err != nil {
-			h.report.Rollback.Error = err.Error()
-		}
+		err := fmt.Errorf("%s: not rolled back, left serving %s: %s could not be put back in the load balancer, and taking this host out too would leave no host in it",
+			hp.Name, h.report.After, strings.Join(out, ", "))
+		h.report.Rollback = &HostRollback{Error: err.Error()}
+		e.logEvent(hp.Name, "%v", err)
 		e.emit(Event{Kind: RollbackHostDone, Plan: r.plan, Host: hp.Name, Err: err})
-		return err
-	})
+	}
 }
 
 func (h *hostRun) rollBack(ctx context.Context) error {
