@@ -37,7 +37,7 @@ var (
 )
 
 const (
-	// chaosHost is the faulted host: in the second batch, so a failure there
+	// chaosHost is the faulted host: the second batch, so a failure there
 	// rolls back the canary too.
 	chaosHost = "staging-2"
 	// In the rollback column chaosHost fails its activate/restart, and the
@@ -428,7 +428,9 @@ func (c *chaosCluster) reset() {
 func startChaosCluster(bin, dir string, opts testenv.Options) (*chaosCluster, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	opts.Dir, opts.Hosts = dir, 3
+	// Two search hosts: the canary (batch 1) and the faulted host (batch 2),
+	// so a failure rolls back both.
+	opts.Dir, opts.Hosts = dir, 2
 	c, err := testenv.Start(ctx, opts)
 	if err != nil {
 		return nil, err
