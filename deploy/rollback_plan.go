@@ -24,9 +24,11 @@ type RollbackPlanOptions struct {
 
 // BuildRollbackPlan plans a rollback with the same step machinery as a
 // deploy: preflight proves the target release is intact on every host, then
-// (batch by batch, canary first unless ParallelAll) current is switched back,
+// (batch by batch, all at once with ParallelAll) current is switched back,
 // the playbook's [rollback] steps bring the release into service, and the
 // health checks run. Hosts already on the target are only health-checked.
+// The batches are a deploy's: canary first, or, with [traffic], in reverse
+// (reverseBatches).
 func BuildRollbackPlan(proj *playbooks.Project, opts RollbackPlanOptions) (*Plan, error) {
 	if err := playbooks.ValidateVersion(opts.Target); err != nil {
 		return nil, badInput("release %q: %v", opts.Target, err)
@@ -150,7 +152,25 @@ func BuildRollbackPlan(proj *playbooks.Project, opts RollbackPlanOptions) (*Plan
 	if p.Batches, err = batchHosts(hostPlans, strategy); err != nil {
 		return nil, err
 	}
+	if pb.Traffic != nil && !opts.ParallelAll {
+		p.Batches = reverseBatches(p.Batches)
+	}
 	return p, nil
+}
+
+// reverseBatches is the rollback order with [traffic]: a deploy's batches,
+// the last first and the canary last. The hosts a failed or interrupted
+// deploy left out of the load balancer (its latest batch) come back in
+// before the ones still serving leave it, as in the automatic rollback.
+func reverseBatches(batches []*Batch) []*Batch {
+	out := make([]*Batch, len(batches))
+	for i, b := range batches {
+		out[len(batches)-1-i] = &Batch{Hosts: b.Hosts}
+	}
+	for i, b := range out {
+		b.Index = i + 1
+	}
+	return out
 }
 
 func orNone(v string) string {
