@@ -136,7 +136,7 @@ func BenchmarkArtifactInspectionRSS(b *testing.B) {
 				// A check failed on some host (under this load, now and then
 				// a monit daemon does not answer); the inspection still ran.
 				res.outcome = "exit 6: " + lastLines(out.String(), 1)
-				b.Logf("check %d hosts, %d MiB: %v\n%s", r.hosts, r.mib, err, lastLines(out.String(), 20))
+				b.Logf("check %d hosts, %d MiB: %v\n%s", r.hosts, r.mib, err, failedLines(out.String()))
 			case err != nil:
 				res.outcome = err.Error()
 				b.Errorf("check %d hosts, %d MiB: %v\n%s", r.hosts, r.mib, err, lastLines(out.String(), 20))
@@ -295,6 +295,17 @@ func writePaddedArtifact(dir, base, version string, mib int) error {
 		return err
 	}
 	return dst.Close()
+}
+
+// failedLines are the report lines of the checks that failed.
+func failedLines(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, "FAILED") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func lastLines(s string, n int) string {
