@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -153,7 +154,17 @@ func loadFuzzProject(t *testing.T, config, playbook []byte) {
 	if err := os.WriteFile(pbPath, playbook, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Load(cfgPath)
+	done := make(chan error, 1)
+	go func() {
+		_, err := Load(cfgPath)
+		done <- err
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Load has not returned after 10s (config %q, playbook %q)", config, playbook)
+	}
 	if err == nil {
 		return
 	}
