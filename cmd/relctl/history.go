@@ -254,7 +254,11 @@ func newHistoryShowCmd(g *globalOptions) *cobra.Command {
 				if damaged != nil {
 					warnJournals(g, damaged.Problems, "; read the run from the hosts of "+env+" instead")
 				}
+				local := err
 				if rec, err = runFromHosts(cmd.Context(), g, proj, env, args[0]); err != nil {
+					if damaged != nil {
+						return fmt.Errorf("%w; %v", local, err) // the journal's damage, not a usage mistake
+					}
 					return usageErrorf("%v", err)
 				}
 			case errors.Is(err, state.ErrNoSuchRun):
