@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/relctl/relctl/internal/transport"
 )
 
 // Sentinels callers branch on with errors.Is.
@@ -32,7 +34,11 @@ type APIError struct {
 }
 
 func (e *APIError) Error() string {
-	return fmt.Sprintf("%s: haproxy %s: %s (answer to %q)", e.Host, e.target(), e.Answer, e.Command)
+	answer := transport.Printable(e.Answer, 300)
+	if strings.TrimSpace(answer) == "" {
+		answer = "an empty answer"
+	}
+	return fmt.Sprintf("%s: haproxy %s: %s (answer to %q)", e.Host, e.target(), answer, e.Command)
 }
 
 func (e *APIError) target() string {

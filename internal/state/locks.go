@@ -18,8 +18,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/hashicorp/go-multierror"
 	"github.com/relctl/relctl/internal/fleet"
@@ -505,24 +503,8 @@ func ParseLockOwner(raw []byte) (*LockOwner, error) {
 	return &o, nil
 }
 
-// printable replaces control characters and invalid UTF-8 and cuts s to
-// at most n characters.
-func printable(s string, n int) string {
-	var b strings.Builder
-	i := 0
-	for _, r := range strings.ToValidUTF8(s, "?") {
-		if i == n {
-			b.WriteString("…")
-			break
-		}
-		if unicode.IsControl(r) || r == utf8.RuneError {
-			r = '?'
-		}
-		b.WriteRune(r)
-		i++
-	}
-	return b.String()
-}
+// printable: what a host wrote, safe for the terminal.
+func printable(s string, n int) string { return transport.Printable(s, n) }
 
 // judgeProbe turns what probe_lock found at a held lock into its state:
 // held by a live run, stale, or broken.

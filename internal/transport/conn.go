@@ -389,7 +389,7 @@ func (c *sshConn) Upload(ctx context.Context, r io.Reader, remotePath string, mo
 	got, _, _ := strings.Cut(strings.TrimSpace(string(res.Stdout)), " ")
 	if got != want {
 		c.removeTemp(ctx, tmp, label)
-		return fmt.Errorf("%s: upload %s: sha256 mismatch: the host computed %s, want %s", c.host, remotePath, got, want)
+		return fmt.Errorf("%s: upload %s: sha256 mismatch: the host computed %s, want %s", c.host, remotePath, Printable(got, 80), want)
 	}
 	if _, err := c.Run(ctx, fmt.Sprintf("chmod %04o %s && mv -f -T %s %s",
 		mode, ShellQuote(tmp), ShellQuote(tmp), ShellQuote(remotePath)), RunOptions{Label: label}); err != nil {
