@@ -26,9 +26,12 @@ lint:
 demo: build test-deps
 	@scripts/demo.sh $(BIN)
 
-# Deploys to 50 testenv hosts and prints wall time and SSH handshakes per host.
+# Deploys to 50 testenv hosts and prints wall time and SSH handshakes per host;
+# then relctl check's peak RSS for an artifact that unpacks to 1 GiB, on 2, 8
+# and 50 hosts.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./bench/
+	$(GO) test -run '^$$' -bench Deploy50Hosts -benchtime 3x ./bench/
+	$(GO) test -run '^$$' -bench ArtifactInspectionRSS -benchtime 1x ./bench/
 
 # Runs every native Go fuzz target for FUZZTIME each (default 30s) and prints
 # a table; their seed corpora (testdata/fuzz/) already run in `make test`.
