@@ -175,9 +175,10 @@ func (r *run) lastInLB(wave []*HostPlan) []string {
 	return out
 }
 
-// holdBack leaves a wave as it is: rolling it back would take the last
-// hosts still in the load balancer out of it while out (the hosts this run
-// could not put back) are still out. Each host is reported, not dropped.
+// holdBack leaves a wave as it is, because rolling it back would empty the
+// load balancer: its hosts are the last in it, and the hosts named in out
+// (taken out by this run, not put back) are still out. Each host of the
+// wave is reported, none dropped.
 func (r *run) holdBack(wave []*HostPlan, out []string) {
 	e := r.engine
 	e.logEvent("", "rollback of %s held back: %s out of the load balancer, and these are the last hosts in it",
