@@ -1,18 +1,15 @@
 package deploy
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 	"path"
-	"path/filepath"
 	"strings"
-	"text/template"
 	"time"
 
 	"github.com/hashicorp/go-multierror"
@@ -114,13 +111,9 @@ func newMovePlan(p *Plan, newHosts []*HostPlan) (*movePlan, error) {
 	if len(m.oldHosts) == 0 {
 		return nil, badInput("move.from_role %q has no hosts in environment %s", mv.FromRole, env.Name)
 	}
-	type tmplHost struct {
-		Name, Address string
-		Vars          map[string]string
-	}
-	var hosts []tmplHost
+	hosts := make([]playbooks.MovedHost, 0, len(newHosts))
 	for _, hp := range newHosts {
-		hosts = append(hosts, tmplHost{Name: hp.Name, Address: hp.Address, Vars: hp.Data.Vars})
+		hosts = append(hosts, playbooks.MovedHost{Name: hp.Name, Address: hp.Address, Vars: hp.Data.Vars})
 	}
 	server := func(h *playbooks.Host) (string, error) {
 		if pb.Traffic == nil {
@@ -130,11 +123,7 @@ func newMovePlan(p *Plan, newHosts []*HostPlan) (*movePlan, error) {
 		if err != nil {
 			return "", err
 		}
-		text := pb.Traffic.Server
-		if text == "" {
-			text = playbooks.DefaultTrafficServer
-		}
-		return playbooks.RenderText("traffic.server", text, data)
+		return pb.TrafficServer(data)
 	}
 	for _, h := range m.oldHosts {
 		m.summary.OldHosts = append(m.summary.OldHosts, h.Name)
@@ -170,12 +159,12 @@ func newMovePlan(p *Plan, newHosts []*HostPlan) (*movePlan, error) {
 		m.lbs, m.backend, m.drain = spec.lbs, spec.backend, spec.drainTimeout
 	}
 	for i, d := range mv.Dependents {
-		text, err := os.ReadFile(filepath.Join(filepath.Dir(pb.Path), d.Template))
-		if err != nil {
+		tmpl, err := pb.DependentTemplate(d)
+		var unread *fs.PathError
+		switch {
+		case errors.As(err, &unread):
 			return nil, badInput("%s: move.dependents.%d.template: %v", pb.Where(fmt.Sprintf("move.dependents.%d.template", i)), i, err)
-		}
-		tmpl, err := template.New(d.Template).Option("missingkey=error").Parse(string(text))
-		if err != nil {
+		case err != nil:
 			return nil, badInput("move.dependents.%d.template %s: %v", i, d.Template, err)
 		}
 		deps := env.HostsWithRole(d.Role)
@@ -196,11 +185,9 @@ func newMovePlan(p *Plan, newHosts []*HostPlan) (*movePlan, error) {
 			if dh.restart, err = playbooks.RenderCommand("move.dependents.restart", d.Restart, data); err != nil {
 				return nil, badInput("host %s: %v", h.Name, err)
 			}
-			var out bytes.Buffer
-			if err := tmpl.Execute(&out, map[string]any{"Hosts": hosts, "Host": data.Host, "Vars": data.Vars, "Env": env.Name, "Version": p.Version}); err != nil {
+			if dh.content, err = playbooks.RenderDependentConfig(tmpl, hosts, data, p.Version); err != nil {
 				return nil, badInput("host %s: move.dependents.%d.template %s: %v", h.Name, i, d.Template, err)
 			}
-			dh.content = out.Bytes()
 			for _, name := range d.Checks {
 				spec, err := RenderCheck(pb.Checks[name], data)
 				if err != nil {

@@ -60,14 +60,11 @@ func newTrafficSpec(p *Plan, hp *HostPlan) (*trafficSpec, error) {
 		spec.enable, err = playbooks.RenderCommand("traffic.enable", t.Enable, hp.Data)
 		return spec, err
 	}
-	server := t.Server
-	if server == "" {
-		server = playbooks.DefaultTrafficServer
-	}
-	if spec.server, err = playbooks.RenderText("traffic.server", server, hp.Data); err != nil {
+	// The playbook renders and refuses these, as `relctl validate` does.
+	if spec.server, err = p.pb.TrafficServer(hp.Data); err != nil {
 		return nil, err
 	}
-	if spec.backend, err = playbooks.RenderText("traffic.backend", t.Backend, hp.Data); err != nil {
+	if spec.backend, err = p.pb.TrafficBackend(hp.Data); err != nil {
 		return nil, err
 	}
 	lbs := p.env.HostsWithRole(t.LBRole)
@@ -79,7 +76,7 @@ func newTrafficSpec(p *Plan, hp *HostPlan) (*trafficSpec, error) {
 		if err != nil {
 			return nil, err
 		}
-		socket, err := playbooks.RenderText("traffic.socket", t.Socket, data)
+		socket, err := p.pb.TrafficSocket(data)
 		if err != nil {
 			return nil, fmt.Errorf("load balancer %s: %w", lb.Name, err)
 		}
