@@ -80,9 +80,15 @@ func newPlanCmd(g *globalOptions) *cobra.Command {
 // printPlan writes the plan for a person; steps only when withSteps.
 func printPlan(w io.Writer, p *deploy.Plan, withSteps bool) {
 	hosts := p.Hosts()
-	fmt.Fprintf(w, "Plan: deploy %s %s to %s (%d host%s in %d batch%s)\n", p.Playbook, p.Version, p.Env,
+	what := fmt.Sprintf("deploy %s %s to %s", p.Playbook, p.Version, p.Env)
+	if p.Kind == deploy.KindRollback {
+		what = fmt.Sprintf("rollback %s to %s on %s", p.Playbook, p.Version, p.Env)
+	}
+	fmt.Fprintf(w, "Plan: %s (%d host%s in %d batch%s)\n", what,
 		len(hosts), plural(len(hosts)), len(p.Batches), pluralES(len(p.Batches)))
-	fmt.Fprintf(w, "Artifact: %s (%s, sha256 %s)\n", p.Artifact.Path, humanSize(p.Artifact.Size), p.Artifact.SHA256)
+	if p.Artifact.Path != "" { // a rollback moves no artifact
+		fmt.Fprintf(w, "Artifact: %s (%s, sha256 %s)\n", p.Artifact.Path, humanSize(p.Artifact.Size), p.Artifact.SHA256)
+	}
 	par := "batch size"
 	if p.MaxParallel > 0 {
 		par = fmt.Sprint(p.MaxParallel)
