@@ -16,12 +16,12 @@ import (
 // level: there, in POSIX sh (dash) and in bash alike, nothing inside single
 // quotes is expanded. Everywhere else the shell reads the text differently
 // (in quotes, a comment, a heredoc body, arithmetic, [[ ]], ${...},
-// backquotes) or hands the word to something that runs it as code (eval,
-// sh -c, let, ...). The scanner follows the shell's grammar closely enough
-// to know which of the two a value's position is; it accepts the first and
-// refuses everything else, naming the position and the safe way to write
-// it. Where it cannot follow the syntax with certainty it refuses every
-// later value rather than guess.
+// backquotes), or the word goes to something that runs it as code (eval,
+// sh -c, let, a shell reading its script from a pipe, ...). The scanner
+// follows the shell's grammar closely enough to know which of the two a
+// value's position is; it accepts the first and refuses everything else,
+// naming the position and the safe way to write it. Where it cannot follow
+// the syntax with certainty it refuses every later value rather than guess.
 //
 // The same scanner reads the template text (so Load reports problems
 // without data) and, in RenderCommand, the very text the shell will read,
@@ -88,36 +88,47 @@ const (
 )
 
 type frame struct {
-	kind   frameKind
-	opener string // as written: "$((", "${", "[[", ...
-	closer byte   // frameCommand: ')' or 0 at the top; frameArith: ')' or ']'
-	depth  int    // frameArith: parentheses or brackets open inside
-	escape bool   // frameDollarSingle: holds a backslash
-	inWord bool   // frameTest, frameArray: inside a word
-	sub    bool   // frameArray: the element started with [ whose ] has not come
-	caseAt caseState
-	words  int      // frameCase: words of the current pattern list
-	cmd    *command // frameCommand, frameCase
+	kind    frameKind
+	opener  string // as written: "$((", "${", "[[", ...
+	closer  byte   // frameCommand: ')' or 0 at the top; frameArith: ')' or ']'
+	depth   int    // frameArith: parentheses or brackets open inside
+	escape  bool   // frameDollarSingle: holds a backslash
+	inWord  bool   // frameTest, frameArray: inside a word
+	sub     bool   // frameArray: the element started with [ whose ] has not come
+	caseAt  caseState
+	words   int      // frameCase: words of the current pattern list
+	cmd     *command // frameCommand, frameCase
+	pipeFed *slotUse // a value written into the pipeline being read
 }
 
 // word is the shell word being read at command level.
 type word struct {
 	start   int
-	plain   bool   // only unquoted literal characters: it may be a keyword or a name
-	lit     []byte // its unquoted literal characters before the first quote, expansion or value
+	plain   bool   // no quoting, expansion or value: it may be a reserved word
+	lit     []byte // unquoted characters before the first quote, expansion or value
 	litDone bool
-	exp     bool // holds an expansion: $x, $( ), `...`
+	val     []byte // the word after quote removal, up to its first expansion or value
+	dyn     bool   // holds an expansion or a value: val is only its beginning
+	exp     bool   // holds an expansion: $x, $( ), `...`
+	brace   int8   // 1: an unquoted {; 2: then an unquoted , or .. (bash may make several words of it)
+	last    byte   // the previous unquoted character
 	slots   []slotUse
 	tail    bool // holds something after its first value
 	slash   bool // holds a literal / after its first value: a path, not an option
 }
 
-// slotUse is a value in a word: directly, or inside a $( ) in the word.
+// literal returns the word after quote removal, and whether it is all
+// literal (no expansion, no value).
+func (w *word) literal() (string, bool) { return string(w.val), !w.dyn }
+
+// slotUse is a value in a word: directly, or inside a $( ), <( ) or >( )
+// in the word (via names which).
 type slotUse struct {
 	sl     *slot
 	at     int  // offset in the scanned text
 	first  bool // the word starts with the value
 	direct bool
+	via    string
 }
 
 // argRule says how the arguments of a simple command are checked.
@@ -131,23 +142,29 @@ const (
 	ruleNames            // read, unset, mapfile, readarray, getopts: arguments name variables
 	ruleFlagName         // printf -v NAME, wait -p NAME
 	ruleTest             // [ and test
-	ruleShell            // sh, bash, ...: -c takes code
+	ruleShell            // sh, bash, ...: -c takes code, and without a script they read stdin
 	ruleSu               // su, runuser: -c takes code
 	ruleSSH              // ssh: the remote command is parsed again remotely
+	ruleSource           // . and source
+	ruleInterp           // sed, awk, perl, python, ...: program text
 )
 
 // command is the simple command being read in a command-level frame.
 type command struct {
-	inWord  bool
-	w       word
-	named   bool // the command name is read; further words are arguments
-	prefix  int  // assignments before the name
-	redir   byte // the next word is a redirection target: '<' after <<<, '>' otherwise
-	forWord int  // for/select: 1 the name comes, 2 in or do comes, 3 in its word list
-	fnName  bool // after "function"
-	rule    argRule
-	name    string // basename of the command that decided rule
-	st      ruleState
+	inWord    bool
+	w         word
+	named     bool   // the command name is read; further words are arguments
+	prefix    int    // assignments before the name
+	redir     string // the next word is the target of this redirection operator
+	forWord   int    // for/select: 1 the name comes, 2 in or do comes, 3 in its word list
+	fnName    bool   // after "function"
+	rule      argRule
+	name      string // basename of the command that decided rule
+	viaXargs  bool   // the command is run by xargs, with words from its input
+	st        ruleState
+	here      *slotUse // a value fed to its standard input (here-string, <(...))
+	anySlot   *slotUse // the first value anywhere in the command
+	wordCount int      // words read, redirections and assignments included
 }
 
 type ruleState struct {
@@ -155,15 +172,16 @@ type ruleState struct {
 	optsDone bool     // -- seen, or the options ended
 	optArg   string   // the next word is the argument of this option
 	sawC     bool     // shell, su: -c seen
-	operand  bool     // shell: the script or command string is read; ssh: the destination
+	program  bool     // interpreter: the program is given (option or operand)
+	stdin    bool     // the script comes from standard input
+	operand  bool     // shell, source: the script or command string is read; ssh: the destination
 	danger   *slotUse // shell: an operand that starts with a value (could be an option)
 	prev     *word    // test: the previous argument
-	names    []string // read-like: plain arguments
-	here     *slotUse // read-like: a value in a here-string
+	names    []string // read-like: literal arguments
 }
 
 // assignment is a value assigned to a variable, checked at the end against
-// the variables the template declares integer.
+// the variables that are integers (declare -i).
 type assignment struct {
 	names []string
 	use   slotUse
@@ -186,7 +204,8 @@ type shellScan struct {
 	open         []openBlock // template blocks opened since the first pending operator
 	cur          *heredoc    // the operator open blocks are reported against
 
-	intNames map[string]bool // declared integer (declare -i): assignments are arithmetic
+	intNames map[string]string // variables whose assignments bash evaluates as arithmetic, and why
+	aliases  map[string]string // alias name -> the first word of its value
 	assigned []assignment
 }
 
@@ -202,6 +221,18 @@ type openBlock struct {
 	at     int
 	action string
 }
+
+// bashIntegers are bash's own variables whose assignments are arithmetic
+// (checked with bash 5.2: assigning a[$(cmd)] to each runs cmd).
+var bashIntegers = []string{"RANDOM", "SRANDOM", "OPTIND", "HISTCMD"}
+
+// codeVariables hold text that bash or sh runs or expands again ($(...)
+// included): PS4 under set -x, BASH_ENV when bash starts, the others in
+// interactive shells.
+var codeVariables = map[string]bool{"PS0": true, "PS1": true, "PS2": true, "PS4": true, "PROMPT_COMMAND": true, "BASH_ENV": true, "ENV": true}
+
+// stdinScripts are script operands that read standard input.
+var stdinScripts = map[string]bool{"-": true, "/dev/stdin": true, "/dev/fd/0": true, "/proc/self/fd/0": true}
 
 // quotedActionError reports the first action of a shell template standing
 // where relctl's quoting would not keep its value one inert word, as a
@@ -285,7 +316,7 @@ func (s *shellScan) poison(at int, why string) {
 	}
 }
 
-// excerpt shows the text at i, markers as {{...}}, for messages.
+// excerpt shows the text at i, without markers, for messages.
 func excerpt(t string, i int) string {
 	i = max(0, min(i, len(t)))
 	end := min(len(t), i+24)
@@ -309,19 +340,29 @@ func (s *shellScan) pop() {
 	}
 }
 
-// cmdFrame returns the innermost command-level frame: the one whose word a
-// quote or an expansion is part of.
-func (s *shellScan) cmdFrame() *frame {
-	for k := len(s.frames) - 1; k >= 0; k-- {
-		if s.frames[k].cmd != nil {
-			return s.frames[k]
+// owner returns the command whose word the text at frame k belongs to:
+// through quotes down to a command-level frame; nil inside ${ }, $(( )),
+// [[ ]], backquotes or an array (their text is not a word of a command).
+func (s *shellScan) owner(k int) *command {
+	for ; k >= 0; k-- {
+		switch f := s.frames[k]; f.kind {
+		case frameSingle, frameDouble, frameDollarSingle:
+			continue
+		case frameCommand, frameCase:
+			return f.cmd
+		default:
+			return nil
 		}
 	}
-	return s.frames[0]
+	return nil
 }
 
 func (s *shellScan) run() error {
 	s.frames = []*frame{{kind: frameCommand, cmd: &command{}}}
+	s.intNames = map[string]string{}
+	for _, n := range bashIntegers {
+		s.intNames[n] = "which bash keeps as an integer"
+	}
 	t := s.t
 	for i := 0; i < len(t); {
 		if end, sl, control, ok := s.next(i); ok {
@@ -358,6 +399,8 @@ func (s *shellScan) run() error {
 			end = i + 1
 			if t[i] == '\'' {
 				s.pop()
+			} else if c := s.owner(len(s.frames) - 2); c != nil {
+				c.quotedChar(i, t[i])
 			}
 		case frameDollarSingle:
 			end = s.stepDollarSingle(f, i)
@@ -392,23 +435,20 @@ func (s *shellScan) run() error {
 	// The text ends every word and command still open.
 	for k := len(s.frames) - 1; k >= 0; k-- {
 		f := s.frames[k]
-		if f.cmd == nil {
-			continue
-		}
-		if f.kind == frameCase && f.caseAt != caseBody {
+		if f.cmd == nil || f.kind == frameCase && f.caseAt != caseBody {
 			continue
 		}
 		if err := s.endWord(f); err != nil {
 			return err
 		}
-		if err := s.endCommand(f); err != nil {
+		if err := s.endCommand(f, ""); err != nil {
 			return err
 		}
 	}
 	for _, a := range s.assigned {
 		for _, n := range a.names {
-			if s.intNames[n] {
-				return s.refuse(a.use.sl, "%s is %s %s, which the template declares integer (declare -i), so bash evaluates the value as arithmetic (a value like a[$(cmd)] runs cmd); drop -i, or check the value is a number before assigning it", a.use.sl.action, a.how, n)
+			if why, ok := s.intNames[n]; ok {
+				return s.refuse(a.use.sl, "%s is %s %s, %s, so bash evaluates the value as arithmetic (a value like a[$(cmd)] runs cmd); check it is a number before assigning it, or use another variable", a.use.sl.action, a.how, n, why)
 			}
 		}
 	}
@@ -467,25 +507,27 @@ func (s *shellScan) value(i int, sl *slot) error {
 	}
 	// The value is part of the word being read in each command-level frame
 	// around it: directly in the innermost, inside a $( ) in the others.
-	direct := true
+	direct, via := true, ""
 	for k := len(s.frames) - 1; k >= 0; k-- {
 		f := s.frames[k]
 		if f.cmd == nil {
 			continue
 		}
 		c := f.cmd
-		if !c.inWord {
-			c.begin(i)
-		}
+		c.begin(i)
 		if f.kind == frameCommand || f.caseAt == caseBody {
 			if (!c.named || c.rule == ruleDeclare) && !c.w.litDone && subscriptOpen.Match(c.w.lit) {
 				return s.refuse(sl, "%s is inside an array subscript %s...], which bash evaluates as arithmetic (a value like a[$(cmd)] runs cmd); write the subscript literally, or check the value is a number first", a, c.w.lit)
 			}
 		}
 		c.w.tail = c.w.tail || len(c.w.slots) > 0
-		c.w.slots = append(c.w.slots, slotUse{sl: sl, at: i, first: c.w.start == i, direct: direct})
-		c.w.plain, c.w.litDone = false, true
-		direct = false
+		use := slotUse{sl: sl, at: i, first: c.w.start == i, direct: direct, via: via}
+		c.w.slots = append(c.w.slots, use)
+		c.w.plain, c.w.litDone, c.w.dyn = false, true, true
+		if c.anySlot == nil {
+			c.anySlot = &c.w.slots[len(c.w.slots)-1]
+		}
+		direct, via = false, f.opener
 	}
 	return nil
 }
@@ -506,29 +548,51 @@ func (c *command) begin(i int) {
 	if !c.inWord {
 		c.inWord = true
 		c.w = word{start: i, plain: true}
+		c.wordCount++
 	}
 }
 
+// literal adds an unquoted character to the word.
 func (c *command) literal(i int, b byte) {
 	c.begin(i)
-	if !c.w.litDone {
-		c.w.lit = append(c.w.lit, b)
+	w := &c.w
+	if !w.litDone {
+		w.lit = append(w.lit, b)
 	}
-	if len(c.w.slots) > 0 {
-		c.w.tail = true
-		c.w.slash = c.w.slash || b == '/'
+	if !w.dyn {
+		w.val = append(w.val, b)
+	}
+	switch {
+	case b == '{' && w.brace == 0:
+		w.brace = 1
+	case w.brace == 1 && (b == ',' || b == '.' && w.last == '.'):
+		w.brace = 2
+	}
+	w.last = b
+	if len(w.slots) > 0 {
+		w.tail = true
+		w.slash = w.slash || b == '/'
 	}
 }
 
-func (c *command) quoted(i int) {
+// quotedChar adds a character that quoting made literal.
+func (c *command) quotedChar(i int, b byte) {
+	c.quote(i)
+	if !c.w.dyn {
+		c.w.val = append(c.w.val, b)
+	}
+}
+
+// quote marks the word as quoted (it is no reserved word, no assignment).
+func (c *command) quote(i int) {
 	c.begin(i)
 	c.w.plain, c.w.litDone = false, true
 	c.w.tail = c.w.tail || len(c.w.slots) > 0
 }
 
 func (c *command) expansion(i int) {
-	c.quoted(i)
-	c.w.exp = true
+	c.quote(i)
+	c.w.dyn, c.w.exp = true, true
 }
 
 // reset starts a new simple command.
@@ -536,10 +600,17 @@ func (c *command) reset() {
 	*c = command{}
 }
 
-// wordPart opens a frame that is part of the word being read (a quote or
-// an expansion): the command-level frame around it sees a quoted word.
+// wordPart opens a frame that is part of the word being read: quotes mark
+// the word quoted, expansions make it dynamic.
 func (s *shellScan) wordPart(i int, f *frame) {
-	s.cmdFrame().cmd.expansion(i)
+	if c := s.owner(len(s.frames) - 1); c != nil {
+		switch f.kind {
+		case frameSingle, frameDouble, frameDollarSingle:
+			c.quote(i)
+		default:
+			c.expansion(i)
+		}
+	}
 	s.push(f)
 }
 
@@ -592,8 +663,10 @@ func (s *shellScan) stepCommand(f *frame, i int) (int, error) {
 	case ch == ' ' || ch == '\t':
 		return i + 1, nil
 	case ch == '\n':
-		if err := s.endCommand(f); err != nil {
-			return 0, err
+		if c.wordCount > 0 || c.named {
+			if err := s.endCommand(f, "\n"); err != nil {
+				return 0, err
+			}
 		}
 		if len(s.pending) > 0 {
 			if len(s.frames) != s.pendingDepth {
@@ -606,7 +679,9 @@ func (s *shellScan) stepCommand(f *frame, i int) (int, error) {
 		if i+1 < len(t) && t[i+1] == '\n' {
 			return i + 2, nil // a line continuation joins the lines
 		}
-		c.quoted(i)
+		if !s.startsValue(i + 1) {
+			c.quotedChar(i, t[min(i+1, len(t)-1)])
+		}
 		return s.escaped(i), nil
 	case ch == '#' && !c.inWord:
 		return s.comment(i)
@@ -633,13 +708,13 @@ func (s *shellScan) stepCommand(f *frame, i int) (int, error) {
 		return s.openParen(f, i)
 	case ch == ')':
 		if f.kind == frameCommand && f.closer == ')' {
-			if err := s.endCommand(f); err != nil {
+			if err := s.endCommand(f, ")"); err != nil {
 				return 0, err
 			}
 			opener := f.opener
 			s.pop()
 			if opener == "(" {
-				s.cmdFrame().cmd.named = true // a subshell is a whole command
+				s.top().cmd.named = true // a subshell is a whole command
 			}
 			return i + 1, nil
 		}
@@ -660,11 +735,15 @@ func (s *shellScan) operatorAt(f *frame, i int) (int, error) {
 			break
 		}
 	}
+	c := f.cmd
 	if op == "&>" || op == "&>>" {
-		f.cmd.redir = '>'
+		c.redir = op
 		return i + len(op), nil
 	}
-	if err := s.endCommand(f); err != nil {
+	if c.wordCount == 0 && !c.named && (op == "&&" || op == "||" || op == "|" || op == "|&") {
+		return i + len(op), nil // nothing to end: a syntax error the shell reports
+	}
+	if err := s.endCommand(f, op); err != nil {
 		return 0, err
 	}
 	if f.kind == frameCase && strings.HasPrefix(op, ";") && len(op) > 1 {
@@ -690,7 +769,7 @@ func (s *shellScan) redirection(f *frame, i int) (int, error) {
 	}
 	switch {
 	case strings.HasPrefix(t[i:], "<<<"):
-		c.redir = '<'
+		c.redir = "<<<"
 		return i + 3, nil
 	case strings.HasPrefix(t[i:], "<<"):
 		return s.operator(i)
@@ -699,7 +778,7 @@ func (s *shellScan) redirection(f *frame, i int) (int, error) {
 	if i+1 < len(t) && strings.IndexByte("<>&|", t[i+1]) >= 0 {
 		n = 2
 	}
-	c.redir = '>'
+	c.redir = t[i : i+n]
 	return i + n, nil
 }
 
@@ -731,13 +810,12 @@ func (s *shellScan) openParen(f *frame, i int) (int, error) {
 	c := f.cmd
 	if c.inWord {
 		if !c.w.litDone && assignmentOpen.Match(c.w.lit) && (!c.named || c.rule == ruleDeclare) {
-			c.quoted(i)
+			c.expansion(i)
 			s.push(&frame{kind: frameArray, opener: string(c.w.lit) + "("})
 			return i + 1, nil
 		}
 		if c.w.plain && !c.named && c.prefix == 0 && nextNonBlank(t, i+1) == ')' {
-			c.inWord = false // a function definition: name ( ) body
-			c.reset()
+			c.reset() // a function definition: name ( ) body
 			return strings.IndexByte(t[i:], ')') + i + 1, nil
 		}
 		s.poison(i, "a ( inside a word (a bash extended glob?)")
@@ -756,7 +834,7 @@ func (s *shellScan) openParen(f *frame, i int) (int, error) {
 	case !c.named && c.prefix == 0:
 		s.push(&frame{kind: frameCommand, opener: "(", closer: ')', cmd: &command{}})
 		return i + 1, nil
-	case c.named && c.rule == ruleNone && c.st.prev == nil && c.st.opts == "" && nextNonBlank(t, i+1) == ')':
+	case c.named && c.wordCount == 1 && c.rule == ruleNone && nextNonBlank(t, i+1) == ')':
 		c.reset() // name () body
 		return strings.IndexByte(t[i:], ')') + i + 1, nil
 	}
@@ -766,7 +844,7 @@ func (s *shellScan) openParen(f *frame, i int) (int, error) {
 
 var assignmentOpen = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*\+?=$`)
 
-// assignmentName returns the variable a word assigns to, from its literal
+// assignmentName returns the variable a word assigns to, from its unquoted
 // prefix: NAME=, NAME+= or NAME[...]=.
 func assignmentName(lit []byte) (string, bool) {
 	m := assignmentRE.FindSubmatch(lit)
@@ -778,13 +856,64 @@ func assignmentName(lit []byte) (string, bool) {
 
 var assignmentRE = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*)(?:\[[^\]]*\])?\+?=`)
 
-// endCommand ends a simple command (at ; & | && || newline and closing parentheses).
-func (s *shellScan) endCommand(f *frame) error {
+// endCommand ends a simple command at the operator op (a newline, ")" or
+// "" at the end of the text), and follows the pipeline it is part of.
+func (s *shellScan) endCommand(f *frame, op string) error {
 	c := f.cmd
-	if c.rule == ruleNames && c.st.here != nil && len(c.st.names) > 0 {
-		s.assigned = append(s.assigned, assignment{names: c.st.names, use: *c.st.here, how: "read into"})
+	if c.rule == ruleNames && c.here != nil && len(c.st.names) > 0 {
+		s.assigned = append(s.assigned, assignment{names: c.st.names, use: *c.here, how: "read into"})
 	}
+	if s.readsScriptFromStdin(c) {
+		feed := f.pipeFed
+		if feed == nil {
+			feed = c.here
+		}
+		if feed != nil {
+			return s.refuse(feed.sl, "%s is fed to the standard input of %s, which reads the script it runs from there, so the value would run as code; pass the value as an argument of a fixed script instead, e.g. %s -c '... \"$1\" ...' %s %s", feed.sl.action, c.name, "sh", "sh", feed.sl.action)
+		}
+	}
+	fed := c.anySlot
 	c.reset()
+	switch op {
+	case "|", "|&":
+		if f.pipeFed == nil && fed != nil {
+			f.pipeFed = fed
+		}
+	default:
+		f.pipeFed = nil
+	}
+	return nil
+}
+
+// readsScriptFromStdin reports whether the command runs what its standard
+// input holds: a shell without a script (or with -s or /dev/stdin), an
+// interpreter without a program, . /dev/stdin, or xargs building a command
+// line for a shell or eval.
+func (s *shellScan) readsScriptFromStdin(c *command) bool {
+	st := c.st
+	switch c.rule {
+	case ruleShell:
+		return c.viaXargs || st.stdin || !st.operand && !st.sawC
+	case ruleSource:
+		return st.stdin
+	case ruleInterp:
+		return c.viaXargs || st.stdin || !st.program && c.name != "sed" && !strings.Contains(c.name, "awk")
+	case ruleCode:
+		return c.viaXargs
+	}
+	return false
+}
+
+// assign checks a value assigned to name.
+func (s *shellScan) assign(name string, w *word, how string) error {
+	if len(w.slots) == 0 {
+		return nil
+	}
+	if codeVariables[name] {
+		sl := w.slots[0].sl
+		return s.refuse(sl, "%s is %s %s, whose text the shell expands again when it uses it (running any $(...) in it), so the value would run as code; set %s to fixed text", sl.action, how, name, name)
+	}
+	s.assigned = append(s.assigned, assignment{names: []string{name}, use: w.slots[0], how: how})
 	return nil
 }
 
@@ -797,11 +926,15 @@ func (s *shellScan) endWord(f *frame) error {
 	c.inWord = false
 	w := c.w
 	lit := string(w.lit)
-	if c.redir != 0 {
-		if c.redir == '<' && len(w.slots) > 0 {
-			c.st.here = &w.slots[0]
+	if c.redir != "" {
+		switch {
+		case len(w.slots) == 0:
+		case c.redir == "<<<":
+			c.here = &w.slots[0]
+		case c.redir == "<" && w.slots[0].via == "<(":
+			c.here = &w.slots[0]
 		}
-		c.redir = 0
+		c.redir = ""
 		return nil
 	}
 	if c.fnName {
@@ -829,6 +962,7 @@ func (s *shellScan) endWord(f *frame) error {
 		if w.plain && c.prefix == 0 {
 			switch lit {
 			case "if", "then", "else", "elif", "while", "until", "do", "!", "{", "time", "coproc":
+				c.wordCount = 0
 				return nil // a command comes next
 			case "fi", "done", "}":
 				c.named = true
@@ -856,31 +990,44 @@ func (s *shellScan) endWord(f *frame) error {
 		}
 		if name, ok := assignmentName(w.lit); ok {
 			c.prefix++
-			if len(w.slots) > 0 {
-				s.assigned = append(s.assigned, assignment{names: []string{name}, use: w.slots[0], how: "assigned to"})
-			}
-			return nil
+			return s.assign(name, &w, "assigned to")
 		}
 		c.named = true
 		if len(w.slots) > 0 && w.slots[0].first && w.slots[0].direct && w.slots[0].sl.list > 0 {
 			sl := w.slots[0].sl
 			return s.refuse(sl, "%s is a list, which renders as one word per element, and here an element after the first would be the command to run; use the list where several words belong, e.g. for r in %s; do ...; done", sl.action, sl.action)
 		}
-		c.rule, c.name = ruleFor(w)
+		if w.brace == 2 {
+			s.poison(w.start, "a bash brace expansion {a,b} in a command name")
+		}
+		c.rule, c.name = s.ruleFor(&w)
 		return nil
+	}
+	if w.brace == 2 && c.rule != ruleNone {
+		s.poison(w.start, "a bash brace expansion {a,b} among the arguments of "+c.name+", which could make options of it")
 	}
 	return s.argument(c, &w)
 }
 
 // ruleFor picks how a command's arguments are checked, from its name.
-func ruleFor(w word) (argRule, string) {
-	if !w.plain {
-		if w.exp || (len(w.slots) == 1 && w.slots[0].first) {
-			return ruleWrapper, "" // $SUDO, a value: a program relctl cannot see
-		}
-		return ruleNone, ""
+func (s *shellScan) ruleFor(w *word) (argRule, string) {
+	name, literal := w.literal()
+	if !literal {
+		return ruleWrapper, "" // $SUDO, a value: a program relctl cannot see; look at its arguments
 	}
-	name := path.Base(string(w.lit))
+	if w.plain {
+		for range 8 {
+			a, ok := s.aliases[name]
+			if !ok {
+				break
+			}
+			name = a
+		}
+	}
+	return ruleForName(path.Base(name))
+}
+
+func ruleForName(name string) (argRule, string) {
 	switch name {
 	case "eval", "let", "trap", "alias", "watch":
 		return ruleCode, name
@@ -898,6 +1045,13 @@ func ruleFor(w word) (argRule, string) {
 		return ruleSu, name
 	case "ssh":
 		return ruleSSH, name
+	case ".", "source":
+		return ruleSource, name
+	}
+	if _, ok := interpreters[name]; ok {
+		return ruleInterp, name
+	}
+	switch name {
 	case "command", "builtin", "exec", "env", "nohup", "nice", "time", "timeout", "sudo", "doas",
 		"setsid", "stdbuf", "xargs", "chroot", "ionice", "taskset", "chrt", "unshare", "nsenter",
 		"busybox", "find", "flock", "unbuffer", "systemd-run":
@@ -908,7 +1062,7 @@ func ruleFor(w word) (argRule, string) {
 
 // argument checks a value in an argument of the command being read.
 func (s *shellScan) argument(c *command, w *word) error {
-	lit := string(w.lit)
+	val, literal := w.literal()
 	var first *slotUse
 	if len(w.slots) > 0 {
 		first = &w.slots[0]
@@ -917,16 +1071,19 @@ func (s *shellScan) argument(c *command, w *word) error {
 	switch c.rule {
 	case ruleWrapper:
 		if c.name == "env" {
-			if first != nil && (st.optArg == "-S" || strings.HasPrefix(lit, "-S") || strings.HasPrefix(lit, "--split-string")) {
+			if first != nil && (st.optArg == "-S" || strings.HasPrefix(val, "-S") || strings.HasPrefix(val, "--split-string")) {
 				return s.refuse(first.sl, "%s is the string env -S splits into a command line, so the value would choose the command and its arguments; pass it as one argument of the command instead", first.sl.action)
 			}
 			st.optArg = ""
-			if w.plain && (lit == "-S" || lit == "--split-string") {
+			if literal && (val == "-S" || val == "--split-string") {
 				st.optArg = "-S"
 			}
 		}
-		if w.plain {
-			if r, name := ruleFor(*w); r != ruleNone && r != ruleWrapper {
+		if c.name == "xargs" {
+			c.viaXargs = true
+		}
+		if literal {
+			if r, name := ruleForName(path.Base(val)); r != ruleNone && r != ruleWrapper {
 				c.rule, c.name, c.st = r, name, ruleState{}
 			}
 		}
@@ -934,50 +1091,28 @@ func (s *shellScan) argument(c *command, w *word) error {
 		if first != nil {
 			return s.refuse(first.sl, "%s is an argument of %s, which %s, so quoting cannot keep the value from running; pass the value as data instead, e.g. assign it (v=%s) and have the code read \"$v\"", first.sl.action, c.name, codeWhy[c.name], first.sl.action)
 		}
+		if c.name == "alias" && literal {
+			s.alias(w.start, val)
+		}
 	case ruleDeclare:
-		if !st.optsDone && w.plain && len(lit) > 1 && (lit[0] == '-' || lit[0] == '+') {
-			if lit == "--" {
-				st.optsDone = true
-			} else {
-				st.opts += lit[1:]
-			}
-			return nil
-		}
-		if first == nil {
-			if strings.Contains(st.opts, "i") {
-				s.declareInt(lit)
-			}
-			return nil
-		}
-		eq := strings.IndexByte(lit, '=')
-		if eq < 0 {
-			return s.refuse(first.sl, "%s is part of the name %s declares, and bash evaluates an array subscript in a name (a[$(cmd)]) as arithmetic; write the name literally: %s name=%s", first.sl.action, c.name, c.name, first.sl.action)
-		}
-		name := lit[:eq]
-		if i := strings.IndexAny(name, "+["); i >= 0 {
-			name = name[:i]
-		}
-		if bad := strings.Trim(st.opts, "rxgltu"); bad != "" {
-			return s.refuse(first.sl, "%s is assigned by %s -%s, which makes bash evaluate the value (-i: as arithmetic, -n: as a variable name, -a/-A: as array elements), where a value like a[$(cmd)] runs cmd; assign it without that option, or check it is a number first", first.sl.action, c.name, bad)
-		}
-		s.assigned = append(s.assigned, assignment{names: []string{name}, use: *first, how: "assigned by " + c.name + " to"})
+		return s.declareArgument(c, w, first)
 	case ruleNames:
 		if first != nil {
-			return s.refuse(first.sl, "%s is an argument of %s, whose arguments name variables, and bash evaluates an array subscript in a name (a[$(cmd)]) as arithmetic; write the names literally (a value belongs in a redirection: %s name <<< %s)", first.sl.action, c.name, c.name, first.sl.action)
+			return s.refuse(first.sl, "%s is an argument of %s, whose arguments name variables (and mapfile -C runs code), and bash evaluates an array subscript in a name (a[$(cmd)]) as arithmetic; write the arguments literally (a value belongs in a redirection: %s name <<< %s)", first.sl.action, c.name, c.name, first.sl.action)
 		}
-		if w.plain && !strings.HasPrefix(lit, "-") {
-			st.names = append(st.names, lit)
+		if literal && !strings.HasPrefix(val, "-") {
+			st.names = append(st.names, val)
 		}
 	case ruleFlagName:
 		flag := "-v"
 		if c.name == "wait" {
 			flag = "-p"
 		}
-		if first != nil && (st.optArg == flag || strings.HasPrefix(lit, flag)) {
+		if first != nil && (st.optArg == flag || strings.HasPrefix(val, flag)) {
 			return s.refuse(first.sl, "%s is the variable name of %s %s, and bash evaluates an array subscript in a name (a[$(cmd)]) as arithmetic; write the name literally", first.sl.action, c.name, flag)
 		}
 		st.optArg = ""
-		if w.plain && lit == flag {
+		if literal && val == flag {
 			st.optArg = flag
 		}
 	case ruleTest:
@@ -986,8 +1121,8 @@ func (s *shellScan) argument(c *command, w *word) error {
 		if first == nil && !w.exp {
 			return nil
 		}
-		if prev != nil && prev.plain && (string(prev.lit) == "-v" || string(prev.lit) == "-R") && first != nil {
-			return s.refuse(first.sl, "%s follows %s in a test, which names a variable, and bash evaluates an array subscript in a name (a[$(cmd)]) as arithmetic; write the name literally", first.sl.action, prev.lit)
+		if pv, pl := prev.literalOr(); pl && (pv == "-v" || pv == "-R") && first != nil {
+			return s.refuse(first.sl, "%s follows %s in a test, which names a variable, and bash evaluates an array subscript in a name (a[$(cmd)]) as arithmetic; write the name literally", first.sl.action, pv)
 		}
 		if prev != nil && len(prev.slots) > 0 && prev.slots[0].first && prev.slots[0].direct {
 			p := prev.slots[0].sl
@@ -996,14 +1131,33 @@ func (s *shellScan) argument(c *command, w *word) error {
 	case ruleShell:
 		return s.shellArgument(c, w, first)
 	case ruleSu:
-		if first != nil && (st.sawC || strings.HasPrefix(lit, "-c") || strings.HasPrefix(lit, "--command") || strings.HasPrefix(lit, "--session-command")) {
+		if first != nil && (st.sawC || strings.HasPrefix(val, "-c") || strings.HasPrefix(val, "--command") || strings.HasPrefix(val, "--session-command")) {
 			return s.refuse(first.sl, "%s is the command %s -c runs through a shell, so it would run as code; pass the value as an argument or in the environment of a fixed command instead", first.sl.action, c.name)
 		}
-		st.sawC = w.plain && (lit == "-c" || lit == "--command" || lit == "--session-command")
+		st.sawC = literal && (val == "-c" || val == "--command" || val == "--session-command")
 	case ruleSSH:
 		return s.sshArgument(c, w, first)
+	case ruleSource:
+		if st.operand {
+			return nil
+		}
+		st.operand = true
+		if first != nil && first.via == "<(" {
+			return s.refuse(first.sl, "%s is written into the script %s reads (through <(...)), so it would run as code; pass the value to a fixed script as an argument or a variable instead", first.sl.action, c.name)
+		}
+		st.stdin = literal && stdinScripts[val] && val != "-"
+	case ruleInterp:
+		return s.interpArgument(c, w, first)
 	}
 	return nil
+}
+
+// literalOr returns a word's literal value; a nil word is not literal.
+func (w *word) literalOr() (string, bool) {
+	if w == nil {
+		return "", false
+	}
+	return w.literal()
 }
 
 var codeWhy = map[string]string{
@@ -1014,21 +1168,65 @@ var codeWhy = map[string]string{
 	"watch": "joins its arguments into a command line for sh -c",
 }
 
-func (s *shellScan) declareInt(lit string) {
-	name := lit
-	if i := strings.IndexAny(name, "=+["); i >= 0 {
+// alias records a literal alias definition name=value, so a command named
+// after it is checked as the command its value starts with.
+func (s *shellScan) alias(at int, def string) {
+	name, value, ok := strings.Cut(def, "=")
+	if !ok {
+		return
+	}
+	if strings.HasSuffix(value, " ") || strings.HasSuffix(value, "\t") {
+		s.poison(at, "an alias whose value ends in a blank, which makes the shell expand the next word as an alias too")
+	}
+	fields := strings.Fields(value)
+	if len(fields) == 0 {
+		return
+	}
+	if s.aliases == nil {
+		s.aliases = map[string]string{}
+	}
+	s.aliases[name] = fields[0]
+}
+
+// declareArgument: declare [-options] name[=value] ...
+func (s *shellScan) declareArgument(c *command, w *word, first *slotUse) error {
+	st := &c.st
+	val, literal := w.literal()
+	if !st.optsDone && literal && len(val) > 1 && (val[0] == '-' || val[0] == '+') {
+		if val == "--" {
+			st.optsDone = true
+		} else {
+			st.opts += val[1:]
+		}
+		return nil
+	}
+	eq := strings.IndexByte(val, '=')
+	name := val
+	if eq >= 0 {
+		name = val[:eq]
+	}
+	if i := strings.IndexAny(name, "+["); i >= 0 {
 		name = name[:i]
 	}
-	if s.intNames == nil {
-		s.intNames = map[string]bool{}
+	if first == nil {
+		if strings.Contains(st.opts, "i") && literal {
+			s.intNames[name] = "which the template declares integer (" + c.name + " -i)"
+		}
+		return nil
 	}
-	s.intNames[name] = true
+	if eq < 0 {
+		return s.refuse(first.sl, "%s is part of the name %s declares, and bash evaluates an array subscript in a name (a[$(cmd)]) as arithmetic; write the name literally: %s name=%s", first.sl.action, c.name, c.name, first.sl.action)
+	}
+	if bad := strings.Trim(st.opts, "rxgltu"); bad != "" {
+		return s.refuse(first.sl, "%s is assigned by %s -%s, which makes bash evaluate the value (-i: as arithmetic, -n: as a variable name, -a/-A: as array elements), where a value like a[$(cmd)] runs cmd; assign it without that option, or check it is a number first", first.sl.action, c.name, bad)
+	}
+	return s.assign(name, w, "assigned by "+c.name+" to")
 }
 
 // shellArgument: sh [options] [-c command_string [name [args]] | script [args]].
 func (s *shellScan) shellArgument(c *command, w *word, first *slotUse) error {
 	st := &c.st
-	lit := string(w.lit)
+	val, literal := w.literal()
 	if st.operand {
 		if first != nil && st.danger != nil {
 			d := st.danger.sl
@@ -1043,33 +1241,44 @@ func (s *shellScan) shellArgument(c *command, w *word, first *slotUse) error {
 		}
 		return nil
 	}
-	if !st.optsDone && len(lit) > 0 && (lit[0] == '-' || lit[0] == '+') && (len(lit) > 1 || !w.plain) {
+	if !st.optsDone && len(val) > 0 && (val[0] == '-' || val[0] == '+') && (len(val) > 1 || !literal) {
 		if first != nil {
 			return s.refuse(first.sl, "%s is part of an option of %s, so a value like c would make the next word code; write the options of a shell literally", first.sl.action, c.name)
 		}
 		switch {
-		case lit == "--" || lit == "-":
+		case val == "--" || val == "-":
 			st.optsDone = true
-		case strings.HasPrefix(lit, "--"):
-			if lit == "--rcfile" || lit == "--init-file" {
-				st.optArg = lit
+			st.stdin = st.stdin || val == "-"
+		case strings.HasPrefix(val, "--"):
+			if val == "--rcfile" || val == "--init-file" {
+				st.optArg = val
 			}
 		default:
-			if strings.ContainsRune(lit[1:], 'c') {
+			if strings.ContainsRune(val[1:], 'c') {
 				st.sawC = true
 			}
-			if last := lit[len(lit)-1]; last == 'o' || last == 'O' {
-				st.optArg = lit
+			if strings.ContainsRune(val[1:], 's') {
+				st.stdin = true
+			}
+			if last := val[len(val)-1]; last == 'o' || last == 'O' {
+				st.optArg = val
 			}
 		}
 		return nil
 	}
 	st.operand = true
+	if st.stdin && !st.sawC {
+		return nil // sh -s: the words are arguments; the script comes from stdin
+	}
 	if first == nil {
+		st.stdin = st.stdin || !st.sawC && literal && stdinScripts[val]
 		return nil
 	}
 	if st.sawC {
 		return s.refuse(first.sl, "%s is the command string of %s -c, which the shell runs as code; pass the value as an argument instead and use \"$1\" in the command: %s -c '... \"$1\" ...' %s %s", first.sl.action, c.name, c.name, c.name, first.sl.action)
+	}
+	if first.via == "<(" {
+		return s.refuse(first.sl, "%s is written into the script %s runs (through <(...)), so it would run as code; pass the value to a fixed script as an argument instead", first.sl.action, c.name)
 	}
 	if first.first && first.direct && !w.slash && !st.optsDone {
 		st.danger = first
@@ -1083,7 +1292,7 @@ const sshOptArgs = "BbcDEeFIiJLlmOoPpQRSWw"
 // sshArgument: ssh [options] destination [command [argument ...]].
 func (s *shellScan) sshArgument(c *command, w *word, first *slotUse) error {
 	st := &c.st
-	lit := string(w.lit)
+	val, literal := w.literal()
 	refuseOption := func() error {
 		return s.refuse(first.sl, "%s would name an ssh -o option (ProxyCommand runs a command); write the option name literally: -o User=%s", first.sl.action, first.sl.action)
 	}
@@ -1101,20 +1310,20 @@ func (s *shellScan) sshArgument(c *command, w *word, first *slotUse) error {
 		}
 		return nil
 	}
-	if !st.optsDone && len(lit) > 0 && lit[0] == '-' && (len(lit) > 1 || !w.plain) {
-		if lit == "--" && w.plain {
+	if !st.optsDone && len(val) > 0 && val[0] == '-' && (len(val) > 1 || !literal) {
+		if val == "--" && literal {
 			st.optsDone = true
 			return nil
 		}
-		for k := 1; k < len(lit); k++ {
-			if strings.IndexByte(sshOptArgs, lit[k]) < 0 {
+		for k := 1; k < len(val); k++ {
+			if strings.IndexByte(sshOptArgs, val[k]) < 0 {
 				continue
 			}
 			switch {
-			case k < len(lit)-1: // the argument is attached: -oUser=x
-			case w.plain:
-				st.optArg = string(lit[k])
-			case lit[k] == 'o' && first != nil:
+			case k < len(val)-1: // the argument is attached: -oUser=x
+			case literal:
+				st.optArg = string(val[k])
+			case val[k] == 'o' && first != nil:
 				return refuseOption()
 			}
 			return nil
@@ -1127,6 +1336,129 @@ func (s *shellScan) sshArgument(c *command, w *word, first *slotUse) error {
 	st.operand = true
 	if first != nil && first.first && !st.optsDone {
 		return s.refuse(first.sl, "%s stands where ssh reads options, and a value like -oProxyCommand=... runs a command; put -- before the destination: ssh -- %s ...", first.sl.action, first.sl.action)
+	}
+	return nil
+}
+
+// interpreter describes the options of a program that runs program text.
+type interpreter struct {
+	code     string          // short options whose argument is program text
+	longCode map[string]bool // long options whose argument is program text
+	file     string          // short options whose argument is a program file
+	args     string          // other short options that take an argument
+	operand  bool            // without a code or file option, the first operand is program text
+	permute  bool            // options may follow operands (GNU getopt)
+}
+
+var interpreters = map[string]interpreter{
+	"sed":     {code: "e", longCode: map[string]bool{"expression": true}, file: "f", args: "l", operand: true, permute: true},
+	"awk":     {code: "e", longCode: map[string]bool{"source": true}, file: "fE", args: "vFil", operand: true},
+	"gawk":    {code: "e", longCode: map[string]bool{"source": true}, file: "fE", args: "vFil", operand: true},
+	"mawk":    {file: "f", args: "vFW", operand: true},
+	"nawk":    {file: "f", args: "vF", operand: true},
+	"perl":    {code: "eE", args: "IiMmlCdDx0"},
+	"python":  {code: "c", args: "mWXQ"},
+	"python2": {code: "c", args: "mWXQ"},
+	"python3": {code: "c", args: "mWXQ"},
+	"ruby":    {code: "e", args: "IrCEFKTx0"},
+	"node":    {code: "ep", longCode: map[string]bool{"eval": true, "print": true}, args: "r"},
+	"nodejs":  {code: "ep", longCode: map[string]bool{"eval": true, "print": true}, args: "r"},
+	"php":     {code: "rBRE", file: "F", args: "cdfz"},
+}
+
+// interpArgument checks the program text of sed, awk, perl, python, ruby,
+// node and php: a value there is code. A value where options are read
+// could itself be an option that takes code (-e ..., --expression=...).
+func (s *shellScan) interpArgument(c *command, w *word, first *slotUse) error {
+	st := &c.st
+	in := interpreters[c.name]
+	val, literal := w.literal()
+	refuseCode := func() error {
+		return s.refuse(first.sl, "%s is program text for %s, which runs it, so the value would run as code; pass the value as data instead (an argument the program reads, a variable, or a file)", first.sl.action, c.name)
+	}
+	if st.optArg != "" {
+		opt := st.optArg
+		st.optArg = ""
+		switch {
+		case strings.Contains(in.code, opt) || in.longCode[opt]:
+			st.program = true
+			if first != nil {
+				return refuseCode()
+			}
+		case strings.Contains(in.file, opt):
+			st.program = true
+			st.stdin = st.stdin || literal && stdinScripts[val]
+		}
+		return nil
+	}
+	options := !st.optsDone && (in.permute || !st.operand)
+	if options && len(val) > 1 && val[0] == '-' || options && len(val) == 1 && val == "-" && !literal {
+		if val == "--" && literal {
+			st.optsDone = true
+			return nil
+		}
+		if strings.HasPrefix(val, "--") {
+			long, _, attached := strings.Cut(val[2:], "=")
+			if in.longCode[long] {
+				st.program = true
+				if first != nil {
+					return refuseCode()
+				}
+				if !attached {
+					st.optArg = long
+				}
+			}
+			if first != nil && !attached {
+				return s.refuse(first.sl, "%s is part of an option of %s, and some of its options take program text; write the options literally", first.sl.action, c.name)
+			}
+			return nil
+		}
+		for k := 1; k < len(val); k++ {
+			o := string(val[k])
+			takes := strings.Contains(in.code+in.file+in.args, o)
+			if !takes {
+				continue
+			}
+			if k == len(val)-1 && literal {
+				st.optArg = o
+				return nil
+			}
+			// The rest of the word is the option's argument.
+			if strings.Contains(in.code, o) {
+				st.program = true
+				if first != nil {
+					return refuseCode()
+				}
+			}
+			if strings.Contains(in.file, o) {
+				st.program = true
+			}
+			return nil
+		}
+		if first != nil {
+			return s.refuse(first.sl, "%s is part of an option of %s, and some of its options take program text; write the options literally", first.sl.action, c.name)
+		}
+		return nil
+	}
+	if !st.operand && !st.program && in.operand {
+		st.operand, st.program = true, true
+		if first != nil {
+			return refuseCode()
+		}
+		return nil
+	}
+	if first != nil && first.first && first.direct && options {
+		return s.refuse(first.sl, "%s stands where %s reads options, so a value like -e... would be program text it runs; put -- before it", first.sl.action, c.name)
+	}
+	if !st.operand && !st.program {
+		st.stdin = literal && stdinScripts[val]
+		if first != nil && first.via == "<(" {
+			return refuseCode()
+		}
+	}
+	st.operand = true
+	if !in.permute {
+		st.program = true // the rest are the program's arguments
 	}
 	return nil
 }
@@ -1169,7 +1501,7 @@ func (s *shellScan) stepCaseHead(f *frame, i int) (int, error) {
 		if i+1 < len(t) && t[i+1] == '\n' {
 			return i + 2, nil
 		}
-		c.quoted(i)
+		c.quote(i)
 		return s.escaped(i), nil
 	case ch == '#' && !c.inWord:
 		return s.comment(i)
@@ -1271,7 +1603,8 @@ func (s *shellScan) stepArray(f *frame, i int) (int, error) {
 }
 
 func (s *shellScan) stepDollarSingle(f *frame, i int) int {
-	switch s.t[i] {
+	t := s.t
+	switch t[i] {
 	case '\\':
 		f.escape = true
 		return s.escaped(i)
@@ -1280,14 +1613,29 @@ func (s *shellScan) stepDollarSingle(f *frame, i int) int {
 			s.poison(i, "a $'...' with a backslash, which bash reads as an escape and dash does not, so the two disagree about where the quotes end")
 		}
 		s.pop()
+	default:
+		if c := s.owner(len(s.frames) - 2); c != nil {
+			c.quotedChar(i, t[i])
+		}
 	}
 	return i + 1
 }
 
 func (s *shellScan) stepDouble(i int) int {
 	t := s.t
+	owner := s.owner(len(s.frames) - 2)
 	switch t[i] {
 	case '\\':
+		if owner != nil && i+1 < len(t) && !s.startsValue(i+1) {
+			switch n := t[i+1]; n {
+			case '$', '`', '"', '\\':
+				owner.quotedChar(i, n)
+			case '\n':
+			default:
+				owner.quotedChar(i, '\\')
+				owner.quotedChar(i, n)
+			}
+		}
 		return s.escaped(i)
 	case '"':
 		s.pop()
@@ -1295,8 +1643,15 @@ func (s *shellScan) stepDouble(i int) int {
 		if end := s.dollar(i, true); end > 0 {
 			return end
 		}
+		if owner != nil {
+			owner.expansion(i)
+		}
 	case '`':
-		s.push(&frame{kind: frameBackquote, opener: "`"})
+		s.wordPart(i, &frame{kind: frameBackquote, opener: "`"})
+	default:
+		if owner != nil {
+			owner.quotedChar(i, t[i])
+		}
 	}
 	return i + 1
 }
