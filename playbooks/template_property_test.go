@@ -129,6 +129,8 @@ var acceptedPositions = []acceptedPosition{
 	{name: "pipe into sh -c", tmpl: `printf '%s' {{.Vars.x}} | sh -c 'cat; printf "|"'`, want: xBar},
 	{name: "pipe into sed as data", tmpl: `printf '%s\n' {{.Vars.x}} | sed -n p`, want: func(x string, _ []string) string { return x + "\n" }},
 	{name: "quoted command name", tmpl: `"printf" '%s|' {{.Vars.x}}`, want: xBar},
+	{name: "shell reading a literal heredoc", tmpl: "sh <<'EOF'\nprintf 'lit|'\nEOF\nprintf '%s|' {{.Vars.x}}", want: func(x string, _ []string) string { return "lit|" + bar(x) }},
+	{name: "literal piped into sh after a value", tmpl: "printf '%s|' {{.Vars.x}}; echo \"printf 'sh|'\" | sh", want: func(x string, _ []string) string { return bar(x) + "sh|" }},
 	{name: "sh -c name", tmpl: `sh -c 'printf "%s|" "$0"' {{.Vars.x}}`, want: xBar},
 	{name: "set --", tmpl: `set -- {{.Vars.x}} {{.Version}}; printf '%s|' "$#" "$1" "$2"`, want: func(x string, _ []string) string { return "2|" + bar(x) + bar(x) }, isolate: true},
 	{name: "test =", tmpl: `[ {{.Vars.x}} = {{.Vars.x}} ] && printf 'eq|'`, want: same("eq|")},
@@ -442,6 +444,9 @@ var refusedPositions = []refusedPosition{
 	// A shell or an interpreter that reads its script from standard input.
 	{tmpl: "printf '%s\\n' {{.Vars.x}} | sh", line: 1, col: 15, reason: "is fed to the standard input of sh, which reads the script it runs from there", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}},
 	{tmpl: "printf '%s\\n' {{.Vars.x}} |\n  cat | bash -s -- x", line: 1, col: 15, reason: "is fed to the standard input of bash", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}},
+	{tmpl: "{ printf '%s\\n' {{.Vars.x}}; echo; } | sh", line: 1, col: 17, reason: "is fed to the standard input of sh", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}},
+	{tmpl: "if true; then\n  printf '%s\\n' {{.Vars.x}}\nfi | sh", line: 2, col: 17, reason: "is fed to the standard input of sh", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}},
+	{tmpl: "( printf '%s\\n' {{.Vars.x}} ) | sh", line: 1, col: 17, reason: "is fed to the standard input of sh", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}},
 	{tmpl: "bash <<< {{.Vars.x}}", line: 1, col: 10, reason: "is fed to the standard input of bash", vars: touch("touch MARKER"), shells: []string{"bash"}},
 	{tmpl: "sh < <(printf '%s' {{.Vars.x}})", line: 1, col: 20, reason: "is fed to the standard input of sh", vars: touch("touch MARKER"), shells: []string{"bash"}},
 	{tmpl: "bash <(printf '%s' {{.Vars.x}})", line: 1, col: 20, reason: "is written into the script bash runs (through <(...))", vars: touch("touch MARKER"), shells: []string{"bash"}},

@@ -99,6 +99,13 @@ type frame struct {
 	words   int      // frameCase: words of the current pattern list
 	cmd     *command // frameCommand, frameCase
 	pipeFed *slotUse // a value written into the pipeline being read
+	// nest counts the open { }, if, while, until, for and select of a
+	// command-level frame; listSlot is its first value since the and-or
+	// list being read began (at nest 0), so a compound command piped into
+	// a shell is seen whole; anySlot is its first value at all.
+	nest     int
+	listSlot *slotUse
+	anySlot  *slotUse
 }
 
 // word is the shell word being read at command level.
@@ -527,6 +534,12 @@ func (s *shellScan) value(i int, sl *slot) error {
 		if c.anySlot == nil {
 			c.anySlot = &c.w.slots[len(c.w.slots)-1]
 		}
+		if f.listSlot == nil {
+			f.listSlot = c.anySlot
+		}
+		if f.anySlot == nil {
+			f.anySlot = c.anySlot
+		}
 		direct, via = false, f.opener
 	}
 	return nil
@@ -711,10 +724,14 @@ func (s *shellScan) stepCommand(f *frame, i int) (int, error) {
 			if err := s.endCommand(f, ")"); err != nil {
 				return 0, err
 			}
-			opener := f.opener
+			opener, inner := f.opener, f.anySlot
 			s.pop()
 			if opener == "(" {
-				s.top().cmd.named = true // a subshell is a whole command
+				p := s.top()
+				p.cmd.named = true // a subshell is a whole command
+				if p.listSlot == nil {
+					p.listSlot = inner
+				}
 			}
 			return i + 1, nil
 		}
@@ -873,14 +890,20 @@ func (s *shellScan) endCommand(f *frame, op string) error {
 		}
 	}
 	fed := c.anySlot
+	if fed == nil && f.nest == 0 {
+		fed = f.listSlot // the command ends a compound command: all of it is piped
+	}
 	c.reset()
 	switch op {
 	case "|", "|&":
-		if f.pipeFed == nil && fed != nil {
+		if f.pipeFed == nil {
 			f.pipeFed = fed
 		}
 	default:
 		f.pipeFed = nil
+		if f.nest == 0 {
+			f.listSlot = nil
+		}
 	}
 	return nil
 }
@@ -961,10 +984,15 @@ func (s *shellScan) endWord(f *frame) error {
 	if !c.named {
 		if w.plain && c.prefix == 0 {
 			switch lit {
-			case "if", "then", "else", "elif", "while", "until", "do", "!", "{", "time", "coproc":
+			case "if", "while", "until", "{":
+				f.nest++
 				c.wordCount = 0
 				return nil // a command comes next
+			case "then", "else", "elif", "do", "!", "time", "coproc":
+				c.wordCount = 0
+				return nil
 			case "fi", "done", "}":
+				f.nest = max(0, f.nest-1)
 				c.named = true
 				return nil
 			case "case":
@@ -972,6 +1000,7 @@ func (s *shellScan) endWord(f *frame) error {
 				s.push(&frame{kind: frameCase, opener: "case", cmd: &command{}})
 				return nil
 			case "for", "select":
+				f.nest++
 				c.named, c.forWord = true, 1
 				return nil
 			case "function":
