@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -264,30 +266,9 @@ func (s *session) execute(ctx context.Context, g *globalOptions, proj *playbooks
 // resumeTarget finds the environment's interrupted deploy, points opts at
 // its release and returns the hosts it had finished.
 func resumeTarget(ctx context.Context, g *globalOptions, proj *playbooks.Project, opts *releaseOptions) (map[string]bool, string, error) {
-	runs, err := state.ListRuns(g.resolveStateDir(proj.Config))
+	interrupted, err := interruptedRun(ctx, g, proj, opts.env)
 	if err != nil {
 		return nil, "", err
-	}
-	var interrupted *state.RunRecord
-	for i := range runs {
-		r := &runs[i]
-		if r.Env == opts.env && r.Command == deploy.KindDeploy && r.Result == "interrupted" {
-			interrupted = r
-			break
-		}
-		if r.Env == opts.env && r.Command == deploy.KindDeploy && r.Result != "refused" {
-			break // the newest deploy finished: nothing to resume
-		}
-	}
-	if interrupted == nil {
-		held, err := interruptedOnHosts(ctx, g, proj, opts.env)
-		if err != nil {
-			return nil, "", err
-		}
-		if held == nil {
-			return nil, "", usageErrorf("no interrupted deploy of %s to resume (the newest deploy finished, and no host holds a stale deploy lock)", opts.env)
-		}
-		interrupted = held
 	}
 	if opts.release != "" && opts.release != interrupted.Release {
 		return nil, "", usageErrorf("the interrupted run %s deployed %s, not %s", interrupted.RunID, interrupted.Release, opts.release)
@@ -318,6 +299,135 @@ func resumeTarget(ctx context.Context, g *globalOptions, proj *playbooks.Project
 		fmt.Fprintf(g.io.ErrOut, "Already finished by that run, skipped: %s\n", strings.Join(names, ", "))
 	}
 	return skip, interrupted.RunID, nil
+}
+
+// interruptedRun is the run deploy --resume finishes: env's newest deploy in
+// the local journals when it was interrupted, else the deploy run a stale
+// lock on the hosts names. A damaged journal is warned about, naming the
+// file; it blocks the resume only when it may hide the answer and the
+// hosts' stale lock does not give it either.
+func interruptedRun(ctx context.Context, g *globalOptions, proj *playbooks.Project, env string) (*state.RunRecord, error) {
+	runs, unreadable, err := state.ReadRuns(g.resolveStateDir(proj.Config))
+	if err != nil {
+		return nil, err
+	}
+	j := sortResumeJournals(runs, unreadable, env, fileModTime)
+	// One warning per damaged journal, saying why it did not decide (or,
+	// when nothing did, what it may hide).
+	warn := func(decidedBy string) {
+		doubt, ownEnd := "; it may hold a later deploy of "+env, "; a damaged line may be the end of that run, so it may not have been interrupted"
+		if decidedBy != "" {
+			doubt, ownEnd = decidedBy, decidedBy
+		}
+		if j.newest != nil {
+			warnJournals(g, j.older, fmt.Sprintf("; last written before run %s started, so it holds no later deploy of %s", j.newest.RunID, env))
+			if j.newestDamaged {
+				warnJournals(g, j.newest.Problems, ownEnd)
+			}
+		}
+		warnJournals(g, j.doubtful, doubt)
+	}
+	if !j.inDoubt() && j.newest != nil && j.newest.Result == state.ResultInterrupted {
+		warn("")
+		return j.newest, nil
+	}
+	held, err := interruptedOnHosts(ctx, g, proj, env)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case held != nil:
+		if j.newest != nil && j.newest.RunID == held.RunID {
+			held = j.newest // the journal also says when and by whom
+		}
+		warn("; the hosts' stale deploy lock names the run to resume, " + held.RunID)
+		return held, nil
+	case j.inDoubt():
+		warn("")
+		return nil, j.cannotTell(env)
+	}
+	warn("")
+	return nil, usageErrorf("no interrupted deploy of %s to resume (the newest deploy finished, and no host holds a stale deploy lock)", env)
+}
+
+// resumeJournals sorts the local journals for deploy --resume.
+type resumeJournals struct {
+	// newest is env's newest deploy that was not refused; nil when none is.
+	newest *state.RunRecord
+	// newestDamaged: newest looks interrupted but has damaged lines, one of
+	// which may be its end.
+	newestDamaged bool
+	// doubtful are the problems of journals that cannot be read and may
+	// hold a later deploy of env than newest; older those of journals last
+	// written before newest started, which cannot.
+	doubtful, older []state.JournalProblem
+}
+
+// modTimeMargin absorbs file systems that keep modification times coarsely
+// (FAT: 2 s), so a journal counts as older only when it surely is.
+const modTimeMargin = 2 * time.Second
+
+// sortResumeJournals finds env's newest deploy among runs (newest first, as
+// state.ReadRuns returns them) and sorts the journals it could not read: a
+// run's journal is written from its start on, so one last modified before
+// newest started holds an older run; any other may be a later deploy.
+func sortResumeJournals(runs []state.RunRecord, unreadable []state.JournalProblem, env string, modTime func(file string) (time.Time, error)) resumeJournals {
+	var j resumeJournals
+	for i := range runs {
+		r := &runs[i]
+		if r.Env == env && r.Command == deploy.KindDeploy && r.Result != "refused" {
+			j.newest = r
+			j.newestDamaged = r.Result == state.ResultInterrupted && len(r.Problems) > 0
+			break
+		}
+	}
+	older := map[string]bool{}
+	for _, p := range unreadable {
+		ok, seen := older[p.File]
+		if !seen && j.newest != nil {
+			t, err := modTime(p.File)
+			ok = err == nil && t.Add(modTimeMargin).Before(j.newest.Started)
+			older[p.File] = ok
+		}
+		if ok {
+			j.older = append(j.older, p)
+		} else {
+			j.doubtful = append(j.doubtful, p)
+		}
+	}
+	return j
+}
+
+func (j *resumeJournals) inDoubt() bool { return len(j.doubtful) > 0 || j.newestDamaged }
+
+// cannotTell is the refusal when the damaged journals may hide the run to
+// resume and no host names it: what is in doubt, and the two ways out.
+func (j *resumeJournals) cannotTell(env string) error {
+	var why []string
+	var files []string
+	for _, p := range j.doubtful {
+		if !slices.Contains(files, p.File) {
+			files = append(files, p.File)
+		}
+	}
+	if len(files) > 0 {
+		why = append(why, fmt.Sprintf("%s cannot be read and may hold a later deploy", strings.Join(files, ", ")))
+	}
+	if j.newestDamaged {
+		why = append(why, fmt.Sprintf("the journal of run %s, which looks interrupted, has damaged lines, one of which may be its end", j.newest.RunID))
+		files = append(files, j.newest.Problems[0].File)
+	}
+	return fmt.Errorf("cannot tell which deploy of %s to resume: %s; and no host holds a stale deploy lock that names the interrupted run. "+
+		"Move a journal that holds no deploy of %s aside (mv %s %s) and run deploy --resume again, or deploy a release explicitly: relctl deploy --env %s --release VERSION",
+		env, strings.Join(why, "; "), env, state.Quote(files[0]), state.Quote(files[0]+".broken"), env)
+}
+
+func fileModTime(file string) (time.Time, error) {
+	fi, err := os.Lstat(file)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fi.ModTime(), nil
 }
 
 // interruptedOnHosts reads the environment's locks: a stale deploy lock names
