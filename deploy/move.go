@@ -616,15 +616,17 @@ func parseMoveRecord(p string, body []byte) (*MoveRecord, error) {
 	if err := state.DecodeJSONFile(p, body, &rec); err != nil {
 		return nil, err
 	}
+	corrupt := func(problem string) error {
+		return &state.StateError{Path: p, Problem: problem,
+			Fix: "fix or restore it (keep a copy first: cp " + state.Quote(p) + " " + state.Quote(p+".broken") + "), then re-run"}
+	}
 	switch rec.State {
 	case MoveCuttingOver, MoveCutOver, MoveMovedBack, MoveFinalized:
 	default:
-		return nil, &state.StateError{Path: p, Problem: fmt.Sprintf(": unknown move state %q", rec.State),
-			Fix: "fix or restore it (keep a copy first: cp " + state.Quote(p) + " " + state.Quote(p+".broken") + "), then re-run"}
+		return nil, corrupt(fmt.Sprintf(": unknown move state %q", rec.State))
 	}
 	if rec.Release == "" {
-		return nil, &state.StateError{Path: p, Problem: ": no release",
-			Fix: "fix or restore it (keep a copy first: cp " + state.Quote(p) + " " + state.Quote(p+".broken") + "), then re-run"}
+		return nil, corrupt(": no release")
 	}
 	return &rec, nil
 }
