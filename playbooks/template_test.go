@@ -317,3 +317,65 @@ func TestLoadRejectsHeredocInjection(t *testing.T) {
 		t.Fatalf("the value ran as a command")
 	}
 }
+
+// TestLoadRejectsArithmeticInjection is the issue's case: a var inside
+// $(( )) ran $(...) on the host, quotes or not. Load reports it at the run
+// key, RenderCommand refuses it, and the way the message suggests writing
+// it runs the number and refuses anything else, in dash and in bash.
+func TestLoadRejectsArithmeticInjection(t *testing.T) {
+	config := strings.Replace(goodConfig, "base_dir = ", "w = \"$(touch MARKER)\"\nbase_dir = ", 1)
+	injected := goodPlaybook + "\n[[steps]]\nname = \"pause\"\nphase = \"post\"\nrun = \"sleep $(( {{.Vars.w}} ))\"\n"
+	writeProject(t, map[string]string{"relctl.toml": config, "playbooks/web.toml": injected})
+	_, err := Load("relctl.toml")
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("Load: want Problems, got %T %v", err, err)
+	}
+	want := `playbooks/web.toml:21:1: steps.run: {{.Vars.w}} is inside shell arithmetic $(( )), where the shell evaluates the text as an expression and quotes do not protect it (a value like a[$(cmd)] runs cmd); assign it to a variable and check it is a number first: n={{.Vars.w}}; case $n in ''|*[!0-9]*) echo "not a number: $n" >&2; exit 1;; esac; then use $((n))`
+	if got := err.Error(); got != want {
+		t.Errorf("problems:\n%s\nwant:\n%s", got, want)
+	}
+	var sce *ShellContextError
+	_, err = RenderCommand("pause", "sleep $(( {{.Vars.w}} ))", &TemplateData{Vars: map[string]string{"w": "$(touch MARKER)"}})
+	if !errors.As(err, &sce) || sce.Line != 1 || sce.Column != 11 || sce.Action != "{{.Vars.w}}" {
+		t.Fatalf("RenderCommand: %#v, %v", sce, err)
+	}
+
+	const safe = `n={{.Vars.w}}; case $n in ''|*[!0-9]*) echo "not a number: $n" >&2; exit 1;; esac; printf '%s|' $((n + 1))`
+	for _, shell := range oracleShells(t) {
+		for _, tt := range []struct {
+			w, out string
+			ok     bool
+		}{{"41", "42|", true}, {"$(touch MARKER)", "", false}, {"a[$(touch MARKER)]", "", false}, {"", "", false}} {
+			cmd, err := RenderCommand("pause", safe, &TemplateData{Vars: map[string]string{"w": tt.w}})
+			if err != nil {
+				t.Fatalf("the suggested form is refused: %v", err)
+			}
+			dir := t.TempDir()
+			out, _, err := runShell(shell, dir, cmd)
+			if string(out) != tt.out || (err == nil) != tt.ok {
+				t.Errorf("%s -c %q: printed %q, error %v; want %q, ok %v", shell, cmd, out, err, tt.out, tt.ok)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "MARKER")); err == nil {
+				t.Errorf("%s -c %q: the value ran", shell, cmd)
+			}
+		}
+	}
+}
+
+// TestShellContextErrorForm: the error keeps relctl's form for template
+// errors (the line after the first named), and carries line and column.
+func TestShellContextErrorForm(t *testing.T) {
+	err := quotedActionError("set -e\n  x=1; echo ${x:-{{.Vars.w}}}")
+	var sce *ShellContextError
+	if !errors.As(err, &sce) {
+		t.Fatalf("got %T %v", err, err)
+	}
+	if sce.Line != 2 || sce.Column != 18 || sce.Action != "{{.Vars.w}}" || !strings.HasPrefix(err.Error(), "template line 2: {{.Vars.w}} is inside a parameter expansion") {
+		t.Errorf("got %#v: %v", sce, err)
+	}
+	err = quotedActionError("ünï $(( {{.Vars.w}} ))")
+	if !errors.As(err, &sce) || sce.Line != 1 || sce.Column != 9 || strings.HasPrefix(err.Error(), "template line") {
+		t.Errorf("columns count characters, and line 1 is not named: %#v, %v", sce, err)
+	}
+}
