@@ -154,7 +154,7 @@ func RenderCommand(name, text string, data *TemplateData) (string, error) {
 	}
 	if nul != nil {
 		line, col := templatePosition(text, nul.at)
-		return "", &ShellContextError{Line: line, Column: col, Action: nul.action, Reason: fmt.Sprintf("the value of %s holds a NUL byte, which no shell command can carry", nul.action)}
+		return "", &ShellContextError{Line: line, Column: col, Offset: nul.at, Action: nul.action, Reason: fmt.Sprintf("the value of %s holds a NUL byte, which no shell command can carry", nul.action)}
 	}
 	if err := renderedActionError(text, rendered, slots); err != nil {
 		return "", err

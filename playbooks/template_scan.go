@@ -34,6 +34,7 @@ import (
 // counts characters) locate the action in the template text.
 type ShellContextError struct {
 	Line, Column int
+	Offset       int    // byte offset of the action in the template (see templateFilePosition)
 	Action       string // the action as written, e.g. {{.Vars.w}}
 	Reason       string // what is wrong and the safe way to write it
 }
@@ -247,7 +248,7 @@ var stdinScripts = map[string]bool{"-": true, "/dev/stdin": true, "/dev/fd/0": t
 func quotedActionError(text string) error {
 	if i := strings.IndexByte(text, 0); i >= 0 {
 		line, col := templatePosition(text, i)
-		return &ShellContextError{Line: line, Column: col, Reason: "the command holds a NUL byte, which no shell command can carry"}
+		return &ShellContextError{Line: line, Column: col, Offset: i, Reason: "the command holds a NUL byte, which no shell command can carry"}
 	}
 	t, orig := applyTrimMarkers(text)
 	s := &shellScan{t: t, text: text, orig: orig, static: true, escapedAt: -1}
@@ -302,7 +303,7 @@ func (s *shellScan) startsValue(i int) bool {
 // refuse builds the error for a value.
 func (s *shellScan) refuse(sl *slot, format string, args ...any) error {
 	line, col := templatePosition(s.text, sl.at)
-	return &ShellContextError{Line: line, Column: col, Action: sl.action, Reason: fmt.Sprintf(format, args...)}
+	return &ShellContextError{Line: line, Column: col, Offset: sl.at, Action: sl.action, Reason: fmt.Sprintf(format, args...)}
 }
 
 // errorf builds an error located at offset at of the scanned text (static
@@ -313,7 +314,7 @@ func (s *shellScan) errorf(at int, action, format string, args ...any) error {
 		off = s.orig[at]
 	}
 	line, col := templatePosition(s.text, off)
-	return &ShellContextError{Line: line, Column: col, Action: action, Reason: fmt.Sprintf(format, args...)}
+	return &ShellContextError{Line: line, Column: col, Offset: off, Action: action, Reason: fmt.Sprintf(format, args...)}
 }
 
 // poison records the first place the scanner cannot follow with certainty.
