@@ -10,7 +10,7 @@ import (
 // as written (quotes included) and line, col (1-based; col in bytes, as
 // go-toml counts) where it starts. It follows basic and literal strings,
 // single-line and multi-line, with their escapes, the newline trimmed after
-// an opening """ or ”', and line-ending backslashes. ok is false when raw
+// an opening triple quote, and line-ending backslashes. ok is false when raw
 // is not a TOML string or offset is not in its value.
 //
 // Load reports a refused action at its run key today ("file:line:col:
