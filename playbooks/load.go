@@ -126,7 +126,7 @@ func kindName(k unstable.Kind) string {
 
 func configDurationKey(key string) bool {
 	switch key {
-	case "lock_ttl", "ssh.connect_timeout", "ssh.command_timeout", "ssh.keepalive", "ssh.reconnect_backoff":
+	case "lock_ttl", "ssh.connect_timeout", "ssh.command_timeout", "ssh.control_timeout", "ssh.keepalive", "ssh.reconnect_backoff":
 		return true
 	}
 	parts := strings.Split(key, ".")
@@ -175,6 +175,7 @@ func (c *Config) applyDefaults() {
 	defaultDuration(&c.LockTTL, c.pos.has("lock_ttl"), 2*time.Minute)
 	defaultDuration(&s.ConnectTimeout, c.pos.has("ssh.connect_timeout"), 10*time.Second)
 	defaultDuration(&s.CommandTimeout, c.pos.has("ssh.command_timeout"), 10*time.Minute)
+	defaultDuration(&s.ControlTimeout, c.pos.has("ssh.control_timeout"), DefaultControlTimeout)
 	defaultDuration(&s.Keepalive, c.pos.has("ssh.keepalive"), 15*time.Second)
 	if s.MaxParallel == 0 {
 		s.MaxParallel = 20

@@ -322,8 +322,8 @@ func TestWhere(t *testing.T) {
 		{pb.Where, "rollback.requires.1", "examples/playbooks/web.toml:110:28"},
 		{pb.Where, "rollback.steps.1.run", "examples/playbooks/web.toml:118:1"},
 		{pb.Where, "rollback.steps.1.name", "examples/playbooks/web.toml:117:3"}, // defaulted: the [[rollback.steps]] entry
-		{p.Config.Where, "environments.production.hosts.1.address", "examples/relctl.toml:74:1"},
-		{p.Config.Where, "environments.production.hosts.1.vars.port", "examples/relctl.toml:77:10"},
+		{p.Config.Where, "environments.production.hosts.1.address", "examples/relctl.toml:75:1"},
+		{p.Config.Where, "environments.production.hosts.1.vars.port", "examples/relctl.toml:78:10"},
 		{p.Config.Where, "playbooks.0", "examples/relctl.toml:17:14"},
 		{p.Config.Where, "lock_ttl", "examples/relctl.toml:13:1"},
 	}

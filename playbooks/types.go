@@ -38,6 +38,15 @@ const (
 	HostKeyAcceptNew = "accept-new"
 )
 
+// DefaultControlTimeout is ssh.control_timeout's default. relctl's own
+// commands take well under 5s on a healthy host (the longest, an HAProxy
+// call, is capped by socat -t 5), so 1m is a wide margin for a slow or loaded
+// host while keeping a hung one from stalling a rollback for command_timeout
+// per command. It is also about the 4 keepalive intervals (4 x 15s) a dead
+// connection takes to be noticed: a host that went away is still reported
+// as lost (and retried by a rollback), not as a timed-out command.
+const DefaultControlTimeout = time.Minute
+
 // SSHConfig holds connection defaults for every host.
 type SSHConfig struct {
 	User string `toml:"user"` // default: the local user name
@@ -50,8 +59,15 @@ type SSHConfig struct {
 	HostKeyPolicy  string   `toml:"host_key_policy"` // strict (default) | accept-new
 	ConnectTimeout Duration `toml:"connect_timeout"` // default 10s
 	CommandTimeout Duration `toml:"command_timeout"` // default 10m; a step may set its own
-	Keepalive      Duration `toml:"keepalive"`       // default 15s; 0 disables
-	MaxParallel    int      `toml:"max_parallel"`    // max hosts worked on at once across the run; default 20
+	// ControlTimeout bounds each command relctl runs for itself (state reads,
+	// locks, the activate script, HAProxy and monit calls...), so a host whose
+	// commands hang stalls a run or a rollback for this long, not for
+	// command_timeout. Default 1m. Commands whose duration scales with data
+	// (the upload, sha256 of an artifact, removing old releases) and the
+	// playbook's own commands keep command_timeout.
+	ControlTimeout Duration `toml:"control_timeout"`
+	Keepalive      Duration `toml:"keepalive"`    // default 15s; 0 disables
+	MaxParallel    int      `toml:"max_parallel"` // max hosts worked on at once across the run; default 20
 	// ReconnectAttempts and ReconnectBackoff: while rolling back, a host that
 	// cannot be reached is retried this many times, waiting ReconnectBackoff,
 	// then twice as long each time (defaults 5 and 1s: 1s, 2s, 4s, 8s, 16s).

@@ -46,6 +46,9 @@ func (c *Config) validate() Problems {
 	if s.CommandTimeout.Duration <= 0 {
 		add("ssh.command_timeout", "ssh.command_timeout must be more than 0s")
 	}
+	if s.ControlTimeout.Duration <= 0 && !ix.badDuration("ssh.control_timeout") {
+		add("ssh.control_timeout", "ssh.control_timeout must be more than 0s")
+	}
 	if s.MaxParallel < 0 {
 		add("ssh.max_parallel", "ssh.max_parallel must not be negative (got %d)", s.MaxParallel)
 	}
