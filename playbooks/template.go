@@ -139,6 +139,7 @@ func RenderCommand(name, text string, data *TemplateData) (string, error) {
 			if list {
 				sl.list = i
 			}
+			sl.value, sl.known = w, true
 			if strings.IndexByte(w, 0) >= 0 && nul == nil {
 				nul = &sl
 			}

@@ -62,6 +62,10 @@ type slot struct {
 	action string // as written in the template
 	at     int    // offset of the action in the template text
 	list   int    // index of the element when the action rendered a list, else -1
+	// value is what the action rendered, known when the scanner reads
+	// rendered text; whether a value can be read as an option depends on it.
+	value string
+	known bool
 }
 
 type frameKind uint8
@@ -169,6 +173,7 @@ type command struct {
 	rule      argRule
 	name      string // basename of the command that decided rule
 	viaXargs  bool   // the command is run by xargs, with words from its input
+	xargsRepl bool   // xargs -I: input replaces a string anywhere in the command
 	st        ruleState
 	here      *slotUse // a value fed to its standard input (here-string, <(...))
 	anySlot   *slotUse // the first value anywhere in the command
@@ -183,7 +188,6 @@ type ruleState struct {
 	program  bool     // interpreter: the program is given (option or operand)
 	stdin    bool     // the script comes from standard input
 	operand  bool     // shell, source: the script or command string is read; ssh: the destination
-	danger   *slotUse // shell: an operand that starts with a value (could be an option)
 	prev     *word    // test: the previous argument
 	names    []string // read-like: literal arguments
 }
@@ -488,10 +492,10 @@ func (s *shellScan) value(i int, sl *slot) error {
 			passedCommand = true
 		case frameDouble:
 			if !passedCommand {
-				return s.refuse(sl, "%s is inside double quotes; relctl shell-quotes every value itself, so remove the quotes around it", a)
+				return s.refuse(sl, "%s is inside double quotes; %s", a, s.quotesHint(k, a))
 			}
 		case frameSingle:
-			return s.refuse(sl, "%s is inside single quotes; relctl shell-quotes every value itself, so remove the quotes around it", a)
+			return s.refuse(sl, "%s is inside single quotes; %s", a, s.quotesHint(k, a))
 		case frameDollarSingle:
 			return s.refuse(sl, "%s is inside $'...' quotes; relctl shell-quotes every value itself, so remove the quotes around it", a)
 		case frameBackquote:
@@ -546,7 +550,28 @@ func (s *shellScan) value(i int, sl *slot) error {
 	return nil
 }
 
+// quotesHint says what to do about a value inside the quotes of frame k:
+// remove the quotes, or, when the quoted text is code for eval, trap,
+// sh -c and the like, hand the value over in a variable.
+func (s *shellScan) quotesHint(k int, action string) string {
+	if c := s.owner(k - 1); c != nil && c.named {
+		code := c.rule == ruleCode || c.rule == ruleShell && c.st.sawC || c.rule == ruleSu || c.rule == ruleSSH && c.st.operand
+		if code {
+			return fmt.Sprintf("the quoted text is code for %s, so the value would run as code; assign it to a variable first (v=%s) and use \"$v\" in the code", c.name, action)
+		}
+	}
+	return "relctl shell-quotes every value itself, so remove the quotes around it"
+}
+
 var subscriptOpen = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*\[[^\]]*$`)
+
+// optionLike reports whether a word starting with this value would be read
+// as an option: the rendered value starts with - or +. In the template text
+// the value is not known yet; RenderCommand's pass over the rendered text
+// decides.
+func optionLike(u *slotUse) bool {
+	return u != nil && u.first && u.direct && u.sl.known && (strings.HasPrefix(u.sl.value, "-") || strings.HasPrefix(u.sl.value, "+"))
+}
 
 func arithName(opener string) string {
 	switch opener {
@@ -917,13 +942,13 @@ func (s *shellScan) readsScriptFromStdin(c *command) bool {
 	st := c.st
 	switch c.rule {
 	case ruleShell:
-		return c.viaXargs || st.stdin || !st.operand && !st.sawC
+		// xargs appends its input: to sh -c without a command string it
+		// is the command string; after one, it is only $0, $1, ...
+		return c.xargsRepl || st.stdin || !st.operand
 	case ruleSource:
 		return st.stdin
 	case ruleInterp:
-		return c.viaXargs || st.stdin || !st.program && c.name != "sed" && !strings.Contains(c.name, "awk")
-	case ruleCode:
-		return c.viaXargs
+		return c.xargsRepl || st.stdin || !st.program && c.name != "sed" && !strings.Contains(c.name, "awk")
 	}
 	return false
 }
@@ -1111,10 +1136,24 @@ func (s *shellScan) argument(c *command, w *word) error {
 		}
 		if c.name == "xargs" {
 			c.viaXargs = true
+			c.xargsRepl = c.xargsRepl || literal && (strings.HasPrefix(val, "-I") || strings.HasPrefix(val, "-i") || strings.HasPrefix(val, "--replace"))
 		}
 		if literal {
-			if r, name := ruleForName(path.Base(val)); r != ruleNone && r != ruleWrapper {
+			// A program it runs: a shell, su, ssh, an interpreter. Builtins
+			// (eval, declare, test -v, ...) run only through command and
+			// builtin, as the word right after them.
+			r, name := ruleForName(path.Base(val))
+			switch r {
+			case ruleShell, ruleSu, ruleSSH, ruleInterp:
 				c.rule, c.name, c.st = r, name, ruleState{}
+			case ruleNone, ruleWrapper:
+			default:
+				if (c.name == "command" || c.name == "builtin") && !st.program {
+					c.rule, c.name, c.st = r, name, ruleState{}
+				}
+			}
+			if len(val) > 0 && val[0] != '-' {
+				st.program = true // command's and builtin's word is read
 			}
 		}
 	case ruleCode:
@@ -1154,9 +1193,9 @@ func (s *shellScan) argument(c *command, w *word) error {
 		if pv, pl := prev.literalOr(); pl && (pv == "-v" || pv == "-R") && first != nil {
 			return s.refuse(first.sl, "%s follows %s in a test, which names a variable, and bash evaluates an array subscript in a name (a[$(cmd)]) as arithmetic; write the name literally", first.sl.action, pv)
 		}
-		if prev != nil && len(prev.slots) > 0 && prev.slots[0].first && prev.slots[0].direct {
+		if prev != nil && len(prev.slots) > 0 && !prev.tail && prev.slots[0].first && prev.slots[0].direct && prev.slots[0].sl.known && (prev.slots[0].sl.value == "-v" || prev.slots[0].sl.value == "-R") {
 			p := prev.slots[0].sl
-			return s.refuse(p, "%s stands in a test right before another value or expansion: if the value were -v, bash would evaluate the next word as a variable name with an arithmetic subscript (a[$(cmd)] runs cmd); put an operator between them, e.g. [ %s = ... ]", p.action, p.action)
+			return s.refuse(p, "%s is %q, right before another value or expansion in a test, so bash would evaluate the next word as a variable name with an arithmetic subscript (a[$(cmd)] runs cmd); put an operator between them, e.g. [ %s = ... ]", p.action, p.value, p.action)
 		}
 	case ruleShell:
 		return s.shellArgument(c, w, first)
@@ -1258,10 +1297,6 @@ func (s *shellScan) shellArgument(c *command, w *word, first *slotUse) error {
 	st := &c.st
 	val, literal := w.literal()
 	if st.operand {
-		if first != nil && st.danger != nil {
-			d := st.danger.sl
-			return s.refuse(d, "%s stands where %s reads options, so a value like -c would turn the next words into code; put -- before it: %s -- %s", d.action, c.name, c.name, d.action)
-		}
 		return nil
 	}
 	if st.optArg != "" {
@@ -1310,8 +1345,8 @@ func (s *shellScan) shellArgument(c *command, w *word, first *slotUse) error {
 	if first.via == "<(" {
 		return s.refuse(first.sl, "%s is written into the script %s runs (through <(...)), so it would run as code; pass the value to a fixed script as an argument instead", first.sl.action, c.name)
 	}
-	if first.first && first.direct && !w.slash && !st.optsDone {
-		st.danger = first
+	if optionLike(first) && !w.slash && !st.optsDone {
+		return s.refuse(first.sl, "%s is %q, where %s reads options, so it would be read as options (-c makes the next word code); put -- before it: %s -- %s", first.sl.action, first.sl.value, c.name, c.name, first.sl.action)
 	}
 	return nil
 }
@@ -1364,8 +1399,8 @@ func (s *shellScan) sshArgument(c *command, w *word, first *slotUse) error {
 		return nil
 	}
 	st.operand = true
-	if first != nil && first.first && !st.optsDone {
-		return s.refuse(first.sl, "%s stands where ssh reads options, and a value like -oProxyCommand=... runs a command; put -- before the destination: ssh -- %s ...", first.sl.action, first.sl.action)
+	if optionLike(first) && !st.optsDone {
+		return s.refuse(first.sl, "%s is %q, where ssh reads options, and an option like -oProxyCommand=... runs a command; put -- before the destination: ssh -- %s ...", first.sl.action, first.sl.value, first.sl.action)
 	}
 	return nil
 }
@@ -1477,8 +1512,12 @@ func (s *shellScan) interpArgument(c *command, w *word, first *slotUse) error {
 		}
 		return nil
 	}
-	if first != nil && first.first && first.direct && options {
-		return s.refuse(first.sl, "%s stands where %s reads options, so a value like -e... would be program text it runs; put -- before it", first.sl.action, c.name)
+	if optionLike(first) && options {
+		opt := "-f"
+		if in.code != "" {
+			opt = "-" + in.code[:1]
+		}
+		return s.refuse(first.sl, "%s is %q, where %s reads options, and an option like %s takes program text it runs; put -- before it", first.sl.action, first.sl.value, c.name, opt)
 	}
 	if !st.operand && !st.program {
 		st.stdin = literal && stdinScripts[val]

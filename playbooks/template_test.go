@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -377,5 +379,53 @@ func TestShellContextErrorForm(t *testing.T) {
 	err = quotedActionError("ünï $(( {{.Vars.w}} ))")
 	if !errors.As(err, &sce) || sce.Line != 1 || sce.Column != 9 || strings.HasPrefix(err.Error(), "template line") {
 		t.Errorf("columns count characters, and line 1 is not named: %#v, %v", sce, err)
+	}
+}
+
+// TestOptionPositionsDependOnTheValue: where a program reads options (sh,
+// ssh, sed, awk, perl, python, ...), a value is refused only if it would be
+// read as one, which only the rendered value tells: the template passes
+// Load, and RenderCommand refuses the value that starts with - or +.
+func TestOptionPositionsDependOnTheValue(t *testing.T) {
+	dashes := []string{"-c", "-v", "-R", "--expression=e touch x", "-oProxyCommand=touch x"}
+	tests := []struct {
+		tmpl    string
+		refused []string // values refused here; a path is always accepted
+	}{
+		{"ssh {{.Vars.x}} uptime", dashes},
+		{"awk -f prog.awk {{.Vars.x}}", dashes},
+		{"sh {{.Vars.x}} {{.Version}}", dashes},
+		{"[ {{.Vars.x}} {{.Version}} ]", []string{"-v", "-R"}},
+		// Options of perl and python take their argument attached:
+		// -cimport os;...#/migrate.py is code.
+		{"python3 {{.Vars.x}}/migrate.py", dashes},
+		// A shell's options take no attached argument: -c/install.sh is an error.
+		{"sh {{.Vars.x}}/install.sh {{.Version}}", nil},
+		{"sed -i 's/a/b/' ./{{.Vars.x}}", nil},
+		{"[ {{.Vars.x}} = {{.Version}} ]", nil},
+	}
+	for _, tt := range tests {
+		if err := quotedActionError(tt.tmpl); err != nil {
+			t.Errorf("%q: Load refuses it: %v", tt.tmpl, err)
+			continue
+		}
+		for _, v := range append([]string{"/srv/app"}, dashes...) {
+			_, err := RenderCommand("t", tt.tmpl, &TemplateData{Version: "1.0", Vars: map[string]string{"x": v}})
+			var sce *ShellContextError
+			switch refused := slices.Contains(tt.refused, v); {
+			case refused && (!errors.As(err, &sce) || !strings.Contains(sce.Reason, strconv.Quote(v))):
+				t.Errorf("%q with %q: want a refusal naming the value, got %v", tt.tmpl, v, err)
+			case !refused && err != nil:
+				t.Errorf("%q with %q: %v", tt.tmpl, v, err)
+			}
+		}
+	}
+	// sed reads options anywhere (GNU getopt): a file operand that is a
+	// value is refused when the value starts with -.
+	if _, err := RenderCommand("t", "sed -i 's/a/b/' {{.Vars.x}}", &TemplateData{Vars: map[string]string{"x": "--expression=e touch x"}}); err == nil {
+		t.Errorf("sed took an option from a value")
+	}
+	if _, err := RenderCommand("t", "sed -i 's/a/b/' -- {{.Vars.x}}", &TemplateData{Vars: map[string]string{"x": "--expression=e touch x"}}); err != nil {
+		t.Errorf("after --, a value is a file name: %v", err)
 	}
 }
