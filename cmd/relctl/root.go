@@ -89,7 +89,7 @@ func transportOptions(cfg *playbooks.Config, log *transport.RunLog) transport.Op
 	opts := transport.Options{
 		User: s.User, UseAgent: useAgent, HostKeyPolicy: s.HostKeyPolicy,
 		ConnectTimeout: s.ConnectTimeout.Duration, CommandTimeout: s.CommandTimeout.Duration,
-		Keepalive: s.Keepalive.Duration, Output: log,
+		ControlTimeout: s.ControlTimeout.Duration, Keepalive: s.Keepalive.Duration, Output: log,
 	}
 	if s.IdentityFile != "" {
 		opts.IdentityFile = cfg.ResolvePath(s.IdentityFile)

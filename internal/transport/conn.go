@@ -39,12 +39,15 @@ const stepEnv = "RELCTL_STEP"
 
 // sshConn is one SSH connection; every Run is its own session on it.
 type sshConn struct {
-	host       string
-	client     *ssh.Client
-	log        *RunLog
-	cmdTimeout time.Duration
-	logger     zerolog.Logger
-	gone       chan struct{} // closed once the connection has ended
+	host   string
+	client *ssh.Client
+	log    *RunLog
+	// cmdTimeout and controlTimeout are Options.CommandTimeout and
+	// Options.ControlTimeout; RunOptions.Limit picks one.
+	cmdTimeout     time.Duration
+	controlTimeout time.Duration
+	logger         zerolog.Logger
+	gone           chan struct{} // closed once the connection has ended
 
 	mu      sync.Mutex
 	endErr  error // why the connection ended; nil while it is up
@@ -147,12 +150,9 @@ func (c *sshConn) Run(ctx context.Context, cmd string, opts RunOptions) (*Result
 	if err := c.lost(); err != nil {
 		return nil, err
 	}
-	if limit, name := c.cmdTimeout, "command_timeout"; limit > 0 || opts.Timeout > 0 {
-		if opts.Timeout > 0 {
-			limit, name = opts.Timeout, "step timeout"
-		}
+	if limit, setting := c.limit(opts); limit > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, limit, fmt.Errorf("%s %s reached", name, limit))
+		ctx, cancel = context.WithTimeoutCause(ctx, limit, &TimeoutError{Host: c.host, Label: label, Setting: setting, Limit: limit})
 		defer cancel()
 	}
 
@@ -210,7 +210,18 @@ func (c *sshConn) Run(ctx context.Context, cmd string, opts RunOptions) (*Result
 		grace.Stop()
 		stdout.flush()
 		stderr.flush()
-		c.log.line(c.host, fmt.Sprintf("[%s] killed: %v (%s)", label, context.Cause(ctx), time.Since(start).Round(time.Millisecond)))
+		var timeout *TimeoutError
+		cause := context.Cause(ctx)
+		if errors.As(cause, &timeout) {
+			cause = errors.New(timeout.reason())
+		}
+		c.log.line(c.host, fmt.Sprintf("[%s] killed: %v (%s)", label, cause, time.Since(start).Round(time.Millisecond)))
+		if lost := c.lost(); lost != nil && timeout != nil {
+			// The connection died while the command ran (keepalive, or the
+			// kill found nobody): the host is unreachable, not slow.
+			c.log.line(c.host, fmt.Sprintf("[%s] %v", label, lost))
+			return nil, lost
+		}
 		return nil, c.contextError(ctx, label)
 	case <-c.gone:
 		stdout.flush()
@@ -269,6 +280,19 @@ func (c *sshConn) Run(ctx context.Context, cmd string, opts RunOptions) (*Result
 		ExitCode: res.ExitCode,
 		Signal:   signal,
 		Tail:     lastLines(string(tail), tailLines),
+	}
+}
+
+// limit is the timeout that bounds a command and the setting it comes from:
+// its own, else the connection's control or command timeout.
+func (c *sshConn) limit(opts RunOptions) (time.Duration, string) {
+	switch {
+	case opts.Timeout > 0:
+		return opts.Timeout, SettingStepTimeout
+	case opts.Limit == ControlLimit && c.controlTimeout > 0:
+		return c.controlTimeout, SettingControlTimeout
+	default:
+		return c.cmdTimeout, SettingCommandTimeout
 	}
 }
 
@@ -344,10 +368,15 @@ func (c *sshConn) openSession(ctx context.Context, label string) (*ssh.Session, 
 	}
 }
 
-// contextError names host and command and wraps ctx.Err(), saying which
-// limit was hit when it was the command timeout.
+// contextError names host and command and wraps ctx.Err(); a limit of the
+// command's own is its *TimeoutError, which names the setting.
 func (c *sshConn) contextError(ctx context.Context, label string) error {
-	if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() {
+	cause := context.Cause(ctx)
+	var timeout *TimeoutError
+	if errors.As(cause, &timeout) {
+		return timeout
+	}
+	if cause != nil && cause != ctx.Err() {
 		return fmt.Errorf("%s: [%s] %v: %w", c.host, label, cause, ctx.Err())
 	}
 	return fmt.Errorf("%s: [%s] %w", c.host, label, ctx.Err())
@@ -380,8 +409,9 @@ func (c *sshConn) Upload(ctx context.Context, r io.Reader, remotePath string, mo
 	label := "upload " + remotePath
 
 	// umask 077: nobody else may read the file before its final mode is set.
+	// Sending and hashing take as long as the file is big: command_timeout.
 	res, err := c.Run(ctx, fmt.Sprintf("mkdir -p %s && umask 077 && cat > %s && sha256sum < %s",
-		ShellQuote(dir), ShellQuote(tmp), ShellQuote(tmp)), RunOptions{Stdin: r, Label: label})
+		ShellQuote(dir), ShellQuote(tmp), ShellQuote(tmp)), RunOptions{Stdin: r, Label: label, Limit: CommandLimit})
 	if err != nil {
 		c.removeTemp(ctx, tmp, label)
 		return fmt.Errorf("%s: upload %s: %w", c.host, remotePath, err)

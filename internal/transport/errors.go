@@ -1,9 +1,11 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // DialError is a host that could not be reached or would not let us in:
@@ -35,6 +37,39 @@ func (e *lostError) Error() string {
 }
 
 func (e *lostError) Unwrap() []error { return []error{ErrConnectionLost, e.cause} }
+
+// The limits a TimeoutError names.
+const (
+	SettingControlTimeout = "ssh.control_timeout"
+	SettingCommandTimeout = "ssh.command_timeout"
+	SettingStepTimeout    = "step timeout"
+)
+
+// TimeoutError is a command that was killed because it ran past its limit.
+// It matches context.DeadlineExceeded, as a command ended by ctx's deadline
+// does, and not ErrConnectionLost: the connection was alive, the command did
+// not end (a hung mount, a stuck wrapper). Callers classify it as before.
+type TimeoutError struct {
+	Host    string
+	Label   string        // the command's RunOptions.Label
+	Setting string        // SettingControlTimeout, SettingCommandTimeout or SettingStepTimeout
+	Limit   time.Duration // the setting's value
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("%s: [%s] %s", e.Host, e.Label, e.reason())
+}
+
+// reason is the error without host and label, for the run log.
+func (e *TimeoutError) reason() string {
+	r := fmt.Sprintf("%s %s reached", e.Setting, e.Limit)
+	if e.Setting == SettingControlTimeout || e.Setting == SettingCommandTimeout {
+		r += " (the command did not end; raise it in relctl.toml [ssh] if the host is just slow)"
+	}
+	return r
+}
+
+func (e *TimeoutError) Unwrap() error { return context.DeadlineExceeded }
 
 // Host key check outcomes, in HostKeyError.Kind.
 const (

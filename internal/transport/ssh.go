@@ -34,8 +34,12 @@ type Options struct {
 	HostKeyPolicy string
 	// ConnectTimeout bounds TCP connect plus SSH handshake; 0: only ctx.
 	ConnectTimeout time.Duration
-	// CommandTimeout bounds each Run unless ctx ends earlier; 0: only ctx.
+	// CommandTimeout bounds each Run with RunOptions.Limit CommandLimit and
+	// no Timeout of its own, unless ctx ends earlier; 0: only ctx.
 	CommandTimeout time.Duration
+	// ControlTimeout bounds each Run with RunOptions.Limit ControlLimit (the
+	// default) and no Timeout of its own; 0: CommandTimeout does.
+	ControlTimeout time.Duration
 	// Keepalive is the interval of keepalive@openssh.com requests; a request
 	// unanswered for three intervals drops the connection. 0 disables.
 	Keepalive time.Duration
@@ -349,12 +353,13 @@ func (p *Pool) dial(ctx context.Context, t Target) (*sshConn, error) {
 		Dur("took", time.Since(start)).Msg("ssh connected")
 
 	c := &sshConn{
-		host:       t.Name,
-		client:     ssh.NewClient(cc, chans, reqs),
-		log:        p.opts.Output,
-		cmdTimeout: p.opts.CommandTimeout,
-		logger:     logger,
-		gone:       make(chan struct{}),
+		host:           t.Name,
+		client:         ssh.NewClient(cc, chans, reqs),
+		log:            p.opts.Output,
+		cmdTimeout:     p.opts.CommandTimeout,
+		controlTimeout: p.opts.ControlTimeout,
+		logger:         logger,
+		gone:           make(chan struct{}),
 	}
 	go c.watch()
 	if p.opts.Keepalive > 0 {

@@ -35,13 +35,34 @@ type RunOptions struct {
 	Stdin io.Reader
 	// Label names the command in the run log (e.g. "stage/unpack").
 	Label string
-	// Timeout replaces the connection's command timeout for this command
-	// (a step's own timeout may be longer or shorter).
+	// Timeout is the command's own limit (a step's or a check's timeout),
+	// replacing the connection's; it may be longer or shorter.
 	Timeout time.Duration
+	// Limit picks the connection's limit for a command without Timeout:
+	// ControlLimit (the zero value) unless its duration scales with data or
+	// the playbook wrote it.
+	Limit Limit
 	// QuietStdout keeps stdout out of the run log: it may hold secrets
 	// (e.g. a monit control file's credentials). It is still returned.
 	QuietStdout bool
 }
+
+// Limit says which of the connection's timeouts bounds a command that has
+// no Timeout of its own.
+type Limit int
+
+const (
+	// ControlLimit is Options.ControlTimeout (ssh.control_timeout): relctl's
+	// own bookkeeping (state reads and writes, locks, the activate script,
+	// HAProxy and monit calls), seconds on a healthy host, so a host whose
+	// commands hang is given up on quickly.
+	ControlLimit Limit = iota
+	// CommandLimit is Options.CommandTimeout (ssh.command_timeout): a command
+	// whose duration scales with data (an upload, the sha256 of an artifact,
+	// removing old releases) or that the playbook wrote (a [traffic] disable
+	// command, a dependent's restart).
+	CommandLimit
+)
 
 // Result is what a command printed and how it ended.
 type Result struct {
