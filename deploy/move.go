@@ -485,7 +485,7 @@ func (r *run) restartDependents(ctx context.Context, batch []*dependentHost, ret
 	var errs *multierror.Error
 	for _, d := range batch {
 		err := r.sideStepRetry(ctx, retry, d.name, d.target, "restart", func(ctx context.Context, h *hostRun) (string, error) {
-			if _, err := h.conn.Run(ctx, d.restart, transport.RunOptions{Label: "move/restart"}); err != nil {
+			if _, err := h.conn.Run(ctx, d.restart, transport.RunOptions{Label: "move/restart", Limit: transport.CommandLimit}); err != nil {
 				return "", err
 			}
 			if len(d.checks) == 0 {
@@ -752,7 +752,7 @@ func (r *run) finalizeMove(ctx context.Context, rec *MoveRecord) error {
 		err := r.sideStep(ctx, name, m.oldTarget[name], "retire", func(ctx context.Context, h *hostRun) (string, error) {
 			detail := "retired"
 			if hasCmd {
-				if _, err := h.conn.Run(ctx, cmd, transport.RunOptions{Label: "move/retire"}); err != nil {
+				if _, err := h.conn.Run(ctx, cmd, transport.RunOptions{Label: "move/retire", Limit: transport.CommandLimit}); err != nil {
 					return "", err
 				}
 			}

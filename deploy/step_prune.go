@@ -29,7 +29,8 @@ func (a *pruneAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	if len(doomed) == 0 {
 		return "nothing to prune", nil
 	}
-	if _, err := h.conn.Run(ctx, h.host.Layout.PruneScript(doomed), transport.RunOptions{Label: "post/prune"}); err != nil {
+	// rm -rf of whole releases takes as long as they are big: command_timeout.
+	if _, err := h.conn.Run(ctx, h.host.Layout.PruneScript(doomed), transport.RunOptions{Label: "post/prune", Limit: transport.CommandLimit}); err != nil {
 		return "", err
 	}
 	return "removed " + strings.Join(doomed, ", "), nil

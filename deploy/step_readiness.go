@@ -41,12 +41,14 @@ func (a *readinessAction) Do(ctx context.Context, h *hostRun) (string, error) {
 		fmt.Fprintf(&script, "test -e %s || echo %s\n", state.Quote(layout.Release(target)+"/"+r), state.Quote("missing: "+r))
 	}
 	checked := []string{"directory"}
+	limit := transport.ControlLimit
 	if act != nil && act.Artifact != "" && act.ArtifactSHA256 != "" {
 		art := layout.Release(target) + "/" + act.Artifact
 		fmt.Fprintf(&script, "s=$(sha256sum -- %s 2>/dev/null) || s=unreadable; echo \"artifact: ${s%%%% *}\"\n", state.Quote(art))
 		checked = append(checked, "artifact sha256")
+		limit = transport.CommandLimit // hashing takes as long as the artifact is big
 	}
-	res, err := h.conn.Run(ctx, script.String(), transport.RunOptions{Label: "preflight/" + kindReadiness})
+	res, err := h.conn.Run(ctx, script.String(), transport.RunOptions{Label: "preflight/" + kindReadiness, Limit: limit})
 	if err != nil {
 		return "", err
 	}

@@ -52,7 +52,13 @@ func (d systemdSupervisor) statusCmd() string {
 }
 
 func (d systemdSupervisor) reload(ctx context.Context, h *hostRun, starting bool) error {
-	_, err := h.conn.Run(ctx, d.reloadCmd(starting), transport.RunOptions{Label: "watchdog/reload"})
+	limit := transport.ControlLimit
+	if starting {
+		// systemctl restart waits for the service to stop and start
+		// (TimeoutStopSec and TimeoutStartSec, 90s each by default).
+		limit = transport.CommandLimit
+	}
+	_, err := h.conn.Run(ctx, d.reloadCmd(starting), transport.RunOptions{Label: "watchdog/reload", Limit: limit})
 	return err
 }
 

@@ -181,7 +181,7 @@ func (a *trafficOffAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	}
 	if s.provider == playbooks.TrafficCommand {
 		h.traffic.off = true // even a failed disable may have taken it out halfway
-		if _, err := h.conn.Run(ctx, s.disable, transport.RunOptions{Label: "traffic/disable"}); err != nil {
+		if _, err := h.conn.Run(ctx, s.disable, transport.RunOptions{Label: "traffic/disable", Limit: transport.CommandLimit}); err != nil {
 			return "", err
 		}
 		return "disabled", nil
@@ -276,7 +276,7 @@ func (h *hostRun) putTrafficBack(ctx context.Context) (string, error) {
 	}
 	s := t.spec
 	if s.provider == playbooks.TrafficCommand {
-		if _, err := h.conn.Run(ctx, s.enable, transport.RunOptions{Label: "traffic/enable"}); err != nil {
+		if _, err := h.conn.Run(ctx, s.enable, transport.RunOptions{Label: "traffic/enable", Limit: transport.CommandLimit}); err != nil {
 			return "", err
 		}
 		return "enabled", nil

@@ -26,7 +26,7 @@ func buildUploadStep(_ *playbooks.Step, p *Plan, hp *HostPlan) (Action, string, 
 }
 
 func (a *uploadAction) Do(ctx context.Context, h *hostRun) (string, error) {
-	res, err := h.conn.Run(ctx, "sha256sum -- "+state.Quote(a.Remote)+" 2>/dev/null || true", transport.RunOptions{Label: "stage/upload:verify"})
+	res, err := h.conn.Run(ctx, "sha256sum -- "+state.Quote(a.Remote)+" 2>/dev/null || true", transport.RunOptions{Label: "stage/upload:verify", Limit: transport.CommandLimit})
 	if err != nil {
 		return "", err
 	}

@@ -180,7 +180,8 @@ func probeCommand(parent, ctx context.Context, timeout time.Duration, s Spec, h 
 	// does not return promptly on cancellation.
 	done := make(chan result, 1)
 	go func() {
-		res, err := h.Run(ctx, s.Command, transport.RunOptions{Label: "health/" + s.Name})
+		// The check's own timeout, not ssh.control_timeout, bounds it.
+		res, err := h.Run(ctx, s.Command, transport.RunOptions{Label: "health/" + s.Name, Timeout: timeout})
 		done <- result{res, err}
 	}()
 	var r result
