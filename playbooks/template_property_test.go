@@ -128,6 +128,9 @@ var acceptedPositions = []acceptedPosition{
 	{name: "bash -c positional argument", tmpl: `/bin/bash -c 'printf "%s|" "$1"' bash {{.Vars.x}}`, want: xBar},
 	{name: "pipe into sh -c", tmpl: `printf '%s' {{.Vars.x}} | sh -c 'cat; printf "|"'`, want: xBar},
 	{name: "pipe into sed as data", tmpl: `printf '%s\n' {{.Vars.x}} | sed -n p`, want: func(x string, _ []string) string { return x + "\n" }},
+	{name: "test with an expansion and an operator", tmpl: `[ "$HOME" = {{.Vars.x}}/nonexistent ] || printf 'ne|'`, want: same("ne|")},
+	{name: "sh -- with a script in a variable", tmpl: `s=-; sh -- "$s" {{.Vars.x}} </dev/null; printf '%s|' {{.Vars.x}}`, want: xBar},
+	{name: "brace expansion in printf's arguments", tmpl: `printf '%s|' a{1,2} {{.Vars.x}}`, bashOnly: true, want: func(x string, _ []string) string { return "a1|a2|" + bar(x) }},
 	{name: "quoted command name", tmpl: `"printf" '%s|' {{.Vars.x}}`, want: xBar},
 	{name: "shell reading a literal heredoc", tmpl: "sh <<'EOF'\nprintf 'lit|'\nEOF\nprintf '%s|' {{.Vars.x}}", want: func(x string, _ []string) string { return "lit|" + bar(x) }},
 	{name: "literal piped into sh after a value", tmpl: "printf '%s|' {{.Vars.x}}; echo \"printf 'sh|'\" | sh", want: func(x string, _ []string) string { return bar(x) + "sh|" }},
@@ -435,6 +438,12 @@ var refusedPositions = []refusedPosition{
 	// bash brace expansion can make options and command names.
 	{tmpl: "sh {-c,-e} {{.Vars.x}}", line: 1, col: 12, reason: "a bash brace expansion {a,b} among the arguments of sh", vars: touch("touch MARKER"), shells: []string{"bash"}},
 	{tmpl: "command {eval,true} {{.Vars.x}}", line: 1, col: 21, reason: "a bash brace expansion {a,b} among the arguments", vars: touch("; touch MARKER"), shells: []string{"bash"}},
+	// An expansion where options are read could be -c, -v, -i.
+	{tmpl: "o=-c; sh $o {{.Vars.x}}", line: 1, col: 13, reason: "comes after $o, an expansion where sh reads options", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}},
+	{tmpl: "o=-v; [ \"$o\" {{.Vars.x}} ]", line: 1, col: 14, reason: `comes right after "$o" in [`, vars: touch("a[$(touch MARKER)]"), shells: []string{"bash"}},
+	{tmpl: "o=-v; printf \"$o\" {{.Vars.x}} 1", line: 1, col: 19, reason: `comes right after "$o" in printf`, vars: touch("a[$(touch MARKER)]"), shells: []string{"bash"}},
+	{tmpl: "o=-i; declare $o n={{.Vars.x}}", line: 1, col: 20, reason: "comes after $o, an expansion where declare reads options", vars: touch("a[$(touch MARKER)]"), shells: []string{"bash"}},
+	{tmpl: "bash {/dev/stdin,x} <<< {{.Vars.x}}", line: 1, col: 25, reason: "a bash brace expansion {a,b} among the arguments of bash", vars: touch("touch MARKER"), shells: []string{"bash"}},
 	// Variables whose text the shell runs, and bash's integer variables.
 	{tmpl: "PS4={{.Vars.x}}; set -x; true", line: 1, col: 5, reason: "is assigned to PS4, whose text the shell expands again", vars: touch("$(touch MARKER)"), shells: []string{"bash"}},
 	{tmpl: "BASH_ENV={{.Vars.x}} bash -c true", line: 1, col: 10, reason: "is assigned to BASH_ENV", vars: touch("$(touch MARKER)"), shells: []string{"dash", "bash"}},

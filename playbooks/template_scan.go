@@ -190,6 +190,8 @@ type ruleState struct {
 	operand  bool     // shell, source: the script or command string is read; ssh: the destination
 	prev     *word    // test: the previous argument
 	names    []string // read-like: literal arguments
+	unknown  *word    // an expansion where options are read: it could hold -c, -v, -i, ...
+	dashed   bool     // ssh: -- after such an expansion (which may have eaten it as an option's argument)
 }
 
 // assignment is a value assigned to a variable, checked at the end against
@@ -1059,7 +1061,17 @@ func (s *shellScan) endWord(f *frame) error {
 		return nil
 	}
 	if w.brace == 2 && c.rule != ruleNone {
-		s.poison(w.start, "a bash brace expansion {a,b} among the arguments of "+c.name+", which could make options of it")
+		// printf and [ ] mind only an option made by it; a script path,
+		// a program name or a command string can be made of any.
+		if v := string(w.val); c.rule != ruleFlagName && c.rule != ruleTest || strings.HasPrefix(v, "-") || strings.Contains(v, "{-") || strings.Contains(v, ",-") {
+			s.poison(w.start, "a bash brace expansion {a,b} among the arguments of "+c.name+", which could make options or a script of it")
+		}
+	}
+	if err := s.afterUnknownOptions(c, &w); err != nil {
+		return err
+	}
+	if c.st.unknown == &w && c.rule != ruleTest && c.rule != ruleFlagName {
+		return nil // options, perhaps: not the command's operand
 	}
 	return s.argument(c, &w)
 }
@@ -1180,9 +1192,14 @@ func (s *shellScan) argument(c *command, w *word) error {
 		if first != nil && (st.optArg == flag || strings.HasPrefix(val, flag)) {
 			return s.refuse(first.sl, "%s is the variable name of %s %s, and bash evaluates an array subscript in a name (a[$(cmd)]) as arithmetic; write the name literally", first.sl.action, c.name, flag)
 		}
-		st.optArg = ""
-		if literal && val == flag {
+		switch {
+		case literal && val == flag:
 			st.optArg = flag
+		case st.optArg == "" && literal && (val == "--" || !strings.HasPrefix(val, "-")):
+			st.optsDone = true // the format (printf) or the first pid (wait): no options after it
+			st.optArg = ""
+		default:
+			st.optArg = ""
 		}
 	case ruleTest:
 		prev := st.prev
@@ -1227,6 +1244,61 @@ func (w *word) literalOr() (string, bool) {
 		return "", false
 	}
 	return w.literal()
+}
+
+// afterUnknownOptions refuses a value after an expansion ($opts, "$o")
+// that stands where the command reads options: it could hold -c, -v, -i
+// or -e, and make the value code. It also notes such an expansion.
+func (s *shellScan) afterUnknownOptions(c *command, w *word) error {
+	st := &c.st
+	if u := st.unknown; u != nil {
+		name := excerptWord(s.t, u.start)
+		if c.rule == ruleTest || c.rule == ruleFlagName {
+			st.unknown = nil // only the word right after it
+			if len(w.slots) > 0 && w.slots[0].first {
+				sl := w.slots[0].sl
+				return s.refuse(sl, "%s comes right after %s in %s, and if that held -v, bash would take the value as a variable name and evaluate its subscript as arithmetic (a[$(cmd)] runs cmd); put an operator or a literal word between them", sl.action, name, c.name)
+			}
+		} else if val, literal := w.literal(); c.rule == ruleSSH && literal && val == "--" {
+			st.unknown, st.dashed = nil, true
+		} else if len(w.slots) > 0 {
+			sl := w.slots[0].sl
+			fix := "put -- before " + name
+			if c.rule == ruleSSH {
+				fix = "put -- before the destination"
+			}
+			return s.refuse(sl, "%s comes after %s, an expansion where %s reads options, and if it held an option like -c, -i, -e or -o the value would be code; write the options literally, or %s", sl.action, name, c.name, fix)
+		}
+	}
+	if !w.dyn || len(w.slots) > 0 || !w.exp || len(w.val) > 0 && w.val[0] != '-' && w.val[0] != '+' {
+		return nil
+	}
+	var readsOptions bool
+	switch c.rule {
+	case ruleShell, ruleSSH, ruleSu:
+		readsOptions = !st.optsDone && !st.operand
+	case ruleInterp:
+		readsOptions = !st.optsDone && (interpreters[c.name].permute || !st.operand)
+	case ruleDeclare:
+		readsOptions = !st.optsDone
+	case ruleFlagName:
+		readsOptions = !st.optsDone
+	case ruleTest:
+		readsOptions = true // operators may come anywhere: [ x = y -a -v z ]
+	}
+	if readsOptions {
+		st.unknown = w
+	}
+	return nil
+}
+
+// excerptWord shows the word at i, for messages.
+func excerptWord(t string, i int) string {
+	end := i
+	for end < len(t) && strings.IndexByte(" \t\n;&|<>", t[end]) < 0 {
+		end++
+	}
+	return t[i:end]
 }
 
 var codeWhy = map[string]string{
@@ -1399,7 +1471,7 @@ func (s *shellScan) sshArgument(c *command, w *word, first *slotUse) error {
 		return nil
 	}
 	st.operand = true
-	if optionLike(first) && !st.optsDone {
+	if optionLike(first) && (!st.optsDone || st.dashed) {
 		return s.refuse(first.sl, "%s is %q, where ssh reads options, and an option like -oProxyCommand=... runs a command; put -- before the destination: ssh -- %s ...", first.sl.action, first.sl.value, first.sl.action)
 	}
 	return nil
