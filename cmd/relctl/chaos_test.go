@@ -44,9 +44,10 @@ const (
 	// fault hits the canary's rollback.
 	chaosCanary = "staging-1"
 	chaosLB     = "staging-lb"
-	// chaosCommandTimeout bounds each command relctl runs (ssh.command_timeout):
-	// it is what ends a never-ending command that has no step timeout. Far
-	// above what a command takes on a loaded CI machine (a restart: ~1s).
+	// chaosCommandTimeout bounds each command relctl runs (ssh.command_timeout,
+	// and ssh.control_timeout for relctl's own): it is what ends a
+	// never-ending command that has no step timeout. Far above what a
+	// command takes on a loaded CI machine (a restart: ~1s).
 	chaosCommandTimeout = "8s"
 	// chaosRunLimit only keeps a hung relctl from hanging the test.
 	chaosRunLimit = 4 * time.Minute
@@ -449,7 +450,7 @@ func startChaosCluster(bin, dir string, opts testenv.Options) (*chaosCluster, er
 	if !re.Match(b) {
 		return fail(fmt.Errorf("%s has no command_timeout to shorten", cfg))
 	}
-	b = re.ReplaceAll(b, []byte(`command_timeout = "`+chaosCommandTimeout+`"`))
+	b = re.ReplaceAll(b, []byte(`command_timeout = "`+chaosCommandTimeout+`"`+"\n"+`control_timeout = "`+chaosCommandTimeout+`"`))
 	if err := os.WriteFile(cfg, b, 0o644); err != nil {
 		return fail(err)
 	}
