@@ -146,4 +146,47 @@ func TestControlTimeoutAgainstHungCommands(t *testing.T) {
 		wantTimeout(t, err, "upload "+remote, transport.SettingCommandTimeout, testCommandTimeout)
 		released(t)
 	})
+
+	// A host that stops answering altogether while relctl's command runs is
+	// unreachable, not slow: the error is ErrConnectionLost (a rollback
+	// reconnects and retries it), whether the keepalive notices before the
+	// control timeout fires or while the timed-out command is being killed.
+	t.Run("a connection that dies under a timed-out command is lost", func(t *testing.T) {
+		kaPool, err := transport.NewPool(transport.Options{
+			User:           "relctl",
+			IdentityFile:   filepath.Join(c.Dir(), testenv.ClientKeyFile),
+			KnownHostsFile: filepath.Join(c.Dir(), testenv.KnownHostsFile),
+			HostKeyPolicy:  transport.PolicyStrict,
+			ConnectTimeout: 30 * time.Second,
+			CommandTimeout: time.Minute,
+			ControlTimeout: 500 * time.Millisecond,
+			Keepalive:      time.Second,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = kaPool.Close() })
+		kaConn, err := kaPool.Get(ctx, transport.Target{Name: h.Name, Address: h.Address})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fault(t, "read-state")
+		errc := make(chan error, 1)
+		go func() {
+			_, err := kaConn.Run(ctx, "echo reading", transport.RunOptions{Label: "read-state"})
+			errc <- err
+		}()
+		for deadline := time.Now().Add(time.Minute); c.Held()[h.Name] != 1; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the command was never held")
+			}
+		}
+		if err := c.SetFault(h.Name, testenv.FaultSpec{NeverEndsStep: "read-state", Hang: true}); err != nil {
+			t.Fatal(err)
+		}
+		err = <-errc
+		if !errors.Is(err, transport.ErrConnectionLost) || !strings.Contains(err.Error(), h.Name) {
+			t.Fatalf("err = %v, want the connection to %s lost", err, h.Name)
+		}
+	})
 }
