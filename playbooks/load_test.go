@@ -237,7 +237,7 @@ playbooks/web.toml:30:1: check "c": url is only for http checks`,
 		{
 			name:     "action inside quotes",
 			playbook: strings.Replace(goodPlaybook, `run = "tar -xzf {{.Artifact}} -C {{.ReleaseDir}}"`, `run = 'tar -xzf {{.Artifact}} -C "{{.ReleaseDir}}/x"'`, 1),
-			want:     `playbooks/web.toml:13:1: steps.run: {{.ReleaseDir}} is inside double quotes; relctl shell-quotes every value itself, so remove the quotes around it`,
+			want:     `playbooks/web.toml:13:35: steps.run: {{.ReleaseDir}} is inside double quotes; relctl shell-quotes every value itself, so remove the quotes around it`,
 		},
 		{
 			name:     "unknown field in a template",
@@ -391,7 +391,7 @@ playbooks/web.toml:22:1: unknown key "rn" in [[rollback.steps]]`,
 		{
 			name:     "rollback step action inside quotes",
 			playbook: goodPlaybook + "\n[[rollback.steps]]\nrun = \"'{{.CurrentDir}}/bin/restart'\"\n",
-			want:     `playbooks/web.toml:19:1: rollback.steps.run: {{.CurrentDir}} is inside single quotes; relctl shell-quotes every value itself, so remove the quotes around it`,
+			want:     `playbooks/web.toml:19:9: rollback.steps.run: {{.CurrentDir}} is inside single quotes; relctl shell-quotes every value itself, so remove the quotes around it`,
 		},
 		{
 			name:     "rollback step rendered for every host: var missing on one",

@@ -1,6 +1,7 @@
 package playbooks
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 
@@ -22,6 +23,9 @@ type positions struct {
 	kinds map[string]unstable.Kind
 	// strings holds string values, to check durations with a position.
 	strings map[string]string
+	// tokens holds each string value as written, so a problem found inside
+	// a template can point at the very byte (templateFilePosition).
+	tokens map[string]stringToken
 	// arrayTables holds paths (without indexes) declared with [[...]].
 	arrayTables map[string]bool
 }
@@ -34,6 +38,7 @@ func indexPositions(file string, doc []byte) *positions {
 		keys:        map[string]position{},
 		kinds:       map[string]unstable.Kind{},
 		strings:     map[string]string{},
+		tokens:      map[string]stringToken{},
 		arrayTables: map[string]bool{},
 	}
 	p := &unstable.Parser{}
@@ -107,6 +112,10 @@ func (ix *positions) value(p *unstable.Parser, path []string, v, at *unstable.No
 	ix.kinds[key] = v.Kind
 	if v.Kind == unstable.String {
 		ix.strings[key] = string(v.Data)
+		if v.Raw.Length > 0 {
+			s := p.Shape(v.Raw)
+			ix.tokens[key] = stringToken{raw: string(p.Raw(v.Raw)), line: s.Start.Line, col: s.Start.Column}
+		}
 	}
 	switch v.Kind {
 	case unstable.Array:
@@ -207,6 +216,29 @@ func (ix *positions) problem(keyPath, format string, args ...any) Problem {
 			break
 		}
 		k = k[:i]
+	}
+	return pr
+}
+
+// stringToken is a string value as written in the file, and where it starts.
+type stringToken struct {
+	raw       string
+	line, col int
+}
+
+// templateProblem is problem, but for an error inside the template at
+// keyPath that knows its byte offset (a refused action): it points at the
+// action itself rather than at the key.
+func (ix *positions) templateProblem(keyPath string, err error, format string, args ...any) Problem {
+	pr := ix.problem(keyPath, format, args...)
+	var sce *ShellContextError
+	if ix == nil || !errors.As(err, &sce) {
+		return pr
+	}
+	if tok, ok := ix.tokens[keyPath]; ok {
+		if line, col, ok := templateFilePosition(tok.raw, tok.line, tok.col, sce.Offset); ok {
+			pr.Line, pr.Column = line, col
+		}
 	}
 	return pr
 }

@@ -277,7 +277,7 @@ func TestLoadRejectsHeredocInjection(t *testing.T) {
 	if !errors.As(err, &ps) {
 		t.Fatalf("Load: want Problems, got %T %v", err, err)
 	}
-	want := "playbooks/web.toml:21:1: steps.run: template line 2: {{.Vars.x}} is inside an unquoted heredoc (<<EOF), whose body the shell expands ($(...), `...`, $var), so relctl cannot quote the value; write it outside the heredoc, e.g. printf '%s\\n' {{.Vars.x}} >> file"
+	want := "playbooks/web.toml:21:28: steps.run: template line 2: {{.Vars.x}} is inside an unquoted heredoc (<<EOF), whose body the shell expands ($(...), `...`, $var), so relctl cannot quote the value; write it outside the heredoc, e.g. printf '%s\\n' {{.Vars.x}} >> file"
 	if got := err.Error(); got != want {
 		t.Errorf("problems:\n%s\nwant:\n%s", got, want)
 	}
@@ -333,7 +333,7 @@ func TestLoadRejectsArithmeticInjection(t *testing.T) {
 	if !errors.As(err, &ps) {
 		t.Fatalf("Load: want Problems, got %T %v", err, err)
 	}
-	want := `playbooks/web.toml:21:1: steps.run: {{.Vars.w}} is inside shell arithmetic $(( )), where the shell evaluates the text as an expression and quotes do not protect it (a value like a[$(cmd)] runs cmd); assign it to a variable and check it is a number first: n={{.Vars.w}}; case $n in ''|*[!0-9]*) echo "not a number: $n" >&2; exit 1;; esac; then use $((n))`
+	want := `playbooks/web.toml:21:18: steps.run: {{.Vars.w}} is inside shell arithmetic $(( )), where the shell evaluates the text as an expression and quotes do not protect it (a value like a[$(cmd)] runs cmd); assign it to a variable and check it is a number first: n={{.Vars.w}}; case $n in ''|*[!0-9]*) echo "not a number: $n" >&2; exit 1;; esac; then use $((n))`
 	if got := err.Error(); got != want {
 		t.Errorf("problems:\n%s\nwant:\n%s", got, want)
 	}

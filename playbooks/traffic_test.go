@@ -67,7 +67,7 @@ playbooks/web.toml:18:2: traffic.backend is missing (the haproxy provider needs 
 			config: goodConfig,
 			extra:  "\n[traffic]\nprovider = \"command\"\ndisable = \"lbctl out '{{.Host.Name}}'\"\n",
 			want: `playbooks/web.toml:18:2: traffic.enable is missing (the command provider runs disable before a host's release is switched and enable after its checks)
-playbooks/web.toml:20:1: traffic.disable: {{.Host.Name}} is inside single quotes; relctl shell-quotes every value itself, so remove the quotes around it`,
+playbooks/web.toml:20:23: traffic.disable: {{.Host.Name}} is inside single quotes; relctl shell-quotes every value itself, so remove the quotes around it`,
 		},
 		{
 			name:   "a bad template in backend",

@@ -480,7 +480,7 @@ func templateSyntax(ix *positions, key, text string, shell bool) Problems {
 	if err == nil {
 		return nil
 	}
-	return Problems{ix.problem(key, "%s: %v", displayKey(key), err)}
+	return Problems{ix.templateProblem(key, err, "%s: %v", displayKey(key), err)}
 }
 
 // validateTargets checks what needs both files: roles that match no host,
@@ -579,7 +579,7 @@ func (p *Project) validateHost(pb *Playbook, env *Environment, h *Host) Problems
 			err = check(out) // what the deploy refuses in the rendered value
 		}
 		if err != nil {
-			ps = append(ps, pb.pos.problem(key, "%s: %v (rendering for host %q in environment %q)", displayKey(key), err, h.Name, env.Name))
+			ps = append(ps, pb.pos.templateProblem(key, err, "%s: %v (rendering for host %q in environment %q)", displayKey(key), err, h.Name, env.Name))
 		}
 	}
 	for i, s := range pb.Steps {
@@ -680,7 +680,7 @@ func (p *Project) validateDependents(pb *Playbook, env *Environment) Problems {
 				}
 				if err != nil {
 					reported[key] = true
-					ps = append(ps, pb.pos.problem(key, "%s: %v (rendering for dependent %q in environment %q)", displayKey(key), err, h.Name, env.Name))
+					ps = append(ps, pb.pos.templateProblem(key, err, "%s: %v (rendering for dependent %q in environment %q)", displayKey(key), err, h.Name, env.Name))
 				}
 			}
 			try(fmt.Sprintf("move.dependents.%d.config", i), d.Config, false, nil)
