@@ -26,7 +26,7 @@ for entry in "${targets[@]}"; do
 	t="${entry#* }"
 	echo "== $t ($pkg), $fuzztime" >&2
 	log="$(mktemp)"
-	if "$go" test -run '^$' -fuzz "^${t}\$" -fuzztime "$fuzztime" "$pkg" >"$log" 2>&1; then
+	if "$go" test -run '^$' -fuzz "^${t}\$" -fuzztime "$fuzztime" -fuzzminimizetime "${FUZZMINIMIZETIME:-10s}" "$pkg" >"$log" 2>&1; then
 		execs="$(grep -o 'execs: [0-9]*' "$log" | tail -n1 | cut -d' ' -f2)"
 		results+=("$(printf '%-40s %-45s %-8s %s' "$t" "${pkg#github.com/relctl/relctl/}" ok "${execs:-?} execs")")
 	else
