@@ -271,10 +271,16 @@ func (l Layout) ActivateScriptIfUnchanged(version, runID, historySum string) str
 		fmt.Sprintf(`if [ -e %[1]s ] && ! [ -L %[1]s ]; then relctl_refuse %[2]s; fi`, cur,
 			Quote(l.Current()+" is not a symlink: relctl will not replace it; move it aside (mv "+cur+" "+Quote(l.Current()+".broken")+") after checking it, then re-run")),
 		fmt.Sprintf("mkdir -p %s", Quote(l.StateDir())),
+		// The target's form is checked before the body arrives and again
+		// after, with its sha256: the body may be large and slow, and only a
+		// few system calls may separate the check from the renames, so a
+		// history written meanwhile is not lost.
+		guardReplace(l.HistoryFile(), "", ""),
+		fmt.Sprintf(`trap 'rm -f -- %[1]s' EXIT
+cat > %[1]s
+[ -s %[1]s ] || relctl_refuse 'no history arrived on stdin: nothing was changed'`, Quote(tmpHist)),
 		guardReplace(l.HistoryFile(), historySum, ""),
-		fmt.Sprintf(`cat > %[1]s
-[ -s %[1]s ] || { rm -f %[1]s; relctl_refuse 'no history arrived on stdin: nothing was changed'; }
-ln -sfn %[2]s %[3]s
+		fmt.Sprintf(`ln -sfn %[2]s %[3]s
 mv -T %[3]s %[4]s
 mv -f -T %[1]s %[5]s`, Quote(tmpHist), Quote("releases/"+version), Quote(tmpLink), cur, Quote(l.HistoryFile())),
 	}, "\n")

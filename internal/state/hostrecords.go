@@ -483,10 +483,13 @@ func AppendHistoryEvent(ctx context.Context, conn transport.Conn, layout Layout,
 			"set -e",
 			scriptPrelude,
 			"mkdir -p " + Quote(layout.StateDir()),
+			// Form, body, form and sha256, rename (see ActivateScriptIfUnchanged).
+			guardReplace(hist, "", ""),
+			fmt.Sprintf(`trap 'rm -f -- %[1]s' EXIT
+cat > %[1]s
+[ -s %[1]s ] || relctl_refuse 'no history arrived on stdin: nothing was changed'`, Quote(tmp)),
 			guardReplace(hist, want, "echo changed; exit 0"),
-			fmt.Sprintf(`cat > %[1]s
-[ -s %[1]s ] || { rm -f %[1]s; relctl_refuse 'no history arrived on stdin: nothing was changed'; }
-mv -f -T %[1]s %[2]s
+			fmt.Sprintf(`mv -f -T %[1]s %[2]s
 echo written`, Quote(tmp), Quote(hist)),
 		}, "\n")
 		res, err = conn.Run(ctx, script, transport.RunOptions{Label: "write history", Stdin: strings.NewReader(string(body) + "\n")})
