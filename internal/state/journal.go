@@ -73,7 +73,37 @@ func OpenJournal(stateDir, runID string) (*Journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the journal: %w", err)
 	}
+	// A run killed mid-write (kill -9) leaves a torn last line: end it, so
+	// the resumed run's first event is a line of its own, not more damage.
+	if torn, err := endsTorn(p); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("opening the journal: %w", err)
+	} else if torn {
+		if _, err := f.Write([]byte("\n")); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("opening the journal: %w", err)
+		}
+	}
 	return &Journal{f: f, path: p, runID: runID}, nil
+}
+
+// endsTorn reports whether the file at p is not empty and its last byte is
+// not a newline.
+func endsTorn(p string) (bool, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return false, err
+	}
+	last := make([]byte, 1)
+	if _, err := f.ReadAt(last, fi.Size()-1); err != nil {
+		return false, err
+	}
+	return last[0] != '\n', nil
 }
 
 // Path is the journal's file.

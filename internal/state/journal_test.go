@@ -354,3 +354,41 @@ func appendTo(t *testing.T, path, text string) {
 		t.Fatal(err)
 	}
 }
+
+// A journal reopened after a kill -9 mid-write gets its torn line ended, so
+// the resumed run's events are lines of their own and read back whole.
+func TestOpenJournalEndsATornLine(t *testing.T) {
+	dir := t.TempDir()
+	j, err := OpenJournal(dir, "20260101T000000Z-abc123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Append(JournalEvent{Kind: "run-start"}); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	f, err := os.OpenFile(j.Path(), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(`{"kind":"step-st`); err != nil { // torn by kill -9
+		t.Fatal(err)
+	}
+	f.Close()
+	j, err = OpenJournal(dir, "20260101T000000Z-abc123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Append(JournalEvent{Kind: "run-end"}); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	b, err := os.ReadFile(j.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != 3 || lines[1] != `{"kind":"step-st` || !strings.Contains(lines[2], `"kind":"run-end"`) {
+		t.Fatalf("journal after resume:\n%s", b)
+	}
+}
