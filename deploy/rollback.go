@@ -162,6 +162,9 @@ func (r *run) lastInLB(wave []*HostPlan) []string {
 	if !leaving {
 		return nil // nobody leaves: the wave changes nothing about capacity
 	}
+	if r.othersServe() {
+		return nil
+	}
 	var out []string
 	for _, hp := range r.plan.Hosts() {
 		switch {
@@ -173,6 +176,26 @@ func (r *run) lastInLB(wave []*HostPlan) []string {
 		}
 	}
 	return out
+}
+
+// othersServe reports whether the playbook targets hosts outside this run
+// (--hosts chose some): the run never took them out of the load balancer,
+// so, as far as it knows, they serve.
+func (r *run) othersServe() bool {
+	p := r.plan
+	if p.pb == nil || p.env == nil {
+		return false
+	}
+	in := map[string]bool{}
+	for _, hp := range p.Hosts() {
+		in[hp.Name] = true
+	}
+	for _, h := range p.pb.TargetHosts(p.env) {
+		if !in[h.Name] {
+			return true
+		}
+	}
+	return false
 }
 
 // holdBack leaves a wave as it is, because rolling it back would empty the

@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/relctl/relctl/playbooks"
 )
 
 // orderRun is a run over five hosts in three batches (w1 the canary; w2, w3;
@@ -144,6 +146,16 @@ func TestLastInLB(t *testing.T) {
 		}, "w1", nil},
 		{"no [traffic]: nobody leaves the LB", func(r *run) {
 			touch(r, "w1 w2 w3 w4 w5", nil)
+		}, "w1", nil},
+		{"--hosts chose w1..w5: w6, a target this run never took out, serves", func(r *run) {
+			var hosts []*playbooks.Host
+			for _, n := range strings.Fields("w1 w2 w3 w4 w5 w6") {
+				hosts = append(hosts, &playbooks.Host{Name: n, Roles: []string{"search"}})
+			}
+			r.plan.pb = &playbooks.Playbook{Roles: []string{"search"}}
+			r.plan.env = &playbooks.Environment{Name: "staging", Hosts: hosts}
+			touch(r, "w1", in)
+			touch(r, "w2 w3 w4 w5", out)
 		}, "w1", nil},
 	}
 	for _, tt := range tests {
