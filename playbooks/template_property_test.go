@@ -148,6 +148,8 @@ var acceptedPositions = []acceptedPosition{
 	{name: "quoted heredoc before", tmpl: "read -r l <<'EOF'\n$(touch MARKER)\nEOF\nprintf '%s|' \"$l\" {{.Vars.x}}", want: func(x string, _ []string) string { return "$(touch MARKER)|" + bar(x) }},
 	{name: "comments around", tmpl: "# it's a comment\nprintf '%s|' {{.Vars.x}} # trailing", want: xBar},
 	{name: "line continuation", tmpl: "printf '%s|' \\\n  {{.Vars.x}}", want: xBar},
+	{name: "continued arguments", tmpl: "printf '%s|' {{.Vars.x}} \\\n  {{.Vars.x}}\\\n{{.Vars.x}}", want: func(x string, _ []string) string { return bar(x) + x + x + "|" }},
+	{name: "continued heredoc body before", tmpl: "read -r l <<EOF\nbody \\\nEOF\nEOF\nprintf '%s|' \"$l\" {{.Vars.x}}", want: func(x string, _ []string) string { return "body EOF|" + bar(x) }},
 	{name: "arithmetic elsewhere", tmpl: `n=$(( 1 + 2 )); printf '%s|' {{.Vars.x}} "$n"`, want: func(x string, _ []string) string { return bar(x) + "3|" }},
 	{name: "parameter expansion elsewhere", tmpl: `printf '%s|' "${HOME:+set}" {{.Vars.x}}`, want: func(x string, _ []string) string { return "set|" + bar(x) }},
 	{name: "backquotes elsewhere", tmpl: "y=`printf a`; printf '%s|' {{.Vars.x}} \"$y\"", want: func(x string, _ []string) string { return bar(x) + "a|" }},
@@ -480,6 +482,23 @@ var refusedPositions = []refusedPosition{
 	{tmpl: "{{if .Vars.y}}sh -c{{else}}printf %s{{end}} {{.Vars.x}}", line: 1, col: 45, reason: "is the command string of sh -c", vars: map[string]string{"x": "touch MARKER", "y": "1"}, shells: []string{"dash", "bash"}, dynamicOK: true},
 	{tmpl: "x={{.Host.Roles}}", line: 1, col: 3, reason: "is a list, which renders as one word per element", vars: touch(""), roles: []string{"a", "touch", "MARKER"}, shells: []string{"dash", "bash"}, dynamicOK: true},
 	{tmpl: "printf %s {{.Vars.x}}", line: 1, col: 11, reason: "holds a NUL byte", vars: touch("a\x00b"), dynamicOK: true},
+	// Line continuations: the shells remove backslash-newline before they
+	// read a token, so an operator may be split across lines.
+	{tmpl: "(\\\n( {{.Vars.x}} ))", line: 2, col: 3, reason: "is inside shell arithmetic (( ))", vars: touch("$(touch MARKER)"), shells: []string{"bash"}},
+	{tmpl: "(\\\n({{.Vars.x}}))", line: 2, col: 2, reason: "is inside shell arithmetic (( ))", vars: touch("$(touch MARKER)"), shells: []string{"bash"}},
+	{tmpl: "for (\\\n( i={{.Vars.x}}; 0; )); do :; done", line: 2, col: 5, reason: "is inside shell arithmetic (( ))", vars: touch("$(touch MARKER)"), shells: []string{"bash"}},
+	{tmpl: "$(\\\n( {{.Vars.x}} ))", line: 2, col: 3, reason: "is inside shell arithmetic $(( ))", vars: touch("$(touch MARKER)"), shells: []string{"dash", "bash"}},
+	{tmpl: "echo $\\\n[ {{.Vars.x}} ]", line: 2, col: 3, reason: "is inside shell arithmetic $[ ]", vars: touch("$(touch MARKER)"), shells: []string{"bash"}},
+	{tmpl: "echo $\\\n(( {{.Vars.x}} ))", line: 2, col: 4, reason: "is inside shell arithmetic $(( ))", vars: touch("$(touch MARKER)"), shells: []string{"dash", "bash"}},
+	{tmpl: "echo $\\\n{{.Vars.x}}", line: 2, col: 1, reason: "follows a $", vars: touch(`\'; touch MARKER; #`), shells: []string{"bash"}},
+	{tmpl: "[\\\n[ 1 -eq {{.Vars.x}} ]]", line: 2, col: 9, reason: "is inside [[ ]]", vars: touch("a[$(touch MARKER)]"), shells: []string{"bash"}},
+	{tmpl: "cat <\\\n<EOF\necho {{.Vars.x}}\nEOF", line: 3, col: 6, reason: "is inside an unquoted heredoc (<<EOF)", vars: touch("$(touch MARKER)"), shells: []string{"dash", "bash"}},
+	{tmpl: "cat <<E\\\nOF\necho {{.Vars.x}}\nEOF", line: 3, col: 6, reason: "is inside an unquoted heredoc (<<EOF)", vars: touch("$(touch MARKER)"), shells: []string{"dash", "bash"}},
+	// In an unquoted heredoc body, foo\<newline>EOF is one line: no end.
+	{tmpl: "cat <<EOF\nfoo\\\nEOF\necho {{.Vars.x}}\nEOF", line: 4, col: 6, reason: "is inside an unquoted heredoc (<<EOF)", vars: touch("$(touch MARKER)"), shells: []string{"dash", "bash"}},
+	{tmpl: "cat <<EOF >/dev/null\nfoo\\\nEOF\necho {{.Vars.x}}\nEOF", line: 4, col: 6, reason: "is inside an unquoted heredoc (<<EOF)", vars: touch("$(touch MARKER)"), shells: []string{"dash", "bash"}},
+	{tmpl: "cat <<-EOF\n\tfoo\\\n\tEOF\necho {{.Vars.x}}\nEOF", line: 4, col: 6, reason: "is inside an unquoted heredoc (<<-EOF)", vars: touch("$(touch MARKER)"), shells: []string{"dash", "bash"}},
+	{tmpl: "echo <<EOF\\\nX\nEOF\necho {{.Vars.x}}\nEOF\\\nX", line: 4, col: 6, reason: "is inside an unquoted heredoc (<<EOFX)", vars: touch("$(touch MARKER)"), shells: []string{"dash", "bash"}},
 }
 
 func TestShellContextRefusedPositions(t *testing.T) {

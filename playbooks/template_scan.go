@@ -273,7 +273,9 @@ func renderedActionError(text, rendered string, slots []slot) error {
 func (s *shellScan) next(i int) (end int, sl *slot, control string, ok bool) {
 	t := s.t
 	if s.static {
-		if !strings.HasPrefix(t[i:], "{{") {
+		// An action starts where the template has one: a trimmed blank
+		// may put a literal { right before it ({ {{- x}}).
+		if !strings.HasPrefix(t[i:], "{{") || !strings.HasPrefix(s.text[s.orig[i]:], "{{") {
 			return 0, nil, "", false
 		}
 		end, action := scanAction(t, i)
@@ -301,7 +303,7 @@ func (s *shellScan) startsValue(i int) bool {
 		return false
 	}
 	if s.static {
-		return strings.HasPrefix(s.t[i:], "{{")
+		return strings.HasPrefix(s.t[i:], "{{") && strings.HasPrefix(s.text[s.orig[i]:], "{{")
 	}
 	return s.t[i] == 0
 }
@@ -377,8 +379,11 @@ func (s *shellScan) run() error {
 	for _, n := range bashIntegers {
 		s.intNames[n] = "which bash keeps as an integer"
 	}
-	t := s.t
-	for i := 0; i < len(t); {
+	for i := 0; i < len(s.t); {
+		if k := s.top().kind; k != frameSingle && k != frameDollarSingle {
+			s.joinLines(i)
+		}
+		t := s.t
 		if end, sl, control, ok := s.next(i); ok {
 			var err error
 			if sl != nil {
@@ -441,7 +446,7 @@ func (s *shellScan) run() error {
 		if end <= i && s.top() == before {
 			end = i + 1 // a step that opened or closed a frame may leave i to the next
 		}
-		if end > i && t[i] == '\n' && len(s.pending) > 0 && s.top().cmd == nil && s.top().kind != frameSingle && s.top().kind != frameDouble {
+		if end > i && s.t[i] == '\n' && len(s.pending) > 0 && s.top().cmd == nil && s.top().kind != frameSingle && s.top().kind != frameDouble {
 			s.poison(i, "a heredoc whose body would start inside "+s.top().opener)
 		}
 		i = end
@@ -467,6 +472,53 @@ func (s *shellScan) run() error {
 		}
 	}
 	return nil
+}
+
+// cutContinuation removes the line continuation (backslash-newline) at i
+// from the scanned text, keeping the offset mapping.
+func (s *shellScan) cutContinuation(i int) {
+	s.t = s.t[:i] + s.t[i+2:]
+	if s.static {
+		s.orig = append(s.orig[:i], s.orig[i+2:]...)
+	}
+}
+
+// continuationAt reports whether a backslash-newline starts at i.
+func (s *shellScan) continuationAt(i int) bool {
+	return i+1 < len(s.t) && s.t[i] == '\\' && s.t[i+1] == '\n'
+}
+
+// joinLines removes line continuations where the shell does before it reads
+// a token (everywhere but in single quotes, comments and quoted heredoc
+// bodies): at i, and inside an operator that starts at i ($\<newline>((
+// is $((, <\<newline>< is <<), so operators are matched in the joined text.
+func (s *shellScan) joinLines(i int) {
+	for s.continuationAt(i) {
+		s.cutContinuation(i)
+	}
+	for k := 1; k <= 3 && i+k <= len(s.t) && tokenPrefix(s.t[i:i+k]); k++ {
+		for s.continuationAt(i + k) {
+			s.cutContinuation(i + k)
+		}
+	}
+}
+
+// multiTokens are the shell's operators and openers of more than one character.
+var multiTokens = []string{"$((", "$(", "${", "$[", "$'", `$"`, "<<<", "<<-", "<<", "<(", ">(", "<&", ">&", ">>", "<>", ">|",
+	"&>>", "&>", "&&", ";;&", ";;", ";&", "||", "|&", "((", "))", "]]"}
+
+// tokenPrefix reports whether p begins a longer operator, or is a $ that a
+// value could follow.
+func tokenPrefix(p string) bool {
+	if p == "$" {
+		return true
+	}
+	for _, m := range multiTokens {
+		if len(m) > len(p) && strings.HasPrefix(m, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // escaped steps over a backslash and the character it escapes, unless a
@@ -1916,26 +1968,34 @@ func (s *shellScan) stepTest(f *frame, i int) int {
 // operator reads the heredoc operator at i (<<WORD or <<-WORD) and returns
 // the offset after its delimiter word.
 func (s *shellScan) operator(i int) (int, error) {
-	t := s.t
 	h := heredoc{}
+	join := func(j int) {
+		for s.continuationAt(j) {
+			s.cutContinuation(j)
+		}
+	}
 	j := i + 2
+	join(j)
+	t := s.t
 	if j < len(t) && t[j] == '-' {
 		h.stripTabs = true
 		j++
 	}
-	for j < len(t) && (t[j] == ' ' || t[j] == '\t') {
+	for join(j); j < len(s.t) && (s.t[j] == ' ' || s.t[j] == '\t'); join(j) {
 		j++
 	}
+	t = s.t
 	delimAction := func(j int) error {
 		end, sl, control, _ := s.next(j)
 		_ = end
 		if sl != nil {
-			return s.refuse(sl, "%s is part of a heredoc delimiter (%s); write the delimiter literally", sl.action, t[i:j])
+			return s.refuse(sl, "%s is part of a heredoc delimiter (%s); write the delimiter literally", sl.action, s.t[i:j])
 		}
-		return s.errorf(j, control, "%s is part of a heredoc delimiter (%s); write the delimiter literally", control, t[i:j])
+		return s.errorf(j, control, "%s is part of a heredoc delimiter (%s); write the delimiter literally", control, s.t[i:j])
 	}
 	var delim strings.Builder
-	for j < len(t) && strings.IndexByte(" \t\n;&|<>()", t[j]) < 0 {
+	for ; j < len(s.t) && strings.IndexByte(" \t\n;&|<>()", s.t[j]) < 0; join(j) {
+		t = s.t
 		if _, _, _, ok := s.next(j); ok {
 			return 0, delimAction(j)
 		}
@@ -1943,6 +2003,13 @@ func (s *shellScan) operator(i int) (int, error) {
 		case '\'', '"':
 			h.quoted = true
 			for j++; j < len(t) && t[j] != q; j++ {
+				if q == '"' {
+					join(j)
+					t = s.t
+					if j >= len(t) || t[j] == q {
+						break
+					}
+				}
 				if _, _, _, ok := s.next(j); ok {
 					return 0, delimAction(j)
 				}
@@ -1964,6 +2031,7 @@ func (s *shellScan) operator(i int) (int, error) {
 			j++
 		}
 	}
+	t = s.t
 	if delim.Len() == 0 {
 		return j, nil // not a heredoc the shell would accept either
 	}
@@ -1986,24 +2054,43 @@ func (s *shellScan) bodies(i int) (int, error) {
 	for _, h := range s.pending {
 		s.cur = &h
 		for i < len(t) {
-			nl := strings.IndexByte(t[i:], '\n')
-			if nl < 0 {
-				nl = len(t) - i
+			// In an unquoted body a line ending in an odd number of
+			// backslashes continues on the next: the shell compares
+			// the joined line with the delimiter (foo\<newline>EOF is
+			// no end line).
+			var line strings.Builder
+			nl := i
+			for {
+				e := strings.IndexByte(t[nl:], '\n')
+				if e < 0 {
+					line.WriteString(t[nl:])
+					nl = len(t)
+					break
+				}
+				e += nl
+				if h.quoted || (e-nl-len(strings.TrimRight(t[nl:e], "\\")))%2 == 0 {
+					line.WriteString(t[nl:e])
+					nl = e
+					break
+				}
+				line.WriteString(t[nl : e-1])
+				nl = e + 1
 			}
-			line := t[i : i+nl]
+			end := nl // the newline ending the (joined) line, or len(t)
+			ln := line.String()
 			if h.stripTabs {
-				line = strings.TrimLeft(line, "\t")
+				ln = strings.TrimLeft(ln, "\t")
 			}
-			if s.withoutComments(line) == h.delim {
+			if s.withoutComments(ln) == h.delim {
 				if len(s.open) > 0 {
 					return 0, s.errorf(s.open[0].at, s.open[0].action, "%s after a heredoc operator (%s) opens a block that does not close before the heredoc ends, so the heredoc's end would depend on the template; keep the block wholly inside or wholly outside the heredoc", s.open[0].action, h.op)
 				}
-				i += nl + 1
+				i = end + 1
 				break
 			}
 			// The line holds no end: every action on it is in the body.
 			j := i
-			for j < len(t) && t[j] != '\n' {
+			for j < end || j < len(t) && t[j] != '\n' {
 				if end, sl, control, ok := s.next(j); ok {
 					if err := s.bodyAction(j, sl, control, h); err != nil {
 						return 0, err
