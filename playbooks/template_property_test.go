@@ -499,6 +499,21 @@ var refusedPositions = []refusedPosition{
 	{tmpl: "cat <<EOF >/dev/null\nfoo\\\nEOF\necho {{.Vars.x}}\nEOF", line: 4, col: 6, reason: "is inside an unquoted heredoc (<<EOF)", vars: touch("$(touch MARKER)"), shells: []string{"dash", "bash"}},
 	{tmpl: "cat <<-EOF\n\tfoo\\\n\tEOF\necho {{.Vars.x}}\nEOF", line: 4, col: 6, reason: "is inside an unquoted heredoc (<<-EOF)", vars: touch("$(touch MARKER)"), shells: []string{"dash", "bash"}},
 	{tmpl: "echo <<EOF\\\nX\nEOF\necho {{.Vars.x}}\nEOF\\\nX", line: 4, col: 6, reason: "is inside an unquoted heredoc (<<EOFX)", vars: touch("$(touch MARKER)"), shells: []string{"dash", "bash"}},
+	// bash's time takes options, and coproc a NAME before a compound command.
+	{tmpl: "time -p eval {{.Vars.x}}", line: 1, col: 14, reason: "is an argument of eval", vars: touch("touch MARKER"), shells: []string{"bash"}},
+	{tmpl: "time -p sh -c {{.Vars.x}}", line: 1, col: 15, reason: "is the command string of sh -c", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}},
+	{tmpl: "time -- sh -c {{.Vars.x}}", line: 1, col: 15, reason: "is the command string of sh -c", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}},
+	{tmpl: "time -p [[ 1 -eq {{.Vars.x}} ]]", line: 1, col: 18, reason: "is inside [[ ]]", vars: touch("a[$(touch MARKER)]"), shells: []string{"bash"}},
+	{tmpl: "time -p a[1{{.Vars.x}}]=1", line: 1, col: 12, reason: "is inside an array subscript a[1...]", vars: touch("a[$(touch MARKER)]"), shells: []string{"bash"}},
+	{tmpl: "echo {{.Vars.x}} | time -p sh", line: 1, col: 6, reason: "is fed to the standard input of sh", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}},
+	{tmpl: "coproc NAME { [[ 1 -eq {{.Vars.x}} ]]; }; wait", line: 1, col: 24, reason: "is inside [[ ]]", vars: touch("a[$(touch MARKER)]"), shells: []string{"bash"}},
+	{tmpl: "coproc eval {{.Vars.x}}; wait", line: 1, col: 13, reason: "is an argument of eval", vars: touch("touch MARKER"), shells: []string{"bash"}},
+	// An array subscript stays open past a quote or an expansion in it.
+	{tmpl: "a[$i{{.Vars.x}}]=1", line: 1, col: 5, reason: "is inside an array subscript", vars: touch("a[$(touch MARKER)]"), shells: []string{"bash"}},
+	{tmpl: "a[\"\"{{.Vars.x}}]=1", line: 1, col: 5, reason: "is inside an array subscript", vars: touch("a[$(touch MARKER)]"), shells: []string{"bash"}},
+	{tmpl: "a[''{{.Vars.x}}]=1", line: 1, col: 5, reason: "is inside an array subscript", vars: touch("a[$(touch MARKER)]"), shells: []string{"bash"}},
+	{tmpl: "a[$i{{.Vars.x}}]=1 true", line: 1, col: 5, reason: "is inside an array subscript"},
+	{tmpl: "a[$(printf %s {{.Vars.x}})]=1", line: 1, col: 15, reason: "is inside an array subscript", vars: touch("a[$(touch MARKER)]"), shells: []string{"bash"}},
 }
 
 func TestShellContextRefusedPositions(t *testing.T) {

@@ -119,6 +119,7 @@ type word struct {
 	plain   bool   // no quoting, expansion or value: it may be a reserved word
 	lit     []byte // unquoted characters before the first quote, expansion or value
 	litDone bool
+	sub     bool   // lit opened an array subscript NAME[ whose ] has not come
 	val     []byte // the word after quote removal, up to its first expansion or value
 	dyn     bool   // holds an expansion or a value: val is only its beginning
 	exp     bool   // holds an expansion: $x, $( ), `...`
@@ -170,6 +171,8 @@ type command struct {
 	redir     string // the next word is the target of this redirection operator
 	forWord   int    // for/select: 1 the name comes, 2 in or do comes, 3 in its word list
 	fnName    bool   // after "function"
+	timeOpts  bool   // after bash's "time": -p and -- are its options, not the command
+	coprocAt  bool   // after bash's "coproc": a NAME before a compound command is no command
 	rule      argRule
 	name      string // basename of the command that decided rule
 	viaXargs  bool   // the command is run by xargs, with words from its input
@@ -582,14 +585,15 @@ func (s *shellScan) value(i int, sl *slot) error {
 		c := f.cmd
 		c.begin(i)
 		if f.kind == frameCommand || f.caseAt == caseBody {
-			if (!c.named || c.rule == ruleDeclare) && !c.w.litDone && subscriptOpen.Match(c.w.lit) {
+			if (!c.named || c.rule == ruleDeclare) && (c.w.sub || !c.w.litDone && subscriptOpen.Match(c.w.lit)) {
 				return s.refuse(sl, "%s is inside an array subscript %s...], which bash evaluates as arithmetic (a value like a[$(cmd)] runs cmd); write the subscript literally, or check the value is a number first", a, c.w.lit)
 			}
 		}
 		c.w.tail = c.w.tail || len(c.w.slots) > 0
 		use := slotUse{sl: sl, at: i, first: c.w.start == i, direct: direct, via: via}
 		c.w.slots = append(c.w.slots, use)
-		c.w.plain, c.w.litDone, c.w.dyn = false, true, true
+		c.w.endLit()
+		c.w.plain, c.w.dyn = false, true
 		if c.anySlot == nil {
 			c.anySlot = &c.w.slots[len(c.w.slots)-1]
 		}
@@ -651,6 +655,8 @@ func (c *command) literal(i int, b byte) {
 	w := &c.w
 	if !w.litDone {
 		w.lit = append(w.lit, b)
+	} else if w.sub && b == ']' {
+		w.sub = false
 	}
 	if !w.dyn {
 		w.val = append(w.val, b)
@@ -668,6 +674,15 @@ func (c *command) literal(i int, b byte) {
 	}
 }
 
+// endLit ends the word's unquoted beginning (at a quote, an expansion or
+// a value); a subscript NAME[ open there stays open up to an unquoted ].
+func (w *word) endLit() {
+	if !w.litDone {
+		w.litDone = true
+		w.sub = subscriptOpen.Match(w.lit)
+	}
+}
+
 // quotedChar adds a character that quoting made literal.
 func (c *command) quotedChar(i int, b byte) {
 	c.quote(i)
@@ -679,7 +694,8 @@ func (c *command) quotedChar(i int, b byte) {
 // quote marks the word as quoted (it is no reserved word, no assignment).
 func (c *command) quote(i int) {
 	c.begin(i)
-	c.w.plain, c.w.litDone = false, true
+	c.w.endLit()
+	c.w.plain = false
 	c.w.tail = c.w.tail || len(c.w.slots) > 0
 }
 
@@ -1061,14 +1077,35 @@ func (s *shellScan) endWord(f *frame) error {
 	case 3:
 		return nil // the loop's words: ordinary words
 	}
+	if !c.named && c.timeOpts {
+		c.timeOpts = false
+		if w.plain && c.prefix == 0 && strings.HasPrefix(lit, "-") {
+			c.timeOpts = true
+			c.wordCount = 0
+			return nil
+		}
+	}
+	if !c.named && c.coprocAt {
+		c.coprocAt = false
+		if w.plain && c.prefix == 0 && varName.MatchString(lit) && s.compoundAt(w.start+len(w.lit)) {
+			c.wordCount = 0
+			return nil
+		}
+	}
 	if !c.named {
 		if w.plain && c.prefix == 0 {
 			switch lit {
+			case "time":
+				c.wordCount, c.timeOpts = 0, true
+				return nil
+			case "coproc":
+				c.wordCount, c.coprocAt = 0, true
+				return nil
 			case "if", "while", "until", "{":
 				f.nest++
 				c.wordCount = 0
 				return nil // a command comes next
-			case "then", "else", "elif", "do", "!", "time", "coproc":
+			case "then", "else", "elif", "do", "!":
 				c.wordCount = 0
 				return nil
 			case "fi", "done", "}":
@@ -1126,6 +1163,29 @@ func (s *shellScan) endWord(f *frame) error {
 		return nil // options, perhaps: not the command's operand
 	}
 	return s.argument(c, &w)
+}
+
+var varName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// compoundAt reports whether a compound command starts at i, after blanks
+// (bash's coproc NAME { ...; } takes NAME as the coprocess's name).
+func (s *shellScan) compoundAt(i int) bool {
+	t := s.t
+	for i < len(t) && (t[i] == ' ' || t[i] == '\t') {
+		i++
+	}
+	if i < len(t) && t[i] == '(' {
+		return true
+	}
+	j := i
+	for j < len(t) && strings.IndexByte(" \t\n;&|<>()", t[j]) < 0 {
+		j++
+	}
+	switch t[i:j] {
+	case "{", "if", "while", "until", "for", "case", "select", "[[", "function":
+		return true
+	}
+	return false
 }
 
 // ruleFor picks how a command's arguments are checked, from its name.
