@@ -514,6 +514,18 @@ var refusedPositions = []refusedPosition{
 	{tmpl: "a[''{{.Vars.x}}]=1", line: 1, col: 5, reason: "is inside an array subscript", vars: touch("a[$(touch MARKER)]"), shells: []string{"bash"}},
 	{tmpl: "a[$i{{.Vars.x}}]=1 true", line: 1, col: 5, reason: "is inside an array subscript"},
 	{tmpl: "a[$(printf %s {{.Vars.x}})]=1", line: 1, col: 15, reason: "is inside an array subscript", vars: touch("a[$(touch MARKER)]"), shells: []string{"bash"}},
+	// After a wrapper, any later word naming a shell may be what it runs.
+	{tmpl: "env -u sh bash -c {{.Vars.x}}", line: 1, col: 19, reason: "is the command string of bash -c", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}},
+	{tmpl: "exec -a sh bash -c {{.Vars.x}}", line: 1, col: 20, reason: "is the command string of bash -c", vars: touch("touch MARKER"), shells: []string{"bash"}},
+	{tmpl: "find . -maxdepth 0 ! -name sh -exec bash -c {{.Vars.x}} \\;", line: 1, col: 45, reason: "is the command string of bash -c", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}},
+	{tmpl: "sudo -u sh bash -c {{.Vars.x}}", line: 1, col: 20, reason: "is the command string of bash -c"},
+	{tmpl: "flock ./l -c {{.Vars.x}}", line: 1, col: 14, reason: "is the command flock -c runs", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}, needs: "flock"},
+	{tmpl: "flock -n ./l --comm={{.Vars.x}}", line: 1, col: 21, reason: "is the command flock -c runs"},
+	{tmpl: "env -vS {{.Vars.x}}", line: 1, col: 9, reason: "is the string env -S splits", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}},
+	{tmpl: "env --split={{.Vars.x}}", line: 1, col: 13, reason: "is the string env -S splits", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}},
+	{tmpl: "env -iS{{.Vars.x}}", line: 1, col: 8, reason: "is the string env -S splits", vars: touch("/usr/bin/touch MARKER"), shells: []string{"dash", "bash"}},
+	{tmpl: "env {{.Vars.x}}", line: 1, col: 5, reason: `is "-S/usr/bin/touch MARKER", where env reads options`, vars: touch("-S/usr/bin/touch MARKER"), shells: []string{"dash", "bash"}, dynamicOK: true},
+	{tmpl: "printf '%s\\n' {{.Vars.x}} | xargs -rI{} sh -c 'echo {}'", line: 1, col: 15, reason: "is fed to the standard input of sh", vars: touch("$(touch MARKER)"), shells: []string{"dash", "bash"}},
 }
 
 func TestShellContextRefusedPositions(t *testing.T) {

@@ -176,6 +176,7 @@ type command struct {
 	rule      argRule
 	name      string // basename of the command that decided rule
 	viaXargs  bool   // the command is run by xargs, with words from its input
+	wrapped   bool   // the rule came from a word after a wrapper (env, sudo, find -exec, ...)
 	xargsRepl bool   // xargs -I: input replaces a string anywhere in the command
 	st        ruleState
 	here      *slotUse // a value fed to its standard input (here-string, <(...))
@@ -1247,20 +1248,48 @@ func (s *shellScan) argument(c *command, w *word) error {
 		first = &w.slots[0]
 	}
 	st := &c.st
+	// After a wrapper, relctl does not follow which word is an option's
+	// argument (env -u sh bash -c ..., find -name sh -exec bash -c ...):
+	// any later word naming a shell, su, ssh or an interpreter may be the
+	// program it runs, so the strictest reading wins from there on.
+	if c.wrapped && c.rule != ruleWrapper && c.rule != ruleSSH && literal {
+		if r, name := ruleForName(path.Base(val)); r == ruleShell || r == ruleSu || r == ruleSSH || r == ruleInterp {
+			c.rule, c.name, c.st = r, name, ruleState{}
+			return nil
+		}
+	}
 	switch c.rule {
 	case ruleWrapper:
-		if c.name == "env" {
-			if first != nil && (st.optArg == "-S" || strings.HasPrefix(val, "-S") || strings.HasPrefix(val, "--split-string")) {
-				return s.refuse(first.sl, "%s is the string env -S splits into a command line, so the value would choose the command and its arguments; pass it as one argument of the command instead", first.sl.action)
+		short := len(val) > 1 && val[0] == '-' && val[1] != '-'
+		long, _, attached := strings.Cut(strings.TrimPrefix(val, "--"), "=")
+		isLong := strings.HasPrefix(val, "--") && len(val) > 2
+		if optionLike(first) && !st.optsDone && (c.name == "env" || c.name == "flock" || c.name == "xargs") {
+			return s.refuse(first.sl, "%s is %q, where %s reads options, and some of them take a command line or code; put -- before it", first.sl.action, first.sl.value, c.name)
+		}
+		if literal && val == "--" {
+			st.optsDone = true
+		}
+		if c.name == "env" || c.name == "flock" {
+			// env -S STRING splits STRING into a command line; flock -c
+			// COMMAND runs COMMAND through sh -c.
+			letter, longName := "S", "split-string"
+			if c.name == "flock" {
+				letter, longName = "c", "command"
+			}
+			if first != nil && (st.optArg == letter || !st.optsDone && (short && strings.Contains(val, letter) || isLong && strings.HasPrefix(longName, long))) {
+				if c.name == "env" {
+					return s.refuse(first.sl, "%s is the string env -S splits into a command line, so the value would choose the command and its arguments; pass it as one argument of the command instead", first.sl.action)
+				}
+				return s.refuse(first.sl, "%s is the command flock -c runs through a shell, so it would run as code; pass the value as an argument of a fixed command instead: flock FILE sh -c '... \"$1\" ...' sh %s", first.sl.action, first.sl.action)
 			}
 			st.optArg = ""
-			if literal && (val == "-S" || val == "--split-string") {
-				st.optArg = "-S"
+			if literal && !st.optsDone && (short && strings.HasSuffix(val, letter) || isLong && !attached && strings.HasPrefix(longName, long)) {
+				st.optArg = letter
 			}
 		}
 		if c.name == "xargs" {
 			c.viaXargs = true
-			c.xargsRepl = c.xargsRepl || literal && (strings.HasPrefix(val, "-I") || strings.HasPrefix(val, "-i") || strings.HasPrefix(val, "--replace"))
+			c.xargsRepl = c.xargsRepl || literal && (short && strings.ContainsAny(val, "Ii") || isLong && strings.HasPrefix("replace", long))
 		}
 		if literal {
 			// A program it runs: a shell, su, ssh, an interpreter. Builtins
@@ -1270,6 +1299,7 @@ func (s *shellScan) argument(c *command, w *word) error {
 			switch r {
 			case ruleShell, ruleSu, ruleSSH, ruleInterp:
 				c.rule, c.name, c.st = r, name, ruleState{}
+				c.wrapped = true
 			case ruleNone, ruleWrapper:
 			default:
 				if (c.name == "command" || c.name == "builtin") && !st.program {
