@@ -526,6 +526,17 @@ var refusedPositions = []refusedPosition{
 	{tmpl: "env -iS{{.Vars.x}}", line: 1, col: 8, reason: "is the string env -S splits", vars: touch("/usr/bin/touch MARKER"), shells: []string{"dash", "bash"}},
 	{tmpl: "env {{.Vars.x}}", line: 1, col: 5, reason: `is "-S/usr/bin/touch MARKER", where env reads options`, vars: touch("-S/usr/bin/touch MARKER"), shells: []string{"dash", "bash"}, dynamicOK: true},
 	{tmpl: "printf '%s\\n' {{.Vars.x}} | xargs -rI{} sh -c 'echo {}'", line: 1, col: 15, reason: "is fed to the standard input of sh", vars: touch("$(touch MARKER)"), shells: []string{"dash", "bash"}},
+	// A value flows on into subshells, compound commands and process
+	// substitutions of its pipeline, and through a file descriptor.
+	{tmpl: "echo {{.Vars.x}} | (sh)", line: 1, col: 6, reason: "is fed to the standard input of sh", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}},
+	{tmpl: "echo {{.Vars.x}} | (:; sh)", line: 1, col: 6, reason: "is fed to the standard input of sh", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}},
+	{tmpl: "echo {{.Vars.x}} | if :; then sh; fi", line: 1, col: 6, reason: "is fed to the standard input of sh", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}},
+	{tmpl: "echo {{.Vars.x}} | { :; sh; }", line: 1, col: 6, reason: "is fed to the standard input of sh", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}},
+	{tmpl: "echo {{.Vars.x}} | case a in a) sh;; esac", line: 1, col: 6, reason: "is fed to the standard input of sh", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}},
+	{tmpl: "echo {{.Vars.x}} | tee >(sh) >/dev/null; sleep 0.3", line: 1, col: 6, reason: "is fed to the standard input of sh", vars: touch("touch MARKER"), shells: []string{"bash"}},
+	{tmpl: "echo {{.Vars.x}} > >(sh); sleep 0.3", line: 1, col: 6, reason: "writes into a process substitution >(...)", vars: touch("touch MARKER"), shells: []string{"bash"}},
+	{tmpl: "sh /dev/fd/3 3<<< {{.Vars.x}}", line: 1, col: 19, reason: "is fed to the standard input of sh", vars: touch("touch MARKER"), shells: []string{"bash"}},
+	{tmpl: "exec 3<<< {{.Vars.x}}; sh <&3", line: 1, col: 11, reason: "is fed to the standard input of sh", vars: touch("touch MARKER"), shells: []string{"bash"}},
 }
 
 func TestShellContextRefusedPositions(t *testing.T) {

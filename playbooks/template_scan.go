@@ -111,6 +111,13 @@ type frame struct {
 	nest     int
 	listSlot *slotUse
 	anySlot  *slotUse
+	// pipeNest is nest where pipeFed's pipeline began: the pipeline runs
+	// on through ; and newlines inside a compound command it pipes into.
+	pipeNest int
+	// inherited is a value fed to the standard input of the whole frame
+	// (a subshell, $( ), <( ) or >( ) in a pipeline it flows through).
+	inherited *slotUse
+	shellIn   bool // a shell or interpreter in it reads its script from stdin
 }
 
 // word is the shell word being read at command level.
@@ -164,24 +171,25 @@ const (
 
 // command is the simple command being read in a command-level frame.
 type command struct {
-	inWord    bool
-	w         word
-	named     bool   // the command name is read; further words are arguments
-	prefix    int    // assignments before the name
-	redir     string // the next word is the target of this redirection operator
-	forWord   int    // for/select: 1 the name comes, 2 in or do comes, 3 in its word list
-	fnName    bool   // after "function"
-	timeOpts  bool   // after bash's "time": -p and -- are its options, not the command
-	coprocAt  bool   // after bash's "coproc": a NAME before a compound command is no command
-	rule      argRule
-	name      string // basename of the command that decided rule
-	viaXargs  bool   // the command is run by xargs, with words from its input
-	wrapped   bool   // the rule came from a word after a wrapper (env, sudo, find -exec, ...)
-	xargsRepl bool   // xargs -I: input replaces a string anywhere in the command
-	st        ruleState
-	here      *slotUse // a value fed to its standard input (here-string, <(...))
-	anySlot   *slotUse // the first value anywhere in the command
-	wordCount int      // words read, redirections and assignments included
+	inWord     bool
+	w          word
+	named      bool   // the command name is read; further words are arguments
+	prefix     int    // assignments before the name
+	redir      string // the next word is the target of this redirection operator
+	forWord    int    // for/select: 1 the name comes, 2 in or do comes, 3 in its word list
+	fnName     bool   // after "function"
+	timeOpts   bool   // after bash's "time": -p and -- are its options, not the command
+	coprocAt   bool   // after bash's "coproc": a NAME before a compound command is no command
+	rule       argRule
+	name       string // basename of the command that decided rule
+	viaXargs   bool   // the command is run by xargs, with words from its input
+	wrapped    bool   // the rule came from a word after a wrapper (env, sudo, find -exec, ...)
+	xargsRepl  bool   // xargs -I: input replaces a string anywhere in the command
+	st         ruleState
+	here       *slotUse // a value fed to its standard input (here-string, <(...))
+	feedsShell bool     // it writes into a >(...) where a shell reads its script from stdin
+	anySlot    *slotUse // the first value anywhere in the command
+	wordCount  int      // words read, redirections and assignments included
 }
 
 type ruleState struct {
@@ -222,6 +230,7 @@ type shellScan struct {
 	open         []openBlock // template blocks opened since the first pending operator
 	cur          *heredoc    // the operator open blocks are reported against
 
+	fdFed    *slotUse          // a value exec put on a file descriptor (exec 3<<< value)
 	intNames map[string]string // variables whose assignments bash evaluates as arithmetic, and why
 	aliases  map[string]string // alias name -> the first word of its value
 	assigned []assignment
@@ -249,8 +258,11 @@ var bashIntegers = []string{"RANDOM", "SRANDOM", "OPTIND", "HISTCMD"}
 // interactive shells.
 var codeVariables = map[string]bool{"PS0": true, "PS1": true, "PS2": true, "PS4": true, "PROMPT_COMMAND": true, "BASH_ENV": true, "ENV": true}
 
-// stdinScripts are script operands that read standard input.
-var stdinScripts = map[string]bool{"-": true, "/dev/stdin": true, "/dev/fd/0": true, "/proc/self/fd/0": true}
+// stdinScripts are script operands that read standard input or another
+// file descriptor a value may have been written to (sh /dev/fd/3 3<<< ...).
+var stdinScripts = stdinScriptRE.MatchString
+
+var stdinScriptRE = regexp.MustCompile(`^(-|/dev/stdin|/dev/fd/[0-9]+|/proc/(self|thread-self|[0-9]+)/fd/[0-9]+)$`)
 
 // quotedActionError reports the first action of a shell template standing
 // where relctl's quoting would not keep its value one inert word, as a
@@ -352,7 +364,22 @@ func excerpt(t string, i int) string {
 
 func (s *shellScan) top() *frame { return s.frames[len(s.frames)-1] }
 
-func (s *shellScan) push(f *frame) { s.frames = append(s.frames, f) }
+func (s *shellScan) push(f *frame) {
+	if f.cmd != nil {
+		// What flows into the command being read flows into a subshell,
+		// a command or process substitution or a case inside it.
+		for k := len(s.frames) - 1; k >= 0; k-- {
+			if p := s.frames[k]; p.cmd != nil {
+				f.inherited = p.pipeFed
+				if f.inherited == nil {
+					f.inherited = p.inherited
+				}
+				break
+			}
+		}
+	}
+	s.frames = append(s.frames, f)
+}
 
 func (s *shellScan) pop() {
 	if len(s.frames) > 1 {
@@ -822,7 +849,16 @@ func (s *shellScan) stepCommand(f *frame, i int) (int, error) {
 				return 0, err
 			}
 			opener, inner := f.opener, f.anySlot
+			shellIn := f.shellIn
 			s.pop()
+			if p := s.top(); shellIn {
+				p.shellIn = true
+				if opener == ">(" {
+					if c := s.owner(len(s.frames) - 1); c != nil {
+						c.feedsShell = true
+					}
+				}
+			}
 			if opener == "(" {
 				p := s.top()
 				p.cmd.named = true // a subshell is a whole command
@@ -977,10 +1013,20 @@ func (s *shellScan) endCommand(f *frame, op string) error {
 	if c.rule == ruleNames && c.here != nil && len(c.st.names) > 0 {
 		s.assigned = append(s.assigned, assignment{names: c.st.names, use: *c.here, how: "read into"})
 	}
+	if c.rule == ruleWrapper && c.name == "exec" && c.here != nil && s.fdFed == nil {
+		s.fdFed = c.here // exec 3<<< value: any later command may read it
+	}
+	if c.feedsShell && c.anySlot != nil {
+		sl := c.anySlot.sl
+		return s.refuse(sl, "%s is in a command that writes into a process substitution >(...) where a shell or interpreter reads the script it runs from its standard input, so the value could run as code; pass the value as an argument of a fixed script instead, e.g. sh -c '... \"$1\" ...' sh %s", sl.action, sl.action)
+	}
 	if s.readsScriptFromStdin(c) {
+		f.shellIn = true
 		feed := f.pipeFed
-		if feed == nil {
-			feed = c.here
+		for _, u := range []*slotUse{f.inherited, c.here, s.fdFed} {
+			if feed == nil {
+				feed = u
+			}
 		}
 		if feed != nil {
 			return s.refuse(feed.sl, "%s is fed to the standard input of %s, which reads the script it runs from there, so the value would run as code; pass the value as an argument of a fixed script instead, e.g. %s -c '... \"$1\" ...' %s %s", feed.sl.action, c.name, "sh", "sh", feed.sl.action)
@@ -994,10 +1040,12 @@ func (s *shellScan) endCommand(f *frame, op string) error {
 	switch op {
 	case "|", "|&":
 		if f.pipeFed == nil {
-			f.pipeFed = fed
+			f.pipeFed, f.pipeNest = fed, f.nest
 		}
 	default:
-		f.pipeFed = nil
+		if f.nest <= f.pipeNest {
+			f.pipeFed = nil
+		}
 		if f.nest == 0 {
 			f.listSlot = nil
 		}
@@ -1373,7 +1421,7 @@ func (s *shellScan) argument(c *command, w *word) error {
 		if first != nil && first.via == "<(" {
 			return s.refuse(first.sl, "%s is written into the script %s reads (through <(...)), so it would run as code; pass the value to a fixed script as an argument or a variable instead", first.sl.action, c.name)
 		}
-		st.stdin = literal && stdinScripts[val] && val != "-"
+		st.stdin = literal && stdinScripts(val) && val != "-"
 	case ruleInterp:
 		return s.interpArgument(c, w, first)
 	}
@@ -1550,7 +1598,7 @@ func (s *shellScan) shellArgument(c *command, w *word, first *slotUse) error {
 		return nil // sh -s: the words are arguments; the script comes from stdin
 	}
 	if first == nil {
-		st.stdin = st.stdin || !st.sawC && literal && stdinScripts[val]
+		st.stdin = st.stdin || !st.sawC && literal && stdinScripts(val)
 		return nil
 	}
 	if st.sawC {
@@ -1666,7 +1714,7 @@ func (s *shellScan) interpArgument(c *command, w *word, first *slotUse) error {
 			}
 		case strings.Contains(in.file, opt):
 			st.program = true
-			st.stdin = st.stdin || literal && stdinScripts[val]
+			st.stdin = st.stdin || literal && stdinScripts(val)
 		}
 		return nil
 	}
@@ -1734,7 +1782,7 @@ func (s *shellScan) interpArgument(c *command, w *word, first *slotUse) error {
 		return s.refuse(first.sl, "%s is %q, where %s reads options, and an option like %s takes program text it runs; put -- before it", first.sl.action, first.sl.value, c.name, opt)
 	}
 	if !st.operand && !st.program {
-		st.stdin = literal && stdinScripts[val]
+		st.stdin = literal && stdinScripts(val)
 		if first != nil && first.via == "<(" {
 			return refuseCode()
 		}
