@@ -441,7 +441,15 @@ var refusedPositions = []refusedPosition{
 	{tmpl: "e\\val {{.Vars.x}}", line: 1, col: 7, reason: "is an argument of eval", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}},
 	{tmpl: "$'eval' {{.Vars.x}}", line: 1, col: 9, reason: "is an argument of eval", vars: touch("touch MARKER"), shells: []string{"bash"}},
 	{tmpl: "sh \"-c\" {{.Vars.x}}", line: 1, col: 9, reason: "is the command string of sh -c", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}},
-	{tmpl: "alias e=eval\ne {{.Vars.x}}", line: 2, col: 3, reason: "is an argument of eval", vars: touch("touch MARKER"), shells: []string{"dash"}},
+	// After an alias definition (or an eval, which may hold one) every value is refused.
+	{tmpl: "alias e=eval\ne {{.Vars.x}}", line: 2, col: 3, reason: "an alias definition", vars: touch("touch MARKER"), shells: []string{"dash"}},
+	{tmpl: "alias t='sh -c'\nt {{.Vars.x}}", line: 2, col: 3, reason: "an alias definition", vars: touch("touch MARKER"), shells: []string{"dash"}},
+	{tmpl: "shopt -s expand_aliases\nalias t='sh -c'\nt {{.Vars.x}}", line: 3, col: 3, reason: "an alias definition", vars: touch("touch MARKER"), shells: []string{"dash", "bash"}},
+	{tmpl: "alias t='command eval'\nt {{.Vars.x}}", line: 2, col: 3, reason: "an alias definition", vars: touch("touch MARKER"), shells: []string{"dash"}},
+	{tmpl: "shopt -s expand_aliases\nalias t='[['\nt 1 -eq {{.Vars.x}} ]]", line: 3, col: 9, reason: "an alias definition", vars: touch("a[$(touch MARKER)]"), shells: []string{"bash"}},
+	{tmpl: "eval 'alias e=eval'\ne {{.Vars.x}}", line: 2, col: 3, reason: "an alias definition (or an eval", vars: touch("touch MARKER"), shells: []string{"dash"}},
+	{tmpl: "shopt -s expand_aliases; BASH_ALIASES[ls]={{.Vars.x}}\nls", line: 1, col: 43, reason: "is assigned to BASH_ALIASES", vars: touch("touch MARKER"), shells: []string{"bash"}},
+	{tmpl: "shopt -s expand_aliases; BASH_ALIASES[t]='sh -c'\nt {{.Vars.x}}", line: 2, col: 3, reason: "an assignment to BASH_ALIASES", vars: touch("touch MARKER"), shells: []string{"bash"}},
 	// bash brace expansion can make options and command names.
 	{tmpl: "sh {-c,-e} {{.Vars.x}}", line: 1, col: 12, reason: "a bash brace expansion {a,b} among the arguments of sh", vars: touch("touch MARKER"), shells: []string{"bash"}},
 	{tmpl: "command {eval,true} {{.Vars.x}}", line: 1, col: 21, reason: "a bash brace expansion {a,b} among the arguments", vars: touch("; touch MARKER"), shells: []string{"bash"}},

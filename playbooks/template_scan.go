@@ -1013,6 +1013,12 @@ func (s *shellScan) endCommand(f *frame, op string) error {
 	if c.rule == ruleNames && c.here != nil && len(c.st.names) > 0 {
 		s.assigned = append(s.assigned, assignment{names: c.st.names, use: *c.here, how: "read into"})
 	}
+	if c.rule == ruleCode && (c.name == "alias" || c.name == "eval") {
+		// An alias changes what any later command word means (dash
+		// expands aliases in scripts, bash with expand_aliases), and eval
+		// may define one.
+		s.poison(c.w.start, "an alias definition (or an eval, which may define one), which changes what later commands mean")
+	}
 	if c.rule == ruleWrapper && c.name == "exec" && c.here != nil && s.fdFed == nil {
 		s.fdFed = c.here // exec 3<<< value: any later command may read it
 	}
@@ -1074,8 +1080,15 @@ func (s *shellScan) readsScriptFromStdin(c *command) bool {
 
 // assign checks a value assigned to name.
 func (s *shellScan) assign(name string, w *word, how string) error {
+	if name == "BASH_ALIASES" {
+		s.poison(w.start, "an assignment to BASH_ALIASES, which defines an alias that changes what later commands mean")
+	}
 	if len(w.slots) == 0 {
 		return nil
+	}
+	if name == "BASH_ALIASES" {
+		sl := w.slots[0].sl
+		return s.refuse(sl, "%s is %s BASH_ALIASES, which defines an alias, so the value would run as code where the alias is used; define aliases with fixed text", sl.action, how)
 	}
 	if codeVariables[name] {
 		sl := w.slots[0].sl
