@@ -171,25 +171,26 @@ const (
 
 // command is the simple command being read in a command-level frame.
 type command struct {
-	inWord     bool
-	w          word
-	named      bool   // the command name is read; further words are arguments
-	prefix     int    // assignments before the name
-	redir      string // the next word is the target of this redirection operator
-	forWord    int    // for/select: 1 the name comes, 2 in or do comes, 3 in its word list
-	fnName     bool   // after "function"
-	timeOpts   bool   // after bash's "time": -p and -- are its options, not the command
-	coprocAt   bool   // after bash's "coproc": a NAME before a compound command is no command
-	rule       argRule
-	name       string // basename of the command that decided rule
-	viaXargs   bool   // the command is run by xargs, with words from its input
-	wrapped    bool   // the rule came from a word after a wrapper (env, sudo, find -exec, ...)
-	xargsRepl  bool   // xargs -I: input replaces a string anywhere in the command
-	st         ruleState
-	here       *slotUse // a value fed to its standard input (here-string, <(...))
-	feedsShell bool     // it writes into a >(...) where a shell reads its script from stdin
-	anySlot    *slotUse // the first value anywhere in the command
-	wordCount  int      // words read, redirections and assignments included
+	inWord      bool
+	w           word
+	named       bool   // the command name is read; further words are arguments
+	prefix      int    // assignments before the name
+	redir       string // the next word is the target of this redirection operator
+	forWord     int    // for/select: 1 the name comes, 2 in or do comes, 3 in its word list
+	fnName      bool   // after "function"
+	timeOpts    bool   // after bash's "time": -p and -- are its options, not the command
+	coprocAt    bool   // after bash's "coproc": a NAME before a compound command is no command
+	rule        argRule
+	name        string // basename of the command that decided rule
+	viaXargs    bool   // the command is run by xargs, with words from its input
+	wrapped     bool   // the rule came from a word after a wrapper (env, sudo, find -exec, ...)
+	xargsRepl   bool   // xargs -I: input replaces a string anywhere in the command
+	st          ruleState
+	here        *slotUse // a value fed to its standard input (here-string, <(...))
+	feedsShell  bool     // it writes into a >(...) where a shell reads its script from stdin
+	declUnknown int      // declare and the like: offset+1 of an expansion among its arguments
+	anySlot     *slotUse // the first value anywhere in the command
+	wordCount   int      // words read, redirections and assignments included
 }
 
 type ruleState struct {
@@ -1010,14 +1011,25 @@ var assignmentRE = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*)(?:\[[^\]]*\])?\
 // "" at the end of the text), and follows the pipeline it is part of.
 func (s *shellScan) endCommand(f *frame, op string) error {
 	c := f.cmd
-	if c.rule == ruleNames && c.here != nil && len(c.st.names) > 0 {
-		s.assigned = append(s.assigned, assignment{names: c.st.names, use: *c.here, how: "read into"})
+	if c.rule == ruleNames && len(c.st.names) > 0 {
+		for _, u := range []*slotUse{c.here, f.pipeFed, f.inherited, s.fdFed} {
+			if u != nil {
+				s.assigned = append(s.assigned, assignment{names: c.st.names, use: *u, how: "read into"})
+				break
+			}
+		}
+	}
+	if c.rule == ruleFlagName && len(c.st.names) > 0 && c.anySlot != nil {
+		s.assigned = append(s.assigned, assignment{names: c.st.names, use: *c.anySlot, how: "assigned by " + c.name + " " + map[bool]string{true: "-v", false: "-p"}[c.name == "printf"] + " to"})
 	}
 	if c.rule == ruleCode && (c.name == "alias" || c.name == "eval") {
 		// An alias changes what any later command word means (dash
 		// expands aliases in scripts, bash with expand_aliases), and eval
 		// may define one.
 		s.poison(c.w.start, "an alias definition (or an eval, which may define one), which changes what later commands mean")
+	}
+	if c.declUnknown > 0 {
+		s.poison(c.declUnknown-1, "an expansion among the arguments of "+c.name+", which may declare a variable integer (-i) or a reference (-n)")
 	}
 	if c.rule == ruleWrapper && c.name == "exec" && c.here != nil && s.fdFed == nil {
 		s.fdFed = c.here // exec 3<<< value: any later command may read it
@@ -1125,6 +1137,7 @@ func (s *shellScan) endWord(f *frame) error {
 	switch c.forWord {
 	case 1:
 		c.forWord = 2
+		c.st.names = []string{lit} // for NAME in ...: each word is assigned to NAME
 		return nil
 	case 2:
 		switch {
@@ -1137,6 +1150,9 @@ func (s *shellScan) endWord(f *frame) error {
 		}
 		return nil
 	case 3:
+		if len(w.slots) > 0 && len(c.st.names) > 0 {
+			s.assigned = append(s.assigned, assignment{names: c.st.names, use: w.slots[0], how: "assigned by for to"})
+		}
 		return nil // the loop's words: ordinary words
 	}
 	if !c.named && c.timeOpts {
@@ -1222,6 +1238,11 @@ func (s *shellScan) endWord(f *frame) error {
 		return err
 	}
 	if c.st.unknown == &w && c.rule != ruleTest && c.rule != ruleFlagName {
+		if c.rule == ruleDeclare {
+			// It may be -i, -n or a name declared so: later assignments
+			// could be evaluated.
+			c.declUnknown = w.start + 1
+		}
 		return nil // options, perhaps: not the command's operand
 	}
 	return s.argument(c, &w)
@@ -1395,6 +1416,9 @@ func (s *shellScan) argument(c *command, w *word) error {
 		if first != nil && (st.optArg == flag || strings.HasPrefix(val, flag)) {
 			return s.refuse(first.sl, "%s is the variable name of %s %s, and bash evaluates an array subscript in a name (a[$(cmd)]) as arithmetic; write the name literally", first.sl.action, c.name, flag)
 		}
+		if st.optArg == flag && literal {
+			st.names = append(st.names, val)
+		}
 		switch {
 		case literal && val == flag:
 			st.optArg = flag
@@ -1553,8 +1577,16 @@ func (s *shellScan) declareArgument(c *command, w *word, first *slotUse) error {
 		name = name[:i]
 	}
 	if first == nil {
-		if strings.Contains(st.opts, "i") && literal {
-			s.intNames[name] = "which the template declares integer (" + c.name + " -i)"
+		if k := strings.IndexAny(st.opts, "inaA"); k >= 0 {
+			if !literal {
+				s.poison(w.start, c.name+" -"+st.opts+" with a name relctl cannot see")
+			} else {
+				if strings.Contains(st.opts, "i") {
+					s.intNames[name] = "which the template declares integer (" + c.name + " -i)"
+				} else {
+					s.intNames[name] = "which the template declares with " + c.name + " -" + st.opts[k:k+1] + " (bash evaluates what is assigned to it)"
+				}
+			}
 		}
 		return nil
 	}
