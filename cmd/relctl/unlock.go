@@ -107,7 +107,7 @@ func describeOwner(s state.HostLockState) string {
 		return "an unknown holder"
 	}
 	o := s.Owner
-	d := fmt.Sprintf("run %s (%s %s by %s@%s, pid %d)", o.RunID, o.Command, o.Release, o.Operator, o.Controller, o.PID)
+	d := fmt.Sprintf("run %s (%s %s in %s by %s@%s, pid %d)", o.RunID, o.Command, o.Release, o.Env, o.Operator, o.Controller, o.PID)
 	if s.Stale {
 		d += ", stale: " + s.StaleReason
 	}

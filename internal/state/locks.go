@@ -46,6 +46,10 @@ type LockTarget struct {
 	// Reconnect, when set, gives a fresh connection after Conn was lost (a
 	// run that reconnects to a host keeps its lock there alive and releasable).
 	Reconnect func(ctx context.Context) (transport.Conn, error)
+	// Optional: the run goes on without this host's lock when its lock
+	// command fails (LockSet.NotLocked lists it). A lock held by another
+	// run still refuses the run.
+	Optional bool
 }
 
 // run runs a lock script on the target, once more on a fresh connection when
@@ -74,10 +78,16 @@ type LockOptions struct {
 	TakeOverStale bool
 	Now           func() time.Time // default time.Now
 	Refresh       time.Duration    // heartbeat interval; default TTL/4
+	// ReleaseTimeout bounds the release of each host's lock (reconnecting
+	// included), counted from when the heartbeat has stopped; default 30s.
+	ReleaseTimeout time.Duration
 }
 
 // DefaultLockTTL is the heartbeat age after which a lock is stale.
 const DefaultLockTTL = 2 * time.Minute
+
+// DefaultReleaseTimeout is how long relctl tries to remove one host's lock.
+const DefaultReleaseTimeout = 30 * time.Second
 
 // refreshFailuresWarn is how many refreshes in a row may fail on a host
 // before the lock there counts as lost.
@@ -92,6 +102,9 @@ func (o LockOptions) withDefaults() LockOptions {
 	}
 	if o.Refresh <= 0 {
 		o.Refresh = o.TTL / 4
+	}
+	if o.ReleaseTimeout <= 0 {
+		o.ReleaseTimeout = DefaultReleaseTimeout
 	}
 	return o
 }
@@ -153,6 +166,7 @@ func (e *LockedError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "environment %s is locked", e.Env)
 	stale, live := false, false
+	var elsewhere []string // the environments of live runs that are not e.Env's
 	for i, g := range groups {
 		if i > 0 {
 			b.WriteString(";")
@@ -161,20 +175,33 @@ func (e *LockedError) Error() string {
 			fmt.Fprintf(&b, " by a broken lock on %s (%s: %s)", g.st.Host, g.st.Path, g.st.Broken)
 			continue
 		}
-		live = true
-		if o := g.st.Owner; o != nil {
+		o := g.st.Owner
+		if o != nil {
 			fmt.Fprintf(&b, " by run %s (%s", o.RunID, o.Command)
 			if o.Release != "" {
 				fmt.Fprintf(&b, " %s", o.Release)
 			}
-			fmt.Fprintf(&b, " by %s@%s, pid %d, heartbeat %s ago)", o.Operator, o.Controller, o.PID, age(now, o.Heartbeat))
+			fmt.Fprintf(&b, " in %s by %s@%s, pid %d, heartbeat %s ago)", o.Env, o.Operator, o.Controller, o.PID, age(now, o.Heartbeat))
 		} else {
 			b.WriteString(" by an unknown holder")
 		}
 		fmt.Fprintf(&b, " on %s", strings.Join(g.hosts, ", "))
-		if g.st.Stale {
+		foreign := o != nil && o.Env != e.Env && e.Env != ""
+		if foreign {
+			// One lock path serves both environments on these hosts (a
+			// shared load balancer, a host without base_dir).
+			fmt.Fprintf(&b, ", a run in environment %s, which locks these hosts at the same place", o.Env)
+		}
+		switch {
+		case g.st.Stale:
 			stale = true
 			fmt.Fprintf(&b, "; the lock is stale: %s", g.st.StaleReason)
+		case foreign:
+			if !slices.Contains(elsewhere, o.Env) {
+				elsewhere = append(elsewhere, o.Env)
+			}
+		default:
+			live = true
 		}
 	}
 	switch {
@@ -182,6 +209,10 @@ func (e *LockedError) Error() string {
 		fmt.Fprintf(&b, "\n`relctl rollback --env %[1]s --to prev` takes over a stale lock; `relctl unlock --env %[1]s --force --reason TEXT` removes it", e.Env)
 	case live:
 		fmt.Fprintf(&b, "\nwait for that run to finish; if it is gone, `relctl unlock --env %s --force --reason TEXT` removes the lock", e.Env)
+	}
+	for _, env := range elsewhere {
+		fmt.Fprintf(&b, "\nthe lock is %[1]s's: wait for that run to finish (`relctl status --env %[1]s` shows it) rather than unlocking %[2]s, which would remove a live run's lock; if it is gone, `relctl unlock --env %[1]s --force --reason TEXT` removes the lock",
+			env, e.Env)
 	}
 	if len(broken) > 0 {
 		fmt.Fprintf(&b, "\nno run refreshes a broken lock and relctl never takes one over: look at it on the host, then remove it with\n  %s", UnlockCommand(e.Env, broken))
@@ -218,10 +249,14 @@ type LockSet struct {
 	opts    LockOptions
 	targets []LockTarget
 	took    []HostLockState
+	skipped []HostLockState // Optional targets left out: their lock command failed
 
 	cancel context.CancelCauseFunc
 	stop   chan struct{}
-	done   chan struct{}
+	// stopHeartbeat ends a heartbeat in flight (Release does not wait for
+	// a hung host's TTL/2).
+	stopHeartbeat context.CancelFunc
+	done          chan struct{}
 
 	releaseOnce sync.Once
 	releaseErr  error
@@ -525,8 +560,8 @@ func judgeProbe(host, lockPath string, p lockProbe, opts LockOptions) HostLockSt
 	case o.Heartbeat.Sub(now) > opts.TTL:
 		// Never stale by itself: it needs a human (the holder's clock, or
 		// the file, is wrong).
-		st.Broken = fmt.Sprintf("its heartbeat %s is %s in the future (run %s by %s@%s, pid %d): a clock or the file is wrong, and the lock would never time out",
-			o.Heartbeat.UTC().Format(time.RFC3339), o.Heartbeat.Sub(now).Round(time.Second), o.RunID, o.Operator, o.Controller, o.PID)
+		st.Broken = fmt.Sprintf("its heartbeat %s is %s in the future (run %s in %s by %s@%s, pid %d): a clock or the file is wrong, and the lock would never time out",
+			o.Heartbeat.UTC().Format(time.RFC3339), o.Heartbeat.Sub(now).Round(time.Second), o.RunID, o.Env, o.Operator, o.Controller, o.PID)
 	case o.Controller == Controller() && !pidAlive(o.PID):
 		st.Stale, st.StaleReason = true, fmt.Sprintf("pid %d is not running on this controller", o.PID)
 	case now.Sub(o.Heartbeat) > opts.TTL:
@@ -552,10 +587,13 @@ func pidAlive(pid int) bool {
 }
 
 // AcquireLocks takes the environment lock on every target in parallel. If any
-// host is held by another live run (or a stale one while !TakeOverStale), it
-// releases the locks it took and returns *LockedError. The returned context is
-// cancelled when the lock is lost on any host; a goroutine refreshes the
-// heartbeat every opts.Refresh until Release, which the caller must call.
+// host is held by another run (live, or stale while !TakeOverStale), or the
+// lock command fails on a target that is not Optional, it gives back every
+// lock it may have put in place and returns the error (*LockedError when a
+// host is held). An Optional target whose lock command fails is left out
+// (NotLocked). The returned context is cancelled when the lock is lost on any
+// host; a goroutine refreshes the heartbeat every opts.Refresh until Release,
+// which the caller must call.
 func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, opts LockOptions) (*LockSet, context.Context, error) {
 	opts = opts.withDefaults()
 	if err := checkRunID(owner.RunID); err != nil {
@@ -574,6 +612,7 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 	log := zerolog.Ctx(ctx)
 
 	type outcome struct {
+		tried  bool // the lock script may have run
 		got    bool
 		took   *HostLockState
 		holder *HostLockState
@@ -586,8 +625,9 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 	slices.SortStableFunc(targets, func(a, b LockTarget) int { return strings.Compare(a.Host, b.Host) })
 	res := make([]outcome, len(targets))
 	one := func(i int) {
-		got, took, holder, err := acquireOne(ctx, targets[i], owner.RunID, body, opts)
-		res[i] = outcome{got, took, holder, err}
+		res[i].tried = true
+		got, took, holder, err := acquireOne(ctx, &targets[i], owner.RunID, body, opts)
+		res[i] = outcome{true, got, took, holder, err}
 	}
 	if len(targets) > 0 {
 		if err := fleet.Guard(ctx, targets[0].Host, func() error { one(0); return nil }); err != nil {
@@ -617,7 +657,11 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 
 	ls := &LockSet{owner: owner, opts: opts}
 	var holders []HostLockState
-	var errs *multierror.Error
+	refused := false
+	// Hosts whose lock script may have run without its answer arriving (a
+	// connection cut after the rename, control_timeout): the lock may be
+	// there, so they get the release script too.
+	var unsure []int
 	for i, r := range res {
 		if r.got {
 			ls.targets = append(ls.targets, targets[i])
@@ -627,16 +671,64 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 		}
 		if r.holder != nil {
 			holders = append(holders, *r.holder)
+			refused = true
 		}
 		if r.err != nil {
-			errs = multierror.Append(errs, fmt.Errorf("%s: taking the lock: %w", targets[i].Host, r.err))
+			if r.tried {
+				unsure = append(unsure, i)
+			}
+			if !targets[i].Optional || ctx.Err() != nil {
+				refused = true
+			}
 		}
 	}
-	if len(holders) > 0 || errs.ErrorOrNil() != nil {
-		// Give back what we took: a refused run must leave no lock behind.
-		if rerr := ls.releaseAll(context.WithoutCancel(ctx)); rerr != nil {
-			log.Warn().Err(rerr).Str("run", owner.RunID).Msg("releasing locks after a refused acquire")
+
+	// Give back what we took (when refused) and whatever a failed lock
+	// command may have left: a refused run must leave no lock behind, and
+	// a host left out must not keep one.
+	var give []*LockTarget
+	if refused {
+		for i := range ls.targets {
+			give = append(give, &ls.targets[i])
 		}
+	}
+	held := len(give)
+	for _, i := range unsure {
+		give = append(give, &targets[i])
+	}
+	words, rerrs := releaseEach(ctx, give, owner.RunID, opts)
+	for _, err := range rerrs[:held] {
+		if err != nil {
+			log.Warn().Err(err).Str("run", owner.RunID).Msg("releasing locks after a refused acquire")
+		}
+	}
+	notGivenBack := map[int]error{} // by target index
+	for k, i := range unsure {
+		switch j := held + k; {
+		case rerrs[j] != nil:
+			notGivenBack[i] = rerrs[j]
+			log.Warn().Err(rerrs[j]).Str("host", targets[i].Host).Str("run", owner.RunID).Msg("a lock of this run may remain where its lock command failed")
+		case words[j] == "released":
+			log.Info().Str("host", targets[i].Host).Str("run", owner.RunID).Msg("removed the lock that a failed lock command had put in place")
+		}
+	}
+
+	var errs *multierror.Error
+	for i, r := range res {
+		if r.err == nil {
+			continue
+		}
+		note := ""
+		if rerr := notGivenBack[i]; rerr != nil {
+			note = fmt.Sprintf("; removing the lock it may have put in place failed too (%v): if it is there, it is stale %s after it was taken, and `relctl unlock` removes it", rerr, opts.TTL)
+		}
+		if targets[i].Optional && !refused {
+			ls.skipped = append(ls.skipped, HostLockState{Host: targets[i].Host, Path: targets[i].Layout.LockDir(), Err: "the lock command failed: " + r.err.Error() + note})
+			continue
+		}
+		errs = multierror.Append(errs, fmt.Errorf("%s: taking the lock: %w%s", targets[i].Host, r.err, note))
+	}
+	if refused {
 		if len(holders) > 0 {
 			return nil, nil, &LockedError{Env: owner.Env, Holders: holders, now: opts.Now()}
 		}
@@ -651,8 +743,11 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 	ls.stop = make(chan struct{})
 	ls.done = make(chan struct{})
 	// The refresher outlives ctx's cancellation on purpose: a run that is
-	// interrupted still rolls back under its lock until it calls Release.
-	fleet.Go(ctx, "lock heartbeat", func() { ls.refresh(context.WithoutCancel(ctx)) }, func(p *fleet.PanicError) {
+	// interrupted still rolls back under its lock until it calls Release,
+	// which ends a heartbeat in flight through hbCtx.
+	hbCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
+	ls.stopHeartbeat = stopHeartbeat
+	fleet.Go(ctx, "lock heartbeat", func() { ls.refresh(hbCtx) }, func(p *fleet.PanicError) {
 		cancel(fmt.Errorf("%w: its heartbeat stopped: %v", ErrLockLost, p))
 	})
 	return ls, lockCtx, nil
@@ -661,7 +756,9 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 // acquireOne takes one host's lock. A race with another run (the lock came
 // or went between two commands) is retried a few times; so is a form that
 // is only ever seen for an instant. A lock that stays broken is a holder.
-func acquireOne(ctx context.Context, t LockTarget, runID string, body []byte, opts LockOptions) (got bool, took, holder *HostLockState, err error) {
+// A connection found lost is dialled again (t.Conn is replaced), and a lock
+// that already names this run is ours: an earlier attempt put it there.
+func acquireOne(ctx context.Context, t *LockTarget, runID string, body []byte, opts LockOptions) (got bool, took, holder *HostLockState, err error) {
 	const attempts = 4
 	lockPath := t.Layout.LockDir()
 	var last *HostLockState
@@ -675,7 +772,7 @@ func acquireOne(ctx context.Context, t LockTarget, runID string, body []byte, op
 			}
 		}
 		last = nil
-		res, err := t.Conn.Run(ctx, acquireScript(t.Layout, runID), transport.RunOptions{Stdin: strings.NewReader(string(body)), Label: "lock"})
+		res, err := t.run(ctx, acquireScript(t.Layout, runID), transport.RunOptions{Stdin: strings.NewReader(string(body)), Label: "lock"})
 		if err != nil {
 			return false, nil, nil, err
 		}
@@ -690,6 +787,9 @@ func acquireOne(ctx context.Context, t LockTarget, runID string, body []byte, op
 			continue // released between the rename and the probe
 		}
 		st := judgeProbe(t.Host, lockPath, p, opts)
+		if st.Owner != nil && st.Owner.RunID == runID {
+			return true, nil, nil, nil
+		}
 		if p.transient() {
 			last = &st
 			continue
@@ -698,7 +798,7 @@ func acquireOne(ctx context.Context, t LockTarget, runID string, body []byte, op
 			return false, nil, &st, nil
 		}
 		sum := sha256.Sum256(p.rest)
-		res, err = t.Conn.Run(ctx, takeOverScript(t.Layout, runID, hex.EncodeToString(sum[:])), transport.RunOptions{Stdin: strings.NewReader(string(body)), Label: "lock takeover"})
+		res, err = t.run(ctx, takeOverScript(t.Layout, runID, hex.EncodeToString(sum[:])), transport.RunOptions{Stdin: strings.NewReader(string(body)), Label: "lock takeover"})
 		if err != nil {
 			return false, nil, nil, err
 		}
@@ -719,7 +819,8 @@ func acquireOne(ctx context.Context, t LockTarget, runID string, body []byte, op
 	return false, nil, nil, errors.New("the lock kept changing hands; try again")
 }
 
-// refresh rewrites the heartbeat on every host each tick until Release.
+// refresh rewrites the heartbeat on every host each tick until Release,
+// which also cancels ctx to end a heartbeat in flight.
 func (l *LockSet) refresh(ctx context.Context) {
 	defer close(l.done)
 	log := zerolog.Ctx(ctx)
@@ -729,6 +830,8 @@ func (l *LockSet) refresh(ctx context.Context) {
 	for {
 		select {
 		case <-l.stop:
+			return
+		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
@@ -743,6 +846,9 @@ func (l *LockSet) refresh(ctx context.Context) {
 			rctx, cancel := context.WithTimeout(ctx, l.opts.TTL/2)
 			defer cancel()
 			res, err := t.run(rctx, refreshScript(t.Layout, l.owner.RunID), transport.RunOptions{Stdin: strings.NewReader(string(body)), Label: "lock heartbeat"})
+			if ctx.Err() != nil {
+				return nil // Release ended it: nothing to report
+			}
 			word := ""
 			if err == nil {
 				word, _ = firstLine(res.Stdout)
@@ -768,6 +874,9 @@ func (l *LockSet) refresh(ctx context.Context) {
 			}
 			return nil
 		})
+		if ctx.Err() != nil {
+			return
+		}
 		for i, err := range errs {
 			if err != nil { // a panic: a failed heartbeat on that host
 				failures[i]++
@@ -793,8 +902,22 @@ func (l *LockSet) TookOver() []HostLockState {
 	return append([]HostLockState(nil), l.took...)
 }
 
-// Release stops the heartbeat and removes each host's lock if it still names
-// this run. It is idempotent; later calls return the first call's result.
+// NotLocked lists the Optional targets left out because their lock command
+// failed; Err says why.
+func (l *LockSet) NotLocked() []HostLockState {
+	if l == nil {
+		return nil
+	}
+	return append([]HostLockState(nil), l.skipped...)
+}
+
+// Release stops the heartbeat (ending one in flight: a hung host must not
+// hold up the others) and removes each host's lock if it still names this
+// run. Each host gets opts.ReleaseTimeout from then on, whatever ctx's
+// deadline: ctx's cancellation does not stop the release either (a run that
+// is interrupted still gives its locks back). An error names each host whose
+// lock may remain. Release is idempotent; later calls return the first
+// call's result.
 func (l *LockSet) Release(ctx context.Context) error {
 	if l == nil {
 		return nil
@@ -802,7 +925,8 @@ func (l *LockSet) Release(ctx context.Context) error {
 	l.releaseOnce.Do(func() {
 		if l.stop != nil {
 			close(l.stop)
-			<-l.done
+			l.stopHeartbeat()
+			<-l.done // soon: the transport ends a cancelled command at once
 		}
 		l.releaseErr = l.releaseAll(ctx)
 		if l.cancel != nil {
@@ -813,30 +937,51 @@ func (l *LockSet) Release(ctx context.Context) error {
 }
 
 func (l *LockSet) releaseAll(ctx context.Context) error {
-	log := zerolog.Ctx(ctx)
-	errs := fleet.ForEach(ctx, len(l.targets), 0, func(i int) string { return l.targets[i].Host }, func(ctx context.Context, i int) error {
-		t := &l.targets[i]
-		res, err := t.run(ctx, releaseScript(t.Layout, l.owner.RunID), transport.RunOptions{Label: "unlock"})
+	targets := make([]*LockTarget, len(l.targets))
+	for i := range l.targets {
+		targets[i] = &l.targets[i]
+	}
+	words, errs := releaseEach(ctx, targets, l.owner.RunID, l.opts)
+	var merr *multierror.Error
+	for i, e := range errs {
+		switch {
+		case e != nil:
+			merr = multierror.Append(merr, e)
+		case words[i] == "other":
+			// Not ours any more: someone took it over; leave theirs alone.
+			zerolog.Ctx(ctx).Warn().Str("host", targets[i].Host).Str("run", l.owner.RunID).Msg("lock is held by another run now; not removed")
+		}
+	}
+	return merr.ErrorOrNil()
+}
+
+// releaseEach runs the release script on every target at once, each bounded
+// by opts.ReleaseTimeout (a reconnect included) and not by ctx's deadline or
+// cancellation, and returns by index the script's word (released, gone,
+// other) or the error, which names the host.
+func releaseEach(ctx context.Context, targets []*LockTarget, runID string, opts LockOptions) ([]string, []error) {
+	ctx = context.WithoutCancel(ctx)
+	words := make([]string, len(targets))
+	errs := fleet.ForEach(ctx, len(targets), 0, func(i int) string { return targets[i].Host }, func(ctx context.Context, i int) error {
+		t := targets[i]
+		rctx, cancel := context.WithTimeout(ctx, opts.ReleaseTimeout)
+		defer cancel()
+		res, err := t.run(rctx, releaseScript(t.Layout, runID), transport.RunOptions{Label: "unlock"})
 		if err != nil {
+			if rctx.Err() != nil && !errors.Is(err, transport.ErrConnectionLost) {
+				err = fmt.Errorf("no answer within %s: %w", opts.ReleaseTimeout, err)
+			}
 			return fmt.Errorf("%s: releasing the lock: %w", t.Host, err)
 		}
 		switch word, _ := firstLine(res.Stdout); word {
-		case "released", "gone":
-		case "other":
-			// Not ours any more: someone took it over; leave theirs alone.
-			log.Warn().Str("host", t.Host).Str("run", l.owner.RunID).Msg("lock is held by another run now; not removed")
+		case "released", "gone", "other":
+			words[i] = word
 		default:
 			return fmt.Errorf("%s: releasing the lock: unexpected output %q", t.Host, truncate(string(res.Stdout), 200))
 		}
 		return nil
 	})
-	var merr *multierror.Error
-	for _, e := range errs {
-		if e != nil {
-			merr = multierror.Append(merr, e)
-		}
-	}
-	return merr.ErrorOrNil()
+	return words, errs
 }
 
 // InspectLocks reads every target's lock without changing anything. Hosts
@@ -900,9 +1045,30 @@ func inspectOne(ctx context.Context, t LockTarget, opts LockOptions) HostLockSta
 	return st
 }
 
+// UnrecordedUnlockError is a lock ForceUnlock removed but could not record
+// in the host's history: the lock is gone, only the history entry is missing
+// (Err says why; often an unreadable history.json, ErrHostState).
+type UnrecordedUnlockError struct {
+	Host    string
+	Lock    string // the removed lock
+	History string // the history.json it was not recorded in
+	Err     error
+}
+
+func (e *UnrecordedUnlockError) Error() string {
+	msg := fmt.Sprintf("%s: the lock (%s) was removed, but the history entry saying so could not be written", e.Host, e.Lock)
+	if se := (*StateError)(nil); errors.As(e.Err, &se) && se.Path == e.History {
+		return msg + ": " + e.Err.Error() // it names the file
+	}
+	return fmt.Sprintf("%s to %s: %v", msg, e.History, e.Err)
+}
+
+func (e *UnrecordedUnlockError) Unwrap() error { return e.Err }
+
 // ForceUnlock removes any lock on the targets, whoever holds it, and records
 // an "unlock" event with the reason and the removed owner in each such host's
-// history.json. It returns the locks it removed.
+// history.json. It returns the locks it removed, also those whose history
+// entry could not be written (*UnrecordedUnlockError in the error).
 func ForceUnlock(ctx context.Context, targets []LockTarget, by LockOwner, reason string) ([]HostLockState, error) {
 	if err := checkRunID(by.RunID); err != nil {
 		return nil, err
@@ -960,7 +1126,7 @@ func ForceUnlock(ctx context.Context, targets []LockTarget, by LockOwner, reason
 		}
 		removed[i] = &st
 		if err := AppendHistoryEvent(ctx, t.Conn, t.Layout, ev); err != nil {
-			errs[i] = fmt.Errorf("%s: lock removed, but recording it in history failed: %w", t.Host, err)
+			errs[i] = &UnrecordedUnlockError{Host: t.Host, Lock: st.Path, History: t.Layout.HistoryFile(), Err: err}
 		}
 		return nil
 	})

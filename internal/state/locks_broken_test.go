@@ -47,7 +47,7 @@ func brokenLockForms(t *testing.T) []struct{ name, plant, want string } {
 		{"missing fields", `mkdir lock && echo '{"run_id":"20260101T000000Z-x","operator":"bob"}' > lock/owner.json`, "owner.json lacks env, command, controller, pid, heartbeat"},
 		{"invalid run id", "mkdir lock && printf %s " + Quote(strings.Replace(string(valid), "20260101T000000Z-valid", "../x y", 1)) + " > lock/owner.json", `owner.json has an invalid run_id "../x y"`},
 		{"too large", "mkdir lock && head -c 70000 /dev/zero | tr '\\0' ' ' > lock/owner.json && printf %s " + v + " >> lock/owner.json", "owner.json is larger than 64 KiB"},
-		{"heartbeat in the future", "mkdir lock && printf %s " + Quote(string(future)) + " > lock/owner.json", "in the future (run 20260101T000000Z-future by alice@laptop, pid 4242)"},
+		{"heartbeat in the future", "mkdir lock && printf %s " + Quote(string(future)) + " > lock/owner.json", "in the future (run 20260101T000000Z-future in staging by alice@laptop, pid 4242)"},
 	}
 }
 

@@ -60,7 +60,7 @@ func TestAcquireLocksConcurrentOneWins(t *testing.T) {
 			t.Fatalf("round %d: loser's error is %T %v, want *LockedError", round, results[loser].err, results[loser].err)
 		}
 		msg := locked.Error()
-		for _, want := range []string{"environment staging is locked by run " + ids[winner], "deploy 1.2.0 by alice@", "staging-1"} {
+		for _, want := range []string{"environment staging is locked by run " + ids[winner], "deploy 1.2.0 in staging by alice@", "staging-1"} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("round %d: error %q does not contain %q", round, msg, want)
 			}
