@@ -1290,8 +1290,21 @@ func (s *shellScan) ruleFor(w *word) (argRule, string) {
 }
 
 func ruleForName(name string) (argRule, string) {
+	if r, n := ruleForExactName(name); r != ruleNone {
+		return r, n
+	}
+	// A versioned interpreter or shell: python3.11, perl5.36, bash5.2.
+	if v := strings.TrimRight(name, "0123456789."); v != name && v != "" {
+		if r, n := ruleForExactName(v); r == ruleInterp || r == ruleShell {
+			return r, n
+		}
+	}
+	return ruleNone, name
+}
+
+func ruleForExactName(name string) (argRule, string) {
 	switch name {
-	case "eval", "let", "trap", "alias", "watch":
+	case "eval", "let", "trap", "alias", "watch", "compgen", "complete":
 		return ruleCode, name
 	case "declare", "typeset", "local", "export", "readonly":
 		return ruleDeclare, name
@@ -1342,6 +1355,12 @@ func (s *shellScan) argument(c *command, w *word) error {
 	}
 	switch c.rule {
 	case ruleWrapper:
+		if first != nil {
+			// env NAME=value (and sudo's): the program it starts reads them.
+			if name, _, ok := strings.Cut(val, "="); ok && (codeVariables[name] || strings.HasPrefix(name, "BASH_FUNC_")) {
+				return s.refuse(first.sl, "%s is assigned to %s in the environment of the program %s starts, and a shell runs or expands that variable's text (BASH_ENV, ENV, prompts, PS4, exported functions), so the value would run as code; set %s to fixed text", first.sl.action, name, c.name, name)
+			}
+		}
 		short := len(val) > 1 && val[0] == '-' && val[1] != '-'
 		long, _, attached := strings.Cut(strings.TrimPrefix(val, "--"), "=")
 		isLong := strings.HasPrefix(val, "--") && len(val) > 2
@@ -1529,11 +1548,13 @@ func excerptWord(t string, i int) string {
 }
 
 var codeWhy = map[string]string{
-	"eval":  "runs its arguments as shell code",
-	"let":   "evaluates its arguments as arithmetic (a value like a[$(cmd)] runs cmd)",
-	"trap":  "runs its action as shell code when the signal comes",
-	"alias": "defines shell code that runs where the alias is used (dash expands aliases in scripts)",
-	"watch": "joins its arguments into a command line for sh -c",
+	"eval":     "runs its arguments as shell code",
+	"let":      "evaluates its arguments as arithmetic (a value like a[$(cmd)] runs cmd)",
+	"trap":     "runs its action as shell code when the signal comes",
+	"alias":    "defines shell code that runs where the alias is used (dash expands aliases in scripts)",
+	"watch":    "joins its arguments into a command line for sh -c",
+	"compgen":  "expands its word list again and runs its -C command and -F function",
+	"complete": "expands its word list again and runs its -C command and -F function",
 }
 
 // alias records a literal alias definition name=value, so a command named
