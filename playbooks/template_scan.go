@@ -413,7 +413,9 @@ func (s *shellScan) run() error {
 	}
 	for i := 0; i < len(s.t); {
 		if k := s.top().kind; k != frameSingle && k != frameDollarSingle {
-			s.joinLines(i)
+			if s.joinLines(i); i >= len(s.t) {
+				break
+			}
 		}
 		t := s.t
 		if end, sl, control, ok := s.next(i); ok {
