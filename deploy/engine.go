@@ -424,7 +424,7 @@ func (r *run) lock(ctx context.Context, hosts []*HostPlan) error {
 	}
 	// The rest of the lock scope: targets outside --hosts, load balancers,
 	// a move's old hosts and dependents (lockscope.go).
-	side, notLocked, err := r.sideLockTargets(ctx, hosts)
+	side, why, notLocked, err := r.sideLockTargets(ctx, hosts)
 	if err != nil {
 		return err
 	}
@@ -434,10 +434,25 @@ func (r *run) lock(ctx context.Context, hosts []*HostPlan) error {
 		Env: p.Env, Command: p.Kind, Release: p.Version, Started: r.report.Started,
 	}
 	locks, lockCtx, err := state.AcquireLocks(ctx, targets, owner, state.LockOptions{TTL: e.LockTTL, TakeOverStale: e.TakeOverStaleLocks, Now: e.Now})
-	if err != nil {
-		return err
+	var locked *state.LockedError
+	switch {
+	case errors.As(err, &locked):
+		return err // exit 5, naming the holder
+	case err != nil:
+		// A host the run changes could not be locked (its lock command
+		// failed or was cut): stop before changing anything.
+		return &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Interrupted: ctx.Err() != nil,
+			Err: fmt.Errorf("cannot lock what the run changes: %w", err)}
 	}
 	r.locks = locks
+	for _, st := range locks.NotLocked() {
+		// A host the run only guards, or a rollback's side host: left out,
+		// as one that cannot be reached is.
+		st.Err = fmt.Sprintf("(%s): %s", why[st.Host+"\x00"+st.Path], st.Err)
+		e.logEvent(st.Host, "not locked %s", st.Err)
+		e.journal(state.JournalEvent{Kind: "lock-skipped", Host: st.Host, Detail: st.Err})
+		notLocked = append(notLocked, st)
+	}
 	took := locks.TookOver()
 	for _, t := range took {
 		e.journal(state.JournalEvent{Kind: "lock-takeover", Host: t.Host, Detail: describeOwner(t)})
@@ -472,16 +487,16 @@ func describeOwner(s state.HostLockState) string {
 		return "unknown holder"
 	}
 	o := s.Owner
-	return fmt.Sprintf("run %s (%s %s by %s@%s, pid %d): %s", o.RunID, o.Command, o.Release, o.Operator, o.Controller, o.PID, s.StaleReason)
+	return fmt.Sprintf("run %s (%s %s in %s by %s@%s, pid %d): %s", o.RunID, o.Command, o.Release, o.Env, o.Operator, o.Controller, o.PID, s.StaleReason)
 }
 
 func (r *run) unlock(ctx context.Context) {
 	if r.locks == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if err := r.locks.Release(ctx); err != nil {
+	// Not bounded here: Release ends a heartbeat in flight and gives each
+	// host state.DefaultReleaseTimeout from then on.
+	if err := r.locks.Release(context.WithoutCancel(ctx)); err != nil {
 		r.engine.logEvent("", "releasing locks: %v", err)
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("releasing locks")
 	}

@@ -107,13 +107,14 @@ func LockScope(proj *playbooks.Project, env *playbooks.Environment, pb *playbook
 	return out
 }
 
-// mustLock says whether the run stops when it cannot reach a host of its
-// lock scope that it does not run steps on. A host it changes must be
-// locked: load balancers (traffic steps, a cutover, a finalize), a cutover's
-// dependents, a finalize's old hosts. Rollbacks and move-backs go on with
-// what they reach (their side steps retry an unreachable host), and so does
-// every run when a target outside --hosts is down: nobody can change a host
-// nobody reaches.
+// mustLock says whether the run stops when it cannot reach, or lock, a host
+// of its lock scope that it does not run steps on (a lock held by another
+// run stops every run). A host it changes must be locked: load balancers
+// (traffic steps, a cutover, a finalize), a cutover's dependents, a
+// finalize's old hosts. Rollbacks and move-backs go on with what they reach
+// and lock (their side steps retry an unreachable host), and so does every
+// run when a target outside --hosts is down or its lock command fails:
+// nobody can change a host nobody reaches.
 func (p *Plan) mustLock(lh LockHost) bool {
 	if p.Kind == KindRollback {
 		return false
@@ -132,11 +133,13 @@ func (p *Plan) mustLock(lh LockHost) bool {
 // sideLockTargets connects to every host of the run's lock scope that the
 // plan does not run steps on. A host the run must lock fails the run when
 // it cannot be reached; any other is left out, and returned as a state
-// with Err set, for the warning.
-func (r *run) sideLockTargets(ctx context.Context, hosts []*HostPlan) ([]state.LockTarget, []state.HostLockState, error) {
+// with Err set, for the warning, and its target is Optional: left out too
+// when its lock command fails. why says why each target is in the scope,
+// by host and lock path.
+func (r *run) sideLockTargets(ctx context.Context, hosts []*HostPlan) (targets []state.LockTarget, why map[string]string, notLocked []state.HostLockState, err error) {
 	e, p := r.engine, r.plan
 	if p.pb == nil || p.env == nil || p.proj == nil {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	inPlan := map[string]bool{}
 	for _, hp := range hosts {
@@ -151,11 +154,11 @@ func (r *run) sideLockTargets(ctx context.Context, hosts []*HostPlan) ([]state.L
 			lh.Why = ScopeOutside
 		}
 		if lh.Err != nil {
-			return nil, nil, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: fmt.Errorf("%s (%s): where its lock goes: %w", lh.Name, lh.Why, lh.Err)}
+			return nil, nil, nil, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: fmt.Errorf("%s (%s): where its lock goes: %w", lh.Name, lh.Why, lh.Err)}
 		}
 		scope = append(scope, lh)
 	}
-	targets := make([]*state.LockTarget, len(scope))
+	connected := make([]*state.LockTarget, len(scope))
 	skipped := make([]*state.HostLockState, len(scope))
 	errs := fleet.ForEach(ctx, len(scope), e.MaxParallel, func(i int) string { return scope[i].Name }, func(ctx context.Context, i int) error {
 		lh := scope[i]
@@ -163,7 +166,7 @@ func (r *run) sideLockTargets(ctx context.Context, hosts []*HostPlan) ([]state.L
 		switch {
 		case err == nil:
 			target := lh.Target
-			targets[i] = &state.LockTarget{Host: lh.Name, Conn: conn, Layout: lh.Layout,
+			connected[i] = &state.LockTarget{Host: lh.Name, Conn: conn, Layout: lh.Layout, Optional: !p.mustLock(lh),
 				Reconnect: func(ctx context.Context) (transport.Conn, error) { return e.Connector.Get(ctx, target) }}
 			return nil
 		case unreachable(err) && !p.mustLock(lh) && ctx.Err() == nil:
@@ -182,18 +185,18 @@ func (r *run) sideLockTargets(ctx context.Context, hosts []*HostPlan) ([]state.L
 		}
 	}
 	if len(failed) > 0 {
-		return nil, nil, &Failure{Phase: playbooks.PhasePreflight, Report: r.report,
+		return nil, nil, nil, &Failure{Phase: playbooks.PhasePreflight, Report: r.report,
 			Err: fmt.Errorf("cannot lock what the run changes: %s", strings.Join(failed, "; "))}
 	}
-	var out []state.LockTarget
-	var notLocked []state.HostLockState
-	for i := range scope {
-		if targets[i] != nil {
-			out = append(out, *targets[i])
+	why = map[string]string{}
+	for i, lh := range scope {
+		why[lh.Name+"\x00"+lh.Layout.LockDir()] = lh.Why
+		if connected[i] != nil {
+			targets = append(targets, *connected[i])
 		}
 		if skipped[i] != nil {
 			notLocked = append(notLocked, *skipped[i])
 		}
 	}
-	return out, notLocked, nil
+	return targets, why, notLocked, nil
 }
