@@ -56,6 +56,7 @@ func exitCode(io *output.IOStreams, err error) int {
 	var locked *state.LockedError
 	var rehearsal *rollback.RehearsalFailed
 	var panicked *fleet.PanicError
+	var unrecorded *state.UnrecordedUnlockError
 	code := exitError
 	switch {
 	case errors.As(err, &panicked) && !errors.As(err, &failure) && !errors.As(err, &rehearsal):
@@ -95,6 +96,10 @@ func exitCode(io *output.IOStreams, err error) int {
 		}
 	case errors.Is(err, context.Canceled):
 		code = exitInterrupted
+	case errors.As(err, &unrecorded):
+		// unlock removed the lock; only its history entry is missing, often
+		// for an unreadable history.json: not a refusal (nothing was refused).
+		code = exitError
 	case errors.Is(err, state.ErrHostState):
 		// Outside a run (finalize, a move back, status reads): relctl refuses
 		// to act on on-host state it could not read; the error names the fix.
