@@ -283,23 +283,26 @@ func isTemplateSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' ||
 // "{{- " and " -}}", since a trimmed newline is one the shell never sees. It
 // returns the trimmed text and, for each of its bytes, the offset in text.
 func applyTrimMarkers(text string) (string, []int) {
-	var b strings.Builder
+	b := make([]byte, 0, len(text))
 	orig := make([]int, 0, len(text)+1)
 	for i := 0; i < len(text); {
 		if !strings.HasPrefix(text[i:], "{{") {
-			b.WriteByte(text[i])
+			b = append(b, text[i])
 			orig = append(orig, i)
 			i++
 			continue
 		}
 		end, action := scanAction(text, i)
 		if len(action) > 3 && action[2] == '-' && isTemplateSpace(action[3]) {
-			kept := strings.TrimRightFunc(b.String(), func(r rune) bool { return r < 128 && isTemplateSpace(byte(r)) })
-			orig = orig[:len(kept)]
-			b.Reset()
-			b.WriteString(kept)
+			// Truncate in place (bytes of multi-byte characters are >= 128,
+			// never template space), so many trims stay linear.
+			n := len(b)
+			for n > 0 && b[n-1] < 128 && isTemplateSpace(b[n-1]) {
+				n--
+			}
+			b, orig = b[:n], orig[:n]
 		}
-		b.WriteString(action)
+		b = append(b, action...)
 		for k := i; k < end; k++ {
 			orig = append(orig, k)
 		}
@@ -310,7 +313,7 @@ func applyTrimMarkers(text string) (string, []int) {
 			}
 		}
 	}
-	return b.String(), append(orig, len(text))
+	return string(b), append(orig, len(text))
 }
 
 var controlActionRE = regexp.MustCompile(`^\{\{-?\s*(?:(?:if|else|end|range|with|define|block|template|break|continue)\b|/\*|\$\w*\s*:?=)`)
