@@ -686,32 +686,11 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 	// Give back what we took (when refused) and whatever a failed lock
 	// command may have left: a refused run must leave no lock behind, and
 	// a host left out must not keep one.
-	var give []*LockTarget
+	var taken []LockTarget
 	if refused {
-		for i := range ls.targets {
-			give = append(give, &ls.targets[i])
-		}
+		taken = ls.targets
 	}
-	held := len(give)
-	for _, i := range unsure {
-		give = append(give, &targets[i])
-	}
-	words, rerrs := releaseEach(ctx, give, owner.RunID, opts)
-	for _, err := range rerrs[:held] {
-		if err != nil {
-			log.Warn().Err(err).Str("run", owner.RunID).Msg("releasing locks after a refused acquire")
-		}
-	}
-	notGivenBack := map[int]error{} // by target index
-	for k, i := range unsure {
-		switch j := held + k; {
-		case rerrs[j] != nil:
-			notGivenBack[i] = rerrs[j]
-			log.Warn().Err(rerrs[j]).Str("host", targets[i].Host).Str("run", owner.RunID).Msg("a lock of this run may remain where its lock command failed")
-		case words[j] == "released":
-			log.Info().Str("host", targets[i].Host).Str("run", owner.RunID).Msg("removed the lock that a failed lock command had put in place")
-		}
-	}
+	notGivenBack := giveBack(ctx, taken, targets, unsure, owner.RunID, opts)
 
 	var errs *multierror.Error
 	for i, r := range res {
@@ -751,6 +730,39 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 		cancel(fmt.Errorf("%w: its heartbeat stopped: %v", ErrLockLost, p))
 	})
 	return ls, lockCtx, nil
+}
+
+// giveBack sends the release script to the hosts whose locks a refused
+// acquire took, and to targets[unsure] (their lock command failed after it
+// may have renamed the lock into place). It returns, by index in targets,
+// the unsure hosts where that failed too.
+func giveBack(ctx context.Context, taken, targets []LockTarget, unsure []int, runID string, opts LockOptions) map[int]error {
+	log := zerolog.Ctx(ctx)
+	var give []*LockTarget
+	for i := range taken {
+		give = append(give, &taken[i])
+	}
+	held := len(give)
+	for _, i := range unsure {
+		give = append(give, &targets[i])
+	}
+	words, rerrs := releaseEach(ctx, give, runID, opts)
+	for _, err := range rerrs[:held] {
+		if err != nil {
+			log.Warn().Err(err).Str("run", runID).Msg("releasing locks after a refused acquire")
+		}
+	}
+	notGivenBack := map[int]error{}
+	for k, i := range unsure {
+		switch j := held + k; {
+		case rerrs[j] != nil:
+			notGivenBack[i] = rerrs[j]
+			log.Warn().Err(rerrs[j]).Str("host", targets[i].Host).Str("run", runID).Msg("a lock of this run may remain where its lock command failed")
+		case words[j] == "released":
+			log.Info().Str("host", targets[i].Host).Str("run", runID).Msg("removed the lock that a failed lock command had put in place")
+		}
+	}
+	return notGivenBack
 }
 
 // acquireOne takes one host's lock. A race with another run (the lock came
