@@ -35,6 +35,7 @@ type brokenLock struct {
 // lockStatus is the environment lock as the hosts report it.
 type lockStatus struct {
 	RunID       string   `json:"run_id"`
+	Env         string   `json:"env"` // the holder's environment: hosts may be shared
 	Command     string   `json:"command"`
 	Release     string   `json:"release"`
 	Operator    string   `json:"operator"`
@@ -128,7 +129,7 @@ func summarizeLocks(locks []state.HostLockState) *lockStatus {
 		}
 		if ls == nil {
 			o := l.Owner
-			ls = &lockStatus{RunID: o.RunID, Command: o.Command, Release: o.Release, Operator: o.Operator,
+			ls = &lockStatus{RunID: o.RunID, Env: o.Env, Command: o.Command, Release: o.Release, Operator: o.Operator,
 				Controller: o.Controller, PID: o.PID, Heartbeat: o.Heartbeat.UTC().Format(time.RFC3339),
 				Stale: l.Stale, StaleReason: l.StaleReason}
 		}
@@ -173,7 +174,18 @@ func printLock(w io.Writer, env string, l *lockStatus, st *deploy.EnvStatus) {
 	if l == nil {
 		return
 	}
-	who := fmt.Sprintf("run %s (%s %s by %s@%s, pid %d)", l.RunID, l.Command, l.Release, l.Operator, l.Controller, l.PID)
+	in := ""
+	if l.Env != "" {
+		in = " in " + l.Env
+	}
+	who := fmt.Sprintf("run %s (%s %s%s by %s@%s, pid %d)", l.RunID, l.Command, l.Release, in, l.Operator, l.Controller, l.PID)
+	if l.Env != "" && l.Env != env {
+		// A host this environment shares with another (a load balancer):
+		// the run is that environment's to finish or revert.
+		fmt.Fprintf(w, "\nIn progress in environment %s: %s holds the lock on %s (shared with %s); see relctl status --env %s.\n",
+			l.Env, who, strings.Join(l.Hosts, ", "), env, l.Env)
+		return
+	}
 	if !l.Stale {
 		fmt.Fprintf(w, "\nIn progress: %s holds the lock on %s.\n", who, strings.Join(l.Hosts, ", "))
 		return

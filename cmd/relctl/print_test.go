@@ -31,3 +31,16 @@ func TestPrintPlanHeading(t *testing.T) {
 		}
 	}
 }
+
+// status of an environment whose host (a shared load balancer) is locked by
+// another environment's run points at that environment, not at unlocking.
+func TestPrintLockOfAnotherEnvironment(t *testing.T) {
+	l := &lockStatus{RunID: "20261207T000000Z-abc123", Env: "staging", Command: "deploy", Release: "1.1.0",
+		Operator: "ci", Controller: "ci-1", PID: 42, Hosts: []string{"lb-1"}}
+	var b strings.Builder
+	printLock(&b, "production", l, &deploy.EnvStatus{})
+	want := "\nIn progress in environment staging: run 20261207T000000Z-abc123 (deploy 1.1.0 in staging by ci@ci-1, pid 42) holds the lock on lb-1 (shared with production); see relctl status --env staging.\n"
+	if b.String() != want {
+		t.Errorf("printLock:\n%q\nwant\n%q", b.String(), want)
+	}
+}
