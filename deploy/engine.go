@@ -313,6 +313,11 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 // holds under the lock (another run moved a host, or the record expired).
 var ErrGateChanged = errors.New("the rehearsal gate no longer holds")
 
+// ErrNotLocked: a host the run changes could not be locked (its lock
+// command failed, not another run's lock): the run stopped before changing
+// anything, which says nothing about the release.
+var ErrNotLocked = errors.New("cannot lock what the run changes")
+
 // gateStillHolds checks, with the hosts locked and read again, that they
 // still run the release the rehearsal gate let the deploy start from.
 func (r *run) gateStillHolds(hosts []*HostPlan) error {
@@ -442,7 +447,7 @@ func (r *run) lock(ctx context.Context, hosts []*HostPlan) error {
 		// A host the run changes could not be locked (its lock command
 		// failed or was cut): stop before changing anything.
 		return &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Interrupted: ctx.Err() != nil,
-			Err: fmt.Errorf("cannot lock what the run changes: %w", err)}
+			Err: fmt.Errorf("%w: %w", ErrNotLocked, err)}
 	}
 	r.locks = locks
 	for _, st := range locks.NotLocked() {

@@ -174,11 +174,11 @@ func interrupted(ctx context.Context, err error) bool {
 
 // releaseFailed says whether a failed run says something about the release
 // (a step, a check or the rollback failed), as opposed to the run not
-// getting to try: interrupted, locked out, a host unreachable before any
-// host changed.
+// getting to try: interrupted, locked out or unable to lock, a host
+// unreachable before any host changed.
 func releaseFailed(ctx context.Context, rep *deploy.Report, err error) bool {
 	var locked *state.LockedError
-	if err == nil || interrupted(ctx, err) || errors.As(err, &locked) || rep == nil {
+	if err == nil || interrupted(ctx, err) || errors.As(err, &locked) || errors.Is(err, deploy.ErrNotLocked) || rep == nil {
 		return false
 	}
 	for _, h := range rep.Hosts {

@@ -28,6 +28,7 @@ func TestReleaseFailed(t *testing.T) {
 		{"a step failed", context.Background(), reached, &deploy.Failure{Phase: "verify", Report: reached, Err: errors.New("health")}, true},
 		{"no error", context.Background(), reached, nil, false},
 		{"locked by another run", context.Background(), reached, fmt.Errorf("taking locks: %w", &state.LockedError{}), false},
+		{"a host could not be locked", context.Background(), reached, &deploy.Failure{Phase: "preflight", Report: reached, Err: fmt.Errorf("%w: staging-lb: timeout", deploy.ErrNotLocked)}, false},
 		{"a host unreachable", context.Background(), unreached, &deploy.Failure{Phase: "preflight", Report: unreached, Err: errors.New("dial")}, false},
 		{"interrupted", context.Background(), reached, &deploy.Failure{Phase: "activate", Report: reached, Err: errors.New("stopped"), Interrupted: true}, false},
 		{"aborted", cancelled, reached, context.Canceled, false},
