@@ -192,7 +192,7 @@ func hostRecords(ctx context.Context, g *globalOptions, proj *playbooks.Project,
 		return nil, nil, err.Error()
 	}
 	defer sess.Close()
-	targets, failed, err := envLockTargets(ctx, sess.pool, proj, env)
+	targets, failed, err := envTargetConns(ctx, sess.pool, proj, env)
 	if err != nil {
 		return nil, nil, err.Error()
 	}

@@ -15,9 +15,10 @@ import (
 	"github.com/relctl/relctl/playbooks"
 )
 
-// envLockTargets connects to every host of env that a playbook targets.
+// envTargetConns connects to every host of env that a playbook targets (for
+// reading them: history, rehearsal records; a run's lock scope is envLockScope).
 // Hosts that cannot be reached are returned separately.
-func envLockTargets(ctx context.Context, pool *transport.Pool, proj *playbooks.Project, envName string) ([]state.LockTarget, map[string]error, error) {
+func envTargetConns(ctx context.Context, pool *transport.Pool, proj *playbooks.Project, envName string) ([]state.LockTarget, map[string]error, error) {
 	env, err := proj.Environment(envName)
 	if err != nil {
 		return nil, nil, usageErrorf("%v", err)

@@ -253,7 +253,7 @@ func storeRecord(ctx context.Context, g *globalOptions, proj *playbooks.Project,
 	// Also after an interrupt: the record of what happened must reach the hosts.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	targets, failed, err := envLockTargets(ctx, sess.pool, proj, rec.Environment)
+	targets, failed, err := envTargetConns(ctx, sess.pool, proj, rec.Environment)
 	if err != nil {
 		return err
 	}
