@@ -825,21 +825,8 @@ func (s *shellScan) stepCommand(f *frame, i int) (int, error) {
 		return s.escaped(i), nil
 	case ch == '#' && !c.inWord:
 		return s.comment(i)
-	case ch == '\'':
-		s.wordPart(i, &frame{kind: frameSingle, opener: "'"})
-		return i + 1, nil
-	case ch == '"':
-		s.wordPart(i, &frame{kind: frameDouble, opener: `"`})
-		return i + 1, nil
-	case ch == '$':
-		if end := s.dollar(i, false); end > 0 {
-			return end, nil
-		}
-		c.expansion(i)
-		return i + 1, nil
-	case ch == '`':
-		s.wordPart(i, &frame{kind: frameBackquote, opener: "`"})
-		return i + 1, nil
+	case ch == '\'' || ch == '"' || ch == '$' || ch == '`':
+		return s.quotedPart(c, i), nil
 	case ch == ';' || ch == '&' || ch == '|':
 		return s.operatorAt(f, i)
 	case ch == '<' || ch == '>':
@@ -1880,6 +1867,26 @@ func (s *shellScan) comment(i int) (int, error) {
 	return j, nil
 }
 
+// quotedPart opens the quoting or expansion starting at t[i] (', ", $ or
+// `) inside command c's current word, the same in a command and in a case
+// head, and returns where reading goes on.
+func (s *shellScan) quotedPart(c *command, i int) int {
+	switch s.t[i] {
+	case '\'':
+		s.wordPart(i, &frame{kind: frameSingle, opener: "'"})
+	case '"':
+		s.wordPart(i, &frame{kind: frameDouble, opener: `"`})
+	case '`':
+		s.wordPart(i, &frame{kind: frameBackquote, opener: "`"})
+	default: // '$'
+		if end := s.dollar(i, false); end > 0 {
+			return end
+		}
+		c.expansion(i)
+	}
+	return i + 1
+}
+
 // stepCaseHead reads the subject, "in" and the patterns of a case.
 func (s *shellScan) stepCaseHead(f *frame, i int) (int, error) {
 	t := s.t
@@ -1904,21 +1911,8 @@ func (s *shellScan) stepCaseHead(f *frame, i int) (int, error) {
 		return s.escaped(i), nil
 	case ch == '#' && !c.inWord:
 		return s.comment(i)
-	case ch == '\'':
-		s.wordPart(i, &frame{kind: frameSingle, opener: "'"})
-		return i + 1, nil
-	case ch == '"':
-		s.wordPart(i, &frame{kind: frameDouble, opener: `"`})
-		return i + 1, nil
-	case ch == '$':
-		if end := s.dollar(i, false); end > 0 {
-			return end, nil
-		}
-		c.expansion(i)
-		return i + 1, nil
-	case ch == '`':
-		s.wordPart(i, &frame{kind: frameBackquote, opener: "`"})
-		return i + 1, nil
+	case ch == '\'' || ch == '"' || ch == '$' || ch == '`':
+		return s.quotedPart(c, i), nil
 	case f.caseAt == casePattern && ch == '|':
 		return i + 1, nil
 	case f.caseAt == casePattern && ch == '(' && !c.inWord && f.words == 0:
