@@ -11,7 +11,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 	"github.com/rs/zerolog"
 
-	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/fanout"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
@@ -135,11 +135,11 @@ type run struct {
 // own goroutine fails the run, which then rolls back what it touched (unless
 // the rollback is what panicked) before the locks are released.
 func (r *run) guarded(ctx context.Context) (rep *Report, err error) {
-	ctx = fleet.WithRecorder(ctx, r.recordPanic)
+	ctx = fanout.WithRecorder(ctx, r.recordPanic)
 	defer r.unlock(ctx)
 	defer func() {
 		if v := recover(); v != nil {
-			rep, err = r.afterPanic(ctx, fleet.Recovered(ctx, "", v))
+			rep, err = r.afterPanic(ctx, fanout.Recovered(ctx, "", v))
 		}
 	}()
 	return r.execute(ctx)
@@ -147,7 +147,7 @@ func (r *run) guarded(ctx context.Context) (rep *Report, err error) {
 
 // afterPanic ends a run whose own goroutine panicked: every host it touched
 // is rolled back (and, whatever that rollback says, not vouched for).
-func (r *run) afterPanic(ctx context.Context, p *fleet.PanicError) (*Report, error) {
+func (r *run) afterPanic(ctx context.Context, p *fanout.PanicError) (*Report, error) {
 	f := &Failure{Phase: r.phase, Batch: r.batch, Report: r.report, Err: p}
 	if r.phase == "" {
 		f.Phase = playbooks.PhasePreflight
@@ -161,7 +161,7 @@ func (r *run) afterPanic(ctx context.Context, p *fleet.PanicError) (*Report, err
 		return r.report, f
 	}
 	if !r.report.RolledBack && r.plan.AutoRollback && ctx.Err() == nil {
-		if err := fleet.Guard(ctx, "", func() error { r.rollBack(ctx); return nil }); err != nil {
+		if err := fanout.Guard(ctx, "", func() error { r.rollBack(ctx); return nil }); err != nil {
 			r.engine.logEvent("", "the rollback after a panic panicked too: %v", err)
 		}
 	}
@@ -170,7 +170,7 @@ func (r *run) afterPanic(ctx context.Context, p *fleet.PanicError) (*Report, err
 
 // recordPanic writes a recovered panic's stack to the run log, line by line
 // under the host's name, marks the host, and says where the stack is.
-func (r *run) recordPanic(p *fleet.PanicError) string {
+func (r *run) recordPanic(p *fanout.PanicError) string {
 	e := r.engine
 	e.logEvent(p.Host, "internal error (panic) in relctl: %v", p.Value)
 	for _, line := range strings.Split(strings.TrimRight(string(p.Stack), "\n"), "\n") {
@@ -216,7 +216,7 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return r.finish(ctx, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err})
 	}
-	fleet.Go(ctx, "watching for an interrupt", func() { r.watchStop(ctx) }, r.stopOnPanic)
+	fanout.Go(ctx, "watching for an interrupt", func() { r.watchStop(ctx) }, r.stopOnPanic)
 	if err := r.gateStillHolds(active); err != nil {
 		return r.finish(ctx, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err})
 	}
@@ -370,7 +370,7 @@ func (r *run) active(hosts []*HostPlan) []*HostPlan {
 // connect opens the host's connection and reads its release state. A
 // panic here (a parser meeting output it did not expect) is the host's error.
 func (r *run) connect(ctx context.Context, hp *HostPlan) error {
-	return fleet.Guard(fleet.WithRecorder(ctx, r.recordPanic), hp.Name, func() error { return r.connectUnguarded(ctx, hp) })
+	return fanout.Guard(fanout.WithRecorder(ctx, r.recordPanic), hp.Name, func() error { return r.connectUnguarded(ctx, hp) })
 }
 
 func (r *run) connectUnguarded(ctx context.Context, hp *HostPlan) error {
@@ -464,7 +464,7 @@ func (r *run) lock(ctx context.Context, hosts []*HostPlan) error {
 		e.logEvent(t.Host, "took over stale lock: %s", describeOwner(t))
 	}
 	e.emit(Event{Kind: LocksTaken, Plan: p, Locks: append(took, notLocked...)})
-	fleet.Go(ctx, "watching the locks", func() {
+	fanout.Go(ctx, "watching the locks", func() {
 		// A lost lock means another run may be working on these hosts: stop.
 		select {
 		case <-lockCtx.Done():
@@ -482,7 +482,7 @@ func (r *run) lock(ctx context.Context, hosts []*HostPlan) error {
 
 // stopOnPanic stops the run when one of its watchers panicked: without it,
 // an interrupt or a lost lock would go unnoticed.
-func (r *run) stopOnPanic(p *fleet.PanicError) {
+func (r *run) stopOnPanic(p *fanout.PanicError) {
 	r.setStopCause(p)
 	r.requestStop()
 }
@@ -682,9 +682,9 @@ func (s *stopFlag) raised() bool {
 
 // forEach runs fn for every host with at most limit at once and collects the
 // errors, in host order, into a multierror.
-// A panic in fn is that host's error (fleet.ForEach).
+// A panic in fn is that host's error (fanout.ForEach).
 func (e *Engine) forEach(ctx context.Context, hosts []*HostPlan, limit int, fn func(context.Context, *HostPlan) error) error {
-	errs := fleet.ForEach(ctx, len(hosts), limit, func(i int) string { return hosts[i].Name }, func(ctx context.Context, i int) error {
+	errs := fanout.ForEach(ctx, len(hosts), limit, func(i int) string { return hosts[i].Name }, func(ctx context.Context, i int) error {
 		return fn(zerolog.Ctx(ctx).With().Str("host", hosts[i].Name).Logger().WithContext(ctx), hosts[i])
 	})
 	var all *multierror.Error

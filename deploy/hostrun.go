@@ -10,7 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/fanout"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 )
@@ -110,7 +110,7 @@ func (h *hostRun) execute(ctx context.Context, s *Step, do func(context.Context,
 	// A panic in the step (a bug in relctl) is the step's failure on this
 	// host: the run goes on to roll back, with the stack in the run log.
 	var detail string
-	err := fleet.Guard(fleet.WithRecorder(ctx, h.run.recordPanic), h.host.Name, func() error {
+	err := fanout.Guard(fanout.WithRecorder(ctx, h.run.recordPanic), h.host.Name, func() error {
 		injectedPanic(h.host.Name, s.ID())
 		var err error
 		detail, err = do(log.WithContext(ctx), h)

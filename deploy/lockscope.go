@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/fanout"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
@@ -160,7 +160,7 @@ func (r *run) sideLockTargets(ctx context.Context, hosts []*HostPlan) (targets [
 	}
 	connected := make([]*state.LockTarget, len(scope))
 	skipped := make([]*state.HostLockState, len(scope))
-	errs := fleet.ForEach(ctx, len(scope), e.MaxParallel, func(i int) string { return scope[i].Name }, func(ctx context.Context, i int) error {
+	errs := fanout.ForEach(ctx, len(scope), e.MaxParallel, func(i int) string { return scope[i].Name }, func(ctx context.Context, i int) error {
 		lh := scope[i]
 		conn, err := e.Connector.Get(ctx, lh.Target)
 		switch {

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/fanout"
 	"github.com/relctl/relctl/internal/transport"
 )
 
@@ -51,9 +51,9 @@ func TestStepPanicIsTheStepsFailure(t *testing.T) {
 	h := r.runs["web-2"]
 	step := &Step{Phase: "activate", Name: "restart", Kind: "run", Action: panicAction{}}
 	err := h.runStep(context.Background(), step)
-	var p *fleet.PanicError
+	var p *fanout.PanicError
 	if !errors.As(err, &p) {
-		t.Fatalf("runStep = %v, want a step error wrapping a *fleet.PanicError", err)
+		t.Fatalf("runStep = %v, want a step error wrapping a *fanout.PanicError", err)
 	}
 	want := "web-2: step activate/restart: internal error (panic) in relctl: runtime error: invalid memory address or nil pointer dereference; the stack is in " + logPath
 	if err.Error() != want {
@@ -81,7 +81,7 @@ func TestStepPanicIsTheStepsFailure(t *testing.T) {
 // (reading its state, say) is that host's error; the other host's work runs.
 func TestForEachPanicOutsideAStep(t *testing.T) {
 	r, logPath := panicRun(t)
-	ctx := fleet.WithRecorder(context.Background(), r.recordPanic)
+	ctx := fanout.WithRecorder(context.Background(), r.recordPanic)
 	var ran atomic.Int32
 	err := r.engine.forEach(ctx, []*HostPlan{r.runs["web-1"].host, r.runs["web-2"].host}, 2, func(ctx context.Context, hp *HostPlan) error {
 		if hp.Name == "web-1" {
@@ -114,14 +114,14 @@ func TestFailpointPanics(t *testing.T) {
 	if err := r.runs["web-2"].runStep(context.Background(), ok); err != nil {
 		t.Errorf("web-2 verify/health: %v, want no failpoint there", err)
 	}
-	if err := r.runs["web-1"].runStep(context.Background(), ok); !errors.As(err, new(*fleet.PanicError)) ||
+	if err := r.runs["web-1"].runStep(context.Background(), ok); !errors.As(err, new(*fanout.PanicError)) ||
 		!strings.Contains(err.Error(), "RELCTL_FAILPOINT=panic:web-1:verify/health") {
 		t.Errorf("web-1 verify/health: %v, want the injected panic", err)
 	}
 	undo := &Step{Phase: "rollback", Name: "undo-activate", Kind: "activate"}
 	h := r.runs["web-2"]
 	h.report.Rollback = &HostRollback{}
-	if _, err := h.execute(context.Background(), undo, okAction{}.Do); !errors.As(err, new(*fleet.PanicError)) {
+	if _, err := h.execute(context.Background(), undo, okAction{}.Do); !errors.As(err, new(*fanout.PanicError)) {
 		t.Errorf("web-2 rollback/undo-activate: %v, want the injected panic", err)
 	}
 }
@@ -158,9 +158,9 @@ func TestRunPanicEndsTheRun(t *testing.T) {
 	}}
 	rep, err := e.Deploy(context.Background(), &Plan{RunID: "r1", Kind: KindDeploy, Env: "staging", Version: "1.2.0", AutoRollback: true})
 	var f *Failure
-	var p *fleet.PanicError
+	var p *fanout.PanicError
 	if !errors.As(err, &f) || !errors.As(err, &p) || rep == nil {
-		t.Fatalf("Deploy = %v, %v; want a *Failure carrying a *fleet.PanicError", rep, err)
+		t.Fatalf("Deploy = %v, %v; want a *Failure carrying a *fanout.PanicError", rep, err)
 	}
 	if want := "deploy of 1.2.0 to staging failed in preflight: internal error (panic) in relctl: observer bug; the stack is in " + logPath; err.Error() != want {
 		t.Errorf("error\n%q\nwant\n%q", err.Error(), want)

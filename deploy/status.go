@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/relctl/relctl/healthcheck"
-	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/fanout"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
@@ -45,7 +45,7 @@ func Status(ctx context.Context, conn Connector, proj *playbooks.Project, envNam
 	for i, h := range env.Hosts {
 		out.Hosts[i] = &HostStatus{Name: h.Name, Address: h.Address}
 	}
-	errs := fleet.ForEach(ctx, len(env.Hosts), max(maxParallel, 1), func(i int) string { return env.Hosts[i].Name }, func(ctx context.Context, i int) error {
+	errs := fanout.ForEach(ctx, len(env.Hosts), max(maxParallel, 1), func(i int) string { return env.Hosts[i].Name }, func(ctx context.Context, i int) error {
 		h := env.Hosts[i]
 		hostStatus(ctx, conn, proj, env, playbookFor(pbs, h), h, out.Hosts[i])
 		return nil

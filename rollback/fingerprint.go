@@ -13,7 +13,7 @@ import (
 	"strings"
 
 	"github.com/relctl/relctl/deploy"
-	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/fanout"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
 )
@@ -93,7 +93,7 @@ func ReadFingerprint(ctx context.Context, conn deploy.Connector, proj *playbooks
 	for i, h := range hosts {
 		f.Hosts[i].Name, f.Hosts[i].Roles = h.Name, slices.Clone(h.Roles)
 	}
-	errs := fleet.ForEach(ctx, len(hosts), max(maxParallel, 1), func(i int) string { return hosts[i].Name }, func(ctx context.Context, i int) error {
+	errs := fanout.ForEach(ctx, len(hosts), max(maxParallel, 1), func(i int) string { return hosts[i].Name }, func(ctx context.Context, i int) error {
 		return readHostFingerprint(ctx, conn, proj, pb, e, hosts[i], kind, files, &f.Hosts[i])
 	})
 	for i, err := range errs {

@@ -13,7 +13,7 @@ import (
 	"strings"
 
 	"github.com/relctl/relctl/deploy"
-	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/fanout"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
@@ -70,7 +70,7 @@ func ReadFleet(ctx context.Context, conn deploy.Connector, proj *playbooks.Proje
 	for i, h := range hosts {
 		f.Hosts[i].Name = h.Name
 	}
-	errs := fleet.ForEach(ctx, len(hosts), max(maxParallel, 1), func(i int) string { return hosts[i].Name }, func(ctx context.Context, i int) error {
+	errs := fanout.ForEach(ctx, len(hosts), max(maxParallel, 1), func(i int) string { return hosts[i].Name }, func(ctx context.Context, i int) error {
 		h := hosts[i]
 		data, err := proj.Data(pb, e, h, "0", "")
 		if err != nil {

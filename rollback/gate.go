@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/relctl/relctl/deploy"
-	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/fanout"
 	"github.com/relctl/relctl/internal/signing"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
@@ -289,7 +289,7 @@ func (o GateOptions) hostCandidates(ctx context.Context, envName string, p *depl
 	for i, h := range hosts {
 		names[i] = h.Name
 	}
-	errs := fleet.ForEach(ctx, len(hosts), max(o.MaxParallel, 1), func(i int) string { return hosts[i].Name }, func(ctx context.Context, i int) error {
+	errs := fanout.ForEach(ctx, len(hosts), max(o.MaxParallel, 1), func(i int) string { return hosts[i].Name }, func(ctx context.Context, i int) error {
 		h := hosts[i]
 		data, err := o.Project.Data(pb, env, h, "0", "")
 		if err != nil {

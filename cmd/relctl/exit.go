@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/relctl/relctl/deploy"
-	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/fanout"
 	"github.com/relctl/relctl/internal/output"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/playbooks"
@@ -55,7 +55,7 @@ func exitCode(io *output.IOStreams, err error) int {
 	var failure *deploy.Failure
 	var locked *state.LockedError
 	var rehearsal *rollback.RehearsalFailed
-	var panicked *fleet.PanicError
+	var panicked *fanout.PanicError
 	var unrecorded *state.UnrecordedUnlockError
 	code := exitError
 	switch {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/relctl/relctl/deploy"
-	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/fanout"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
@@ -93,7 +93,7 @@ func envLockScope(ctx context.Context, pool *transport.Pool, proj *playbooks.Pro
 		scope = slices.DeleteFunc(scope, func(lh deploy.LockHost) bool { return !slices.Contains(only, lh.Name) })
 	}
 	conns := make([]transport.Conn, len(scope))
-	errs := fleet.ForEach(ctx, len(scope), proj.Config.SSH.MaxParallel, func(i int) string { return scope[i].Name }, func(ctx context.Context, i int) error {
+	errs := fanout.ForEach(ctx, len(scope), proj.Config.SSH.MaxParallel, func(i int) string { return scope[i].Name }, func(ctx context.Context, i int) error {
 		if scope[i].Err != nil {
 			return scope[i].Err
 		}

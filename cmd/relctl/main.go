@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/fanout"
 	"github.com/relctl/relctl/internal/output"
 )
 
@@ -30,12 +30,12 @@ func run(args []string, io *output.IOStreams) int {
 	defer cancel()
 	// A panic recovered outside a run (whose run log takes its own) is
 	// written out in full on stderr.
-	ctx = fleet.WithRecorder(ctx, stderrRecorder(io.ErrOut))
+	ctx = fanout.WithRecorder(ctx, stderrRecorder(io.ErrOut))
 	stop := make(chan struct{})
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	fleet.Go(ctx, "handling signals", func() {
+	fanout.Go(ctx, "handling signals", func() {
 		n := 0
 		for {
 			select {
@@ -64,7 +64,7 @@ func run(args []string, io *output.IOStreams) int {
 func runRoot(ctx context.Context, io *output.IOStreams, root *cobra.Command, args []string) (code int) {
 	defer func() {
 		if v := recover(); v != nil {
-			code = internalError(io, root, args, fleet.Recovered(ctx, "", v))
+			code = internalError(io, root, args, fanout.Recovered(ctx, "", v))
 		}
 	}()
 	root.SetArgs(args)
@@ -78,7 +78,7 @@ var changesHosts = map[string]bool{"deploy": true, "rollback": true, "rehearse":
 
 // internalError reports a panic that reached runRoot: exit 4 for a command
 // that may have changed hosts, 1 for the others.
-func internalError(io *output.IOStreams, root *cobra.Command, args []string, p *fleet.PanicError) (code int) {
+func internalError(io *output.IOStreams, root *cobra.Command, args []string, p *fanout.PanicError) (code int) {
 	fmt.Fprintf(io.ErrOut, "relctl: %s\n", p.Error())
 	code = exitUnknown
 	defer func() {
@@ -103,9 +103,9 @@ func internalError(io *output.IOStreams, root *cobra.Command, args []string, p *
 }
 
 // stderrRecorder writes a recovered panic and its stack to w, whole.
-func stderrRecorder(w io.Writer) fleet.Recorder {
+func stderrRecorder(w io.Writer) fanout.Recorder {
 	var mu sync.Mutex
-	return func(p *fleet.PanicError) string {
+	return func(p *fanout.PanicError) string {
 		mu.Lock()
 		defer mu.Unlock()
 		who := ""

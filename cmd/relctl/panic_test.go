@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/relctl/relctl/deploy"
-	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/fanout"
 	"github.com/relctl/relctl/internal/output"
 )
 
@@ -47,7 +47,7 @@ func TestPanicInCommandNeverExits2(t *testing.T) {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			var errOut bytes.Buffer
 			io := output.Test(nil, io.Discard, &errOut)
-			ctx := fleet.WithRecorder(context.Background(), stderrRecorder(io.ErrOut))
+			ctx := fanout.WithRecorder(context.Background(), stderrRecorder(io.ErrOut))
 			got := runRoot(ctx, io, newRoot(), tt.args)
 			if got != tt.want {
 				t.Errorf("exit %d, want %d; stderr:\n%s", got, tt.want, errOut.String())
@@ -68,7 +68,7 @@ func TestPanicInCommandNeverExits2(t *testing.T) {
 // its rollback passed; one before anything changed is an ordinary failure;
 // one outside a run is exit 1, whatever else the error wraps - never 2.
 func TestExitCodePanics(t *testing.T) {
-	p := &fleet.PanicError{Host: "web-2", Value: "nil pointer", StackAt: "/runs/r1.log"}
+	p := &fanout.PanicError{Host: "web-2", Value: "nil pointer", StackAt: "/runs/r1.log"}
 	healthy := &deploy.HostRollback{Healthy: true}
 	failure := func(rolledBack bool, hosts ...*deploy.HostReport) error {
 		return &deploy.Failure{Phase: "activate", Batch: 2, Err: fmt.Errorf("web-2: step activate/restart: %w", p),
@@ -105,7 +105,7 @@ func TestExitCodePanics(t *testing.T) {
 					t.Errorf("stderr lacks %q:\n%s", w, errOut.String())
 				}
 			}
-			if !errors.As(tt.err, new(*fleet.PanicError)) {
+			if !errors.As(tt.err, new(*fanout.PanicError)) {
 				t.Errorf("test error does not carry the panic")
 			}
 		})

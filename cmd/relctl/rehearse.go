@@ -14,7 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/relctl/relctl/deploy"
-	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/fanout"
 	"github.com/relctl/relctl/internal/signing"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
@@ -257,7 +257,7 @@ func storeRecord(ctx context.Context, g *globalOptions, proj *playbooks.Project,
 	if err != nil {
 		return err
 	}
-	errs := fleet.ForEach(ctx, len(targets), 0, func(i int) string { return targets[i].Host }, func(ctx context.Context, i int) error {
+	errs := fanout.ForEach(ctx, len(targets), 0, func(i int) string { return targets[i].Host }, func(ctx context.Context, i int) error {
 		return rollback.SaveOnHost(ctx, targets[i].Conn, targets[i].Layout, rec, signed)
 	})
 	var stored []string

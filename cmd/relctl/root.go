@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/fanout"
 	"github.com/relctl/relctl/internal/output"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
@@ -69,7 +69,7 @@ func (g *globalOptions) resolveStateDir(cfg *playbooks.Config) string {
 // commands that have nothing to roll back.
 func (g *globalOptions) stopOrCancel(ctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(ctx)
-	fleet.Go(ctx, "waiting for an interrupt", func() {
+	fanout.Go(ctx, "waiting for an interrupt", func() {
 		select {
 		case <-g.stop:
 			cancel()

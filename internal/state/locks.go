@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-multierror"
-	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/fanout"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/rs/zerolog"
 )
@@ -630,7 +630,7 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 		res[i] = outcome{true, got, took, holder, err}
 	}
 	if len(targets) > 0 {
-		if err := fleet.Guard(ctx, targets[0].Host, func() error { one(0); return nil }); err != nil {
+		if err := fanout.Guard(ctx, targets[0].Host, func() error { one(0); return nil }); err != nil {
 			res[0].err = err
 		}
 	}
@@ -644,7 +644,7 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 		}
 	} else {
 		rest := targets[1:]
-		errs := fleet.ForEach(ctx, len(rest), 0, func(i int) string { return rest[i].Host }, func(ctx context.Context, i int) error {
+		errs := fanout.ForEach(ctx, len(rest), 0, func(i int) string { return rest[i].Host }, func(ctx context.Context, i int) error {
 			one(i + 1)
 			return nil
 		})
@@ -726,7 +726,7 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 	// which ends a heartbeat in flight through hbCtx.
 	hbCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
 	ls.stopHeartbeat = stopHeartbeat
-	fleet.Go(ctx, "lock heartbeat", func() { ls.refresh(hbCtx) }, func(p *fleet.PanicError) {
+	fanout.Go(ctx, "lock heartbeat", func() { ls.refresh(hbCtx) }, func(p *fanout.PanicError) {
 		cancel(fmt.Errorf("%w: its heartbeat stopped: %v", ErrLockLost, p))
 	})
 	return ls, lockCtx, nil
@@ -852,7 +852,7 @@ func (l *LockSet) refresh(ctx context.Context) {
 		body, _ := json.Marshal(o) // a LockOwner always marshals
 		var mu sync.Mutex
 		var lost []string
-		errs := fleet.ForEach(ctx, len(l.targets), 0, func(i int) string { return l.targets[i].Host }, func(ctx context.Context, i int) error {
+		errs := fanout.ForEach(ctx, len(l.targets), 0, func(i int) string { return l.targets[i].Host }, func(ctx context.Context, i int) error {
 			t := &l.targets[i]
 			// Bounded so that a hung connection cannot stall the other hosts' heartbeats.
 			rctx, cancel := context.WithTimeout(ctx, l.opts.TTL/2)
@@ -974,7 +974,7 @@ func (l *LockSet) releaseAll(ctx context.Context) error {
 func releaseEach(ctx context.Context, targets []*LockTarget, runID string, opts LockOptions) ([]string, []error) {
 	ctx = context.WithoutCancel(ctx)
 	words := make([]string, len(targets))
-	errs := fleet.ForEach(ctx, len(targets), 0, func(i int) string { return targets[i].Host }, func(ctx context.Context, i int) error {
+	errs := fanout.ForEach(ctx, len(targets), 0, func(i int) string { return targets[i].Host }, func(ctx context.Context, i int) error {
 		t := targets[i]
 		rctx, cancel := context.WithTimeout(ctx, opts.ReleaseTimeout)
 		defer cancel()
@@ -1001,7 +1001,7 @@ func releaseEach(ctx context.Context, targets []*LockTarget, runID string, opts 
 func InspectLocks(ctx context.Context, targets []LockTarget, opts LockOptions) ([]HostLockState, error) {
 	opts = opts.withDefaults()
 	out := make([]HostLockState, len(targets))
-	errs := fleet.ForEach(ctx, len(targets), 0, func(i int) string { return targets[i].Host }, func(ctx context.Context, i int) error {
+	errs := fanout.ForEach(ctx, len(targets), 0, func(i int) string { return targets[i].Host }, func(ctx context.Context, i int) error {
 		out[i] = inspectOne(ctx, targets[i], opts)
 		return nil
 	})
@@ -1090,7 +1090,7 @@ func ForceUnlock(ctx context.Context, targets []LockTarget, by LockOwner, reason
 	}
 	removed := make([]*HostLockState, len(targets))
 	errs := make([]error, len(targets))
-	ferrs := fleet.ForEach(ctx, len(targets), 0, func(i int) string { return targets[i].Host }, func(ctx context.Context, i int) error {
+	ferrs := fanout.ForEach(ctx, len(targets), 0, func(i int) string { return targets[i].Host }, func(ctx context.Context, i int) error {
 		t := targets[i]
 		res, err := t.Conn.Run(ctx, forceRemoveScript(t.Layout, by.RunID), transport.RunOptions{Label: "force unlock"})
 		if err != nil {

@@ -1,4 +1,4 @@
-package fleet_test
+package fanout_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/fanout"
 )
 
 func names(n int) func(int) string { return func(i int) string { return fmt.Sprintf("web-%d", i+1) } }
@@ -19,15 +19,15 @@ func names(n int) func(int) string { return func(i int) string { return fmt.Spri
 // stack, recorded once; every other host's work runs to completion.
 func TestForEachPanicIsThatHostsError(t *testing.T) {
 	var mu sync.Mutex
-	var recorded []*fleet.PanicError
-	ctx := fleet.WithRecorder(context.Background(), func(p *fleet.PanicError) string {
+	var recorded []*fanout.PanicError
+	ctx := fanout.WithRecorder(context.Background(), func(p *fanout.PanicError) string {
 		mu.Lock()
 		defer mu.Unlock()
 		recorded = append(recorded, p)
 		return "/runs/r1.log"
 	})
 	var done atomic.Int32
-	errs := fleet.ForEach(ctx, 4, 2, names(4), func(ctx context.Context, i int) error {
+	errs := fanout.ForEach(ctx, 4, 2, names(4), func(ctx context.Context, i int) error {
 		switch i {
 		case 1:
 			var m map[string]int
@@ -47,9 +47,9 @@ func TestForEachPanicIsThatHostsError(t *testing.T) {
 	if errs[2] == nil || errs[2].Error() != "web-3: plain failure" {
 		t.Errorf("web-3: %v, want its own error untouched", errs[2])
 	}
-	var p *fleet.PanicError
+	var p *fanout.PanicError
 	if !errors.As(errs[1], &p) {
-		t.Fatalf("web-2: %v (%T), want a *fleet.PanicError", errs[1], errs[1])
+		t.Fatalf("web-2: %v (%T), want a *fanout.PanicError", errs[1], errs[1])
 	}
 	want := "web-2: internal error (panic) in relctl: assignment to entry in nil map; the stack is in /runs/r1.log"
 	if p.Error() != want {
@@ -66,7 +66,7 @@ func TestForEachPanicIsThatHostsError(t *testing.T) {
 // TestForEachBounded: never more than limit at once; every item runs.
 func TestForEachBounded(t *testing.T) {
 	var running, peak, ran atomic.Int32
-	errs := fleet.ForEach(context.Background(), 12, 3, names(12), func(context.Context, int) error {
+	errs := fanout.ForEach(context.Background(), 12, 3, names(12), func(context.Context, int) error {
 		n := running.Add(1)
 		for {
 			old := peak.Load()
@@ -94,7 +94,7 @@ func TestForEachBounded(t *testing.T) {
 func TestForEachCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var started atomic.Int32
-	errs := fleet.ForEach(ctx, 5, 1, names(5), func(ctx context.Context, i int) error {
+	errs := fanout.ForEach(ctx, 5, 1, names(5), func(ctx context.Context, i int) error {
 		started.Add(1)
 		cancel()
 		return nil
@@ -118,15 +118,15 @@ func TestForEachCancelled(t *testing.T) {
 
 // TestGuardWithoutRecorder: the panic still becomes an error, with its stack.
 func TestGuardWithoutRecorder(t *testing.T) {
-	err := fleet.Guard(context.Background(), "db-1", func() error { panic("parser met a line it did not expect") })
-	var p *fleet.PanicError
+	err := fanout.Guard(context.Background(), "db-1", func() error { panic("parser met a line it did not expect") })
+	var p *fanout.PanicError
 	if !errors.As(err, &p) || p.StackAt != "" || len(p.Stack) == 0 {
 		t.Fatalf("Guard = %v, want a *PanicError with a stack and no location", err)
 	}
 	if want := "db-1: internal error (panic) in relctl: parser met a line it did not expect"; err.Error() != want {
 		t.Errorf("%q, want %q", err.Error(), want)
 	}
-	if err := fleet.Guard(context.Background(), "db-1", func() error { return nil }); err != nil {
+	if err := fanout.Guard(context.Background(), "db-1", func() error { return nil }); err != nil {
 		t.Errorf("Guard of a fine function = %v", err)
 	}
 }
@@ -134,10 +134,10 @@ func TestGuardWithoutRecorder(t *testing.T) {
 // TestGoPanicIsReported: a watcher goroutine's panic is recorded and handed
 // to onPanic, named after what the goroutine was doing.
 func TestGoPanicIsReported(t *testing.T) {
-	recorded := make(chan *fleet.PanicError, 1)
-	ctx := fleet.WithRecorder(context.Background(), func(p *fleet.PanicError) string { recorded <- p; return "" })
-	got := make(chan *fleet.PanicError, 1)
-	fleet.Go(ctx, "watching the locks", func() { panic("lost") }, func(p *fleet.PanicError) { got <- p })
+	recorded := make(chan *fanout.PanicError, 1)
+	ctx := fanout.WithRecorder(context.Background(), func(p *fanout.PanicError) string { recorded <- p; return "" })
+	got := make(chan *fanout.PanicError, 1)
+	fanout.Go(ctx, "watching the locks", func() { panic("lost") }, func(p *fanout.PanicError) { got <- p })
 	select {
 	case p := <-got:
 		if p.Error() != "internal error (panic) in relctl: watching the locks: lost" {

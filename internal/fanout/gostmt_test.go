@@ -1,4 +1,4 @@
-package fleet_test
+package fanout_test
 
 import (
 	"go/ast"
@@ -15,7 +15,7 @@ import (
 // enclosing function, with how many each may hold. Each runs one blocking
 // call so that its caller can stop waiting on a context; none works on a
 // host's output. A goroutine that does (reads, parses or changes a host)
-// goes through fleet.ForEach, Guard or Go, so that a panic in it becomes
+// goes through fanout.ForEach, Guard or Go, so that a panic in it becomes
 // that host's error instead of killing relctl with its locks held.
 var waiters = map[string]int{
 	"healthcheck/probe.go: boundedDial":       2, // the dial, and closing a late conn
@@ -30,7 +30,7 @@ var waiters = map[string]int{
 
 // TestGoStatements keeps every goroutine relctl starts going through this
 // package: a new go statement in non-test code (outside testenv, which is
-// the world rather than the player) fails here until it uses fleet or is
+// the world rather than the player) fails here until it uses fanout or is
 // added to waiters with a reason.
 func TestGoStatements(t *testing.T) {
 	root, err := filepath.Abs("../..")
@@ -48,7 +48,7 @@ func TestGoStatements(t *testing.T) {
 		if d.IsDir() {
 			switch {
 			case rel != "." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "vendor"),
-				rel == "testenv", rel == "internal/sshdtest", rel == "internal/fleet":
+				rel == "testenv", rel == "internal/sshdtest", rel == "internal/fanout":
 				return filepath.SkipDir
 			}
 			return nil
@@ -87,7 +87,7 @@ func TestGoStatements(t *testing.T) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	const advice = "run per-host work with fleet.ForEach (or fleet.Guard, fleet.Go), so that a panic in it is that host's error, not relctl's end with its locks held; a goroutine that only waits on one blocking call may be added to waiters with the reason"
+	const advice = "run per-host work with fanout.ForEach (or fanout.Guard, fanout.Go), so that a panic in it is that host's error, not relctl's end with its locks held; a goroutine that only waits on one blocking call may be added to waiters with the reason"
 	for _, key := range keys {
 		if pos := found[key]; len(pos) > waiters[key] {
 			t.Errorf("%s: %d go statement(s), %d allowed:\n\t%s\n%s", key, len(pos), waiters[key], strings.Join(pos, "\n\t"), advice)

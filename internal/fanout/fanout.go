@@ -1,10 +1,10 @@
-// Package fleet runs one piece of work per host, many hosts at once: at most
+// Package fanout runs one piece of work per host, many hosts at once: at most
 // a given number at a time, none started once the context is done, and a
 // panic in one host's work turned into that host's error (its stack handed
 // to the context's recorder, e.g. the run log) instead of killing relctl
 // with the other hosts half-done and their locks left behind. Every
 // goroutine relctl starts goes through here (TestGoStatements keeps it so).
-package fleet
+package fanout
 
 import (
 	"context"
