@@ -75,14 +75,10 @@ type Engine struct {
 	Stop <-chan struct{}
 	// LockTTL is how old a lock heartbeat may be before the lock is stale.
 	LockTTL time.Duration
-	// TakeOverStaleLocks replaces a lock whose holder is gone (rollback, resume).
+	// Deprecated: pass RunOptions to Run. Deploy reads these three.
 	TakeOverStaleLocks bool
-	// Skip names hosts to leave alone: deploy --resume skips the hosts the
-	// interrupted run finished.
-	Skip map[string]bool
-	// ResumeRun is the interrupted run being resumed: hosts it switched roll
-	// back to what they ran before it.
-	ResumeRun string
+	Skip               map[string]bool
+	ResumeRun          string
 	// Backoff is the wait between reconnect attempts while rolling back an
 	// unreachable host; default 1s, 2s, 4s, 8s, 16s.
 	Backoff []time.Duration
@@ -99,11 +95,17 @@ var errStopped = errors.New("stopped: no new work after interrupt")
 // a failure (or the first interrupt) no new step starts, running steps
 // finish, and, for deploys, every touched host is rolled back.
 func (e *Engine) Deploy(ctx context.Context, p *Plan) (*Report, error) {
-	r := &run{engine: e, plan: p, runs: map[string]*hostRun{}, stop: make(chan struct{}), done: make(chan struct{})}
+	return e.Run(ctx, p, RunOptions{Skip: e.Skip, ResumeRun: e.ResumeRun, TakeOverStaleLocks: e.TakeOverStaleLocks,
+		Gate: GateDecision{Skipped: p.SkipRehearsal, Record: p.Rehearsal, From: p.GateFrom, Until: p.GateUntil}})
+}
+
+// Run runs the plan with the run's decisions (see Deploy).
+func (e *Engine) Run(ctx context.Context, p *Plan, opts RunOptions) (*Report, error) {
+	r := &run{engine: e, plan: p, opts: opts, runs: map[string]*hostRun{}, stop: make(chan struct{}), done: make(chan struct{})}
 	r.report = &Report{RunID: p.RunID, Kind: p.Kind, Env: p.Env, Version: p.Version, Started: e.now()}
 	for _, b := range p.Batches {
 		for _, hp := range b.Hosts {
-			hr := &HostReport{Name: hp.Name, Address: hp.Address, Batch: b.Index, Skipped: e.Skip[hp.Name]}
+			hr := &HostReport{Name: hp.Name, Address: hp.Address, Batch: b.Index, Skipped: opts.Skip[hp.Name]}
 			r.report.Hosts = append(r.report.Hosts, hr)
 		}
 	}
@@ -114,6 +116,7 @@ func (e *Engine) Deploy(ctx context.Context, p *Plan) (*Report, error) {
 type run struct {
 	engine *Engine
 	plan   *Plan
+	opts   RunOptions
 	report *Report
 	runs   map[string]*hostRun
 	mu     sync.Mutex
@@ -220,7 +223,7 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 	if err := r.gateStillHolds(active); err != nil {
 		return r.finish(ctx, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err})
 	}
-	if p.SkipRehearsal != "" {
+	if r.opts.Gate.Skipped != "" {
 		if err := r.recordSkippedRehearsal(ctx, active); err != nil {
 			return r.finish(ctx, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err})
 		}
@@ -321,17 +324,17 @@ var ErrNotLocked = errors.New("cannot lock what the run changes")
 // gateStillHolds checks, with the hosts locked and read again, that they
 // still run the release the rehearsal gate let the deploy start from.
 func (r *run) gateStillHolds(hosts []*HostPlan) error {
-	p := r.plan
-	if p.GateFrom == "" {
+	p, gate := r.plan, r.opts.Gate
+	if gate.From == "" {
 		return nil
 	}
-	if !p.GateUntil.IsZero() && r.engine.now().After(p.GateUntil) {
-		return fmt.Errorf("%w: the rehearsal record expired at %s while the deploy waited", ErrGateChanged, p.GateUntil.Local().Format(time.DateTime))
+	if !gate.Until.IsZero() && r.engine.now().After(gate.Until) {
+		return fmt.Errorf("%w: the rehearsal record expired at %s while the deploy waited", ErrGateChanged, gate.Until.Local().Format(time.DateTime))
 	}
 	for _, hp := range hosts {
 		before := r.runs[hp.Name].report.Before
-		if before != p.GateFrom && before != p.Version && before != "" {
-			return fmt.Errorf("%w: %s runs %s now, but the gate passed for a deploy from %s (another run changed it since): run the deploy again", ErrGateChanged, hp.Name, before, p.GateFrom)
+		if before != gate.From && before != p.Version && before != "" {
+			return fmt.Errorf("%w: %s runs %s now, but the gate passed for a deploy from %s (another run changed it since): run the deploy again", ErrGateChanged, hp.Name, before, gate.From)
 		}
 	}
 	return nil
@@ -342,11 +345,11 @@ func (r *run) gateStillHolds(hosts []*HostPlan) error {
 // override nobody can find later is refused.
 func (r *run) recordSkippedRehearsal(ctx context.Context, hosts []*HostPlan) error {
 	e, p := r.engine, r.plan
-	e.journal(state.JournalEvent{Kind: "skip-rehearsal", Release: p.Version, Detail: p.SkipRehearsal})
+	e.journal(state.JournalEvent{Kind: "skip-rehearsal", Release: p.Version, Detail: r.opts.Gate.Skipped})
 	return e.forEach(ctx, hosts, e.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
 		h := r.runs[hp.Name]
 		ev := state.HistoryEvent{Time: e.now().UTC(), Kind: "skip-rehearsal", Operator: e.Operator, Controller: e.Controller,
-			RunID: p.RunID, Reason: p.SkipRehearsal, Detail: map[string]string{"release": p.Version, "from": h.report.Before}}
+			RunID: p.RunID, Reason: r.opts.Gate.Skipped, Detail: map[string]string{"release": p.Version, "from": h.report.Before}}
 		if err := state.AppendHistoryEvent(ctx, h.conn, hp.Layout, ev); err != nil {
 			return fmt.Errorf("%s: recording the skipped rehearsal in history: %w", hp.Name, err)
 		}
@@ -360,7 +363,7 @@ func (r *run) activeHosts() []*HostPlan { return r.active(r.plan.Hosts()) }
 func (r *run) active(hosts []*HostPlan) []*HostPlan {
 	var out []*HostPlan
 	for _, hp := range hosts {
-		if !r.engine.Skip[hp.Name] {
+		if !r.opts.Skip[hp.Name] {
 			out = append(out, hp)
 		}
 	}
@@ -402,7 +405,7 @@ func (h *hostRun) learnState(ctx context.Context) error {
 	}
 	h.state = st
 	h.report.Before, h.report.After = st.Current, st.Current
-	if id := h.engine.ResumeRun; id != "" {
+	if id := h.run.opts.ResumeRun; id != "" {
 		// The interrupted run's last switch here: a deploy to current means
 		// the host ran its Previous before; a rollback already put it back.
 		for i := len(st.History.Activations) - 1; i >= 0; i-- {
@@ -438,7 +441,7 @@ func (r *run) lock(ctx context.Context, hosts []*HostPlan) error {
 		Operator: e.Operator, Controller: e.Controller, PID: pid(), RunID: p.RunID,
 		Env: p.Env, Command: p.Kind, Release: p.Version, Started: r.report.Started,
 	}
-	locks, lockCtx, err := state.AcquireLocks(ctx, targets, owner, state.LockOptions{TTL: e.LockTTL, TakeOverStale: e.TakeOverStaleLocks, Now: e.Now})
+	locks, lockCtx, err := state.AcquireLocks(ctx, targets, owner, state.LockOptions{TTL: e.LockTTL, TakeOverStale: r.opts.TakeOverStaleLocks, Now: e.Now})
 	var locked *state.LockedError
 	switch {
 	case errors.As(err, &locked):

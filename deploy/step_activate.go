@@ -87,7 +87,7 @@ func (h *hostRun) switchTo(ctx context.Context, version, kind string) (string, e
 	}
 	if version == h.plan.Version && h.plan.Kind == KindDeploy {
 		act.ReleaseDigest, act.ArtifactSHA256, act.Artifact = h.plan.Digest, h.plan.Artifact.SHA256, h.plan.Artifact.Name
-		act.Rehearsal = h.plan.Rehearsal
+		act.Rehearsal = h.run.opts.Gate.Record
 		if pb := h.plan.pb; pb != nil {
 			act.Component, act.Requires = pb.ComponentName(), maps.Clone(pb.Requires)
 		}
