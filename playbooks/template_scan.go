@@ -417,75 +417,98 @@ func (s *shellScan) run() error {
 				break
 			}
 		}
-		t := s.t
-		if end, sl, control, ok := s.next(i); ok {
-			var err error
-			if sl != nil {
-				err = s.value(i, sl)
-			} else {
-				err = s.block(i, control)
-				if s.escapedAt == i {
-					s.poison(i-1, `a backslash before a template block, which escapes whatever the block renders first`)
-				}
-			}
-			if err != nil {
-				return err
-			}
-			i = max(end, i+1)
-			continue
-		}
 		var end int
 		var err error
-		before := s.top()
-		switch f := before; f.kind {
-		case frameCommand:
-			end, err = s.stepCommand(f, i)
-		case frameCase:
-			if f.caseAt == caseBody {
-				end, err = s.stepCommand(f, i)
-			} else {
-				end, err = s.stepCaseHead(f, i)
-			}
-		case frameArray:
-			end, err = s.stepArray(f, i)
-		case frameSingle:
-			end = i + 1
-			if t[i] == '\'' {
-				s.pop()
-			} else if c := s.owner(len(s.frames) - 2); c != nil {
-				c.quotedChar(i, t[i])
-			}
-		case frameDollarSingle:
-			end = s.stepDollarSingle(f, i)
-		case frameDouble:
-			end = s.stepDouble(i)
-		case frameBackquote:
-			end = i + 1
-			switch t[i] {
-			case '\\':
-				end = s.escaped(i)
-			case '`':
-				s.pop()
-			}
-		case frameParam:
-			end = s.stepParam(i)
-		case frameArith:
-			end = s.stepArith(f, i)
-		case frameTest:
-			end = s.stepTest(f, i)
+		if actionEnd, sl, control, ok := s.next(i); ok {
+			err = s.action(i, sl, control)
+			end = max(actionEnd, i+1)
+		} else {
+			end, err = s.step(i)
 		}
 		if err != nil {
 			return err
 		}
-		if end <= i && s.top() == before {
-			end = i + 1 // a step that opened or closed a frame may leave i to the next
-		}
-		if end > i && s.t[i] == '\n' && len(s.pending) > 0 && s.top().cmd == nil && s.top().kind != frameSingle && s.top().kind != frameDouble {
-			s.poison(i, "a heredoc whose body would start inside "+s.top().opener)
-		}
 		i = end
 	}
-	// The text ends every word and command still open.
+	if err := s.endText(); err != nil {
+		return err
+	}
+	return s.integerAssignments()
+}
+
+// action checks the template action at i: a value (sl) or a control block.
+func (s *shellScan) action(i int, sl *slot, control string) error {
+	if sl != nil {
+		return s.value(i, sl)
+	}
+	err := s.block(i, control)
+	if s.escapedAt == i {
+		s.poison(i-1, `a backslash before a template block, which escapes whatever the block renders first`)
+	}
+	return err
+}
+
+// step reads the shell text at i in the innermost frame and returns where
+// the next step starts.
+func (s *shellScan) step(i int) (int, error) {
+	before := s.top()
+	end, err := s.stepFrame(before, i)
+	if err != nil {
+		return 0, err
+	}
+	if end <= i && s.top() == before {
+		end = i + 1 // a step that opened or closed a frame may leave i to the next
+	}
+	if end > i && s.t[i] == '\n' && len(s.pending) > 0 && s.top().cmd == nil && s.top().kind != frameSingle && s.top().kind != frameDouble {
+		s.poison(i, "a heredoc whose body would start inside "+s.top().opener)
+	}
+	return end, nil
+}
+
+// stepFrame reads the shell text at i as frame f (the innermost) reads it.
+func (s *shellScan) stepFrame(f *frame, i int) (int, error) {
+	t := s.t
+	switch f.kind {
+	case frameCommand:
+		return s.stepCommand(f, i)
+	case frameCase:
+		if f.caseAt == caseBody {
+			return s.stepCommand(f, i)
+		}
+		return s.stepCaseHead(f, i)
+	case frameArray:
+		return s.stepArray(f, i)
+	case frameSingle:
+		if t[i] == '\'' {
+			s.pop()
+		} else if c := s.owner(len(s.frames) - 2); c != nil {
+			c.quotedChar(i, t[i])
+		}
+		return i + 1, nil
+	case frameDollarSingle:
+		return s.stepDollarSingle(f, i), nil
+	case frameDouble:
+		return s.stepDouble(i), nil
+	case frameBackquote:
+		switch t[i] {
+		case '\\':
+			return s.escaped(i), nil
+		case '`':
+			s.pop()
+		}
+		return i + 1, nil
+	case frameParam:
+		return s.stepParam(i), nil
+	case frameArith:
+		return s.stepArith(f, i), nil
+	case frameTest:
+		return s.stepTest(f, i), nil
+	}
+	return 0, nil
+}
+
+// endText ends every word and command still open where the text ends.
+func (s *shellScan) endText() error {
 	for k := len(s.frames) - 1; k >= 0; k-- {
 		f := s.frames[k]
 		if f.cmd == nil || f.kind == frameCase && f.caseAt != caseBody {
@@ -498,6 +521,13 @@ func (s *shellScan) run() error {
 			return err
 		}
 	}
+	return nil
+}
+
+// integerAssignments refuses a value assigned to a variable that turned out
+// to be an integer (declare -i and bash's own), which only the whole text
+// can tell.
+func (s *shellScan) integerAssignments() error {
 	for _, a := range s.assigned {
 		for _, n := range a.names {
 			if why, ok := s.intNames[n]; ok {
@@ -1107,27 +1137,43 @@ func (s *shellScan) endWord(f *frame) error {
 	}
 	c.inWord = false
 	w := c.w
-	lit := string(w.lit)
-	if c.redir != "" {
-		switch {
-		case len(w.slots) == 0:
-		case c.redir == "<<<":
-			c.here = &w.slots[0]
-		case c.redir == "<" && w.slots[0].via == "<(":
-			c.here = &w.slots[0]
-		}
-		c.redir = ""
+	switch {
+	case c.redir != "":
+		c.redirectionTarget(&w)
 		return nil
-	}
-	if c.fnName {
+	case c.fnName:
 		c.fnName = false
 		return nil
+	case c.forWord >= 1 && c.forWord <= 3:
+		s.forLoopWord(c, &w)
+		return nil
+	case !c.named:
+		return s.leadingWord(f, &w)
 	}
+	return s.argumentWord(c, &w)
+}
+
+// redirectionTarget notes a value that the redirection just read feeds to
+// the command's standard input (<<< value, < <(... value ...)).
+func (c *command) redirectionTarget(w *word) {
+	switch {
+	case len(w.slots) == 0:
+	case c.redir == "<<<":
+		c.here = &w.slots[0]
+	case c.redir == "<" && w.slots[0].via == "<(":
+		c.here = &w.slots[0]
+	}
+	c.redir = ""
+}
+
+// forLoopWord reads a word of for NAME in WORDS; do (or select), whose
+// words are assigned to NAME.
+func (s *shellScan) forLoopWord(c *command, w *word) {
+	lit := string(w.lit)
 	switch c.forWord {
 	case 1:
 		c.forWord = 2
 		c.st.names = []string{lit} // for NAME in ...: each word is assigned to NAME
-		return nil
 	case 2:
 		switch {
 		case w.plain && lit == "in":
@@ -1137,14 +1183,21 @@ func (s *shellScan) endWord(f *frame) error {
 		default:
 			s.poison(w.start, "a for loop relctl cannot read")
 		}
-		return nil
 	case 3:
 		if len(w.slots) > 0 && len(c.st.names) > 0 {
 			s.assigned = append(s.assigned, assignment{names: c.st.names, use: w.slots[0], how: "assigned by for to"})
 		}
-		return nil // the loop's words: ordinary words
+		// The loop's words: ordinary words.
 	}
-	if !c.named && c.timeOpts {
+}
+
+// leadingWord classifies a word before the command name: an option of
+// time, the NAME of coproc NAME { ...; }, a reserved word, an assignment,
+// or the command name itself.
+func (s *shellScan) leadingWord(f *frame, w *word) error {
+	c := f.cmd
+	lit := string(w.lit)
+	if c.timeOpts {
 		c.timeOpts = false
 		if w.plain && c.prefix == 0 && strings.HasPrefix(lit, "-") {
 			c.timeOpts = true
@@ -1152,70 +1205,80 @@ func (s *shellScan) endWord(f *frame) error {
 			return nil
 		}
 	}
-	if !c.named && c.coprocAt {
+	if c.coprocAt {
 		c.coprocAt = false
 		if w.plain && c.prefix == 0 && varName.MatchString(lit) && s.compoundAt(w.start+len(w.lit)) {
 			c.wordCount = 0
 			return nil
 		}
 	}
-	if !c.named {
-		if w.plain && c.prefix == 0 {
-			switch lit {
-			case "time":
-				c.wordCount, c.timeOpts = 0, true
-				return nil
-			case "coproc":
-				c.wordCount, c.coprocAt = 0, true
-				return nil
-			case "if", "while", "until", "{":
-				f.nest++
-				c.wordCount = 0
-				return nil // a command comes next
-			case "then", "else", "elif", "do", "!":
-				c.wordCount = 0
-				return nil
-			case "fi", "done", "}":
-				f.nest = max(0, f.nest-1)
-				c.named = true
-				return nil
-			case "case":
-				c.named = true
-				s.push(&frame{kind: frameCase, opener: "case", cmd: &command{}})
-				return nil
-			case "for", "select":
-				f.nest++
-				c.named, c.forWord = true, 1
-				return nil
-			case "function":
-				c.fnName = true
-				return nil
-			case "[[":
-				c.named = true
-				s.push(&frame{kind: frameTest, opener: "[["})
-				return nil
-			case "esac":
-				if f.kind == frameCase {
-					s.pop()
-					return nil
-				}
-			}
-		}
-		if name, ok := assignmentName(w.lit); ok {
-			c.prefix++
-			return s.assign(name, &w, "assigned to")
-		}
-		c.named = true
-		if len(w.slots) > 0 && w.slots[0].first && w.slots[0].direct && w.slots[0].sl.list > 0 {
-			sl := w.slots[0].sl
-			return s.refuse(sl, "%s is a list, which renders as one word per element, and here an element after the first would be the command to run; use the list where several words belong, e.g. for r in %s; do ...; done", sl.action, sl.action)
-		}
-		if w.brace == 2 {
-			s.poison(w.start, "a bash brace expansion {a,b} in a command name")
-		}
-		c.rule, c.name = s.ruleFor(&w)
+	if w.plain && c.prefix == 0 && s.reservedWord(f, lit) {
 		return nil
 	}
+	if name, ok := assignmentName(w.lit); ok {
+		c.prefix++
+		return s.assign(name, w, "assigned to")
+	}
+	return s.commandName(c, w)
+}
+
+// reservedWord acts on lit as a reserved word (or bash's time, coproc and
+// [[) where a command name could stand, and reports whether it was one.
+func (s *shellScan) reservedWord(f *frame, lit string) bool {
+	c := f.cmd
+	switch lit {
+	case "time":
+		c.wordCount, c.timeOpts = 0, true
+	case "coproc":
+		c.wordCount, c.coprocAt = 0, true
+	case "if", "while", "until", "{":
+		f.nest++
+		c.wordCount = 0 // a command comes next
+	case "then", "else", "elif", "do", "!":
+		c.wordCount = 0
+	case "fi", "done", "}":
+		f.nest = max(0, f.nest-1)
+		c.named = true
+	case "case":
+		c.named = true
+		s.push(&frame{kind: frameCase, opener: "case", cmd: &command{}})
+	case "for", "select":
+		f.nest++
+		c.named, c.forWord = true, 1
+	case "function":
+		c.fnName = true
+	case "[[":
+		c.named = true
+		s.push(&frame{kind: frameTest, opener: "[["})
+	case "esac":
+		if f.kind != frameCase {
+			return false // an ordinary word outside a case
+		}
+		s.pop()
+	default:
+		return false
+	}
+	return true
+}
+
+// commandName reads the word that names the command and picks the rule its
+// arguments are checked by.
+func (s *shellScan) commandName(c *command, w *word) error {
+	c.named = true
+	if len(w.slots) > 0 && w.slots[0].first && w.slots[0].direct && w.slots[0].sl.list > 0 {
+		sl := w.slots[0].sl
+		return s.refuse(sl, "%s is a list, which renders as one word per element, and here an element after the first would be the command to run; use the list where several words belong, e.g. for r in %s; do ...; done", sl.action, sl.action)
+	}
+	if w.brace == 2 {
+		s.poison(w.start, "a bash brace expansion {a,b} in a command name")
+	}
+	c.rule, c.name = s.ruleFor(w)
+	return nil
+}
+
+// argumentWord classifies a word after the command name: options relctl
+// cannot see through, or an argument checked by the command's rule.
+func (s *shellScan) argumentWord(c *command, w *word) error {
 	if w.brace == 2 && c.rule != ruleNone {
 		// printf and [ ] mind only an option made by it; a script path,
 		// a program name or a command string can be made of any.
@@ -1223,10 +1286,10 @@ func (s *shellScan) endWord(f *frame) error {
 			s.poison(w.start, "a bash brace expansion {a,b} among the arguments of "+c.name+", which could make options or a script of it")
 		}
 	}
-	if err := s.afterUnknownOptions(c, &w); err != nil {
+	if err := s.afterUnknownOptions(c, w); err != nil {
 		return err
 	}
-	if c.st.unknown == &w && c.rule != ruleTest && c.rule != ruleFlagName {
+	if c.st.unknown == w && c.rule != ruleTest && c.rule != ruleFlagName {
 		if c.rule == ruleDeclare {
 			// It may be -i, -n or a name declared so: later assignments
 			// could be evaluated.
@@ -1234,7 +1297,7 @@ func (s *shellScan) endWord(f *frame) error {
 		}
 		return nil // options, perhaps: not the command's operand
 	}
-	return s.argument(c, &w)
+	return s.argument(c, w)
 }
 
 var varName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -1331,7 +1394,6 @@ func (s *shellScan) argument(c *command, w *word) error {
 	if len(w.slots) > 0 {
 		first = &w.slots[0]
 	}
-	st := &c.st
 	// After a wrapper, relctl does not follow which word is an option's
 	// argument (env -u sh bash -c ..., find -name sh -exec bash -c ...):
 	// any later word naming a shell, su, ssh or an interpreter may be the
@@ -1344,132 +1406,195 @@ func (s *shellScan) argument(c *command, w *word) error {
 	}
 	switch c.rule {
 	case ruleWrapper:
-		if first != nil {
-			// env NAME=value (and sudo's): the program it starts reads them.
-			if name, _, ok := strings.Cut(val, "="); ok && (codeVariables[name] || strings.HasPrefix(name, "BASH_FUNC_")) {
-				return s.refuse(first.sl, "%s is assigned to %s in the environment of the program %s starts, and a shell runs or expands that variable's text (BASH_ENV, ENV, prompts, PS4, exported functions), so the value would run as code; set %s to fixed text", first.sl.action, name, c.name, name)
-			}
-		}
-		short := len(val) > 1 && val[0] == '-' && val[1] != '-'
-		long, _, attached := strings.Cut(strings.TrimPrefix(val, "--"), "=")
-		isLong := strings.HasPrefix(val, "--") && len(val) > 2
-		if optionLike(first) && !st.optsDone && (c.name == "env" || c.name == "flock" || c.name == "xargs") {
-			return s.refuse(first.sl, "%s is %q, where %s reads options, and some of them take a command line or code; put -- before it", first.sl.action, first.sl.value, c.name)
-		}
-		if literal && val == "--" {
-			st.optsDone = true
-		}
-		if c.name == "env" || c.name == "flock" {
-			// env -S STRING splits STRING into a command line; flock -c
-			// COMMAND runs COMMAND through sh -c.
-			letter, longName := "S", "split-string"
-			if c.name == "flock" {
-				letter, longName = "c", "command"
-			}
-			if first != nil && (st.optArg == letter || !st.optsDone && (short && strings.Contains(val, letter) || isLong && strings.HasPrefix(longName, long))) {
-				if c.name == "env" {
-					return s.refuse(first.sl, "%s is the string env -S splits into a command line, so the value would choose the command and its arguments; pass it as one argument of the command instead", first.sl.action)
-				}
-				return s.refuse(first.sl, "%s is the command flock -c runs through a shell, so it would run as code; pass the value as an argument of a fixed command instead: flock FILE sh -c '... \"$1\" ...' sh %s", first.sl.action, first.sl.action)
-			}
-			st.optArg = ""
-			if literal && !st.optsDone && (short && strings.HasSuffix(val, letter) || isLong && !attached && strings.HasPrefix(longName, long)) {
-				st.optArg = letter
-			}
-		}
-		if c.name == "xargs" {
-			c.viaXargs = true
-			c.xargsRepl = c.xargsRepl || literal && (short && strings.ContainsAny(val, "Ii") || isLong && strings.HasPrefix("replace", long))
-		}
-		if literal {
-			// A program it runs: a shell, su, ssh, an interpreter. Builtins
-			// (eval, declare, test -v, ...) run only through command and
-			// builtin, as the word right after them.
-			r, name := ruleForName(path.Base(val))
-			switch r {
-			case ruleShell, ruleSu, ruleSSH, ruleInterp:
-				c.rule, c.name, c.st = r, name, ruleState{}
-				c.wrapped = true
-			case ruleNone, ruleWrapper:
-			default:
-				if (c.name == "command" || c.name == "builtin") && !st.program {
-					c.rule, c.name, c.st = r, name, ruleState{}
-				}
-			}
-			if len(val) > 0 && val[0] != '-' {
-				st.program = true // command's and builtin's word is read
-			}
-		}
+		return s.wrapperArgument(c, w, first)
 	case ruleCode:
-		if first != nil {
-			return s.refuse(first.sl, "%s is an argument of %s, which %s, so quoting cannot keep the value from running; pass the value as data instead, e.g. assign it (v=%s) and have the code read \"$v\"", first.sl.action, c.name, codeWhy[c.name], first.sl.action)
-		}
-		if c.name == "alias" && literal {
-			s.alias(w.start, val)
-		}
+		return s.codeArgument(c, w, first)
 	case ruleDeclare:
 		return s.declareArgument(c, w, first)
 	case ruleNames:
-		if first != nil {
-			return s.refuse(first.sl, "%s is an argument of %s, whose arguments name variables (and mapfile -C runs code), and bash evaluates an array subscript in a name (a[$(cmd)]) as arithmetic; write the arguments literally (a value belongs in a redirection: %s name <<< %s)", first.sl.action, c.name, c.name, first.sl.action)
-		}
-		if literal && !strings.HasPrefix(val, "-") {
-			st.names = append(st.names, val)
-		}
+		return s.namesArgument(c, w, first)
 	case ruleFlagName:
-		flag := "-v"
-		if c.name == "wait" {
-			flag = "-p"
-		}
-		if first != nil && (st.optArg == flag || strings.HasPrefix(val, flag)) {
-			return s.refuse(first.sl, "%s is the variable name of %s %s, and bash evaluates an array subscript in a name (a[$(cmd)]) as arithmetic; write the name literally", first.sl.action, c.name, flag)
-		}
-		if st.optArg == flag && literal {
-			st.names = append(st.names, val)
-		}
-		switch {
-		case literal && val == flag:
-			st.optArg = flag
-		case st.optArg == "" && literal && (val == "--" || !strings.HasPrefix(val, "-")):
-			st.optsDone = true // the format (printf) or the first pid (wait): no options after it
-			st.optArg = ""
-		default:
-			st.optArg = ""
-		}
+		return s.flagNameArgument(c, w, first)
 	case ruleTest:
-		prev := st.prev
-		st.prev = w
-		if first == nil && !w.exp {
-			return nil
-		}
-		if pv, pl := prev.literalOr(); pl && (pv == "-v" || pv == "-R") && first != nil {
-			return s.refuse(first.sl, "%s follows %s in a test, which names a variable, and bash evaluates an array subscript in a name (a[$(cmd)]) as arithmetic; write the name literally", first.sl.action, pv)
-		}
-		if prev != nil && len(prev.slots) > 0 && !prev.tail && prev.slots[0].first && prev.slots[0].direct && prev.slots[0].sl.known && (prev.slots[0].sl.value == "-v" || prev.slots[0].sl.value == "-R") {
-			p := prev.slots[0].sl
-			return s.refuse(p, "%s is %q, right before another value or expansion in a test, so bash would evaluate the next word as a variable name with an arithmetic subscript (a[$(cmd)] runs cmd); put an operator between them, e.g. [ %s = ... ]", p.action, p.value, p.action)
-		}
+		return s.testArgument(c, w, first)
 	case ruleShell:
 		return s.shellArgument(c, w, first)
 	case ruleSu:
-		if first != nil && (st.sawC || strings.HasPrefix(val, "-c") || strings.HasPrefix(val, "--command") || strings.HasPrefix(val, "--session-command")) {
-			return s.refuse(first.sl, "%s is the command %s -c runs through a shell, so it would run as code; pass the value as an argument or in the environment of a fixed command instead", first.sl.action, c.name)
-		}
-		st.sawC = literal && (val == "-c" || val == "--command" || val == "--session-command")
+		return s.suArgument(c, w, first)
 	case ruleSSH:
 		return s.sshArgument(c, w, first)
 	case ruleSource:
-		if st.operand {
-			return nil
-		}
-		st.operand = true
-		if first != nil && first.via == "<(" {
-			return s.refuse(first.sl, "%s is written into the script %s reads (through <(...)), so it would run as code; pass the value to a fixed script as an argument or a variable instead", first.sl.action, c.name)
-		}
-		st.stdin = literal && stdinScripts(val) && val != "-"
+		return s.sourceArgument(c, w, first)
 	case ruleInterp:
 		return s.interpArgument(c, w, first)
 	}
+	return nil
+}
+
+// wrapperArgument checks an argument of a command that runs its arguments
+// as a command (env, sudo, xargs, find -exec, ...), and follows it to the
+// program it runs.
+func (s *shellScan) wrapperArgument(c *command, w *word, first *slotUse) error {
+	val, literal := w.literal()
+	st := &c.st
+	if first != nil {
+		// env NAME=value (and sudo's): the program it starts reads them.
+		if name, _, ok := strings.Cut(val, "="); ok && (codeVariables[name] || strings.HasPrefix(name, "BASH_FUNC_")) {
+			return s.refuse(first.sl, "%s is assigned to %s in the environment of the program %s starts, and a shell runs or expands that variable's text (BASH_ENV, ENV, prompts, PS4, exported functions), so the value would run as code; set %s to fixed text", first.sl.action, name, c.name, name)
+		}
+	}
+	short := len(val) > 1 && val[0] == '-' && val[1] != '-'
+	long, _, attached := strings.Cut(strings.TrimPrefix(val, "--"), "=")
+	isLong := strings.HasPrefix(val, "--") && len(val) > 2
+	if optionLike(first) && !st.optsDone && (c.name == "env" || c.name == "flock" || c.name == "xargs") {
+		return s.refuse(first.sl, "%s is %q, where %s reads options, and some of them take a command line or code; put -- before it", first.sl.action, first.sl.value, c.name)
+	}
+	if literal && val == "--" {
+		st.optsDone = true
+	}
+	if c.name == "env" || c.name == "flock" {
+		// env -S STRING splits STRING into a command line; flock -c
+		// COMMAND runs COMMAND through sh -c.
+		letter, longName := "S", "split-string"
+		if c.name == "flock" {
+			letter, longName = "c", "command"
+		}
+		if first != nil && (st.optArg == letter || !st.optsDone && (short && strings.Contains(val, letter) || isLong && strings.HasPrefix(longName, long))) {
+			if c.name == "env" {
+				return s.refuse(first.sl, "%s is the string env -S splits into a command line, so the value would choose the command and its arguments; pass it as one argument of the command instead", first.sl.action)
+			}
+			return s.refuse(first.sl, "%s is the command flock -c runs through a shell, so it would run as code; pass the value as an argument of a fixed command instead: flock FILE sh -c '... \"$1\" ...' sh %s", first.sl.action, first.sl.action)
+		}
+		st.optArg = ""
+		if literal && !st.optsDone && (short && strings.HasSuffix(val, letter) || isLong && !attached && strings.HasPrefix(longName, long)) {
+			st.optArg = letter
+		}
+	}
+	if c.name == "xargs" {
+		c.viaXargs = true
+		c.xargsRepl = c.xargsRepl || literal && (short && strings.ContainsAny(val, "Ii") || isLong && strings.HasPrefix("replace", long))
+	}
+	if literal {
+		c.wrappedProgram(val)
+	}
+	return nil
+}
+
+// wrappedProgram follows a wrapper's literal argument val to the program it
+// runs: a shell, su, ssh, an interpreter. Builtins (eval, declare, test -v,
+// ...) run only through command and builtin, as the word right after them.
+func (c *command) wrappedProgram(val string) {
+	r, name := ruleForName(path.Base(val))
+	switch r {
+	case ruleShell, ruleSu, ruleSSH, ruleInterp:
+		c.rule, c.name, c.st = r, name, ruleState{}
+		c.wrapped = true
+	case ruleNone, ruleWrapper:
+	default:
+		if (c.name == "command" || c.name == "builtin") && !c.st.program {
+			c.rule, c.name, c.st = r, name, ruleState{}
+		}
+	}
+	if len(val) > 0 && val[0] != '-' {
+		c.st.program = true // command's and builtin's word is read
+	}
+}
+
+// codeArgument refuses a value among the arguments of eval, let, trap,
+// alias and the like, and notes the aliases alias defines.
+func (s *shellScan) codeArgument(c *command, w *word, first *slotUse) error {
+	if first != nil {
+		return s.refuse(first.sl, "%s is an argument of %s, which %s, so quoting cannot keep the value from running; pass the value as data instead, e.g. assign it (v=%s) and have the code read \"$v\"", first.sl.action, c.name, codeWhy[c.name], first.sl.action)
+	}
+	if val, literal := w.literal(); c.name == "alias" && literal {
+		s.alias(w.start, val)
+	}
+	return nil
+}
+
+// namesArgument refuses a value among the arguments of read, unset, mapfile
+// and the like, which name variables, and notes the names.
+func (s *shellScan) namesArgument(c *command, w *word, first *slotUse) error {
+	if first != nil {
+		return s.refuse(first.sl, "%s is an argument of %s, whose arguments name variables (and mapfile -C runs code), and bash evaluates an array subscript in a name (a[$(cmd)]) as arithmetic; write the arguments literally (a value belongs in a redirection: %s name <<< %s)", first.sl.action, c.name, c.name, first.sl.action)
+	}
+	if val, literal := w.literal(); literal && !strings.HasPrefix(val, "-") {
+		c.st.names = append(c.st.names, val)
+	}
+	return nil
+}
+
+// flagNameArgument refuses a value as the variable name of printf -v or
+// wait -p, and notes the name.
+func (s *shellScan) flagNameArgument(c *command, w *word, first *slotUse) error {
+	val, literal := w.literal()
+	st := &c.st
+	flag := "-v"
+	if c.name == "wait" {
+		flag = "-p"
+	}
+	if first != nil && (st.optArg == flag || strings.HasPrefix(val, flag)) {
+		return s.refuse(first.sl, "%s is the variable name of %s %s, and bash evaluates an array subscript in a name (a[$(cmd)]) as arithmetic; write the name literally", first.sl.action, c.name, flag)
+	}
+	if st.optArg == flag && literal {
+		st.names = append(st.names, val)
+	}
+	switch {
+	case literal && val == flag:
+		st.optArg = flag
+	case st.optArg == "" && literal && (val == "--" || !strings.HasPrefix(val, "-")):
+		st.optsDone = true // the format (printf) or the first pid (wait): no options after it
+		st.optArg = ""
+	default:
+		st.optArg = ""
+	}
+	return nil
+}
+
+// testArgument refuses a value that [ or test could read as a variable
+// name (after -v or -R, or after a value that may be -v), whose subscript
+// bash evaluates.
+func (s *shellScan) testArgument(c *command, w *word, first *slotUse) error {
+	st := &c.st
+	prev := st.prev
+	st.prev = w
+	if first == nil && !w.exp {
+		return nil
+	}
+	if pv, pl := prev.literalOr(); pl && (pv == "-v" || pv == "-R") && first != nil {
+		return s.refuse(first.sl, "%s follows %s in a test, which names a variable, and bash evaluates an array subscript in a name (a[$(cmd)]) as arithmetic; write the name literally", first.sl.action, pv)
+	}
+	if prev != nil && len(prev.slots) > 0 && !prev.tail && prev.slots[0].first && prev.slots[0].direct && prev.slots[0].sl.known && (prev.slots[0].sl.value == "-v" || prev.slots[0].sl.value == "-R") {
+		p := prev.slots[0].sl
+		return s.refuse(p, "%s is %q, right before another value or expansion in a test, so bash would evaluate the next word as a variable name with an arithmetic subscript (a[$(cmd)] runs cmd); put an operator between them, e.g. [ %s = ... ]", p.action, p.value, p.action)
+	}
+	return nil
+}
+
+// suArgument refuses a value as the command su -c or runuser -c runs.
+func (s *shellScan) suArgument(c *command, w *word, first *slotUse) error {
+	val, literal := w.literal()
+	st := &c.st
+	if first != nil && (st.sawC || strings.HasPrefix(val, "-c") || strings.HasPrefix(val, "--command") || strings.HasPrefix(val, "--session-command")) {
+		return s.refuse(first.sl, "%s is the command %s -c runs through a shell, so it would run as code; pass the value as an argument or in the environment of a fixed command instead", first.sl.action, c.name)
+	}
+	st.sawC = literal && (val == "-c" || val == "--command" || val == "--session-command")
+	return nil
+}
+
+// sourceArgument reads the script operand of . and source: refused when a
+// value is written into it, noted when it is standard input.
+func (s *shellScan) sourceArgument(c *command, w *word, first *slotUse) error {
+	st := &c.st
+	if st.operand {
+		return nil
+	}
+	st.operand = true
+	if first != nil && first.via == "<(" {
+		return s.refuse(first.sl, "%s is written into the script %s reads (through <(...)), so it would run as code; pass the value to a fixed script as an argument or a variable instead", first.sl.action, c.name)
+	}
+	val, literal := w.literal()
+	st.stdin = literal && stdinScripts(val) && val != "-"
 	return nil
 }
 
@@ -1755,23 +1880,8 @@ func (s *shellScan) interpArgument(c *command, w *word, first *slotUse) error {
 	st := &c.st
 	in := interpreters[c.name]
 	val, literal := w.literal()
-	refuseCode := func() error {
-		return s.refuse(first.sl, "%s is program text for %s, which runs it, so the value would run as code; pass the value as data instead (an argument the program reads, a variable, or a file)", first.sl.action, c.name)
-	}
 	if st.optArg != "" {
-		opt := st.optArg
-		st.optArg = ""
-		switch {
-		case strings.Contains(in.code, opt) || in.longCode[opt]:
-			st.program = true
-			if first != nil {
-				return refuseCode()
-			}
-		case strings.Contains(in.file, opt):
-			st.program = true
-			st.stdin = st.stdin || literal && stdinScripts(val)
-		}
-		return nil
+		return s.interpOptionArgument(c, in, first, val, literal)
 	}
 	options := !st.optsDone && (in.permute || !st.operand)
 	if options && len(val) > 1 && val[0] == '-' || options && len(val) == 1 && val == "-" && !literal {
@@ -1780,52 +1890,98 @@ func (s *shellScan) interpArgument(c *command, w *word, first *slotUse) error {
 			return nil
 		}
 		if strings.HasPrefix(val, "--") {
-			long, _, attached := strings.Cut(val[2:], "=")
-			if in.longCode[long] {
-				st.program = true
-				if first != nil {
-					return refuseCode()
-				}
-				if !attached {
-					st.optArg = long
-				}
-			}
-			if first != nil && !attached {
-				return s.refuse(first.sl, "%s is part of an option of %s, and some of its options take program text; write the options literally", first.sl.action, c.name)
-			}
-			return nil
+			return s.interpLongOption(c, in, first, val)
 		}
-		for k := 1; k < len(val); k++ {
-			o := string(val[k])
-			takes := strings.Contains(in.code+in.file+in.args, o)
-			if !takes {
-				continue
-			}
-			if k == len(val)-1 && literal {
-				st.optArg = o
-				return nil
-			}
-			// The rest of the word is the option's argument.
-			if strings.Contains(in.code, o) {
-				st.program = true
-				if first != nil {
-					return refuseCode()
-				}
-			}
-			if strings.Contains(in.file, o) {
-				st.program = true
-			}
-			return nil
-		}
+		return s.interpShortOptions(c, in, first, val, literal)
+	}
+	return s.interpOperand(c, in, first, val, literal, options)
+}
+
+// refuseProgramText refuses the value first as program text of the
+// interpreter c runs.
+func (s *shellScan) refuseProgramText(c *command, first *slotUse) error {
+	return s.refuse(first.sl, "%s is program text for %s, which runs it, so the value would run as code; pass the value as data instead (an argument the program reads, a variable, or a file)", first.sl.action, c.name)
+}
+
+// interpOptionArgument reads the word after an interpreter's option that
+// takes an argument (st.optArg): program text, a program file or other.
+func (s *shellScan) interpOptionArgument(c *command, in interpreter, first *slotUse, val string, literal bool) error {
+	st := &c.st
+	opt := st.optArg
+	st.optArg = ""
+	switch {
+	case strings.Contains(in.code, opt) || in.longCode[opt]:
+		st.program = true
 		if first != nil {
-			return s.refuse(first.sl, "%s is part of an option of %s, and some of its options take program text; write the options literally", first.sl.action, c.name)
+			return s.refuseProgramText(c, first)
+		}
+	case strings.Contains(in.file, opt):
+		st.program = true
+		st.stdin = st.stdin || literal && stdinScripts(val)
+	}
+	return nil
+}
+
+// interpLongOption reads an interpreter's --option[=argument].
+func (s *shellScan) interpLongOption(c *command, in interpreter, first *slotUse, val string) error {
+	st := &c.st
+	long, _, attached := strings.Cut(val[2:], "=")
+	if in.longCode[long] {
+		st.program = true
+		if first != nil {
+			return s.refuseProgramText(c, first)
+		}
+		if !attached {
+			st.optArg = long
+		}
+	}
+	if first != nil && !attached {
+		return s.refuse(first.sl, "%s is part of an option of %s, and some of its options take program text; write the options literally", first.sl.action, c.name)
+	}
+	return nil
+}
+
+// interpShortOptions reads a word of an interpreter's short options, up to
+// the first that takes an argument (the rest of the word, or the next word).
+func (s *shellScan) interpShortOptions(c *command, in interpreter, first *slotUse, val string, literal bool) error {
+	st := &c.st
+	for k := 1; k < len(val); k++ {
+		o := string(val[k])
+		takes := strings.Contains(in.code+in.file+in.args, o)
+		if !takes {
+			continue
+		}
+		if k == len(val)-1 && literal {
+			st.optArg = o
+			return nil
+		}
+		// The rest of the word is the option's argument.
+		if strings.Contains(in.code, o) {
+			st.program = true
+			if first != nil {
+				return s.refuseProgramText(c, first)
+			}
+		}
+		if strings.Contains(in.file, o) {
+			st.program = true
 		}
 		return nil
 	}
+	if first != nil {
+		return s.refuse(first.sl, "%s is part of an option of %s, and some of its options take program text; write the options literally", first.sl.action, c.name)
+	}
+	return nil
+}
+
+// interpOperand reads an interpreter's operand: the program text when no
+// option gave one, else the script or its arguments. options tells whether
+// the interpreter still reads options here.
+func (s *shellScan) interpOperand(c *command, in interpreter, first *slotUse, val string, literal, options bool) error {
+	st := &c.st
 	if !st.operand && !st.program && in.operand {
 		st.operand, st.program = true, true
 		if first != nil {
-			return refuseCode()
+			return s.refuseProgramText(c, first)
 		}
 		return nil
 	}
@@ -1839,7 +1995,7 @@ func (s *shellScan) interpArgument(c *command, w *word, first *slotUse) error {
 	if !st.operand && !st.program {
 		st.stdin = literal && stdinScripts(val)
 		if first != nil && first.via == "<(" {
-			return refuseCode()
+			return s.refuseProgramText(c, first)
 		}
 	}
 	st.operand = true
