@@ -17,93 +17,124 @@ import (
 // steps.run: template line N: ..."); with this, the problem can point at
 // the action itself.
 func templateFilePosition(raw string, line, col, offset int) (fline, fcol int, ok bool) {
-	var delim string
-	for _, d := range []string{`"""`, `'''`, `"`, `'`} {
-		if strings.HasPrefix(raw, d) && len(raw) >= 2*len(d) {
-			delim = d
-			break
-		}
-	}
+	delim := tomlStringDelim(raw)
 	if delim == "" || offset < 0 {
 		return 0, 0, false
 	}
 	basic, multi := delim[0] == '"', len(delim) == 3
-	body := raw[len(delim) : len(raw)-len(delim)]
-	fline, fcol = line, col+len(delim)
-	i := 0
-	advance := func(n int) { // step over n raw bytes on one line
-		i += n
-		fcol += n
-	}
-	newline := func(n int) { // step over a raw newline of n bytes
-		i += n
-		fline, fcol = fline+1, 1
-	}
+	c := &tomlCursor{body: raw[len(delim) : len(raw)-len(delim)], line: line, col: col + len(delim)}
 	if multi { // a newline right after the opening delimiter is not part of the value
 		switch {
-		case strings.HasPrefix(body, "\r\n"):
-			newline(2)
-		case strings.HasPrefix(body, "\n"):
-			newline(1)
+		case strings.HasPrefix(c.body, "\r\n"):
+			c.newline(2)
+		case strings.HasPrefix(c.body, "\n"):
+			c.newline(1)
 		}
 	}
-	decoded := 0 // bytes of the value before raw offset i
-	for i < len(body) {
-		if decoded == offset {
-			return fline, fcol, true
+	for c.i < len(c.body) {
+		if c.decoded == offset {
+			return c.line, c.col, true
 		}
-		c := body[i]
-		switch {
-		case c == '\n':
-			newline(1)
-			decoded++
-		case c == '\r' && strings.HasPrefix(body[i:], "\r\n"):
-			newline(2)
-			decoded += 2 // a multi-line string keeps CRLF as it is
-		case basic && c == '\\' && i+1 < len(body):
-			e := body[i+1]
-			switch {
-			case multi && (e == ' ' || e == '\t' || e == '\n' || e == '\r'):
-				// A line-ending backslash drops the whitespace and
-				// newlines that follow, up to the next visible character.
-				advance(1)
-				for i < len(body) && strings.IndexByte(" \t\r\n", body[i]) >= 0 {
-					if body[i] == '\n' {
-						newline(1)
-					} else {
-						advance(1)
-					}
-				}
-			case e == 'u' || e == 'U':
-				n := 6
-				if e == 'U' {
-					n = 10
-				}
-				if i+n > len(body) {
-					return 0, 0, false
-				}
-				r := decodeHex(body[i+2 : i+n])
-				if r < 0 {
-					return 0, 0, false
-				}
-				advance(n)
-				decoded += utf8.RuneLen(rune(r))
-			default:
-				advance(2)
-				decoded++
-			}
-		default:
-			advance(1)
-			decoded++
+		if !c.step(basic, multi) {
+			return 0, 0, false
 		}
-		if decoded > offset {
+		if c.decoded > offset {
 			return 0, 0, false // offset is inside an escape's bytes
 		}
 	}
-	if decoded == offset {
-		return fline, fcol, true
+	if c.decoded == offset {
+		return c.line, c.col, true
 	}
 	return 0, 0, false
+}
+
+// tomlStringDelim returns the quotes raw opens and closes with, or "" when
+// raw is not a TOML string.
+func tomlStringDelim(raw string) string {
+	for _, d := range []string{`"""`, `'''`, `"`, `'`} {
+		if strings.HasPrefix(raw, d) && len(raw) >= 2*len(d) {
+			return d
+		}
+	}
+	return ""
+}
+
+// tomlCursor walks the body of a TOML string as written: i is the raw
+// offset, line and col where byte i is in the file, decoded how many bytes
+// of the value come before it.
+type tomlCursor struct {
+	body      string
+	i         int
+	line, col int
+	decoded   int
+}
+
+// advance steps over n raw bytes on one line.
+func (c *tomlCursor) advance(n int) {
+	c.i += n
+	c.col += n
+}
+
+// newline steps over a raw newline of n bytes.
+func (c *tomlCursor) newline(n int) {
+	c.i += n
+	c.line, c.col = c.line+1, 1
+}
+
+// step reads what the value holds at i: a byte, a newline or (in a basic
+// string) an escape. ok is false for an escape that is not valid.
+func (c *tomlCursor) step(basic, multi bool) (ok bool) {
+	b := c.body[c.i]
+	switch {
+	case b == '\n':
+		c.newline(1)
+		c.decoded++
+	case b == '\r' && strings.HasPrefix(c.body[c.i:], "\r\n"):
+		c.newline(2)
+		c.decoded += 2 // a multi-line string keeps CRLF as it is
+	case basic && b == '\\' && c.i+1 < len(c.body):
+		return c.escape(multi)
+	default:
+		c.advance(1)
+		c.decoded++
+	}
+	return true
+}
+
+// escape steps over the escape sequence of a basic string at i.
+func (c *tomlCursor) escape(multi bool) (ok bool) {
+	e := c.body[c.i+1]
+	switch {
+	case multi && (e == ' ' || e == '\t' || e == '\n' || e == '\r'):
+		// A line-ending backslash drops the whitespace and
+		// newlines that follow, up to the next visible character.
+		c.advance(1)
+		for c.i < len(c.body) && strings.IndexByte(" \t\r\n", c.body[c.i]) >= 0 {
+			if c.body[c.i] == '\n' {
+				c.newline(1)
+			} else {
+				c.advance(1)
+			}
+		}
+	case e == 'u' || e == 'U':
+		n := 6
+		if e == 'U' {
+			n = 10
+		}
+		if c.i+n > len(c.body) {
+			return false
+		}
+		r := decodeHex(c.body[c.i+2 : c.i+n])
+		if r < 0 {
+			return false
+		}
+		c.advance(n)
+		c.decoded += utf8.RuneLen(rune(r))
+	default:
+		c.advance(2)
+		c.decoded++
+	}
+	return true
 }
 
 func decodeHex(s string) int {

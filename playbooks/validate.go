@@ -36,7 +36,20 @@ func (c *Config) validate() Problems {
 	if c.LockTTL.Duration < minLockTTL && !ix.badDuration("lock_ttl") {
 		add("lock_ttl", "lock_ttl must be at least %v (got %v): the lock's heartbeat is refreshed every lock_ttl/4 over SSH, so a shorter one lets a slow refresh make a live run's lock look stale to the next run", minLockTTL, c.LockTTL.Duration)
 	}
-	s := c.SSH
+	ps = append(ps, sshProblems(ix, c.SSH)...)
+	if len(c.Environments) == 0 {
+		ps = append(ps, Problem{File: c.Path, Message: "no environments: add at least one [environments.<name>] with hosts"})
+	}
+	for _, name := range slices.Sorted(mapKeys(c.Environments)) {
+		ps = append(ps, c.environmentProblems(name, c.Environments[name])...)
+	}
+	return ps
+}
+
+// sshProblems checks the [ssh] table.
+func sshProblems(ix *positions, s SSHConfig) Problems {
+	var ps Problems
+	add := func(key, format string, args ...any) { ps = append(ps, ix.problem(key, format, args...)) }
 	if s.HostKeyPolicy != HostKeyStrict && s.HostKeyPolicy != HostKeyAcceptNew {
 		add("ssh.host_key_policy", "ssh.host_key_policy %q is not valid (use %q or %q)", s.HostKeyPolicy, HostKeyStrict, HostKeyAcceptNew)
 	}
@@ -55,57 +68,65 @@ func (c *Config) validate() Problems {
 	if s.ReconnectAttempts < 0 || s.ReconnectAttempts > 20 {
 		add("ssh.reconnect_attempts", "ssh.reconnect_attempts must be between 0 and 20 (got %d)", s.ReconnectAttempts)
 	}
-	if s.ReconnectBackoff.Duration <= 0 && !c.pos.badDuration("ssh.reconnect_backoff") {
+	if s.ReconnectBackoff.Duration <= 0 && !ix.badDuration("ssh.reconnect_backoff") {
 		add("ssh.reconnect_backoff", "ssh.reconnect_backoff must be more than 0s")
 	}
-	if len(c.Environments) == 0 {
-		ps = append(ps, Problem{File: c.Path, Message: "no environments: add at least one [environments.<name>] with hosts"})
+	return ps
+}
+
+// environmentProblems checks one [environments.<name>] table and its hosts.
+func (c *Config) environmentProblems(name string, env *Environment) Problems {
+	ix := c.pos
+	var ps Problems
+	ekey := "environments." + name
+	if err := checkName("environment name", name, hostNameRE, 63, nameAlphabet); err != nil {
+		ps = append(ps, ix.problem(ekey, "%v", err))
 	}
-	for _, name := range slices.Sorted(mapKeys(c.Environments)) {
-		env := c.Environments[name]
-		ekey := "environments." + name
-		if err := checkName("environment name", name, hostNameRE, 63, nameAlphabet); err != nil {
-			add(ekey, "%v", err)
-		}
-		ps = append(ps, varProblems(ix, ekey+".vars", env.Vars)...)
-		ps = append(ps, c.rehearsalProblems(env)...)
-		if len(env.Hosts) == 0 {
-			add(ekey, "environment %q has no hosts (add [[%s.hosts]] entries)", name, ekey)
-		}
-		seen := map[string]string{}
-		for i, h := range env.Hosts {
-			hkey := fmt.Sprintf("%s.hosts.%d", ekey, i)
-			label := "host"
-			if h.Name != "" {
-				label = fmt.Sprintf("host %q", h.Name)
-			}
-			switch err := ValidateHostName(h.Name); {
-			case h.Name == "":
-				add(hkey, "host in environment %q has no name", name)
-			case err != nil:
-				add(hkey+".name", "%v", err)
-			case seen[h.Name] != "":
-				add(hkey+".name", "duplicate host name %q in environment %q (also at %s)", h.Name, name, seen[h.Name])
-			default:
-				seen[h.Name] = ix.where(hkey + ".name")
-			}
-			if h.Address == "" {
-				add(hkey, "%s has no address (host or host:port)", label)
-			} else if err := checkAddress(h.Address); err != nil {
-				add(hkey+".address", "%s: address %v", label, err)
-			}
-			if len(h.Roles) == 0 {
-				add(hkey, "%s has no roles", label)
-			}
-			for j, r := range h.Roles {
-				if err := checkName("role", r, hostNameRE, 63, nameAlphabet); err != nil {
-					add(fmt.Sprintf("%s.roles.%d", hkey, j), "%s: %v", label, err)
-				}
-			}
-			ps = append(ps, varProblems(ix, hkey+".vars", h.Vars)...)
-		}
+	ps = append(ps, varProblems(ix, ekey+".vars", env.Vars)...)
+	ps = append(ps, c.rehearsalProblems(env)...)
+	if len(env.Hosts) == 0 {
+		ps = append(ps, ix.problem(ekey, "environment %q has no hosts (add [[%s.hosts]] entries)", name, ekey))
+	}
+	seen := map[string]string{} // host name -> where it is first defined
+	for i, h := range env.Hosts {
+		ps = append(ps, hostProblems(ix, name, fmt.Sprintf("%s.hosts.%d", ekey, i), h, seen)...)
 	}
 	return ps
+}
+
+// hostProblems checks host h of environment env, at hkey; seen holds the
+// host names defined before it in the environment.
+func hostProblems(ix *positions, env, hkey string, h *Host, seen map[string]string) Problems {
+	var ps Problems
+	add := func(key, format string, args ...any) { ps = append(ps, ix.problem(key, format, args...)) }
+	label := "host"
+	if h.Name != "" {
+		label = fmt.Sprintf("host %q", h.Name)
+	}
+	switch err := ValidateHostName(h.Name); {
+	case h.Name == "":
+		add(hkey, "host in environment %q has no name", env)
+	case err != nil:
+		add(hkey+".name", "%v", err)
+	case seen[h.Name] != "":
+		add(hkey+".name", "duplicate host name %q in environment %q (also at %s)", h.Name, env, seen[h.Name])
+	default:
+		seen[h.Name] = ix.where(hkey + ".name")
+	}
+	if h.Address == "" {
+		add(hkey, "%s has no address (host or host:port)", label)
+	} else if err := checkAddress(h.Address); err != nil {
+		add(hkey+".address", "%s: address %v", label, err)
+	}
+	if len(h.Roles) == 0 {
+		add(hkey, "%s has no roles", label)
+	}
+	for j, r := range h.Roles {
+		if err := checkName("role", r, hostNameRE, 63, nameAlphabet); err != nil {
+			add(fmt.Sprintf("%s.roles.%d", hkey, j), "%s: %v", label, err)
+		}
+	}
+	return append(ps, varProblems(ix, hkey+".vars", h.Vars)...)
 }
 
 // rehearsalPlaybookProblems: a gated environment's releases are rehearsed
@@ -350,82 +371,98 @@ func (pb *Playbook) validateCheck(c *Check) Problems {
 func phaseIndex(p string) int { return slices.Index(Phases, p) }
 
 func (pb *Playbook) validateSteps() Problems {
-	ix := pb.pos
 	var ps Problems
 	if len(pb.Steps) == 0 {
 		ps = append(ps, Problem{File: pb.Path, Message: "no steps: add at least one [[steps]]"})
 	}
-	names := map[string]string{}
+	names := map[string]string{} // step name -> where it is first defined
 	var upload, activate []int
 	for i, s := range pb.Steps {
-		key := fmt.Sprintf("steps.%d", i)
-		label := "step"
-		if s.Name != "" {
-			label = fmt.Sprintf("step %q", s.Name)
-		}
-		add := func(sub, format string, args ...any) {
-			k := key
-			if sub != "" {
-				k += "." + sub
-			}
-			ps = append(ps, ix.problem(k, label+": "+format, args...))
-		}
-		if s.Name != "" {
-			if err := validName(s.Name); err != nil {
-				add("name", "%v", err)
-			} else if at, dup := names[s.Name]; dup {
-				add("name", "duplicate step name (also at %s)", at)
-			} else {
-				names[s.Name] = ix.where(key + ".name")
-			}
-		}
-		switch {
-		case s.Phase == "" && s.Kind == StepRun:
-			add("", "missing phase (one of %s)", strings.Join(Phases, ", "))
-		case s.Phase != "" && phaseIndex(s.Phase) < 0:
-			add("phase", "unknown phase %q (use one of %s)", s.Phase, strings.Join(Phases, ", "))
-		}
-		switch s.Kind {
-		case "":
-			add("", "has neither run nor kind (set run = \"...\", or kind = \"upload\", \"activate\" or \"check\")")
-		case StepRun:
-			if s.Run == "" {
-				add("", "kind run needs run (the command)")
-			}
-		case StepUpload, StepActivate, StepCheck:
-			if s.Run != "" {
-				add("run", "kind %s does not take run (relctl does this step itself; use a separate run step)", s.Kind)
-			}
-			if s.Undo != "" {
-				add("undo", "kind %s does not take undo (relctl undoes this step itself)", s.Kind)
-			}
-		default:
-			add("kind", "unknown kind %q (use run, upload, activate or check)", s.Kind)
-		}
+		ps = append(ps, pb.stepProblems(i, names)...)
 		switch s.Kind {
 		case StepUpload:
 			upload = append(upload, i)
 		case StepActivate:
 			activate = append(activate, i)
-		case StepCheck:
-			if len(s.Checks) == 0 {
-				add("", "kind check needs checks (names from [checks])")
-			}
-			for j, c := range s.Checks {
-				if _, ok := pb.Checks[c]; !ok {
-					add(fmt.Sprintf("checks.%d", j), "unknown check %q (defined: %s)", c, knownList(mapKeys(pb.Checks)))
-				}
-			}
 		}
-		if s.Kind != StepCheck && len(s.Checks) > 0 {
-			add("checks", "checks is only for kind check")
-		}
-		if s.Timeout.Duration <= 0 && ix.has(key+".timeout") {
-			add("timeout", "timeout must be more than 0s")
-		}
-		ps = append(ps, templateSyntax(ix, key+".run", s.Run, true)...)
-		ps = append(ps, templateSyntax(ix, key+".undo", s.Undo, true)...)
 	}
+	return append(ps, pb.stagingProblems(upload, activate)...)
+}
+
+// stepProblems checks step i on its own; names holds the step names
+// defined before it.
+func (pb *Playbook) stepProblems(i int, names map[string]string) Problems {
+	ix := pb.pos
+	var ps Problems
+	s := pb.Steps[i]
+	key := fmt.Sprintf("steps.%d", i)
+	label := "step"
+	if s.Name != "" {
+		label = fmt.Sprintf("step %q", s.Name)
+	}
+	add := func(sub, format string, args ...any) {
+		k := key
+		if sub != "" {
+			k += "." + sub
+		}
+		ps = append(ps, ix.problem(k, label+": "+format, args...))
+	}
+	if s.Name != "" {
+		if err := validName(s.Name); err != nil {
+			add("name", "%v", err)
+		} else if at, dup := names[s.Name]; dup {
+			add("name", "duplicate step name (also at %s)", at)
+		} else {
+			names[s.Name] = ix.where(key + ".name")
+		}
+	}
+	switch {
+	case s.Phase == "" && s.Kind == StepRun:
+		add("", "missing phase (one of %s)", strings.Join(Phases, ", "))
+	case s.Phase != "" && phaseIndex(s.Phase) < 0:
+		add("phase", "unknown phase %q (use one of %s)", s.Phase, strings.Join(Phases, ", "))
+	}
+	switch s.Kind {
+	case "":
+		add("", "has neither run nor kind (set run = \"...\", or kind = \"upload\", \"activate\" or \"check\")")
+	case StepRun:
+		if s.Run == "" {
+			add("", "kind run needs run (the command)")
+		}
+	case StepUpload, StepActivate, StepCheck:
+		if s.Run != "" {
+			add("run", "kind %s does not take run (relctl does this step itself; use a separate run step)", s.Kind)
+		}
+		if s.Undo != "" {
+			add("undo", "kind %s does not take undo (relctl undoes this step itself)", s.Kind)
+		}
+	default:
+		add("kind", "unknown kind %q (use run, upload, activate or check)", s.Kind)
+	}
+	if s.Kind == StepCheck {
+		if len(s.Checks) == 0 {
+			add("", "kind check needs checks (names from [checks])")
+		}
+		for j, c := range s.Checks {
+			if _, ok := pb.Checks[c]; !ok {
+				add(fmt.Sprintf("checks.%d", j), "unknown check %q (defined: %s)", c, knownList(mapKeys(pb.Checks)))
+			}
+		}
+	} else if len(s.Checks) > 0 {
+		add("checks", "checks is only for kind check")
+	}
+	if s.Timeout.Duration <= 0 && ix.has(key+".timeout") {
+		add("timeout", "timeout must be more than 0s")
+	}
+	ps = append(ps, templateSyntax(ix, key+".run", s.Run, true)...)
+	return append(ps, templateSyntax(ix, key+".undo", s.Undo, true)...)
+}
+
+// stagingProblems checks the upload and activate steps (by index) together:
+// at most one of each, and the release is uploaded before it is activated.
+func (pb *Playbook) stagingProblems(upload, activate []int) Problems {
+	ix := pb.pos
+	var ps Problems
 	for _, i := range upload[min(1, len(upload)):] {
 		ps = append(ps, ix.problem(fmt.Sprintf("steps.%d.kind", i), "step %q: more than one upload step (the first is %q)", pb.Steps[i].Name, pb.Steps[upload[0]].Name))
 	}
