@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/template"
 	"text/template/parse"
+
+	"github.com/relctl/relctl/internal/shellquote"
 )
 
 // quoteFunc is appended to every action of a shell template, with the
@@ -17,19 +19,12 @@ const quoteFunc = "_relctl_shell_quote"
 
 var templateFuncs = template.FuncMap{quoteFunc: func(_ string, v any) string { return shellQuoteValue(v) }}
 
-// ShellQuote quotes s for a POSIX shell: s goes inside single quotes, and
-// each single quote in s closes the quoting, is written escaped, and reopens
-// it. The result is always one literal word, whatever s holds.
-func ShellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
 // shellQuoteValue quotes what an action produced; a list becomes one quoted
 // word per element so `for r in {{.Host.Roles}}` does what it reads as.
 func shellQuoteValue(v any) string {
 	words, _ := valueWords(v)
 	for i, w := range words {
-		words[i] = ShellQuote(w)
+		words[i] = shellquote.Quote(w)
 	}
 	return strings.Join(words, " ")
 }
@@ -169,7 +164,7 @@ func RenderCommand(name, text string, data *TemplateData) (string, error) {
 		}
 		j := i + 1 + strings.IndexByte(rendered[i+1:], 0)
 		k, _ := strconv.Atoi(rendered[i+1 : j])
-		b.WriteString(ShellQuote(values[k]))
+		b.WriteString(shellquote.Quote(values[k]))
 		i = j + 1
 	}
 	return b.String(), nil

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/relctl/relctl/internal/shellquote"
 )
 
 // hostile values that would run something or split words if not quoted.
@@ -219,7 +221,7 @@ func FuzzShellQuote(f *testing.F) {
 		if strings.ContainsRune(s, 0) {
 			t.Skip("a shell argument cannot hold NUL")
 		}
-		got := sh(t, dir, "printf '%s' "+ShellQuote(s))
+		got := sh(t, dir, "printf '%s' "+shellquote.Quote(s))
 		if got != s {
 			t.Fatalf("round trip of %q gave %q", s, got)
 		}

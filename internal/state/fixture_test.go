@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relctl/relctl/internal/shellquote"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/testenv"
 	"github.com/rs/zerolog"
@@ -137,7 +138,7 @@ func plantLock(t *testing.T, tg LockTarget, o LockOwner) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, tg, "mkdir -p "+Quote(tg.Layout.LockDir())+" && cat > "+Quote(tg.Layout.LockDir()+"/owner.json"), string(body))
+	run(t, tg, "mkdir -p "+shellquote.Quote(tg.Layout.LockDir())+" && cat > "+shellquote.Quote(tg.Layout.LockDir()+"/owner.json"), string(body))
 }
 
 // stateDirEntries lists .relctl on a host, to catch leftovers (lock.new.*, ...).

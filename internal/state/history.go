@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/relctl/relctl/internal/shellquote"
 )
 
 // Activation is one switch of `current`, appended to the host's history.
@@ -133,7 +135,7 @@ func (l Layout) ReadScript() string {
 elif [ -L %[2]s ]; then
   if relctl_t=$(readlink %[2]s); then echo %[1]s present; printf '%%s\n' "$relctl_t"; else echo %[1]s unreadable read-failed; fi
 elif [ -e %[2]s ]; then echo %[1]s unreadable not-symlink
-else echo %[1]s absent; fi`, markCurrent, Quote(l.Current())),
+else echo %[1]s absent; fi`, markCurrent, shellquote.Quote(l.Current())),
 		fmt.Sprintf(`if [ -n "$relctl_s" ]; then echo %[1]s $relctl_s
 elif [ -L %[2]s ] && ! [ -e %[2]s ]; then echo %[1]s unreadable dangling-symlink
 elif [ -d %[2]s ]; then
@@ -142,8 +144,8 @@ elif [ -d %[2]s ]; then
   elif [ -z "$relctl_l" ]; then echo %[1]s present 0; echo
   else relctl_n=$(printf '%%s\n' "$relctl_l" | wc -c); echo %[1]s present $relctl_n; printf '%%s\n\n' "$relctl_l"; fi
 elif [ -e %[2]s ]; then echo %[1]s unreadable not-directory
-else echo %[1]s absent; fi`, markReleases, Quote(l.Releases())),
-		readFileSection(markHistory, Quote(l.HistoryFile()), l.StateDir()),
+else echo %[1]s absent; fi`, markReleases, shellquote.Quote(l.Releases())),
+		readFileSection(markHistory, shellquote.Quote(l.HistoryFile()), l.StateDir()),
 		"echo " + markEnd,
 	}, "\n")
 }
@@ -175,7 +177,7 @@ func (l Layout) ParseHostState(out string) (*HostState, error) {
 		v := path.Base(strings.TrimRight(link, "/"))
 		if link == "" || v == "." || v == ".." || v == "/" || strings.ContainsRune(link, 0) {
 			return nil, &StateError{Path: l.Current(), Problem: fmt.Sprintf(" points at %q, not at a release", truncate(link, 100)),
-				Fix: "point it at the release the host runs (ln -sfn releases/VERSION " + Quote(l.Current()) + ") after checking it, then re-run"}
+				Fix: "point it at the release the host runs (ln -sfn releases/VERSION " + shellquote.Quote(l.Current()) + ") after checking it, then re-run"}
 		}
 		st.Current = v
 	default:
@@ -263,14 +265,14 @@ func (l Layout) ActivateScript(version, runID string) string {
 func (l Layout) ActivateScriptIfUnchanged(version, runID, historySum string) string {
 	tmpLink := path.Join(l.BaseDir, ".current.tmp."+runID)
 	tmpHist := l.HistoryFile() + ".tmp." + runID
-	cur := Quote(l.Current())
+	cur := shellquote.Quote(l.Current())
 	return strings.Join([]string{
 		"set -e",
 		scriptPrelude,
-		fmt.Sprintf(`test -d %[1]s || { printf 'release directory %%s is missing\n' %[1]s >&2; exit 1; }`, Quote(l.Release(version))),
+		fmt.Sprintf(`test -d %[1]s || { printf 'release directory %%s is missing\n' %[1]s >&2; exit 1; }`, shellquote.Quote(l.Release(version))),
 		fmt.Sprintf(`if [ -e %[1]s ] && ! [ -L %[1]s ]; then relctl_refuse %[2]s; fi`, cur,
-			Quote(l.Current()+" is not a symlink: relctl will not replace it; move it aside (mv "+cur+" "+Quote(l.Current()+".broken")+") after checking it, then re-run")),
-		fmt.Sprintf("mkdir -p %s", Quote(l.StateDir())),
+			shellquote.Quote(l.Current()+" is not a symlink: relctl will not replace it; move it aside (mv "+cur+" "+shellquote.Quote(l.Current()+".broken")+") after checking it, then re-run")),
+		fmt.Sprintf("mkdir -p %s", shellquote.Quote(l.StateDir())),
 		// The target's form is checked before the body arrives and again
 		// after, with its sha256: the body may be large and slow, and only a
 		// few system calls may separate the check from the renames, so a
@@ -278,11 +280,11 @@ func (l Layout) ActivateScriptIfUnchanged(version, runID, historySum string) str
 		guardReplace(l.HistoryFile(), "", ""),
 		fmt.Sprintf(`trap 'rm -f -- %[1]s' EXIT
 cat > %[1]s
-[ -s %[1]s ] || relctl_refuse 'no history arrived on stdin: nothing was changed'`, Quote(tmpHist)),
+[ -s %[1]s ] || relctl_refuse 'no history arrived on stdin: nothing was changed'`, shellquote.Quote(tmpHist)),
 		guardReplace(l.HistoryFile(), historySum, ""),
 		fmt.Sprintf(`ln -sfn %[2]s %[3]s
 mv -T %[3]s %[4]s
-mv -f -T %[1]s %[5]s`, Quote(tmpHist), Quote("releases/"+version), Quote(tmpLink), cur, Quote(l.HistoryFile())),
+mv -f -T %[1]s %[5]s`, shellquote.Quote(tmpHist), shellquote.Quote("releases/"+version), shellquote.Quote(tmpLink), cur, shellquote.Quote(l.HistoryFile())),
 	}, "\n")
 }
 
@@ -323,18 +325,16 @@ func (l Layout) PruneScript(versions []string) string {
 	var b strings.Builder
 	b.WriteString("set -e")
 	for _, v := range versions {
-		fmt.Fprintf(&b, "\nrm -rf -- %s", Quote(l.Release(v)))
+		fmt.Fprintf(&b, "\nrm -rf -- %s", shellquote.Quote(l.Release(v)))
 	}
 	return b.String()
 }
 
-// Quote single-quotes s for POSIX sh.
-func Quote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%_+=:,./-") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
-}
+// Quote is shellquote.Quote, for the callers outside state not yet
+// switched to it.
+//
+// Deprecated: use shellquote.Quote.
+var Quote = shellquote.Quote
 
 func truncate(s string, n int) string {
 	if len(s) <= n {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/relctl/relctl/internal/shellquote"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/testenv"
 )
@@ -19,8 +20,8 @@ func TestHostileHostOutput(t *testing.T) {
 	tg := c.targets(t)[0]
 	ctx := testCtx(t)
 	l := tg.Layout
-	run(t, tg, "mkdir -p "+Quote(l.Release("1.0.0"))+" "+Quote(l.Release("1.1.0"))+" "+Quote(l.StateDir())+
-		" && ln -s releases/1.1.0 "+Quote(l.Current())+" && cat > "+Quote(l.HistoryFile()), goodHistory+"\n")
+	run(t, tg, "mkdir -p "+shellquote.Quote(l.Release("1.0.0"))+" "+shellquote.Quote(l.Release("1.1.0"))+" "+shellquote.Quote(l.StateDir())+
+		" && ln -s releases/1.1.0 "+shellquote.Quote(l.Current())+" && cat > "+shellquote.Quote(l.HistoryFile()), goodHistory+"\n")
 	t.Cleanup(func() { c.env.SetFault(tg.Host, testenv.FaultSpec{}) })
 
 	const label = "hostile-read"
@@ -83,7 +84,7 @@ func TestAppendHistoryEventRefuses(t *testing.T) {
 	tg := c.targets(t)[0]
 	ctx := testCtx(t)
 	l := tg.Layout
-	run(t, tg, "mkdir -p "+Quote(l.HistoryFile()), "")
+	run(t, tg, "mkdir -p "+shellquote.Quote(l.HistoryFile()), "")
 	err := AppendHistoryEvent(ctx, tg.Conn, l, HistoryEvent{Kind: "unlock", Operator: "o", Controller: "c"})
 	if err == nil || !errors.Is(err, ErrHostState) || !strings.Contains(err.Error(), l.HistoryFile()+" is a directory; move it aside") {
 		t.Fatalf("history.json a directory: %v", err)

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/relctl/relctl/internal/shellquote"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/rs/zerolog"
 )
@@ -110,7 +111,7 @@ func ancestorCheck(dir string) string {
 	}
 	q := make([]string, len(anc))
 	for i, a := range anc {
-		q[i] = Quote(a)
+		q[i] = shellquote.Quote(a)
 	}
 	return fmt.Sprintf(`relctl_i=0
 for relctl_d in %s; do
@@ -162,7 +163,7 @@ type HostFile struct {
 
 // ReadFileScript prints the file at p for ParseFileRead.
 func ReadFileScript(p string) string {
-	return readFileSection(markFile, Quote(p), path.Dir(p)) + "\necho " + markEnd
+	return readFileSection(markFile, shellquote.Quote(p), path.Dir(p)) + "\necho " + markEnd
 }
 
 // ParseFileRead reads ReadFileScript(p)'s output: the file, or nil and a
@@ -198,7 +199,7 @@ func ReadFile(ctx context.Context, conn transport.Conn, p, label string, quiet b
 func DecodeJSONFile(p string, body []byte, v any) error {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
-		return &StateError{Path: p, Problem: " is empty", Fix: "it was truncated: restore it, or remove it (rm " + Quote(p) + ") if nothing in it is needed; then re-run"}
+		return &StateError{Path: p, Problem: " is empty", Fix: "it was truncated: restore it, or remove it (rm " + shellquote.Quote(p) + ") if nothing in it is needed; then re-run"}
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		var syntax *json.SyntaxError
@@ -219,11 +220,11 @@ func DecodeJSONFile(p string, body []byte, v any) error {
 }
 
 func fixCorrupt(p string) string {
-	return "fix or restore it (keep a copy first: cp " + Quote(p) + " " + Quote(p+".broken") + "), then re-run"
+	return "fix or restore it (keep a copy first: cp " + shellquote.Quote(p) + " " + shellquote.Quote(p+".broken") + "), then re-run"
 }
 
 func fixMoveAside(p string) string {
-	return "move it aside (mv " + Quote(p) + " " + Quote(p+".broken") + ") after checking it, then re-run"
+	return "move it aside (mv " + shellquote.Quote(p) + " " + shellquote.Quote(p+".broken") + ") after checking it, then re-run"
 }
 
 // problem says what is wrong with p for a read script's reason words, and
@@ -247,7 +248,7 @@ func problem(p string, anc []string, words []string) *StateError {
 	case "directory":
 		return &StateError{Path: p, Problem: " is a directory", Fix: fixMoveAside(p)}
 	case "dangling-symlink":
-		return &StateError{Path: p, Problem: " is a symlink to nothing (dangling, or a loop)", Fix: "point it at the right file or remove it (rm " + Quote(p) + ") after checking it, then re-run"}
+		return &StateError{Path: p, Problem: " is a symlink to nothing (dangling, or a loop)", Fix: "point it at the right file or remove it (rm " + shellquote.Quote(p) + ") after checking it, then re-run"}
 	case "not-regular":
 		return &StateError{Path: p, Problem: " is not a regular file", Fix: fixMoveAside(p)}
 	case "not-symlink":
@@ -278,9 +279,9 @@ func problem(p string, anc []string, words []string) *StateError {
 // expect ("absent": p must not exist). onChanged runs instead of refusing
 // when only the checksum differs ("" refuses).
 func guardReplace(p, expect, onChanged string) string {
-	q := Quote(p)
+	q := shellquote.Quote(p)
 	refuse := func(e *StateError) string {
-		return "relctl_refuse " + Quote(e.Path+e.Problem+": relctl will not replace it; "+e.Fix)
+		return "relctl_refuse " + shellquote.Quote(e.Path+e.Problem+": relctl will not replace it; "+e.Fix)
 	}
 	lines := []string{
 		fmt.Sprintf(`if [ -L %[1]s ] && ! [ -e %[1]s ]; then %[2]s; fi`, q, refuse(problem(p, nil, []string{"dangling-symlink"}))),
@@ -290,12 +291,12 @@ func guardReplace(p, expect, onChanged string) string {
 	}
 	if expect != "" {
 		if onChanged == "" {
-			onChanged = "relctl_refuse " + Quote(p+" changed since relctl read it (another run, or someone on the host): nothing was changed; check it, then re-run")
+			onChanged = "relctl_refuse " + shellquote.Quote(p+" changed since relctl read it (another run, or someone on the host): nothing was changed; check it, then re-run")
 		}
 		lines = append(lines,
 			fmt.Sprintf(`if [ -e %[1]s ]; then relctl_now=$(relctl_sha256 < %[1]s) || relctl_refuse %[2]s; set -- $relctl_now; relctl_now=${1:-}; else relctl_now=%[3]s; fi`,
-				q, Quote("cannot checksum "+p+": nothing was changed"), sumAbsent),
-			fmt.Sprintf(`if [ "$relctl_now" != %s ]; then %s; fi`, Quote(expect), onChanged))
+				q, shellquote.Quote("cannot checksum "+p+": nothing was changed"), sumAbsent),
+			fmt.Sprintf(`if [ "$relctl_now" != %s ]; then %s; fi`, shellquote.Quote(expect), onChanged))
 	}
 	return strings.Join(lines, "\n")
 }
@@ -431,7 +432,7 @@ const maxHostRunSummaries = 50
 
 // historyReadScript prints history.json alone, as ReadScript does.
 func (l Layout) historyReadScript() string {
-	return readFileSection(markHistory, Quote(l.HistoryFile()), l.StateDir()) + "\necho " + markEnd
+	return readFileSection(markHistory, shellquote.Quote(l.HistoryFile()), l.StateDir()) + "\necho " + markEnd
 }
 
 // parseHistoryRead reads historyReadScript's output.
@@ -482,15 +483,15 @@ func AppendHistoryEvent(ctx context.Context, conn transport.Conn, layout Layout,
 		script := strings.Join([]string{
 			"set -e",
 			scriptPrelude,
-			"mkdir -p " + Quote(layout.StateDir()),
+			"mkdir -p " + shellquote.Quote(layout.StateDir()),
 			// Form, body, form and sha256, rename (see ActivateScriptIfUnchanged).
 			guardReplace(hist, "", ""),
 			fmt.Sprintf(`trap 'rm -f -- %[1]s' EXIT
 cat > %[1]s
-[ -s %[1]s ] || relctl_refuse 'no history arrived on stdin: nothing was changed'`, Quote(tmp)),
+[ -s %[1]s ] || relctl_refuse 'no history arrived on stdin: nothing was changed'`, shellquote.Quote(tmp)),
 			guardReplace(hist, want, "echo changed; exit 0"),
 			fmt.Sprintf(`mv -f -T %[1]s %[2]s
-echo written`, Quote(tmp), Quote(hist)),
+echo written`, shellquote.Quote(tmp), shellquote.Quote(hist)),
 		}, "\n")
 		res, err = conn.Run(ctx, script, transport.RunOptions{Label: "write history", Stdin: strings.NewReader(string(body) + "\n")})
 		if err != nil {
@@ -552,14 +553,14 @@ func WriteHostRunSummary(ctx context.Context, conn transport.Conn, layout Layout
 	script := strings.Join([]string{
 		"set -e",
 		scriptPrelude,
-		"mkdir -p " + Quote(dir),
+		"mkdir -p " + shellquote.Quote(dir),
 		guardReplace(final, "", ""),
 		fmt.Sprintf(`cat > %[1]s
 [ -s %[1]s ] || { rm -f %[1]s; relctl_refuse 'no run summary arrived on stdin: nothing was changed'; }
 mv -f -T %[1]s %[2]s
 cd %[3]s
 ls -1 | grep '\.json$' | sort -r | sed 1,%[4]dd | while IFS= read -r f; do [ -f "$f" ] && rm -f -- "$f"; done; true`,
-			Quote(tmp), Quote(final), Quote(dir), maxHostRunSummaries),
+			shellquote.Quote(tmp), shellquote.Quote(final), shellquote.Quote(dir), maxHostRunSummaries),
 	}, "\n")
 	_, err = conn.Run(ctx, script, transport.RunOptions{Label: "write run summary", Stdin: strings.NewReader(string(body) + "\n")})
 	return err
@@ -592,7 +593,7 @@ elif [ -d "$relctl_r" ]; then
   else echo %[3]s unreadable read-failed; fi
 elif [ -e "$relctl_r" ]; then echo %[3]s unreadable not-directory
 else echo %[3]s absent; fi
-echo %[5]s`, ancestorCheck(path.Dir(dir)), Quote(dir), markRuns,
+echo %[5]s`, ancestorCheck(path.Dir(dir)), shellquote.Quote(dir), markRuns,
 		strings.ReplaceAll(readFileSection(markSummary+` "$relctl_g"`, `"$relctl_g"`, ""), "\n", "\n      "), markEnd)
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 	"github.com/relctl/relctl/internal/fanout"
+	"github.com/relctl/relctl/internal/shellquote"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/rs/zerolog"
 )
@@ -223,13 +224,13 @@ func (e *LockedError) Error() string {
 // UnlockCommand is the command that removes the environment's lock from
 // hosts (all of the environment's when hosts is empty).
 func UnlockCommand(env string, hosts []string) string {
-	cmd := "relctl unlock --env " + Quote(env)
+	cmd := "relctl unlock --env " + shellquote.Quote(env)
 	if len(hosts) > 0 {
 		hs := slices.Clone(hosts)
 		sort.Strings(hs)
-		cmd += " --hosts " + Quote(strings.Join(slices.Compact(hs), ","))
+		cmd += " --hosts " + shellquote.Quote(strings.Join(slices.Compact(hs), ","))
 	}
-	return cmd + " --force --reason " + Quote("removing a broken lock")
+	return cmd + " --force --reason " + shellquote.Quote("removing a broken lock")
 }
 
 func age(now, t time.Time) time.Duration {
@@ -284,7 +285,7 @@ func (l Layout) LockDir() string { return path.Join(l.StateDir(), "lock") }
 // lockCommon starts every lock script: work relative to .relctl so that the
 // renames below stay within one directory (and so atomic).
 func lockCommon(l Layout) string {
-	return fmt.Sprintf("mkdir -p %[1]s && cd %[1]s || exit 1\n", Quote(l.StateDir()))
+	return fmt.Sprintf("mkdir -p %[1]s && cd %[1]s || exit 1\n", shellquote.Quote(l.StateDir()))
 }
 
 // probeLock defines probe_lock PATH: what is at a lock path, without
@@ -400,7 +401,7 @@ func (p lockProbe) transient() bool {
 // owner.json, so a reader never sees a half-made lock. When the lock is not
 // taken, the probe says what is there.
 func acquireScript(l Layout, runID string) string {
-	n := Quote("lock.new." + runID)
+	n := shellquote.Quote("lock.new." + runID)
 	return lockCommon(l) + probeLock + fmt.Sprintf(`rm -rf %[1]s && mkdir %[1]s && cat > %[1]s/owner.json || exit 1
 if [ ! -e lock ] && [ ! -L lock ] && mv -T %[1]s lock 2>/dev/null; then echo acquired; exit 0; fi
 rm -rf %[1]s
@@ -412,7 +413,7 @@ probe_lock lock`, n)
 // before, and puts it back when it changed (its holder refreshed it, or
 // another run got there first).
 func takeOverScript(l Layout, runID, wantSHA string) string {
-	n, s := Quote("lock.new."+runID), Quote("lock.stale."+runID)
+	n, s := shellquote.Quote("lock.new."+runID), shellquote.Quote("lock.stale."+runID)
 	return lockCommon(l) + fmt.Sprintf(`rm -rf %[1]s %[2]s && mkdir %[1]s && cat > %[1]s/owner.json || exit 1
 if ! mv -T lock %[2]s 2>/dev/null; then
   if [ ! -e lock ] && [ ! -L lock ] && mv -T %[1]s lock 2>/dev/null; then echo acquired; exit 0; fi
@@ -424,18 +425,18 @@ if [ "${1:-}" = %[3]s ]; then
   rm -rf %[1]s %[2]s; echo retry; exit 0
 fi
 mv -T %[2]s lock 2>/dev/null || rm -rf %[2]s
-rm -rf %[1]s; echo retry`, n, s, Quote(wantSHA))
+rm -rf %[1]s; echo retry`, n, s, shellquote.Quote(wantSHA))
 }
 
 // ownedBy matches our run in owner.json as encoding/json writes it (run ids
 // are validated, so they need no JSON escaping).
-func ownedBy(runID string) string { return Quote(`"run_id":"` + runID + `"`) }
+func ownedBy(runID string) string { return shellquote.Quote(`"run_id":"` + runID + `"`) }
 
 // refreshScript rewrites owner.json with a new heartbeat (stdin). It works
 // from inside the lock directory: if the lock is moved aside by a takeover
 // meanwhile, the write lands in the moved directory, never in the new lock.
 func refreshScript(l Layout, runID string) string {
-	t := Quote("owner.json.tmp." + runID)
+	t := shellquote.Quote("owner.json.tmp." + runID)
 	return fmt.Sprintf(`[ -L %[1]s ] && { echo other; exit 0; }
 cd %[1]s 2>/dev/null || { echo gone; exit 0; }
 grep -qF %[2]s owner.json 2>/dev/null || { echo other; exit 0; }
@@ -443,14 +444,14 @@ cat > %[3]s || exit 1
 # Check again right before the rename: another run may have taken the lock
 # while the new owner.json was arriving on stdin.
 grep -qF %[2]s owner.json 2>/dev/null || { rm -f %[3]s; echo other; exit 0; }
-mv -f %[3]s owner.json && echo ok`, Quote(l.LockDir()), ownedBy(runID), t)
+mv -f %[3]s owner.json && echo ok`, shellquote.Quote(l.LockDir()), ownedBy(runID), t)
 }
 
 // releaseScript removes the lock if it is ours: moved aside whole (so no
 // reader ever sees a lock directory without owner.json), checked again
 // there, then deleted. Another run's lock that got in between is put back.
 func releaseScript(l Layout, runID string) string {
-	r := Quote("lock.released." + runID)
+	r := shellquote.Quote("lock.released." + runID)
 	return fmt.Sprintf(`cd %[1]s 2>/dev/null || { echo gone; exit 0; }
 [ -d lock ] && [ ! -L lock ] || { echo gone; exit 0; }
 grep -qF %[2]s lock/owner.json 2>/dev/null || { echo other; exit 0; }
@@ -458,12 +459,12 @@ rm -rf %[3]s
 mv -T lock %[3]s 2>/dev/null || { echo gone; exit 0; }
 if grep -qF %[2]s %[3]s/owner.json 2>/dev/null; then rm -rf %[3]s; echo released; exit 0; fi
 if [ ! -e lock ] && [ ! -L lock ]; then mv -T %[3]s lock 2>/dev/null; fi
-echo other`, Quote(l.StateDir()), ownedBy(runID), r)
+echo other`, shellquote.Quote(l.StateDir()), ownedBy(runID), r)
 }
 
 // inspectScript says what the lock is (probe_lock); it changes nothing.
 func inspectScript(l Layout) string {
-	return probeLock + "probe_lock " + Quote(l.LockDir())
+	return probeLock + "probe_lock " + shellquote.Quote(l.LockDir())
 }
 
 // forceRemoveScript moves whatever is at the lock path aside (atomic; a
@@ -472,7 +473,7 @@ func inspectScript(l Layout) string {
 // moved-aside copy it could not delete is named on stderr
 // ("relctl-kept PATH").
 func forceRemoveScript(l Layout, runID string) string {
-	r := Quote("lock.removed." + runID)
+	r := shellquote.Quote("lock.removed." + runID)
 	return lockCommon(l) + probeLock + fmt.Sprintf(`rm -rf %[1]s 2>/dev/null
 if [ ! -e lock ] && [ ! -L lock ]; then echo none; exit 0; fi
 mv -T lock %[1]s || exit 1

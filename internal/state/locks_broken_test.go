@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relctl/relctl/internal/shellquote"
 	"github.com/relctl/relctl/internal/transport"
 )
 
@@ -27,7 +28,7 @@ func brokenLockForms(t *testing.T) []struct{ name, plant, want string } {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := Quote(string(valid))
+	v := shellquote.Quote(string(valid))
 	return []struct{ name, plant, want string }{
 		{"plain file", "printf x > lock", "the lock is a plain file (1 byte), not a directory"},
 		{"symlink to a lock elsewhere", "mkdir elsewhere && printf %s " + v + " > elsewhere/owner.json && ln -s elsewhere lock", "the lock is a symbolic link (to elsewhere), not a directory"},
@@ -41,13 +42,13 @@ func brokenLockForms(t *testing.T) []struct{ name, plant, want string } {
 		{"empty owner.json", "mkdir lock && : > lock/owner.json", "owner.json is empty"},
 		{"blank owner.json", "mkdir lock && printf '  \\n\\n' > lock/owner.json", "owner.json is empty"},
 		{"garbage", "mkdir lock && printf '\\001\\033[2Jgarbage' > lock/owner.json", "owner.json is not a JSON object"},
-		{"truncated", "mkdir lock && printf %s " + Quote(string(valid[:40])) + " > lock/owner.json", "owner.json is not valid: unexpected end of JSON input"},
+		{"truncated", "mkdir lock && printf %s " + shellquote.Quote(string(valid[:40])) + " > lock/owner.json", "owner.json is not valid: unexpected end of JSON input"},
 		{"null", "mkdir lock && echo null > lock/owner.json", "owner.json is not a JSON object"},
 		{"wrong types", `mkdir lock && echo '{"run_id":"x","pid":"12"}' > lock/owner.json`, "owner.json is not valid: json: cannot unmarshal string"},
 		{"missing fields", `mkdir lock && echo '{"run_id":"20260101T000000Z-x","operator":"bob"}' > lock/owner.json`, "owner.json lacks env, command, controller, pid, heartbeat"},
-		{"invalid run id", "mkdir lock && printf %s " + Quote(strings.Replace(string(valid), "20260101T000000Z-valid", "../x y", 1)) + " > lock/owner.json", `owner.json has an invalid run_id "../x y"`},
+		{"invalid run id", "mkdir lock && printf %s " + shellquote.Quote(strings.Replace(string(valid), "20260101T000000Z-valid", "../x y", 1)) + " > lock/owner.json", `owner.json has an invalid run_id "../x y"`},
 		{"too large", "mkdir lock && head -c 70000 /dev/zero | tr '\\0' ' ' > lock/owner.json && printf %s " + v + " >> lock/owner.json", "owner.json is larger than 64 KiB"},
-		{"heartbeat in the future", "mkdir lock && printf %s " + Quote(string(future)) + " > lock/owner.json", "in the future (run 20260101T000000Z-future in staging by alice@laptop, pid 4242)"},
+		{"heartbeat in the future", "mkdir lock && printf %s " + shellquote.Quote(string(future)) + " > lock/owner.json", "in the future (run 20260101T000000Z-future in staging by alice@laptop, pid 4242)"},
 	}
 }
 
@@ -60,7 +61,7 @@ func TestBrokenLocks(t *testing.T) {
 		t.Run(form.name, func(t *testing.T) {
 			targets := c.targets(t)
 			broken := targets[1]
-			run(t, broken, "mkdir -p "+Quote(broken.Layout.StateDir())+" && cd "+Quote(broken.Layout.StateDir())+" && "+form.plant, "")
+			run(t, broken, "mkdir -p "+shellquote.Quote(broken.Layout.StateDir())+" && cd "+shellquote.Quote(broken.Layout.StateDir())+" && "+form.plant, "")
 			before := snapshot(t, broken.Layout.StateDir())
 
 			states, err := InspectLocks(testCtx(t), targets, LockOptions{})
@@ -86,7 +87,7 @@ func TestBrokenLocks(t *testing.T) {
 				}
 				msg := err.Error()
 				for _, w := range []string{"environment staging is locked by a broken lock on staging-2 (" + broken.Layout.LockDir() + ": ", form.want,
-					"relctl unlock --env staging --hosts staging-2 --force --reason 'removing a broken lock'"} {
+					"relctl unlock --env 'staging' --hosts 'staging-2' --force --reason 'removing a broken lock'"} {
 					if !strings.Contains(msg, w) {
 						t.Errorf("takeOver=%v: error does not contain %q:\n%s", takeOver, w, msg)
 					}
@@ -180,7 +181,7 @@ func TestLockWithUnknownFields(t *testing.T) {
 	o.Controller, o.PID, o.Heartbeat = "laptop", 4242, time.Now().UTC()
 	body, _ := json.Marshal(o)
 	body = append([]byte(`{"lock_format":2,"labels":{"a":"b"},`), body[1:]...)
-	run(t, targets[0], "mkdir -p "+Quote(targets[0].Layout.LockDir())+" && cat > "+Quote(targets[0].Layout.LockDir()+"/owner.json"), string(body))
+	run(t, targets[0], "mkdir -p "+shellquote.Quote(targets[0].Layout.LockDir())+" && cat > "+shellquote.Quote(targets[0].Layout.LockDir()+"/owner.json"), string(body))
 	_, _, err := AcquireLocks(testCtx(t), targets, owner("20260101T000000Z-older"), LockOptions{TakeOverStale: true})
 	var locked *LockedError
 	if !errors.As(err, &locked) || len(locked.Holders) != 1 || locked.Holders[0].Broken != "" || locked.Holders[0].Owner == nil || locked.Holders[0].Owner.RunID != o.RunID {
@@ -194,7 +195,7 @@ func TestLockWithUnknownFields(t *testing.T) {
 func TestTransientEmptyLockDirectory(t *testing.T) {
 	c := startCluster(t)
 	targets := c.targets(t)
-	run(t, targets[0], "mkdir -p "+Quote(targets[0].Layout.LockDir()), "")
+	run(t, targets[0], "mkdir -p "+shellquote.Quote(targets[0].Layout.LockDir()), "")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

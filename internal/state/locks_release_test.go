@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relctl/relctl/internal/shellquote"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/testenv"
 )
@@ -332,7 +333,7 @@ func TestLockRemovedButNotRecorded(t *testing.T) {
 	c := startCluster(t)
 	tg := c.targets(t)[0]
 	plantLock(t, tg, owner("20260101T000000Z-dead"))
-	run(t, tg, "mkdir -p "+Quote(tg.Layout.HistoryFile()), "")
+	run(t, tg, "mkdir -p "+shellquote.Quote(tg.Layout.HistoryFile()), "")
 	by := owner("20260101T000000Z-unlocker")
 	by.Command = "unlock"
 	removed, err := ForceUnlock(testCtx(t), []LockTarget{tg}, by, "test")

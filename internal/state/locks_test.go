@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/relctl/relctl/internal/shellquote"
 )
 
 func owner(runID string) LockOwner {
@@ -99,7 +101,7 @@ func TestReleaseRemovesOnlyOurLock(t *testing.T) {
 	other := owner("20260101T000000Z-theirs")
 	other.Heartbeat = time.Now().UTC()
 	body, _ := json.Marshal(other)
-	run(t, targets[1], "cat > "+Quote(targets[1].Layout.LockDir()+"/owner.json"), string(body))
+	run(t, targets[1], "cat > "+shellquote.Quote(targets[1].Layout.LockDir()+"/owner.json"), string(body))
 
 	if err := set.Release(testCtx(t)); err != nil {
 		t.Fatalf("Release: %v", err)
@@ -275,7 +277,7 @@ func TestHeartbeatAndLostLock(t *testing.T) {
 			name: "lock directory removed by hand",
 			// Moved aside first: a heartbeat writing into it meanwhile must not make rm fail.
 			steal: func(t *testing.T, tg LockTarget) {
-				run(t, tg, "cd "+Quote(tg.Layout.StateDir())+" && mv -T lock lock.removed && rm -rf lock.removed", "")
+				run(t, tg, "cd "+shellquote.Quote(tg.Layout.StateDir())+" && mv -T lock lock.removed && rm -rf lock.removed", "")
 			},
 		},
 		{
@@ -290,7 +292,7 @@ func TestHeartbeatAndLostLock(t *testing.T) {
 				o.Heartbeat = time.Now().UTC()
 				body, _ := json.Marshal(o)
 				dir := tg.Layout.StateDir()
-				run(t, tg, "cd "+Quote(dir)+" && mkdir lock.new && cat > lock.new/owner.json && mv -T lock lock.old && mv -T lock.new lock", string(body))
+				run(t, tg, "cd "+shellquote.Quote(dir)+" && mkdir lock.new && cat > lock.new/owner.json && mv -T lock lock.old && mv -T lock.new lock", string(body))
 			},
 		},
 	}
@@ -357,7 +359,7 @@ func TestForceUnlock(t *testing.T) {
 	defer set.Release(testCtx(t))
 	// Keep an activation on the host: the event is appended, history kept.
 	hist := `{"activations":[{"version":"1.0.0","release_digest":"d","time":"2026-01-01T00:00:00Z","operator":"bob","controller":"ci","run_id":"r1"}]}`
-	run(t, targets[0], "mkdir -p "+Quote(targets[0].Layout.StateDir())+" && cat > "+Quote(targets[0].Layout.HistoryFile()), hist)
+	run(t, targets[0], "mkdir -p "+shellquote.Quote(targets[0].Layout.StateDir())+" && cat > "+shellquote.Quote(targets[0].Layout.HistoryFile()), hist)
 
 	by := LockOwner{Operator: "carol", Controller: "ops-box", PID: os.Getpid(), RunID: "20260101T000100Z-unlock", Env: "staging", Command: "unlock"}
 	removed, err := ForceUnlock(testCtx(t), targets, by, "deploy host crashed; INC-42")

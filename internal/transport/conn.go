@@ -15,6 +15,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/relctl/relctl/internal/shellquote"
 )
 
 // killGrace bounds how long a killed command may take to report back; a
@@ -411,7 +413,7 @@ func (c *sshConn) Upload(ctx context.Context, r io.Reader, remotePath string, mo
 	// umask 077: nobody else may read the file before its final mode is set.
 	// Sending and hashing take as long as the file is big: command_timeout.
 	res, err := c.Run(ctx, fmt.Sprintf("mkdir -p %s && umask 077 && cat > %s && sha256sum < %s",
-		ShellQuote(dir), ShellQuote(tmp), ShellQuote(tmp)), RunOptions{Stdin: r, Label: label, Limit: CommandLimit})
+		shellquote.Quote(dir), shellquote.Quote(tmp), shellquote.Quote(tmp)), RunOptions{Stdin: r, Label: label, Limit: CommandLimit})
 	if err != nil {
 		c.removeTemp(ctx, tmp, label)
 		return fmt.Errorf("%s: upload %s: %w", c.host, remotePath, err)
@@ -422,7 +424,7 @@ func (c *sshConn) Upload(ctx context.Context, r io.Reader, remotePath string, mo
 		return fmt.Errorf("%s: upload %s: sha256 mismatch: the host computed %s, want %s", c.host, remotePath, Printable(got, 80), want)
 	}
 	if _, err := c.Run(ctx, fmt.Sprintf("chmod %04o %s && mv -f -T %s %s",
-		mode, ShellQuote(tmp), ShellQuote(tmp), ShellQuote(remotePath)), RunOptions{Label: label}); err != nil {
+		mode, shellquote.Quote(tmp), shellquote.Quote(tmp), shellquote.Quote(remotePath)), RunOptions{Label: label}); err != nil {
 		c.removeTemp(ctx, tmp, label)
 		return fmt.Errorf("%s: upload %s: %w", c.host, remotePath, err)
 	}
@@ -436,7 +438,7 @@ func (c *sshConn) removeTemp(ctx context.Context, tmp, label string) {
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if _, err := c.Run(cctx, "rm -f "+ShellQuote(tmp), RunOptions{Label: label}); err != nil {
+	if _, err := c.Run(cctx, "rm -f "+shellquote.Quote(tmp), RunOptions{Label: label}); err != nil {
 		zerolog.Ctx(ctx).Warn().Str("host", c.host).Err(err).Msg("removing upload temp file")
 	}
 }

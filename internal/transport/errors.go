@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/relctl/relctl/internal/shellquote"
 )
 
 // DialError is a host that could not be reached or would not let us in:
@@ -111,7 +113,7 @@ func (e *HostKeyError) Error() string {
 		fmt.Fprintf(&b, "The fingerprint for the %s key sent by the remote host is\n%s.\n", e.KeyType, e.Fingerprint)
 		fmt.Fprintf(&b, "Host key for %s has changed and relctl refuses changed keys under every host_key_policy.\n", name)
 		fmt.Fprintf(&b, "Offending key in %s:%d\n", e.OffendingFile, e.OffendingLine)
-		fmt.Fprintf(&b, "  remove with:\n  ssh-keygen -f %s -R %s\n", ShellQuote(e.OffendingFile), ShellQuote(name))
+		fmt.Fprintf(&b, "  remove with:\n  ssh-keygen -f %s -R %s\n", shellquote.Quote(e.OffendingFile), shellquote.Quote(name))
 		b.WriteString("Host key verification failed.")
 	case HostKeyRevoked:
 		fmt.Fprintf(&b, "Host key verification failed: the %s key %s of %s is revoked in %s:%d",

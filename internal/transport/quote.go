@@ -4,24 +4,15 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/relctl/relctl/internal/shellquote"
 )
 
-// ShellQuote makes s one literal word for a POSIX shell. It lives here
-// rather than in playbooks because transport must not import domain packages.
-func ShellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, needsQuote) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-func needsQuote(r rune) bool {
-	switch {
-	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-		return false
-	}
-	return !strings.ContainsRune("@%+=:,./_-", r)
-}
+// ShellQuote is shellquote.Quote, for the callers outside transport not yet
+// switched to it.
+//
+// Deprecated: use shellquote.Quote.
+var ShellQuote = shellquote.Quote
 
 // Printable makes text a host sent safe to print on an operator's terminal:
 // control characters (escape sequences among them) and invalid UTF-8 become

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/relctl/relctl/internal/shellquote"
 )
 
 func TestRun(t *testing.T) {
@@ -172,7 +174,7 @@ func TestShellQuoteThroughRealShell(t *testing.T) {
 	c := f.conn(t, nil)
 	for _, s := range []string{"", "plain", "a b", "it's", `"double"`, "$(touch /tmp/pwned)", "`x`", "a\nb", "-n", "*", `back\slash`, "tab\there"} {
 		t.Run(fmt.Sprintf("%q", s), func(t *testing.T) {
-			res, err := c.Run(testContext(t), "printf '%s' "+ShellQuote(s), RunOptions{})
+			res, err := c.Run(testContext(t), "printf '%s' "+shellquote.Quote(s), RunOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
