@@ -126,7 +126,10 @@ type run struct {
 	stopCause error
 	done      chan struct{} // closed when the run has finished
 	locks     *state.LockSet
-	move      *moveRun // what this run's [move] changed
+	// afterDone are the steps after the batches that started, in order;
+	// undoFailed: an undo of the current reverse walk failed.
+	afterDone  []*HostStep
+	undoFailed bool
 
 	// where the run is, for a panic on the run's own goroutine
 	phase string
@@ -288,24 +291,9 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 		e.emit(Event{Kind: BatchDone, Plan: p, Batch: b})
 		e.logEvent("", "batch %d/%d done", b.Index, len(p.Batches))
 	}
-	if m := p.move; m != nil {
-		r.phase, r.batch = "move", len(p.Batches)
-		var err error
-		switch {
-		case m.back != nil:
-			err = r.undoMove(ctx, m.back)
-		case m.finalize != nil:
-			err = r.finalizeMove(ctx, m.finalize)
-		default:
-			if err = r.moveCutover(ctx); err != nil {
-				return r.fail(ctx, &Failure{Phase: "move", Batch: len(p.Batches), Report: r.report, Err: err, Interrupted: r.stopped() || ctx.Err() != nil})
-			}
-		}
-		if err != nil {
-			if !errors.Is(err, ErrMoveState) { // a refusal changed nothing
-				r.report.MoveUnresolved = err.Error()
-			}
-			return r.finish(ctx, &Failure{Phase: "move", Batch: len(p.Batches), Report: r.report, Err: err})
+	if len(p.After) > 0 {
+		if f := r.after(ctx); f != nil {
+			return r.finishAfter(ctx, f)
 		}
 	}
 	e.logEvent("", "run %s: %s of %s done on %d hosts", p.RunID, p.Kind, p.Version, len(active))

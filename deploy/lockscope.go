@@ -123,9 +123,9 @@ func (p *Plan) mustLock(lh LockHost) bool {
 	case ScopeLB:
 		return true
 	case ScopeDependent:
-		return p.move != nil && p.move.finalize == nil
+		return p.Move != nil && p.Kind != KindFinalize
 	case ScopeOldHost:
-		return p.move != nil && p.move.finalize != nil
+		return p.Move != nil && p.Kind == KindFinalize
 	}
 	return false
 }

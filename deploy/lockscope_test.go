@@ -155,9 +155,9 @@ app-1 (a dependent of the move) /srv/app/.relctl/lock`; got != want {
 
 func TestMustLock(t *testing.T) {
 	deployPlan := &Plan{Kind: KindDeploy}
-	cutover := &Plan{Kind: KindDeploy, move: &movePlan{}}
-	finalize := &Plan{Kind: KindFinalize, move: &movePlan{finalize: &MoveRecord{}}}
-	rollbackPlan := &Plan{Kind: KindRollback, move: &movePlan{back: &MoveRecord{}}}
+	cutover := &Plan{Kind: KindDeploy, Move: &MoveSummary{}}
+	finalize := &Plan{Kind: KindFinalize, Move: &MoveSummary{}}
+	rollbackPlan := &Plan{Kind: KindRollback, Move: &MoveSummary{}, UndoAfter: true}
 	for _, tt := range []struct {
 		plan *Plan
 		why  string
@@ -178,7 +178,7 @@ func TestMustLock(t *testing.T) {
 		{rollbackPlan, ScopeOutside, false},
 	} {
 		if got := tt.plan.mustLock(LockHost{Why: tt.why}); got != tt.want {
-			t.Errorf("%s (move %v): mustLock(%s) = %v, want %v", tt.plan.Kind, tt.plan.move != nil, tt.why, got, tt.want)
+			t.Errorf("%s (move %v): mustLock(%s) = %v, want %v", tt.plan.Kind, tt.plan.Move != nil, tt.why, got, tt.want)
 		}
 	}
 }

@@ -68,17 +68,22 @@ type Plan struct {
 	MaxParallel  int           `json:"max_parallel"`
 	Pause        time.Duration `json:"pause"`
 	Batches      []*Batch      `json:"batches"`
-	// Move is the [move]: old hosts and dependents (nil without one).
+	// Move is the [move]: old hosts and dependents (nil when the run does
+	// not move, cut over, move back or finalize).
 	Move *MoveSummary `json:"move,omitempty"`
+	// After are the steps after the last batch, in order: a move's steps on
+	// load balancers, dependents, old hosts and the new hosts' record.
+	After []*HostStep `json:"after_batches,omitempty"`
+	// UndoAfter: the run undoes After in reverse instead of doing it (a
+	// move back: the automatic rollback's reverse walk, from the record).
+	UndoAfter bool `json:"undo_after_batches,omitempty"`
 
-	move *movePlan
-	// moveDone: the playbook's move is cut over; its new hosts are
-	// released like any others (traffic steps per host).
-	moveDone   bool
-	moveResume bool
-	proj       *playbooks.Project
-	pb         *playbooks.Playbook
-	env        *playbooks.Environment
+	// trafficPerHost: [traffic] is switched per host (no move to cut over,
+	// or the move is cut over already or being resumed).
+	trafficPerHost bool
+	proj           *playbooks.Project
+	pb             *playbooks.Playbook
+	env            *playbooks.Environment
 }
 
 // ArtifactInfo is the local artifact shipped to every host.
@@ -166,7 +171,11 @@ func BuildPlan(proj *playbooks.Project, opts PlanOptions) (*Plan, error) {
 		Project: proj.Config.Project, Env: env.Name, Version: opts.Version,
 		Playbook: pb.Name, KeepReleases: pb.KeepReleases,
 		MaxParallel: pb.Strategy.MaxParallel, Pause: pb.Strategy.Pause.Duration,
-		proj: proj, pb: pb, env: env, moveDone: opts.MoveDone, moveResume: opts.MoveResume != nil,
+		proj: proj, pb: pb, env: env,
+		// A move switches traffic once, for all hosts; once (or while
+		// resuming after) it may carry the traffic, its new hosts are
+		// drained per host.
+		trafficPerHost: pb.Move == nil || opts.MoveDone || opts.MoveResume != nil,
 	}
 	var hostPlans []*HostPlan
 	for _, h := range hosts {
@@ -200,11 +209,11 @@ func BuildPlan(proj *playbooks.Project, opts PlanOptions) (*Plan, error) {
 	}
 	p.Batches = batches
 	if pb.Move != nil && !opts.SkipArtifact && !opts.MoveDone {
-		if p.move, err = newMovePlan(p, hostPlans); err != nil {
+		mv, err := renderMove(p, hostPlans, opts.MoveResume)
+		if err != nil {
 			return nil, err
 		}
-		p.move.resume = opts.MoveResume
-		p.Move = &p.move.summary
+		p.Move, p.After = &mv.summary, mv.cutoverSteps()
 	}
 	return p, nil
 }
@@ -239,7 +248,7 @@ func newHostPlan(p *Plan, h *playbooks.Host) (*HostPlan, error) {
 	}
 	return &HostPlan{
 		Name: h.Name, Address: h.Address, Data: data,
-		Target: transport.Target{Name: h.Name, Address: h.Address, User: firstNonEmpty(h.User, p.proj.Config.SSH.User)},
+		Target: hostTarget(p.proj.Config, h),
 		Layout: state.Layout{BaseDir: data.BaseDir},
 		checks: p.pb.Checks, host: h,
 	}, nil

@@ -32,15 +32,15 @@ func (r *run) rollBack(ctx context.Context) {
 			touched = append(touched, hp)
 		}
 	}
-	if len(touched) == 0 && (r.move == nil || !r.move.touched) {
+	if len(touched) == 0 && len(r.afterDone) == 0 {
 		return
 	}
 	r.report.RolledBack = true
-	if r.move != nil && r.move.touched {
+	if len(r.afterDone) > 0 {
 		// Traffic and dependents back on the old hosts first, before the
 		// new hosts are switched back. If that fails, the new hosts may be
 		// carrying the traffic: they are left as they are, and reported.
-		if err := r.undoMove(ctx, &r.move.record); err != nil {
+		if err := r.undoAfter(ctx, r.afterDone); err != nil {
 			r.report.MoveUnresolved = err.Error()
 			e.logEvent("", "move not undone (%v): the new hosts stay as they are", err)
 			return
@@ -247,7 +247,7 @@ func (h *hostRun) rollBack(ctx context.Context) error {
 		rb.Healthy = undoErrs.ErrorOrNil() == nil
 		return undoErrs.ErrorOrNil()
 	}
-	if h.report.Before == "" && h.plan.move != nil {
+	if h.report.Before == "" && h.plan.Move != nil {
 		// A move's new host: it never served (traffic went back to the old
 		// hosts first); with current removed it is as before the run.
 		h.recordRemoval(ctx)

@@ -411,3 +411,29 @@ func (h *hostRun) restoreTraffic(ctx context.Context) error {
 	}
 	return err
 }
+
+// serveTimeout bounds the wait for HAProxy's checks to see a server up.
+func serveTimeout(drain time.Duration) time.Duration { return max(drain, 30*time.Second) }
+
+// waitServing waits until HAProxy's own health checks see the server up
+// (a server without checks counts as up once ready).
+func waitServing(ctx context.Context, rt *traffic.Runtime, backend, server string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		s, err := rt.Server(ctx, backend, server)
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(s.Check, "UP") || s.Check == "no check" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: haproxy %s/%s is ready but its checks still say %q after %s: not sending traffic to it alone", rt.Host, backend, server, s.Check, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(drainPoll):
+		}
+	}
+}

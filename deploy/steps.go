@@ -43,9 +43,7 @@ const (
 func buildSteps(pb *playbooks.Playbook, p *Plan, hp *HostPlan) ([]*Step, error) {
 	var steps []*Step
 	var trafficOff, trafficOn *Step
-	// A move switches traffic once, for all hosts; once (or while resuming
-	// after) it may carry the traffic, its new hosts are drained per host.
-	if pb.Traffic != nil && (pb.Move == nil || p.moveDone || p.moveResume) {
+	if pb.Traffic != nil && p.trafficPerHost {
 		var err error
 		if trafficOff, trafficOn, err = trafficSteps(p, hp); err != nil {
 			return nil, err
