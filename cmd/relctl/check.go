@@ -1,17 +1,34 @@
 package main
 
 import (
+	"context"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/output"
 	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/playbooks"
 )
 
-func newCheckCmd(g *globalOptions) *cobra.Command {
-	var env, release, playbook, format string
-	var hosts []string
+// CheckOptions are `relctl check`'s inputs.
+type CheckOptions struct {
+	IO          *output.IOStreams
+	Stop        <-chan struct{}
+	Project     func() (*playbooks.Project, error)
+	OpenSession openSessionFunc
+
+	Env      string
+	Release  string
+	Playbook string
+	Hosts    []string
+	Format   string
+}
+
+func newCmdCheck(f *Factory, runF func(*CheckOptions) error) *cobra.Command {
+	opts := &CheckOptions{IO: f.IOStreams, Stop: f.Stop, Project: f.Project, OpenSession: f.OpenSession}
 	cmd := &cobra.Command{
 		Use:   "check --env ENV [--release VERSION]",
 		Short: "Run a deploy's preflight and health checks on every host, changing nothing",
@@ -26,58 +43,71 @@ Exit 0 when everything passes, 6 when a check fails.`,
   relctl check --env production --release 1.3.0`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := requireFlag(cmd, "env", env); err != nil {
+			if err := requireFlag(cmd, "env", opts.Env); err != nil {
 				return err
 			}
-			if err := checkFormat(format); err != nil {
+			if err := checkFormat(opts.Format); err != nil {
 				return err
 			}
-			proj, err := g.loadProject()
-			if err != nil {
-				return err
+			if runF != nil {
+				return runF(opts)
 			}
-			ctx, cancel := g.stopOrCancel(cmd.Context())
-			defer cancel()
-			runID := "check-" + state.NewRunID(time.Now())
-			sess, err := openSession(g, proj.Config, runID, false)
-			if err != nil {
-				return err
-			}
-			defer sess.Close()
-			engine := &deploy.Engine{Connector: sess.pool, Log: sess.log, Operator: state.Operator(), Controller: state.Controller(),
-				MaxParallel: proj.Config.SSH.MaxParallel}
-			rep, err := engine.Check(ctx, proj, deploy.CheckOptions{Env: env, Release: release, Playbook: playbook, Hosts: hosts, RunID: runID})
-			if rep == nil {
-				return err
-			}
-			if format == "json" {
-				if jerr := writeJSON(g.io.Out, rep); jerr != nil {
-					return jerr
-				}
-			} else {
-				t := newTable(g.io.Out, "HOST", "CHECK", "RESULT", "DETAIL")
-				for _, h := range rep.Hosts {
-					if !h.Reached {
-						t.row(h.Name, "reachable", "FAILED", firstLine(h.Error))
-						continue
-					}
-					for _, s := range h.Steps {
-						detail := s.Detail
-						if s.Error != "" {
-							detail = firstLine(s.Error)
-						}
-						t.row(h.Name, s.Name, map[string]string{deploy.StatusOK: "ok", deploy.StatusFailed: "FAILED"}[s.Status], detail)
-					}
-				}
-				t.flush()
-			}
-			return err
+			return checkRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVarP(&env, "env", "e", "", "environment (from relctl.toml)")
-	cmd.Flags().StringVarP(&release, "release", "r", "", "also check this candidate release")
-	cmd.Flags().StringVar(&playbook, "playbook", "", "playbook, when the environment has several")
-	cmd.Flags().StringSliceVar(&hosts, "hosts", nil, "only these hosts (comma-separated names)")
-	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text or json")
+	cmd.Flags().StringVarP(&opts.Env, "env", "e", "", "environment (from relctl.toml)")
+	cmd.Flags().StringVarP(&opts.Release, "release", "r", "", "also check this candidate release")
+	cmd.Flags().StringVar(&opts.Playbook, "playbook", "", "playbook, when the environment has several")
+	cmd.Flags().StringSliceVar(&opts.Hosts, "hosts", nil, "only these hosts (comma-separated names)")
+	cmd.Flags().StringVarP(&opts.Format, "output", "o", "text", "output format: text or json")
 	return cmd
+}
+
+func checkRun(ctx context.Context, opts *CheckOptions) error {
+	proj, err := opts.Project()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := stopOrCancel(ctx, opts.Stop)
+	defer cancel()
+	runID := "check-" + state.NewRunID(time.Now())
+	sess, err := opts.OpenSession(proj.Config, runID, false)
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	// Changing nothing, the check needs neither journal nor reconnects.
+	engine := &deploy.Engine{Connector: sess.pool, Log: sess.log, Operator: state.Operator(), Controller: state.Controller(),
+		MaxParallel: proj.Config.SSH.MaxParallel}
+	rep, err := engine.Check(ctx, proj, deploy.CheckOptions{Env: opts.Env, Release: opts.Release, Playbook: opts.Playbook, Hosts: opts.Hosts, RunID: runID})
+	if rep == nil {
+		return err
+	}
+	if opts.Format == "json" {
+		if jerr := writeJSON(opts.IO.Out, rep); jerr != nil {
+			return jerr
+		}
+		return err
+	}
+	printCheckReport(opts.IO.Out, rep)
+	return err
+}
+
+// printCheckReport is one row per host and check.
+func printCheckReport(w io.Writer, rep *deploy.CheckReport) {
+	t := newTable(w, "HOST", "CHECK", "RESULT", "DETAIL")
+	for _, h := range rep.Hosts {
+		if !h.Reached {
+			t.row(h.Name, "reachable", "FAILED", firstLine(h.Error))
+			continue
+		}
+		for _, s := range h.Steps {
+			detail := s.Detail
+			if s.Error != "" {
+				detail = firstLine(s.Error)
+			}
+			t.row(h.Name, s.Name, map[string]string{deploy.StatusOK: "ok", deploy.StatusFailed: "FAILED"}[s.Status], detail)
+		}
+	}
+	t.flush()
 }

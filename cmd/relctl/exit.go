@@ -120,10 +120,3 @@ func isCobraUsage(err error) bool {
 	}
 	return false
 }
-
-func plural(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
-}

@@ -9,13 +9,25 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/output"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/playbooks"
 )
 
-func newFinalizeCmd(g *globalOptions) *cobra.Command {
-	var env, playbook string
-	var yes bool
+// FinalizeOptions are `relctl finalize`'s inputs.
+type FinalizeOptions struct {
+	IO          *output.IOStreams
+	Stop        <-chan struct{}
+	Project     func() (*playbooks.Project, error)
+	OpenSession openSessionFunc
+
+	Env      string
+	Playbook string
+	Yes      bool
+}
+
+func newCmdFinalize(f *Factory, runF func(*FinalizeOptions) error) *cobra.Command {
+	opts := &FinalizeOptions{IO: f.IOStreams, Stop: f.Stop, Project: f.Project, OpenSession: f.OpenSession}
 	cmd := &cobra.Command{
 		Use:   "finalize --env ENV",
 		Short: "Finish a host move: retire the old hosts (until then, rollback moves back)",
@@ -29,56 +41,59 @@ finalized, and rollback works on the new hosts' own history again.`,
   relctl finalize --env production --playbook solr-upgrade-and-move --yes`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := requireFlag(cmd, "env", env); err != nil {
+			if err := requireFlag(cmd, "env", opts.Env); err != nil {
 				return err
 			}
-			proj, err := g.loadProject()
-			if err != nil {
-				return err
+			if runF != nil {
+				return runF(opts)
 			}
-			runID := state.NewRunID(time.Now())
-			sess, err := openSession(g, proj.Config, "read-"+runID, false)
-			if err != nil {
-				return err
-			}
-			move, err := deploy.ReadMoveRecords(cmd.Context(), sess.pool, proj, env, playbook)
-			sess.Close()
-			switch {
-			case err != nil:
-				return err
-			case move == nil:
-				return usageErrorf("no host move to finalize in %s (no move record on the new hosts of a playbook with [move]; choose one with --playbook)", env)
-			}
-			return runMove(cmd.Context(), g, proj, deploy.MoveRunOptions{Env: env, Playbook: move.Playbook, RunID: runID, Kind: deploy.KindFinalize, Record: move}, yes)
+			return finalizeRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVarP(&env, "env", "e", "", "environment (from relctl.toml)")
-	cmd.Flags().StringVar(&playbook, "playbook", "", "the playbook with [move], when the environment has several")
-	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	cmd.Flags().StringVarP(&opts.Env, "env", "e", "", "environment (from relctl.toml)")
+	cmd.Flags().StringVar(&opts.Playbook, "playbook", "", "the playbook with [move], when the environment has several")
+	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
 	return cmd
 }
 
-// runMove moves back or finalizes a host move.
-func runMove(ctx context.Context, g *globalOptions, proj *playbooks.Project, opts deploy.MoveRunOptions, yes bool) error {
-	p, err := deploy.BuildMovePlan(proj, opts)
+func finalizeRun(ctx context.Context, opts *FinalizeOptions) error {
+	proj, err := opts.Project()
 	if err != nil {
 		return err
 	}
-	rec := opts.Record
+	runID := state.NewRunID(time.Now())
+	sess, err := opts.OpenSession(proj.Config, "read-"+runID, false)
+	if err != nil {
+		return err
+	}
+	move, err := deploy.ReadMoveRecords(ctx, sess.pool, proj, opts.Env, opts.Playbook)
+	sess.Close()
+	switch {
+	case err != nil:
+		return err
+	case move == nil:
+		return usageErrorf("no host move to finalize in %s (no move record on the new hosts of a playbook with [move]; choose one with --playbook)", opts.Env)
+	}
+	mo := deploy.MoveRunOptions{Env: opts.Env, Playbook: move.Playbook, RunID: runID, Kind: deploy.KindFinalize, Record: move}
+	return runMove(ctx, opts.IO, opts.Stop, opts.OpenSession, opts.Yes, proj, mo)
+}
+
+// runMove moves back or finalizes a host move, after asking on a terminal
+// unless yes.
+func runMove(ctx context.Context, io *output.IOStreams, stop <-chan struct{}, open openSessionFunc, yes bool, proj *playbooks.Project, mo deploy.MoveRunOptions) error {
+	p, err := deploy.BuildMovePlan(proj, mo)
+	if err != nil {
+		return err
+	}
+	rec := mo.Record
 	verb := "Moving back"
-	if opts.Kind == deploy.KindFinalize {
+	if mo.Kind == deploy.KindFinalize {
 		verb = "Finalizing"
 	}
-	fmt.Fprintf(g.io.ErrOut, "%s the move of %s %s in %s (run %s): old hosts %s, new hosts %s, dependents %s\n", verb, rec.Playbook, rec.Release,
-		opts.Env, rec.RunID, strings.Join(rec.OldHosts, ", "), strings.Join(rec.NewHosts, ", "), orDash(strings.Join(p.Move.Dependents, ", ")))
-	if !yes && g.io.CanPrompt() {
-		ok, err := g.io.Confirm(fmt.Sprintf("\n%s the move in %s?", verb, opts.Env), g.stop)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return usageErrorf("cancelled: nothing was changed")
-		}
+	fmt.Fprintf(io.ErrOut, "%s the move of %s %s in %s (run %s): old hosts %s, new hosts %s, dependents %s\n", verb, rec.Playbook, rec.Release,
+		mo.Env, rec.RunID, strings.Join(rec.OldHosts, ", "), strings.Join(rec.NewHosts, ", "), orDash(strings.Join(p.Move.Dependents, ", ")))
+	if err := confirm(io, stop, yes, nil, fmt.Sprintf("\n%s the move in %s?", verb, mo.Env), "cancelled: nothing was changed"); err != nil {
+		return err
 	}
-	return runPlan(ctx, g, proj, p, func(e *deploy.Engine) { e.TakeOverStaleLocks = opts.Kind == deploy.KindMoveBack })
+	return runPlan(ctx, open, io.Out, proj, p, func(e *deploy.Engine) { e.TakeOverStaleLocks = mo.Kind == deploy.KindMoveBack })
 }

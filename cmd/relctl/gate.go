@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 // rehearsalGate applies the environment's require_rehearsal before a
 // deploy, on the deploy's own connections. With a skip reason a refusal
 // becomes an override the engine writes to every host's history.
-func rehearsalGate(ctx context.Context, g *globalOptions, proj *playbooks.Project, sess *session, p *deploy.Plan, skipReason string) error {
+func rehearsalGate(ctx context.Context, w io.Writer, stateDir string, proj *playbooks.Project, sess *session, p *deploy.Plan, skipReason string) error {
 	env, err := proj.Environment(p.Env)
 	if err != nil || env.RequireRehearsal == "" {
 		if skipReason != "" {
@@ -23,9 +24,8 @@ func rehearsalGate(ctx context.Context, g *globalOptions, proj *playbooks.Projec
 		}
 		return nil
 	}
-	w := g.io.ErrOut
 	res, err := rollback.CheckGate(ctx, rollback.GateOptions{
-		Project: proj, Plan: p, StateDir: g.resolveStateDir(proj.Config), Connector: sess.pool,
+		Project: proj, Plan: p, StateDir: stateDir, Connector: sess.pool,
 		MaxParallel: proj.Config.SSH.MaxParallel, Now: time.Now(),
 	})
 	var gerr *rollback.GateError
@@ -54,6 +54,27 @@ func rehearsalGate(ctx context.Context, g *globalOptions, proj *playbooks.Projec
 	}
 	if skipReason != "" {
 		fmt.Fprintf(w, "  (--skip-rehearsal not needed: nothing to override)\n")
+	}
+	return nil
+}
+
+// compatibilityGate refuses a release that would break a constraint
+// between the environment's components, before any host changes, and shows
+// on w what it checked when the environment uses constraints.
+func compatibilityGate(ctx context.Context, w io.Writer, proj *playbooks.Project, conn deploy.Connector, req rollback.CompatRequest) error {
+	rep, err := rollback.CheckRelease(ctx, conn, proj, proj.Config.SSH.MaxParallel, req)
+	if err != nil {
+		return err
+	}
+	if !rep.InUse || len(rep.Checked)+len(rep.Notes) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "Compatibility with what %s runs: ok\n", req.Env)
+	for _, c := range rep.Checked {
+		fmt.Fprintf(w, "  %s\n", c)
+	}
+	for _, n := range rep.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
 	}
 	return nil
 }

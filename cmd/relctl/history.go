@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/relctl/relctl/internal/output"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/playbooks"
 )
@@ -28,8 +30,19 @@ type historyRow struct {
 	Source   string        `json:"source"` // journal (this machine) or hosts
 }
 
-func newHistoryCmd(g *globalOptions) *cobra.Command {
-	var env, format string
+// HistoryOptions are `relctl history`'s inputs.
+type HistoryOptions struct {
+	IO          *output.IOStreams
+	Project     func() (*playbooks.Project, error)
+	StateDir    func(*playbooks.Config) string
+	OpenSession openSessionFunc
+
+	Env    string
+	Format string
+}
+
+func newCmdHistory(f *Factory, runF func(*HistoryOptions) error) *cobra.Command {
+	opts := &HistoryOptions{IO: f.IOStreams, Project: f.Project, StateDir: f.StateDir, OpenSession: f.OpenSession}
 	cmd := &cobra.Command{
 		Use:   "history --env ENV",
 		Short: "List the environment's runs: id, operator, when, release, result, duration",
@@ -47,55 +60,68 @@ torn by a crash shows its run up to there.`,
   relctl history show 20261123T114501Z-3f9a1c`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := requireFlag(cmd, "env", env); err != nil {
+			if err := requireFlag(cmd, "env", opts.Env); err != nil {
 				return err
 			}
-			if err := checkFormat(format); err != nil {
+			if err := checkFormat(opts.Format); err != nil {
 				return err
 			}
-			proj, err := g.loadProject()
-			if err != nil {
-				return err
+			if runF != nil {
+				return runF(opts)
 			}
-			rows, problems, err := collectHistory(cmd.Context(), g, proj, env)
-			if err != nil {
-				return err
-			}
-			defer warnJournals(g, problems, "")
-			if format == "json" {
-				if problems == nil {
-					problems = []state.JournalProblem{}
-				}
-				return writeJSON(g.io.Out, map[string]any{"environment": env, "runs": rows, "journal_problems": problems})
-			}
-			t := newTable(g.io.Out, "RUN", "WHEN", "OPERATOR", "COMMAND", "RELEASE", "RESULT", "DURATION")
-			for _, r := range rows {
-				result := r.Result
-				if r.Reason != "" {
-					result += " (" + r.Reason + ")"
-				}
-				release := orDash(r.Release)
-				if r.From != "" && r.From != r.Release {
-					release = r.From + " -> " + release
-				}
-				t.row(r.RunID, r.When.Local().Format(time.DateTime), r.Operator, r.Command, release, result, shortDuration(r.Duration))
-			}
-			t.flush()
-			return nil
+			return historyRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVarP(&env, "env", "e", "", "environment (from relctl.toml)")
-	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text or json")
-	cmd.AddCommand(newHistoryShowCmd(g))
+	cmd.Flags().StringVarP(&opts.Env, "env", "e", "", "environment (from relctl.toml)")
+	cmd.Flags().StringVarP(&opts.Format, "output", "o", "text", "output format: text or json")
+	cmd.AddCommand(newCmdHistoryShow(f, nil))
 	return cmd
+}
+
+func historyRun(ctx context.Context, opts *HistoryOptions) error {
+	proj, err := opts.Project()
+	if err != nil {
+		return err
+	}
+	rows, problems, err := collectHistory(ctx, opts, proj)
+	if err != nil {
+		return err
+	}
+	defer warnJournals(opts.IO.ErrOut, problems, "")
+	if opts.Format == "json" {
+		if problems == nil {
+			problems = []state.JournalProblem{}
+		}
+		return writeJSON(opts.IO.Out, map[string]any{"environment": opts.Env, "runs": rows, "journal_problems": problems})
+	}
+	printHistory(opts.IO.Out, rows)
+	return nil
+}
+
+// printHistory is one row per run, newest first.
+func printHistory(w io.Writer, rows []historyRow) {
+	t := newTable(w, "RUN", "WHEN", "OPERATOR", "COMMAND", "RELEASE", "RESULT", "DURATION")
+	for _, r := range rows {
+		result := r.Result
+		if r.Reason != "" {
+			result += " (" + r.Reason + ")"
+		}
+		release := orDash(r.Release)
+		if r.From != "" && r.From != r.Release {
+			release = r.From + " -> " + release
+		}
+		t.row(r.RunID, r.When.Local().Format(time.DateTime), r.Operator, r.Command, release, result, shortDuration(r.Duration))
+	}
+	t.flush()
 }
 
 // collectHistory merges env's runs from this machine's journals and the
 // hosts' records. problems are the journals, or lines of env's runs, that
 // could not be read: a journal of which nothing is readable may hold a run
 // of any environment.
-func collectHistory(ctx context.Context, g *globalOptions, proj *playbooks.Project, env string) (_ []historyRow, problems []state.JournalProblem, _ error) {
-	runs, unreadable, err := state.ReadRuns(g.resolveStateDir(proj.Config))
+func collectHistory(ctx context.Context, opts *HistoryOptions, proj *playbooks.Project) (_ []historyRow, problems []state.JournalProblem, _ error) {
+	env := opts.Env
+	runs, unreadable, err := state.ReadRuns(opts.StateDir(proj.Config))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -123,9 +149,9 @@ func collectHistory(ctx context.Context, g *globalOptions, proj *playbooks.Proje
 				From: r.From, Result: r.Result, Duration: r.Duration, Source: "journal"})
 		}
 	}
-	summaries, events, warn := hostRecords(ctx, g, proj, env)
+	summaries, events, warn := hostRecords(ctx, opts.OpenSession, proj, env)
 	if warn != "" {
-		fmt.Fprintln(g.io.ErrOut, "relctl: warning: "+warn)
+		fmt.Fprintln(opts.IO.ErrOut, "relctl: warning: "+warn)
 	}
 	for _, s := range summaries {
 		add(historyRow{RunID: s.RunID, Command: s.Command, Operator: s.Operator, When: s.Started, Release: s.Release,
@@ -149,7 +175,7 @@ func collectHistory(ctx context.Context, g *globalOptions, proj *playbooks.Proje
 // warnJournals prints one warning per journal with problems: the file, what
 // is wrong with it as a whole (or that its run is shown without the damaged
 // lines), the first few damaged lines, and then suffix.
-func warnJournals(g *globalOptions, problems []state.JournalProblem, suffix string) {
+func warnJournals(w io.Writer, problems []state.JournalProblem, suffix string) {
 	var files []string
 	byFile := map[string][]state.JournalProblem{}
 	for _, p := range problems {
@@ -181,13 +207,13 @@ func warnJournals(g *globalOptions, problems []state.JournalProblem, suffix stri
 		if len(lines) > shown {
 			msg += fmt.Sprintf("; and %d more damaged lines", len(lines)-shown)
 		}
-		fmt.Fprintln(g.io.ErrOut, "relctl: warning: "+msg+suffix)
+		fmt.Fprintln(w, "relctl: warning: "+msg+suffix)
 	}
 }
 
 // hostRecords reads run summaries and history events from every host of env.
-func hostRecords(ctx context.Context, g *globalOptions, proj *playbooks.Project, env string) ([]state.HostRunSummary, []state.HistoryEvent, string) {
-	sess, err := openSession(g, proj.Config, "history-"+state.NewRunID(time.Now()), false)
+func hostRecords(ctx context.Context, open openSessionFunc, proj *playbooks.Project, env string) ([]state.HostRunSummary, []state.HistoryEvent, string) {
+	sess, err := open(proj.Config, "history-"+state.NewRunID(time.Now()), false)
 	if err != nil {
 		return nil, nil, err.Error()
 	}
@@ -229,8 +255,20 @@ func hostRecords(ctx context.Context, g *globalOptions, proj *playbooks.Project,
 	return summaries, events, ""
 }
 
-func newHistoryShowCmd(g *globalOptions) *cobra.Command {
-	var env, format string
+// HistoryShowOptions are `relctl history show`'s inputs.
+type HistoryShowOptions struct {
+	IO          *output.IOStreams
+	Project     func() (*playbooks.Project, error)
+	StateDir    func(*playbooks.Config) string
+	OpenSession openSessionFunc
+
+	RunID  string
+	Env    string
+	Format string
+}
+
+func newCmdHistoryShow(f *Factory, runF func(*HistoryShowOptions) error) *cobra.Command {
+	opts := &HistoryShowOptions{IO: f.IOStreams, Project: f.Project, StateDir: f.StateDir, OpenSession: f.OpenSession}
 	cmd := &cobra.Command{
 		Use:   "show RUN-ID",
 		Short: "Show one run's steps per host",
@@ -238,82 +276,105 @@ func newHistoryShowCmd(g *globalOptions) *cobra.Command {
   relctl history show 20261123T1145 --env production --output json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(format); err != nil {
+			opts.RunID = args[0]
+			if err := checkFormat(opts.Format); err != nil {
 				return err
 			}
-			proj, err := g.loadProject()
-			if err != nil {
-				return err
+			if runF != nil {
+				return runF(opts)
 			}
-			rec, err := state.LoadRun(g.resolveStateDir(proj.Config), args[0])
-			var damaged *state.JournalError
-			switch {
-			case err == nil:
-				defer warnJournals(g, rec.Problems, "")
-			case env != "" && (errors.Is(err, state.ErrNoSuchRun) || errors.As(err, &damaged)):
-				if damaged != nil {
-					warnJournals(g, damaged.Problems, "; read the run from the hosts of "+env+" instead")
-				}
-				local := err
-				if rec, err = runFromHosts(cmd.Context(), g, proj, env, args[0]); err != nil {
-					if damaged != nil {
-						return fmt.Errorf("%w; %v", local, err) // the journal's damage, not a usage mistake
-					}
-					return usageErrorf("%v", err)
-				}
-			case errors.Is(err, state.ErrNoSuchRun):
-				return usageErrorf("%v (runs made from another machine: add --env ENV to read them from the hosts)", err)
-			default:
-				// The journal is there but unreadable: not a usage mistake.
-				return fmt.Errorf("%w (add --env ENV to read the run from the hosts)", err)
-			}
-			if format == "json" {
-				return writeJSON(g.io.Out, rec)
-			}
-			if rec.Command == "" {
-				fmt.Fprintf(g.io.Out, "Run %s: its run-start line is unreadable, %s\n", rec.RunID, rec.Result)
-			} else {
-				fmt.Fprintf(g.io.Out, "Run %s: %s %s to %s by %s@%s, %s, %s\n", rec.RunID, rec.Command, rec.Release, rec.Env,
-					rec.Operator, rec.Controller, rec.Started.Local().Format(time.DateTime), rec.Result)
-			}
-			byHost := map[string][]state.JournalEvent{}
-			var hosts []string
-			for _, ev := range rec.Steps {
-				if ev.Host == "" || ev.Kind != "step-end" {
-					continue
-				}
-				if byHost[ev.Host] == nil {
-					hosts = append(hosts, ev.Host)
-				}
-				byHost[ev.Host] = append(byHost[ev.Host], ev)
-			}
-			sort.Strings(hosts)
-			for _, h := range hosts {
-				fmt.Fprintf(g.io.Out, "\n%s\n", h)
-				t := newTable(g.io.Out, "  STEP", "STATUS", "DETAIL")
-				for _, ev := range byHost[h] {
-					detail := ev.Detail
-					if ev.Error != "" {
-						detail = firstLine(ev.Error)
-					}
-					t.row("  "+ev.Step, ev.Status, detail)
-				}
-				t.flush()
-			}
-			if len(rec.Hosts) > 0 {
-				fmt.Fprintf(g.io.Out, "\nEnded with: %s\n", describeFleet(rec.Hosts))
-			}
-			return nil
+			return historyShowRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVarP(&env, "env", "e", "", "read the run from this environment's hosts when this machine has no journal of it")
-	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text or json")
+	cmd.Flags().StringVarP(&opts.Env, "env", "e", "", "read the run from this environment's hosts when this machine has no journal of it")
+	cmd.Flags().StringVarP(&opts.Format, "output", "o", "text", "output format: text or json")
 	return cmd
 }
 
+func historyShowRun(ctx context.Context, opts *HistoryShowOptions) error {
+	proj, err := opts.Project()
+	if err != nil {
+		return err
+	}
+	rec, err := loadRun(ctx, opts, proj)
+	if err != nil {
+		return err
+	}
+	defer warnJournals(opts.IO.ErrOut, rec.Problems, "")
+	if opts.Format == "json" {
+		return writeJSON(opts.IO.Out, rec)
+	}
+	printRun(opts.IO.Out, rec)
+	return nil
+}
+
+// loadRun reads the run from this machine's journal, else (with --env) from
+// the hosts' run summaries; a damaged journal is warned about.
+func loadRun(ctx context.Context, opts *HistoryShowOptions, proj *playbooks.Project) (*state.RunRecord, error) {
+	rec, err := state.LoadRun(opts.StateDir(proj.Config), opts.RunID)
+	var damaged *state.JournalError
+	switch {
+	case err == nil:
+		return rec, nil
+	case opts.Env != "" && (errors.Is(err, state.ErrNoSuchRun) || errors.As(err, &damaged)):
+		if damaged != nil {
+			warnJournals(opts.IO.ErrOut, damaged.Problems, "; read the run from the hosts of "+opts.Env+" instead")
+		}
+		local := err
+		if rec, err = runFromHosts(ctx, opts.OpenSession, proj, opts.Env, opts.RunID); err != nil {
+			if damaged != nil {
+				return nil, fmt.Errorf("%w; %v", local, err) // the journal's damage, not a usage mistake
+			}
+			return nil, usageErrorf("%v", err)
+		}
+		return rec, nil
+	case errors.Is(err, state.ErrNoSuchRun):
+		return nil, usageErrorf("%v (runs made from another machine: add --env ENV to read them from the hosts)", err)
+	}
+	// The journal is there but unreadable: not a usage mistake.
+	return nil, fmt.Errorf("%w (add --env ENV to read the run from the hosts)", err)
+}
+
+// printRun is the run's heading, then its steps per host, then where it ended.
+func printRun(w io.Writer, rec *state.RunRecord) {
+	if rec.Command == "" {
+		fmt.Fprintf(w, "Run %s: its run-start line is unreadable, %s\n", rec.RunID, rec.Result)
+	} else {
+		fmt.Fprintf(w, "Run %s: %s %s to %s by %s@%s, %s, %s\n", rec.RunID, rec.Command, rec.Release, rec.Env,
+			rec.Operator, rec.Controller, rec.Started.Local().Format(time.DateTime), rec.Result)
+	}
+	byHost := map[string][]state.JournalEvent{}
+	var hosts []string
+	for _, ev := range rec.Steps {
+		if ev.Host == "" || ev.Kind != "step-end" {
+			continue
+		}
+		if byHost[ev.Host] == nil {
+			hosts = append(hosts, ev.Host)
+		}
+		byHost[ev.Host] = append(byHost[ev.Host], ev)
+	}
+	sort.Strings(hosts)
+	for _, h := range hosts {
+		fmt.Fprintf(w, "\n%s\n", h)
+		t := newTable(w, "  STEP", "STATUS", "DETAIL")
+		for _, ev := range byHost[h] {
+			detail := ev.Detail
+			if ev.Error != "" {
+				detail = firstLine(ev.Error)
+			}
+			t.row("  "+ev.Step, ev.Status, detail)
+		}
+		t.flush()
+	}
+	if len(rec.Hosts) > 0 {
+		fmt.Fprintf(w, "\nEnded with: %s\n", describeFleet(rec.Hosts))
+	}
+}
+
 // runFromHosts rebuilds a run record from the hosts' run summaries.
-func runFromHosts(ctx context.Context, g *globalOptions, proj *playbooks.Project, env, id string) (*state.RunRecord, error) {
-	summaries, _, _ := hostRecords(ctx, g, proj, env)
+func runFromHosts(ctx context.Context, open openSessionFunc, proj *playbooks.Project, env, id string) (*state.RunRecord, error) {
+	summaries, _, _ := hostRecords(ctx, open, proj, env)
 	var rec *state.RunRecord
 	for _, s := range summaries {
 		if !strings.HasPrefix(s.RunID, id) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/relctl/relctl/internal/output"
 	"github.com/relctl/relctl/internal/state"
 )
 
@@ -12,8 +11,7 @@ import (
 // run is shown without the damaged lines; at most three lines named.
 func TestWarnJournals(t *testing.T) {
 	var errOut bytes.Buffer
-	g := &globalOptions{io: output.Test(nil, &bytes.Buffer{}, &errOut)}
-	warnJournals(g, []state.JournalProblem{
+	warnJournals(&errOut, []state.JournalProblem{
 		{File: "/s/runs/a.jsonl", Reason: "no line of it is readable"},
 		{File: "/s/runs/a.jsonl", Line: 1, Reason: "not a JSON object"},
 		{File: "/s/runs/b.jsonl", Line: 2, Reason: "x"},

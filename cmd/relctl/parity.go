@@ -9,15 +9,22 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/relctl/relctl/internal/output"
 	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/playbooks"
 	"github.com/relctl/relctl/rollback"
 )
 
-// parityOptions are `relctl parity`'s flags.
-type parityOptions struct {
-	envs     []string
-	playbook string
-	format   string
+// ParityOptions are `relctl parity`'s inputs.
+type ParityOptions struct {
+	IO          *output.IOStreams
+	Stop        <-chan struct{}
+	Project     func() (*playbooks.Project, error)
+	OpenSession openSessionFunc
+
+	Envs     []string
+	Playbook string
+	Format   string
 }
 
 // parityOutput is `relctl parity --output json`.
@@ -26,8 +33,8 @@ type parityOutput struct {
 	Differences  []rollback.Difference   `json:"differences"`
 }
 
-func newParityCmd(g *globalOptions) *cobra.Command {
-	opts := &parityOptions{}
+func newCmdParity(f *Factory, runF func(*ParityOptions) error) *cobra.Command {
+	opts := &ParityOptions{IO: f.IOStreams, Stop: f.Stop, Project: f.Project, OpenSession: f.OpenSession}
 	cmd := &cobra.Command{
 		Use:   "parity --env A --env B",
 		Short: "Compare two environments: roles, OS, watchdog, current release, release files",
@@ -51,41 +58,44 @@ stderr); 2 on a usage error.`,
   relctl parity --env staging --env production --output json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runParity(cmd.Context(), g, opts)
+			if len(opts.Envs) != 2 {
+				return usageErrorf("relctl parity compares two environments: give --env twice (got %d), e.g. --env staging --env production", len(opts.Envs))
+			}
+			if opts.Envs[0] == opts.Envs[1] {
+				return usageErrorf("relctl parity: --env %s given twice; name two different environments", opts.Envs[0])
+			}
+			if err := checkFormat(opts.Format); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return parityRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringArrayVarP(&opts.envs, "env", "e", nil, "environment to compare (from relctl.toml); give exactly two")
-	cmd.Flags().StringVar(&opts.playbook, "playbook", "", "playbook whose hosts and files to compare (default: the environment's only playbook)")
-	cmd.Flags().StringVarP(&opts.format, "output", "o", "text", "output format: text or json")
+	cmd.Flags().StringArrayVarP(&opts.Envs, "env", "e", nil, "environment to compare (from relctl.toml); give exactly two")
+	cmd.Flags().StringVar(&opts.Playbook, "playbook", "", "playbook whose hosts and files to compare (default: the environment's only playbook)")
+	cmd.Flags().StringVarP(&opts.Format, "output", "o", "text", "output format: text or json")
 	return cmd
 }
 
-func runParity(ctx context.Context, g *globalOptions, opts *parityOptions) error {
-	if len(opts.envs) != 2 {
-		return usageErrorf("relctl parity compares two environments: give --env twice (got %d), e.g. --env staging --env production", len(opts.envs))
-	}
-	if opts.envs[0] == opts.envs[1] {
-		return usageErrorf("relctl parity: --env %s given twice; name two different environments", opts.envs[0])
-	}
-	if err := checkFormat(opts.format); err != nil {
-		return err
-	}
-	proj, err := g.loadProject()
+func parityRun(ctx context.Context, opts *ParityOptions) error {
+	proj, err := opts.Project()
 	if err != nil {
 		return err
 	}
-	ctx, cancel := g.stopOrCancel(ctx)
+	ctx, cancel := stopOrCancel(ctx, opts.Stop)
 	defer cancel()
-	sess, err := openSession(g, proj.Config, "parity-"+state.NewRunID(time.Now()), false)
+	sess, err := opts.OpenSession(proj.Config, "parity-"+state.NewRunID(time.Now()), false)
 	if err != nil {
 		return err
 	}
 	defer sess.Close()
 	// One environment after the other: max_parallel bounds the hosts
 	// worked on at once across the whole command.
-	fps := make([]*rollback.Fingerprint, len(opts.envs))
-	for i, env := range opts.envs {
-		if fps[i], err = rollback.ReadFingerprint(ctx, sess.pool, proj, env, opts.playbook, proj.Config.SSH.MaxParallel); err != nil {
+	fps := make([]*rollback.Fingerprint, len(opts.Envs))
+	for i, env := range opts.Envs {
+		if fps[i], err = rollback.ReadFingerprint(ctx, sess.pool, proj, env, opts.Playbook, proj.Config.SSH.MaxParallel); err != nil {
 			return err
 		}
 	}
@@ -93,18 +103,18 @@ func runParity(ctx context.Context, g *globalOptions, opts *parityOptions) error
 		return err
 	}
 	a, b := fps[0], fps[1]
-	if opts.format == "json" {
+	if opts.Format == "json" {
 		diffs := rollback.CompareFingerprints(a, b)
 		if diffs == nil {
 			diffs = []rollback.Difference{}
 		}
-		if err := writeJSON(g.io.Out, parityOutput{Environments: fps, Differences: diffs}); err != nil {
+		if err := writeJSON(opts.IO.Out, parityOutput{Environments: fps, Differences: diffs}); err != nil {
 			return err
 		}
 	} else {
-		printParity(g.io.Out, a, b)
+		printParity(opts.IO.Out, a, b)
 	}
-	return unreadableError(g.io.ErrOut, fps)
+	return unreadableError(opts.IO.ErrOut, fps)
 }
 
 // printParity prints every compared key side by side, then the verdict.

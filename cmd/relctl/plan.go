@@ -11,39 +11,42 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/output"
 	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/playbooks"
 )
 
-// releaseOptions select an environment, a release and a playbook.
-type releaseOptions struct {
-	env      string
-	release  string
-	playbook string
-	hosts    []string
+// releaseFlags select an environment, a release and a playbook (deploy, plan).
+type releaseFlags struct {
+	Env      string
+	Release  string
+	Playbook string
+	Hosts    []string
 }
 
-func (o *releaseOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVarP(&o.env, "env", "e", "", "environment to deploy to (from relctl.toml)")
-	fs.StringVarP(&o.release, "release", "r", "", "release version, e.g. 1.4.2")
-	fs.StringVar(&o.playbook, "playbook", "", "playbook to apply when the environment has several")
-	fs.StringSliceVar(&o.hosts, "hosts", nil, "only these hosts (comma-separated names)")
+func (o *releaseFlags) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVarP(&o.Env, "env", "e", "", "environment to deploy to (from relctl.toml)")
+	fs.StringVarP(&o.Release, "release", "r", "", "release version, e.g. 1.4.2")
+	fs.StringVar(&o.Playbook, "playbook", "", "playbook to apply when the environment has several")
+	fs.StringSliceVar(&o.Hosts, "hosts", nil, "only these hosts (comma-separated names)")
 }
 
-func (o *releaseOptions) check(cmd *cobra.Command) error {
-	if err := requireFlag(cmd, "env", o.env); err != nil {
-		return err
-	}
-	return requireFlag(cmd, "release", o.release)
-}
-
-func (o *releaseOptions) planOptions() deploy.PlanOptions {
-	return deploy.PlanOptions{Env: o.env, Version: o.release, Playbook: o.playbook, Hosts: o.hosts,
+func (o *releaseFlags) planOptions() deploy.PlanOptions {
+	return deploy.PlanOptions{Env: o.Env, Version: o.Release, Playbook: o.Playbook, Hosts: o.Hosts,
 		RunID: state.NewRunID(time.Now())}
 }
 
-func newPlanCmd(g *globalOptions) *cobra.Command {
-	opts := &releaseOptions{}
-	var format string
+// PlanOptions are `relctl plan`'s inputs.
+type PlanOptions struct {
+	IO      *output.IOStreams
+	Project func() (*playbooks.Project, error)
+
+	releaseFlags
+	Format string
+}
+
+func newCmdPlan(f *Factory, runF func(*PlanOptions) error) *cobra.Command {
+	opts := &PlanOptions{IO: f.IOStreams, Project: f.Project}
 	cmd := &cobra.Command{
 		Use:   "plan --env ENV --release VERSION",
 		Short: "Show the batches and, per host, the steps a deploy would run; touches no host",
@@ -51,30 +54,40 @@ func newPlanCmd(g *globalOptions) *cobra.Command {
   relctl plan --env production --release 1.1.0 --output json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := opts.check(cmd); err != nil {
+			if err := requireFlag(cmd, "env", opts.Env); err != nil {
 				return err
 			}
-			if err := checkFormat(format); err != nil {
+			if err := requireFlag(cmd, "release", opts.Release); err != nil {
 				return err
 			}
-			proj, err := g.loadProject()
-			if err != nil {
+			if err := checkFormat(opts.Format); err != nil {
 				return err
 			}
-			p, err := deploy.BuildPlan(proj, opts.planOptions())
-			if err != nil {
-				return err
+			if runF != nil {
+				return runF(opts)
 			}
-			if format == "json" {
-				return writeJSON(g.io.Out, p)
-			}
-			printPlan(g.io.Out, p, true)
-			return nil
+			return planRun(opts)
 		},
 	}
-	opts.AddFlags(cmd.Flags())
-	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text or json")
+	opts.releaseFlags.AddFlags(cmd.Flags())
+	cmd.Flags().StringVarP(&opts.Format, "output", "o", "text", "output format: text or json")
 	return cmd
+}
+
+func planRun(opts *PlanOptions) error {
+	proj, err := opts.Project()
+	if err != nil {
+		return err
+	}
+	p, err := deploy.BuildPlan(proj, opts.planOptions())
+	if err != nil {
+		return err
+	}
+	if opts.Format == "json" {
+		return writeJSON(opts.IO.Out, p)
+	}
+	printPlan(opts.IO.Out, p, true)
+	return nil
 }
 
 // printPlan writes the plan for a person; steps only when withSteps.
@@ -120,13 +133,6 @@ func printPlan(w io.Writer, p *deploy.Plan, withSteps bool) {
 			tw.Flush()
 		}
 	}
-}
-
-func pluralES(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "es"
 }
 
 func humanSize(n int64) string {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/relctl/relctl/deploy"
 	"github.com/relctl/relctl/internal/fanout"
+	"github.com/relctl/relctl/internal/output"
 	"github.com/relctl/relctl/internal/signing"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
@@ -22,8 +24,23 @@ import (
 	"github.com/relctl/relctl/rollback"
 )
 
-func newRehearseCmd(g *globalOptions) *cobra.Command {
-	var env, release, playbook, failAt, forEnv, junit string
+// RehearseOptions are `relctl rehearse`'s inputs.
+type RehearseOptions struct {
+	IO          *output.IOStreams
+	Project     func() (*playbooks.Project, error)
+	StateDir    func(*playbooks.Config) string
+	OpenSession openSessionFunc
+
+	Env      string
+	Release  string
+	Playbook string
+	FailAt   string
+	For      string
+	JUnit    string
+}
+
+func newCmdRehearse(f *Factory, runF func(*RehearseOptions) error) *cobra.Command {
+	opts := &RehearseOptions{IO: f.IOStreams, Project: f.Project, StateDir: f.StateDir, OpenSession: f.OpenSession}
 	cmd := &cobra.Command{
 		Use:   "rehearse --env ENV --release VERSION",
 		Short: "Deploy a release to staging, force a failure, let the automatic rollback run, then deploy it again",
@@ -64,65 +81,74 @@ before it started.`,
   relctl rehearse --env staging --release 1.1.0 --fail-at activate/restart`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := requireFlag(cmd, "env", env); err != nil {
+			if err := requireFlag(cmd, "env", opts.Env); err != nil {
 				return err
 			}
-			if err := requireFlag(cmd, "release", release); err != nil {
+			if err := requireFlag(cmd, "release", opts.Release); err != nil {
 				return err
 			}
-			proj, err := g.loadProject()
-			if err != nil {
-				return err
+			if runF != nil {
+				return runF(opts)
 			}
-			return rehearse(cmd.Context(), g, proj, rollback.RehearseOptions{
-				Env: env, Release: release, Playbook: playbook, FailAt: failAt, For: forEnv,
-			}, junit)
+			return rehearseRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVarP(&env, "env", "e", "", "the rehearsal environment (e.g. staging)")
-	cmd.Flags().StringVarP(&release, "release", "r", "", "release version to rehearse")
-	cmd.Flags().StringVar(&playbook, "playbook", "", "playbook, when the environment has several")
-	cmd.Flags().StringVar(&failAt, "fail-at", "cutover", "where to force the failure: a phase, a step (phase/name), or all")
-	cmd.Flags().StringVar(&forEnv, "for", "", "the gated environment to start from, when several require this rehearsal")
-	cmd.Flags().StringVar(&junit, "junit", "", "also write the result as JUnit XML to this file (one testcase per cycle)")
+	cmd.Flags().StringVarP(&opts.Env, "env", "e", "", "the rehearsal environment (e.g. staging)")
+	cmd.Flags().StringVarP(&opts.Release, "release", "r", "", "release version to rehearse")
+	cmd.Flags().StringVar(&opts.Playbook, "playbook", "", "playbook, when the environment has several")
+	cmd.Flags().StringVar(&opts.FailAt, "fail-at", "cutover", "where to force the failure: a phase, a step (phase/name), or all")
+	cmd.Flags().StringVar(&opts.For, "for", "", "the gated environment to start from, when several require this rehearsal")
+	cmd.Flags().StringVar(&opts.JUnit, "junit", "", "also write the result as JUnit XML to this file (one testcase per cycle)")
 	return cmd
 }
 
-func rehearse(ctx context.Context, g *globalOptions, proj *playbooks.Project, o rollback.RehearseOptions, junitPath string) error {
+func rehearseRun(ctx context.Context, opts *RehearseOptions) error {
+	proj, err := opts.Project()
+	if err != nil {
+		return err
+	}
 	cfg := proj.Config
 	signer, signerName, err := rehearsalSigner(cfg)
 	if err != nil {
 		return err
 	}
 	id := "rehearse-" + state.NewRunID(time.Now())
-	sess, err := openSession(g, cfg, id, false)
+	sess, err := opts.OpenSession(cfg, id, false)
 	if err != nil {
 		return err
 	}
 	defer sess.Close()
-	stateDir := g.resolveStateDir(cfg)
-	o.Project, o.Connector, o.MaxParallel = proj, sess.pool, cfg.SSH.MaxParallel
-	o.NewRunID = func() string { return state.NewRunID(time.Now()) }
-	o.Operator, o.Controller, o.Signer, o.RelctlVersion = state.Operator(), state.Controller(), signerName, version
-	o.Say = func(format string, args ...any) { fmt.Fprintf(g.io.ErrOut, "\n==> "+format+"\n", args...) }
-	fmt.Fprintf(g.io.ErrOut, "Rehearsal %s: %s in %s (run log %s)\n", id, o.Release, o.Env, sess.logPath)
-
-	rec, err := rollback.Rehearse(ctx, &rehearsalRunner{g: g, proj: proj, sess: sess, stateDir: stateDir}, o)
+	stateDir := opts.StateDir(cfg)
+	fmt.Fprintf(opts.IO.ErrOut, "Rehearsal %s: %s in %s (run log %s)\n", id, opts.Release, opts.Env, sess.logPath)
+	runner := &rehearsalRunner{proj: proj, sess: sess, stateDir: stateDir}
+	rec, err := rollback.Rehearse(ctx, runner, opts.rehearseOptions(proj, sess, signerName))
 	if rec == nil {
 		return err
 	}
-	printRehearsal(g, rec)
-	if junitPath != "" {
-		if jerr := writeJUnitFile(junitPath, rec); jerr != nil {
+	printRehearsal(opts.IO.Out, rec)
+	if opts.JUnit != "" {
+		if jerr := writeJUnitFile(opts.JUnit, rec); jerr != nil {
 			err = errors.Join(err, jerr)
 		} else {
-			fmt.Fprintf(g.io.Out, "JUnit: %s\n", junitPath)
+			fmt.Fprintf(opts.IO.Out, "JUnit: %s\n", opts.JUnit)
 		}
 	}
-	if serr := storeRecord(ctx, g, proj, sess, stateDir, rec, signer); serr != nil {
+	if serr := storeRecord(ctx, opts.IO, proj, sess, stateDir, rec, signer); serr != nil {
 		return errors.Join(err, serr)
 	}
 	return err
+}
+
+// rehearseOptions are the rehearsal's inputs for rollback.Rehearse: the
+// flags, the session's connections, who runs and signs it.
+func (opts *RehearseOptions) rehearseOptions(proj *playbooks.Project, sess *session, signerName string) rollback.RehearseOptions {
+	return rollback.RehearseOptions{
+		Env: opts.Env, Release: opts.Release, Playbook: opts.Playbook, FailAt: opts.FailAt, For: opts.For,
+		Project: proj, Connector: sess.pool, MaxParallel: proj.Config.SSH.MaxParallel,
+		NewRunID: func() string { return state.NewRunID(time.Now()) },
+		Operator: state.Operator(), Controller: state.Controller(), Signer: signerName, RelctlVersion: version,
+		Say: func(format string, args ...any) { fmt.Fprintf(opts.IO.ErrOut, "\n==> "+format+"\n", args...) },
+	}
 }
 
 // rehearsalSigner loads the key that signs records and the principal it
@@ -183,7 +209,6 @@ func principalFor(cfg *playbooks.Config, key ssh.PublicKey) string {
 // rehearsalRunner runs a rehearsal's deploys like `relctl deploy` does, on
 // the rehearsal's connections, each with its own journal.
 type rehearsalRunner struct {
-	g        *globalOptions
 	proj     *playbooks.Project
 	sess     *session
 	stateDir string
@@ -195,7 +220,7 @@ func (r *rehearsalRunner) Run(ctx context.Context, p *deploy.Plan, observe deplo
 		return nil, fmt.Errorf("opening journal: %w", err)
 	}
 	defer journal.Close()
-	return r.sess.execute(ctx, r.g, r.proj, p, r.g.io.ErrOut, func(e *deploy.Engine) {
+	return r.sess.execute(ctx, r.proj, p, r.sess.errOut, func(e *deploy.Engine) {
 		e.Journal = journal
 		if observe != nil {
 			shown := e.Observe
@@ -205,12 +230,11 @@ func (r *rehearsalRunner) Run(ctx context.Context, p *deploy.Plan, observe deplo
 }
 
 func (r *rehearsalRunner) Check(ctx context.Context, opts deploy.CheckOptions) (*deploy.CheckReport, error) {
-	return r.sess.newEngine(r.g, r.proj).Check(ctx, r.proj, opts)
+	return r.sess.newEngine(r.proj).Check(ctx, r.proj, opts)
 }
 
 // printRehearsal is the result on stdout: one row per cycle.
-func printRehearsal(g *globalOptions, rec *rollback.Record) {
-	w := g.io.Out
+func printRehearsal(w io.Writer, rec *rollback.Record) {
 	fmt.Fprintln(w)
 	t := newTable(w, "CYCLE", "FAIL AT", "RESULT", "ROLLBACK", "HEALTHY AFTER", "STEPS UNDONE", "HOSTS")
 	for i, c := range rec.Cycles {
@@ -241,7 +265,7 @@ func printRehearsal(g *globalOptions, rec *rollback.Record) {
 
 // storeRecord signs the record and keeps it in the state dir and on every
 // host of the rehearsal environment.
-func storeRecord(ctx context.Context, g *globalOptions, proj *playbooks.Project, sess *session, stateDir string, rec *rollback.Record, signer ssh.Signer) error {
+func storeRecord(ctx context.Context, ios *output.IOStreams, proj *playbooks.Project, sess *session, stateDir string, rec *rollback.Record, signer ssh.Signer) error {
 	signed, err := rollback.Sign(rec, signer)
 	if err != nil {
 		return err
@@ -269,13 +293,13 @@ func storeRecord(ctx context.Context, g *globalOptions, proj *playbooks.Project,
 		stored = append(stored, targets[i].Host)
 	}
 	sortStrings(stored)
-	w := g.io.Out
+	w := ios.Out
 	fmt.Fprintf(w, "Record: %s (%s, signed by %s with %s)\n", relPath(local), rec.Result, rec.Signer, ssh.FingerprintSHA256(signer.PublicKey()))
 	if len(stored) > 0 {
 		fmt.Fprintf(w, "  also on %s: %s\n", strings.Join(stored, ", "), filepath.Base(local))
 	}
 	for _, host := range sortedKeys(failed) {
-		fmt.Fprintf(g.io.ErrOut, "warning: the record could not be stored on %s: %v\n", host, failed[host])
+		fmt.Fprintf(ios.ErrOut, "warning: the record could not be stored on %s: %v\n", host, failed[host])
 	}
 	fmt.Fprintf(w, "Verify: ssh-keygen -Y verify -f allowed_signers -I %s -n %s -s %s.sig < %s\n",
 		transport.ShellQuote(rec.Signer), signing.RehearsalNamespace, transport.ShellQuote(relPath(local)), transport.ShellQuote(relPath(local)))

@@ -10,15 +10,29 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/output"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/playbooks"
 	"github.com/relctl/relctl/rollback"
 )
 
-func newRollbackCmd(g *globalOptions) *cobra.Command {
-	var env, to, playbook, parallel string
-	var hosts []string
-	var yes bool
+// RollbackOptions are `relctl rollback`'s inputs.
+type RollbackOptions struct {
+	IO          *output.IOStreams
+	Stop        <-chan struct{}
+	Project     func() (*playbooks.Project, error)
+	OpenSession openSessionFunc
+
+	Env      string
+	To       string
+	Playbook string
+	Hosts    []string
+	Parallel string
+	Yes      bool
+}
+
+func newCmdRollback(f *Factory, runF func(*RollbackOptions) error) *cobra.Command {
+	opts := &RollbackOptions{IO: f.IOStreams, Stop: f.Stop, Project: f.Project, OpenSession: f.OpenSession}
 	cmd := &cobra.Command{
 		Use:   "rollback --env ENV --to prev|VERSION",
 		Short: "Put the environment back on its previous release (or a named one), from any machine",
@@ -44,96 +58,126 @@ old hosts were never touched, so there is nothing to switch on them.`,
   relctl rollback --env production --to prev --parallel all --yes`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := requireFlag(cmd, "env", env); err != nil {
+			if err := requireFlag(cmd, "env", opts.Env); err != nil {
 				return err
 			}
-			if err := requireFlag(cmd, "to", to); err != nil {
+			if err := requireFlag(cmd, "to", opts.To); err != nil {
 				return err
 			}
-			if parallel != "" && parallel != "all" {
+			if opts.Parallel != "" && opts.Parallel != "all" {
 				return usageErrorf("--parallel takes only \"all\"")
 			}
-			proj, err := g.loadProject()
-			if err != nil {
-				return err
+			if runF != nil {
+				return runF(opts)
 			}
-			runID := state.NewRunID(time.Now())
-			sess, err := openSession(g, proj.Config, "read-"+runID, false)
-			if err != nil {
-				return err
-			}
-			// Open until the compatibility check has read the other components.
-			closeRead := sync.OnceFunc(sess.Close)
-			defer closeRead()
-			// A host move not yet finalized is rolled back by moving traffic
-			// and dependents back to the old hosts.
-			if move, err := deploy.ReadMoveRecords(cmd.Context(), sess.pool, proj, env, playbook); err != nil {
-				return err
-			} else if move != nil && (move.State == deploy.MoveCutOver || move.State == deploy.MoveCuttingOver) && to == "prev" && movedLast(cmd.Context(), sess, proj, env, move) {
-				closeRead()
-				return runMove(cmd.Context(), g, proj, deploy.MoveRunOptions{Env: env, Playbook: move.Playbook, RunID: runID, Kind: deploy.KindMoveBack, Record: move}, yes)
-			}
-			fleet, err := rollback.ReadFleet(cmd.Context(), sess.pool, proj, env, playbook, hosts, proj.Config.SSH.MaxParallel)
-			if err != nil {
-				return err
-			}
-			if bad := fleet.Unreachable(); len(bad) > 0 {
-				return &deploy.Failure{Phase: "preflight", Report: &deploy.Report{Kind: deploy.KindRollback, Env: env, Version: to},
-					Err: fmt.Errorf("cannot read every host (leave dead ones out with --hosts):\n  %s", strings.Join(bad, "\n  "))}
-			}
-			if bad := fleet.Unreadable(); to == "prev" && len(bad) > 0 {
-				// Their histories may hold the newest release: guessing could
-				// send the others one release too far back.
-				return &deploy.Failure{Phase: "preflight", Report: &deploy.Report{Kind: deploy.KindRollback, Env: env, Version: to},
-					Err: fmt.Errorf("cannot work out the fleet's previous release while %s cannot be read: name the release with --to VERSION", strings.Join(bad, ", "))}
-			}
-			target, from, err := fleet.Resolve(to)
-			if err != nil {
-				return err
-			}
-			if e, _ := proj.Environment(env); e != nil {
-				if err := fleet.CheckGatedTarget(e, target); err != nil {
-					return err
-				}
-			}
-			// The target is checked with the constraints it was deployed with.
-			compat := rollback.CompatRequest{Env: env, Kind: deploy.KindRollback, Playbook: playbook, Version: target,
-				Retry: rollbackCommand(env, playbook, to, hosts)}
-			if a := fleet.ActivationOf(target); a != nil && a.Component != "" {
-				compat.Requires, compat.RequiresKnown = a.Requires, true
-			}
-			if err := compatibilityGate(cmd.Context(), g, proj, sess.pool, compat); err != nil {
-				return err
-			}
-			closeRead()
-			p, err := deploy.BuildRollbackPlan(proj, deploy.RollbackPlanOptions{
-				Env: env, Playbook: playbook, RunID: runID, Target: target, From: from,
-				Hosts: hosts, ParallelAll: parallel == "all", Current: fleet.Current(),
-			})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(g.io.ErrOut, "Rolling %s back from %s to %s (%s)\n", env, from, target, describeFleet(fleet.Current()))
-			if !yes && g.io.CanPrompt() {
-				printPlan(g.io.ErrOut, p, false)
-				ok, err := g.io.Confirm(fmt.Sprintf("\nRoll %s back to %s?", env, target), g.stop)
-				if err != nil {
-					return err
-				}
-				if !ok {
-					return usageErrorf("rollback cancelled: nothing was changed")
-				}
-			}
-			return runPlan(cmd.Context(), g, proj, p, func(e *deploy.Engine) { e.TakeOverStaleLocks = true })
+			return rollbackRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVarP(&env, "env", "e", "", "environment (from relctl.toml)")
-	cmd.Flags().StringVar(&to, "to", "", `"prev" (the fleet's previous release) or a version`)
-	cmd.Flags().StringVar(&playbook, "playbook", "", "playbook, when the environment has several")
-	cmd.Flags().StringSliceVar(&hosts, "hosts", nil, "only these hosts (comma-separated names)")
-	cmd.Flags().StringVar(&parallel, "parallel", "", `"all": every host at once, no canary (emergencies)`)
-	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	cmd.Flags().StringVarP(&opts.Env, "env", "e", "", "environment (from relctl.toml)")
+	cmd.Flags().StringVar(&opts.To, "to", "", `"prev" (the fleet's previous release) or a version`)
+	cmd.Flags().StringVar(&opts.Playbook, "playbook", "", "playbook, when the environment has several")
+	cmd.Flags().StringSliceVar(&opts.Hosts, "hosts", nil, "only these hosts (comma-separated names)")
+	cmd.Flags().StringVar(&opts.Parallel, "parallel", "", `"all": every host at once, no canary (emergencies)`)
+	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
 	return cmd
+}
+
+func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
+	proj, err := opts.Project()
+	if err != nil {
+		return err
+	}
+	runID := state.NewRunID(time.Now())
+	sess, err := opts.OpenSession(proj.Config, "read-"+runID, false)
+	if err != nil {
+		return err
+	}
+	// Open until the compatibility check has read the other components.
+	closeRead := sync.OnceFunc(sess.Close)
+	defer closeRead()
+	// A host move not yet finalized is rolled back by moving traffic
+	// and dependents back to the old hosts.
+	if move, err := moveToUndo(ctx, sess, proj, opts); err != nil {
+		return err
+	} else if move != nil {
+		closeRead()
+		mo := deploy.MoveRunOptions{Env: opts.Env, Playbook: move.Playbook, RunID: runID, Kind: deploy.KindMoveBack, Record: move}
+		return runMove(ctx, opts.IO, opts.Stop, opts.OpenSession, opts.Yes, proj, mo)
+	}
+	fleet, target, from, err := rollbackTarget(ctx, sess, proj, opts)
+	if err != nil {
+		return err
+	}
+	if err := compatibilityGate(ctx, opts.IO.ErrOut, proj, sess.pool, rollbackCompat(opts, fleet, target)); err != nil {
+		return err
+	}
+	closeRead()
+	p, err := deploy.BuildRollbackPlan(proj, deploy.RollbackPlanOptions{
+		Env: opts.Env, Playbook: opts.Playbook, RunID: runID, Target: target, From: from,
+		Hosts: opts.Hosts, ParallelAll: opts.Parallel == "all", Current: fleet.Current(),
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "Rolling %s back from %s to %s (%s)\n", opts.Env, from, target, describeFleet(fleet.Current()))
+	question := fmt.Sprintf("\nRoll %s back to %s?", opts.Env, target)
+	if err := confirm(opts.IO, opts.Stop, opts.Yes, p, question, "rollback cancelled: nothing was changed"); err != nil {
+		return err
+	}
+	return runPlan(ctx, opts.OpenSession, opts.IO.Out, proj, p, func(e *deploy.Engine) { e.TakeOverStaleLocks = true })
+}
+
+// moveToUndo is the host move that rollback --to prev moves back: one cut
+// over (or cutting over) whose run is the newest activation on its new hosts.
+func moveToUndo(ctx context.Context, sess *session, proj *playbooks.Project, opts *RollbackOptions) (*deploy.MoveRecord, error) {
+	move, err := deploy.ReadMoveRecords(ctx, sess.pool, proj, opts.Env, opts.Playbook)
+	if err != nil || move == nil {
+		return nil, err
+	}
+	if (move.State == deploy.MoveCutOver || move.State == deploy.MoveCuttingOver) && opts.To == "prev" && movedLast(ctx, sess, proj, opts.Env, move) {
+		return move, nil
+	}
+	return nil, nil
+}
+
+// rollbackTarget reads the fleet and resolves --to into the release to go
+// back to (target) and the one it leaves (from).
+func rollbackTarget(ctx context.Context, sess *session, proj *playbooks.Project, opts *RollbackOptions) (_ *rollback.Fleet, target, from string, _ error) {
+	env, to := opts.Env, opts.To
+	fleet, err := rollback.ReadFleet(ctx, sess.pool, proj, env, opts.Playbook, opts.Hosts, proj.Config.SSH.MaxParallel)
+	if err != nil {
+		return nil, "", "", err
+	}
+	if bad := fleet.Unreachable(); len(bad) > 0 {
+		return nil, "", "", &deploy.Failure{Phase: "preflight", Report: &deploy.Report{Kind: deploy.KindRollback, Env: env, Version: to},
+			Err: fmt.Errorf("cannot read every host (leave dead ones out with --hosts):\n  %s", strings.Join(bad, "\n  "))}
+	}
+	if bad := fleet.Unreadable(); to == "prev" && len(bad) > 0 {
+		// Their histories may hold the newest release: guessing could
+		// send the others one release too far back.
+		return nil, "", "", &deploy.Failure{Phase: "preflight", Report: &deploy.Report{Kind: deploy.KindRollback, Env: env, Version: to},
+			Err: fmt.Errorf("cannot work out the fleet's previous release while %s cannot be read: name the release with --to VERSION", strings.Join(bad, ", "))}
+	}
+	target, from, err = fleet.Resolve(to)
+	if err != nil {
+		return nil, "", "", err
+	}
+	if e, _ := proj.Environment(env); e != nil {
+		if err := fleet.CheckGatedTarget(e, target); err != nil {
+			return nil, "", "", err
+		}
+	}
+	return fleet, target, from, nil
+}
+
+// rollbackCompat checks the target with the constraints it was deployed with.
+func rollbackCompat(opts *RollbackOptions, fleet *rollback.Fleet, target string) rollback.CompatRequest {
+	compat := rollback.CompatRequest{Env: opts.Env, Kind: deploy.KindRollback, Playbook: opts.Playbook, Version: target,
+		Retry: rollbackCommand(opts.Env, opts.Playbook, opts.To, opts.Hosts)}
+	if a := fleet.ActivationOf(target); a != nil && a.Component != "" {
+		compat.Requires, compat.RequiresKnown = a.Requires, true
+	}
+	return compat
 }
 
 // rollbackCommand is the rollback as the operator would type it again.

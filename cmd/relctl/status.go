@@ -12,7 +12,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/output"
 	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/playbooks"
 )
 
 // statusOutput is `relctl status --output json`.
@@ -49,8 +51,19 @@ type lockStatus struct {
 	Finished string `json:"finished,omitempty"`
 }
 
-func newStatusCmd(g *globalOptions) *cobra.Command {
-	var env, format string
+// StatusOptions are `relctl status`'s inputs.
+type StatusOptions struct {
+	IO          *output.IOStreams
+	Stop        <-chan struct{}
+	Project     func() (*playbooks.Project, error)
+	OpenSession openSessionFunc
+
+	Env    string
+	Format string
+}
+
+func newCmdStatus(f *Factory, runF func(*StatusOptions) error) *cobra.Command {
+	opts := &StatusOptions{IO: f.IOStreams, Stop: f.Stop, Project: f.Project, OpenSession: f.OpenSession}
 	cmd := &cobra.Command{
 		Use:   "status --env ENV",
 		Short: "Show per host: reachable, current and previous release, healthy now; and any run holding the lock",
@@ -63,61 +76,80 @@ commands that finish it (deploy --resume) or revert it (rollback --to prev).`,
   relctl status --env staging --output json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := requireFlag(cmd, "env", env); err != nil {
+			if err := requireFlag(cmd, "env", opts.Env); err != nil {
 				return err
 			}
-			if err := checkFormat(format); err != nil {
+			if err := checkFormat(opts.Format); err != nil {
 				return err
 			}
-			proj, err := g.loadProject()
-			if err != nil {
-				return err
+			if runF != nil {
+				return runF(opts)
 			}
-			ctx, cancel := g.stopOrCancel(cmd.Context())
-			defer cancel()
-			sess, err := openSession(g, proj.Config, "status-"+state.NewRunID(time.Now()), false)
-			if err != nil {
-				return err
-			}
-			defer sess.Close()
-			st, err := deploy.Status(ctx, sess.pool, proj, env, proj.Config.SSH.MaxParallel)
-			if err != nil {
-				return err
-			}
-			out := statusOutput{EnvStatus: st}
-			if targets, _, err := envLockScope(ctx, sess.pool, proj, env, nil); err == nil {
-				locks, _ := state.InspectLocks(ctx, targets, state.LockOptions{TTL: proj.Config.LockTTL.Duration})
-				out.Lock = summarizeLocks(locks)
-				out.BrokenLocks, out.UnlockBroken = brokenLocks(env, locks)
-				if out.Lock != nil && out.Lock.Stale {
-					out.Lock.Finished = runResult(ctx, targets, out.Lock)
-				}
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if format == "json" {
-				return writeJSON(g.io.Out, out)
-			}
-			t := newTable(g.io.Out, "HOST", "ADDRESS", "REACHABLE", "CURRENT", "PREVIOUS", "HEALTHY", "NOTE")
-			for _, h := range st.Hosts {
-				note := h.Error
-				for _, b := range out.BrokenLocks {
-					if b.Host == h.Name {
-						note = strings.TrimPrefix(note+"; broken lock: "+b.Problem, "; ")
-					}
-				}
-				t.row(h.Name, h.Address, yesNo(h.Reachable), orDash(h.Current), orDash(h.Previous), yesNo(h.Healthy), note)
-			}
-			t.flush()
-			printLock(g.io.Out, env, out.Lock, st)
-			printBrokenLocks(g.io.Out, out.BrokenLocks, out.UnlockBroken)
-			return nil
+			return statusRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVarP(&env, "env", "e", "", "environment (from relctl.toml)")
-	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text or json")
+	cmd.Flags().StringVarP(&opts.Env, "env", "e", "", "environment (from relctl.toml)")
+	cmd.Flags().StringVarP(&opts.Format, "output", "o", "text", "output format: text or json")
 	return cmd
+}
+
+func statusRun(ctx context.Context, opts *StatusOptions) error {
+	proj, err := opts.Project()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := stopOrCancel(ctx, opts.Stop)
+	defer cancel()
+	sess, err := opts.OpenSession(proj.Config, "status-"+state.NewRunID(time.Now()), false)
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	out, err := readStatus(ctx, sess, proj, opts.Env)
+	if err != nil {
+		return err
+	}
+	if opts.Format == "json" {
+		return writeJSON(opts.IO.Out, out)
+	}
+	printStatus(opts.IO.Out, opts.Env, out)
+	return nil
+}
+
+// readStatus reads every host's releases and health, and the locks over
+// env's lock scope.
+func readStatus(ctx context.Context, sess *session, proj *playbooks.Project, env string) (*statusOutput, error) {
+	st, err := deploy.Status(ctx, sess.pool, proj, env, proj.Config.SSH.MaxParallel)
+	if err != nil {
+		return nil, err
+	}
+	out := &statusOutput{EnvStatus: st}
+	if targets, _, err := envLockScope(ctx, sess.pool, proj, env, nil); err == nil {
+		locks, _ := state.InspectLocks(ctx, targets, state.LockOptions{TTL: proj.Config.LockTTL.Duration})
+		out.Lock = summarizeLocks(locks)
+		out.BrokenLocks, out.UnlockBroken = brokenLocks(env, locks)
+		if out.Lock != nil && out.Lock.Stale {
+			out.Lock.Finished = runResult(ctx, targets, out.Lock)
+		}
+	}
+	return out, ctx.Err()
+}
+
+// printStatus is the host table, then the lock and any broken locks.
+func printStatus(w io.Writer, env string, out *statusOutput) {
+	t := newTable(w, "HOST", "ADDRESS", "REACHABLE", "CURRENT", "PREVIOUS", "HEALTHY", "NOTE")
+	for _, h := range out.Hosts {
+		note := h.Error
+		for _, b := range out.BrokenLocks {
+			if b.Host == h.Name {
+				note = strings.TrimPrefix(note+"; broken lock: "+b.Problem, "; ")
+			}
+		}
+		t.row(h.Name, h.Address, yesNo(h.Reachable), orDash(h.Current), orDash(h.Previous), yesNo(h.Healthy), note)
+	}
+	t.flush()
+	printLock(w, env, out.Lock, out.EnvStatus)
+	printBrokenLocks(w, out.BrokenLocks, out.UnlockBroken)
 }
 
 // summarizeLocks folds the per-host lock states into the run holding them.
@@ -220,13 +252,6 @@ func printLock(w io.Writer, env string, l *lockStatus, st *deploy.EnvStatus) {
 		}
 	}
 	fmt.Fprintf(w, "Revert it: relctl rollback --env %s --to prev\n", env)
-}
-
-func yesNo(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
 }
 
 // runResult is the result a host's run summary records for the lock's run,

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,10 +12,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/relctl/relctl/internal/output"
 	"github.com/relctl/relctl/testenv"
 )
 
-func newTestenvCmd(g *globalOptions) *cobra.Command {
+func newCmdTestenv(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "testenv",
 		Short: "Run a local cluster of SSH hosts to try relctl on",
@@ -35,75 +38,94 @@ in the load balancer).`,
   relctl testenv status --dir /tmp/relctl-demo
   relctl testenv down --dir /tmp/relctl-demo`,
 	}
-	cmd.AddCommand(newTestenvUpCmd(g), newTestenvDownCmd(g), newTestenvStatusCmd(g), newTestenvFaultCmd(g), newTestenvServeCmd(g))
+	cmd.AddCommand(newCmdTestenvUp(f, nil), newCmdTestenvDown(f, nil), newCmdTestenvStatus(f, nil), newCmdTestenvFault(f, nil), newCmdTestenvServe(f, nil))
 	return cmd
 }
 
-func absDir(dir string) (string, error) {
+// requireDir is the usage error for a testenv command without --dir.
+func requireDir(dir string) error {
 	if dir == "" {
-		return "", usageErrorf("--dir is required")
+		return usageErrorf("--dir is required")
 	}
-	return filepath.Abs(dir)
+	return nil
 }
 
-func newTestenvUpCmd(g *globalOptions) *cobra.Command {
-	var dir string
-	var hosts int
-	var monit, traffic bool
+// TestenvUpOptions are `relctl testenv up`'s inputs.
+type TestenvUpOptions struct {
+	IO *output.IOStreams
+
+	Dir     string
+	Hosts   int
+	Monit   bool
+	Traffic bool
+}
+
+func newCmdTestenvUp(f *Factory, runF func(*TestenvUpOptions) error) *cobra.Command {
+	opts := &TestenvUpOptions{IO: f.IOStreams}
 	cmd := &cobra.Command{
 		Use:     "up --dir DIR [--hosts N] [--traffic]",
 		Short:   "Start the local cluster in the background; returns once every host accepts SSH",
 		Example: "  relctl testenv up --dir /tmp/relctl-demo --hosts 3\n  relctl testenv up --dir /tmp/relctl-lb --hosts 2 --traffic",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := absDir(dir)
-			if err != nil {
+			if err := requireDir(opts.Dir); err != nil {
 				return err
 			}
-			if hosts < 1 {
+			if opts.Hosts < 1 {
 				return usageErrorf("--hosts must be at least 1")
 			}
-			exe, err := os.Executable()
-			if err != nil {
-				return err
+			if runF != nil {
+				return runF(opts)
 			}
-			argv := []string{exe, "testenv", "serve", "--dir", dir, "--hosts", strconv.Itoa(hosts)}
-			if monit {
-				argv = append(argv, testenv.MonitFlag)
-			}
-			if traffic {
-				argv = append(argv, testenv.TrafficFlag)
-			}
-			st, err := testenv.Up(cmd.Context(), testenv.Options{Dir: dir, Hosts: hosts, Monit: monit, Traffic: traffic}, argv)
-			if err != nil {
-				return err
-			}
-			withMonit := ""
-			switch {
-			case st.Monit && st.Traffic:
-				withMonit = ", search hosts and spares running monit"
-			case st.Monit:
-				withMonit = ", each running monit"
-			}
-			if st.Traffic {
-				withMonit += ", a load balancer and two apps per environment"
-			}
-			fmt.Fprintf(g.io.Out, "testenv is up in %s (pid %d): %d hosts%s\n", st.Dir, st.PID, len(st.Hosts), withMonit)
-			printTestenvHosts(g, st)
-			fmt.Fprintf(g.io.Out, "\nNext: cd %s && relctl deploy --env staging --release 1.0.0 --yes\n", st.Dir)
-			return nil
+			return testenvUpRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", "", "directory for the cluster's files (created)")
-	cmd.Flags().IntVar(&hosts, "hosts", 3, "hosts per environment")
+	cmd.Flags().StringVar(&opts.Dir, "dir", "", "directory for the cluster's files (created)")
+	cmd.Flags().IntVar(&opts.Hosts, "hosts", 3, "hosts per environment")
 	_, lookErr := exec.LookPath("monit")
-	cmd.Flags().BoolVar(&monit, "monit", lookErr == nil, "each host runs its own monit daemon supervising the service, and the playbook gets a [watchdog] table (default: when monit is installed)")
-	cmd.Flags().BoolVar(&traffic, strings.TrimPrefix(testenv.TrafficFlag, "--"), false, "add per environment a load balancer (HAProxy), two app hosts and spare search hosts")
+	cmd.Flags().BoolVar(&opts.Monit, "monit", lookErr == nil, "each host runs its own monit daemon supervising the service, and the playbook gets a [watchdog] table (default: when monit is installed)")
+	cmd.Flags().BoolVar(&opts.Traffic, strings.TrimPrefix(testenv.TrafficFlag, "--"), false, "add per environment a load balancer (HAProxy), two app hosts and spare search hosts")
 	return cmd
 }
 
-func printTestenvHosts(g *globalOptions, st *testenv.Status) {
-	t := newTable(g.io.Out, "HOST", "ENV", "ROLES", "SSH", "SERVICE PORT", "SSH UP", "HANDSHAKES", "FAULTS", "HELD")
+func testenvUpRun(ctx context.Context, opts *TestenvUpOptions) error {
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	argv := []string{exe, "testenv", "serve", "--dir", dir, "--hosts", strconv.Itoa(opts.Hosts)}
+	if opts.Monit {
+		argv = append(argv, testenv.MonitFlag)
+	}
+	if opts.Traffic {
+		argv = append(argv, testenv.TrafficFlag)
+	}
+	st, err := testenv.Up(ctx, testenv.Options{Dir: dir, Hosts: opts.Hosts, Monit: opts.Monit, Traffic: opts.Traffic}, argv)
+	if err != nil {
+		return err
+	}
+	withMonit := ""
+	switch {
+	case st.Monit && st.Traffic:
+		withMonit = ", search hosts and spares running monit"
+	case st.Monit:
+		withMonit = ", each running monit"
+	}
+	if st.Traffic {
+		withMonit += ", a load balancer and two apps per environment"
+	}
+	fmt.Fprintf(opts.IO.Out, "testenv is up in %s (pid %d): %d hosts%s\n", st.Dir, st.PID, len(st.Hosts), withMonit)
+	printTestenvHosts(opts.IO.Out, st)
+	fmt.Fprintf(opts.IO.Out, "\nNext: cd %s && relctl deploy --env staging --release 1.0.0 --yes\n", st.Dir)
+	return nil
+}
+
+func printTestenvHosts(w io.Writer, st *testenv.Status) {
+	t := newTable(w, "HOST", "ENV", "ROLES", "SSH", "SERVICE PORT", "SSH UP", "HANDSHAKES", "FAULTS", "HELD")
 	for _, h := range st.Hosts {
 		roles := strings.Join(h.Roles, ",")
 		if roles == "" { // a testenv.json from before roles
@@ -114,7 +136,7 @@ func printTestenvHosts(g *globalOptions, st *testenv.Status) {
 	t.flush()
 	for _, h := range st.Hosts {
 		if h.HasRole(testenv.RoleLB) {
-			fmt.Fprintf(g.io.Out, "%s: HAProxy on http://127.0.0.1:%d, admin socket %s\n", h.Name, h.LBPort, h.HAProxySocket)
+			fmt.Fprintf(w, "%s: HAProxy on http://127.0.0.1:%d, admin socket %s\n", h.Name, h.LBPort, h.HAProxySocket)
 		}
 	}
 }
@@ -131,69 +153,109 @@ func servicePort(h testenv.HostInfo) string {
 	return strconv.Itoa(h.ServicePort)
 }
 
-func newTestenvDownCmd(g *globalOptions) *cobra.Command {
-	var dir string
+// TestenvDownOptions are `relctl testenv down`'s inputs.
+type TestenvDownOptions struct {
+	IO  *output.IOStreams
+	Dir string
+}
+
+func newCmdTestenvDown(f *Factory, runF func(*TestenvDownOptions) error) *cobra.Command {
+	opts := &TestenvDownOptions{IO: f.IOStreams}
 	cmd := &cobra.Command{
 		Use:     "down --dir DIR",
 		Short:   "Stop the local cluster and every process it started",
 		Example: "  relctl testenv down --dir /tmp/relctl-demo",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := absDir(dir)
-			if err != nil {
+			if err := requireDir(opts.Dir); err != nil {
 				return err
 			}
-			if err := testenv.Down(cmd.Context(), dir); err != nil {
-				return err
+			if runF != nil {
+				return runF(opts)
 			}
-			fmt.Fprintf(g.io.Out, "testenv in %s is down\n", dir)
-			return nil
+			return testenvDownRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", "", "the directory given to `testenv up`")
+	cmd.Flags().StringVar(&opts.Dir, "dir", "", "the directory given to `testenv up`")
 	return cmd
 }
 
-func newTestenvStatusCmd(g *globalOptions) *cobra.Command {
-	var dir, format string
+func testenvDownRun(ctx context.Context, opts *TestenvDownOptions) error {
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return err
+	}
+	if err := testenv.Down(ctx, dir); err != nil {
+		return err
+	}
+	fmt.Fprintf(opts.IO.Out, "testenv in %s is down\n", dir)
+	return nil
+}
+
+// TestenvStatusOptions are `relctl testenv status`'s inputs.
+type TestenvStatusOptions struct {
+	IO     *output.IOStreams
+	Dir    string
+	Format string
+}
+
+func newCmdTestenvStatus(f *Factory, runF func(*TestenvStatusOptions) error) *cobra.Command {
+	opts := &TestenvStatusOptions{IO: f.IOStreams}
 	cmd := &cobra.Command{
 		Use:     "status --dir DIR",
 		Short:   "Show the local cluster's hosts, ports and SSH handshake counts",
 		Example: "  relctl testenv status --dir /tmp/relctl-demo --output json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := absDir(dir)
-			if err != nil {
+			if err := requireDir(opts.Dir); err != nil {
 				return err
 			}
-			if err := checkFormat(format); err != nil {
+			if err := checkFormat(opts.Format); err != nil {
 				return err
 			}
-			st, err := testenv.GetStatus(cmd.Context(), dir)
-			if err != nil {
-				return err
+			if runF != nil {
+				return runF(opts)
 			}
-			if format == "json" {
-				return writeJSON(g.io.Out, st)
-			}
-			if !st.Running {
-				fmt.Fprintf(g.io.Out, "testenv in %s is not running\n", dir)
-				return nil
-			}
-			fmt.Fprintf(g.io.Out, "testenv in %s is running (pid %d)\n", st.Dir, st.PID)
-			printTestenvHosts(g, st)
-			return nil
+			return testenvStatusRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", "", "the directory given to `testenv up`")
-	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text or json")
+	cmd.Flags().StringVar(&opts.Dir, "dir", "", "the directory given to `testenv up`")
+	cmd.Flags().StringVarP(&opts.Format, "output", "o", "text", "output format: text or json")
 	return cmd
 }
 
-func newTestenvFaultCmd(g *globalOptions) *cobra.Command {
-	var dir, host string
-	var f testenv.FaultSpec
-	var clear bool
+func testenvStatusRun(ctx context.Context, opts *TestenvStatusOptions) error {
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return err
+	}
+	st, err := testenv.GetStatus(ctx, dir)
+	if err != nil {
+		return err
+	}
+	if opts.Format == "json" {
+		return writeJSON(opts.IO.Out, st)
+	}
+	if !st.Running {
+		fmt.Fprintf(opts.IO.Out, "testenv in %s is not running\n", dir)
+		return nil
+	}
+	fmt.Fprintf(opts.IO.Out, "testenv in %s is running (pid %d)\n", st.Dir, st.PID)
+	printTestenvHosts(opts.IO.Out, st)
+	return nil
+}
+
+// TestenvFaultOptions are `relctl testenv fault`'s inputs.
+type TestenvFaultOptions struct {
+	IO    *output.IOStreams
+	Dir   string
+	Host  string
+	Fault testenv.FaultSpec
+	Clear bool
+}
+
+func newCmdTestenvFault(f *Factory, runF func(*TestenvFaultOptions) error) *cobra.Command {
+	opts := &TestenvFaultOptions{IO: f.IOStreams}
 	cmd := &cobra.Command{
 		Use:   "fault --dir DIR --host NAME FAULT... | --clear",
 		Short: "Inject a fault into one host: SSH port closed, host hung, a step failing, held, never ending or with damaged output, a file unreadable",
@@ -225,29 +287,39 @@ through the host) are "forward ADDR".
   relctl testenv fault --dir /tmp/relctl-demo --host staging-1 --clear`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := absDir(dir)
-			if err != nil {
+			if err := opts.validate(cmd); err != nil {
 				return err
 			}
-			if err := requireFlag(cmd, "host", host); err != nil {
-				return err
+			if runF != nil {
+				return runF(opts)
 			}
-			if clear == !f.IsZero() {
-				return usageErrorf("give --clear, or one or more of --drop-ssh, --hang, --fail-step, --hang-step, --truncate-step, --drop-lines-step, --garbage-step, --never-ends-step, --unreadable")
-			}
-			if (f.DropEvery != 0 || f.DropMatching != "") && f.DropLinesStep == "" {
-				return usageErrorf("--drop-every and --drop-matching need --drop-lines-step")
-			}
-			if err := testenv.SetHostFault(cmd.Context(), dir, host, f); err != nil {
-				return err
-			}
-			fmt.Fprintf(g.io.Out, "%s: faults: %s\n", host, f)
-			return nil
+			return testenvFaultRun(cmd.Context(), opts)
 		},
 	}
-	fl := cmd.Flags()
-	fl.StringVar(&dir, "dir", "", "the directory given to `testenv up`")
-	fl.StringVar(&host, "host", "", "host name, e.g. staging-2")
+	opts.addFlags(cmd)
+	return cmd
+}
+
+func (opts *TestenvFaultOptions) validate(cmd *cobra.Command) error {
+	if err := requireDir(opts.Dir); err != nil {
+		return err
+	}
+	if err := requireFlag(cmd, "host", opts.Host); err != nil {
+		return err
+	}
+	if opts.Clear == !opts.Fault.IsZero() {
+		return usageErrorf("give --clear, or one or more of --drop-ssh, --hang, --fail-step, --hang-step, --truncate-step, --drop-lines-step, --garbage-step, --never-ends-step, --unreadable")
+	}
+	if (opts.Fault.DropEvery != 0 || opts.Fault.DropMatching != "") && opts.Fault.DropLinesStep == "" {
+		return usageErrorf("--drop-every and --drop-matching need --drop-lines-step")
+	}
+	return nil
+}
+
+func (opts *TestenvFaultOptions) addFlags(cmd *cobra.Command) {
+	fl, f := cmd.Flags(), &opts.Fault
+	fl.StringVar(&opts.Dir, "dir", "", "the directory given to `testenv up`")
+	fl.StringVar(&opts.Host, "host", "", "host name, e.g. staging-2")
 	fl.BoolVar(&f.DropSSH, "drop-ssh", false, "close the host's SSH port and drop its connections")
 	fl.BoolVar(&f.Hang, "hang", false, "the host stops answering")
 	fl.StringVar(&f.FailStep, "fail-step", "", "relctl step whose commands fail on this host")
@@ -259,32 +331,60 @@ through the host) are "forward ADDR".
 	fl.StringVar(&f.GarbageStep, "garbage-step", "", "relctl step whose stdout is replaced by garbage bytes")
 	fl.StringVar(&f.NeverEndsStep, "never-ends-step", "", "relctl step whose commands send half their output, then never end")
 	fl.StringVar(&f.Unreadable, "unreadable", "", "a file of the host (relative to its base_dir) replaced by an empty directory until --clear")
-	fl.BoolVar(&clear, "clear", false, "remove every fault from the host")
-	return cmd
+	fl.BoolVar(&opts.Clear, "clear", false, "remove every fault from the host")
 }
 
-func newTestenvServeCmd(g *globalOptions) *cobra.Command {
-	var dir string
-	var hosts int
-	var monit, traffic bool
+func testenvFaultRun(ctx context.Context, opts *TestenvFaultOptions) error {
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return err
+	}
+	if err := testenv.SetHostFault(ctx, dir, opts.Host, opts.Fault); err != nil {
+		return err
+	}
+	fmt.Fprintf(opts.IO.Out, "%s: faults: %s\n", opts.Host, opts.Fault)
+	return nil
+}
+
+// TestenvServeOptions are `relctl testenv serve`'s inputs (what `up` runs).
+type TestenvServeOptions struct {
+	Stop    <-chan struct{}
+	Dir     string
+	Hosts   int
+	Monit   bool
+	Traffic bool
+}
+
+func newCmdTestenvServe(f *Factory, runF func(*TestenvServeOptions) error) *cobra.Command {
+	opts := &TestenvServeOptions{Stop: f.Stop}
 	cmd := &cobra.Command{
 		Use:    "serve",
 		Hidden: true, // what `testenv up` runs in the background
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := absDir(dir)
-			if err != nil {
+			if err := requireDir(opts.Dir); err != nil {
 				return err
 			}
-			// SIGTERM (from `testenv down`) stops the cluster.
-			ctx, cancel := g.stopOrCancel(cmd.Context())
-			defer cancel()
-			return testenv.Serve(ctx, testenv.Options{Dir: dir, Hosts: hosts, Monit: monit, Traffic: traffic})
+			if runF != nil {
+				return runF(opts)
+			}
+			return testenvServeRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", "", "cluster directory")
-	cmd.Flags().IntVar(&hosts, "hosts", 3, "hosts per environment")
-	cmd.Flags().BoolVar(&monit, strings.TrimPrefix(testenv.MonitFlag, "--"), false, "run monit on every host")
-	cmd.Flags().BoolVar(&traffic, strings.TrimPrefix(testenv.TrafficFlag, "--"), false, "add load balancers, app hosts and spares")
+	cmd.Flags().StringVar(&opts.Dir, "dir", "", "cluster directory")
+	cmd.Flags().IntVar(&opts.Hosts, "hosts", 3, "hosts per environment")
+	cmd.Flags().BoolVar(&opts.Monit, strings.TrimPrefix(testenv.MonitFlag, "--"), false, "run monit on every host")
+	cmd.Flags().BoolVar(&opts.Traffic, strings.TrimPrefix(testenv.TrafficFlag, "--"), false, "add load balancers, app hosts and spares")
 	return cmd
+}
+
+func testenvServeRun(ctx context.Context, opts *TestenvServeOptions) error {
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return err
+	}
+	// SIGTERM (from `testenv down`) stops the cluster.
+	ctx, cancel := stopOrCancel(ctx, opts.Stop)
+	defer cancel()
+	return testenv.Serve(ctx, testenv.Options{Dir: dir, Hosts: opts.Hosts, Monit: opts.Monit, Traffic: opts.Traffic})
 }

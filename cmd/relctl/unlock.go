@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"slices"
@@ -10,13 +12,25 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/relctl/relctl/internal/output"
 	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/playbooks"
 )
 
-func newUnlockCmd(g *globalOptions) *cobra.Command {
-	var env, reason string
-	var hosts []string
-	var force bool
+// UnlockOptions are `relctl unlock`'s inputs.
+type UnlockOptions struct {
+	IO          *output.IOStreams
+	Project     func() (*playbooks.Project, error)
+	OpenSession openSessionFunc
+
+	Env    string
+	Hosts  []string
+	Force  bool
+	Reason string
+}
+
+func newCmdUnlock(f *Factory, runF func(*UnlockOptions) error) *cobra.Command {
+	opts := &UnlockOptions{IO: f.IOStreams, Project: f.Project, OpenSession: f.OpenSession}
 	cmd := &cobra.Command{
 		Use:   "unlock --env ENV --force --reason TEXT",
 		Short: "Remove the environment's lock from every host (the reason goes into history)",
@@ -34,69 +48,82 @@ such host's history.`,
   relctl unlock --env production --hosts production-2 --force --reason "removing a broken lock"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := requireFlag(cmd, "env", env); err != nil {
+			if err := requireFlag(cmd, "env", opts.Env); err != nil {
 				return err
 			}
-			if !force || reason == "" {
+			if !opts.Force || opts.Reason == "" {
 				return usageErrorf("unlock removes a lock another run may still hold: pass --force and --reason TEXT")
 			}
-			proj, err := g.loadProject()
-			if err != nil {
-				return err
+			if runF != nil {
+				return runF(opts)
 			}
-			runID := state.NewRunID(time.Now())
-			sess, err := openSession(g, proj.Config, runID, true)
-			if err != nil {
-				return err
-			}
-			defer sess.Close()
-			targets, failed, err := envLockScope(cmd.Context(), sess.pool, proj, env, hosts)
-			if err != nil {
-				return err
-			}
-			by := state.LockOwner{Operator: state.Operator(), Controller: state.Controller(), PID: os.Getpid(), RunID: runID, Env: env, Command: "unlock"}
-			sess.journal.Append(state.JournalEvent{Kind: "run-start", Env: env, Command: "unlock", Operator: by.Operator, Controller: by.Controller, Detail: reason})
-			removed, err := state.ForceUnlock(cmd.Context(), targets, by, reason)
-			n := 0
-			for _, r := range removed {
-				if r.Held {
-					n++
-					if r.Broken != "" {
-						fmt.Fprintf(g.io.Out, "%s: removed a broken lock at %s (%s)\n", r.Host, r.Path, r.Broken)
-						continue
-					}
-					fmt.Fprintf(g.io.Out, "%s: removed lock of %s\n", r.Host, describeOwner(r))
-				}
-			}
-			for _, host := range slices.Sorted(maps.Keys(failed)) {
-				fmt.Fprintf(g.io.ErrOut, "%s: not reached: %v\n", host, failed[host])
-			}
-			result := "succeeded"
-			if err != nil || len(failed) > 0 {
-				result = "failed"
-			}
-			sess.journal.Append(state.JournalEvent{Kind: "run-end", Result: result})
-			if err != nil {
-				return err
-			}
-			if len(failed) > 0 {
-				return fmt.Errorf("%d hosts not reached: their locks (if any) remain", len(failed))
-			}
-			if n == 0 {
-				if len(hosts) > 0 {
-					fmt.Fprintf(g.io.Out, "no lock on %s\n", strings.Join(hosts, ", "))
-				} else {
-					fmt.Fprintf(g.io.Out, "no host of %s was locked\n", env)
-				}
-			}
-			return nil
+			return unlockRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVarP(&env, "env", "e", "", "environment (from relctl.toml)")
-	cmd.Flags().StringSliceVar(&hosts, "hosts", nil, "only on these hosts (comma-separated names)")
-	cmd.Flags().BoolVar(&force, "force", false, "really remove the lock, whoever holds it")
-	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in every host's history)")
+	cmd.Flags().StringVarP(&opts.Env, "env", "e", "", "environment (from relctl.toml)")
+	cmd.Flags().StringSliceVar(&opts.Hosts, "hosts", nil, "only on these hosts (comma-separated names)")
+	cmd.Flags().BoolVar(&opts.Force, "force", false, "really remove the lock, whoever holds it")
+	cmd.Flags().StringVar(&opts.Reason, "reason", "", "why (recorded in every host's history)")
 	return cmd
+}
+
+func unlockRun(ctx context.Context, opts *UnlockOptions) error {
+	proj, err := opts.Project()
+	if err != nil {
+		return err
+	}
+	runID := state.NewRunID(time.Now())
+	sess, err := opts.OpenSession(proj.Config, runID, true)
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	targets, failed, err := envLockScope(ctx, sess.pool, proj, opts.Env, opts.Hosts)
+	if err != nil {
+		return err
+	}
+	by := state.LockOwner{Operator: state.Operator(), Controller: state.Controller(), PID: os.Getpid(), RunID: runID, Env: opts.Env, Command: "unlock"}
+	sess.journal.Append(state.JournalEvent{Kind: "run-start", Env: opts.Env, Command: "unlock", Operator: by.Operator, Controller: by.Controller, Detail: opts.Reason})
+	removed, err := state.ForceUnlock(ctx, targets, by, opts.Reason)
+	n := printRemovedLocks(opts.IO.Out, removed)
+	for _, host := range slices.Sorted(maps.Keys(failed)) {
+		fmt.Fprintf(opts.IO.ErrOut, "%s: not reached: %v\n", host, failed[host])
+	}
+	result := "succeeded"
+	if err != nil || len(failed) > 0 {
+		result = "failed"
+	}
+	sess.journal.Append(state.JournalEvent{Kind: "run-end", Result: result})
+	if err != nil {
+		return err
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d hosts not reached: their locks (if any) remain", len(failed))
+	}
+	if n == 0 {
+		if len(opts.Hosts) > 0 {
+			fmt.Fprintf(opts.IO.Out, "no lock on %s\n", strings.Join(opts.Hosts, ", "))
+		} else {
+			fmt.Fprintf(opts.IO.Out, "no host of %s was locked\n", opts.Env)
+		}
+	}
+	return nil
+}
+
+// printRemovedLocks says whose lock was removed from each host; n is how many were.
+func printRemovedLocks(w io.Writer, removed []state.HostLockState) (n int) {
+	for _, r := range removed {
+		if !r.Held {
+			continue
+		}
+		n++
+		if r.Broken != "" {
+			fmt.Fprintf(w, "%s: removed a broken lock at %s (%s)\n", r.Host, r.Path, r.Broken)
+			continue
+		}
+		fmt.Fprintf(w, "%s: removed lock of %s\n", r.Host, describeOwner(r))
+	}
+	return n
 }
 
 func describeOwner(s state.HostLockState) string {

@@ -7,9 +7,18 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/output"
+	"github.com/relctl/relctl/playbooks"
 )
 
-func newValidateCmd(g *globalOptions) *cobra.Command {
+// ValidateOptions are `relctl validate`'s inputs.
+type ValidateOptions struct {
+	IO      *output.IOStreams
+	Project func() (*playbooks.Project, error)
+}
+
+func newCmdValidate(f *Factory, runF func(*ValidateOptions) error) *cobra.Command {
+	opts := &ValidateOptions{IO: f.IOStreams, Project: f.Project}
 	return &cobra.Command{
 		Use:   "validate",
 		Short: "Check relctl.toml and the playbooks without touching any host",
@@ -20,32 +29,39 @@ check for every targeted host. Problems are printed as file:line:column.`,
   relctl validate --config deploy/relctl.toml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			proj, err := g.loadProject()
-			if err != nil {
-				return err
+			if runF != nil {
+				return runF(opts)
 			}
-			envs := make([]string, 0, len(proj.Config.Environments))
-			for name := range proj.Config.Environments {
-				envs = append(envs, name)
-			}
-			sort.Strings(envs)
-			hosts := 0
-			for _, env := range envs {
-				pbs, err := proj.PlaybooksFor(env)
-				if err != nil {
-					return err
-				}
-				for _, pb := range pbs {
-					p, err := deploy.BuildPlan(proj, deploy.PlanOptions{Env: env, Version: "0.0.0-validate", Playbook: pb.Name, RunID: "validate", SkipArtifact: true})
-					if err != nil {
-						return fmt.Errorf("environment %s, playbook %s: %w", env, pb.Name, err)
-					}
-					hosts += len(p.Hosts())
-				}
-			}
-			fmt.Fprintf(g.io.Out, "%s: ok (%d environment%s, %d playbook%s, %d host targets)\n",
-				proj.Config.Path, len(envs), plural(len(envs)), len(proj.Playbooks), plural(len(proj.Playbooks)), hosts)
-			return nil
+			return validateRun(opts)
 		},
 	}
+}
+
+func validateRun(opts *ValidateOptions) error {
+	proj, err := opts.Project()
+	if err != nil {
+		return err
+	}
+	envs := make([]string, 0, len(proj.Config.Environments))
+	for name := range proj.Config.Environments {
+		envs = append(envs, name)
+	}
+	sort.Strings(envs)
+	hosts := 0
+	for _, env := range envs {
+		pbs, err := proj.PlaybooksFor(env)
+		if err != nil {
+			return err
+		}
+		for _, pb := range pbs {
+			p, err := deploy.BuildPlan(proj, deploy.PlanOptions{Env: env, Version: "0.0.0-validate", Playbook: pb.Name, RunID: "validate", SkipArtifact: true})
+			if err != nil {
+				return fmt.Errorf("environment %s, playbook %s: %w", env, pb.Name, err)
+			}
+			hosts += len(p.Hosts())
+		}
+	}
+	fmt.Fprintf(opts.IO.Out, "%s: ok (%d environment%s, %d playbook%s, %d host targets)\n",
+		proj.Config.Path, len(envs), plural(len(envs)), len(proj.Playbooks), plural(len(proj.Playbooks)), hosts)
+	return nil
 }

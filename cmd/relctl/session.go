@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/internal/transport"
+	"github.com/relctl/relctl/playbooks"
+)
+
+// session is what a run against hosts needs: run log, journal, connections;
+// and where its progress goes, and the interrupt that stops it.
+type session struct {
+	logPath string
+	log     *transport.RunLog
+	journal *state.Journal
+	pool    *transport.Pool
+	errOut  io.Writer
+	stop    <-chan struct{}
+}
+
+func (s *session) Close() {
+	if s.pool != nil {
+		s.pool.Close()
+	}
+	if s.journal != nil {
+		s.journal.Close()
+	}
+	s.log.Close()
+}
+
+// runPlan executes a deploy or rollback plan in a session of its own and
+// writes its outcome to out.
+func runPlan(ctx context.Context, open openSessionFunc, out io.Writer, proj *playbooks.Project, p *deploy.Plan, configure func(*deploy.Engine)) error {
+	sess, err := open(proj.Config, p.RunID, true)
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	_, err = sess.execute(ctx, proj, p, out, configure)
+	return err
+}
+
+// newEngine is an engine on the session's connections, configured from relctl.toml.
+func (s *session) newEngine(proj *playbooks.Project) *deploy.Engine {
+	return &deploy.Engine{
+		Connector: s.pool, Log: s.log, Journal: s.journal,
+		Operator: state.Operator(), Controller: state.Controller(),
+		MaxParallel: proj.Config.SSH.MaxParallel, Stop: s.stop, LockTTL: proj.Config.LockTTL.Duration,
+		Backoff: reconnectBackoff(proj.Config.SSH),
+	}
+}
+
+// execute runs p on the session's connections, shows progress on stderr,
+// and writes the result table to out (and what to do next on a failure).
+func (s *session) execute(ctx context.Context, proj *playbooks.Project, p *deploy.Plan, out io.Writer, configure func(*deploy.Engine)) (*deploy.Report, error) {
+	progress := newProgress(s.errOut, s.logPath)
+	engine := s.newEngine(proj)
+	engine.Observe = progress.observe
+	if configure != nil {
+		configure(engine)
+	}
+	rep, err := engine.Deploy(ctx, p)
+	var locked *state.LockedError
+	if errors.As(err, &locked) {
+		return rep, err
+	}
+	printReport(out, rep)
+	var failure *deploy.Failure
+	if errors.As(err, &failure) {
+		printFailureHelp(s.errOut, p, rep, s.logPath)
+	}
+	return rep, err
+}
+
+// reconnectBackoff is the wait before each reconnect attempt: base, doubling.
+func reconnectBackoff(s playbooks.SSHConfig) []time.Duration {
+	out := make([]time.Duration, s.ReconnectAttempts)
+	d := s.ReconnectBackoff.Duration
+	for i := range out {
+		out[i] = d
+		d *= 2
+	}
+	return out
+}
