@@ -334,3 +334,164 @@ func TestDeploySucceeds(t *testing.T) {
 		t.Errorf("changed %v, rolled back %v", rep.Changed(), rep.RolledBack)
 	}
 }
+
+// journalOf opens a journal for the run in a temp dir; events reads it back.
+func journalOf(t *testing.T, runID string) (*state.Journal, func() []state.JournalEvent) {
+	t.Helper()
+	j, err := state.OpenJournal(t.TempDir(), runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	return j, func() []state.JournalEvent {
+		t.Helper()
+		evs, err := state.ReadJournal(j.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return evs
+	}
+}
+
+// runResult is the journal's run-end result ("" without one).
+func runResult(evs []state.JournalEvent) string {
+	for _, ev := range evs {
+		if ev.Kind == "run-end" {
+			return ev.Result
+		}
+	}
+	return ""
+}
+
+// journalHas says whether the journal has an event of kind (for host and
+// step when they are not empty) with the given status ("" any).
+func journalHas(evs []state.JournalEvent, kind, host, step, status string) bool {
+	return slices.ContainsFunc(evs, func(ev state.JournalEvent) bool {
+		return ev.Kind == kind && (host == "" || ev.Host == host) && (step == "" || ev.Step == step) && (status == "" || ev.Status == status)
+	})
+}
+
+// assertRestored checks a host the failed run left: back on 1.0.0 in the
+// report and on disk, and, when it was touched, rolled back and healthy.
+func (f *fleet) assertRestored(rep *deploy.Report, name, version string) {
+	f.t.Helper()
+	h := rep.Host(name)
+	if h.Before != version || h.After != version {
+		f.t.Errorf("%s: report says before %q after %q, want %q both", name, h.Before, h.After, version)
+	}
+	if h.Touched && (h.Rollback == nil || !h.Rollback.Healthy || h.Rollback.Error != "") {
+		f.t.Errorf("%s: touched, but rollback %+v", name, h.Rollback)
+	}
+	if !h.Touched && h.Rollback != nil {
+		f.t.Errorf("%s: not touched, yet rolled back: %+v", name, h.Rollback)
+	}
+	f.assertOn(version, name)
+}
+
+// TestDeployFailsInEachPhase: a step failing on web-2 (batch 2) in each
+// phase. Preflight changes nothing; later, every touched host - web-1,
+// which finished batch 1, included - is rolled back and healthy.
+func TestDeployFailsInEachPhase(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault localconn.Fault
+		phase string
+		batch int
+		// failedStep is web-2's last step; rollback its rollback steps.
+		failedStep string
+		rollback   []string
+	}{
+		{
+			name: "preflight", fault: localconn.Fault{Label: "preflight/writable", Exit: 1, Stderr: "read-only file system"},
+			phase: "preflight", batch: 0, failedStep: "preflight/writable",
+		},
+		{
+			name: "stage", fault: localconn.Fault{Label: "stage/unpack", Exit: 2, Stderr: "tar: unexpected EOF"},
+			phase: "stage", batch: 2, failedStep: "stage/unpack",
+			rollback: []string{"rollback/undo-unpack skipped", "rollback/health ok"},
+		},
+		{
+			name: "activate", fault: localconn.Fault{Label: "activate/restart", Exit: 1, Stderr: "restart: failed"},
+			phase: "activate", batch: 2, failedStep: "activate/restart",
+			rollback: []string{"rollback/undo-restart skipped", "rollback/undo-activate ok", "rollback/undo-unpack skipped", "rollback/restart ok", "rollback/health ok"},
+		},
+		{
+			name: "verify", fault: localconn.Fault{Label: "health/health", Text: "2.0.0", Exit: 1, Stderr: "not serving"},
+			phase: "verify", batch: 2, failedStep: "verify/health",
+			rollback: []string{"rollback/undo-restart skipped", "rollback/undo-activate ok", "rollback/undo-unpack skipped", "rollback/restart ok", "rollback/health ok"},
+		},
+		{
+			name: "cutover", fault: localconn.Fault{Label: "cutover/announce", Exit: 1, Stderr: "announce: refused"},
+			phase: "cutover", batch: 2, failedStep: "cutover/announce",
+			rollback: []string{"rollback/undo-announce ok", "rollback/undo-restart skipped", "rollback/undo-activate ok", "rollback/undo-unpack skipped", "rollback/restart ok", "rollback/health ok"},
+		},
+		{
+			name: "post", fault: localconn.Fault{Label: "post/notify", Exit: 1, Stderr: "notify: down"},
+			phase: "post", batch: 2, failedStep: "post/notify",
+			rollback: []string{"rollback/undo-notify skipped", "rollback/undo-announce ok", "rollback/undo-restart skipped", "rollback/undo-activate ok", "rollback/undo-unpack skipped", "rollback/restart ok", "rollback/health ok"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFleet(t, 3, strategyCanary)
+			f.seed("1.0.0")
+			f.host("web-2").Fail(tt.fault)
+			j, events := journalOf(t, "fail-"+tt.name)
+			rep, err := run(t.Context(), newTestEngine(f, func(e *deploy.Engine) { e.Journal = j }), f.plan("2.0.0", "fail-"+tt.name), runOptions{})
+
+			fail := failure(t, err)
+			if fail.Phase != tt.phase || fail.Batch != tt.batch || fail.Interrupted {
+				t.Errorf("failure in phase %q batch %d interrupted %v, want phase %q batch %d", fail.Phase, fail.Batch, fail.Interrupted, tt.phase, tt.batch)
+			}
+			if msg := err.Error(); !strings.Contains(msg, "web-2: step "+tt.failedStep) || !strings.Contains(msg, tt.fault.Stderr) {
+				t.Errorf("error does not name web-2's step %s and its output:\n%s", tt.failedStep, msg)
+			}
+			w2 := rep.Host("web-2")
+			if n := len(w2.Steps); n == 0 || w2.Steps[n-1].ID() != tt.failedStep || w2.Steps[n-1].Status != deploy.StatusFailed {
+				t.Errorf("web-2's steps end with %q, want %s failed", stepStatuses(w2.Steps), tt.failedStep)
+			}
+			for _, n := range f.names {
+				f.assertRestored(rep, n, "1.0.0")
+			}
+			f.assertNoLocks()
+			if len(rep.Unresolved()) != 0 {
+				t.Errorf("unresolved: %v", rep.Unresolved())
+			}
+			evs := events()
+			if !journalHas(evs, "step-end", "web-2", tt.failedStep, deploy.StatusFailed) {
+				t.Errorf("the journal has no failed step-end for web-2 %s", tt.failedStep)
+			}
+
+			if tt.phase == "preflight" {
+				for _, h := range rep.Hosts {
+					if h.Touched {
+						t.Errorf("%s touched by a run that failed in preflight", h.Name)
+					}
+					if _, err := os.Stat(filepath.Join(f.base(h.Name), "releases", "2.0.0")); !os.IsNotExist(err) {
+						t.Errorf("%s: 2.0.0 staged by a run that failed in preflight", h.Name)
+					}
+				}
+				if rep.RolledBack || runResult(evs) != "failed" || journalHas(evs, "rollback-start", "", "", "") {
+					t.Errorf("rolled back %v, journal result %q", rep.RolledBack, runResult(evs))
+				}
+				return
+			}
+			if !rep.RolledBack || runResult(evs) != "rolled-back" || !journalHas(evs, "rollback-start", "", "", "") {
+				t.Errorf("rolled back %v, journal result %q", rep.RolledBack, runResult(evs))
+			}
+			if !strings.Contains(err.Error(), "every touched host was rolled back and is healthy on its previous release") {
+				t.Errorf("error does not say the rollback restored every host:\n%s", err)
+			}
+			if got := stepStatuses(w2.Rollback.Steps); !slices.Equal(got, tt.rollback) {
+				t.Errorf("web-2's rollback steps\n%q\nwant\n%q", got, tt.rollback)
+			}
+			// web-1 finished batch 1 on 2.0.0: switched there and back.
+			if got, want := f.activations("web-1"), []string{"deploy 1.0.0", "deploy 2.0.0", "rollback 1.0.0"}; !slices.Equal(got, want) {
+				t.Errorf("web-1's history %q, want %q", got, want)
+			}
+			if !rep.Host("web-1").Touched || rep.Host("web-1").Rollback == nil {
+				t.Errorf("web-1 (the canary, done) was not rolled back")
+			}
+		})
+	}
+}
