@@ -11,17 +11,31 @@ import (
 	"github.com/relctl/relctl/internal/fanout"
 )
 
-// EachErrors runs fn for every item, at most limit at once (all at once when
-// limit <= 0), and returns each item's error by index. fn's context carries
-// a logger with the item's host (name(item)). An item not started when ctx
-// ends gets "<host>: not started: <cause>", and a panic in fn is that item's
-// *fanout.PanicError; the other items go on. Use it when every host's
-// outcome is kept apart (a fleet read's per-host error); Each when the
-// failures are one error.
-func EachErrors[T any](ctx context.Context, items []T, limit int, name func(T) string, fn func(context.Context, T) error) []error {
-	return fanout.ForEach(ctx, len(items), limit, func(i int) string { return name(items[i]) }, func(ctx context.Context, i int) error {
-		return fn(zerolog.Ctx(ctx).With().Str("host", name(items[i])).Logger().WithContext(ctx), items[i])
+// Map runs fn for every item, at most limit at once (all at once when
+// limit <= 0), and returns each item's result and error by index. fn's
+// context carries a logger with the item's host (name(item)). An item not
+// started when ctx ends gets "<host>: not started: <cause>", and a panic in
+// fn is that item's *fanout.PanicError (its result the zero R); the other
+// items go on.
+func Map[T, R any](ctx context.Context, items []T, limit int, name func(T) string, fn func(context.Context, T) (R, error)) ([]R, []error) {
+	results := make([]R, len(items))
+	errs := fanout.ForEach(ctx, len(items), limit, func(i int) string { return name(items[i]) }, func(ctx context.Context, i int) error {
+		ctx = zerolog.Ctx(ctx).With().Str("host", name(items[i])).Logger().WithContext(ctx)
+		var err error
+		results[i], err = fn(ctx, items[i])
+		return err
 	})
+	return results, errs
+}
+
+// EachErrors is Map for work that only fails: each item's error by index.
+// Use it when every host's outcome is kept apart (a fleet read's per-host
+// error); Each when the failures are one error.
+func EachErrors[T any](ctx context.Context, items []T, limit int, name func(T) string, fn func(context.Context, T) error) []error {
+	_, errs := Map(ctx, items, limit, name, func(ctx context.Context, item T) (struct{}, error) {
+		return struct{}{}, fn(ctx, item)
+	})
+	return errs
 }
 
 // Each is EachErrors with the failures collected by Join: nil when every

@@ -207,3 +207,17 @@ func TestConnectReturnsTheReachedInOrderAndWhyTheOthersWereNot(t *testing.T) {
 		t.Errorf("s-1 target %+v: the config's user is missing", tg)
 	}
 }
+
+func TestReadRunsFnOnTheReachedHostsOnly(t *testing.T) {
+	proj, pb, env := project()
+	c := &fakeConnector{down: map[string]bool{"s-2": true}}
+	got, errs := Read(t.Context(), c, Hosts(proj, pb, env), 1, func(ctx context.Context, h Host, _ transport.Conn) (string, error) {
+		return h.Name + " at " + h.Layout.BaseDir, nil
+	})
+	if got[0] != "s-1 at /srv/search" || errs[0] != nil {
+		t.Errorf("s-1: %q, %v", got[0], errs[0])
+	}
+	if got[1] != "" || errs[1] == nil || got[2] != "" || errs[2] == nil {
+		t.Errorf("s-2, s-3: %q, %q, %v, %v; want no result and their errors", got[1], got[2], errs[1], errs[2])
+	}
+}
