@@ -1,0 +1,393 @@
+package deploy_test
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/internal/transport"
+	"github.com/relctl/relctl/internal/transport/localconn"
+)
+
+// rollbackCase is a deploy of 2.0.0 (over 1.0.0 when seeded) with faults
+// on some hosts, and what the user must see of its automatic rollback.
+type rollbackCase struct {
+	name   string
+	seeded bool
+	faults map[string][]localconn.Fault
+	phase  string
+	// unresolved is Report.Unresolved(); the other hosts must be restored.
+	unresolved []string
+	result     string // the journal's run-end result
+	check      func(t *testing.T, f *fleet, rep *deploy.Report, err error)
+}
+
+// runRollbackCase runs tt and checks what every case shares.
+func runRollbackCase(t *testing.T, tt rollbackCase) {
+	f := newFleet(t, 3, strategyCanary)
+	before := ""
+	if tt.seeded {
+		f.seed("1.0.0")
+		before = "1.0.0"
+	}
+	for host, faults := range tt.faults {
+		for _, fault := range faults {
+			f.host(host).Fail(fault)
+		}
+	}
+	j, events := journalOf(t, "rb")
+	rep, err := run(t.Context(), newTestEngine(f, func(e *deploy.Engine) { e.Journal = j }), f.plan("2.0.0", "rb"), runOptions{})
+	fail := failure(t, err)
+	if fail.Phase != tt.phase || fail.Interrupted {
+		t.Errorf("failed in phase %q (interrupted %v), want %q", fail.Phase, fail.Interrupted, tt.phase)
+	}
+	if got := rep.Unresolved(); !slices.Equal(got, tt.unresolved) {
+		t.Errorf("unresolved %v, want %v", got, tt.unresolved)
+	}
+	if len(tt.unresolved) > 0 && !strings.Contains(err.Error(), "rollback did not restore every host: "+strings.Join(tt.unresolved, ", ")) {
+		t.Errorf("the error does not name the unresolved hosts:\n%s", err)
+	}
+	for _, n := range f.names {
+		if !slices.Contains(tt.unresolved, n) && before != "" {
+			f.assertRestored(rep, n, before)
+		}
+	}
+	if got := runResult(events()); got != tt.result {
+		t.Errorf("journal result %q, want %q", got, tt.result)
+	}
+	if tt.check != nil {
+		tt.check(t, f, rep, err)
+	}
+}
+
+func TestRollbackProblems(t *testing.T) {
+	tests := []rollbackCase{
+		{
+			name: "first deploy fails before switching", faults: map[string][]localconn.Fault{"web-1": {{Label: "stage/unpack", Exit: 1}}},
+			phase: "stage", result: "rolled-back",
+			check: func(t *testing.T, f *fleet, rep *deploy.Report, err error) {
+				w1 := rep.Host("web-1")
+				if !w1.Touched || w1.Rollback == nil || !w1.Rollback.Healthy || w1.Before != "" || w1.After != "" {
+					t.Errorf("web-1: touched %v before %q after %q rollback %+v", w1.Touched, w1.Before, w1.After, w1.Rollback)
+				}
+				for _, n := range f.names {
+					if c := f.current(n); c != "" {
+						t.Errorf("%s: current -> %q after a failed first deploy", n, c)
+					}
+				}
+				for _, n := range []string{"web-2", "web-3"} {
+					if rep.Host(n).Touched || f.host(n).Ran("stage/unpack") {
+						t.Errorf("%s: touched, but the canary failed", n)
+					}
+				}
+			},
+		},
+		{
+			name: "first deploy fails after switching", faults: map[string][]localconn.Fault{"web-1": {{Label: "activate/restart", Exit: 1}}},
+			phase: "activate", unresolved: []string{"web-1"}, result: "rollback-failed",
+			check: func(t *testing.T, f *fleet, rep *deploy.Report, err error) {
+				rb := rep.Host("web-1").Rollback
+				if rb == nil || rb.Healthy || !strings.Contains(rb.Error, "no release before this run to return to: current was removed") {
+					t.Errorf("web-1's rollback %+v, want the error that there is no release to return to", rb)
+				}
+				if c := f.current("web-1"); c != "" {
+					t.Errorf("web-1: current -> %q, want it removed", c)
+				}
+				evs := f.history("web-1").Events
+				if !slices.ContainsFunc(evs, func(ev state.HistoryEvent) bool { return ev.Kind == "current-removed" && ev.RunID == "rb" }) {
+					t.Errorf("web-1's history does not record the removal of current: %+v", evs)
+				}
+			},
+		},
+		{
+			name: "an undo command fails", seeded: true,
+			faults: map[string][]localconn.Fault{"web-2": {{Label: "post/notify", Exit: 1}, {Label: "undo cutover/announce", Exit: 1, Stderr: "rm: busy"}}},
+			phase: "post", unresolved: []string{"web-2"}, result: "rollback-failed",
+			check: func(t *testing.T, f *fleet, rep *deploy.Report, err error) {
+				rb := rep.Host("web-2").Rollback
+				if rb == nil || rb.Healthy || !strings.Contains(rb.Error, "step rollback/undo-announce") || !strings.Contains(rb.Error, "rm: busy") {
+					t.Errorf("web-2's rollback %+v, want the failed undo-announce", rb)
+				}
+				// The failed undo did not keep current from going back.
+				f.assertOn("1.0.0", "web-2")
+				if got := stepStatuses(rb.Steps); !slices.Contains(got, "rollback/undo-activate ok") || !slices.Contains(got, "rollback/health ok") {
+					t.Errorf("web-2's rollback steps %q: no switch back and health check after the failed undo", got)
+				}
+			},
+		},
+		{
+			name: "a [rollback] step fails", seeded: true,
+			faults: map[string][]localconn.Fault{"web-2": {{Label: "health/health", Text: "2.0.0", Exit: 1}, {Label: "rollback/restart", Exit: 1, Stderr: "restart: no"}}},
+			phase: "verify", unresolved: []string{"web-2"}, result: "rollback-failed",
+			check: func(t *testing.T, f *fleet, rep *deploy.Report, err error) {
+				rb := rep.Host("web-2").Rollback
+				if rb == nil || rb.Healthy || !strings.Contains(rb.Error, "step rollback/restart") {
+					t.Errorf("web-2's rollback %+v, want the failed rollback/restart", rb)
+				}
+				if got := stepStatuses(rb.Steps); got[len(got)-1] != "rollback/restart failed" {
+					t.Errorf("web-2's rollback steps %q, want them to stop at the failed restart", got)
+				}
+				if c, r := f.current("web-2"), f.running("web-2"); c != "1.0.0" || r != "2.0.0" {
+					t.Errorf("web-2: current %q, running %q; want current switched back and the service not restarted", c, r)
+				}
+			},
+		},
+		{
+			name: "the health check fails after the switch back", seeded: true,
+			faults: map[string][]localconn.Fault{"web-2": {{Label: "cutover/announce", Exit: 1}, {Label: "health/health", Text: "1.0.0", Exit: 1, Stderr: "still broken"}}},
+			phase: "cutover", unresolved: []string{"web-2"}, result: "rollback-failed",
+			check: func(t *testing.T, f *fleet, rep *deploy.Report, err error) {
+				rb := rep.Host("web-2").Rollback
+				if rb == nil || rb.Healthy || !strings.Contains(rb.Error, "step rollback/health") {
+					t.Errorf("web-2's rollback %+v, want the failed health check", rb)
+				}
+				if got := stepStatuses(rb.Steps); got[len(got)-1] != "rollback/health failed" {
+					t.Errorf("web-2's rollback steps %q, want the last to be the failed health check", got)
+				}
+				if f.current("web-2") != "1.0.0" || rep.Host("web-2").After != "1.0.0" {
+					t.Errorf("web-2 not switched back")
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { runRollbackCase(t, tt) })
+	}
+}
+
+// TestRollbackUnreachable: connections lost in a step, and hosts that stay
+// away while the rollback reconnects with backoff.
+func TestRollbackUnreachable(t *testing.T) {
+	lostErr := func(t *testing.T, err error) {
+		if !errors.Is(err, transport.ErrConnectionLost) {
+			t.Errorf("err does not wrap ErrConnectionLost: %v", err)
+		}
+	}
+	tests := []rollbackCase{
+		{
+			name: "connection lost during a step", seeded: true,
+			faults: map[string][]localconn.Fault{"web-2": {{Label: "activate/restart", Lose: true}}},
+			phase:  "activate", result: "rolled-back",
+			check: func(t *testing.T, f *fleet, rep *deploy.Report, err error) {
+				lostErr(t, err)
+				if f.host("web-2").Dials() < 2 {
+					t.Errorf("web-2 was not dialled again for the rollback")
+				}
+			},
+		},
+		{
+			name: "connection lost right after the switch", seeded: true,
+			faults: map[string][]localconn.Fault{"web-2": {{Label: "activate 2.0.0", Lose: true, RunFirst: true}}},
+			phase:  "activate", result: "rolled-back",
+			check: func(t *testing.T, f *fleet, rep *deploy.Report, err error) {
+				lostErr(t, err)
+				w2 := rep.Host("web-2")
+				if w2.Unknown {
+					t.Errorf("web-2 unknown, but it could be read again")
+				}
+				if got := stepStatuses(w2.Rollback.Steps); !slices.Contains(got, "rollback/undo-activate ok") {
+					t.Errorf("web-2's rollback %q: the switch the lost answer hid was not undone", got)
+				}
+				if got, want := f.activations("web-2"), []string{"deploy 1.0.0", "deploy 2.0.0", "rollback 1.0.0"}; !slices.Equal(got, want) {
+					t.Errorf("web-2's history %q, want %q", got, want)
+				}
+			},
+		},
+		{
+			name: "host unreachable in the rollback, back after two dials", seeded: true,
+			faults: map[string][]localconn.Fault{"web-2": {{Label: "activate/restart", Lose: true, ThenUnreachable: 2}}},
+			phase:  "activate", result: "rolled-back",
+			check: func(t *testing.T, f *fleet, rep *deploy.Report, err error) {
+				lostErr(t, err)
+				if d := f.host("web-2").Dials(); d < 4 {
+					t.Errorf("web-2 dialled %d times, want the first, two refused and one that got through", d)
+				}
+			},
+		},
+		{
+			name: "host never comes back", seeded: true,
+			faults: map[string][]localconn.Fault{"web-2": {{Label: "activate/restart", Lose: true, ThenUnreachable: -1}}},
+			phase:  "activate", unresolved: []string{"web-2"}, result: "rollback-failed",
+			check: func(t *testing.T, f *fleet, rep *deploy.Report, err error) {
+				w2 := rep.Host("web-2")
+				if w2.Rollback == nil || w2.Rollback.Healthy || !strings.Contains(w2.Rollback.Error, "still unreachable after 4 attempts") {
+					t.Errorf("web-2's rollback %+v, want it still unreachable after 4 attempts", w2.Rollback)
+				}
+				if w2.After != "2.0.0" || f.current("web-2") != "2.0.0" {
+					t.Errorf("web-2: report says %q, current %q; want it left on 2.0.0", w2.After, f.current("web-2"))
+				}
+				if !f.locked("web-2") || f.locked("web-1") || f.locked("web-3") {
+					t.Errorf("locks: web-1 %v web-2 %v web-3 %v; want only unreachable web-2's left", f.locked("web-1"), f.locked("web-2"), f.locked("web-3"))
+				}
+			},
+		},
+		{
+			name: "answer of the switch lost and the host gone", seeded: true,
+			faults: map[string][]localconn.Fault{"web-2": {{Label: "activate 2.0.0", Lose: true, RunFirst: true, ThenUnreachable: -1}}},
+			phase:  "activate", unresolved: []string{"web-2"}, result: "rollback-failed",
+			check: func(t *testing.T, f *fleet, rep *deploy.Report, err error) {
+				if w2 := rep.Host("web-2"); !w2.Unknown || w2.Rollback == nil || w2.Rollback.Healthy {
+					t.Errorf("web-2: unknown %v rollback %+v; want its release unknown and not restored", w2.Unknown, w2.Rollback)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { runRollbackCase(t, tt) })
+	}
+}
+
+// TestDeployRefusedBeforeChanging: a host unreachable at connect, a lock
+// held by another run, a lock command that fails. No host changes, no
+// lock is left (but the other run's).
+func TestDeployRefusedBeforeChanging(t *testing.T) {
+	tests := []struct {
+		name   string
+		setup  func(t *testing.T, f *fleet)
+		opts   runOptions
+		check  func(t *testing.T, f *fleet, rep *deploy.Report, err error)
+		result string
+	}{
+		{
+			name:  "host unreachable at connect",
+			setup: func(t *testing.T, f *fleet) { f.host("web-3").Unreachable(1) },
+			check: func(t *testing.T, f *fleet, rep *deploy.Report, err error) {
+				var dial *transport.DialError
+				if fail := failure(t, err); fail.Phase != "preflight" || fail.Batch != 0 || !errors.As(err, &dial) || dial.Host != "web-3" {
+					t.Errorf("err = %v, want a preflight failure with web-3's DialError", err)
+				}
+				if w3 := rep.Host("web-3"); w3.Reached || w3.Error == "" {
+					t.Errorf("web-3: reached %v error %q", w3.Reached, w3.Error)
+				}
+				for _, n := range f.names {
+					if f.host(n).Ran("lock") {
+						t.Errorf("%s was locked although web-3 could not be reached", n)
+					}
+				}
+			},
+			result: "failed",
+		},
+		{
+			name:  "lock held by another run",
+			setup: func(t *testing.T, f *fleet) { f.writeLock(t, "web-2", "other-run", "ci-runner", os.Getpid()) },
+			check: func(t *testing.T, f *fleet, rep *deploy.Report, err error) {
+				var locked *state.LockedError
+				if !errors.As(err, &locked) || len(locked.Holders) != 1 || locked.Holders[0].Host != "web-2" || locked.Holders[0].Owner.RunID != "other-run" {
+					t.Fatalf("err = %v, want a LockedError naming web-2's holder", err)
+				}
+				if !f.locked("web-2") {
+					t.Errorf("the other run's lock on web-2 was removed")
+				}
+			},
+			result: "refused",
+		},
+		{
+			name:  "stale lock, not taken over",
+			setup: func(t *testing.T, f *fleet) { f.writeLock(t, "web-2", "dead-run", state.Controller(), deadPID(t)) },
+			check: func(t *testing.T, f *fleet, rep *deploy.Report, err error) {
+				var locked *state.LockedError
+				if !errors.As(err, &locked) || !locked.Holders[0].Stale {
+					t.Fatalf("err = %v, want a LockedError with a stale holder", err)
+				}
+			},
+			result: "refused",
+		},
+		{
+			name:  "lock command fails",
+			setup: func(t *testing.T, f *fleet) { f.host("web-2").Fail(localconn.Fault{Label: "lock", Exit: 1, Stderr: "mkdir: permission denied"}) },
+			check: func(t *testing.T, f *fleet, rep *deploy.Report, err error) {
+				if fail := failure(t, err); fail.Phase != "preflight" || !errors.Is(err, deploy.ErrNotLocked) || !strings.Contains(err.Error(), "permission denied") {
+					t.Errorf("err = %v, want a preflight failure that is ErrNotLocked with the lock command's output", err)
+				}
+				if f.locked("web-2") {
+					t.Errorf("web-2 keeps a lock")
+				}
+			},
+			result: "failed",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFleet(t, 3, strategyCanary)
+			f.seed("1.0.0")
+			tt.setup(t, f)
+			j, events := journalOf(t, "refused")
+			rep, err := run(t.Context(), newTestEngine(f, func(e *deploy.Engine) { e.Journal = j }), f.plan("2.0.0", "refused"), tt.opts)
+			if err == nil {
+				t.Fatal("the deploy succeeded")
+			}
+			tt.check(t, f, rep, err)
+			for _, n := range f.names {
+				if f.host(n).Ran("preflight/writable") || rep.Host(n).Touched || len(rep.Host(n).Steps) > 0 {
+					t.Errorf("%s: steps ran (%q)", n, stepStatuses(rep.Host(n).Steps))
+				}
+				f.assertOn("1.0.0", n)
+				if got, want := f.activations(n), []string{"deploy 1.0.0"}; !slices.Equal(got, want) {
+					t.Errorf("%s: history %q, want %q", n, got, want)
+				}
+				if n != "web-2" && f.locked(n) {
+					t.Errorf("%s keeps a lock", n)
+				}
+			}
+			if got := runResult(events()); got != tt.result {
+				t.Errorf("journal result %q, want %q", got, tt.result)
+			}
+		})
+	}
+}
+
+func TestDeployTakesOverStaleLock(t *testing.T) {
+	f := newFleet(t, 3, strategyCanary)
+	f.seed("1.0.0")
+	f.writeLock(t, "web-2", "dead-run", state.Controller(), deadPID(t))
+	var mu sync.Mutex
+	var took []state.HostLockState
+	e := newTestEngine(f, func(e *deploy.Engine) {
+		e.Observe = func(ev deploy.Event) {
+			if ev.Kind == deploy.LocksTaken {
+				mu.Lock()
+				took = append(took, ev.Locks...)
+				mu.Unlock()
+			}
+		}
+	})
+	if _, err := run(t.Context(), e, f.plan("2.0.0", "takeover"), runOptions{takeOver: true}); err != nil {
+		t.Fatalf("deploy taking over a stale lock: %v", err)
+	}
+	if len(took) != 1 || took[0].Host != "web-2" || took[0].Owner.RunID != "dead-run" {
+		t.Errorf("LocksTaken lists %+v, want web-2's stale lock of dead-run", took)
+	}
+	f.assertOn("2.0.0", f.names...)
+	f.assertNoLocks()
+}
+
+// writeLock puts another run's lock on the host, as relctl writes one.
+func (f *fleet) writeLock(t *testing.T, host, runID, controller string, pid int) {
+	t.Helper()
+	now := time.Now().UTC()
+	body, err := json.Marshal(state.LockOwner{Operator: "someone", Controller: controller, PID: pid, RunID: runID,
+		Env: "production", Command: "deploy", Release: "3.0.0", Started: now, Heartbeat: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(f.base(host), ".relctl", "lock", "owner.json"), string(body))
+}
+
+// deadPID is the pid of a process that has ended (and was reaped).
+func deadPID(t *testing.T) int {
+	t.Helper()
+	c := exec.Command("true")
+	if err := c.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return c.Process.Pid
+}
