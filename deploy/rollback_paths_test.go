@@ -111,7 +111,7 @@ func TestRollbackProblems(t *testing.T) {
 		{
 			name: "an undo command fails", seeded: true,
 			faults: map[string][]localconn.Fault{"web-2": {{Label: "post/notify", Exit: 1}, {Label: "undo cutover/announce", Exit: 1, Stderr: "rm: busy"}}},
-			phase: "post", unresolved: []string{"web-2"}, result: "rollback-failed",
+			phase:  "post", unresolved: []string{"web-2"}, result: "rollback-failed",
 			check: func(t *testing.T, f *fleet, rep *deploy.Report, err error) {
 				rb := rep.Host("web-2").Rollback
 				if rb == nil || rb.Healthy || !strings.Contains(rb.Error, "step rollback/undo-announce") || !strings.Contains(rb.Error, "rm: busy") {
@@ -127,7 +127,7 @@ func TestRollbackProblems(t *testing.T) {
 		{
 			name: "a [rollback] step fails", seeded: true,
 			faults: map[string][]localconn.Fault{"web-2": {{Label: "health/health", Text: "2.0.0", Exit: 1}, {Label: "rollback/restart", Exit: 1, Stderr: "restart: no"}}},
-			phase: "verify", unresolved: []string{"web-2"}, result: "rollback-failed",
+			phase:  "verify", unresolved: []string{"web-2"}, result: "rollback-failed",
 			check: func(t *testing.T, f *fleet, rep *deploy.Report, err error) {
 				rb := rep.Host("web-2").Rollback
 				if rb == nil || rb.Healthy || !strings.Contains(rb.Error, "step rollback/restart") {
@@ -144,7 +144,7 @@ func TestRollbackProblems(t *testing.T) {
 		{
 			name: "the health check fails after the switch back", seeded: true,
 			faults: map[string][]localconn.Fault{"web-2": {{Label: "cutover/announce", Exit: 1}, {Label: "health/health", Text: "1.0.0", Exit: 1, Stderr: "still broken"}}},
-			phase: "cutover", unresolved: []string{"web-2"}, result: "rollback-failed",
+			phase:  "cutover", unresolved: []string{"web-2"}, result: "rollback-failed",
 			check: func(t *testing.T, f *fleet, rep *deploy.Report, err error) {
 				rb := rep.Host("web-2").Rollback
 				if rb == nil || rb.Healthy || !strings.Contains(rb.Error, "step rollback/health") {
@@ -302,8 +302,10 @@ func TestDeployRefusedBeforeChanging(t *testing.T) {
 			result: "refused",
 		},
 		{
-			name:  "lock command fails",
-			setup: func(t *testing.T, f *fleet) { f.host("web-2").Fail(localconn.Fault{Label: "lock", Exit: 1, Stderr: "mkdir: permission denied"}) },
+			name: "lock command fails",
+			setup: func(t *testing.T, f *fleet) {
+				f.host("web-2").Fail(localconn.Fault{Label: "lock", Exit: 1, Stderr: "mkdir: permission denied"})
+			},
 			check: func(t *testing.T, f *fleet, rep *deploy.Report, err error) {
 				if fail := failure(t, err); fail.Phase != "preflight" || !errors.Is(err, deploy.ErrNotLocked) || !strings.Contains(err.Error(), "permission denied") {
 					t.Errorf("err = %v, want a preflight failure that is ErrNotLocked with the lock command's output", err)
