@@ -19,6 +19,7 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 	"github.com/rs/zerolog"
+	"golang.org/x/crypto/ssh"
 )
 
 // Options describe a cluster.
@@ -153,108 +154,156 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	log := zerolog.Ctx(ctx).With().Str("testenv", opts.Dir).Logger()
-	var monitBin, haproxyBin string
-	if opts.Monit {
-		if monitBin, err = findMonit(); err != nil {
-			return nil, err
-		}
+	tools, err := findTools(opts)
+	if err != nil {
+		return nil, err
 	}
-	if opts.Traffic {
-		if haproxyBin, err = findHAProxy(); err != nil {
-			return nil, err
-		}
-	}
-
 	clientKey, err := writeClientKey(opts.Dir)
 	if err != nil {
 		return nil, err
 	}
+
+	// Servers outlive Start's ctx (it may carry a deadline) but keep its values.
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c := &Cluster{dir: opts.Dir, ctx: sctx, cancel: cancel, log: log, monit: opts.Monit}
+	if err := c.startHosts(opts, clientKey); err != nil {
+		c.Close()
+		return nil, err
+	}
+	infos := c.Hosts()
+	if err := c.writeFiles(opts, clientKey.PublicKey(), infos); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if err := c.startServices(ctx, opts, tools, infos); err != nil {
+		c.Close()
+		return nil, err
+	}
+	log.Info().Int("hosts", len(infos)).Msg("testenv cluster started")
+	return c, nil
+}
+
+// toolPaths are the programs a cluster's options need besides its own
+// servers: found before anything starts, so a missing one fails fast.
+type toolPaths struct{ monit, haproxy string }
+
+// findTools finds the programs opts need.
+func findTools(opts Options) (toolPaths, error) {
+	var t toolPaths
+	var err error
+	if opts.Monit {
+		if t.monit, err = findMonit(); err != nil {
+			return t, err
+		}
+	}
+	if opts.Traffic {
+		if t.haproxy, err = findHAProxy(); err != nil {
+			return t, err
+		}
+	}
+	return t, nil
+}
+
+// startHosts starts every host's SSH server, reusing the keys and ports an
+// earlier cluster in the same directory recorded when it can.
+func (c *Cluster) startHosts(opts Options, clientKey ssh.Signer) error {
 	prev := map[string]HostInfo{}
 	if st, err := readState(opts.Dir); err == nil {
 		for _, h := range st.Hosts {
 			prev[h.Name] = h
 		}
 	}
-
-	// Servers outlive Start's ctx (it may carry a deadline) but keep its values.
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c := &Cluster{dir: opts.Dir, ctx: sctx, cancel: cancel, log: log, monit: opts.Monit}
 	usedPorts := map[int]bool{}
-	fail := func(err error) (*Cluster, error) {
-		c.Close()
-		return nil, err
-	}
 	for _, env := range opts.Envs {
 		for _, spec := range hostSpecs(env, opts) {
-			name := spec.name
-			root := filepath.Join(opts.Dir, hostsDir, name)
-			if err := os.MkdirAll(root, 0o755); err != nil {
-				return fail(err)
+			if err := c.startHost(opts, env, spec, prev[spec.name], usedPorts, clientKey); err != nil {
+				return err
 			}
-			hostKey, err := loadOrCreateKey(filepath.Join(opts.Dir, hostKeysDir, name), "relctl-testenv "+name)
-			if err != nil {
-				return fail(fmt.Errorf("%s: host key: %w", name, err))
-			}
-			ln, err := listenLoopback(prev[name].SSHPort, usedPorts)
-			if err != nil {
-				return fail(fmt.Errorf("%s: %w", name, err))
-			}
-			sshPort := ln.Addr().(*net.TCPAddr).Port
-			info := HostInfo{
-				Name:    name,
-				Env:     env,
-				Address: net.JoinHostPort("127.0.0.1", strconv.Itoa(sshPort)),
-				SSHPort: sshPort,
-				Root:    root,
-				Roles:   []string{spec.role},
-			}
-			if err := describeHost(&info, prev[name], opts, usedPorts); err != nil {
-				ln.Close()
-				return fail(fmt.Errorf("%s: %w", name, err))
-			}
-			h := newSSHHost(sctx, info, opts.Dir, hostKey, clientKey.PublicKey(), log)
-			h.mu.Lock()
-			h.listen(ln)
-			h.mu.Unlock()
-			c.hosts = append(c.hosts, h)
 		}
 	}
+	return nil
+}
 
-	infos := c.Hosts()
+// startHost creates host spec of env (its root, host key and ports) and
+// starts its SSH server.
+func (c *Cluster) startHost(opts Options, env string, spec hostSpec, prev HostInfo, usedPorts map[int]bool, clientKey ssh.Signer) error {
+	name := spec.name
+	root := filepath.Join(opts.Dir, hostsDir, name)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return err
+	}
+	hostKey, err := loadOrCreateKey(filepath.Join(opts.Dir, hostKeysDir, name), "relctl-testenv "+name)
+	if err != nil {
+		return fmt.Errorf("%s: host key: %w", name, err)
+	}
+	ln, err := listenLoopback(prev.SSHPort, usedPorts)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	sshPort := ln.Addr().(*net.TCPAddr).Port
+	info := HostInfo{
+		Name:    name,
+		Env:     env,
+		Address: net.JoinHostPort("127.0.0.1", strconv.Itoa(sshPort)),
+		SSHPort: sshPort,
+		Root:    root,
+		Roles:   []string{spec.role},
+	}
+	if err := describeHost(&info, prev, opts, usedPorts); err != nil {
+		ln.Close()
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	h := newSSHHost(c.ctx, info, opts.Dir, hostKey, clientKey.PublicKey(), c.log)
+	h.mu.Lock()
+	h.listen(ln)
+	h.mu.Unlock()
+	c.hosts = append(c.hosts, h)
+	return nil
+}
+
+// writeFiles writes what relctl needs to reach the hosts (known_hosts,
+// relctl.toml, allowed signers, a playbook, artifacts) and the cluster's
+// state file.
+func (c *Cluster) writeFiles(opts Options, clientKey ssh.PublicKey, infos []HostInfo) error {
 	for _, write := range []func() error{
 		func() error { return writeKnownHosts(opts.Dir, c.hosts) },
 		func() error { return writeConfig(opts.Dir, opts.Envs, infos, opts.Traffic) },
-		func() error { return writeAllowedSigners(opts.Dir, clientKey.PublicKey()) },
+		func() error { return writeAllowedSigners(opts.Dir, clientKey) },
 		func() error { return writePlaybook(opts.Dir, opts.Monit, opts.Traffic) },
 		func() error { return writeArtifacts(opts.Dir) },
 		func() error { return writeState(opts.Dir, &stateFile{Dir: opts.Dir, Monit: opts.Monit, Hosts: infos}) },
 	} {
 		if err := write(); err != nil {
-			return fail(err)
+			return err
 		}
 	}
+	return nil
+}
+
+// startServices waits for every host to answer SSH, then starts what runs
+// beside the SSH servers: monit daemons, load balancers and apps.
+func (c *Cluster) startServices(ctx context.Context, opts Options, tools toolPaths, infos []HostInfo) error {
 	for _, h := range infos {
 		if err := checkSSHBanner(ctx, h.Address); err != nil {
-			return fail(fmt.Errorf("%s: %w", h.Name, err))
+			return fmt.Errorf("%s: %w", h.Name, err)
 		}
 	}
 	if opts.Monit {
 		// Only the search-like hosts run a service for monit to supervise.
 		supervised := slices.DeleteFunc(slices.Clone(infos), func(h HostInfo) bool { return h.MonitControl == "" })
-		if err := c.startMonits(ctx, monitBin, supervised); err != nil {
-			return fail(err)
+		if err := c.startMonits(ctx, tools.monit, supervised); err != nil {
+			return err
 		}
 	}
 	if opts.Traffic {
-		if err := c.startLBs(ctx, haproxyBin, infos); err != nil {
-			return fail(err)
+		if err := c.startLBs(ctx, tools.haproxy, infos); err != nil {
+			return err
 		}
 		if err := c.startApps(ctx, infos); err != nil {
-			return fail(err)
+			return err
 		}
 	}
-	log.Info().Int("hosts", len(infos)).Msg("testenv cluster started")
-	return c, nil
+	return nil
 }
 
 // hostSpec is one host Start creates: its name and role.

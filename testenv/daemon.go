@@ -295,8 +295,29 @@ func Up(ctx context.Context, opts Options, serveArgv []string) (*Status, error) 
 	if len(serveArgv) == 0 {
 		return nil, errors.New("testenv: no command to run the daemon")
 	}
+	if serveArgv, err = daemonArgv(opts, serveArgv); err != nil {
+		return nil, err
+	}
+	if _, err := socketPath(opts.Dir); err != nil {
+		return nil, err
+	}
+	if pid := runningDaemon(ctx, opts.Dir); pid > 0 {
+		return nil, fmt.Errorf("testenv: already running for %s (pid %d); run `relctl testenv down` first", opts.Dir, pid)
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	d, err := startDaemon(opts.Dir, serveArgv)
+	if err != nil {
+		return nil, err
+	}
+	return d.waitReady(ctx, opts)
+}
+
+// daemonArgv checks the programs opts need (said here rather than buried in
+// the daemon's log) and adds their flags to serveArgv where it lacks them.
+func daemonArgv(opts Options, serveArgv []string) ([]string, error) {
 	if opts.Monit {
-		// Said here rather than buried in the daemon's log.
 		if _, err := findMonit(); err != nil {
 			return nil, err
 		}
@@ -312,24 +333,29 @@ func Up(ctx context.Context, opts Options, serveArgv []string) (*Status, error) 
 			serveArgv = append(slices.Clone(serveArgv), TrafficFlag)
 		}
 	}
-	if _, err := socketPath(opts.Dir); err != nil {
-		return nil, err
-	}
-	if pid := runningDaemon(ctx, opts.Dir); pid > 0 {
-		return nil, fmt.Errorf("testenv: already running for %s (pid %d); run `relctl testenv down` first", opts.Dir, pid)
-	}
-	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
-		return nil, err
-	}
-	logPath := filepath.Join(opts.Dir, LogFile)
+	return serveArgv, nil
+}
+
+// startingDaemon is a daemon Up started and waits for.
+type startingDaemon struct {
+	argv    []string
+	pid     int
+	logPath string     // its output
+	exited  chan error // receives when it exits
+}
+
+// startDaemon starts argv in dir, in its own session, with output to
+// dir/testenv.log.
+func startDaemon(dir string, argv []string) (*startingDaemon, error) {
+	logPath := filepath.Join(dir, LogFile)
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(serveArgv[0], serveArgv[1:]...)
-	cmd.Dir = opts.Dir
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(withoutEnv(os.Environ(), MarkerEnv, daemonEnv), daemonEnv+"="+opts.Dir)
+	cmd.Env = append(withoutEnv(os.Environ(), MarkerEnv, daemonEnv), daemonEnv+"="+dir)
 	// Its own session: the daemon outlives the terminal and the CLI that started it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
@@ -337,55 +363,70 @@ func Up(ctx context.Context, opts Options, serveArgv []string) (*Status, error) 
 	if err != nil {
 		return nil, fmt.Errorf("testenv: start daemon: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }() // reaps it if it dies while we live
+	d := &startingDaemon{argv: argv, pid: cmd.Process.Pid, logPath: logPath, exited: make(chan error, 1)}
+	go func() { d.exited <- cmd.Wait() }() // reaps it if it dies while we live
+	return d, nil
+}
 
-	pid := cmd.Process.Pid
-	stop := func() {
-		syscall.Kill(pid, syscall.SIGTERM)
-		if waitGone([]int{pid}, 20*time.Second) != nil {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
+// stop ends a daemon that did not come up as asked.
+func (d *startingDaemon) stop() {
+	syscall.Kill(d.pid, syscall.SIGTERM)
+	if waitGone([]int{d.pid}, 20*time.Second) != nil {
+		syscall.Kill(d.pid, syscall.SIGKILL)
 	}
+}
+
+// waitReady polls the daemon's control socket until it serves hosts that
+// all speak SSH, and returns its status.
+func (d *startingDaemon) waitReady(ctx context.Context, opts Options) (*Status, error) {
 	deadline := time.After(2 * time.Minute) // only against a hang
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
-		case werr := <-exited:
-			return nil, fmt.Errorf("testenv: daemon exited during start-up (%v); last lines of %s:\n%s", werr, logPath, logTail(logPath, 20))
+		case werr := <-d.exited:
+			return nil, fmt.Errorf("testenv: daemon exited during start-up (%v); last lines of %s:\n%s", werr, d.logPath, logTail(d.logPath, 20))
 		case <-ctx.Done():
-			stop()
+			d.stop()
 			return nil, ctx.Err()
 		case <-deadline:
-			stop()
-			return nil, fmt.Errorf("testenv: daemon not ready after 2m; last lines of %s:\n%s", logPath, logTail(logPath, 20))
+			d.stop()
+			return nil, fmt.Errorf("testenv: daemon not ready after 2m; last lines of %s:\n%s", d.logPath, logTail(d.logPath, 20))
 		case <-tick.C:
 		}
 		st, err := queryDaemon(ctx, opts.Dir, controlRequest{Op: "status"})
 		// serveArgv decides the host count; any hosts, all up, is ready.
-		if err != nil || st.PID != pid || len(st.Hosts) == 0 {
+		if err != nil || st.PID != d.pid || len(st.Hosts) == 0 || !hostsSpeakSSH(ctx, st) {
 			continue
 		}
-		ready := true
-		for _, h := range st.Hosts {
-			if !h.SSHUp || checkSSHBanner(ctx, h.Address) != nil {
-				ready = false
-				break
-			}
+		if err := d.servesOptions(opts, st); err != nil {
+			d.stop()
+			return nil, err
 		}
-		if ready && opts.Monit && !st.Monit {
-			stop()
-			return nil, fmt.Errorf("testenv: the daemon (%s) runs without monit: its serve command must turn %s into Options.Monit", strings.Join(serveArgv, " "), MonitFlag)
-		}
-		if ready && opts.Traffic && !st.Traffic {
-			stop()
-			return nil, fmt.Errorf("testenv: the daemon (%s) runs without load balancers: its serve command must turn %s into Options.Traffic", strings.Join(serveArgv, " "), TrafficFlag)
-		}
-		if ready {
-			return st, nil
+		return st, nil
+	}
+}
+
+// hostsSpeakSSH reports whether every host in st answers SSH.
+func hostsSpeakSSH(ctx context.Context, st *Status) bool {
+	for _, h := range st.Hosts {
+		if !h.SSHUp || checkSSHBanner(ctx, h.Address) != nil {
+			return false
 		}
 	}
+	return true
+}
+
+// servesOptions checks that the ready daemon runs what opts asked for: a
+// serve command that ignores a flag would start a cluster without it.
+func (d *startingDaemon) servesOptions(opts Options, st *Status) error {
+	if opts.Monit && !st.Monit {
+		return fmt.Errorf("testenv: the daemon (%s) runs without monit: its serve command must turn %s into Options.Monit", strings.Join(d.argv, " "), MonitFlag)
+	}
+	if opts.Traffic && !st.Traffic {
+		return fmt.Errorf("testenv: the daemon (%s) runs without load balancers: its serve command must turn %s into Options.Traffic", strings.Join(d.argv, " "), TrafficFlag)
+	}
+	return nil
 }
 
 // runningDaemon returns the pid of the daemon serving dir, or 0.
