@@ -173,56 +173,66 @@ signer = "` + SignerName + `"
 			b.WriteString("rehearsal_max_age = \"24h\"\n")
 		}
 		for _, h := range hosts {
-			if h.Env != env {
-				continue
-			}
-			roles := h.Roles
-			if len(roles) == 0 {
-				roles = []string{RoleSearch}
-			}
-			quoted := make([]string, len(roles))
-			for i, r := range roles {
-				quoted[i] = tomlString(r)
-			}
-			switch {
-			case h.HasRole(RoleSearchNext):
-				b.WriteString("# A spare search host: nothing deployed; where a host move takes the service.\n")
-			case h.HasRole(RoleLB):
-				b.WriteString("# HAProxy in front of the search hosts: backend \"" + HAProxyBackend + "\", one server per search host\n")
-				b.WriteString("# and spare (spares start in maintenance), named after the host.\n")
-			case h.HasRole(RoleApp):
-				b.WriteString("# An app that talks to the search hosts listed in app_config (read at start).\n")
-			}
-			fmt.Fprintf(&b, "[[environments.%s.hosts]]\n", env)
-			fmt.Fprintf(&b, "name = %s\n", tomlString(h.Name))
-			fmt.Fprintf(&b, "address = %s\n", tomlString(h.Address))
-			fmt.Fprintf(&b, "roles = [%s]\n", strings.Join(quoted, ", "))
-			fmt.Fprintf(&b, "[environments.%s.hosts.vars]\n", env)
-			fmt.Fprintf(&b, "base_dir = %s\n", tomlString(h.BaseDir))
-			switch {
-			case h.HasRole(RoleLB):
-				fmt.Fprintf(&b, "lb_port = %d            # HAProxy's frontend on 127.0.0.1\n", h.LBPort)
-				fmt.Fprintf(&b, "haproxy_socket = %s\n", tomlString(h.HAProxySocket))
-				fmt.Fprintf(&b, "haproxy_backend = %s\n", tomlString(HAProxyBackend))
-			case h.HasRole(RoleApp):
-				fmt.Fprintf(&b, "app_port = %d            # the app's HTTP port on 127.0.0.1\n", h.AppPort)
-				fmt.Fprintf(&b, "app_dir = %s\n", tomlString(h.AppDir))
-				fmt.Fprintf(&b, "app_config = %s\n", tomlString(h.AppConfig))
-				fmt.Fprintf(&b, "app_restart = %s\n", tomlString(h.AppRestart))
-			default:
-				fmt.Fprintf(&b, "port = %d            # the demo service's HTTP port for this host\n", h.ServicePort)
-				if traffic {
-					b.WriteString("service_host = \"127.0.0.1\"   # the address the service listens on\n")
-				}
-				if h.MonitControl != "" {
-					b.WriteString("# This host's own monit daemon: `monit -c <monit_control>`; snippets go in monit_confdir.\n")
-					fmt.Fprintf(&b, "monit_control = %s\n", tomlString(h.MonitControl))
-					fmt.Fprintf(&b, "monit_confdir = %s\n", tomlString(h.MonitConfDir))
-				}
+			if h.Env == env {
+				writeConfigHost(&b, h, traffic)
 			}
 		}
 	}
 	return writeFileAtomic(filepath.Join(dir, ConfigFile), []byte(b.String()), 0o644)
+}
+
+// writeConfigHost writes h's [[environments.<env>.hosts]] table, saying
+// what a host other than a search host is for.
+func writeConfigHost(b *strings.Builder, h HostInfo, traffic bool) {
+	roles := h.Roles
+	if len(roles) == 0 {
+		roles = []string{RoleSearch}
+	}
+	quoted := make([]string, len(roles))
+	for i, r := range roles {
+		quoted[i] = tomlString(r)
+	}
+	switch {
+	case h.HasRole(RoleSearchNext):
+		b.WriteString("# A spare search host: nothing deployed; where a host move takes the service.\n")
+	case h.HasRole(RoleLB):
+		b.WriteString("# HAProxy in front of the search hosts: backend \"" + HAProxyBackend + "\", one server per search host\n")
+		b.WriteString("# and spare (spares start in maintenance), named after the host.\n")
+	case h.HasRole(RoleApp):
+		b.WriteString("# An app that talks to the search hosts listed in app_config (read at start).\n")
+	}
+	fmt.Fprintf(b, "[[environments.%s.hosts]]\n", h.Env)
+	fmt.Fprintf(b, "name = %s\n", tomlString(h.Name))
+	fmt.Fprintf(b, "address = %s\n", tomlString(h.Address))
+	fmt.Fprintf(b, "roles = [%s]\n", strings.Join(quoted, ", "))
+	fmt.Fprintf(b, "[environments.%s.hosts.vars]\n", h.Env)
+	fmt.Fprintf(b, "base_dir = %s\n", tomlString(h.BaseDir))
+	writeConfigHostVars(b, h, traffic)
+}
+
+// writeConfigHostVars writes the vars the playbook reads for h's role.
+func writeConfigHostVars(b *strings.Builder, h HostInfo, traffic bool) {
+	switch {
+	case h.HasRole(RoleLB):
+		fmt.Fprintf(b, "lb_port = %d            # HAProxy's frontend on 127.0.0.1\n", h.LBPort)
+		fmt.Fprintf(b, "haproxy_socket = %s\n", tomlString(h.HAProxySocket))
+		fmt.Fprintf(b, "haproxy_backend = %s\n", tomlString(HAProxyBackend))
+	case h.HasRole(RoleApp):
+		fmt.Fprintf(b, "app_port = %d            # the app's HTTP port on 127.0.0.1\n", h.AppPort)
+		fmt.Fprintf(b, "app_dir = %s\n", tomlString(h.AppDir))
+		fmt.Fprintf(b, "app_config = %s\n", tomlString(h.AppConfig))
+		fmt.Fprintf(b, "app_restart = %s\n", tomlString(h.AppRestart))
+	default:
+		fmt.Fprintf(b, "port = %d            # the demo service's HTTP port for this host\n", h.ServicePort)
+		if traffic {
+			b.WriteString("service_host = \"127.0.0.1\"   # the address the service listens on\n")
+		}
+		if h.MonitControl != "" {
+			b.WriteString("# This host's own monit daemon: `monit -c <monit_control>`; snippets go in monit_confdir.\n")
+			fmt.Fprintf(b, "monit_control = %s\n", tomlString(h.MonitControl))
+			fmt.Fprintf(b, "monit_confdir = %s\n", tomlString(h.MonitConfDir))
+		}
+	}
 }
 
 // writeAllowedSigners trusts the client key to sign rehearsal records.

@@ -402,84 +402,105 @@ func (h *sshHost) serveSession(user string, nch ssh.NewChannel, gone <-chan stru
 		go ssh.DiscardRequests(reqs) // never leave the mux blocked on us
 	}()
 
-	var (
-		env     []string
-		started bool
-		proc    = newSessionProcess()
-		done    = make(chan struct{})
-	)
+	s := &session{h: h, user: user, ch: ch, gone: gone, proc: newSessionProcess(), done: make(chan struct{})}
 	for {
 		var req *ssh.Request
 		select {
 		case req = <-reqs:
-		case <-done:
+		case <-s.done:
 			return
 		}
 		if req == nil {
 			// The client closed the channel. Like sshd without a pty, a
 			// command still running is left alone; its output goes nowhere.
 			// A command held by a step fault is dropped.
-			close(proc.abandon)
-			<-waitOrDone(started, done)
+			close(s.proc.abandon)
+			<-waitOrDone(s.started, s.done)
 			return
 		}
 		// While hung, requests wait unanswered.
 		if !h.waitAnswering(gone) {
 			return
 		}
-		switch req.Type {
-		case "env":
-			var kv struct{ Name, Value string }
-			ok := ssh.Unmarshal(req.Payload, &kv) == nil && envNameRE.MatchString(kv.Name) && kv.Name != MarkerEnv
-			if ok {
-				env = append(env, kv.Name+"="+kv.Value)
-			}
-			reply(req, ok)
-		case "exec":
-			var cmd struct{ Command string }
-			if started || ssh.Unmarshal(req.Payload, &cmd) != nil {
-				reply(req, false)
-				continue
-			}
-			step := stepOf(env)
-			if act, _, _, out := h.stepAction(step); act != runNow || !out.none() {
-				// Accepted like any command; what happens is decided later.
-				started = true
-				reply(req, true)
-				go func() {
-					defer close(done)
-					h.runFaultedStep(user, cmd.Command, env, ch, step, proc, gone)
-				}()
-				continue
-			}
-			c, err := h.startCommand(user, cmd.Command, env, ch, gone, false)
-			if err != nil {
-				fmt.Fprintf(ch.Stderr(), "testenv: %s: cannot run command: %v\n", h.info.Name, err)
-				reply(req, false)
-				continue
-			}
-			started = true
-			proc.started(c.pgid)
-			reply(req, true)
-			go func() {
-				defer close(done)
-				c.finish(h)
-			}()
-		case "signal":
-			var sig struct{ Signal string }
-			if ssh.Unmarshal(req.Payload, &sig) == nil {
-				if s, ok := signalsByName[sig.Signal]; ok {
-					proc.signal(s)
-				}
-			}
-			reply(req, false)
-		case "shell", "pty-req", "subsystem":
-			fmt.Fprintf(ch.Stderr(), "testenv: %s: %s is not supported here; run a command (exec) instead\n", h.info.Name, req.Type)
-			reply(req, false)
-		default:
-			reply(req, false)
-		}
+		s.handle(req)
 	}
+}
+
+// session is one session channel being served: the environment its client
+// set and the one command it may run.
+type session struct {
+	h       *sshHost
+	user    string
+	ch      ssh.Channel
+	gone    <-chan struct{} // closed when the connection ends
+	env     []string
+	started bool
+	proc    *sessionProcess
+	done    chan struct{} // closed when the command has finished
+}
+
+// handle answers one request of the session.
+func (s *session) handle(req *ssh.Request) {
+	switch req.Type {
+	case "env":
+		var kv struct{ Name, Value string }
+		ok := ssh.Unmarshal(req.Payload, &kv) == nil && envNameRE.MatchString(kv.Name) && kv.Name != MarkerEnv
+		if ok {
+			s.env = append(s.env, kv.Name+"="+kv.Value)
+		}
+		reply(req, ok)
+	case "exec":
+		s.exec(req)
+	case "signal":
+		var sig struct{ Signal string }
+		if ssh.Unmarshal(req.Payload, &sig) == nil {
+			if sg, ok := signalsByName[sig.Signal]; ok {
+				s.proc.signal(sg)
+			}
+		}
+		reply(req, false)
+	case "shell", "pty-req", "subsystem":
+		fmt.Fprintf(s.ch.Stderr(), "testenv: %s: %s is not supported here; run a command (exec) instead\n", s.h.info.Name, req.Type)
+		reply(req, false)
+	default:
+		reply(req, false)
+	}
+}
+
+// exec starts the session's command, or the step fault that holds it; the
+// reply goes before anything the command writes.
+func (s *session) exec(req *ssh.Request) {
+	h := s.h
+	var cmd struct{ Command string }
+	if s.started || ssh.Unmarshal(req.Payload, &cmd) != nil {
+		reply(req, false)
+		return
+	}
+	env := s.env // as the command starts with it
+	step := stepOf(env)
+	if act, _, _, out := h.stepAction(step); act != runNow || !out.none() {
+		// Accepted like any command; what happens is decided later.
+		s.started = true
+		reply(req, true)
+		go func() {
+			defer close(s.done)
+			h.runFaultedStep(s.user, cmd.Command, env, s.ch, step, s.proc, s.gone)
+		}()
+		return
+	}
+	c, err := h.startCommand(s.user, cmd.Command, env, s.ch, s.gone, false)
+	if err != nil {
+		fmt.Fprintf(s.ch.Stderr(), "testenv: %s: cannot run command: %v\n", h.info.Name, err)
+		reply(req, false)
+		return
+	}
+	s.started = true
+	s.proc.started(c.pgid)
+	reply(req, true)
+	go func() {
+		defer close(s.done)
+		c.finish(h)
+	}()
 }
 
 // sessionProcess routes a session's signals: to the command's process
