@@ -346,22 +346,14 @@ func (p *monitParser) serviceHeader(s *Service) error {
 	return err
 }
 
+// serviceStatement reads one statement of a check block into s; t is its
+// first token.
 func (p *monitParser) serviceStatement(s *Service, t token) error {
 	var err error
 	switch k := t.kw(); k {
 	case "start", "stop", "restart":
 		p.i++
-		var prog *Program
-		if prog, err = p.program(t); err == nil {
-			switch k {
-			case "start":
-				s.Start = prog
-			case "stop":
-				s.Stop = prog
-			default:
-				s.Restart = prog
-			}
-		}
+		err = p.programStatement(s, t)
 	case "if":
 		err = p.rule(s)
 	case "group":
@@ -373,39 +365,10 @@ func (p *monitParser) serviceStatement(s *Service, t token) error {
 	case "depends", "depend":
 		p.i++
 		p.skip("on")
-		for {
-			var d string
-			if d, err = p.value("a service name after 'depends on'"); err != nil {
-				return err
-			}
-			s.DependsOn = append(s.DependsOn, d)
-			if nt, ok := p.peek(); !ok || nt.kind != tokOp || nt.text != "," {
-				break
-			}
-			p.i++
-		}
+		err = p.dependsOn(s)
 	case "every", "not":
 		p.i++
-		if k == "not" {
-			if !p.skip("every") {
-				return &SyntaxError{Pos: t.pos, Token: t.raw, Msg: "expected 'not every \"SPEC\"'"}
-			}
-			var spec string
-			if spec, err = p.value("a cron spec after 'not every'"); err == nil {
-				s.Every = "not " + spec
-			}
-			break
-		}
-		if nt, ok := p.peek(); ok && nt.kind == tokString {
-			p.i++
-			s.Every = nt.text
-			break
-		}
-		var n int
-		if n, err = p.number("cycles after 'every'"); err == nil {
-			p.skip("cycle", "cycles")
-			s.Every = fmt.Sprintf("%d cycles", n)
-		}
+		err = p.every(s, t)
 	case "mode":
 		p.i++
 		switch m := p.peekKw(); m {
@@ -425,6 +388,65 @@ func (p *monitParser) serviceStatement(s *Service, t token) error {
 		// Not modelled (or a typo monit -t will name): skip to the next keyword.
 		p.i++
 		s.Other = append(s.Other, Statement{Keyword: t.text, Args: p.rest(topKeywords, serviceKeywords), Pos: t.pos})
+	}
+	return err
+}
+
+// programStatement reads the program of `start|stop|restart program = ...`
+// (t is the keyword) into s.
+func (p *monitParser) programStatement(s *Service, t token) error {
+	prog, err := p.program(t)
+	if err != nil {
+		return err
+	}
+	switch t.kw() {
+	case "start":
+		s.Start = prog
+	case "stop":
+		s.Stop = prog
+	default:
+		s.Restart = prog
+	}
+	return nil
+}
+
+// dependsOn reads the comma-separated service names after `depends on`.
+func (p *monitParser) dependsOn(s *Service) error {
+	for {
+		d, err := p.value("a service name after 'depends on'")
+		if err != nil {
+			return err
+		}
+		s.DependsOn = append(s.DependsOn, d)
+		if nt, ok := p.peek(); !ok || nt.kind != tokOp || nt.text != "," {
+			return nil
+		}
+		p.i++
+	}
+}
+
+// every reads the rest of `every N cycles`, `every "SPEC"` or
+// `not every "SPEC"` (t is every or not).
+func (p *monitParser) every(s *Service, t token) error {
+	if t.kw() == "not" {
+		if !p.skip("every") {
+			return &SyntaxError{Pos: t.pos, Token: t.raw, Msg: "expected 'not every \"SPEC\"'"}
+		}
+		spec, err := p.value("a cron spec after 'not every'")
+		if err == nil {
+			s.Every = "not " + spec
+		}
+		return err
+	}
+	if nt, ok := p.peek(); ok && nt.kind == tokString {
+		p.i++
+		s.Every = nt.text
+		return nil
+	}
+	n, err := p.number("cycles after 'every'")
+	if err == nil {
+		p.skip("cycle", "cycles")
+		s.Every = fmt.Sprintf("%d cycles", n)
 	}
 	return err
 }
