@@ -13,7 +13,9 @@ import (
 	"strings"
 
 	"github.com/relctl/relctl/deploy"
-	"github.com/relctl/relctl/internal/fanout"
+	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/shellquote"
+	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
 )
@@ -88,17 +90,18 @@ func ReadFingerprint(ctx context.Context, conn deploy.Connector, proj *playbooks
 	if pb.Watchdog != nil {
 		kind = pb.Watchdog.Kind
 	}
-	hosts := pb.TargetHosts(e)
+	hosts := fleet.Hosts(proj, pb, e)
+	read, errs := fleet.Read(ctx, conn, hosts, max(maxParallel, 1), func(ctx context.Context, h fleet.Host, c transport.Conn) (*HostFingerprint, error) {
+		return readHostFingerprint(ctx, c, h.Layout, kind, files)
+	})
 	f.Hosts = make([]HostFingerprint, len(hosts))
 	for i, h := range hosts {
-		f.Hosts[i].Name, f.Hosts[i].Roles = h.Name, slices.Clone(h.Roles)
-	}
-	errs := fanout.ForEach(ctx, len(hosts), max(maxParallel, 1), func(i int) string { return hosts[i].Name }, func(ctx context.Context, i int) error {
-		return readHostFingerprint(ctx, conn, proj, pb, e, hosts[i], kind, files, &f.Hosts[i])
-	})
-	for i, err := range errs {
-		if err != nil { // unreadable, not started, or a panic
-			f.Hosts[i].Error = err.Error()
+		if read[i] != nil {
+			f.Hosts[i] = *read[i]
+		}
+		f.Hosts[i].Name, f.Hosts[i].Roles = h.Name, slices.Clone(h.Spec.Roles)
+		if errs[i] != nil { // unreadable, unreachable, not started, or a panic
+			f.Hosts[i].Error = errs[i].Error()
 		}
 	}
 	return f, nil
@@ -137,26 +140,19 @@ func fingerprintFiles(pb *playbooks.Playbook) []string {
 	return uniqueSorted(files)
 }
 
-func readHostFingerprint(ctx context.Context, connector deploy.Connector, proj *playbooks.Project, pb *playbooks.Playbook, e *playbooks.Environment, h *playbooks.Host, kind string, files []string, hf *HostFingerprint) error {
-	data, err := proj.Data(pb, e, h, "0", "")
+// readHostFingerprint runs fingerprintScript on one host: its OS,
+// watchdog, current release and file digests.
+func readHostFingerprint(ctx context.Context, conn transport.Conn, layout state.Layout, kind string, files []string) (*HostFingerprint, error) {
+	script := fingerprintScript(layout.Current(), kind, files)
+	res, err := conn.Run(ctx, "sh -c "+shellquote.Quote(script), transport.RunOptions{Label: "parity/fingerprint"})
 	if err != nil {
-		return err
-	}
-	conn, err := connector.Get(ctx, transport.Target{Name: h.Name, Address: h.Address, User: firstNonEmpty(h.User, proj.Config.SSH.User)})
-	if err != nil {
-		return err
-	}
-	script := fingerprintScript(data.CurrentDir, kind, files)
-	res, err := conn.Run(ctx, "sh -c "+transport.ShellQuote(script), transport.RunOptions{Label: "parity/fingerprint"})
-	if err != nil {
-		return fmt.Errorf("reading fingerprint: %w", err)
+		return nil, fmt.Errorf("reading fingerprint: %w", err)
 	}
 	got, err := parseHostFingerprint(string(res.Stdout), kind, files)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	hf.OS, hf.Watchdog, hf.Current, hf.Files = got.OS, got.Watchdog, got.Current, got.Files
-	return nil
+	return &HostFingerprint{OS: got.OS, Watchdog: got.Watchdog, Current: got.Current, Files: got.Files}, nil
 }
 
 const fingerprintHeader = "relctl-fingerprint 1"
@@ -166,7 +162,7 @@ const fingerprintHeader = "relctl-fingerprint 1"
 // Files are named by their index in files: no host-side name is echoed back.
 func fingerprintScript(currentDir, watchdogKind string, files []string) string {
 	var b strings.Builder
-	b.WriteString("echo " + transport.ShellQuote(fingerprintHeader) + "\n")
+	b.WriteString("echo " + shellquote.Quote(fingerprintHeader) + "\n")
 	b.WriteString(`if [ -r /etc/os-release ]; then printf 'os-release %s\n' "$(sed -n 's/^PRETTY_NAME=//p' /etc/os-release | head -n 1)"; fi` + "\n")
 	b.WriteString(`printf 'uname %s\n' "$(uname -sr 2>/dev/null)"` + "\n")
 	switch watchdogKind {
@@ -180,11 +176,11 @@ func fingerprintScript(currentDir, watchdogKind string, files []string) string {
 	b.WriteString(`relctl_sha256() { if command -v sha256sum >/dev/null 2>&1; then sha256sum; elif command -v shasum >/dev/null 2>&1; then shasum -a 256; else openssl dgst -sha256 -r; fi; }` + "\n")
 	// cd -P resolves current once, so every file is read from the same
 	// release even if current is switched meanwhile.
-	fmt.Fprintf(&b, "if cd -P -- %s 2>/dev/null; then\n", transport.ShellQuote(currentDir))
+	fmt.Fprintf(&b, "if cd -P -- %s 2>/dev/null; then\n", shellquote.Quote(currentDir))
 	b.WriteString(`printf 'current %s\n' "$(pwd -P)"` + "\n")
 	for i, f := range files {
 		fmt.Fprintf(&b, `f=%s; if [ ! -e "$f" ]; then echo 'file %[2]d %[3]s'; elif h=$(relctl_sha256 < "$f" 2>/dev/null); then printf 'file %[2]d %%s\n' "$h"; else echo 'file %[2]d %[4]s'; fi`+"\n",
-			transport.ShellQuote("./"+f), i, FileMissing, FileUnreadable)
+			shellquote.Quote("./"+f), i, FileMissing, FileUnreadable)
 	}
 	b.WriteString("else echo current; fi\necho end\n")
 	return b.String()
@@ -210,79 +206,113 @@ func parseHostFingerprint(out, watchdogKind string, files []string) (*HostFinger
 	if lines[len(lines)-1] != "end" {
 		return nil, bad("cut off before its end")
 	}
-	hf := &HostFingerprint{}
-	seen := map[string]bool{}
-	var osRelease, uname, watchdog string
-	var sawCurrent, sawWatchdog bool
-	fileDigests := map[int]string{}
+	facts := &fingerprintFacts{files: files, digests: map[int]string{}, seen: map[string]bool{}}
 	for _, line := range lines[1 : len(lines)-1] {
-		key, value, _ := strings.Cut(line, " ")
-		if key != "file" {
-			if seen[key] {
-				return nil, bad("%s twice", key)
-			}
-			seen[key] = true
-		}
-		switch key {
-		case "os-release":
-			osRelease = unquoteOSRelease(value)
-		case "uname":
-			uname = value
-		case "watchdog":
-			watchdog, sawWatchdog = value, true
-		case "current":
-			sawCurrent = true
-			if value != "" {
-				hf.Current = path.Base(value)
-			}
-		case "file":
-			idx, digest, ok := strings.Cut(value, " ")
-			i, err := strconv.Atoi(idx)
-			if !ok || err != nil || i < 0 || i >= len(files) {
-				return nil, bad("file line %q", line)
-			}
-			if _, dup := fileDigests[i]; dup {
-				return nil, bad("file %s twice", files[i])
-			}
-			// sha256sum and shasum print "<hex>  -"; openssl -r "<hex> *stdin".
-			if fields := strings.Fields(digest); len(fields) > 0 && sha256Hex.MatchString(fields[0]) {
-				digest = fields[0]
-			} else if digest != FileMissing && digest != FileUnreadable {
-				return nil, bad("file %s: %q is not a sha256", files[i], digest)
-			}
-			fileDigests[i] = digest
-		default:
-			return nil, bad("unknown line %q", line)
+		if reason := facts.add(line); reason != "" {
+			return nil, bad("%s", reason)
 		}
 	}
-	if !sawCurrent {
-		return nil, bad("no current line")
+	hf, reason := facts.fingerprint(watchdogKind)
+	if reason != "" {
+		return nil, bad("%s", reason)
 	}
-	hf.OS = firstNonEmpty(osRelease, uname, "unknown")
+	return hf, nil
+}
+
+// fingerprintFacts are the lines of fingerprintScript's output, read one
+// at a time and checked against each other only at the end.
+type fingerprintFacts struct {
+	files                      []string
+	seen                       map[string]bool // keys other than file, each allowed once
+	osRelease, uname, watchdog string
+	current                    string // the current release ("" none)
+	sawCurrent, sawWatchdog    bool
+	digests                    map[int]string // by index in files
+}
+
+// add takes one "<key> <value>" line; a non-empty result says what is
+// wrong with it.
+func (f *fingerprintFacts) add(line string) (problem string) {
+	key, value, _ := strings.Cut(line, " ")
+	if key != "file" {
+		if f.seen[key] {
+			return key + " twice"
+		}
+		f.seen[key] = true
+	}
+	switch key {
+	case "os-release":
+		f.osRelease = unquoteOSRelease(value)
+	case "uname":
+		f.uname = value
+	case "watchdog":
+		f.watchdog, f.sawWatchdog = value, true
+	case "current":
+		f.sawCurrent = true
+		if value != "" {
+			f.current = path.Base(value)
+		}
+	case "file":
+		return f.addFile(line, value)
+	default:
+		return fmt.Sprintf("unknown line %q", line)
+	}
+	return ""
+}
+
+// addFile takes a "file <index> <digest>" line: digest is sha256sum's or
+// shasum's "<hex>  -", openssl -r's "<hex> *stdin", or FileMissing or
+// FileUnreadable.
+func (f *fingerprintFacts) addFile(line, value string) (problem string) {
+	idx, digest, ok := strings.Cut(value, " ")
+	i, err := strconv.Atoi(idx)
+	if !ok || err != nil || i < 0 || i >= len(f.files) {
+		return fmt.Sprintf("file line %q", line)
+	}
+	if _, dup := f.digests[i]; dup {
+		return fmt.Sprintf("file %s twice", f.files[i])
+	}
+	if fields := strings.Fields(digest); len(fields) > 0 && sha256Hex.MatchString(fields[0]) {
+		digest = fields[0]
+	} else if digest != FileMissing && digest != FileUnreadable {
+		return fmt.Sprintf("file %s: %q is not a sha256", f.files[i], digest)
+	}
+	f.digests[i] = digest
+	return ""
+}
+
+// fingerprint is the host's fingerprint once every line is in: a current
+// line, a watchdog line when the playbook has a watchdog, and a digest for
+// each file exactly when there is a current release.
+func (f *fingerprintFacts) fingerprint(watchdogKind string) (hf *HostFingerprint, problem string) {
+	if !f.sawCurrent {
+		return nil, "no current line"
+	}
+	hf = &HostFingerprint{Current: f.current, OS: firstNonEmpty(f.osRelease, f.uname, "unknown")}
 	switch {
 	case watchdogKind == "":
 		hf.Watchdog = "none"
-	case !sawWatchdog:
-		return nil, bad("no watchdog line")
+	case !f.sawWatchdog:
+		return nil, "no watchdog line"
 	default:
-		hf.Watchdog = watchdogVersion(watchdogKind, watchdog)
+		hf.Watchdog = watchdogVersion(watchdogKind, f.watchdog)
 	}
-	if len(files) > 0 {
-		hf.Files = make(map[string]string, len(files))
+	if len(f.files) > 0 {
+		hf.Files = make(map[string]string, len(f.files))
 	}
-	for i, f := range files {
-		d, ok := fileDigests[i]
+	for i, name := range f.files {
+		d, ok := f.digests[i]
 		switch {
 		case hf.Current == "" && ok:
-			return nil, bad("a file digest without a current release")
+			return nil, "a file digest without a current release"
 		case hf.Current == "":
 			d = FileMissing
 		case !ok:
-			return nil, bad("no line for file %s", f)
+			return nil, "no line for file " + name
 		}
-		hf.Files[f] = d
+		hf.Files[name] = d
 	}
-	return hf, nil
+	return hf, ""
 }
 
 // unquoteOSRelease undoes os-release's shell-style quoting of one value.

@@ -13,7 +13,7 @@ import (
 	"strings"
 
 	"github.com/relctl/relctl/deploy"
-	"github.com/relctl/relctl/internal/fanout"
+	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
@@ -59,7 +59,7 @@ func ReadFleet(ctx context.Context, conn deploy.Connector, proj *playbooks.Proje
 	// Every targeted host is read, even with --hosts: the fleet's previous
 	// release comes from all of their histories. Only the selected ones must
 	// be reachable.
-	hosts := pb.TargetHosts(e)
+	hosts := fleet.Hosts(proj, pb, e)
 	f := &Fleet{Env: env, Hosts: make([]HostState, len(hosts))}
 	if len(only) > 0 {
 		f.selected = map[string]bool{}
@@ -67,25 +67,13 @@ func ReadFleet(ctx context.Context, conn deploy.Connector, proj *playbooks.Proje
 			f.selected[n] = true
 		}
 	}
-	for i, h := range hosts {
-		f.Hosts[i].Name = h.Name
-	}
-	errs := fanout.ForEach(ctx, len(hosts), max(maxParallel, 1), func(i int) string { return hosts[i].Name }, func(ctx context.Context, i int) error {
-		h := hosts[i]
-		data, err := proj.Data(pb, e, h, "0", "")
-		if err != nil {
-			return err
-		}
-		c, err := conn.Get(ctx, transport.Target{Name: h.Name, Address: h.Address, User: firstNonEmpty(h.User, proj.Config.SSH.User)})
-		if err != nil {
-			return err
-		}
-		f.Hosts[i].State, err = state.ReadHostState(ctx, c, state.Layout{BaseDir: data.BaseDir}, "read-state")
-		return err
+	states, errs := fleet.Read(ctx, conn, hosts, max(maxParallel, 1), func(ctx context.Context, h fleet.Host, c transport.Conn) (*state.HostState, error) {
+		return state.ReadHostState(ctx, c, h.Layout, "read-state")
 	})
-	for i, err := range errs {
-		if err != nil { // unreadable, not started, or a panic (no state then)
-			f.Hosts[i].State, f.Hosts[i].Err = nil, err
+	for i, h := range hosts {
+		f.Hosts[i] = HostState{Name: h.Name, State: states[i], Err: errs[i]}
+		if errs[i] != nil { // unreadable, unreachable, not started, or a panic: no state then
+			f.Hosts[i].State = nil
 		}
 	}
 	return f, nil

@@ -5,14 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/relctl/relctl/deploy"
-	"github.com/relctl/relctl/internal/fanout"
+	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/signing"
-	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
 )
@@ -283,35 +283,23 @@ func (o GateOptions) hostCandidates(ctx context.Context, envName string, p *depl
 	if !ok {
 		return nil, nil
 	}
-	hosts := pb.TargetHosts(env)
-	names := make([]string, len(hosts))
-	found := make([]*candidate, len(hosts))
-	for i, h := range hosts {
+	all := fleet.Hosts(o.Project, pb, env)
+	names := make([]string, len(all))
+	for i, h := range all {
 		names[i] = h.Name
 	}
-	errs := fanout.ForEach(ctx, len(hosts), max(o.MaxParallel, 1), func(i int) string { return hosts[i].Name }, func(ctx context.Context, i int) error {
-		h := hosts[i]
-		data, err := o.Project.Data(pb, env, h, "0", "")
-		if err != nil {
-			return nil
-		}
-		c := &candidate{source: h.Name + ":"}
-		conn, err := o.Connector.Get(ctx, transport.Target{Name: h.Name, Address: h.Address, User: firstNonEmpty(h.User, o.Project.Config.SSH.User)})
-		if err != nil {
-			c.readErr = err
-			found[i] = c
-			return nil
-		}
-		sr, path, err := LoadFromHost(ctx, conn, state.Layout{BaseDir: data.BaseDir}, p.Digest)
+	// A host whose layout is unknown has no record to offer: it is looked
+	// at (named) but not read.
+	hosts := slices.DeleteFunc(slices.Clone(all), func(h fleet.Host) bool { return h.Err != nil })
+	found, errs := fleet.Read(ctx, o.Connector, hosts, max(o.MaxParallel, 1), func(ctx context.Context, h fleet.Host, conn transport.Conn) (*candidate, error) {
+		sr, path, err := LoadFromHost(ctx, conn, h.Layout, p.Digest)
 		if errors.Is(err, errNoRecord) {
-			return nil
+			return nil, nil
 		}
-		c.source, c.signed, c.readErr = h.Name+":"+path, sr, err
-		found[i] = c
-		return nil
+		return &candidate{source: h.Name + ":" + path, signed: sr, readErr: err}, nil
 	})
 	for i, err := range errs {
-		if err != nil { // not started, or a panic: this host's record is not readable
+		if err != nil { // unreachable, not started, or a panic: this host's record is not readable
 			found[i] = &candidate{source: hosts[i].Name + ":", readErr: err}
 		}
 	}

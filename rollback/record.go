@@ -18,6 +18,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/shellquote"
 	"github.com/relctl/relctl/internal/signing"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
@@ -172,8 +174,7 @@ func SaveOnHost(ctx context.Context, conn transport.Conn, l state.Layout, rec *R
 		path string
 		data []byte
 	}{{p + ".sig", sr.Signature}, {p, sr.JSON}} {
-		sum := sha256.Sum256(f.data)
-		if err := conn.Upload(ctx, bytes.NewReader(f.data), f.path, 0o644, hex.EncodeToString(sum[:])); err != nil {
+		if err := fleet.WriteFile(ctx, conn, f.data, f.path, 0o644); err != nil {
 			return err
 		}
 	}
@@ -215,8 +216,8 @@ func LoadFromHost(ctx context.Context, conn transport.Conn, l state.Layout, dige
 		return nil, "", err
 	}
 	p := path.Join(HostRecordsDir(l), name)
-	q := transport.ShellQuote(p)
-	res, err := conn.Run(ctx, fmt.Sprintf(`if [ -f %[1]s ]; then wc -c < %[1]s; cat %[1]s; cat %[2]s 2>/dev/null; else echo absent; fi`, q, transport.ShellQuote(p+".sig")),
+	q := shellquote.Quote(p)
+	res, err := conn.Run(ctx, fmt.Sprintf(`if [ -f %[1]s ]; then wc -c < %[1]s; cat %[1]s; cat %[2]s 2>/dev/null; else echo absent; fi`, q, shellquote.Quote(p+".sig")),
 		transport.RunOptions{Label: "read rehearsal record", QuietStdout: true})
 	if err != nil {
 		return nil, p, err
