@@ -143,3 +143,104 @@ func TestResumeCannotTell(t *testing.T) {
 		}
 	}
 }
+
+// A host counts as finished when its last finished step is post/prune, passed.
+func TestResumeFinishedHosts(t *testing.T) {
+	end := func(host, step, status string) state.JournalEvent {
+		return state.JournalEvent{Kind: "step-end", Host: host, Step: step, Status: status}
+	}
+	got := finishedHosts([]state.JournalEvent{
+		end("web-1", "activate/switch", "ok"), end("web-1", "post/prune", "ok"),
+		end("web-2", "post/prune", "ok"), end("web-2", "rollback/switch", "ok"), // rolled back after it finished
+		end("web-3", "post/prune", "failed"),
+		{Kind: "step-start", Host: "web-4", Step: "post/prune"},
+		end("web-5", "verify/health", "ok"),
+	})
+	if want := map[string]bool{"web-1": true}; !reflect.DeepEqual(got, want) {
+		t.Errorf("finishedHosts = %v, want %v", got, want)
+	}
+}
+
+// The journals decide alone when the newest deploy was interrupted and no
+// damaged journal may hide a later one; else the hosts' stale lock does;
+// else it is a refusal (in doubt) or nothing to resume.
+func TestResumeDecide(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	interrupted := &state.RunRecord{RunID: "r2", Env: "staging", Command: "deploy", Result: "interrupted", Started: t0, Operator: "alice"}
+	finished := &state.RunRecord{RunID: "r2", Env: "staging", Command: "deploy", Result: "succeeded", Started: t0}
+	doubtful := []state.JournalProblem{{File: "/s/runs/x.jsonl", Reason: "no line of it is readable"}}
+	held := &state.RunRecord{RunID: "r3", Release: "1.2.0"}
+	tests := []struct {
+		name       string
+		j          resumeJournals
+		held       *state.RunRecord
+		alone      bool
+		wantRun    string
+		wantErr    string
+		wantSuffix string // of the doubtful journals' warning
+	}{
+		{name: "interrupted newest deploy", j: resumeJournals{newest: interrupted}, alone: true, wantRun: "r2"},
+		{name: "the hosts name the run", j: resumeJournals{newest: finished, doubtful: doubtful}, held: held, wantRun: "r3",
+			wantSuffix: "; the hosts' stale deploy lock names the run to resume, r3"},
+		{name: "the hosts name the journal's run", j: resumeJournals{newest: interrupted, doubtful: doubtful}, held: &state.RunRecord{RunID: "r2"}, wantRun: "r2",
+			wantSuffix: "; the hosts' stale deploy lock names the run to resume, r2"},
+		{name: "in doubt", j: resumeJournals{newest: finished, doubtful: doubtful}, wantErr: "cannot tell which deploy of staging to resume",
+			wantSuffix: "; it may hold a later deploy of staging"},
+		{name: "nothing to resume", j: resumeJournals{newest: finished},
+			wantErr: "no interrupted deploy of staging to resume (the newest deploy finished, and no host holds a stale deploy lock)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, alone := tt.j.fromJournal(); alone != tt.alone {
+				t.Errorf("fromJournal decides alone = %v, want %v", alone, tt.alone)
+			}
+			run, warnings, err := tt.j.decide("staging", tt.held)
+			switch {
+			case tt.wantErr != "":
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || run != nil {
+					t.Errorf("decide = %v, %v; want the error %q", run, err, tt.wantErr)
+				}
+			case err != nil || run == nil || run.RunID != tt.wantRun:
+				t.Errorf("decide = %v, %v; want run %s", run, err, tt.wantRun)
+			case tt.wantRun == "r2" && run.Operator != "alice":
+				t.Errorf("the journal's record of the run is not the one returned: %+v", run)
+			}
+			last := warnings[len(warnings)-1]
+			if tt.wantSuffix != "" && last.suffix != tt.wantSuffix {
+				t.Errorf("doubtful journals' warning ends %q, want %q", last.suffix, tt.wantSuffix)
+			}
+			if len(last.problems) != len(tt.j.doubtful) {
+				t.Errorf("the last warning is not about the doubtful journals: %+v", last)
+			}
+		})
+	}
+}
+
+// A stale lock of a deploy names the run to resume; a live one, or one of
+// another command, does not.
+func TestResumeStaleDeployRun(t *testing.T) {
+	owner := func(command string) *state.LockOwner {
+		return &state.LockOwner{RunID: "r-" + command, Command: command, Release: "1.2.0", Env: "staging"}
+	}
+	tests := []struct {
+		locks []state.HostLockState
+		want  string
+	}{
+		{[]state.HostLockState{{Host: "a", Held: true, Owner: owner("deploy")}}, ""},
+		{[]state.HostLockState{{Host: "a", Held: true, Stale: true, Owner: owner("rollback")}}, ""},
+		{[]state.HostLockState{{Host: "a", Held: true, Stale: true}}, ""},
+		{[]state.HostLockState{{Host: "a"}, {Host: "b", Held: true, Stale: true, Owner: owner("deploy")}}, "r-deploy"},
+	}
+	for i, tt := range tests {
+		got := ""
+		if r := staleDeployRun(tt.locks); r != nil {
+			got = r.RunID
+			if r.Release != "1.2.0" || r.Env != "staging" {
+				t.Errorf("%d: run %+v does not carry the lock's release and environment", i, r)
+			}
+		}
+		if got != tt.want {
+			t.Errorf("%d: staleDeployRun = %q, want %q", i, got, tt.want)
+		}
+	}
+}
