@@ -131,27 +131,28 @@ func deployRun(ctx context.Context, opts *DeployOptions) error {
 	if p, err = continueMove(ctx, opts.IO.ErrOut, proj, sess, po, p); err != nil {
 		return err
 	}
-	if err := deployGates(ctx, opts, proj, sess, p); err != nil {
+	gate, err := deployGates(ctx, opts, proj, sess, p)
+	if err != nil {
 		return err
 	}
 	question := fmt.Sprintf("\nDeploy %s %s to %s?", p.Playbook, p.Version, p.Env)
 	if err := confirm(opts.IO, opts.Stop, opts.Yes, p, question, "deploy cancelled: nothing was changed"); err != nil {
 		return err
 	}
-	_, err = sess.execute(ctx, proj, p, opts.IO.Out, func(e *deploy.Engine) {
-		e.Skip, e.ResumeRun = resume.skip, resume.runID
-		e.TakeOverStaleLocks = opts.Resume
-	})
+	ro := deploy.RunOptions{Skip: resume.skip, ResumeRun: resume.runID, TakeOverStaleLocks: opts.Resume, Gate: gate}
+	_, err = sess.execute(ctx, sess.newEngine(proj), p, ro, opts.IO.Out, nil)
 	return err
 }
 
 // deployGates are the refusals before any host changes: the rehearsal gate
-// and the compatibility of the release with what the environment runs.
-func deployGates(ctx context.Context, opts *DeployOptions, proj *playbooks.Project, sess *session, p *deploy.Plan) error {
-	if err := rehearsalGate(ctx, opts.IO.ErrOut, opts.StateDir(proj.Config), proj, sess, p, opts.Reason); err != nil {
-		return err
+// (its decision goes with the run) and the compatibility of the release
+// with what the environment runs.
+func deployGates(ctx context.Context, opts *DeployOptions, proj *playbooks.Project, sess *session, p *deploy.Plan) (deploy.GateDecision, error) {
+	gate, err := rehearsalGate(ctx, opts.IO.ErrOut, opts.StateDir(proj.Config), proj, sess, p, opts.Reason)
+	if err != nil {
+		return gate, err
 	}
-	return compatibilityGate(ctx, opts.IO.ErrOut, proj, sess.pool, rollback.CompatRequest{
+	return gate, compatibilityGate(ctx, opts.IO.ErrOut, proj, sess.pool, rollback.CompatRequest{
 		Env: p.Env, Kind: deploy.KindDeploy, Playbook: p.Playbook, Version: p.Version,
 		Requires: proj.Playbooks[p.Playbook].Requires, RequiresKnown: true,
 		Retry: fmt.Sprintf("relctl deploy --env %s --playbook %s --release %s", p.Env, p.Playbook, p.Version),

@@ -95,5 +95,5 @@ func runMove(ctx context.Context, io *output.IOStreams, stop <-chan struct{}, op
 	if err := confirm(io, stop, yes, nil, fmt.Sprintf("\n%s the move in %s?", verb, mo.Env), "cancelled: nothing was changed"); err != nil {
 		return err
 	}
-	return runPlan(ctx, open, io.Out, proj, p, func(e *deploy.Engine) { e.TakeOverStaleLocks = mo.Kind == deploy.KindMoveBack })
+	return runPlan(ctx, open, io.Out, proj, p, deploy.RunOptions{TakeOverStaleLocks: mo.Kind == deploy.KindMoveBack})
 }

@@ -220,13 +220,9 @@ func (r *rehearsalRunner) Run(ctx context.Context, p *deploy.Plan, observe deplo
 		return nil, fmt.Errorf("opening journal: %w", err)
 	}
 	defer journal.Close()
-	return r.sess.execute(ctx, r.proj, p, r.sess.errOut, func(e *deploy.Engine) {
-		e.Journal = journal
-		if observe != nil {
-			shown := e.Observe
-			e.Observe = func(ev deploy.Event) { shown(ev); observe(ev) }
-		}
-	})
+	engine := r.sess.newEngine(r.proj)
+	engine.Journal = journal
+	return r.sess.execute(ctx, engine, p, deploy.RunOptions{}, r.sess.errOut, observe)
 }
 
 func (r *rehearsalRunner) Check(ctx context.Context, opts deploy.CheckOptions) (*deploy.CheckReport, error) {

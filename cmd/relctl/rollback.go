@@ -124,7 +124,7 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 	if err := confirm(opts.IO, opts.Stop, opts.Yes, p, question, "rollback cancelled: nothing was changed"); err != nil {
 		return err
 	}
-	return runPlan(ctx, opts.OpenSession, opts.IO.Out, proj, p, func(e *deploy.Engine) { e.TakeOverStaleLocks = true })
+	return runPlan(ctx, opts.OpenSession, opts.IO.Out, proj, p, deploy.RunOptions{TakeOverStaleLocks: true})
 }
 
 // moveToUndo is the host move that rollback --to prev moves back: one cut

@@ -33,15 +33,15 @@ func (s *session) Close() {
 	s.log.Close()
 }
 
-// runPlan executes a deploy or rollback plan in a session of its own and
-// writes its outcome to out.
-func runPlan(ctx context.Context, open openSessionFunc, out io.Writer, proj *playbooks.Project, p *deploy.Plan, configure func(*deploy.Engine)) error {
+// runPlan executes a deploy or rollback plan in a session of its own, with
+// the run's decisions (opts), and writes its outcome to out.
+func runPlan(ctx context.Context, open openSessionFunc, out io.Writer, proj *playbooks.Project, p *deploy.Plan, opts deploy.RunOptions) error {
 	sess, err := open(proj.Config, p.RunID, true)
 	if err != nil {
 		return err
 	}
 	defer sess.Close()
-	_, err = sess.execute(ctx, proj, p, out, configure)
+	_, err = sess.execute(ctx, sess.newEngine(proj), p, opts, out, nil)
 	return err
 }
 
@@ -55,16 +55,16 @@ func (s *session) newEngine(proj *playbooks.Project) *deploy.Engine {
 	}
 }
 
-// execute runs p on the session's connections, shows progress on stderr,
-// and writes the result table to out (and what to do next on a failure).
-func (s *session) execute(ctx context.Context, proj *playbooks.Project, p *deploy.Plan, out io.Writer, configure func(*deploy.Engine)) (*deploy.Report, error) {
+// execute runs p on engine with the run's decisions (opts), shows progress
+// on stderr (and passes every event on to also, when set), and writes the
+// result table to out (and what to do next on a failure).
+func (s *session) execute(ctx context.Context, engine *deploy.Engine, p *deploy.Plan, opts deploy.RunOptions, out io.Writer, also deploy.Observer) (*deploy.Report, error) {
 	progress := newProgress(s.errOut, s.logPath)
-	engine := s.newEngine(proj)
 	engine.Observe = progress.observe
-	if configure != nil {
-		configure(engine)
+	if also != nil {
+		engine.Observe = func(ev deploy.Event) { progress.observe(ev); also(ev) }
 	}
-	rep, err := engine.Deploy(ctx, p)
+	rep, err := engine.Run(ctx, p, opts)
 	var locked *state.LockedError
 	if errors.As(err, &locked) {
 		return rep, err
