@@ -3,11 +3,12 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strings"
 
-	"github.com/relctl/relctl/internal/fanout"
+	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
@@ -51,18 +52,10 @@ func LockScope(proj *playbooks.Project, env *playbooks.Environment, pb *playbook
 			return
 		}
 		seen[key] = true
-		out = append(out, LockHost{Name: h.Name, Why: why, Layout: layout, Err: err,
-			Target: transport.Target{Name: h.Name, Address: h.Address, User: firstNonEmpty(h.User, proj.Config.SSH.User)}})
-	}
-	layoutFor := func(q *playbooks.Playbook, h *playbooks.Host) (state.Layout, error) {
-		data, err := proj.Data(q, env, h, "0", "")
-		if err != nil {
-			return state.Layout{}, err
-		}
-		return state.Layout{BaseDir: data.BaseDir}, nil
+		out = append(out, LockHost{Name: h.Name, Why: why, Layout: layout, Err: err, Target: fleet.Target(proj.Config, h)})
 	}
 	for _, h := range pb.TargetHosts(env) {
-		l, err := layoutFor(pb, h)
+		l, err := fleet.Layout(proj, pb, env, h)
 		add(h, ScopeTarget, l, err)
 	}
 	all, _ := proj.PlaybooksFor(env.Name)
@@ -72,7 +65,7 @@ func LockScope(proj *playbooks.Project, env *playbooks.Environment, pb *playbook
 			if !slices.ContainsFunc(q.TargetHosts(env), func(t *playbooks.Host) bool { return t.Name == h.Name }) {
 				continue
 			}
-			if l, err := layoutFor(q, h); err == nil {
+			if l, err := fleet.Layout(proj, q, env, h); err == nil {
 				add(h, why, l, nil)
 				n++
 			}
@@ -105,6 +98,59 @@ func LockScope(proj *playbooks.Project, env *playbooks.Environment, pb *playbook
 		}
 	}
 	return out
+}
+
+// EnvLockScope is every lock a run in env may take: the lock scope
+// (LockScope) of each of pbs (env's playbooks), each lock location once,
+// and a host whose lock location is unknown once (unless it has a known
+// one too). With only set, just those hosts; a name that is not in the
+// scope is bad input.
+func EnvLockScope(proj *playbooks.Project, env *playbooks.Environment, pbs []*playbooks.Playbook, only []string) ([]LockHost, error) {
+	var scope []LockHost
+	seen := map[string]bool{}
+	names := map[string]bool{}
+	for _, pb := range pbs {
+		for _, lh := range LockScope(proj, env, pb) {
+			names[lh.Name] = true
+			if key := lh.Name + "\x00" + lh.Layout.BaseDir; !seen[key] && (lh.Err == nil || !seen[lh.Name]) {
+				seen[key], seen[lh.Name] = true, true
+				scope = append(scope, lh)
+			}
+		}
+	}
+	if len(only) == 0 {
+		return scope, nil
+	}
+	var unknown []string
+	for _, n := range only {
+		if !names[n] {
+			unknown = append(unknown, n)
+		}
+	}
+	if len(unknown) > 0 {
+		all := slices.Sorted(maps.Keys(names))
+		return nil, badInput("%s: not a host that a run in %s locks (those are: %s)", strings.Join(unknown, ", "), env.Name, strings.Join(all, ", "))
+	}
+	return slices.DeleteFunc(scope, func(lh LockHost) bool { return !slices.Contains(only, lh.Name) }), nil
+}
+
+// ConnectLockScope connects to every lock location of scope, at most limit
+// at once (all at once when limit <= 0), for reading or removing the locks
+// outside a run (status, unlock). It returns a lock target for each host it
+// reached, in scope order, and why it could not reach each of the others,
+// by name; a host whose lock location is unknown is not connected to, and
+// fails with why.
+func ConnectLockScope(ctx context.Context, c fleet.Connector, scope []LockHost, limit int) ([]state.LockTarget, map[string]error) {
+	hosts := make([]fleet.Host, len(scope))
+	for i, lh := range scope {
+		hosts[i] = fleet.Host{Name: lh.Name, Target: lh.Target, Layout: lh.Layout, Err: lh.Err}
+	}
+	reached, failed := fleet.Connect(ctx, c, hosts, limit)
+	targets := make([]state.LockTarget, len(reached))
+	for i, r := range reached {
+		targets[i] = state.LockTarget{Host: r.Name, Conn: r.Conn, Layout: r.Layout}
+	}
+	return targets, failed
 }
 
 // mustLock says whether the run stops when it cannot reach, or lock, a host
@@ -158,25 +204,25 @@ func (r *run) sideLockTargets(ctx context.Context, hosts []*HostPlan) (targets [
 		}
 		scope = append(scope, lh)
 	}
-	connected := make([]*state.LockTarget, len(scope))
-	skipped := make([]*state.HostLockState, len(scope))
-	errs := fanout.ForEach(ctx, len(scope), e.MaxParallel, func(i int) string { return scope[i].Name }, func(ctx context.Context, i int) error {
-		lh := scope[i]
+	// A side lock is a target reached, or a host left out (skipped).
+	type sideLock struct {
+		target  *state.LockTarget
+		skipped *state.HostLockState
+	}
+	locks, errs := fleet.Map(ctx, scope, e.MaxParallel, func(lh LockHost) string { return lh.Name }, func(ctx context.Context, lh LockHost) (sideLock, error) {
 		conn, err := e.Connector.Get(ctx, lh.Target)
 		switch {
 		case err == nil:
 			target := lh.Target
-			connected[i] = &state.LockTarget{Host: lh.Name, Conn: conn, Layout: lh.Layout, Optional: !p.mustLock(lh),
-				Reconnect: func(ctx context.Context) (transport.Conn, error) { return e.Connector.Get(ctx, target) }}
-			return nil
+			return sideLock{target: &state.LockTarget{Host: lh.Name, Conn: conn, Layout: lh.Layout, Optional: !p.mustLock(lh),
+				Reconnect: func(ctx context.Context) (transport.Conn, error) { return e.Connector.Get(ctx, target) }}}, nil
 		case unreachable(err) && !p.mustLock(lh) && ctx.Err() == nil:
 			msg := fmt.Sprintf("(%s): not reachable: %v", lh.Why, err)
-			skipped[i] = &state.HostLockState{Host: lh.Name, Path: lh.Layout.LockDir(), Err: msg}
 			e.logEvent(lh.Name, "not locked %s", msg)
 			e.journal(state.JournalEvent{Kind: "lock-skipped", Host: lh.Name, Detail: msg})
-			return nil
+			return sideLock{skipped: &state.HostLockState{Host: lh.Name, Path: lh.Layout.LockDir(), Err: msg}}, nil
 		}
-		return fmt.Errorf("%s (%s): %w", lh.Name, lh.Why, err)
+		return sideLock{}, fmt.Errorf("%s (%s): %w", lh.Name, lh.Why, err)
 	})
 	var failed []string
 	for _, err := range errs {
@@ -191,11 +237,11 @@ func (r *run) sideLockTargets(ctx context.Context, hosts []*HostPlan) (targets [
 	why = map[string]string{}
 	for i, lh := range scope {
 		why[lh.Name+"\x00"+lh.Layout.LockDir()] = lh.Why
-		if connected[i] != nil {
-			targets = append(targets, *connected[i])
+		if locks[i].target != nil {
+			targets = append(targets, *locks[i].target)
 		}
-		if skipped[i] != nil {
-			notLocked = append(notLocked, *skipped[i])
+		if locks[i].skipped != nil {
+			notLocked = append(notLocked, *locks[i].skipped)
 		}
 	}
 	return targets, why, notLocked, nil

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,7 +95,9 @@ restart = "{{.Vars.app_restart}}"
 	"playbooks/app.conf.tmpl": "{{range .Hosts}}{{.Name}}\n{{end}}",
 }
 
-func TestLockScope(t *testing.T) {
+// loadLockScopeProject writes lockScopeProject and loads it.
+func loadLockScopeProject(t *testing.T) (*playbooks.Project, *playbooks.Environment) {
+	t.Helper()
 	dir := t.TempDir()
 	for name, body := range lockScopeProject {
 		p := filepath.Join(dir, name)
@@ -113,6 +116,11 @@ func TestLockScope(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return proj, env
+}
+
+func TestLockScope(t *testing.T) {
+	proj, env := loadLockScopeProject(t)
 	scope := func(name string) string {
 		var pb *playbooks.Playbook
 		pbs, _ := proj.PlaybooksFor("production")
@@ -150,6 +158,44 @@ search-1 (an old host of the move) /srv/search/.relctl/lock
 search-2 (an old host of the move) /srv/search/.relctl/lock
 app-1 (a dependent of the move) /srv/app/.relctl/lock`; got != want {
 		t.Errorf("move:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestEnvLockScope: every playbook's lock scope, each lock location once
+// (lb-1 and the old hosts are in both), narrowed to --hosts; a name no run
+// locks is bad input naming those that are.
+func TestEnvLockScope(t *testing.T) {
+	proj, env := loadLockScopeProject(t)
+	pbs, err := proj.PlaybooksFor("production")
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := func(only ...string) string {
+		scope, err := EnvLockScope(proj, env, pbs, only)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for _, lh := range scope {
+			lines = append(lines, lh.Name+" "+lh.Layout.LockDir()+" "+lh.Target.User)
+		}
+		return strings.Join(lines, "\n")
+	}
+	all := list()
+	for _, want := range []string{"search-1 /srv/search/.relctl/lock relctl", "next-1 /srv/solr9/.relctl/lock relctl", "lb-1 .relctl/lock relctl", "app-1 /srv/app/.relctl/lock relctl"} {
+		if n := strings.Count("\n"+all+"\n", "\n"+want+"\n"); n != 1 {
+			t.Errorf("the scope lists %q %d times, want once:\n%s", want, n, all)
+		}
+	}
+	if strings.Contains(all, "db-1") {
+		t.Errorf("db-1 is in no run's scope:\n%s", all)
+	}
+	if got, want := list("lb-1", "app-1"), "lb-1 .relctl/lock relctl\napp-1 /srv/app/.relctl/lock relctl"; got != want {
+		t.Errorf("--hosts lb-1,app-1:\n%s\nwant\n%s", got, want)
+	}
+	_, err = EnvLockScope(proj, env, pbs, []string{"db-1", "lb-1"})
+	if !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "db-1: not a host that a run in production locks (those are: app-1, lb-1, next-1, search-1, search-2)") {
+		t.Errorf("unknown host: %v", err)
 	}
 }
 

@@ -6,9 +6,8 @@ import (
 	"strings"
 
 	"github.com/relctl/relctl/healthcheck"
-	"github.com/relctl/relctl/internal/fanout"
+	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/state"
-	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
 )
 
@@ -45,9 +44,18 @@ func Status(ctx context.Context, conn Connector, proj *playbooks.Project, envNam
 	for i, h := range env.Hosts {
 		out.Hosts[i] = &HostStatus{Name: h.Name, Address: h.Address}
 	}
-	errs := fanout.ForEach(ctx, len(env.Hosts), max(maxParallel, 1), func(i int) string { return env.Hosts[i].Name }, func(ctx context.Context, i int) error {
-		h := env.Hosts[i]
-		hostStatus(ctx, conn, proj, env, playbookFor(pbs, h), h, out.Hosts[i])
+	// Each host's answer is written into its HostStatus as it comes, so a
+	// host that fails halfway still shows what was read.
+	type read struct {
+		host   *playbooks.Host
+		status *HostStatus
+	}
+	reads := make([]read, len(env.Hosts))
+	for i, h := range env.Hosts {
+		reads[i] = read{h, out.Hosts[i]}
+	}
+	errs := fleet.EachErrors(ctx, reads, max(maxParallel, 1), func(r read) string { return r.host.Name }, func(ctx context.Context, r read) error {
+		hostStatus(ctx, conn, proj, env, playbookFor(pbs, r.host), r.host, r.status)
 		return nil
 	})
 	for i, err := range errs {
@@ -77,19 +85,18 @@ func hostStatus(ctx context.Context, connector Connector, proj *playbooks.Projec
 		hs.Error = "no playbook targets this host's roles"
 		return
 	}
-	data, err := proj.Data(pb, env, h, "0", "")
-	if err != nil {
-		hs.Error = err.Error()
+	fh := fleet.NewHost(proj, pb, env, h)
+	if fh.Err != nil {
+		hs.Error = fh.Err.Error()
 		return
 	}
-	target := transport.Target{Name: h.Name, Address: h.Address, User: firstNonEmpty(h.User, proj.Config.SSH.User)}
-	conn, err := connector.Get(ctx, target)
+	conn, err := connector.Get(ctx, fh.Target)
 	if err != nil {
 		hs.Error = err.Error()
 		return
 	}
 	hs.Reachable = true
-	st, err := state.ReadHostState(ctx, conn, state.Layout{BaseDir: data.BaseDir}, "status")
+	st, err := state.ReadHostState(ctx, conn, fh.Layout, "status")
 	if err != nil {
 		hs.Error = err.Error()
 		return
@@ -99,7 +106,8 @@ func hostStatus(ctx context.Context, connector Connector, proj *playbooks.Projec
 		hs.Error = "no release is active"
 		return
 	}
-	if data, err = proj.Data(pb, env, h, st.Current, ""); err != nil {
+	data, err := proj.Data(pb, env, h, st.Current, "")
+	if err != nil {
 		hs.Error = err.Error()
 		return
 	}

@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"maps"
-	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/relctl/relctl/deploy"
-	"github.com/relctl/relctl/internal/fanout"
+	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
@@ -19,46 +16,38 @@ import (
 // reading them: history, rehearsal records; a run's lock scope is envLockScope).
 // Hosts that cannot be reached are returned separately.
 func envTargetConns(ctx context.Context, pool *transport.Pool, proj *playbooks.Project, envName string) ([]state.LockTarget, map[string]error, error) {
-	env, err := proj.Environment(envName)
+	env, pbs, err := envPlaybooks(proj, envName)
 	if err != nil {
-		return nil, nil, usageErrorf("%v", err)
+		return nil, nil, err
 	}
-	pbs, err := proj.PlaybooksFor(envName)
-	if err != nil {
-		return nil, nil, usageErrorf("%v", err)
-	}
-	var targets []state.LockTarget
-	failed := map[string]error{}
-	seen := map[string]bool{}
-	for _, pb := range pbs {
-		for _, h := range pb.TargetHosts(env) {
-			if seen[h.Name] {
-				continue
-			}
-			seen[h.Name] = true
-			data, err := proj.Data(pb, env, h, "0", "")
-			if err != nil {
-				failed[h.Name] = err
-				continue
-			}
-			conn, err := pool.Get(ctx, transport.Target{Name: h.Name, Address: h.Address, User: h.User})
-			if err != nil {
-				failed[h.Name] = err
-				continue
-			}
-			targets = append(targets, state.LockTarget{Host: h.Name, Conn: conn, Layout: state.Layout{BaseDir: data.BaseDir}})
-		}
+	reached, failed := fleet.Connect(ctx, pool, fleet.EnvHosts(proj, pbs, env), proj.Config.SSH.MaxParallel)
+	targets := make([]state.LockTarget, len(reached))
+	for i, r := range reached {
+		targets[i] = state.LockTarget{Host: r.Name, Conn: r.Conn, Layout: r.Layout}
 	}
 	return targets, failed, nil
 }
 
-// envLockScope connects to every host that a run in env may lock: the lock
-// scope (deploy.LockScope) of each of env's playbooks - targets, load
-// balancers, a move's old hosts and dependents - each lock location once.
-// Hosts that cannot be reached (or whose lock location is unknown) are
-// returned separately. With only set, just those hosts (unknown names are
-// a usage error).
+// envLockScope connects to every host that a run in env may lock
+// (deploy.EnvLockScope). Hosts that cannot be reached (or whose lock
+// location is unknown) are returned separately. With only set, just those
+// hosts (unknown names are a usage error).
 func envLockScope(ctx context.Context, pool *transport.Pool, proj *playbooks.Project, envName string, only []string) ([]state.LockTarget, map[string]error, error) {
+	env, pbs, err := envPlaybooks(proj, envName)
+	if err != nil {
+		return nil, nil, err
+	}
+	scope, err := deploy.EnvLockScope(proj, env, pbs, only)
+	if err != nil {
+		return nil, nil, err
+	}
+	targets, failed := deploy.ConnectLockScope(ctx, pool, scope, proj.Config.SSH.MaxParallel)
+	return targets, failed, nil
+}
+
+// envPlaybooks is env and the playbooks that apply to it; a name that is
+// not one is a usage error.
+func envPlaybooks(proj *playbooks.Project, envName string) (*playbooks.Environment, []*playbooks.Playbook, error) {
 	env, err := proj.Environment(envName)
 	if err != nil {
 		return nil, nil, usageErrorf("%v", err)
@@ -67,50 +56,7 @@ func envLockScope(ctx context.Context, pool *transport.Pool, proj *playbooks.Pro
 	if err != nil {
 		return nil, nil, usageErrorf("%v", err)
 	}
-	var scope []deploy.LockHost
-	seen := map[string]bool{}
-	names := map[string]bool{}
-	for _, pb := range pbs {
-		for _, lh := range deploy.LockScope(proj, env, pb) {
-			names[lh.Name] = true
-			if key := lh.Name + "\x00" + lh.Layout.BaseDir; !seen[key] && (lh.Err == nil || !seen[lh.Name]) {
-				seen[key], seen[lh.Name] = true, true
-				scope = append(scope, lh)
-			}
-		}
-	}
-	if len(only) > 0 {
-		var unknown []string
-		for _, n := range only {
-			if !names[n] {
-				unknown = append(unknown, n)
-			}
-		}
-		if len(unknown) > 0 {
-			all := slices.Sorted(maps.Keys(names))
-			return nil, nil, usageErrorf("%s: not a host that a run in %s locks (those are: %s)", strings.Join(unknown, ", "), envName, strings.Join(all, ", "))
-		}
-		scope = slices.DeleteFunc(scope, func(lh deploy.LockHost) bool { return !slices.Contains(only, lh.Name) })
-	}
-	conns := make([]transport.Conn, len(scope))
-	errs := fanout.ForEach(ctx, len(scope), proj.Config.SSH.MaxParallel, func(i int) string { return scope[i].Name }, func(ctx context.Context, i int) error {
-		if scope[i].Err != nil {
-			return scope[i].Err
-		}
-		conn, err := pool.Get(ctx, scope[i].Target)
-		conns[i] = conn
-		return err
-	})
-	var targets []state.LockTarget
-	failed := map[string]error{}
-	for i, lh := range scope {
-		if errs[i] != nil {
-			failed[lh.Name] = errs[i]
-			continue
-		}
-		targets = append(targets, state.LockTarget{Host: lh.Name, Conn: conns[i], Layout: lh.Layout})
-	}
-	return targets, failed, nil
+	return env, pbs, nil
 }
 
 // readLocks reports the lock on every reachable host of env.
