@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -288,7 +289,7 @@ func storeRecord(ctx context.Context, ios *output.IOStreams, proj *playbooks.Pro
 		}
 		stored = append(stored, targets[i].Host)
 	}
-	sortStrings(stored)
+	slices.Sort(stored)
 	w := ios.Out
 	fmt.Fprintf(w, "Record: %s (%s, signed by %s with %s)\n", relPath(local), rec.Result, rec.Signer, ssh.FingerprintSHA256(signer.PublicKey()))
 	if len(stored) > 0 {
@@ -312,7 +313,7 @@ func sortedKeys[V any](m map[string]V) []string {
 	for k := range m {
 		out = append(out, k)
 	}
-	sortStrings(out)
+	slices.Sort(out)
 	return out
 }
 

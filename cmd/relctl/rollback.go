@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -217,10 +218,10 @@ func describeFleet(current map[string]string) string {
 		}
 		by[v] = append(by[v], host)
 	}
-	sortStrings(versions)
+	slices.Sort(versions)
 	parts := make([]string, len(versions))
 	for i, v := range versions {
-		sortStrings(by[v])
+		slices.Sort(by[v])
 		parts[i] = v + " on " + strings.Join(by[v], ", ")
 	}
 	return strings.Join(parts, "; ")
