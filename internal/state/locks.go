@@ -138,15 +138,42 @@ func (e *LockedError) Error() string {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	// One clause per holding run: usually a single run holds every host.
-	// A broken lock has no run: one clause per host.
-	type group struct {
-		st    HostLockState
-		hosts []string
+	groups, broken := e.holderGroups()
+	var b strings.Builder
+	fmt.Fprintf(&b, "environment %s is locked", e.Env)
+	stale, live := false, false
+	var elsewhere []string // the environments of live runs that are not e.Env's
+	for i, g := range groups {
+		if i > 0 {
+			b.WriteString(";")
+		}
+		switch kind, env := e.writeHolder(&b, g, now); kind {
+		case holderStale:
+			stale = true
+		case holderForeign:
+			if !slices.Contains(elsewhere, env) {
+				elsewhere = append(elsewhere, env)
+			}
+		case holderLive:
+			live = true
+		}
 	}
-	var groups []*group
-	var broken []string
-	byRun := map[string]*group{}
+	e.writeAdvice(&b, stale, live, elsewhere, broken)
+	return b.String()
+}
+
+// holderGroup is one clause of a LockedError: the hosts one run holds (st
+// is the first of them), or one host's broken lock.
+type holderGroup struct {
+	st    HostLockState
+	hosts []string
+}
+
+// holderGroups puts the holders in clauses, one per holding run (usually a
+// single run holds every host) and one per broken lock (it has no run), in
+// the order they were read; broken lists the hosts with a broken lock.
+func (e *LockedError) holderGroups() (groups []*holderGroup, broken []string) {
+	byRun := map[string]*holderGroup{}
 	for _, h := range e.Holders {
 		key := "?"
 		switch {
@@ -158,67 +185,74 @@ func (e *LockedError) Error() string {
 		}
 		g := byRun[key]
 		if g == nil {
-			g = &group{st: h}
+			g = &holderGroup{st: h}
 			byRun[key] = g
 			groups = append(groups, g)
 		}
 		g.hosts = append(g.hosts, h.Host)
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "environment %s is locked", e.Env)
-	stale, live := false, false
-	var elsewhere []string // the environments of live runs that are not e.Env's
-	for i, g := range groups {
-		if i > 0 {
-			b.WriteString(";")
+	return groups, broken
+}
+
+// What a holder's clause says about what the operator can do about it.
+const (
+	holderBroken  = iota // a broken lock: see writeAdvice
+	holderStale          // a stale lock: rollback takes it over
+	holderForeign        // another environment's live run: wait for it there
+	holderLive           // a live run in this environment: wait for it
+)
+
+// writeHolder writes g's clause: who holds the lock on which hosts, and
+// whether it is stale or another environment's (env: that environment).
+func (e *LockedError) writeHolder(b *strings.Builder, g *holderGroup, now time.Time) (kind int, env string) {
+	if g.st.Broken != "" {
+		fmt.Fprintf(b, " by a broken lock on %s (%s: %s)", g.st.Host, g.st.Path, g.st.Broken)
+		return holderBroken, ""
+	}
+	o := g.st.Owner
+	if o != nil {
+		fmt.Fprintf(b, " by run %s (%s", o.RunID, o.Command)
+		if o.Release != "" {
+			fmt.Fprintf(b, " %s", o.Release)
 		}
-		if g.st.Broken != "" {
-			fmt.Fprintf(&b, " by a broken lock on %s (%s: %s)", g.st.Host, g.st.Path, g.st.Broken)
-			continue
-		}
-		o := g.st.Owner
-		if o != nil {
-			fmt.Fprintf(&b, " by run %s (%s", o.RunID, o.Command)
-			if o.Release != "" {
-				fmt.Fprintf(&b, " %s", o.Release)
-			}
-			fmt.Fprintf(&b, " in %s by %s@%s, pid %d, heartbeat %s ago)", o.Env, o.Operator, o.Controller, o.PID, age(now, o.Heartbeat))
-		} else {
-			b.WriteString(" by an unknown holder")
-		}
-		fmt.Fprintf(&b, " on %s", strings.Join(g.hosts, ", "))
-		foreign := o != nil && o.Env != e.Env && e.Env != ""
-		if foreign {
-			// One lock path serves both environments on these hosts (a
-			// shared load balancer, a host without base_dir).
-			fmt.Fprintf(&b, ", a run in environment %s, which locks these hosts at the same place", o.Env)
-		}
-		switch {
-		case g.st.Stale:
-			stale = true
-			fmt.Fprintf(&b, "; the lock is stale: %s", g.st.StaleReason)
-		case foreign:
-			if !slices.Contains(elsewhere, o.Env) {
-				elsewhere = append(elsewhere, o.Env)
-			}
-		default:
-			live = true
-		}
+		fmt.Fprintf(b, " in %s by %s@%s, pid %d, heartbeat %s ago)", o.Env, o.Operator, o.Controller, o.PID, age(now, o.Heartbeat))
+	} else {
+		b.WriteString(" by an unknown holder")
+	}
+	fmt.Fprintf(b, " on %s", strings.Join(g.hosts, ", "))
+	foreign := o != nil && o.Env != e.Env && e.Env != ""
+	if foreign {
+		// One lock path serves both environments on these hosts (a
+		// shared load balancer, a host without base_dir).
+		fmt.Fprintf(b, ", a run in environment %s, which locks these hosts at the same place", o.Env)
 	}
 	switch {
+	case g.st.Stale:
+		fmt.Fprintf(b, "; the lock is stale: %s", g.st.StaleReason)
+		return holderStale, ""
+	case foreign:
+		return holderForeign, o.Env
+	}
+	return holderLive, ""
+}
+
+// writeAdvice writes what the operator does next: take over or remove a
+// stale lock, wait for a live run (in its own environment when it is
+// another's), remove a broken lock after looking at it.
+func (e *LockedError) writeAdvice(b *strings.Builder, stale, live bool, elsewhere, broken []string) {
+	switch {
 	case stale:
-		fmt.Fprintf(&b, "\n`relctl rollback --env %[1]s --to prev` takes over a stale lock; `relctl unlock --env %[1]s --force --reason TEXT` removes it", e.Env)
+		fmt.Fprintf(b, "\n`relctl rollback --env %[1]s --to prev` takes over a stale lock; `relctl unlock --env %[1]s --force --reason TEXT` removes it", e.Env)
 	case live:
-		fmt.Fprintf(&b, "\nwait for that run to finish; if it is gone, `relctl unlock --env %s --force --reason TEXT` removes the lock", e.Env)
+		fmt.Fprintf(b, "\nwait for that run to finish; if it is gone, `relctl unlock --env %s --force --reason TEXT` removes the lock", e.Env)
 	}
 	for _, env := range elsewhere {
-		fmt.Fprintf(&b, "\nthe lock is %[1]s's: wait for that run to finish (`relctl status --env %[1]s` shows it) rather than unlocking %[2]s, which would remove a live run's lock; if it is gone, `relctl unlock --env %[1]s --force --reason TEXT` removes the lock",
+		fmt.Fprintf(b, "\nthe lock is %[1]s's: wait for that run to finish (`relctl status --env %[1]s` shows it) rather than unlocking %[2]s, which would remove a live run's lock; if it is gone, `relctl unlock --env %[1]s --force --reason TEXT` removes the lock",
 			env, e.Env)
 	}
 	if len(broken) > 0 {
-		fmt.Fprintf(&b, "\nno run refreshes a broken lock and relctl never takes one over: look at it on the host, then remove it with\n  %s", UnlockCommand(e.Env, broken))
+		fmt.Fprintf(b, "\nno run refreshes a broken lock and relctl never takes one over: look at it on the host, then remove it with\n  %s", UnlockCommand(e.Env, broken))
 	}
-	return b.String()
 }
 
 // UnlockCommand is the command that removes the environment's lock from
@@ -600,6 +634,44 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 	if err := checkRunID(owner.RunID); err != nil {
 		return nil, nil, err
 	}
+	owner, body, err := lockOwnerBody(owner, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The first host by name is taken alone, first: of two runs racing for
+	// the same hosts, the one that gets it goes on and the other stops there,
+	// instead of each winning half the hosts and both giving up.
+	targets = slices.Clone(targets)
+	slices.SortStableFunc(targets, func(a, b LockTarget) int { return strings.Compare(a.Host, b.Host) })
+	res := tryLocks(ctx, targets, owner.RunID, body, opts)
+
+	ls := &LockSet{owner: owner, opts: opts}
+	holders, refused, unsure := ls.sortOutcomes(ctx, targets, res)
+	// Give back what we took (when refused) and whatever a failed lock
+	// command may have left: a refused run must leave no lock behind, and
+	// a host left out must not keep one.
+	var taken []LockTarget
+	if refused {
+		taken = ls.targets
+	}
+	notGivenBack := giveBack(ctx, taken, targets, unsure, owner.RunID, opts)
+	errs := ls.lockErrors(targets, res, notGivenBack, refused)
+	if refused {
+		if len(holders) > 0 {
+			return nil, nil, &LockedError{Env: owner.Env, Holders: holders, now: opts.Now()}
+		}
+		return nil, nil, errs.ErrorOrNil()
+	}
+	log := zerolog.Ctx(ctx)
+	for _, t := range ls.took {
+		log.Debug().Str("host", t.Host).Interface("owner", t.Owner).Str("reason", t.StaleReason).Msg("took over stale lock")
+	}
+	return ls, ls.startHeartbeat(ctx), nil
+}
+
+// lockOwnerBody stamps owner with its start (now, unless set) and
+// heartbeat (now), and encodes it as the lock's owner.json.
+func lockOwnerBody(owner LockOwner, opts LockOptions) (LockOwner, []byte, error) {
 	now := opts.Now().UTC()
 	if owner.Started.IsZero() {
 		owner.Started = now
@@ -607,62 +679,65 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 	owner.Started = owner.Started.UTC()
 	owner.Heartbeat = now
 	body, err := json.Marshal(owner)
-	if err != nil {
-		return nil, nil, err
-	}
-	log := zerolog.Ctx(ctx)
+	return owner, body, err
+}
 
-	type outcome struct {
-		tried  bool // the lock script may have run
-		got    bool
-		took   *HostLockState
-		holder *HostLockState
-		err    error
+// lockOutcome is what trying one host's lock came to.
+type lockOutcome struct {
+	tried  bool // the lock script may have run
+	got    bool
+	took   *HostLockState // a stale lock taken over
+	holder *HostLockState // held by another run
+	err    error
+}
+
+// tryLocks runs the lock script on targets[0] alone, then, unless another
+// run holds it, on the others at once; when targets[0] is refused the
+// others are only inspected, to name every holder. Outcomes are by index.
+func tryLocks(ctx context.Context, targets []LockTarget, runID string, body []byte, opts LockOptions) []lockOutcome {
+	res := make([]lockOutcome, len(targets))
+	if len(targets) == 0 {
+		return res
 	}
-	// The first host by name is taken alone, first: of two runs racing for
-	// the same hosts, the one that gets it goes on and the other stops there,
-	// instead of each winning half the hosts and both giving up.
-	targets = slices.Clone(targets)
-	slices.SortStableFunc(targets, func(a, b LockTarget) int { return strings.Compare(a.Host, b.Host) })
-	res := make([]outcome, len(targets))
 	one := func(i int) {
 		res[i].tried = true
-		got, took, holder, err := acquireOne(ctx, &targets[i], owner.RunID, body, opts)
-		res[i] = outcome{true, got, took, holder, err}
+		got, took, holder, err := acquireOne(ctx, &targets[i], runID, body, opts)
+		res[i] = lockOutcome{true, got, took, holder, err}
 	}
-	if len(targets) > 0 {
-		if err := fanout.Guard(ctx, targets[0].Host, func() error { one(0); return nil }); err != nil {
-			res[0].err = err
-		}
+	if err := fanout.Guard(ctx, targets[0].Host, func() error { one(0); return nil }); err != nil {
+		res[0].err = err
 	}
-	if len(targets) > 0 && res[0].holder != nil {
+	if res[0].holder != nil {
 		// Refused: only look at the other hosts, to name every holder.
 		states, _ := InspectLocks(ctx, targets[1:], opts)
 		for i, st := range states {
-			if st.Held && (st.Owner == nil || st.Owner.RunID != owner.RunID) {
+			if st.Held && (st.Owner == nil || st.Owner.RunID != runID) {
 				res[i+1].holder = &st
 			}
 		}
-	} else {
-		rest := targets[1:]
-		errs := fanout.ForEach(ctx, len(rest), 0, func(i int) string { return rest[i].Host }, func(ctx context.Context, i int) error {
-			one(i + 1)
-			return nil
-		})
-		for i, err := range errs {
-			if err != nil {
-				res[i+1].err = err
-			}
+		return res
+	}
+	rest := targets[1:]
+	errs := fanout.ForEach(ctx, len(rest), 0, func(i int) string { return rest[i].Host }, func(ctx context.Context, i int) error {
+		one(i + 1)
+		return nil
+	})
+	for i, err := range errs {
+		if err != nil {
+			res[i+1].err = err
 		}
 	}
+	return res
+}
 
-	ls := &LockSet{owner: owner, opts: opts}
-	var holders []HostLockState
-	refused := false
-	// Hosts whose lock script may have run without its answer arriving (a
-	// connection cut after the rename, control_timeout): the lock may be
-	// there, so they get the release script too.
-	var unsure []int
+// sortOutcomes keeps in ls the targets locked and the stale locks taken
+// over, and returns the other runs' locks found, whether the acquire is
+// refused (a host held, or a lock command failed on a target that is not
+// Optional, or ctx ended) and the hosts whose lock script may have run
+// without its answer arriving (a connection cut after the rename,
+// control_timeout): the lock may be there, so they get the release script
+// too.
+func (ls *LockSet) sortOutcomes(ctx context.Context, targets []LockTarget, res []lockOutcome) (holders []HostLockState, refused bool, unsure []int) {
 	for i, r := range res {
 		if r.got {
 			ls.targets = append(ls.targets, targets[i])
@@ -683,16 +758,13 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 			}
 		}
 	}
+	return holders, refused, unsure
+}
 
-	// Give back what we took (when refused) and whatever a failed lock
-	// command may have left: a refused run must leave no lock behind, and
-	// a host left out must not keep one.
-	var taken []LockTarget
-	if refused {
-		taken = ls.targets
-	}
-	notGivenBack := giveBack(ctx, taken, targets, unsure, owner.RunID, opts)
-
+// lockErrors are the failed lock commands, with a note where giving back
+// what one may have left failed too. An Optional target's failure, when
+// the acquire goes on, is no error: the host is left out (ls.skipped).
+func (ls *LockSet) lockErrors(targets []LockTarget, res []lockOutcome, notGivenBack map[int]error, refused bool) *multierror.Error {
 	var errs *multierror.Error
 	for i, r := range res {
 		if r.err == nil {
@@ -700,7 +772,7 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 		}
 		note := ""
 		if rerr := notGivenBack[i]; rerr != nil {
-			note = fmt.Sprintf("; removing the lock it may have put in place failed too (%v): if it is there, it is stale %s after it was taken, and `relctl unlock` removes it", rerr, opts.TTL)
+			note = fmt.Sprintf("; removing the lock it may have put in place failed too (%v): if it is there, it is stale %s after it was taken, and `relctl unlock` removes it", rerr, ls.opts.TTL)
 		}
 		if targets[i].Optional && !refused {
 			ls.skipped = append(ls.skipped, HostLockState{Host: targets[i].Host, Path: targets[i].Layout.LockDir(), Err: "the lock command failed: " + r.err.Error() + note})
@@ -708,16 +780,12 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 		}
 		errs = multierror.Append(errs, fmt.Errorf("%s: taking the lock: %w%s", targets[i].Host, r.err, note))
 	}
-	if refused {
-		if len(holders) > 0 {
-			return nil, nil, &LockedError{Env: owner.Env, Holders: holders, now: opts.Now()}
-		}
-		return nil, nil, errs.ErrorOrNil()
-	}
-	for _, t := range ls.took {
-		log.Debug().Str("host", t.Host).Interface("owner", t.Owner).Str("reason", t.StaleReason).Msg("took over stale lock")
-	}
+	return errs
+}
 
+// startHeartbeat starts the goroutine that refreshes the locks' heartbeat
+// and returns the context that is cancelled when a lock is lost.
+func (ls *LockSet) startHeartbeat(ctx context.Context) context.Context {
 	lockCtx, cancel := context.WithCancelCause(ctx)
 	ls.cancel = cancel
 	ls.stop = make(chan struct{})
@@ -730,7 +798,7 @@ func AcquireLocks(ctx context.Context, targets []LockTarget, owner LockOwner, op
 	fanout.Go(ctx, "lock heartbeat", func() { ls.refresh(hbCtx) }, func(p *fanout.PanicError) {
 		cancel(fmt.Errorf("%w: its heartbeat stopped: %v", ErrLockLost, p))
 	})
-	return ls, lockCtx, nil
+	return lockCtx
 }
 
 // giveBack sends the release script to the hosts whose locks a refused

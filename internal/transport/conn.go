@@ -163,79 +163,121 @@ func (c *sshConn) Run(ctx context.Context, cmd string, opts RunOptions) (*Result
 		return nil, err
 	}
 	defer sess.Close()
-
-	stdout := newOutputSink(c.log, c.host, label, "out", "")
-	stdout.quiet = opts.QuietStdout
-	stderr := newOutputSink(c.log, c.host, label, "err", pidMarker)
-	sess.Stdout, sess.Stderr = stdout, stderr
+	r, stdin, err := c.start(sess, cmd, label, opts)
+	if err != nil {
+		return nil, err
+	}
 	// Stdin is fed by our own goroutine rather than by the session, whose
 	// Wait would report a write error (EOF) when the command exits without
 	// reading all of it, hiding the command's real outcome. A truncated
 	// upload is still caught: Upload verifies the sha256 on the host.
-	var stdin io.WriteCloser
-	if opts.Stdin != nil {
-		if stdin, err = sess.StdinPipe(); err != nil {
-			return nil, fmt.Errorf("%s: [%s] stdin: %w", c.host, label, err)
-		}
-	}
-	c.log.line(c.host, "["+label+"] $ "+cmd)
-	start := time.Now()
-	if err := sess.Start(pidPrefix + cmd); err != nil {
-		if lost := c.lost(); lost != nil {
-			return nil, lost
-		}
-		return nil, fmt.Errorf("%s: [%s] start: %w", c.host, label, err)
-	}
 	if stdin != nil {
 		go func() {
 			_, _ = io.Copy(stdin, opts.Stdin)
 			_ = stdin.Close()
 		}()
 	}
-	done := make(chan error, 1)
-	go func() { done <- sess.Wait() }()
+	r.done = make(chan error, 1)
+	go func() { r.done <- sess.Wait() }()
+	waitErr, err := c.wait(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return c.outcome(r, cmd, waitErr)
+}
 
-	var waitErr error
+// running is a command started in its session.
+type running struct {
+	sess           *ssh.Session
+	label          string
+	stdout, stderr *outputSink
+	start          time.Time
+	done           chan error // the session's Wait (Run's goroutine)
+}
+
+// start starts cmd in sess, its output going to the run log (stdout not,
+// with QuietStdout) and to the result; with opts.Stdin it returns the pipe
+// to feed it through.
+func (c *sshConn) start(sess *ssh.Session, cmd, label string, opts RunOptions) (r *running, stdin io.WriteCloser, err error) {
+	r = &running{sess: sess, label: label,
+		stdout: newOutputSink(c.log, c.host, label, "out", ""),
+		stderr: newOutputSink(c.log, c.host, label, "err", pidMarker)}
+	r.stdout.quiet = opts.QuietStdout
+	sess.Stdout, sess.Stderr = r.stdout, r.stderr
+	if opts.Stdin != nil {
+		if stdin, err = sess.StdinPipe(); err != nil {
+			return nil, nil, fmt.Errorf("%s: [%s] stdin: %w", c.host, label, err)
+		}
+	}
+	c.log.line(c.host, "["+label+"] $ "+cmd)
+	r.start = time.Now()
+	if err := sess.Start(pidPrefix + cmd); err != nil {
+		if lost := c.lost(); lost != nil {
+			return nil, nil, lost
+		}
+		return nil, nil, fmt.Errorf("%s: [%s] start: %w", c.host, label, err)
+	}
+	return r, stdin, nil
+}
+
+// wait waits for r to end and returns how (the session's Wait error). When
+// ctx ends first the command is killed, its process group too, and the
+// error is the context's (or the connection's, when that died meanwhile);
+// when the connection is lost first, that is the error.
+func (c *sshConn) wait(ctx context.Context, r *running) (waitErr, err error) {
 	select {
-	case waitErr = <-done:
+	case waitErr = <-r.done:
+		r.stdout.flush()
+		r.stderr.flush()
+		return waitErr, nil
 	case <-ctx.Done():
-		_ = sess.Signal(ssh.SIGKILL)
-		if pid := stderr.remotePID(); pid > 0 {
-			c.killGroup(ctx, pid)
-		}
-		_ = sess.Close()
-		grace := time.NewTimer(killGrace)
-		select {
-		case <-done:
-		case <-grace.C:
-		}
-		grace.Stop()
-		stdout.flush()
-		stderr.flush()
-		var timeout *TimeoutError
-		cause := context.Cause(ctx)
-		if errors.As(cause, &timeout) {
-			cause = errors.New(timeout.reason())
-		}
-		c.log.line(c.host, fmt.Sprintf("[%s] killed: %v (%s)", label, cause, time.Since(start).Round(time.Millisecond)))
-		if lost := c.lost(); lost != nil && timeout != nil {
-			// The connection died while the command ran (keepalive, or the
-			// kill found nobody): the host is unreachable, not slow.
-			c.log.line(c.host, fmt.Sprintf("[%s] %v", label, lost))
-			return nil, lost
-		}
-		return nil, c.contextError(ctx, label)
+		return nil, c.kill(ctx, r)
 	case <-c.gone:
-		stdout.flush()
-		stderr.flush()
+		r.stdout.flush()
+		r.stderr.flush()
 		lost := c.lost()
-		c.log.line(c.host, fmt.Sprintf("[%s] %v", label, lost))
+		c.log.line(c.host, fmt.Sprintf("[%s] %v", r.label, lost))
 		return nil, lost
 	}
-	stdout.flush()
-	stderr.flush()
-	res := &Result{Stdout: stdout.bytes(), Stderr: stderr.bytes()}
-	took := time.Since(start).Round(time.Millisecond)
+}
+
+// kill ends r, whose context ended: SIGKILL to the session and to the
+// remote process group, then a short grace for the session to end.
+func (c *sshConn) kill(ctx context.Context, r *running) error {
+	_ = r.sess.Signal(ssh.SIGKILL)
+	if pid := r.stderr.remotePID(); pid > 0 {
+		c.killGroup(ctx, pid)
+	}
+	_ = r.sess.Close()
+	grace := time.NewTimer(killGrace)
+	select {
+	case <-r.done:
+	case <-grace.C:
+	}
+	grace.Stop()
+	r.stdout.flush()
+	r.stderr.flush()
+	var timeout *TimeoutError
+	cause := context.Cause(ctx)
+	if errors.As(cause, &timeout) {
+		cause = errors.New(timeout.reason())
+	}
+	c.log.line(c.host, fmt.Sprintf("[%s] killed: %v (%s)", r.label, cause, time.Since(r.start).Round(time.Millisecond)))
+	if lost := c.lost(); lost != nil && timeout != nil {
+		// The connection died while the command ran (keepalive, or the
+		// kill found nobody): the host is unreachable, not slow.
+		c.log.line(c.host, fmt.Sprintf("[%s] %v", r.label, lost))
+		return lost
+	}
+	return c.contextError(ctx, r.label)
+}
+
+// outcome turns how r ended into its result: exit 0, a *CommandError for
+// another exit status or a signal, ErrConnectionLost when the session ended
+// with no status because the connection died.
+func (c *sshConn) outcome(r *running, cmd string, waitErr error) (*Result, error) {
+	res := &Result{Stdout: r.stdout.bytes(), Stderr: r.stderr.bytes()}
+	took := time.Since(r.start).Round(time.Millisecond)
 
 	var exitErr *ssh.ExitError
 	var missing *ssh.ExitMissingError
@@ -256,18 +298,18 @@ func (c *sshConn) Run(ctx context.Context, cmd string, opts RunOptions) (*Result
 		case <-time.After(missingExitGrace):
 		}
 		if lost := c.lost(); lost != nil {
-			c.log.line(c.host, fmt.Sprintf("[%s] %v", label, lost))
+			c.log.line(c.host, fmt.Sprintf("[%s] %v", r.label, lost))
 			return nil, lost
 		}
 		res.ExitCode = -1
 	default:
-		c.log.line(c.host, fmt.Sprintf("[%s] error: %v (%s)", label, waitErr, took))
-		return nil, fmt.Errorf("%s: [%s]: %w", c.host, label, waitErr)
+		c.log.line(c.host, fmt.Sprintf("[%s] error: %v (%s)", r.label, waitErr, took))
+		return nil, fmt.Errorf("%s: [%s]: %w", c.host, r.label, waitErr)
 	}
 	if signal != "" {
-		c.log.line(c.host, fmt.Sprintf("[%s] killed by signal %s (%s)", label, signal, took))
+		c.log.line(c.host, fmt.Sprintf("[%s] killed by signal %s (%s)", r.label, signal, took))
 	} else {
-		c.log.line(c.host, fmt.Sprintf("[%s] exit %d (%s)", label, res.ExitCode, took))
+		c.log.line(c.host, fmt.Sprintf("[%s] exit %d (%s)", r.label, res.ExitCode, took))
 	}
 	if res.ExitCode == 0 {
 		return res, nil
