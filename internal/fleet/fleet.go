@@ -1,10 +1,11 @@
 // Package fleet owns reading the fleet: which hosts a playbook targets in an
-// environment, how each becomes a transport target (Target) and where its
-// releases and state live (Layout); working on many hosts at once, at most
-// N at a time and cancellable, with their failures collected one host per
-// line (Each, Connect); and reading and writing one file of a host, telling
-// a file that is absent from one that is unreadable and from an answer that
-// is not the read script's (ReadFile, WriteFile).
+// environment (Hosts), how each becomes a transport target (Target) and
+// where its releases and state live (Layout); working on many hosts at once,
+// at most N at a time and cancellable, each host's outcome kept apart (Map,
+// Read, Connect) or the failures collected one host per line (Each); and
+// reading and writing one file of a host, telling a file that is absent
+// from one that is unreadable and from an answer that is not the read
+// script's (ReadFile, WriteFile).
 //
 // It sits above internal/state and internal/transport and below deploy and
 // rollback; the goroutines themselves are internal/fanout's.
@@ -36,10 +37,12 @@ func Target(cfg *playbooks.Config, h *playbooks.Host) transport.Target {
 }
 
 // placeholderVersion stands in for the release when only the host's layout
-// is wanted: the layout is base_dir, and base_dir is a var, which is never
-// rendered as a template (playbooks.Project.HostData merges vars as plain
-// strings), so no release can change it. "0" is a valid version, so Data
-// accepts it.
+// is wanted. The layout is base_dir alone, and base_dir cannot depend on the
+// version: it is a var, and vars are never rendered as templates
+// (playbooks.Project.HostData merges them as plain strings), so .Version
+// cannot reach it; validation checks that it is set and absolute for every
+// targeted host. Only ReleaseDir and the artifact's path use the version.
+// "0" is a valid version, so Data accepts it.
 const placeholderVersion = "0"
 
 // Layout is where pb keeps releases and relctl's state on host h of env
