@@ -169,7 +169,9 @@ func run(ctx context.Context, e *deploy.Engine, p *deploy.Plan, o runOptions) (*
 // commands it ran.
 func (f *fleet) seed(version string) {
 	f.t.Helper()
-	rep, err := run(f.t.Context(), newTestEngine(f), f.plan(version, "seed-"+version), runOptions{})
+	p := f.plan(version, "seed-"+version)
+	p.Pause = 0 // a seed does not wait between batches
+	rep, err := run(f.t.Context(), newTestEngine(f), p, runOptions{})
 	if err != nil {
 		f.t.Fatalf("seeding release %s: %v", version, err)
 	}
