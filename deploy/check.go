@@ -82,7 +82,11 @@ func (e *Engine) Check(ctx context.Context, proj *playbooks.Project, opts CheckO
 		r.mu.Lock()
 		h := r.runs[hp.Name] // other hosts are connecting at the same time
 		r.mu.Unlock()
-		for _, s := range checkSteps(p, hp, opts.Release != "") {
+		steps, err := hostCheckSteps(p, hp, opts.Release != "")
+		if err != nil {
+			return err
+		}
+		for _, s := range steps {
 			if _, err := h.runStepOnly(ctx, s); err != nil && ctx.Err() != nil {
 				return err
 			}
@@ -104,25 +108,21 @@ func (h *hostRun) runStepOnly(ctx context.Context, s *Step) (*StepResult, error)
 	return res, err
 }
 
-// checkSteps are the read-only checks of one host.
-func checkSteps(p *Plan, hp *HostPlan, candidate bool) []*Step {
-	steps := []*Step{readinessStep(p.pb, "")}
-	steps[0].Name = "rollback-ready"
-	steps[0].Phase = "check"
+// hostChecksSteps are the read-only checks of one host: the features'
+// (rollback readiness, watchdog) around free disk space for a candidate,
+// then one probe of every health check.
+func hostCheckSteps(p *Plan, hp *HostPlan, candidate bool) ([]*Step, error) {
+	slots, err := collect(func(f feature, add *stepSlots) error { return f.checkSteps(p, hp, candidate, add) })
+	if err != nil {
+		return nil, err
+	}
+	var core []*Step
 	if candidate {
-		steps = append(steps, &Step{Phase: "check", Name: "disk-space", Kind: "disk-space",
+		core = append(core, &Step{Phase: phaseCheck, Name: "disk-space", Kind: "disk-space",
 			Action: &diskSpaceAction{need: 2*p.Artifact.Size + 1<<20}})
 	}
-	if p.pb.Watchdog != nil {
-		steps = append(steps, &Step{Phase: "check", Name: "watchdog-current", Kind: kindWatchdogCheck,
-			Action: &currentWatchdogCheck{plan: p}})
-		if candidate {
-			steps = append(steps, &Step{Phase: "check", Name: "watchdog-" + p.Version, Kind: kindWatchdogCheck,
-				Action: &candidateWatchdogCheck{plan: p}})
-		}
-	}
-	steps = append(steps, &Step{Phase: "check", Name: "health", Kind: playbooks.StepCheck, Action: &currentHealthProbe{plan: p}})
-	return steps
+	health := &Step{Phase: phaseCheck, Name: "health", Kind: playbooks.StepCheck, Action: &currentHealthProbe{plan: p}}
+	return append(slots.around(phaseCheck, core), health), nil
 }
 
 // diskSpaceAction requires room for the artifact and its unpacked copy.

@@ -29,17 +29,8 @@ type hostRun struct {
 
 	// completed lists the steps that ran on the host, in order, including
 	// the one that failed: the automatic rollback undoes them in reverse.
+	// What each changed (its undo state) is kept on its action.
 	completed []*Step
-	// activating: an activate step started here, so current may have moved.
-	activating bool
-	// restored: the rollback switched current back to the release before the run.
-	restored bool
-	// watchdogSnippet is the release's snippet as validated for this host;
-	// watchdogOld what was installed before this run put it in place.
-	watchdogSnippet []byte
-	watchdogOld     *savedFile
-	// traffic: what [traffic] changed here (nil: nothing yet).
-	traffic *trafficState
 }
 
 func (h *hostRun) now() time.Time { return h.engine.now() }

@@ -22,7 +22,7 @@ func TestParseRemoteFile(t *testing.T) {
 		{name: "mode unknown is 0600", out: "--relctl-file-- present 0 -\n\n--relctl-end--\n", want: &savedFile{present: true, body: []byte{}, mode: 0o600}},
 		{name: "setuid bits are dropped", out: "--relctl-file-- present 0 4755\n\n--relctl-end--\n", want: &savedFile{present: true, body: []byte{}, mode: 0o755}},
 		{name: "absent", out: "--relctl-file-- absent\n--relctl-end--\n", want: &savedFile{mode: 0o600}},
-		{name: "a directory", out: "--relctl-file-- unreadable directory\n--relctl-end--\n", wantErr: p + " is a directory; move it aside (mv " + p + " " + p + ".broken)", wantKind: state.ErrHostState},
+		{name: "a directory", out: "--relctl-file-- unreadable directory\n--relctl-end--\n", wantErr: p + " is a directory; move it aside (mv '" + p + "' '" + p + ".broken')", wantKind: state.ErrHostState},
 		{name: "parent not searchable", out: "--relctl-file-- unreadable cannot-search 1\n--relctl-end--\n", wantErr: "/etc/monit cannot be searched by the SSH user, so " + p + " cannot be read", wantKind: state.ErrHostState},
 		{name: "the old format: a malformed header is not a file", out: "present 644\ncheck process x\n", wantErr: "expected the --relctl-file-- line", wantKind: state.ErrHostOutput},
 		{name: "empty output", out: "", wantErr: "ends early", wantKind: state.ErrHostOutput},

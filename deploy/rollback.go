@@ -137,16 +137,13 @@ func inPlanOrder(p *Plan, hosts []*HostPlan) []*HostPlan {
 // changedTraffic says whether the run changed the host's server in the load
 // balancer (took it out, or was taking it out): its rollback takes it out,
 // or puts it back.
-func (r *run) changedTraffic(hp *HostPlan) bool {
-	h := r.runs[hp.Name]
-	return h != nil && h.traffic != nil
-}
+func (r *run) changedTraffic(hp *HostPlan) bool { return trafficOf(hp) != nil }
 
 // inLB says whether the host is in the load balancer as far as this run
 // knows: it did not take it out, or it put it back.
 func (r *run) inLB(hp *HostPlan) bool {
-	h := r.runs[hp.Name]
-	return h == nil || h.traffic == nil || !h.traffic.off
+	t := trafficOf(hp)
+	return t == nil || !t.off
 }
 
 // lastInLB returns the hosts this run took out of the load balancer and
@@ -219,55 +216,76 @@ func (r *run) holdBack(wave []*HostPlan, out []string) {
 func (h *hostRun) rollBack(ctx context.Context) error {
 	rb := &HostRollback{}
 	h.report.Rollback = rb
-	// Every undo runs even when one before it failed: a failed undo of a run
-	// step must not keep current from being switched back.
-	var undoErrs *multierror.Error
+	undoErrs, halted := h.undoCompleted(ctx)
+	if halted {
+		return undoErrs.ErrorOrNil()
+	}
+	started, switchedBack := h.switchState()
+	switch {
+	case h.report.Before == "" && !started:
+		// A first deploy that stopped before switching: nothing to restore
+		// but what waits for health (the load balancer's state).
+		if err := h.lateUndos(ctx); err != nil {
+			undoErrs = multierror.Append(undoErrs, err)
+		}
+		rb.Healthy = undoErrs.ErrorOrNil() == nil
+		return undoErrs.ErrorOrNil()
+	case h.report.Before == "" && h.plan.Move != nil:
+		// A move's new host: it never served (traffic went back to the old
+		// hosts first); with current removed it is as before the run.
+		h.recordRemoval(ctx)
+		rb.Healthy = undoErrs.ErrorOrNil() == nil
+		return undoErrs.ErrorOrNil()
+	case h.report.Before == "":
+		// Nothing ran here before this run: there is no release to return
+		// to, and what this run started may still be running.
+		err := fmt.Errorf("%s: no release before this run to return to: current was removed, but what the run started may still be running", h.host.Name)
+		h.recordRemoval(ctx)
+		return multierror.Append(undoErrs, err).ErrorOrNil()
+	case h.report.After != h.report.Before:
+		// current could not be switched back: nothing else can help here.
+		return undoErrs.ErrorOrNil()
+	}
+	if err := h.restore(ctx, switchedBack); err != nil {
+		return multierror.Append(undoErrs, err).ErrorOrNil()
+	}
+	if undoErrs.ErrorOrNil() != nil {
+		return undoErrs.ErrorOrNil()
+	}
+	rb.Healthy = true
+	return nil
+}
+
+// undoCompleted undoes the host's completed steps in reverse. Every undo
+// runs even when one before it failed (a failed undo of a run step must not
+// keep current from being switched back), unless the host is still serving
+// (halted): switching it back then would serve a half-switched host.
+func (h *hostRun) undoCompleted(ctx context.Context) (errs *multierror.Error, halted bool) {
 	for i := len(h.completed) - 1; i >= 0; i-- {
 		s := h.completed[i]
 		u, ok := s.Action.(Undoer)
 		if !ok || s.Phase == "preflight" {
 			continue
 		}
-		undo := &Step{Phase: "rollback", Name: "undo-" + s.Name, Kind: s.Kind}
+		undo := &Step{Phase: "rollback", Name: undoName(s), Kind: s.Kind}
 		if err := h.rollbackStep(ctx, undo, u.Undo); err != nil {
-			if s.Kind == kindTrafficOn {
-				// Still in the load balancer: switching it back now would
-				// serve a half-switched host. Left as it is, and reported.
-				return multierror.Append(undoErrs, fmt.Errorf("%w (the host is still in the load balancer, so it was not switched back)", err)).ErrorOrNil()
+			errs = multierror.Append(errs, err)
+			var serving *stillServingError
+			if errors.As(err, &serving) {
+				return errs, true
 			}
-			undoErrs = multierror.Append(undoErrs, err)
 		}
 	}
-	if h.report.Before == "" && !h.activating {
-		// A first deploy that stopped before switching: nothing to restore
-		// but the load balancer's state.
-		if err := h.restoreTraffic(ctx); err != nil {
-			undoErrs = multierror.Append(undoErrs, err)
-		}
-		rb.Healthy = undoErrs.ErrorOrNil() == nil
-		return undoErrs.ErrorOrNil()
-	}
-	if h.report.Before == "" && h.plan.Move != nil {
-		// A move's new host: it never served (traffic went back to the old
-		// hosts first); with current removed it is as before the run.
-		h.recordRemoval(ctx)
-		rb.Healthy = undoErrs.ErrorOrNil() == nil
-		return undoErrs.ErrorOrNil()
-	}
-	if h.report.Before == "" {
-		// Nothing ran here before this run: there is no release to return
-		// to, and what this run started may still be running.
-		err := fmt.Errorf("%s: no release before this run to return to: current was removed, but what the run started may still be running", h.host.Name)
-		h.recordRemoval(ctx)
-		return multierror.Append(undoErrs, err).ErrorOrNil()
-	}
-	if h.report.After != h.report.Before {
-		// current could not be switched back: nothing else can help here.
-		return undoErrs.ErrorOrNil()
-	}
+	return errs, false
+}
+
+// restore brings a host whose current is back on its release before the
+// run into service: the playbook's [rollback] steps and every health check
+// (only the checks when current never moved), then what waits for health.
+func (h *hostRun) restore(ctx context.Context, switchedBack bool) error {
 	var steps []*Step
 	var err error
-	if h.restored {
+	if switchedBack {
 		steps, err = h.plan.restoreSteps(h.host, h.report.Before)
 	} else {
 		// current never moved: prove the release still serving is healthy.
@@ -277,25 +295,73 @@ func (h *hostRun) rollBack(ctx context.Context) error {
 		}
 	}
 	if err != nil {
-		return multierror.Append(undoErrs, err).ErrorOrNil()
+		return err
 	}
 	for _, s := range steps {
 		if err := h.rollbackStep(ctx, s, s.Action.Do); err != nil {
-			if h.traffic != nil && h.traffic.off {
-				err = fmt.Errorf("%w (left out of the load balancer: its release is not healthy)", err)
+			if note := h.pendingLateUndo(); note != "" {
+				err = fmt.Errorf("%w (%s: its release is not healthy)", err, note)
 			}
-			return multierror.Append(undoErrs, err).ErrorOrNil()
+			return err
 		}
 	}
 	// Healthy again: only now does traffic come back, exactly as it was.
-	if err := h.restoreTraffic(ctx); err != nil {
-		return multierror.Append(undoErrs, err).ErrorOrNil()
+	return h.lateUndos(ctx)
+}
+
+// lateUndoer is an undo that waits until the host is healthy again on its
+// restored release (traffic back in): the reverse walk reports it skipped
+// (its Undo says errRestoredLater), and the rollback runs it last, named
+// name, while pending says what is left undone ("" when nothing is).
+type lateUndoer interface {
+	lateUndo() (name, pending string)
+	UndoWhenHealthy(ctx context.Context, h *hostRun) (string, error)
+}
+
+// lateUndos runs the pending late undos of the host's completed steps.
+func (h *hostRun) lateUndos(ctx context.Context) error {
+	var errs *multierror.Error
+	for i := len(h.completed) - 1; i >= 0; i-- {
+		l, ok := h.completed[i].Action.(lateUndoer)
+		if !ok {
+			continue
+		}
+		if name, pending := l.lateUndo(); pending != "" {
+			step := &Step{Phase: "rollback", Name: name, Kind: name}
+			if err := h.rollbackStep(ctx, step, l.UndoWhenHealthy); err != nil {
+				errs = multierror.Append(errs, err)
+			}
+		}
 	}
-	if undoErrs.ErrorOrNil() != nil {
-		return undoErrs.ErrorOrNil()
+	return errs.ErrorOrNil()
+}
+
+// pendingLateUndo says what a late undo still has to do on the host ("").
+func (h *hostRun) pendingLateUndo() string {
+	for _, s := range h.completed {
+		if l, ok := s.Action.(lateUndoer); ok {
+			if _, pending := l.lateUndo(); pending != "" {
+				return pending
+			}
+		}
 	}
-	rb.Healthy = true
-	return nil
+	return ""
+}
+
+// switcher is the step that moves current: whether it started (current may
+// have moved), and whether its undo switched current back.
+type switcher interface {
+	switchState() (started, switchedBack bool)
+}
+
+func (h *hostRun) switchState() (started, switchedBack bool) {
+	for _, s := range h.completed {
+		if sw, ok := s.Action.(switcher); ok {
+			a, b := sw.switchState()
+			started, switchedBack = started || a, switchedBack || b
+		}
+	}
+	return started, switchedBack
 }
 
 // recordRemoval notes in the host's history that a rollback removed current

@@ -37,7 +37,8 @@ func touch(r *run, names string, traffic *bool) {
 		h := r.runs[name]
 		h.report.Touched = true
 		if traffic != nil {
-			h.traffic = &trafficState{off: *traffic}
+			ts := &trafficState{started: true, off: *traffic}
+			h.host.Steps = append(h.host.Steps, &Step{Name: kindTrafficOff, Action: &trafficOffAction{ts: ts}})
 		}
 	}
 }

@@ -49,98 +49,8 @@ func BuildRollbackPlan(proj *playbooks.Project, opts RollbackPlanOptions) (*Plan
 		if err != nil {
 			return nil, err
 		}
-		hp.Steps = append(hp.Steps, readinessStep(pb, opts.Target))
-		var restore []*Step
-		for _, s := range pb.Rollback.Steps {
-			rs := *s
-			rs.Phase = playbooks.PhaseActivate
-			step, err := buildStep(&rs, p, hp)
-			if err != nil {
-				return nil, err
-			}
-			restore = append(restore, step)
-		}
-		checks, err := p.checkSteps(hp, playbooks.PhaseVerify)
-		if err != nil {
+		if hp.Steps, err = p.rollbackHostSteps(hp, opts.Current[h.Name]); err != nil {
 			return nil, err
-		}
-		if opts.Current[h.Name] != opts.Target && pb.Watchdog != nil {
-			// The target's watchdog config is checked before any host switches.
-			check, _, err := watchdogSteps(p, hp)
-			if err != nil {
-				return nil, badInput("host %s: watchdog: %v", hp.Name, err)
-			}
-			check.Phase = playbooks.PhasePreflight
-			hp.Steps = append(hp.Steps, check)
-		}
-		// The [rollback] steps restart the service: out of monit's hands
-		// first, back in them once they are done (nil without monit).
-		unmonitor, err := watchdogUnmonitorStep(p, hp, playbooks.PhaseActivate)
-		if err != nil {
-			return nil, badInput("host %s: watchdog: %v", hp.Name, err)
-		}
-		var trafficOn *Step
-		if opts.Current[h.Name] != opts.Target && pb.Traffic != nil {
-			var off *Step
-			if off, trafficOn, err = trafficSteps(p, hp); err != nil {
-				return nil, err
-			}
-			hp.Steps = append(hp.Steps, off)
-		}
-		if opts.Current[h.Name] != opts.Target {
-			if unmonitor != nil {
-				hp.Steps = append(hp.Steps, unmonitor) // watchdog-install hands it back
-			}
-			hp.Steps = append(hp.Steps, &Step{
-				Phase: playbooks.PhaseActivate, Name: "activate", Kind: playbooks.StepActivate,
-				Action:   &activateAction{Version: opts.Target, Kind: KindRollback},
-				Describe: fmt.Sprintf("switch %s -> releases/%s (from %s) atomically; append to .relctl/history.json", hp.Layout.Current(), opts.Target, orNone(opts.Current[h.Name])),
-			})
-			hp.Steps = append(hp.Steps, restore...)
-			if pb.Watchdog != nil {
-				// Going back to a release means going back to its watchdog config.
-				_, install, err := watchdogSteps(p, hp)
-				if err != nil {
-					return nil, badInput("host %s: watchdog: %v", hp.Name, err)
-				}
-				hp.Steps = append(hp.Steps, install)
-			}
-		} else {
-			if len(restore) > 0 {
-				// Already on the target, but maybe not serving it (a rollback that
-				// switched current and then failed): restore only if unhealthy.
-				if unmonitor != nil {
-					restore = append([]*Step{unmonitor}, restore...)
-				}
-				hp.Steps = append(hp.Steps, &Step{
-					Phase: playbooks.PhaseActivate, Name: "restore-if-unhealthy", Kind: kindRestoreIfUnhealthy,
-					Action:   &restoreIfUnhealthyAction{checks: checks, restore: restore},
-					Describe: fmt.Sprintf("already on %s: probe its health once; if unhealthy, run the [rollback] steps", opts.Target),
-				})
-			}
-			if unmonitor != nil {
-				// monit gets the service back: after the restore above, or
-				// after a rollback that stopped between its unmonitor and
-				// its watchdog-install.
-				supervised, err := watchdogSupervisedStep(p, hp, playbooks.PhaseActivate)
-				if err != nil {
-					return nil, badInput("host %s: watchdog: %v", hp.Name, err)
-				}
-				hp.Steps = append(hp.Steps, supervised)
-			}
-		}
-		hp.Steps = append(hp.Steps, checks...)
-		if trafficOn != nil {
-			hp.Steps = append(hp.Steps, trafficOn)
-		} else if t := pb.Traffic; t != nil && t.Provider == playbooks.TrafficHAProxy {
-			// Already on the target: an earlier run may have left it out of
-			// the load balancers; once healthy it goes back as it was.
-			spec, err := trafficSpecFor(p, hp)
-			if err != nil {
-				return nil, err
-			}
-			hp.Steps = append(hp.Steps, &Step{Phase: playbooks.PhaseCutover, Name: "traffic-pending", Kind: kindTrafficOn,
-				Action: &pendingTrafficAction{spec: spec}, Describe: "put the host back in the load balancers if an earlier run left it out (.relctl/traffic.json)"})
 		}
 		hostPlans = append(hostPlans, hp)
 	}
@@ -178,4 +88,48 @@ func orNone(v string) string {
 		return "none"
 	}
 	return v
+}
+
+// rollbackHostSteps are one host's steps in a rollback plan: a host not on
+// the target switches to it (activate, then the [rollback] steps); a host
+// already on it only has its [rollback] steps run if it is unhealthy; then
+// every health check. The features add theirs around these (readiness of
+// the target, traffic, watchdog).
+func (p *Plan) rollbackHostSteps(hp *HostPlan, current string) ([]*Step, error) {
+	switching := current != p.Version
+	slots, err := collect(func(f feature, add *stepSlots) error { return f.rollbackSteps(p, hp, switching, add) })
+	if err != nil {
+		return nil, err
+	}
+	restore, err := p.rollbackSteps(hp, playbooks.PhaseActivate)
+	if err != nil {
+		return nil, err
+	}
+	checks, err := p.checkSteps(hp, playbooks.PhaseVerify)
+	if err != nil {
+		return nil, err
+	}
+	var activate []*Step
+	switch {
+	case switching:
+		activate = append([]*Step{{
+			Phase: playbooks.PhaseActivate, Name: "activate", Kind: playbooks.StepActivate,
+			Action:   &activateAction{Version: p.Version, Kind: KindRollback},
+			Describe: fmt.Sprintf("switch %s -> releases/%s (from %s) atomically; append to .relctl/history.json", hp.Layout.Current(), p.Version, orNone(current)),
+		}}, restore...)
+	case len(restore) > 0:
+		// Already on the target, but maybe not serving it (a rollback that
+		// switched current and then failed): restore only if unhealthy.
+		activate = []*Step{{
+			Phase: playbooks.PhaseActivate, Name: "restore-if-unhealthy", Kind: kindRestoreIfUnhealthy,
+			Action:   &restoreIfUnhealthyAction{checks: checks, restore: slots.around(phaseRestore, restore)},
+			Describe: fmt.Sprintf("already on %s: probe its health once; if unhealthy, run the [rollback] steps", p.Version),
+		}}
+	}
+	core := map[string][]*Step{playbooks.PhaseActivate: activate, playbooks.PhaseVerify: checks}
+	var steps []*Step
+	for _, phase := range playbooks.Phases {
+		steps = append(steps, slots.around(phase, core[phase])...)
+	}
+	return steps, nil
 }

@@ -19,7 +19,12 @@ import (
 type activateAction struct {
 	Version string
 	Kind    string // state.Activation kind: deploy or rollback
+	// started: Do ran, so current may have moved; switchedBack: Undo
+	// switched current back to the release before the run.
+	started, switchedBack bool
 }
+
+func (a *activateAction) switchState() (started, switchedBack bool) { return a.started, a.switchedBack }
 
 func buildActivateStep(_ *playbooks.Step, p *Plan, hp *HostPlan) (Action, string, error) {
 	return &activateAction{Version: p.Version, Kind: p.Kind},
@@ -27,7 +32,7 @@ func buildActivateStep(_ *playbooks.Step, p *Plan, hp *HostPlan) (Action, string
 }
 
 func (a *activateAction) Do(ctx context.Context, h *hostRun) (string, error) {
-	h.activating = true
+	a.started = true
 	from, err := h.switchTo(ctx, a.Version, a.Kind)
 	if err != nil {
 		return "", err
@@ -63,7 +68,7 @@ func (a *activateAction) Undo(ctx context.Context, h *hostRun) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	h.restored = true
+	a.switchedBack = true
 	return from + " -> " + prev, nil
 }
 

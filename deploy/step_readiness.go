@@ -7,7 +7,24 @@ import (
 
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
+	"github.com/relctl/relctl/playbooks"
 )
+
+func readinessStep(pb *playbooks.Playbook, target string) *Step {
+	what := "the current release"
+	if target != "" {
+		what = "release " + target
+	}
+	checks := "its directory and artifact sha256 match history"
+	if len(pb.Rollback.Requires) > 0 {
+		checks += "; " + strings.Join(pb.Rollback.Requires, ", ") + " present"
+	}
+	return &Step{
+		Phase: playbooks.PhasePreflight, Name: kindReadiness, Kind: kindReadiness,
+		Action:   &readinessAction{Target: target, Requires: pb.Rollback.Requires},
+		Describe: fmt.Sprintf("check %s can be rolled back to: %s", what, checks),
+	}
+}
 
 // readinessAction proves, before any host is switched, that the release a
 // rollback would return to is intact on the host: its directory exists, its
@@ -78,5 +95,28 @@ func latestActivation(h *state.History, version string) *state.Activation {
 			return &h.Activations[i]
 		}
 	}
+	return nil
+}
+
+// readinessFeature proves, in preflight, that what a rollback would return
+// to is intact: the current release for a deploy, the target for a rollback.
+type readinessFeature struct{}
+
+func (readinessFeature) deploySteps(p *Plan, _ *HostPlan, add *stepSlots) error {
+	add.after(playbooks.PhasePreflight, readinessStep(p.pb, ""))
+	return nil
+}
+
+func (readinessFeature) rollbackSteps(p *Plan, _ *HostPlan, _ bool, add *stepSlots) error {
+	add.after(playbooks.PhasePreflight, readinessStep(p.pb, p.Version))
+	return nil
+}
+
+func (readinessFeature) restoreSteps(*Plan, *HostPlan, *stepSlots) error { return nil }
+
+func (readinessFeature) checkSteps(p *Plan, _ *HostPlan, _ bool, add *stepSlots) error {
+	s := readinessStep(p.pb, "")
+	s.Phase = phaseCheck
+	add.before(phaseCheck, s)
 	return nil
 }

@@ -15,9 +15,9 @@ func TestSystemdCommands(t *testing.T) {
 			guard + " && systemd-analyze verify -- '/srv/a b/.relctl/x/search.service'"},
 		{"reload", d.reloadCmd(false), guard + " && systemctl daemon-reload"},
 		{"reload and restart", d.reloadCmd(true),
-			guard + ` && systemctl daemon-reload && systemctl restart -- 'search'"'"'s api.service'`},
+			guard + ` && systemctl daemon-reload && systemctl restart -- 'search'\''s api.service'`},
 		{"status", d.statusCmd(),
-			`systemctl is-active -- 'search'\''s api.service'; systemctl show -p MainPID --value -- 'search'"'"'s api.service'`},
+			`systemctl is-active -- 'search'\''s api.service'; systemctl show -p MainPID --value -- 'search'\''s api.service'`},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {

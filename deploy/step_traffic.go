@@ -112,12 +112,13 @@ func trafficSteps(p *Plan, hp *HostPlan) (off, on *Step, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	off = &Step{Phase: playbooks.PhaseActivate, Name: kindTrafficOff, Kind: kindTrafficOff, Action: &trafficOffAction{spec: spec},
+	ts := &trafficState{spec: spec, saved: map[string]traffic.Server{}}
+	off = &Step{Phase: playbooks.PhaseActivate, Name: kindTrafficOff, Kind: kindTrafficOff, Action: &trafficOffAction{ts: ts},
 		Describe: fmt.Sprintf("take the host out of the load balancer before switching: %s; record its state and weight, drain (up to %s), maint", spec.describe(), spec.drainTimeout)}
 	if spec.provider == playbooks.TrafficCommand {
 		off.Describe = "take the host out of the load balancer before switching: " + spec.disable
 	}
-	on = &Step{Phase: playbooks.PhaseCutover, Name: kindTrafficOn, Kind: kindTrafficOn, Action: &trafficOnAction{spec: spec},
+	on = &Step{Phase: playbooks.PhaseCutover, Name: kindTrafficOn, Kind: kindTrafficOn, Action: &trafficOnAction{ts: ts},
 		Describe: "after the checks passed: put the host back as it was (" + spec.describe() + ": recorded state and weight)"}
 	if spec.provider == playbooks.TrafficCommand {
 		on.Describe = "after the checks passed: " + spec.enable
@@ -153,13 +154,32 @@ func (a *trafficPrecheckAction) Do(ctx context.Context, h *hostRun) (string, err
 	return strings.Join(parts, "; "), nil
 }
 
-// trafficState is what the run changed about a host's traffic.
+// trafficState is what the run changed about a host's traffic: the undo
+// state its traffic steps share.
 type trafficState struct {
 	spec *trafficSpec
+	// started: a traffic step of this run worked on the host (it may have
+	// changed its server).
+	started bool
 	// saved is each load balancer's server as it was before the run.
 	saved map[string]traffic.Server
 	// off: the host was taken out by this run and is not back in yet.
 	off bool
+}
+
+// trafficHolder is a step that knows the host's trafficState: the rollback
+// orders its waves by it.
+type trafficHolder interface{ traffic() *trafficState }
+
+// trafficOf is what the run changed about the host's traffic (nil when its
+// plan has no traffic step or none started).
+func trafficOf(hp *HostPlan) *trafficState {
+	for _, s := range hp.Steps {
+		if t, ok := s.Action.(trafficHolder); ok && t.traffic() != nil && t.traffic().started {
+			return t.traffic()
+		}
+	}
+	return nil
 }
 
 func (h *hostRun) runtime(ctx context.Context, lb trafficLB) (*traffic.Runtime, error) {
@@ -172,23 +192,23 @@ func (h *hostRun) runtime(ctx context.Context, lb trafficLB) (*traffic.Runtime, 
 
 // trafficOffAction records the host's server on every load balancer, then
 // drains it and sets maint; or runs the disable command.
-type trafficOffAction struct{ spec *trafficSpec }
+type trafficOffAction struct{ ts *trafficState }
+
+func (a *trafficOffAction) traffic() *trafficState { return a.ts }
 
 func (a *trafficOffAction) Do(ctx context.Context, h *hostRun) (string, error) {
-	s := a.spec
-	if h.traffic == nil {
-		h.traffic = &trafficState{spec: s, saved: map[string]traffic.Server{}}
-	}
+	t := a.ts
+	s := t.spec
+	t.started = true
 	if s.provider == playbooks.TrafficCommand {
-		h.traffic.off = true // even a failed disable may have taken it out halfway
+		t.off = true // even a failed disable may have taken it out halfway
 		if _, err := h.conn.Run(ctx, s.disable, transport.RunOptions{Label: "traffic/disable", Limit: transport.CommandLimit}); err != nil {
 			return "", err
 		}
 		return "disabled", nil
 	}
-	var parts []string
 	var pending *trafficRecord
-	if len(h.traffic.saved) == 0 {
+	if len(t.saved) == 0 {
 		// A run that died (or failed to restore) after taking the host out
 		// left what it saved on the host: that is still the state to go
 		// back to, not the maint it left behind - unless someone has
@@ -198,80 +218,114 @@ func (a *trafficOffAction) Do(ctx context.Context, h *hostRun) (string, error) {
 			return "", err
 		}
 	}
+	var parts []string
 	for _, lb := range s.lbs {
-		rt, err := h.runtime(ctx, lb)
+		part, err := a.takeOut(ctx, h, lb, pending)
 		if err != nil {
 			return "", err
 		}
-		if _, done := h.traffic.saved[lb.name]; !done {
-			srv, err := rt.Server(ctx, s.backend, s.server)
-			if err != nil {
-				return "", err
-			}
-			if old, ok := pending.server(lb.name); ok && srv.Admin == traffic.AdminMaint {
-				parts = append(parts, fmt.Sprintf("%s: kept the state saved by run %s, which did not put the host back", lb.name, pending.RunID))
-				srv = &old
-			}
-			h.traffic.saved[lb.name] = *srv
-		}
-		// Written whenever the host goes out, so a run that dies from here
-		// on leaves the state to go back to on the host.
-		if err := writeTrafficFile(ctx, h); err != nil {
-			return "", err
-		}
-		h.traffic.off = true
-		saved := h.traffic.saved[lb.name]
-		err = rt.Drain(ctx, s.backend, s.server, s.drainTimeout, drainPoll)
-		var timeout *traffic.DrainTimeoutError
-		switch {
-		case errors.As(err, &timeout):
-			// Sessions that outlive drain_timeout keep running (HAProxy does
-			// not cut them); no new one arrives. Proceed, and say so.
-			parts = append(parts, fmt.Sprintf("%s: was %s weight %d; drain timed out with %d sessions left, maint", lb.name, saved.Admin, saved.Weight, timeout.Sessions))
-			h.engine.logEvent(h.host.Name, "%v", err)
-		case err != nil:
-			return "", err
-		default:
-			parts = append(parts, fmt.Sprintf("%s: was %s weight %d; drained, maint", lb.name, saved.Admin, saved.Weight))
-		}
+		parts = append(parts, part...)
 	}
 	return strings.Join(parts, "; "), nil
 }
 
+// takeOut records the host's server on one load balancer (once), then
+// drains it and sets maint.
+func (a *trafficOffAction) takeOut(ctx context.Context, h *hostRun, lb trafficLB, pending *trafficRecord) ([]string, error) {
+	t, s := a.ts, a.ts.spec
+	rt, err := h.runtime(ctx, lb)
+	if err != nil {
+		return nil, err
+	}
+	var parts []string
+	if _, done := t.saved[lb.name]; !done {
+		srv, err := rt.Server(ctx, s.backend, s.server)
+		if err != nil {
+			return nil, err
+		}
+		if old, ok := pending.server(lb.name); ok && srv.Admin == traffic.AdminMaint {
+			parts = append(parts, fmt.Sprintf("%s: kept the state saved by run %s, which did not put the host back", lb.name, pending.RunID))
+			srv = &old
+		}
+		t.saved[lb.name] = *srv
+	}
+	// Written whenever the host goes out, so a run that dies from here on
+	// leaves the state to go back to on the host.
+	if err := writeTrafficFile(ctx, h, t); err != nil {
+		return nil, err
+	}
+	t.off = true
+	saved := t.saved[lb.name]
+	err = rt.Drain(ctx, s.backend, s.server, s.drainTimeout, drainPoll)
+	var timeout *traffic.DrainTimeoutError
+	switch {
+	case errors.As(err, &timeout):
+		// Sessions that outlive drain_timeout keep running (HAProxy does
+		// not cut them); no new one arrives. Proceed, and say so.
+		h.engine.logEvent(h.host.Name, "%v", err)
+		return append(parts, fmt.Sprintf("%s: was %s weight %d; drain timed out with %d sessions left, maint", lb.name, saved.Admin, saved.Weight, timeout.Sessions)), nil
+	case err != nil:
+		return nil, err
+	}
+	return append(parts, fmt.Sprintf("%s: was %s weight %d; drained, maint", lb.name, saved.Admin, saved.Weight)), nil
+}
+
 // Undo is deferred: traffic comes back once the restored release passed
-// its health checks (hostRun.restoreTraffic).
+// its health checks (UndoWhenHealthy).
 func (a *trafficOffAction) Undo(context.Context, *hostRun) (string, error) {
 	return "", errRestoredLater
 }
 
-// trafficOnAction puts the host back as recorded; its undo takes it out again.
-type trafficOnAction struct{ spec *trafficSpec }
+func (a *trafficOffAction) lateUndo() (string, string) {
+	if a.ts.started && a.ts.off {
+		return kindTrafficRestore, "left out of the load balancer"
+	}
+	return kindTrafficRestore, ""
+}
+
+// UndoWhenHealthy puts the host back in the load balancers as it was, once
+// its restored release is healthy.
+func (a *trafficOffAction) UndoWhenHealthy(ctx context.Context, h *hostRun) (string, error) {
+	return putTrafficBack(ctx, h, a.ts)
+}
+
+// trafficOnAction puts the host back as recorded; its undo takes it out
+// again - and if that fails, the host stays as it is (still serving), not
+// switched back under traffic.
+type trafficOnAction struct{ ts *trafficState }
+
+func (a *trafficOnAction) traffic() *trafficState { return a.ts }
 
 func (a *trafficOnAction) Do(ctx context.Context, h *hostRun) (string, error) {
-	detail, err := h.putTrafficBack(ctx)
-	if err == nil && h.traffic != nil {
-		h.traffic.off = false
-	}
-	return detail, err
+	return putTrafficBack(ctx, h, a.ts)
 }
 
 func (a *trafficOnAction) Undo(ctx context.Context, h *hostRun) (string, error) {
-	if h.traffic == nil {
+	if !a.ts.started {
 		return "", errNoUndo
 	}
-	off := &trafficOffAction{spec: a.spec}
-	detail, err := off.Do(ctx, h)
+	detail, err := (&trafficOffAction{ts: a.ts}).Do(ctx, h)
 	if err != nil {
-		return "", err
+		return "", &stillServingError{err}
 	}
 	return "out again before switching back: " + detail, nil
 }
 
+// stillServingError: an undo could not take the host out of the load
+// balancer, so switching it back now would serve a half-switched host. The
+// rollback leaves the host as it is, and reports it.
+type stillServingError struct{ err error }
+
+func (e *stillServingError) Error() string {
+	return e.err.Error() + " (the host is still in the load balancer, so it was not switched back)"
+}
+
+func (e *stillServingError) Unwrap() error { return e.err }
+
 // putTrafficBack restores every load balancer's server exactly as saved
 // (state and weight), or runs the enable command.
-func (h *hostRun) putTrafficBack(ctx context.Context) (string, error) {
-	t := h.traffic
-	if t == nil {
+func putTrafficBack(ctx context.Context, h *hostRun, t *trafficState) (string, error) {
+	if !t.started {
 		return "", errNoUndo
 	}
 	s := t.spec
@@ -279,6 +333,7 @@ func (h *hostRun) putTrafficBack(ctx context.Context) (string, error) {
 		if _, err := h.conn.Run(ctx, s.enable, transport.RunOptions{Label: "traffic/enable", Limit: transport.CommandLimit}); err != nil {
 			return "", err
 		}
+		t.off = false
 		return "enabled", nil
 	}
 	var parts []string
@@ -315,6 +370,7 @@ func (h *hostRun) putTrafficBack(ctx context.Context) (string, error) {
 	if _, err := h.conn.Run(ctx, "rm -f -- "+transport.ShellQuote(trafficFile(h)), transport.RunOptions{Label: "traffic/forget"}); err != nil {
 		return "", err
 	}
+	t.off = false
 	return "as before the run: " + strings.Join(parts, "; "), nil
 }
 
@@ -337,15 +393,18 @@ func (r *trafficRecord) server(lb string) (traffic.Server, bool) {
 // pendingTrafficAction puts back a host that an earlier run took out of the
 // load balancers and never put back (its .relctl/traffic.json), for hosts a
 // rollback run does not switch; nothing when there is none.
-type pendingTrafficAction struct{ spec *trafficSpec }
+type pendingTrafficAction struct{ ts *trafficState }
+
+func (a *pendingTrafficAction) traffic() *trafficState { return a.ts }
 
 func (a *pendingTrafficAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	pending, err := readTrafficFile(ctx, h)
 	if err != nil || pending == nil {
 		return "nothing pending", err
 	}
-	h.traffic = &trafficState{spec: a.spec, saved: map[string]traffic.Server{}, off: true}
-	for _, lb := range a.spec.lbs {
+	t := a.ts
+	t.started, t.off = true, true
+	for _, lb := range t.spec.lbs {
 		old, ok := pending.server(lb.name)
 		if !ok {
 			continue
@@ -354,20 +413,19 @@ func (a *pendingTrafficAction) Do(ctx context.Context, h *hostRun) (string, erro
 		if err != nil {
 			return "", err
 		}
-		cur, err := rt.Server(ctx, a.spec.backend, a.spec.server)
+		cur, err := rt.Server(ctx, t.spec.backend, t.spec.server)
 		if err != nil {
 			return "", err
 		}
 		if cur.Admin != traffic.AdminMaint {
 			continue // changed by someone since: left as it is
 		}
-		h.traffic.saved[lb.name] = old
+		t.saved[lb.name] = old
 	}
-	detail, err := h.putTrafficBack(ctx)
+	detail, err := putTrafficBack(ctx, h, t)
 	if err != nil {
 		return "", err
 	}
-	h.traffic.off = false
 	return "left out by run " + pending.RunID + "; " + detail, nil
 }
 
@@ -390,26 +448,12 @@ func parseTrafficRecord(p string, body []byte) (*trafficRecord, error) {
 	return &rec, nil
 }
 
-func writeTrafficFile(ctx context.Context, h *hostRun) error {
-	body, err := json.MarshalIndent(trafficRecord{RunID: h.plan.RunID, Servers: h.traffic.saved}, "", "  ")
+func writeTrafficFile(ctx context.Context, h *hostRun, t *trafficState) error {
+	body, err := json.MarshalIndent(trafficRecord{RunID: h.plan.RunID, Servers: t.saved}, "", "  ")
 	if err != nil {
 		return err
 	}
 	return upload(ctx, h.conn, append(body, '\n'), trafficFile(h), 0o644)
-}
-
-// restoreTraffic is the rollback's last step on a host this run took out of
-// the load balancer, once its restored release is healthy.
-func (h *hostRun) restoreTraffic(ctx context.Context) error {
-	if h.traffic == nil || !h.traffic.off {
-		return nil
-	}
-	step := &Step{Phase: "rollback", Name: kindTrafficRestore, Kind: kindTrafficRestore}
-	err := h.rollbackStep(ctx, step, func(ctx context.Context, h *hostRun) (string, error) { return h.putTrafficBack(ctx) })
-	if err == nil {
-		h.traffic.off = false
-	}
-	return err
 }
 
 // serveTimeout bounds the wait for HAProxy's checks to see a server up.
@@ -437,3 +481,64 @@ func waitServing(ctx context.Context, rt *traffic.Runtime, backend, server strin
 		}
 	}
 }
+
+// trafficFeature takes each host out of the load balancer before it
+// switches and puts it back once its checks passed ([traffic]); with
+// HAProxy, preflight first checks every load balancer knows the host.
+type trafficFeature struct{}
+
+func (trafficFeature) deploySteps(p *Plan, hp *HostPlan, add *stepSlots) error {
+	if p.pb.Traffic == nil {
+		return nil
+	}
+	if p.pb.Traffic.Provider == playbooks.TrafficHAProxy {
+		spec, err := trafficSpecFor(p, hp)
+		if err != nil {
+			return err
+		}
+		add.after(playbooks.PhasePreflight, trafficPrecheck(spec))
+	}
+	// A move switches traffic once, for all hosts (its own steps).
+	if !p.trafficPerHost {
+		return nil
+	}
+	off, on, err := trafficSteps(p, hp)
+	if err != nil {
+		return err
+	}
+	// Out of the load balancer before anything is switched; back in first
+	// thing at cutover, once watchdog and health checks passed.
+	add.before(playbooks.PhaseActivate, off)
+	add.before(playbooks.PhaseCutover, on)
+	return nil
+}
+
+func (trafficFeature) rollbackSteps(p *Plan, hp *HostPlan, switching bool, add *stepSlots) error {
+	t := p.pb.Traffic
+	switch {
+	case t == nil:
+	case switching:
+		off, on, err := trafficSteps(p, hp)
+		if err != nil {
+			return err
+		}
+		add.before(playbooks.PhaseActivate, off)
+		add.before(playbooks.PhaseCutover, on)
+	case t.Provider == playbooks.TrafficHAProxy:
+		// Already on the target: an earlier run may have left it out of
+		// the load balancers; once healthy it goes back as it was.
+		spec, err := trafficSpecFor(p, hp)
+		if err != nil {
+			return err
+		}
+		add.before(playbooks.PhaseCutover, &Step{Phase: playbooks.PhaseCutover, Name: "traffic-pending", Kind: kindTrafficOn,
+			Action:   &pendingTrafficAction{ts: &trafficState{spec: spec, saved: map[string]traffic.Server{}}},
+			Describe: "put the host back in the load balancers if an earlier run left it out (.relctl/traffic.json)"})
+	}
+	return nil
+}
+
+// restoreSteps: none; traffic comes back as the traffic-off step's late
+// undo, once the restored release is healthy.
+func (trafficFeature) restoreSteps(*Plan, *HostPlan, *stepSlots) error     { return nil }
+func (trafficFeature) checkSteps(*Plan, *HostPlan, bool, *stepSlots) error { return nil }

@@ -123,11 +123,12 @@ func watchdogSteps(p *Plan, hp *HostPlan) (check, install *Step, err error) {
 	if p.pb.Watchdog.Kind == playbooks.WatchdogSystemd {
 		checkText = fmt.Sprintf("render %s for this host; systemd-analyze verify it; ExecStart/ExecStop programs in the new release", spec.Snippet)
 	}
+	checkAction := &watchdogCheckAction{spec: spec}
 	check = &Step{Phase: playbooks.PhaseStage, Name: kindWatchdogCheck, Kind: kindWatchdogCheck,
-		Action: &watchdogCheckAction{spec: spec}, Describe: checkText}
+		Action: checkAction, Describe: checkText}
 	sup := spec.sup.name()
 	install = &Step{Phase: playbooks.PhaseActivate, Name: kindWatchdogInstall, Kind: kindWatchdogInstall,
-		Action: &watchdogInstallAction{spec: spec, prove: p.ProveSupervision},
+		Action: &watchdogInstallAction{spec: spec, check: checkAction, prove: p.ProveSupervision},
 		Describe: fmt.Sprintf("install it at %s (keeping the old one for rollback), %s reload, %swait until %s runs %s with a live pid%s",
 			spec.InstallPath, sup, handBackWords(spec, ", "), sup, spec.Service, map[bool]string{true: "; kill it and wait until " + sup + " restarts it", false: ""}[p.ProveSupervision])}
 	return check, install, nil
@@ -182,7 +183,7 @@ func (a *watchdogUnmonitorAction) Undo(ctx context.Context, h *hostRun) (string,
 	if !a.tookOut {
 		return fmt.Sprintf("this run did not take %s out of monit's supervision: nothing to hand back", s.Service), nil
 	}
-	if h.restored && h.report.After == h.report.Before {
+	if _, back := h.switchState(); back && h.report.After == h.report.Before {
 		return "", errRestoredLater
 	}
 	if err := (monitSupervisor{s}).monitor(ctx, h); err != nil {
@@ -195,7 +196,12 @@ func (a *watchdogUnmonitorAction) Undo(ctx context.Context, h *hostRun) (string,
 // anything is switched: the real `monit -t` on a copy of the control file that
 // includes the new snippet in place of the installed one, then what monit -t
 // does not check.
-type watchdogCheckAction struct{ spec *watchdogSpec }
+type watchdogCheckAction struct {
+	spec *watchdogSpec
+	// validated is the snippet as validated for this host (nil until Do
+	// passed): watchdog-install installs exactly these bytes.
+	validated []byte
+}
 
 func (a *watchdogCheckAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	s := a.spec
@@ -207,7 +213,7 @@ func (a *watchdogCheckAction) Do(ctx context.Context, h *hostRun) (string, error
 	if err != nil {
 		return "", err
 	}
-	h.watchdogSnippet = rendered
+	a.validated = rendered
 	return detail, nil
 }
 
@@ -354,12 +360,19 @@ func upload(ctx context.Context, conn transport.Conn, body []byte, dst string, m
 // snippet back byte for byte and reloads monit.
 type watchdogInstallAction struct {
 	spec  *watchdogSpec
+	check *watchdogCheckAction // the step that validated the snippet
 	prove bool
+	// old is what was installed before this run put the snippet in place
+	// (nil until Do read it): its undo puts these bytes back.
+	old *savedFile
 }
 
 func (a *watchdogInstallAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	s := a.spec
-	snippet := h.watchdogSnippet
+	var snippet []byte
+	if a.check != nil {
+		snippet = a.check.validated
+	}
 	if snippet == nil {
 		var err error
 		if snippet, err = snippetFor(ctx, h, s); err != nil {
@@ -371,8 +384,8 @@ func (a *watchdogInstallAction) Do(ctx context.Context, h *hostRun) (string, err
 	if err != nil {
 		return "", err
 	}
-	h.watchdogOld = old
-	if h.watchdogOld.present && h.report.Before != "" {
+	a.old = old
+	if old.present && h.report.Before != "" {
 		// Kept on the host too: a later `relctl rollback --to` that release
 		// (from any machine, or after relctl died) puts exactly these bytes back.
 		if err := upload(ctx, h.conn, old.body, savedSnippetPath(h, s, h.report.Before), 0o600); err != nil {
@@ -405,7 +418,7 @@ func (a *watchdogInstallAction) Do(ctx context.Context, h *hostRun) (string, err
 // removes the new one when there was none), and reloads monit.
 func (a *watchdogInstallAction) Undo(ctx context.Context, h *hostRun) (string, error) {
 	s := a.spec
-	old := h.watchdogOld
+	old := a.old
 	if old == nil {
 		return "", errNoUndo // never installed
 	}

@@ -2,8 +2,6 @@ package deploy
 
 import (
 	"context"
-	"fmt"
-	"strings"
 
 	"github.com/relctl/relctl/playbooks"
 )
@@ -38,80 +36,25 @@ const (
 	kindPrune     = "prune"
 )
 
-// buildSteps renders the playbook's steps for one host in phase order, with
-// the rollback-readiness check closing preflight and prune closing post.
+// buildSteps renders one host's deploy steps in phase order: in each
+// phase, the playbook's steps with the features' around them (readiness,
+// traffic, watchdog, prune: features.go).
 func buildSteps(pb *playbooks.Playbook, p *Plan, hp *HostPlan) ([]*Step, error) {
-	var steps []*Step
-	var trafficOff, trafficOn *Step
-	if pb.Traffic != nil && p.trafficPerHost {
-		var err error
-		if trafficOff, trafficOn, err = trafficSteps(p, hp); err != nil {
-			return nil, err
-		}
+	slots, err := collect(func(f feature, add *stepSlots) error { return f.deploySteps(p, hp, add) })
+	if err != nil {
+		return nil, err
 	}
+	var steps []*Step
 	for _, phase := range playbooks.Phases {
-		// Out of the load balancer before anything is switched; back in
-		// first thing at cutover, once watchdog and health checks passed.
-		switch {
-		case phase == playbooks.PhaseActivate && trafficOff != nil:
-			steps = append(steps, trafficOff)
-		case phase == playbooks.PhaseCutover && trafficOn != nil:
-			steps = append(steps, trafficOn)
-		}
-		if phase == playbooks.PhaseActivate {
-			// Out of monit's hands before relctl restarts the service itself.
-			unmonitor, err := watchdogUnmonitorStep(p, hp, phase)
-			if err != nil {
-				return nil, badInput("host %s: watchdog: %v", hp.Name, err)
-			}
-			if unmonitor != nil {
-				steps = append(steps, unmonitor)
-			}
-		}
+		var core []*Step
 		for _, s := range pb.StepsIn(phase) {
 			step, err := buildStep(s, p, hp)
 			if err != nil {
 				return nil, err
 			}
-			steps = append(steps, step)
+			core = append(core, step)
 		}
-		switch phase {
-		case playbooks.PhaseStage, playbooks.PhaseActivate:
-			if pb.Watchdog == nil {
-				break
-			}
-			check, install, err := watchdogSteps(p, hp)
-			if err != nil {
-				return nil, badInput("host %s: watchdog: %v", hp.Name, err)
-			}
-			if phase == playbooks.PhaseStage {
-				steps = append(steps, check)
-			} else {
-				steps = append(steps, install)
-			}
-		case playbooks.PhasePreflight:
-			steps = append(steps, readinessStep(pb, ""))
-			if t := pb.Traffic; t != nil && t.Provider == playbooks.TrafficHAProxy {
-				spec, err := trafficSpecFor(p, hp)
-				if err != nil {
-					return nil, err
-				}
-				steps = append(steps, trafficPrecheck(spec))
-			}
-			if pb.Watchdog != nil && p.Artifact.SHA256 != strings.Repeat("0", 64) {
-				// Every host, before any host changes: the candidate's snippet,
-				// read from the local artifact, against each host's monit.
-				steps = append(steps, &Step{Phase: playbooks.PhasePreflight, Name: "watchdog-precheck", Kind: kindWatchdogCheck,
-					Action:   &candidateWatchdogCheck{plan: p},
-					Describe: fmt.Sprintf("before any host changes: %s from the artifact, checked against this host's %s", pb.Watchdog.Snippet, pb.Watchdog.Kind)})
-			}
-		case playbooks.PhasePost:
-			steps = append(steps, &Step{
-				Phase: playbooks.PhasePost, Name: kindPrune, Kind: kindPrune,
-				Action:   &pruneAction{Keep: p.KeepReleases},
-				Describe: fmt.Sprintf("keep at most %d releases (never the current, the previous or a rollback target)", p.KeepReleases),
-			})
-		}
+		steps = append(steps, slots.around(phase, core)...)
 	}
 	return steps, nil
 }
@@ -128,25 +71,13 @@ func buildStep(s *playbooks.Step, p *Plan, hp *HostPlan) (*Step, error) {
 	return &Step{Phase: s.Phase, Name: s.Name, Kind: s.Kind, Action: action, Describe: describe}, nil
 }
 
-func readinessStep(pb *playbooks.Playbook, target string) *Step {
-	what := "the current release"
-	if target != "" {
-		what = "release " + target
-	}
-	checks := "its directory and artifact sha256 match history"
-	if len(pb.Rollback.Requires) > 0 {
-		checks += "; " + strings.Join(pb.Rollback.Requires, ", ") + " present"
-	}
-	return &Step{
-		Phase: playbooks.PhasePreflight, Name: kindReadiness, Kind: kindReadiness,
-		Action:   &readinessAction{Target: target, Requires: pb.Rollback.Requires},
-		Describe: fmt.Sprintf("check %s can be rolled back to: %s", what, checks),
-	}
-}
+// phaseRollback is the phase of the automatic rollback's steps.
+const phaseRollback = "rollback"
 
 // restoreSteps are what brings a host back into service on version after
-// `current` points at it again: the playbook's [rollback] steps, then every
-// health check the playbook runs, rendered for version.
+// `current` points at it again: the playbook's [rollback] steps with the
+// features' around them, then every health check the playbook runs,
+// rendered for version.
 func (p *Plan) restoreSteps(hp *HostPlan, version string) ([]*Step, error) {
 	data, err := p.proj.Data(p.pb, p.env, hp.host, version, p.RunID)
 	if err != nil {
@@ -154,39 +85,34 @@ func (p *Plan) restoreSteps(hp *HostPlan, version string) ([]*Step, error) {
 	}
 	restored := *hp
 	restored.Data = data
-	var steps []*Step
-	// The [rollback] steps restart the service: monit must not race them.
-	unmonitor, err := watchdogUnmonitorStep(p, &restored, "rollback")
+	slots, err := collect(func(f feature, add *stepSlots) error { return f.restoreSteps(p, &restored, add) })
 	if err != nil {
 		return nil, err
 	}
-	if unmonitor != nil {
-		steps = append(steps, unmonitor)
+	core, err := p.rollbackSteps(&restored, phaseRollback)
+	if err != nil {
+		return nil, err
 	}
+	checks, err := p.checkSteps(&restored, phaseRollback)
+	if err != nil {
+		return nil, err
+	}
+	return append(slots.around(phaseRollback, core), checks...), nil
+}
+
+// rollbackSteps renders the playbook's [rollback] steps for hp, under phase.
+func (p *Plan) rollbackSteps(hp *HostPlan, phase string) ([]*Step, error) {
+	var steps []*Step
 	for _, s := range p.pb.Rollback.Steps {
 		rs := *s
-		rs.Phase = "rollback"
-		step, err := buildStep(&rs, p, &restored)
+		rs.Phase = phase
+		step, err := buildStep(&rs, p, hp)
 		if err != nil {
 			return nil, err
 		}
 		steps = append(steps, step)
 	}
-	if p.pb.Watchdog != nil {
-		// The old snippet is back (its undo ran first): monit gets the
-		// service back, and relctl waits until it supervises the restored
-		// release before its health is checked.
-		supervised, err := watchdogSupervisedStep(p, &restored, "rollback")
-		if err != nil {
-			return nil, err
-		}
-		steps = append(steps, supervised)
-	}
-	checks, err := p.checkSteps(&restored, "rollback")
-	if err != nil {
-		return nil, err
-	}
-	return append(steps, checks...), nil
+	return steps, nil
 }
 
 // checkSteps renders every check step of the playbook (any phase) for hp,

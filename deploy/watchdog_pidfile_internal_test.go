@@ -226,12 +226,11 @@ func TestWatchdogInstallWantsMonitsPidInThePidfile(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := newPidfileHost(t)
 			snippet := p.release(t, "search.pid", "search.pid")
-			p.h.watchdogSnippet = snippet
 			writeFile(t, filepath.Join(p.monitDir, "status"), fmt.Sprintf("Process 'search'\n  status                       OK\n  monitoring status            Monitored\n  pid                          %d\n", monitPID), 0o644)
 			if tt.inFile != "-" {
 				writeFile(t, filepath.Join(p.base, "run", "search.pid"), tt.inFile+"\n", 0o644)
 			}
-			a := &watchdogInstallAction{spec: p.spec}
+			a := &watchdogInstallAction{spec: p.spec, check: &watchdogCheckAction{spec: p.spec, validated: snippet}}
 			detail, err := a.Do(context.Background(), p.h)
 			if tt.wantErr == "" {
 				if err != nil {
