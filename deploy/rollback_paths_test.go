@@ -393,3 +393,133 @@ func deadPID(t *testing.T) int {
 	}
 	return c.Process.Pid
 }
+
+// rollbackPlan is `relctl rollback` of the fleet to target, with each
+// host's current release read from its files as the command reads it.
+func (f *fleet) rollbackPlan(target, from, runID string) *deploy.Plan {
+	f.t.Helper()
+	current := map[string]string{}
+	for _, n := range f.names {
+		current[n] = f.current(n)
+	}
+	p, err := deploy.BuildRollbackPlan(f.proj, deploy.RollbackPlanOptions{Env: "production", RunID: runID, Target: target, From: from, Current: current})
+	if err != nil {
+		f.t.Fatalf("BuildRollbackPlan: %v", err)
+	}
+	return p
+}
+
+// TestRollbackPlan: `relctl rollback` from 2.0.0 to 1.0.0, run by the same
+// engine; a failing rollback is not itself rolled back.
+func TestRollbackPlan(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, f *fleet)
+		// phase is where it fails ("" succeeds); unresolved its leftovers.
+		phase      string
+		unresolved []string
+		check      func(t *testing.T, f *fleet, rep *deploy.Report)
+	}{
+		{
+			name: "every host back on the target",
+			check: func(t *testing.T, f *fleet, rep *deploy.Report) {
+				for _, n := range f.names {
+					if got, want := f.activations(n), []string{"deploy 1.0.0", "deploy 2.0.0", "rollback 1.0.0"}; !slices.Equal(got, want) {
+						t.Errorf("%s: history %q, want %q", n, got, want)
+					}
+					if h := rep.Host(n); h.Before != "2.0.0" || h.After != "1.0.0" {
+						t.Errorf("%s: before %q after %q", n, h.Before, h.After)
+					}
+				}
+			},
+		},
+		{
+			name: "a host already on the target, but not serving it",
+			setup: func(t *testing.T, f *fleet) {
+				// An earlier rollback switched web-1 back and then failed.
+				if err := os.Remove(filepath.Join(f.base("web-1"), "current")); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink("releases/1.0.0", filepath.Join(f.base("web-1"), "current")); err != nil {
+					t.Fatal(err)
+				}
+			},
+			check: func(t *testing.T, f *fleet, rep *deploy.Report) {
+				got := stepStatuses(rep.Host("web-1").Steps)
+				if !slices.Contains(got, "activate/restore-if-unhealthy ok") || slices.Contains(got, "activate/activate ok") {
+					t.Errorf("web-1's steps %q: want it restored in place, not switched", got)
+				}
+				if !f.host("web-1").Ran("activate/restart") {
+					t.Errorf("web-1's [rollback] restart did not run although its service was on 2.0.0")
+				}
+			},
+		},
+		{
+			name: "the target's health check fails",
+			setup: func(t *testing.T, f *fleet) {
+				f.host("web-2").Fail(localconn.Fault{Label: "health/health", Text: "1.0.0", Exit: 1, Stderr: "down"})
+			},
+			// A rollback run's unresolved hosts are those it changed.
+			phase: "verify", unresolved: []string{"web-1", "web-2", "web-3"},
+			check: func(t *testing.T, f *fleet, rep *deploy.Report) {
+				if rep.RolledBack || rep.Host("web-2").Rollback != nil {
+					t.Errorf("a failed rollback run was rolled back")
+				}
+				if got := lastStep(rep.Host("web-2")); got != "verify/health failed" {
+					t.Errorf("web-2's last step %q, want its failed health check", got)
+				}
+				// The canary went back first, and stays there.
+				f.assertOn("1.0.0", "web-1")
+				if f.current("web-2") != "1.0.0" {
+					t.Errorf("web-2 on %q, want it switched (and failing)", f.current("web-2"))
+				}
+			},
+		},
+		{
+			name: "the target is missing on a host",
+			setup: func(t *testing.T, f *fleet) {
+				if err := os.RemoveAll(filepath.Join(f.base("web-3"), "releases", "1.0.0")); err != nil {
+					t.Fatal(err)
+				}
+			},
+			phase: "preflight",
+			check: func(t *testing.T, f *fleet, rep *deploy.Report) {
+				f.assertOn("2.0.0", f.names...)
+				if e := rep.Host("web-3").Error; !strings.Contains(e, "cannot roll back to 1.0.0: missing: release directory") {
+					t.Errorf("web-3's error %q, want the missing release directory", e)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFleet(t, 3, strategyCanary)
+			f.seed("1.0.0")
+			f.seed("2.0.0")
+			if tt.setup != nil {
+				tt.setup(t, f)
+			}
+			p := f.rollbackPlan("1.0.0", "2.0.0", "rollback-run")
+			rep, err := run(t.Context(), newTestEngine(f), p, runOptions{takeOver: true})
+			if rep.Kind != deploy.KindRollback {
+				t.Errorf("report kind %q", rep.Kind)
+			}
+			f.assertNoLocks()
+			if tt.phase == "" {
+				if err != nil {
+					t.Fatalf("rollback: %v", err)
+				}
+				f.assertOn("1.0.0", f.names...)
+			} else {
+				fail := failure(t, err)
+				if fail.Phase != tt.phase || !strings.HasPrefix(err.Error(), "rollback of 1.0.0 to production failed") {
+					t.Errorf("failed in %q: %v; want phase %q", fail.Phase, err, tt.phase)
+				}
+				if got := rep.Unresolved(); !slices.Equal(got, tt.unresolved) {
+					t.Errorf("unresolved %v, want %v", got, tt.unresolved)
+				}
+			}
+			tt.check(t, f, rep)
+		})
+	}
+}
