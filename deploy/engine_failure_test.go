@@ -497,3 +497,145 @@ func TestDeployFailsInEachPhase(t *testing.T) {
 		})
 	}
 }
+
+// TestDeployGate: the rehearsal gate's decision, checked again under the
+// lock; an override is written to every host's history first.
+func TestDeployGate(t *testing.T) {
+	tests := []struct {
+		name    string
+		opts    runOptions
+		wantErr string // "" succeeds
+	}{
+		{name: "the gate still holds", opts: runOptions{gateFrom: "1.0.0", gateUntil: time.Now().Add(time.Hour)}},
+		{name: "another run moved a host", opts: runOptions{gateFrom: "0.9.0"},
+			wantErr: "web-1 runs 1.0.0 now, but the gate passed for a deploy from 0.9.0"},
+		{name: "the record expired while waiting", opts: runOptions{gateFrom: "1.0.0", gateUntil: time.Now().Add(-time.Minute)},
+			wantErr: "the rehearsal record expired"},
+		{name: "the gate overridden", opts: runOptions{skipGate: "hotfix for INC-42"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFleet(t, 2, strategyCanary)
+			f.seed("1.0.0")
+			rep, err := run(t.Context(), newTestEngine(f), f.plan("2.0.0", "gated"), tt.opts)
+			f.assertNoLocks()
+			if tt.wantErr != "" {
+				if fail := failure(t, err); fail.Phase != "preflight" || !errors.Is(err, deploy.ErrGateChanged) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want a preflight ErrGateChanged saying %q", err, tt.wantErr)
+				}
+				f.assertOn("1.0.0", f.names...)
+				for _, h := range rep.Hosts {
+					if h.Touched {
+						t.Errorf("%s touched", h.Name)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.assertOn("2.0.0", f.names...)
+			for _, n := range f.names {
+				overridden := slices.ContainsFunc(f.history(n).Events, func(ev state.HistoryEvent) bool {
+					return ev.Kind == "skip-rehearsal" && ev.Reason == tt.opts.skipGate && ev.Detail["from"] == "1.0.0"
+				})
+				if overridden != (tt.opts.skipGate != "") {
+					t.Errorf("%s: the override in history: %v, want %v", n, overridden, tt.opts.skipGate != "")
+				}
+			}
+		})
+	}
+}
+
+// TestEngineCheck: `relctl check` changes nothing and names the hosts that fail.
+func TestEngineCheck(t *testing.T) {
+	tests := []struct {
+		name    string
+		release string
+		setup   func(f *fleet)
+		failed  []string
+		// wantSteps are among every host's step results ("phase/name status").
+		wantSteps map[string][]string
+	}{
+		{name: "healthy fleet", wantSteps: map[string][]string{
+			"web-1": {"check/rollback-ready ok", "check/health ok"}, "web-2": {"check/rollback-ready ok", "check/health ok"}}},
+		{name: "with a candidate release", release: "2.0.0", wantSteps: map[string][]string{
+			"web-1": {"check/disk-space ok", "check/health ok"}}},
+		{name: "a host's service is down", setup: func(f *fleet) { writeFile(f.t, filepath.Join(f.base("web-2"), "running"), "crashed\n") },
+			failed: []string{"web-2"}, wantSteps: map[string][]string{"web-2": {"check/health failed"}, "web-1": {"check/health ok"}}},
+		{name: "a host unreachable", setup: func(f *fleet) { f.host("web-1").Unreachable(-1) },
+			failed: []string{"web-1"}, wantSteps: map[string][]string{"web-2": {"check/health ok"}}},
+		{name: "a release that was never deployed", setup: func(f *fleet) {
+			if err := os.RemoveAll(filepath.Join(f.base("web-2"), "releases", "1.0.0")); err != nil {
+				f.t.Fatal(err)
+			}
+		}, failed: []string{"web-2"}, wantSteps: map[string][]string{"web-2": {"check/rollback-ready failed"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFleet(t, 2, strategyCanary)
+			f.seed("1.0.0")
+			if tt.setup != nil {
+				tt.setup(f)
+			}
+			rep, err := newTestEngine(f).Check(t.Context(), f.proj, deploy.CheckOptions{Env: "production", Release: tt.release, RunID: "check"})
+			if len(tt.failed) == 0 && err != nil {
+				t.Fatalf("Check: %v", err)
+			}
+			if len(tt.failed) > 0 && (!errors.Is(err, deploy.ErrChecksFailed) || !strings.HasSuffix(err.Error(), "on "+strings.Join(tt.failed, ", "))) {
+				t.Fatalf("err = %v, want ErrChecksFailed on %v", err, tt.failed)
+			}
+			if got := rep.Failed(); !slices.Equal(got, tt.failed) {
+				t.Errorf("Failed() = %v, want %v", got, tt.failed)
+			}
+			for host, want := range tt.wantSteps {
+				var got []string
+				for _, h := range rep.Hosts {
+					if h.Name == host {
+						got = stepStatuses(h.Steps)
+					}
+				}
+				for _, w := range want {
+					if !slices.Contains(got, w) {
+						t.Errorf("%s: steps %q, want %q among them", host, got, w)
+					}
+				}
+			}
+			for _, n := range f.names {
+				if f.current(n) != "1.0.0" || f.locked(n) || len(f.history(n).Activations) != 1 {
+					t.Errorf("%s: changed by a check", n)
+				}
+			}
+		})
+	}
+}
+
+// TestStatus: what `relctl status` reads from each host.
+func TestStatus(t *testing.T) {
+	f := newFleet(t, 3, strategyCanary)
+	f.seed("1.0.0")
+	f.seed("2.0.0")
+	writeFile(t, filepath.Join(f.base("web-2"), "running"), "crashed\n")
+	f.host("web-3").Unreachable(-1)
+	st, err := deploy.Status(t.Context(), f.conns, f.proj, "production", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, h := range st.Hosts {
+		got[h.Name] = fmt.Sprintf("reachable=%v current=%s previous=%s healthy=%v error=%v", h.Reachable, h.Current, h.Previous, h.Healthy, h.Error != "")
+	}
+	want := map[string]string{
+		"web-1": "reachable=true current=2.0.0 previous=1.0.0 healthy=true error=false",
+		"web-2": "reachable=true current=2.0.0 previous=1.0.0 healthy=false error=true",
+		"web-3": "reachable=false current= previous= healthy=false error=true",
+	}
+	for n, w := range want {
+		if got[n] != w {
+			t.Errorf("%s: %s\nwant   %s", n, got[n], w)
+		}
+	}
+	if _, err := deploy.Status(t.Context(), f.conns, f.proj, "nowhere", 2); !errors.Is(err, deploy.ErrBadInput) {
+		t.Errorf("status of an unknown environment: %v, want ErrBadInput", err)
+	}
+}
