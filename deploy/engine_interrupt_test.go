@@ -244,3 +244,76 @@ func TestSecondInterrupt(t *testing.T) {
 		})
 	}
 }
+
+// TestResume: deploy --resume after a run that was cut (second interrupt,
+// so no rollback): hosts it finished are skipped, and a host it switched
+// goes back, on failure, to what it ran before that run - not to where
+// the cut run left it.
+func TestResume(t *testing.T) {
+	tests := []struct {
+		name string
+		// cutAt is the command at which the first run is cut.
+		cutHost string
+		cutAt   localconn.Fault
+		skip    []string
+		faults  map[string]localconn.Fault // in the resumed run
+		wantErr bool
+		check   func(t *testing.T, f *fleet, rep *deploy.Report)
+	}{
+		{
+			name: "finished hosts are skipped", cutHost: "web-2", cutAt: localconn.Fault{Label: "stage/unpack"}, skip: []string{"web-1"},
+			check: func(t *testing.T, f *fleet, rep *deploy.Report) {
+				f.assertOn("2.0.0", f.names...)
+				w1 := rep.Host("web-1")
+				if !w1.Skipped || w1.Touched || len(w1.Steps) > 0 || f.host("web-1").Ran("stage/unpack") {
+					t.Errorf("web-1: skipped %v touched %v steps %q; want it left alone", w1.Skipped, w1.Touched, stepStatuses(w1.Steps))
+				}
+				if got, want := f.activations("web-1"), []string{"deploy 1.0.0", "deploy 2.0.0"}; !slices.Equal(got, want) {
+					t.Errorf("web-1's history %q, want %q", got, want)
+				}
+				for _, n := range []string{"web-2", "web-3"} {
+					if h := rep.Host(n); h.Skipped || h.Before != "1.0.0" || h.After != "2.0.0" {
+						t.Errorf("%s: skipped %v before %q after %q", n, h.Skipped, h.Before, h.After)
+					}
+				}
+			},
+		},
+		{
+			name: "a host the cut run switched goes back to the release before it", cutHost: "web-1",
+			cutAt:  localconn.Fault{Label: "health/health", Text: "2.0.0"},
+			faults: map[string]localconn.Fault{"web-1": {Label: "activate/restart", Exit: 1}}, wantErr: true,
+			check: func(t *testing.T, f *fleet, rep *deploy.Report) {
+				if w1 := rep.Host("web-1"); w1.Before != "1.0.0" || w1.After != "1.0.0" || w1.Rollback == nil || !w1.Rollback.Healthy {
+					t.Errorf("web-1: before %q after %q rollback %+v; want it back on 1.0.0, healthy", w1.Before, w1.After, w1.Rollback)
+				}
+				f.assertOn("1.0.0", f.names...)
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFleet(t, 3, strategyCanary)
+			f.seed("1.0.0")
+			intr, ctx := newInterrupt(t)
+			tt.cutAt.OnStart = intr.second
+			tt.cutAt.Times = 1
+			f.host(tt.cutHost).Fail(tt.cutAt)
+			if _, err := run(ctx, newTestEngine(f, intr.engine), f.plan("2.0.0", "cut"), runOptions{}); !failure(t, err).Interrupted {
+				t.Fatalf("the first run was not interrupted: %v", err)
+			}
+			if f.current("web-1") != "2.0.0" {
+				t.Fatalf("the cut run left web-1 on %q, want 2.0.0", f.current("web-1"))
+			}
+			for host, fault := range tt.faults {
+				f.host(host).Fail(fault)
+			}
+			f.host("web-1").ResetCommands()
+			rep, err := run(t.Context(), newTestEngine(f), f.plan("2.0.0", "resumed"), runOptions{resume: "cut", skip: tt.skip, takeOver: true})
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("resumed run: %v", err)
+			}
+			f.assertNoLocks()
+			tt.check(t, f, rep)
+		})
+	}
+}
