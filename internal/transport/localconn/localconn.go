@@ -66,7 +66,9 @@ func (c *Connector) Get(ctx context.Context, t transport.Target) (transport.Conn
 type Fault struct {
 	Label string
 	Text  string
-	// Times is how many matching commands the fault hits; 0: every one.
+	// Skip lets the first Skip matching commands through untouched; Times
+	// is how many matching commands the fault hits after them (0: every one).
+	Skip  int
 	Times int
 
 	// OnStart is called when a matching command starts, before anything
@@ -86,7 +88,7 @@ type Fault struct {
 	RunFirst        bool
 	ThenUnreachable int
 
-	hits int
+	seen, hits int
 }
 
 // Command is one command a host was asked to run, as recorded.
@@ -202,6 +204,9 @@ func (h *Host) fault(label, text string) *Fault {
 			continue
 		}
 		if (f.Label == "" || f.Label == label) && (f.Text == "" || strings.Contains(text, f.Text)) {
+			if f.seen++; f.seen <= f.Skip {
+				continue
+			}
 			f.hits++
 			c := *f
 			return &c

@@ -51,10 +51,13 @@ func TestRunInHostDirectory(t *testing.T) {
 func TestFaults(t *testing.T) {
 	c := localconn.NewConnector(t.TempDir())
 	h := c.Host("web-1")
-	h.Fail(localconn.Fault{Label: "a", Exit: 7, Stderr: "injected", Times: 1})
+	h.Fail(localconn.Fault{Label: "a", Exit: 7, Stderr: "injected", Skip: 1, Times: 1})
 	marker := filepath.Join(h.Root, "ran")
 	conn := get(t, c, "web-1")
 
+	if _, err := conn.Run(t.Context(), "true", transport.RunOptions{Label: "a"}); err != nil {
+		t.Fatalf("the skipped first match failed: %v", err)
+	}
 	_, err := conn.Run(t.Context(), "touch ran", transport.RunOptions{Label: "a"})
 	var ce *transport.CommandError
 	if !errors.As(err, &ce) || ce.ExitCode != 7 || ce.Tail != "injected" {
