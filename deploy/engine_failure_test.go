@@ -38,9 +38,10 @@ type fleet struct {
 // strategyCanary is the default [strategy]: web-1 alone, then two at a time.
 const strategyCanary = "canary = 1\nbatch_size = 2"
 
-// newFleet writes the project for n hosts with the given [strategy] body,
-// and the artifacts of releases 1.0.0 and 2.0.0.
-func newFleet(t *testing.T, n int, strategy string) *fleet {
+// newFleet writes the project for n hosts with the given [strategy] body
+// (and extra tables appended to the playbook), and the artifacts of
+// releases 1.0.0 and 2.0.0.
+func newFleet(t *testing.T, n int, strategy string, extra ...string) *fleet {
 	t.Helper()
 	f := &fleet{t: t, dir: t.TempDir(), conns: localconn.NewConnector(t.TempDir())}
 	cfg := readTestdata(t, "relctl.toml")
@@ -50,7 +51,7 @@ func newFleet(t *testing.T, n int, strategy string) *fleet {
 		cfg += fmt.Sprintf("\n[[environments.production.hosts]]\nname = %q\naddress = \"%s.test:22\"\nroles = [\"app\"]\nvars = { base_dir = %q }\n",
 			name, name, f.base(name))
 	}
-	pb := strings.Replace(readTestdata(t, "app.toml"), "# STRATEGY (replaced by the test)", strategy, 1)
+	pb := strings.Replace(readTestdata(t, "app.toml"), "# STRATEGY (replaced by the test)", strategy, 1) + strings.Join(extra, "\n")
 	writeFile(t, filepath.Join(f.dir, "relctl.toml"), cfg)
 	writeFile(t, filepath.Join(f.dir, "playbooks", "app.toml"), pb)
 	for _, v := range []string{"1.0.0", "2.0.0"} {

@@ -523,3 +523,153 @@ func TestRollbackPlan(t *testing.T) {
 		})
 	}
 }
+
+// inLB says whether the host is in the load balancer (testdata/unit/traffic.toml).
+func (f *fleet) inLB(name string) bool {
+	_, err := os.Stat(filepath.Join(f.base(name), "in-lb"))
+	return err == nil
+}
+
+// lbLog is what the host's disable and enable commands did, in order.
+func (f *fleet) lbLog(name string) []string {
+	b, _ := os.ReadFile(filepath.Join(f.base(name), "lb.log"))
+	return strings.Fields(string(b))
+}
+
+// TestRollbackWithTraffic: with [traffic], hosts come back batch by batch,
+// the latest first and the canary last, each back in the load balancer
+// only once healthy; a host that cannot leave it, or a wave that would
+// empty it, is left as it is and reported.
+func TestRollbackWithTraffic(t *testing.T) {
+	tests := []struct {
+		name       string
+		hosts      int
+		seeded     bool
+		faults     map[string][]localconn.Fault
+		unresolved []string
+		check      func(t *testing.T, f *fleet, rep *deploy.Report, order []string)
+	}{
+		{
+			name: "latest batch first, canary last", hosts: 2, seeded: true,
+			faults: map[string][]localconn.Fault{"web-2": {{Label: "activate/restart", Exit: 1}}},
+			check: func(t *testing.T, f *fleet, rep *deploy.Report, order []string) {
+				if !slices.Equal(order, []string{"web-2", "web-1"}) {
+					t.Errorf("rolled back in the order %v, want web-2 then the canary web-1", order)
+				}
+				for _, n := range f.names {
+					if !f.inLB(n) {
+						t.Errorf("%s is out of the load balancer", n)
+					}
+				}
+				// seed out, in; deploy out, in; rollback out (undo of traffic-on), in.
+				if got, want := f.lbLog("web-1"), []string{"out", "in", "out", "in", "out", "in"}; !slices.Equal(got, want) {
+					t.Errorf("web-1's load balancer log %q, want %q", got, want)
+				}
+				if got := stepStatuses(rep.Host("web-2").Rollback.Steps); got[len(got)-1] != "rollback/traffic-restore ok" {
+					t.Errorf("web-2's rollback %q: traffic not restored last", got)
+				}
+			},
+		},
+		{
+			name: "a host that cannot be put back holds the canary back", hosts: 2, seeded: true,
+			faults: map[string][]localconn.Fault{"web-2": {{Label: "activate/restart", Exit: 1}, {Label: "traffic/enable", Exit: 1, Stderr: "lb refused"}}},
+			unresolved: []string{"web-1", "web-2"},
+			check: func(t *testing.T, f *fleet, rep *deploy.Report, order []string) {
+				assertHeldBack(t, f, rep)
+				if f.inLB("web-2") {
+					t.Errorf("web-2 in the load balancer, although its enable failed")
+				}
+				if rb := rep.Host("web-2").Rollback; rb == nil || !strings.Contains(rb.Error, "lb refused") {
+					t.Errorf("web-2's rollback %+v, want its failed traffic-restore", rb)
+				}
+			},
+		},
+		{
+			name: "a host that cannot leave the load balancer is not switched back", hosts: 2, seeded: true,
+			faults: map[string][]localconn.Fault{"web-2": {{Label: "post/notify", Exit: 1}, {Label: "traffic/disable", Skip: 1, Exit: 1, Stderr: "lb busy"}}},
+			// A failed disable may have taken web-2 out halfway: the canary,
+			// maybe the last host in, is held back too.
+			unresolved: []string{"web-1", "web-2"},
+			check: func(t *testing.T, f *fleet, rep *deploy.Report, order []string) {
+				assertHeldBack(t, f, rep)
+				rb := rep.Host("web-2").Rollback
+				if rb == nil || !strings.Contains(rb.Error, "the host is still in the load balancer, so it was not switched back") {
+					t.Errorf("web-2's rollback %+v, want it left as it is", rb)
+				}
+				if f.current("web-2") != "2.0.0" || !f.inLB("web-2") {
+					t.Errorf("web-2 on %q, in LB %v; want it left serving 2.0.0", f.current("web-2"), f.inLB("web-2"))
+				}
+			},
+		},
+		{
+			name: "an unhealthy restored host stays out", hosts: 2, seeded: true,
+			faults:     map[string][]localconn.Fault{"web-2": {{Label: "activate/restart", Exit: 1}, {Label: "health/health", Text: "1.0.0", Exit: 1}}},
+			unresolved: []string{"web-1", "web-2"},
+			check: func(t *testing.T, f *fleet, rep *deploy.Report, order []string) {
+				assertHeldBack(t, f, rep)
+				rb := rep.Host("web-2").Rollback
+				if rb == nil || !strings.Contains(rb.Error, "left out of the load balancer: its release is not healthy") {
+					t.Errorf("web-2's rollback %+v, want it left out", rb)
+				}
+				if f.inLB("web-2") || f.current("web-2") != "1.0.0" {
+					t.Errorf("web-2 in LB %v on %q; want it out, switched back", f.inLB("web-2"), f.current("web-2"))
+				}
+			},
+		},
+		{
+			name: "a first deploy whose disable failed is put back", hosts: 1,
+			faults: map[string][]localconn.Fault{"web-1": {{Label: "traffic/disable", Exit: 1}}},
+			check: func(t *testing.T, f *fleet, rep *deploy.Report, order []string) {
+				if rb := rep.Host("web-1").Rollback; rb == nil || !rb.Healthy || !f.inLB("web-1") || f.current("web-1") != "" {
+					t.Errorf("web-1: rollback %+v, in LB %v, current %q", rb, f.inLB("web-1"), f.current("web-1"))
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFleet(t, tt.hosts, strategyCanary, readTestdata(t, "traffic.toml"))
+			if tt.seeded {
+				f.seed("1.0.0")
+			}
+			for host, faults := range tt.faults {
+				for _, fault := range faults {
+					f.host(host).Fail(fault)
+				}
+			}
+			var mu sync.Mutex
+			var order []string
+			e := newTestEngine(f, func(e *deploy.Engine) {
+				e.Observe = func(ev deploy.Event) {
+					if ev.Kind == deploy.RollbackHostDone {
+						mu.Lock()
+						order = append(order, ev.Host)
+						mu.Unlock()
+					}
+				}
+			})
+			rep, err := run(t.Context(), e, f.plan("2.0.0", "traffic"), runOptions{})
+			if fail := failure(t, err); !rep.RolledBack || fail.Interrupted {
+				t.Errorf("rolled back %v, interrupted %v", rep.RolledBack, fail.Interrupted)
+			}
+			if got := rep.Unresolved(); !slices.Equal(got, tt.unresolved) {
+				t.Errorf("unresolved %v, want %v", got, tt.unresolved)
+			}
+			f.assertNoLocks()
+			tt.check(t, f, rep, order)
+		})
+	}
+}
+
+// assertHeldBack checks that the canary web-1 was not rolled back, since
+// web-2 is (or may be) out of the load balancer: it is left serving 2.0.0.
+func assertHeldBack(t *testing.T, f *fleet, rep *deploy.Report) {
+	t.Helper()
+	rb := rep.Host("web-1").Rollback
+	if rb == nil || !strings.Contains(rb.Error, "web-1: not rolled back, left serving 2.0.0: web-2 could not be put back in the load balancer") {
+		t.Errorf("web-1's rollback %+v, want it held back", rb)
+	}
+	if f.current("web-1") != "2.0.0" || !f.inLB("web-1") {
+		t.Errorf("web-1 on %q, in LB %v; want it left serving 2.0.0", f.current("web-1"), f.inLB("web-1"))
+	}
+}
