@@ -572,7 +572,7 @@ func TestRollbackWithTraffic(t *testing.T) {
 		},
 		{
 			name: "a host that cannot be put back holds the canary back", hosts: 2, seeded: true,
-			faults: map[string][]localconn.Fault{"web-2": {{Label: "activate/restart", Exit: 1}, {Label: "traffic/enable", Exit: 1, Stderr: "lb refused"}}},
+			faults:     map[string][]localconn.Fault{"web-2": {{Label: "activate/restart", Exit: 1}, {Label: "traffic/enable", Exit: 1, Stderr: "lb refused"}}},
 			unresolved: []string{"web-1", "web-2"},
 			check: func(t *testing.T, f *fleet, rep *deploy.Report, order []string) {
 				assertHeldBack(t, f, rep)
