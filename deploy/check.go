@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/relctl/relctl/internal/shellquote"
 	"strconv"
 	"strings"
 
 	"github.com/relctl/relctl/healthcheck"
-	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
 )
@@ -130,7 +130,7 @@ type diskSpaceAction struct{ need int64 }
 
 func (a *diskSpaceAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	dir := h.host.Layout.BaseDir
-	res, err := h.conn.Run(ctx, "mkdir -p -- "+state.Quote(dir)+" && df -Pk -- "+state.Quote(dir), transport.RunOptions{Label: "check/disk-space"})
+	res, err := h.conn.Run(ctx, "mkdir -p -- "+shellquote.Quote(dir)+" && df -Pk -- "+shellquote.Quote(dir), transport.RunOptions{Label: "check/disk-space"})
 	if err != nil {
 		return "", err
 	}

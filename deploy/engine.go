@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/relctl/relctl/internal/fleet"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-multierror"
 	"github.com/rs/zerolog"
 
 	"github.com/relctl/relctl/internal/fanout"
@@ -198,106 +199,129 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 	e.journal(state.JournalEvent{Kind: "run-start", Env: p.Env, Command: p.Kind, Release: p.Version, From: p.From,
 		Operator: e.Operator, Controller: e.Controller})
 	e.logEvent("", "run %s: %s %s %s to %s: %d hosts in %d batches", p.RunID, p.Kind, p.Playbook, p.Version, p.Env, len(r.report.Hosts), len(p.Batches))
-
-	r.phase = playbooks.PhasePreflight
-	active := r.activeHosts()
-	// Connect to and read every host first: an unreachable host fails the run
-	// before anything is locked or changed. Hosts skipped on resume are
-	// connected and locked too: the interrupted run's lock is on them as well.
-	all := p.Hosts()
-	err := e.forEach(ctx, all, e.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
-		return r.connect(ctx, hp)
-	})
-	if err != nil {
-		return r.finish(ctx, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err})
-	}
-	if err := r.lock(ctx, all); err != nil {
+	if err := r.preflight(ctx); err != nil {
 		return r.finish(ctx, err)
 	}
-	// Read again under the lock: a run that ended between the first read and
-	// the lock may have moved a host.
-	err = e.forEach(ctx, all, e.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
-		return r.runs[hp.Name].learnState(ctx)
-	})
-	if err != nil {
-		return r.finish(ctx, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err})
-	}
-	fanout.Go(ctx, "watching for an interrupt", func() { r.watchStop(ctx) }, r.stopOnPanic)
-	if err := r.gateStillHolds(active); err != nil {
-		return r.finish(ctx, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err})
-	}
-	if r.opts.Gate.Skipped != "" {
-		if err := r.recordSkippedRehearsal(ctx, active); err != nil {
-			return r.finish(ctx, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err})
-		}
-	}
-
-	err = e.forEach(ctx, active, e.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
-		return r.runs[hp.Name].runPhase(ctx, playbooks.PhasePreflight, nil)
-	})
-	if err != nil {
-		return r.finish(ctx, &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err, Interrupted: r.stopped()})
-	}
-	e.emit(Event{Kind: PreflightDone, Plan: p})
-	e.logEvent("", "preflight passed on %d hosts", len(active))
-
 	for i, b := range p.Batches {
-		hosts := r.active(b.Hosts)
-		if len(hosts) == 0 {
-			continue
+		if f := r.runBatch(ctx, i, b); f != nil {
+			return r.fail(ctx, f)
 		}
-		r.phase, r.batch = "between batches", b.Index
-		if i > 0 && p.Pause > 0 {
-			e.emit(Event{Kind: Pausing, Plan: p, Batch: b, Pause: p.Pause})
-			select {
-			case <-ctx.Done():
-			case <-r.stop:
-			case <-time.After(p.Pause):
-			}
-		}
-		if r.stopped() || ctx.Err() != nil {
-			err, interrupted := r.stopError("stopped before batch %d", b.Index)
-			return r.fail(ctx, &Failure{Phase: "between batches", Batch: b.Index, Report: r.report, Interrupted: interrupted || ctx.Err() != nil, Err: err})
-		}
-		e.emit(Event{Kind: BatchStarted, Plan: p, Batch: b})
-		e.logEvent("", "batch %d/%d%s: %s", b.Index, len(p.Batches), canaryLabel(b), strings.Join(hostNames(b.Hosts), ", "))
-		limit := p.MaxParallel
-		if limit <= 0 || limit > len(hosts) {
-			limit = len(hosts)
-		}
-		if e.MaxParallel > 0 && e.MaxParallel < limit {
-			limit = e.MaxParallel
-		}
-		for _, phase := range playbooks.Phases[1:] {
-			r.phase = phase
-			failed := &stopFlag{}
-			err := e.forEach(ctx, hosts, limit, func(ctx context.Context, hp *HostPlan) error {
-				return r.runs[hp.Name].runPhase(ctx, phase, failed)
-			})
-			interrupted := ctx.Err() != nil
-			if err == nil && (r.stopped() || ctx.Err() != nil) {
-				var byInterrupt bool
-				err, byInterrupt = r.stopError("stopped after the %s phase", phase)
-				interrupted = interrupted || byInterrupt
-			} else if errors.Is(err, errStopped) {
-				var byInterrupt bool
-				err, byInterrupt = r.stopError("stopped in the %s phase", phase)
-				interrupted = interrupted || byInterrupt
-			}
-			if err != nil {
-				return r.fail(ctx, &Failure{Phase: phase, Batch: b.Index, Report: r.report, Err: err, Interrupted: interrupted})
-			}
-		}
-		e.emit(Event{Kind: BatchDone, Plan: p, Batch: b})
-		e.logEvent("", "batch %d/%d done", b.Index, len(p.Batches))
 	}
 	if len(p.After) > 0 {
 		if f := r.after(ctx); f != nil {
 			return r.finishAfter(ctx, f)
 		}
 	}
-	e.logEvent("", "run %s: %s of %s done on %d hosts", p.RunID, p.Kind, p.Version, len(active))
+	e.logEvent("", "run %s: %s of %s done on %d hosts", p.RunID, p.Kind, p.Version, len(r.activeHosts()))
 	return r.finish(ctx, nil)
+}
+
+// preflight connects to, reads and locks every host, reads them again
+// under the lock, checks the gate still holds, and runs the preflight
+// steps: all before any host changes. An unreachable host fails the run
+// before anything is locked. Hosts skipped on resume are connected and
+// locked too: the interrupted run's lock is on them as well.
+func (r *run) preflight(ctx context.Context) error {
+	e, p := r.engine, r.plan
+	r.phase = playbooks.PhasePreflight
+	failed := func(err error) error { return &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err} }
+	all, active := p.Hosts(), r.activeHosts()
+	if err := e.forEach(ctx, all, e.MaxParallel, r.connect); err != nil {
+		return failed(err)
+	}
+	if err := r.lock(ctx, all); err != nil {
+		return err
+	}
+	// Read again under the lock: a run that ended between the first read and
+	// the lock may have moved a host.
+	err := e.forEach(ctx, all, e.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
+		return r.runs[hp.Name].learnState(ctx)
+	})
+	if err != nil {
+		return failed(err)
+	}
+	fanout.Go(ctx, "watching for an interrupt", func() { r.watchStop(ctx) }, r.stopOnPanic)
+	if err := r.gateStillHolds(active); err != nil {
+		return failed(err)
+	}
+	if r.opts.Gate.Skipped != "" {
+		if err := r.recordSkippedRehearsal(ctx, active); err != nil {
+			return failed(err)
+		}
+	}
+	err = e.forEach(ctx, active, e.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
+		return r.runs[hp.Name].runPhase(ctx, playbooks.PhasePreflight, nil)
+	})
+	if err != nil {
+		return &Failure{Phase: playbooks.PhasePreflight, Report: r.report, Err: err, Interrupted: r.stopped()}
+	}
+	e.emit(Event{Kind: PreflightDone, Plan: p})
+	e.logEvent("", "preflight passed on %d hosts", len(active))
+	return nil
+}
+
+// runBatch runs batch b (the i-th) phase by phase, after the pause between
+// batches; nil when it passed (or has no host left to work on).
+func (r *run) runBatch(ctx context.Context, i int, b *Batch) *Failure {
+	e, p := r.engine, r.plan
+	hosts := r.active(b.Hosts)
+	if len(hosts) == 0 {
+		return nil
+	}
+	r.phase, r.batch = "between batches", b.Index
+	if i > 0 && p.Pause > 0 {
+		e.emit(Event{Kind: Pausing, Plan: p, Batch: b, Pause: p.Pause})
+		select {
+		case <-ctx.Done():
+		case <-r.stop:
+		case <-time.After(p.Pause):
+		}
+	}
+	if r.stopped() || ctx.Err() != nil {
+		err, interrupted := r.stopError("stopped before batch %d", b.Index)
+		return &Failure{Phase: "between batches", Batch: b.Index, Report: r.report, Interrupted: interrupted || ctx.Err() != nil, Err: err}
+	}
+	e.emit(Event{Kind: BatchStarted, Plan: p, Batch: b})
+	e.logEvent("", "batch %d/%d%s: %s", b.Index, len(p.Batches), canaryLabel(b), strings.Join(hostNames(b.Hosts), ", "))
+	limit := p.MaxParallel
+	if limit <= 0 || limit > len(hosts) {
+		limit = len(hosts)
+	}
+	if e.MaxParallel > 0 && e.MaxParallel < limit {
+		limit = e.MaxParallel
+	}
+	for _, phase := range playbooks.Phases[1:] {
+		if f := r.runBatchPhase(ctx, b, hosts, phase, limit); f != nil {
+			return f
+		}
+	}
+	e.emit(Event{Kind: BatchDone, Plan: p, Batch: b})
+	e.logEvent("", "batch %d/%d done", b.Index, len(p.Batches))
+	return nil
+}
+
+// runBatchPhase runs one phase on the batch's hosts; a failure, or a stop
+// asked for during it, is the batch's Failure.
+func (r *run) runBatchPhase(ctx context.Context, b *Batch, hosts []*HostPlan, phase string, limit int) *Failure {
+	r.phase = phase
+	failed := &stopFlag{}
+	err := r.engine.forEach(ctx, hosts, limit, func(ctx context.Context, hp *HostPlan) error {
+		return r.runs[hp.Name].runPhase(ctx, phase, failed)
+	})
+	interrupted := ctx.Err() != nil
+	if err == nil && (r.stopped() || ctx.Err() != nil) {
+		var byInterrupt bool
+		err, byInterrupt = r.stopError("stopped after the %s phase", phase)
+		interrupted = interrupted || byInterrupt
+	} else if errors.Is(err, errStopped) {
+		var byInterrupt bool
+		err, byInterrupt = r.stopError("stopped in the %s phase", phase)
+		interrupted = interrupted || byInterrupt
+	}
+	if err != nil {
+		return &Failure{Phase: phase, Batch: b.Index, Report: r.report, Err: err, Interrupted: interrupted}
+	}
+	return nil
 }
 
 // ErrGateChanged: what the rehearsal gate checked before the run no longer
@@ -671,41 +695,21 @@ func (s *stopFlag) raised() bool {
 	return s.set
 }
 
-// forEach runs fn for every host with at most limit at once and collects the
-// errors, in host order, into a multierror.
-// A panic in fn is that host's error (fanout.ForEach).
+// forEach runs fn for every host with at most limit at once and collects
+// the errors, in host order (fleet.Each). Work not started because the run
+// was asked to stop is left out, unless nothing else failed.
 func (e *Engine) forEach(ctx context.Context, hosts []*HostPlan, limit int, fn func(context.Context, *HostPlan) error) error {
-	errs := fanout.ForEach(ctx, len(hosts), limit, func(i int) string { return hosts[i].Name }, func(ctx context.Context, i int) error {
-		return fn(zerolog.Ctx(ctx).With().Str("host", hosts[i].Name).Logger().WithContext(ctx), hosts[i])
-	})
-	var all *multierror.Error
+	errs := fleet.EachErrors(ctx, hosts, limit, func(hp *HostPlan) string { return hp.Name }, fn)
+	failed := slices.DeleteFunc(slices.Clone(errs), func(err error) bool { return errors.Is(err, errStopped) })
+	if err := fleet.Join(failed); err != nil {
+		return err
+	}
 	for _, err := range errs {
-		if err != nil && !errors.Is(err, errStopped) {
-			all = multierror.Append(all, err)
+		if err != nil {
+			return err
 		}
 	}
-	if all == nil {
-		for _, err := range errs {
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	all.ErrorFormat = hostErrorFormat
-	return all
-}
-
-// hostErrorFormat lists one host error per line.
-func hostErrorFormat(errs []error) string {
-	if len(errs) == 1 {
-		return errs[0].Error()
-	}
-	lines := make([]string, len(errs))
-	for i, err := range errs {
-		lines[i] = "  - " + strings.ReplaceAll(err.Error(), "\n", "\n    ")
-	}
-	return fmt.Sprintf("%d hosts failed:\n%s", len(errs), strings.Join(lines, "\n"))
+	return nil
 }
 
 func (e *Engine) emit(ev Event) {

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"errors"
+	"github.com/relctl/relctl/internal/fleet"
 	"testing"
 
 	"github.com/relctl/relctl/internal/state"
@@ -35,12 +36,12 @@ func FuzzReadRemoteFileOutput(f *testing.F) {
 	f.Add([]byte("present 644\nold format\n"))
 	f.Fuzz(func(t *testing.T, out []byte) {
 		const p = "/etc/monit/conf.d/search"
-		sf, err := parseRemoteFile(p, out)
+		sf, err := fleet.ParseFile(p, out)
 		checkFileErr(t, err)
 		if err != nil {
 			return
 		}
-		if sf.mode > 0o777 || (!sf.present && len(sf.body) != 0) {
+		if sf.Mode > 0o777 || (!sf.Present && len(sf.Body) != 0) {
 			t.Fatalf("%+v", sf)
 		}
 	})

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/shellquote"
 	"path"
 	"time"
-
-	"github.com/hashicorp/go-multierror"
 
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
@@ -73,11 +73,11 @@ func MoveRecordPath(l state.Layout) string { return path.Join(l.StateDir(), "mov
 // ReadMoveRecord reads a host's move record (nil when there is none). A
 // record that cannot be read or is corrupt is an error naming the file.
 func ReadMoveRecord(ctx context.Context, conn transport.Conn, l state.Layout) (*MoveRecord, error) {
-	f, err := readRemoteFile(ctx, conn, MoveRecordPath(l), "")
-	if err != nil || !f.present {
+	f, err := fleet.ReadFile(ctx, conn, MoveRecordPath(l), "")
+	if err != nil || !f.Present {
 		return nil, err
 	}
-	return parseMoveRecord(MoveRecordPath(l), f.body)
+	return parseMoveRecord(MoveRecordPath(l), f.Body)
 }
 
 // parseMoveRecord reads move.json's bytes (p names it in errors): a JSON
@@ -89,7 +89,7 @@ func parseMoveRecord(p string, body []byte) (*MoveRecord, error) {
 	}
 	corrupt := func(problem string) error {
 		return &state.StateError{Path: p, Problem: problem,
-			Fix: "fix or restore it (keep a copy first: cp " + state.Quote(p) + " " + state.Quote(p+".broken") + "), then re-run"}
+			Fix: "fix or restore it (keep a copy first: cp " + shellquote.Quote(p) + " " + shellquote.Quote(p+".broken") + "), then re-run"}
 	}
 	switch rec.State {
 	case MoveCuttingOver, MoveCutOver, MoveMovedBack, MoveFinalized:
@@ -172,47 +172,41 @@ func BuildMovePlan(proj *playbooks.Project, opts MoveRunOptions) (*Plan, error) 
 }
 
 // ReadMoveRecords reads the move record of every new host of a move
-// playbook; the newest one (by time) is returned with the hosts read.
+// playbook (ssh.max_parallel at once) and returns the newest one (by time).
+// A host whose record cannot be trusted (unreadable, corrupt, an answer
+// that is not the read script's) fails the read: its record may be the
+// newest, so no other host's record decides.
 func ReadMoveRecords(ctx context.Context, conn Connector, proj *playbooks.Project, env, playbook string) (*MoveRecord, error) {
-	e, pb, hosts, err := resolveTargets(proj, env, playbook, nil)
+	e, pb, _, err := resolveTargets(proj, env, playbook, nil)
 	if err != nil {
 		return nil, err
 	}
 	if pb.Move == nil {
 		return nil, nil
 	}
+	hosts := fleet.Hosts(proj, pb, e)
+	recs, errs := fleet.Read(ctx, conn, hosts, proj.Config.SSH.MaxParallel, func(ctx context.Context, h fleet.Host, c transport.Conn) (*MoveRecord, error) {
+		rec, err := ReadMoveRecord(ctx, c, h.Layout)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", h.Name, err)
+		}
+		return rec, nil
+	})
 	var newest *MoveRecord
-	var errs, bad *multierror.Error
-	for _, h := range hosts {
-		data, err := proj.Data(pb, e, h, "0", "")
-		if err != nil {
-			return nil, err
-		}
-		c, err := conn.Get(ctx, transport.Target{Name: h.Name, Address: h.Address, User: firstNonEmpty(h.User, proj.Config.SSH.User)})
-		if err != nil {
-			errs = multierror.Append(errs, err)
-			continue
-		}
-		rec, err := ReadMoveRecord(ctx, c, state.Layout{BaseDir: data.BaseDir})
-		if err != nil {
-			err = fmt.Errorf("%s: %w", h.Name, err)
-			if errors.Is(err, state.ErrHostState) || errors.Is(err, state.ErrHostOutput) {
-				// Reachable, but its record cannot be trusted: it may be
-				// the newest, so no other host's record decides.
-				bad = multierror.Append(bad, err)
-			}
-			errs = multierror.Append(errs, err)
-			continue
+	var bad []error
+	for i, rec := range recs {
+		if err := errs[i]; errors.Is(err, state.ErrHostState) || errors.Is(err, state.ErrHostOutput) {
+			bad = append(bad, err)
 		}
 		if rec != nil && (newest == nil || rec.Time.After(newest.Time) || (rec.Time.Equal(newest.Time) && len(rec.History) > len(newest.History))) {
 			newest = rec
 		}
 	}
-	if bad.ErrorOrNil() != nil {
-		return nil, bad.ErrorOrNil()
+	if err := fleet.Join(bad); err != nil {
+		return nil, err
 	}
-	if newest == nil && errs.ErrorOrNil() != nil {
-		return nil, errs.ErrorOrNil()
+	if newest == nil {
+		return nil, fleet.Join(errs)
 	}
 	return newest, nil
 }

@@ -3,6 +3,7 @@ package deploy
 import (
 	"errors"
 	"fmt"
+	"github.com/relctl/relctl/internal/fleet"
 	"io/fs"
 	"strings"
 	"text/template"
@@ -102,9 +103,9 @@ func trafficServer(p *Plan, h *playbooks.Host) (string, error) {
 }
 
 func renderOldHost(p *Plan, h *playbooks.Host) (oldHost, error) {
-	o := oldHost{name: h.Name, target: hostTarget(p.proj.Config, h)}
-	if data, err := p.proj.Data(p.pb, p.env, h, "0", ""); err == nil {
-		o.layout = &state.Layout{BaseDir: data.BaseDir}
+	o := oldHost{name: h.Name, target: fleet.Target(p.proj.Config, h)}
+	if l, err := fleet.Layout(p.proj, p.pb, p.env, h); err == nil {
+		o.layout = &l
 	}
 	var err error
 	if o.server, err = trafficServer(p, h); err != nil {
@@ -166,7 +167,7 @@ func renderDependent(p *Plan, d *playbooks.Dependent, h *playbooks.Host, tmpl *t
 	if err != nil {
 		return nil, err
 	}
-	dh := &dependentHost{name: h.Name, target: hostTarget(p.proj.Config, h)}
+	dh := &dependentHost{name: h.Name, target: fleet.Target(p.proj.Config, h)}
 	if dh.config, err = playbooks.RenderText("move.dependents.config", d.Config, data); err != nil {
 		return nil, err
 	}
@@ -267,9 +268,4 @@ func (m *moveRender) finalizeSteps() []*HostStep {
 	}
 	return append(steps, moveStep(RoleNewHosts, RoleNewHosts, transport.Target{}, "record", kindMoveRecord,
 		&moveRecordAction{m: st, state: MoveFinalized, history: true}, fmt.Sprintf("write .relctl/move.json on %s: %s", newHosts, MoveFinalized)))
-}
-
-// hostTarget is how relctl reaches a host.
-func hostTarget(cfg *playbooks.Config, h *playbooks.Host) transport.Target {
-	return transport.Target{Name: h.Name, Address: h.Address, User: firstNonEmpty(h.User, cfg.SSH.User)}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/relctl/relctl/internal/fleet"
 	"io"
 	"math"
 	"os"
@@ -248,7 +249,7 @@ func newHostPlan(p *Plan, h *playbooks.Host) (*HostPlan, error) {
 	}
 	return &HostPlan{
 		Name: h.Name, Address: h.Address, Data: data,
-		Target: hostTarget(p.proj.Config, h),
+		Target: fleet.Target(p.proj.Config, h),
 		Layout: state.Layout{BaseDir: data.BaseDir},
 		checks: p.pb.Checks, host: h,
 	}, nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/relctl/relctl/internal/shellquote"
 	"maps"
 	"time"
 
@@ -50,7 +51,7 @@ func (a *activateAction) Do(ctx context.Context, h *hostRun) (string, error) {
 func (a *activateAction) Undo(ctx context.Context, h *hostRun) (string, error) {
 	prev := h.report.Before
 	if prev == "" {
-		if _, err := h.conn.Run(ctx, "rm -f -- "+state.Quote(h.host.Layout.Current()), transport.RunOptions{Label: "rollback/undo-activate"}); err != nil {
+		if _, err := h.conn.Run(ctx, "rm -f -- "+shellquote.Quote(h.host.Layout.Current()), transport.RunOptions{Label: "rollback/undo-activate"}); err != nil {
 			return "", err
 		}
 		h.setCurrent("")

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/shellquote"
 	"strings"
 	"sync"
 	"time"
@@ -85,7 +87,7 @@ func (m *moveState) write(ctx context.Context, r *run) error {
 		if h == nil {
 			continue
 		}
-		if err := upload(ctx, h.conn, body, MoveRecordPath(hp.Layout), 0o644); err != nil {
+		if err := fleet.WriteFile(ctx, h.conn, body, MoveRecordPath(hp.Layout), 0o644); err != nil {
 			errs = multierror.Append(errs, fmt.Errorf("%s: writing the move record: %w", hp.Name, err))
 		}
 	}
@@ -297,13 +299,13 @@ func (a *depConfigAction) UndoName() string { return "config-back" }
 
 func (a *depConfigAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	d := a.d
-	old, err := readRemoteFile(ctx, h.conn, d.config, "")
+	old, err := fleet.ReadFile(ctx, h.conn, d.config, "")
 	if err != nil {
 		return "", err
 	}
 	mode := uint32(0o644)
-	if old.present {
-		mode = old.mode // never looser: it may hold secrets
+	if old.Present {
+		mode = old.Mode // never looser: it may hold secrets
 	}
 	saved := a.m.savedDependent(d.name)
 	if saved == nil {
@@ -313,7 +315,7 @@ func (a *depConfigAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	} else if saved.Existed {
 		mode = saved.Mode
 	}
-	if err := upload(ctx, h.conn, d.content, d.config, mode); err != nil {
+	if err := fleet.WriteFile(ctx, h.conn, d.content, d.config, mode); err != nil {
 		return "", err
 	}
 	sum := sha256.Sum256(d.content)
@@ -321,11 +323,11 @@ func (a *depConfigAction) Do(ctx context.Context, h *hostRun) (string, error) {
 }
 
 // keep copies the config as it was and records where, before it changes.
-func (a *depConfigAction) keep(ctx context.Context, h *hostRun, old *savedFile) (*MovedDependent, error) {
+func (a *depConfigAction) keep(ctx context.Context, h *hostRun, old *fleet.File) (*MovedDependent, error) {
 	d := a.d
-	saved := &MovedDependent{Host: d.name, Config: d.config, Existed: old.present, Mode: old.mode, Copy: d.config + ".relctl-before-" + h.plan.RunID}
-	if old.present {
-		if err := upload(ctx, h.conn, old.body, saved.Copy, old.mode); err != nil {
+	saved := &MovedDependent{Host: d.name, Config: d.config, Existed: old.Present, Mode: old.Mode, Copy: d.config + ".relctl-before-" + h.plan.RunID}
+	if old.Present {
+		if err := fleet.WriteFile(ctx, h.conn, old.Body, saved.Copy, old.Mode); err != nil {
 			return nil, fmt.Errorf("keeping the config before the move: %w", err)
 		}
 	}
@@ -342,12 +344,12 @@ func (a *depConfigAction) Undo(ctx context.Context, h *hostRun) (string, error) 
 	}
 	var detail string
 	if !saved.Existed {
-		if _, err := h.conn.Run(ctx, "rm -f -- "+transport.ShellQuote(saved.Config), transport.RunOptions{Label: "move/config-back"}); err != nil {
+		if _, err := h.conn.Run(ctx, "rm -f -- "+shellquote.Quote(saved.Config), transport.RunOptions{Label: "move/config-back"}); err != nil {
 			return "", err
 		}
 		detail = "removed " + saved.Config + " (there was none before)"
 	} else {
-		q := transport.ShellQuote
+		q := shellquote.Quote
 		if _, err := h.conn.Run(ctx, fmt.Sprintf("cp -p -- %s %s.relctl-tmp && mv -f -- %s.relctl-tmp %s", q(saved.Copy), q(saved.Config), q(saved.Config), q(saved.Config)),
 			transport.RunOptions{Label: "move/config-back"}); err != nil {
 			return "", err
@@ -446,7 +448,7 @@ func (a *retireAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	if a.layout == nil {
 		return detail, nil
 	}
-	if _, err := h.conn.Run(ctx, "rm -f -- "+transport.ShellQuote(a.layout.Current()), transport.RunOptions{Label: "move/retire"}); err != nil {
+	if _, err := h.conn.Run(ctx, "rm -f -- "+shellquote.Quote(a.layout.Current()), transport.RunOptions{Label: "move/retire"}); err != nil {
 		return "", err
 	}
 	rec := a.m.record

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"github.com/relctl/relctl/internal/shellquote"
 	"strings"
 
 	"github.com/relctl/relctl/internal/state"
@@ -52,16 +53,16 @@ func (a *readinessAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	act := latestActivation(&st.History, target)
 	layout := h.host.Layout
 	var script strings.Builder
-	dir := state.Quote(layout.Release(target))
+	dir := shellquote.Quote(layout.Release(target))
 	fmt.Fprintf(&script, "test -d %s || printf 'missing: release directory %%s\\n' %s\n", dir, dir)
 	for _, r := range a.Requires {
-		fmt.Fprintf(&script, "test -e %s || echo %s\n", state.Quote(layout.Release(target)+"/"+r), state.Quote("missing: "+r))
+		fmt.Fprintf(&script, "test -e %s || echo %s\n", shellquote.Quote(layout.Release(target)+"/"+r), shellquote.Quote("missing: "+r))
 	}
 	checked := []string{"directory"}
 	limit := transport.ControlLimit
 	if act != nil && act.Artifact != "" && act.ArtifactSHA256 != "" {
 		art := layout.Release(target) + "/" + act.Artifact
-		fmt.Fprintf(&script, "s=$(sha256sum -- %s 2>/dev/null) || s=unreadable; echo \"artifact: ${s%%%% *}\"\n", state.Quote(art))
+		fmt.Fprintf(&script, "s=$(sha256sum -- %s 2>/dev/null) || s=unreadable; echo \"artifact: ${s%%%% *}\"\n", shellquote.Quote(art))
 		checked = append(checked, "artifact sha256")
 		limit = transport.CommandLimit // hashing takes as long as the artifact is big
 	}

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/shellquote"
 	"path"
 	"strconv"
 	"strings"
 
-	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/watchdog"
 )
@@ -43,12 +44,12 @@ func (d systemdSupervisor) verifyCmd(unitPath string) string {
 func (d systemdSupervisor) reloadCmd(starting bool) string {
 	cmd := d.onSystemd() + " && systemctl daemon-reload"
 	if starting {
-		cmd += " && systemctl restart -- " + state.Quote(d.s.Service)
+		cmd += " && systemctl restart -- " + shellquote.Quote(d.s.Service)
 	}
 	return cmd
 }
 func (d systemdSupervisor) statusCmd() string {
-	return watchdog.SystemdIsActiveCommand(d.s.Service) + "; systemctl show -p MainPID --value -- " + state.Quote(d.s.Service)
+	return watchdog.SystemdIsActiveCommand(d.s.Service) + "; systemctl show -p MainPID --value -- " + shellquote.Quote(d.s.Service)
 }
 
 func (d systemdSupervisor) reload(ctx context.Context, h *hostRun, starting bool) error {
@@ -117,8 +118,8 @@ func (d systemdSupervisor) validate(ctx context.Context, h *hostRun, rendered []
 	}
 	scratch := path.Join(h.host.Layout.StateDir(), "watchdog-check."+h.plan.RunID)
 	unitPath := path.Join(scratch, path.Base(s.InstallPath))
-	defer h.conn.Run(context.WithoutCancel(ctx), "rm -rf -- "+state.Quote(scratch), transport.RunOptions{Label: "watchdog/cleanup"})
-	if err := upload(ctx, h.conn, rendered, unitPath, 0o644); err != nil {
+	defer h.conn.Run(context.WithoutCancel(ctx), "rm -rf -- "+shellquote.Quote(scratch), transport.RunOptions{Label: "watchdog/cleanup"})
+	if err := fleet.WriteFile(ctx, h.conn, rendered, unitPath, 0o644); err != nil {
 		return "", err
 	}
 	if _, err := h.conn.Run(ctx, d.verifyCmd(unitPath), transport.RunOptions{Label: "watchdog/systemd-analyze"}); err != nil {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/shellquote"
 	"path"
 	"strings"
 	"time"
@@ -367,7 +369,7 @@ func putTrafficBack(ctx context.Context, h *hostRun, t *trafficState) (string, e
 			return "", err
 		}
 	}
-	if _, err := h.conn.Run(ctx, "rm -f -- "+transport.ShellQuote(trafficFile(h)), transport.RunOptions{Label: "traffic/forget"}); err != nil {
+	if _, err := h.conn.Run(ctx, "rm -f -- "+shellquote.Quote(trafficFile(h)), transport.RunOptions{Label: "traffic/forget"}); err != nil {
 		return "", err
 	}
 	t.off = false
@@ -432,11 +434,11 @@ func (a *pendingTrafficAction) Do(ctx context.Context, h *hostRun) (string, erro
 func trafficFile(h *hostRun) string { return path.Join(h.host.Layout.StateDir(), "traffic.json") }
 
 func readTrafficFile(ctx context.Context, h *hostRun) (*trafficRecord, error) {
-	f, err := readRemoteFile(ctx, h.conn, trafficFile(h), "")
-	if err != nil || !f.present {
+	f, err := fleet.ReadFile(ctx, h.conn, trafficFile(h), "")
+	if err != nil || !f.Present {
 		return nil, err
 	}
-	return parseTrafficRecord(trafficFile(h), f.body)
+	return parseTrafficRecord(trafficFile(h), f.Body)
 }
 
 // parseTrafficRecord reads traffic.json's bytes (p names it in errors).
@@ -453,7 +455,7 @@ func writeTrafficFile(ctx context.Context, h *hostRun, t *trafficState) error {
 	if err != nil {
 		return err
 	}
-	return upload(ctx, h.conn, append(body, '\n'), trafficFile(h), 0o644)
+	return fleet.WriteFile(ctx, h.conn, append(body, '\n'), trafficFile(h), 0o644)
 }
 
 // serveTimeout bounds the wait for HAProxy's checks to see a server up.

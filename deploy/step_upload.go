@@ -3,10 +3,10 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"github.com/relctl/relctl/internal/shellquote"
 	"os"
 	"strings"
 
-	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
 )
@@ -26,7 +26,7 @@ func buildUploadStep(_ *playbooks.Step, p *Plan, hp *HostPlan) (Action, string, 
 }
 
 func (a *uploadAction) Do(ctx context.Context, h *hostRun) (string, error) {
-	res, err := h.conn.Run(ctx, "sha256sum -- "+state.Quote(a.Remote)+" 2>/dev/null || true", transport.RunOptions{Label: "stage/upload:verify", Limit: transport.CommandLimit})
+	res, err := h.conn.Run(ctx, "sha256sum -- "+shellquote.Quote(a.Remote)+" 2>/dev/null || true", transport.RunOptions{Label: "stage/upload:verify", Limit: transport.CommandLimit})
 	if err != nil {
 		return "", err
 	}

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/shellquote"
 	"io/fs"
 	"net"
 	"net/url"
@@ -17,7 +19,6 @@ import (
 	"time"
 
 	"github.com/relctl/relctl/healthcheck"
-	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
 	"github.com/relctl/relctl/watchdog"
@@ -268,7 +269,7 @@ func (a *watchdogCheckAction) validate(ctx context.Context, h *hostRun, rendered
 // host and renders it for the host.
 func renderSnippet(ctx context.Context, h *hostRun, s *watchdogSpec) ([]byte, error) {
 	file := path.Join(s.ReleaseDir, s.Snippet)
-	res, err := h.conn.Run(ctx, "cat -- "+state.Quote(file), transport.RunOptions{Label: "watchdog/read-snippet"})
+	res, err := h.conn.Run(ctx, "cat -- "+shellquote.Quote(file), transport.RunOptions{Label: "watchdog/read-snippet"})
 	if err != nil {
 		return nil, fmt.Errorf("reading the release's watchdog snippet %s: %w", s.Snippet, err)
 	}
@@ -284,7 +285,7 @@ func renderSnippet(ctx context.Context, h *hostRun, s *watchdogSpec) ([]byte, er
 // directory holding the new snippet in place of the installed one.
 func (a *watchdogCheckAction) monitT(ctx context.Context, h *hostRun, rendered []byte) error {
 	s := a.spec
-	res, err := h.conn.Run(ctx, "cat -- "+state.Quote(s.ControlFile), transport.RunOptions{Label: "watchdog/read-control", QuietStdout: true})
+	res, err := h.conn.Run(ctx, "cat -- "+shellquote.Quote(s.ControlFile), transport.RunOptions{Label: "watchdog/read-control", QuietStdout: true})
 	if err != nil {
 		return fmt.Errorf("reading monit control file %s: %w", s.ControlFile, err)
 	}
@@ -313,17 +314,17 @@ func (a *watchdogCheckAction) monitT(ctx context.Context, h *hostRun, rendered [
 	lines[inc.Pos.Line-1] = strings.Replace(lines[inc.Pos.Line-1], inc.Pattern, path.Join(conf, path.Base(inc.Pattern)), 1)
 	scratchControl := strings.Join(lines, "")
 	snippetCopy := path.Join(conf, path.Base(s.InstallPath))
-	defer h.conn.Run(context.WithoutCancel(ctx), "rm -rf -- "+state.Quote(scratch), transport.RunOptions{Label: "watchdog/cleanup"})
+	defer h.conn.Run(context.WithoutCancel(ctx), "rm -rf -- "+shellquote.Quote(scratch), transport.RunOptions{Label: "watchdog/cleanup"})
 	prep := fmt.Sprintf("rm -rf -- %[1]s && mkdir -p %[2]s && for f in %[3]s; do [ -f \"$f\" ] && cp -p \"$f\" %[2]s/; done; rm -f -- %[4]s",
-		state.Quote(scratch), state.Quote(conf), quoteGlob(inc.Pattern), state.Quote(snippetCopy))
+		shellquote.Quote(scratch), shellquote.Quote(conf), quoteGlob(inc.Pattern), shellquote.Quote(snippetCopy))
 	if _, err := h.conn.Run(ctx, prep, transport.RunOptions{Label: "watchdog/scratch"}); err != nil {
 		return err
 	}
-	if err := upload(ctx, h.conn, rendered, snippetCopy, 0o600); err != nil {
+	if err := fleet.WriteFile(ctx, h.conn, rendered, snippetCopy, 0o600); err != nil {
 		return err
 	}
 	scratchFile := path.Join(scratch, "monitrc")
-	if err := upload(ctx, h.conn, []byte(scratchControl), scratchFile, 0o600); err != nil {
+	if err := fleet.WriteFile(ctx, h.conn, []byte(scratchControl), scratchFile, 0o600); err != nil {
 		return err
 	}
 	err = watchdog.MonitSyntaxCheck(ctx, watchdog.ConnRunner{Conn: h.conn}, scratchFile)
@@ -339,20 +340,15 @@ func (a *watchdogCheckAction) monitT(ctx context.Context, h *hostRun, rendered [
 func quoteGlob(pattern string) string {
 	dir, base := path.Split(pattern)
 	var b strings.Builder
-	b.WriteString(state.Quote(dir))
+	b.WriteString(shellquote.Quote(dir))
 	for _, r := range base {
 		if r == '*' || r == '?' {
 			b.WriteRune(r)
 			continue
 		}
-		b.WriteString(state.Quote(string(r)))
+		b.WriteString(shellquote.Quote(string(r)))
 	}
 	return b.String()
-}
-
-func upload(ctx context.Context, conn transport.Conn, body []byte, dst string, mode uint32) error {
-	sum := sha256.Sum256(body)
-	return conn.Upload(ctx, bytes.NewReader(body), dst, mode, hex.EncodeToString(sum[:]))
 }
 
 // watchdogInstallAction installs the validated snippet, reloads monit and
@@ -364,7 +360,7 @@ type watchdogInstallAction struct {
 	prove bool
 	// old is what was installed before this run put the snippet in place
 	// (nil until Do read it): its undo puts these bytes back.
-	old *savedFile
+	old *fleet.File
 }
 
 func (a *watchdogInstallAction) Do(ctx context.Context, h *hostRun) (string, error) {
@@ -380,19 +376,19 @@ func (a *watchdogInstallAction) Do(ctx context.Context, h *hostRun) (string, err
 		}
 	}
 	// Keep what is installed now: the rollback puts exactly these bytes back.
-	old, err := readRemoteFile(ctx, h.conn, s.InstallPath, "watchdog/save")
+	old, err := fleet.ReadFile(ctx, h.conn, s.InstallPath, "watchdog/save")
 	if err != nil {
 		return "", err
 	}
 	a.old = old
-	if old.present && h.report.Before != "" {
+	if old.Present && h.report.Before != "" {
 		// Kept on the host too: a later `relctl rollback --to` that release
 		// (from any machine, or after relctl died) puts exactly these bytes back.
-		if err := upload(ctx, h.conn, old.body, savedSnippetPath(h, s, h.report.Before), 0o600); err != nil {
+		if err := fleet.WriteFile(ctx, h.conn, old.Body, savedSnippetPath(h, s, h.report.Before), 0o600); err != nil {
 			return "", fmt.Errorf("keeping the installed snippet: %w", err)
 		}
 	}
-	if err := upload(ctx, h.conn, snippet, s.InstallPath, 0o600); err != nil {
+	if err := fleet.WriteFile(ctx, h.conn, snippet, s.InstallPath, 0o600); err != nil {
 		return "", err
 	}
 	if err := s.sup.reload(ctx, h, true); err != nil {
@@ -423,14 +419,14 @@ func (a *watchdogInstallAction) Undo(ctx context.Context, h *hostRun) (string, e
 		return "", errNoUndo // never installed
 	}
 	var detail string
-	if old.present {
-		if err := upload(ctx, h.conn, old.body, s.InstallPath, old.mode); err != nil {
+	if old.Present {
+		if err := fleet.WriteFile(ctx, h.conn, old.Body, s.InstallPath, old.Mode); err != nil {
 			return "", err
 		}
-		sum := sha256.Sum256(old.body)
-		detail = fmt.Sprintf("restored %s (%d bytes, sha256 %s)", s.InstallPath, len(old.body), hex.EncodeToString(sum[:6]))
+		sum := sha256.Sum256(old.Body)
+		detail = fmt.Sprintf("restored %s (%d bytes, sha256 %s)", s.InstallPath, len(old.Body), hex.EncodeToString(sum[:6]))
 	} else {
-		if _, err := h.conn.Run(ctx, "rm -f -- "+state.Quote(s.InstallPath), transport.RunOptions{Label: "watchdog/remove"}); err != nil {
+		if _, err := h.conn.Run(ctx, "rm -f -- "+shellquote.Quote(s.InstallPath), transport.RunOptions{Label: "watchdog/remove"}); err != nil {
 			return "", err
 		}
 		detail = "removed " + s.InstallPath + " (there was none before)"
@@ -478,7 +474,7 @@ type monitSupervisor struct{ s *watchdogSpec }
 func (monitSupervisor) name() string { return "monit" }
 
 func (m monitSupervisor) cmd(args string) string {
-	return "monit -c " + state.Quote(m.s.ControlFile) + " " + args
+	return "monit -c " + shellquote.Quote(m.s.ControlFile) + " " + args
 }
 
 func (m monitSupervisor) reload(ctx context.Context, h *hostRun, _ bool) error {
@@ -610,7 +606,7 @@ func (m monitSupervisor) wait(ctx context.Context, h *hostRun, pidfile string, n
 func pidAlive(ctx context.Context, h *hostRun, pid int, pidfile string) bool {
 	check := fmt.Sprintf("kill -0 %d", pid)
 	if pidfile != "" {
-		check += fmt.Sprintf(" && [ \"$(cat -- %s 2>/dev/null)\" = %d ]", state.Quote(pidfile), pid)
+		check += fmt.Sprintf(" && [ \"$(cat -- %s 2>/dev/null)\" = %d ]", shellquote.Quote(pidfile), pid)
 	}
 	_, err := h.conn.Run(ctx, check, transport.RunOptions{Label: "watchdog/pid"})
 	return err == nil
@@ -683,7 +679,7 @@ type watchdogSupervisedAction struct {
 }
 
 func (a *watchdogSupervisedAction) Do(ctx context.Context, h *hostRun) (string, error) {
-	res, err := h.conn.Run(ctx, "cat -- "+state.Quote(a.spec.InstallPath), transport.RunOptions{Label: "watchdog/read-installed"})
+	res, err := h.conn.Run(ctx, "cat -- "+shellquote.Quote(a.spec.InstallPath), transport.RunOptions{Label: "watchdog/read-installed"})
 	if err != nil {
 		return "", fmt.Errorf("reading the installed snippet: %w", err)
 	}
@@ -719,7 +715,7 @@ func (f *hostFS) Stat(ctx context.Context, p string) (watchdog.FileInfo, error) 
 	if f.from != "" && (p == f.from || strings.HasPrefix(p, f.from+"/")) {
 		p = f.to + strings.TrimPrefix(p, f.from)
 	}
-	res, err := f.conn.Run(ctx, "stat -L -c '%f %u %g' -- "+state.Quote(p)+" 2>/dev/null || echo absent", transport.RunOptions{Label: "watchdog/stat"})
+	res, err := f.conn.Run(ctx, "stat -L -c '%f %u %g' -- "+shellquote.Quote(p)+" 2>/dev/null || echo absent", transport.RunOptions{Label: "watchdog/stat"})
 	if err != nil {
 		return watchdog.FileInfo{}, err
 	}
@@ -803,7 +799,7 @@ func pidfilesWritten(ctx context.Context, cfg *watchdog.MonitConfig, rs releaseS
 
 func (f *hostFS) releaseMentions(ctx context.Context, needle, skip string) (bool, error) {
 	skipPath := path.Join(f.to, skip)
-	cmd := "grep -rlF -- " + state.Quote(needle) + " " + state.Quote(f.to) + " 2>/dev/null | grep -vxF -- " + state.Quote(skipPath) + " | head -n 1"
+	cmd := "grep -rlF -- " + shellquote.Quote(needle) + " " + shellquote.Quote(f.to) + " 2>/dev/null | grep -vxF -- " + shellquote.Quote(skipPath) + " | head -n 1"
 	res, err := f.conn.Run(ctx, cmd, transport.RunOptions{Label: "watchdog/pidfile-writer"})
 	if err != nil {
 		var ce *transport.CommandError
@@ -827,7 +823,7 @@ func savedSnippetPath(h *hostRun, s *watchdogSpec, version string) string {
 func snippetFor(ctx context.Context, h *hostRun, s *watchdogSpec) ([]byte, error) {
 	if h.plan.Kind == KindRollback {
 		saved := savedSnippetPath(h, s, h.plan.Version)
-		res, err := h.conn.Run(ctx, fmt.Sprintf("if [ -f %[1]s ]; then echo present; cat -- %[1]s; else echo absent; fi", state.Quote(saved)),
+		res, err := h.conn.Run(ctx, fmt.Sprintf("if [ -f %[1]s ]; then echo present; cat -- %[1]s; else echo absent; fi", shellquote.Quote(saved)),
 			transport.RunOptions{Label: "watchdog/read-saved"})
 		if err != nil {
 			return nil, err
