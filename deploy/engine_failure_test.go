@@ -43,6 +43,12 @@ const strategyCanary = "canary = 1\nbatch_size = 2"
 // releases 1.0.0 and 2.0.0.
 func newFleet(t *testing.T, n int, strategy string, extra ...string) *fleet {
 	t.Helper()
+	return newFleetWithHosts(t, n, strategy, "", extra...)
+}
+
+// newFleetWithHosts is newFleet with more hosts (TOML) in the environment.
+func newFleetWithHosts(t *testing.T, n int, strategy, hosts string, extra ...string) *fleet {
+	t.Helper()
 	f := &fleet{t: t, dir: t.TempDir(), conns: localconn.NewConnector(t.TempDir())}
 	cfg := readTestdata(t, "relctl.toml")
 	for i := 1; i <= n; i++ {
@@ -51,6 +57,7 @@ func newFleet(t *testing.T, n int, strategy string, extra ...string) *fleet {
 		cfg += fmt.Sprintf("\n[[environments.production.hosts]]\nname = %q\naddress = \"%s.test:22\"\nroles = [\"app\"]\nvars = { base_dir = %q }\n",
 			name, name, f.base(name))
 	}
+	cfg += "\n" + hosts
 	pb := strings.Replace(readTestdata(t, "app.toml"), "# STRATEGY (replaced by the test)", strategy, 1) + strings.Join(extra, "\n")
 	writeFile(t, filepath.Join(f.dir, "relctl.toml"), cfg)
 	writeFile(t, filepath.Join(f.dir, "playbooks", "app.toml"), pb)

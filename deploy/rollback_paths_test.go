@@ -3,12 +3,15 @@ package deploy_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/internal/transport/localconn"
+	"github.com/relctl/relctl/traffic"
 )
 
 // rollbackCase is a deploy of 2.0.0 (over 1.0.0 when seeded) with faults
@@ -672,4 +676,131 @@ func assertHeldBack(t *testing.T, f *fleet, rep *deploy.Report) {
 	if f.current("web-1") != "2.0.0" || !f.inLB("web-1") {
 		t.Errorf("web-1 on %q, in LB %v; want it left serving 2.0.0", f.current("web-1"), f.inLB("web-1"))
 	}
+}
+
+// haproxyFleet is a fleet behind a real HAProxy (its admin socket only: no
+// port is opened, no server is checked), reached through the host lb-1.
+type haproxyFleet struct {
+	*fleet
+	lb *traffic.Runtime
+}
+
+// newHAProxyFleet starts HAProxy for web-1..n and writes the project with
+// [traffic] provider haproxy.
+func newHAProxyFleet(t *testing.T, n int) *haproxyFleet {
+	t.Helper()
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Skip("haproxy is not installed")
+	}
+	if _, err := exec.LookPath("socat"); err != nil {
+		t.Skip("socat is not installed")
+	}
+	dir, err := os.MkdirTemp("", "hap") // a socket path must be short
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	socket, pidfile := filepath.Join(dir, "admin.sock"), filepath.Join(dir, "pid")
+	cfg := "global\n  stats socket " + socket + " mode 600 level admin\n" +
+		"defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\nbackend app\n"
+	for i := 1; i <= n; i++ {
+		cfg += fmt.Sprintf("  server web-%d 127.0.0.1:%d\n", i, i)
+	}
+	writeFile(t, filepath.Join(dir, "haproxy.cfg"), cfg)
+	// -D: haproxy returns once the socket is bound, in the background.
+	if out, err := exec.Command(bin, "-D", "-p", pidfile, "-f", filepath.Join(dir, "haproxy.cfg")).CombinedOutput(); err != nil {
+		t.Fatalf("starting haproxy: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(pidfile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	lbHost := fmt.Sprintf("[[environments.production.hosts]]\nname = \"lb-1\"\naddress = \"lb-1.test:22\"\nroles = [\"lb\"]\nvars = { haproxy_socket = %q }\n", socket)
+	f := newFleetWithHosts(t, n, strategyCanary, lbHost, readTestdata(t, "haproxy.toml"))
+	conn, err := f.conns.Get(t.Context(), transport.Target{Name: "lb-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &haproxyFleet{fleet: f, lb: &traffic.Runtime{Conn: conn, Host: "lb-1", Socket: socket}}
+}
+
+// server is the host's server in HAProxy as "admin weight N".
+func (f *haproxyFleet) server(name string) string {
+	f.t.Helper()
+	s, err := f.lb.Server(f.t.Context(), "app", name)
+	if err != nil {
+		f.t.Fatalf("reading %s from haproxy: %v", name, err)
+	}
+	return fmt.Sprintf("%s weight %d", s.Admin, s.Weight)
+}
+
+// TestTrafficHAProxy: hosts leave HAProxy before they switch and come back
+// exactly as they were (state and weight); a rollback run puts back a host
+// a cut run left out.
+func TestTrafficHAProxy(t *testing.T) {
+	t.Run("deploy and automatic rollback", func(t *testing.T) {
+		f := newHAProxyFleet(t, 2)
+		f.seed("1.0.0")
+		if err := f.lb.SetWeight(t.Context(), "app", "web-2", 7); err != nil {
+			t.Fatal(err)
+		}
+		f.host("web-2").Fail(localconn.Fault{Label: "activate/restart", Exit: 1})
+		rep, err := run(t.Context(), newTestEngine(f.fleet), f.plan("2.0.0", "hap"), runOptions{})
+		failure(t, err)
+		if got := rep.Unresolved(); len(got) != 0 {
+			t.Errorf("unresolved %v", got)
+		}
+		for name, want := range map[string]string{"web-1": "ready weight 1", "web-2": "ready weight 7"} {
+			if got := f.server(name); got != want {
+				t.Errorf("%s in haproxy: %s, want %s", name, got, want)
+			}
+			if _, err := os.Stat(filepath.Join(f.base(name), ".relctl", "traffic.json")); !os.IsNotExist(err) {
+				t.Errorf("%s: traffic.json left behind (%v)", name, err)
+			}
+		}
+		steps := stepStatuses(rep.Host("web-2").Steps)
+		if !slices.Contains(steps, "preflight/traffic-precheck ok") || !slices.Contains(steps, "activate/traffic-off ok") {
+			t.Errorf("web-2's steps %q: no traffic precheck or traffic-off", steps)
+		}
+		f.assertNoLocks()
+		if f.locked("lb-1") {
+			t.Errorf("the load balancer keeps a lock")
+		}
+	})
+	t.Run("a rollback run puts back a host a cut deploy left out", func(t *testing.T) {
+		f := newHAProxyFleet(t, 2)
+		f.seed("1.0.0")
+		intr, ctx := newInterrupt(t)
+		f.host("web-1").Fail(localconn.Fault{Label: "activate 2.0.0", OnStart: intr.second})
+		if _, err := run(ctx, newTestEngine(f.fleet, intr.engine), f.plan("2.0.0", "cut"), runOptions{}); !failure(t, err).Interrupted {
+			t.Fatalf("the deploy was not cut: %v", err)
+		}
+		if got := f.server("web-1"); got != "maint weight 1" || f.current("web-1") != "1.0.0" {
+			t.Fatalf("web-1 after the cut deploy: %s on %q, want out of haproxy on 1.0.0", got, f.current("web-1"))
+		}
+		rep, err := run(t.Context(), newTestEngine(f.fleet), f.rollbackPlan("1.0.0", "2.0.0", "back"), runOptions{takeOver: true})
+		if err != nil {
+			t.Fatalf("rollback: %v", err)
+		}
+		if got := f.server("web-1"); got != "ready weight 1" {
+			t.Errorf("web-1 in haproxy after the rollback run: %s", got)
+		}
+		if got := stepStatuses(rep.Host("web-1").Steps); !slices.Contains(got, "cutover/traffic-pending ok") {
+			t.Errorf("web-1's steps %q: the pending traffic was not put back", got)
+		}
+	})
+	t.Run("load balancer unreachable", func(t *testing.T) {
+		f := newHAProxyFleet(t, 2)
+		f.seed("1.0.0")
+		f.host("lb-1").Unreachable(-1)
+		_, err := run(t.Context(), newTestEngine(f.fleet), f.plan("2.0.0", "nolb"), runOptions{})
+		if fail := failure(t, err); fail.Phase != "preflight" || !strings.Contains(err.Error(), "lb-1 (a load balancer)") {
+			t.Errorf("err = %v, want a preflight failure naming the load balancer", err)
+		}
+		f.assertOn("1.0.0", f.names...)
+	})
 }
