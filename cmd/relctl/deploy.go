@@ -110,87 +110,50 @@ func deployRun(ctx context.Context, opts *DeployOptions) error {
 	}
 	po := opts.planOptions()
 	po.ProveSupervision = opts.ProveSupervision
-	var resume resumePoint
-	if opts.Resume {
-		if resume, err = resumeTarget(ctx, opts, proj); err != nil {
-			return err
-		}
-		po.Version = resume.release
-	}
-	p, err := deploy.BuildPlan(proj, po)
-	if err != nil {
-		return err
-	}
 	// One session for everything before and during the run: one SSH
 	// connection per host.
-	sess, err := opts.OpenSession(proj.Config, p.RunID, true)
-	if err != nil {
-		return err
-	}
+	sess := &lazySession{open: func() (*session, error) { return opts.OpenSession(proj.Config, po.RunID, true) }}
 	defer sess.Close()
-	if p, err = continueMove(ctx, opts.IO.ErrOut, proj, sess, po, p); err != nil {
+	prep := deploy.PrepareOptions{Plan: po, Connector: sess, Notice: noticeTo(opts.IO.ErrOut),
+		Gate: func(ctx context.Context, p *deploy.Plan) (deploy.GateDecision, error) {
+			return rehearsalGate(ctx, opts.IO.ErrOut, opts.StateDir(proj.Config), proj, sess, p, opts.Reason)
+		}}
+	if opts.Resume {
+		if prep.Resume, err = resumeTarget(ctx, opts, proj); err != nil {
+			return err
+		}
+	}
+	prepared, err := deploy.Prepare(ctx, proj, prep)
+	if err != nil {
 		return err
 	}
-	gate, err := deployGates(ctx, opts, proj, sess, p)
+	run, err := sess.get()
 	if err != nil {
+		return err
+	}
+	p := prepared.Plan
+	if err := compatibilityGate(ctx, opts.IO.ErrOut, proj, run.pool, deployCompat(proj, p)); err != nil {
 		return err
 	}
 	question := fmt.Sprintf("\nDeploy %s %s to %s?", p.Playbook, p.Version, p.Env)
 	if err := confirm(opts.IO, opts.Stop, opts.Yes, p, question, "deploy cancelled: nothing was changed"); err != nil {
 		return err
 	}
-	ro := deploy.RunOptions{Skip: resume.skip, ResumeRun: resume.runID, TakeOverStaleLocks: opts.Resume, Gate: gate}
-	_, err = sess.execute(ctx, sess.newEngine(proj), p, ro, opts.IO.Out, nil)
+	_, err = run.execute(ctx, run.newEngine(proj), p, prepared.Run, opts.IO.Out, nil)
 	return err
 }
 
-// deployGates are the refusals before any host changes: the rehearsal gate
-// (its decision goes with the run) and the compatibility of the release
-// with what the environment runs.
-func deployGates(ctx context.Context, opts *DeployOptions, proj *playbooks.Project, sess *session, p *deploy.Plan) (deploy.GateDecision, error) {
-	gate, err := rehearsalGate(ctx, opts.IO.ErrOut, opts.StateDir(proj.Config), proj, sess, p, opts.Reason)
-	if err != nil {
-		return gate, err
-	}
-	return gate, compatibilityGate(ctx, opts.IO.ErrOut, proj, sess.pool, rollback.CompatRequest{
+// deployCompat asks whether the release keeps the environment's
+// components compatible, with the constraints its playbook declares.
+func deployCompat(proj *playbooks.Project, p *deploy.Plan) rollback.CompatRequest {
+	return rollback.CompatRequest{
 		Env: p.Env, Kind: deploy.KindDeploy, Playbook: p.Playbook, Version: p.Version,
 		Requires: proj.Playbooks[p.Playbook].Requires, RequiresKnown: true,
 		Retry: fmt.Sprintf("relctl deploy --env %s --playbook %s --release %s", p.Env, p.Playbook, p.Version),
-	})
+	}
 }
 
-// continueMove rebuilds a plan with [move] from the move's record on the
-// hosts: a move already cut over makes it a release of the new hosts, an
-// unfinished one is resumed.
-func continueMove(ctx context.Context, w io.Writer, proj *playbooks.Project, sess *session, po deploy.PlanOptions, p *deploy.Plan) (*deploy.Plan, error) {
-	if p.Move == nil {
-		return p, nil
-	}
-	var err error
-	if po.MoveDone, po.MoveResume, err = moveState(ctx, w, proj, sess, po.Env, p.Playbook); err != nil {
-		return nil, err
-	}
-	if !po.MoveDone && po.MoveResume == nil {
-		return p, nil
-	}
-	return deploy.BuildPlan(proj, po)
-}
-
-// moveState reads the playbook's [move] record: a move already cut over (or
-// finalized) makes a deploy a release of the new hosts, not another move;
-// an unfinished one is resumed with the states it saved.
-func moveState(ctx context.Context, w io.Writer, proj *playbooks.Project, sess *session, env, playbook string) (done bool, resume *deploy.MoveRecord, err error) {
-	rec, err := deploy.ReadMoveRecords(ctx, sess.pool, proj, env, playbook)
-	if err != nil || rec == nil {
-		return false, nil, err
-	}
-	switch rec.State {
-	case deploy.MoveCutOver, deploy.MoveFinalized:
-		fmt.Fprintf(w, "The move of %s by run %s is %s: deploying to the new hosts only\n", rec.Playbook, rec.RunID, rec.State)
-		return true, nil, nil
-	case deploy.MoveCuttingOver:
-		fmt.Fprintf(w, "The move of %s by run %s did not finish: this deploy finishes it, keeping the states it saved\n", rec.Playbook, rec.RunID)
-		return false, rec, nil
-	}
-	return false, nil, nil
+// noticeTo writes deploy.Prepare's notices to w, a line each.
+func noticeTo(w io.Writer) func(format string, args ...any) {
+	return func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 }

@@ -17,7 +17,7 @@ import (
 // deploy, on the deploy's own connections, and returns its decision for the
 // run. With a skip reason a refusal becomes an override the engine writes
 // to every host's history.
-func rehearsalGate(ctx context.Context, w io.Writer, stateDir string, proj *playbooks.Project, sess *session, p *deploy.Plan, skipReason string) (deploy.GateDecision, error) {
+func rehearsalGate(ctx context.Context, w io.Writer, stateDir string, proj *playbooks.Project, conn deploy.Connector, p *deploy.Plan, skipReason string) (deploy.GateDecision, error) {
 	var gate deploy.GateDecision
 	env, err := proj.Environment(p.Env)
 	if err != nil || env.RequireRehearsal == "" {
@@ -27,7 +27,7 @@ func rehearsalGate(ctx context.Context, w io.Writer, stateDir string, proj *play
 		return gate, nil
 	}
 	res, err := rollback.CheckGate(ctx, rollback.GateOptions{
-		Project: proj, Plan: p, StateDir: stateDir, Connector: sess.pool,
+		Project: proj, Plan: p, StateDir: stateDir, Connector: conn,
 		MaxParallel: proj.Config.SSH.MaxParallel, Now: time.Now(),
 	})
 	var gerr *rollback.GateError

@@ -19,33 +19,25 @@ import (
 // journals and the hosts' locks; resumeTarget and interruptedRun read those
 // and print what was decided.
 
-// resumePoint is where deploy --resume picks up.
-type resumePoint struct {
-	runID   string
-	release string
-	// skip are the hosts the interrupted run finished.
-	skip map[string]bool
-}
-
 // resumeTarget finds env's interrupted deploy (its release must be
 // opts.Release when that is given) and the hosts it had finished.
-func resumeTarget(ctx context.Context, opts *DeployOptions, proj *playbooks.Project) (resumePoint, error) {
+func resumeTarget(ctx context.Context, opts *DeployOptions, proj *playbooks.Project) (*deploy.ResumePoint, error) {
 	interrupted, err := interruptedRun(ctx, opts, proj)
 	if err != nil {
-		return resumePoint{}, err
+		return nil, err
 	}
 	if opts.Release != "" && opts.Release != interrupted.Release {
-		return resumePoint{}, usageErrorf("the interrupted run %s deployed %s, not %s", interrupted.RunID, interrupted.Release, opts.Release)
+		return nil, usageErrorf("the interrupted run %s deployed %s, not %s", interrupted.RunID, interrupted.Release, opts.Release)
 	}
 	w := opts.IO.ErrOut
 	fmt.Fprintf(w, "Resuming run %s: deploy %s to %s (started %s by %s)\n", interrupted.RunID, interrupted.Release,
 		opts.Env, interrupted.Started.Local().Format(time.DateTime), interrupted.Operator)
-	rp := resumePoint{runID: interrupted.RunID, release: interrupted.Release, skip: map[string]bool{}}
+	rp := &deploy.ResumePoint{RunID: interrupted.RunID, Release: interrupted.Release, Skip: map[string]bool{}}
 	if full, err := state.LoadRun(opts.StateDir(proj.Config), interrupted.RunID); err == nil {
-		rp.skip = finishedHosts(full.Steps)
+		rp.Skip = finishedHosts(full.Steps)
 	}
-	if len(rp.skip) > 0 {
-		fmt.Fprintf(w, "Already finished by that run, skipped: %s\n", strings.Join(sortedKeys(rp.skip), ", "))
+	if len(rp.Skip) > 0 {
+		fmt.Fprintf(w, "Already finished by that run, skipped: %s\n", strings.Join(sortedKeys(rp.Skip), ", "))
 	}
 	return rp, nil
 }

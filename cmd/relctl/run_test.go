@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/relctl/relctl/deploy"
 	"github.com/relctl/relctl/internal/output"
+	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
 )
 
@@ -101,4 +104,29 @@ Run log: /state/runs/r1.log
 	if b.String() != want {
 		t.Errorf("printFailureHelp:\n%s\nwant:\n%s", b.String(), want)
 	}
+}
+
+// deploy's session is opened once, when a host is first needed, however
+// many hosts ask at once; its error is every asker's; unopened, Close does
+// nothing.
+func TestRunLazySession(t *testing.T) {
+	errOpen := errors.New("cannot open the run log")
+	var opened atomic.Int32
+	l := &lazySession{open: func() (*session, error) { opened.Add(1); return nil, errOpen }}
+	l.Close()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := l.Get(context.Background(), transport.Target{Name: "web-1"}); !errors.Is(err, errOpen) {
+				t.Errorf("Get: %v, want the open error", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if _, err := l.get(); !errors.Is(err, errOpen) || opened.Load() != 1 {
+		t.Errorf("get: %v after %d opens, want the open error after 1", err, opened.Load())
+	}
+	l.Close()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/relctl/relctl/deploy"
@@ -31,6 +32,42 @@ func (s *session) Close() {
 		s.journal.Close()
 	}
 	s.log.Close()
+}
+
+// lazySession opens its session when a host is first needed (deploy.Prepare
+// may read the hosts, or may fail before it does), so a deploy whose plan
+// cannot be built leaves no run log or journal behind. It is the
+// deploy.Connector of the session's connections.
+type lazySession struct {
+	open func() (*session, error)
+	mu   sync.Mutex
+	sess *session
+	err  error
+}
+
+func (l *lazySession) get() (*session, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sess == nil && l.err == nil {
+		l.sess, l.err = l.open()
+	}
+	return l.sess, l.err
+}
+
+func (l *lazySession) Get(ctx context.Context, t transport.Target) (transport.Conn, error) {
+	s, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return s.pool.Get(ctx, t)
+}
+
+func (l *lazySession) Close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sess != nil {
+		l.sess.Close()
+	}
 }
 
 // runPlan executes a deploy or rollback plan in a session of its own, with
