@@ -62,7 +62,7 @@ func BenchmarkDeploy50Hosts(b *testing.B) {
 		}
 		engine := &deploy.Engine{Connector: pool, Log: log, Operator: "bench", Controller: "bench", MaxParallel: proj.Config.SSH.MaxParallel}
 		start := time.Now()
-		if _, err := engine.Deploy(ctx, plan); err != nil {
+		if _, err := engine.Run(ctx, plan, deploy.RunOptions{}); err != nil {
 			b.Fatalf("deploy %s: %v", v, err)
 		}
 		wall := time.Since(start)

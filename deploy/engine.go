@@ -76,10 +76,6 @@ type Engine struct {
 	Stop <-chan struct{}
 	// LockTTL is how old a lock heartbeat may be before the lock is stale.
 	LockTTL time.Duration
-	// Deprecated: pass RunOptions to Run. Deploy reads these three.
-	TakeOverStaleLocks bool
-	Skip               map[string]bool
-	ResumeRun          string
 	// Backoff is the wait between reconnect attempts while rolling back an
 	// unreachable host; default 1s, 2s, 4s, 8s, 16s.
 	Backoff []time.Duration
@@ -90,17 +86,13 @@ var errNoUndo = errors.New("no undo")
 // errStopped marks work not started because the run was asked to stop.
 var errStopped = errors.New("stopped: no new work after interrupt")
 
-// Deploy runs the plan. Every host is connected to, read and locked, and
-// runs its preflight steps (including the rollback-readiness check) before
-// any host changes; then each batch runs, canary first, phase by phase. On
-// a failure (or the first interrupt) no new step starts, running steps
-// finish, and, for deploys, every touched host is rolled back.
-func (e *Engine) Deploy(ctx context.Context, p *Plan) (*Report, error) {
-	return e.Run(ctx, p, RunOptions{Skip: e.Skip, ResumeRun: e.ResumeRun, TakeOverStaleLocks: e.TakeOverStaleLocks,
-		Gate: GateDecision{Skipped: p.SkipRehearsal, Record: p.Rehearsal, From: p.GateFrom, Until: p.GateUntil}})
-}
-
-// Run runs the plan with the run's decisions (see Deploy).
+// Run runs the plan - a deploy, a rollback, a move back or a finalize -
+// with the run's decisions. Every host is connected to, read and locked,
+// and runs its preflight steps (including the rollback-readiness check)
+// before any host changes; then each batch runs, canary first, phase by
+// phase, then the steps after the batches. On a failure (or the first
+// interrupt) no new step starts, running steps finish, and, for deploys,
+// everything the run touched is undone (the reverse walk).
 func (e *Engine) Run(ctx context.Context, p *Plan, opts RunOptions) (*Report, error) {
 	r := &run{engine: e, plan: p, opts: opts, runs: map[string]*hostRun{}, stop: make(chan struct{}), done: make(chan struct{})}
 	r.report = &Report{RunID: p.RunID, Kind: p.Kind, Env: p.Env, Version: p.Version, Started: e.now()}

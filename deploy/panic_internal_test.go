@@ -156,7 +156,7 @@ func TestRunPanicEndsTheRun(t *testing.T) {
 			done = &ev
 		}
 	}}
-	rep, err := e.Deploy(context.Background(), &Plan{RunID: "r1", Kind: KindDeploy, Env: "staging", Version: "1.2.0", AutoRollback: true})
+	rep, err := e.Run(context.Background(), &Plan{RunID: "r1", Kind: KindDeploy, Env: "staging", Version: "1.2.0", AutoRollback: true}, RunOptions{})
 	var f *Failure
 	var p *fanout.PanicError
 	if !errors.As(err, &f) || !errors.As(err, &p) || rep == nil {

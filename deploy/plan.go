@@ -48,15 +48,6 @@ type Plan struct {
 	// ProveSupervision: after monit runs the service, kill it and require
 	// that monit restarts it (playbooks with a [watchdog]).
 	ProveSupervision bool `json:"prove_supervision,omitempty"`
-	// SkipRehearsal is why the environment's rehearsal gate was overridden
-	// (deploy --skip-rehearsal --reason); written to every host's history.
-	SkipRehearsal string `json:"skip_rehearsal,omitempty"`
-	// Rehearsal is the rehearsal record the gate accepted, recorded with
-	// each activation; GateFrom the release the gate saw the hosts on and
-	// GateUntil when the record expires: checked again under the lock.
-	Rehearsal string    `json:"rehearsal,omitempty"`
-	GateFrom  string    `json:"gate_from,omitempty"`
-	GateUntil time.Time `json:"gate_until,omitzero"`
 	// From is the release the fleet ran before (rollback runs: the release rolled back from).
 	From         string        `json:"from,omitempty"`
 	Project      string        `json:"project"`

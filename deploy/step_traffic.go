@@ -83,7 +83,7 @@ func newTrafficSpec(p *Plan, hp *HostPlan) (*trafficSpec, error) {
 			return nil, fmt.Errorf("load balancer %s: %w", lb.Name, err)
 		}
 		spec.lbs = append(spec.lbs, trafficLB{name: lb.Name, socket: socket,
-			target: transport.Target{Name: lb.Name, Address: lb.Address, User: firstNonEmpty(lb.User, p.proj.Config.SSH.User)}})
+			target: fleet.Target(p.proj.Config, lb)})
 	}
 	return spec, nil
 }

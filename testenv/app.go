@@ -5,6 +5,7 @@ import (
 	"context"
 	"embed"
 	"fmt"
+	"github.com/relctl/relctl/internal/shellquote"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,8 +16,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-multierror"
-
-	"github.com/relctl/relctl/internal/transport"
 )
 
 //go:embed demo/app/app.py demo/app/bin/start demo/app/bin/stop demo/app/bin/restart
@@ -132,7 +131,7 @@ func (c *Cluster) startApps(ctx context.Context, infos []HostInfo) error {
 			err := writeAppFiles(h, appBackends(h.Env, infos))
 			if err == nil {
 				var out string
-				out, err = runOnHost(ctx, h, c.dir, transport.ShellQuote(filepath.Join(h.AppDir, "bin", "start")))
+				out, err = runOnHost(ctx, h, c.dir, shellquote.Quote(filepath.Join(h.AppDir, "bin", "start")))
 				c.log.Debug().Str("host", h.Name).Str("output", strings.TrimSpace(out)).Msg("app started")
 			}
 			if err != nil {

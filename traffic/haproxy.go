@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/relctl/relctl/internal/shellquote"
 	"strings"
 	"time"
 
@@ -80,7 +81,7 @@ func (r *Runtime) send(ctx context.Context, command string, quiet bool) (string,
 		socat = "socat"
 	}
 	line := fmt.Sprintf("command -v %s >/dev/null 2>&1 || exit %d; exec %s -t 5 stdio UNIX-CONNECT:%s",
-		transport.ShellQuote(socat), socatMissingStatus, transport.ShellQuote(socat), transport.ShellQuote(r.Socket))
+		shellquote.Quote(socat), socatMissingStatus, shellquote.Quote(socat), shellquote.Quote(r.Socket))
 	res, err := r.Conn.Run(ctx, line, transport.RunOptions{
 		Stdin: strings.NewReader(command + "\n"),
 		Label: runLabel,

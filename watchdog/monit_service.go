@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/relctl/relctl/internal/shellquote"
 	"strings"
-
-	"github.com/relctl/relctl/internal/transport"
 )
 
 // ErrMonitNoService: the monit daemon has no service of that name (its
@@ -24,7 +23,7 @@ type MonitService struct {
 }
 
 func (m MonitService) command(action string) string {
-	return "monit -c " + transport.ShellQuote(m.Control) + " " + action + " " + transport.ShellQuote(m.Name)
+	return "monit -c " + shellquote.Quote(m.Control) + " " + action + " " + shellquote.Quote(m.Name)
 }
 
 // Status is `monit status NAME`, or ErrMonitNoService.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/relctl/relctl/internal/shellquote"
 	"regexp"
 	"strconv"
 	"strings"
@@ -80,7 +81,7 @@ var (
 // *multierror.Error of several. monit's warnings (a missing start program)
 // do not fail the check; Check covers them, and they are logged at warn.
 func MonitSyntaxCheck(ctx context.Context, runner Runner, controlFile string) error {
-	cmd := "monit -t -c " + transport.ShellQuote(controlFile)
+	cmd := "monit -t -c " + shellquote.Quote(controlFile)
 	stdout, stderr, exit, err := runner.Run(ctx, cmd)
 	if err != nil {
 		return fmt.Errorf("monit -t -c %s: %w", controlFile, err)

@@ -1,7 +1,7 @@
 package watchdog
 
 import (
-	"github.com/relctl/relctl/internal/transport"
+	"github.com/relctl/relctl/internal/shellquote"
 	"strings"
 )
 
@@ -138,11 +138,11 @@ func (u *Unit) Service() ServiceSettings {
 // SystemdVerifyCommand is the shell command that asks systemd to check a
 // unit file on the host. "--" keeps a path starting with '-' an argument.
 func SystemdVerifyCommand(unitPath string) string {
-	return "systemd-analyze verify -- " + transport.ShellQuote(unitPath)
+	return "systemd-analyze verify -- " + shellquote.Quote(unitPath)
 }
 
 // SystemdIsActiveCommand is the shell command that exits 0 when unit is
 // active (it prints the state: active, activating, failed, ...).
 func SystemdIsActiveCommand(unit string) string {
-	return "systemctl is-active -- " + transport.ShellQuote(unit)
+	return "systemctl is-active -- " + shellquote.Quote(unit)
 }

@@ -127,11 +127,11 @@ func TestSystemdCommands(t *testing.T) {
 		got  string
 		want string
 	}{
-		{"verify plain path", SystemdVerifyCommand("/etc/systemd/system/search.service"), "systemd-analyze verify -- /etc/systemd/system/search.service"},
+		{"verify plain path", SystemdVerifyCommand("/etc/systemd/system/search.service"), "systemd-analyze verify -- '/etc/systemd/system/search.service'"},
 		{"verify hostile path", SystemdVerifyCommand("/tmp/a b'; rm -rf /"), `systemd-analyze verify -- '/tmp/a b'\''; rm -rf /'`},
-		{"verify path like an option", SystemdVerifyCommand("--root=/"), "systemd-analyze verify -- --root=/"},
-		{"is-active", SystemdIsActiveCommand("search.service"), "systemctl is-active -- search.service"},
-		{"is-active template instance", SystemdIsActiveCommand("worker@1.service"), "systemctl is-active -- worker@1.service"},
+		{"verify path like an option", SystemdVerifyCommand("--root=/"), "systemd-analyze verify -- '--root=/'"},
+		{"is-active", SystemdIsActiveCommand("search.service"), "systemctl is-active -- 'search.service'"},
+		{"is-active template instance", SystemdIsActiveCommand("worker@1.service"), "systemctl is-active -- 'worker@1.service'"},
 		{"is-active hostile name", SystemdIsActiveCommand("x$(reboot)"), "systemctl is-active -- 'x$(reboot)'"},
 	}
 	for _, tt := range tests {
