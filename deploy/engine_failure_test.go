@@ -43,11 +43,12 @@ const strategyCanary = "canary = 1\nbatch_size = 2"
 // releases 1.0.0 and 2.0.0.
 func newFleet(t *testing.T, n int, strategy string, extra ...string) *fleet {
 	t.Helper()
-	return newFleetWithHosts(t, n, strategy, "", extra...)
+	return newFleetWithHosts(t, n, strategy, nil, extra...)
 }
 
-// newFleetWithHosts is newFleet with more hosts (TOML) in the environment.
-func newFleetWithHosts(t *testing.T, n int, strategy, hosts string, extra ...string) *fleet {
+// newFleetWithHosts is newFleet with more hosts in the environment: the
+// TOML hosts returns (f.base names their base_dir).
+func newFleetWithHosts(t *testing.T, n int, strategy string, hosts func(f *fleet) string, extra ...string) *fleet {
 	t.Helper()
 	f := &fleet{t: t, dir: t.TempDir(), conns: localconn.NewConnector(t.TempDir())}
 	cfg := readTestdata(t, "relctl.toml")
@@ -57,10 +58,13 @@ func newFleetWithHosts(t *testing.T, n int, strategy, hosts string, extra ...str
 		cfg += fmt.Sprintf("\n[[environments.production.hosts]]\nname = %q\naddress = \"%s.test:22\"\nroles = [\"app\"]\nvars = { base_dir = %q }\n",
 			name, name, f.base(name))
 	}
-	cfg += "\n" + hosts
+	if hosts != nil {
+		cfg += "\n" + hosts(f)
+	}
 	pb := strings.Replace(readTestdata(t, "app.toml"), "# STRATEGY (replaced by the test)", strategy, 1) + strings.Join(extra, "\n")
 	writeFile(t, filepath.Join(f.dir, "relctl.toml"), cfg)
 	writeFile(t, filepath.Join(f.dir, "playbooks", "app.toml"), pb)
+	writeFile(t, filepath.Join(f.dir, "playbooks", "dep.conf.tmpl"), readTestdata(t, "dep.conf.tmpl"))
 	for _, v := range []string{"1.0.0", "2.0.0"} {
 		writeFile(t, filepath.Join(f.dir, "artifacts", "app-"+v+".tar.gz"), string(artifact(t, v)))
 	}

@@ -686,8 +686,10 @@ type haproxyFleet struct {
 }
 
 // newHAProxyFleet starts HAProxy for web-1..n and writes the project with
-// [traffic] provider haproxy.
-func newHAProxyFleet(t *testing.T, n int) *haproxyFleet {
+// [traffic] provider haproxy; with move, the playbook moves the component
+// from old-1 (serving; web-1..n start out of HAProxy) and has dep-1 as a
+// dependent.
+func newHAProxyFleet(t *testing.T, n int, move bool) *haproxyFleet {
 	t.Helper()
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
@@ -706,6 +708,12 @@ func newHAProxyFleet(t *testing.T, n int) *haproxyFleet {
 		"defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\nbackend app\n"
 	for i := 1; i <= n; i++ {
 		cfg += fmt.Sprintf("  server web-%d 127.0.0.1:%d\n", i, i)
+		if move {
+			cfg = strings.TrimSuffix(cfg, "\n") + " disabled\n"
+		}
+	}
+	if move {
+		cfg += "  server old-1 127.0.0.1:100\n"
 	}
 	writeFile(t, filepath.Join(dir, "haproxy.cfg"), cfg)
 	// -D: haproxy returns once the socket is bound, in the background.
@@ -719,8 +727,21 @@ func newHAProxyFleet(t *testing.T, n int) *haproxyFleet {
 			}
 		}
 	})
-	lbHost := fmt.Sprintf("[[environments.production.hosts]]\nname = \"lb-1\"\naddress = \"lb-1.test:22\"\nroles = [\"lb\"]\nvars = { haproxy_socket = %q }\n", socket)
-	f := newFleetWithHosts(t, n, strategyCanary, lbHost, readTestdata(t, "haproxy.toml"))
+	hosts := func(f *fleet) string {
+		out := fmt.Sprintf("[[environments.production.hosts]]\nname = \"lb-1\"\naddress = \"lb-1.test:22\"\nroles = [\"lb\"]\nvars = { haproxy_socket = %q }\n", socket)
+		if move {
+			for _, h := range []struct{ name, role string }{{"old-1", "old"}, {"dep-1", "dep"}} {
+				out += fmt.Sprintf("[[environments.production.hosts]]\nname = %q\naddress = \"%s.test:22\"\nroles = [%q]\nvars = { base_dir = %q }\n",
+					h.name, h.name, h.role, f.base(h.name))
+			}
+		}
+		return out
+	}
+	extra := []string{readTestdata(t, "haproxy.toml")}
+	if move {
+		extra = append(extra, readTestdata(t, "move.toml"))
+	}
+	f := newFleetWithHosts(t, n, strategyCanary, hosts, extra...)
 	conn, err := f.conns.Get(t.Context(), transport.Target{Name: "lb-1"})
 	if err != nil {
 		t.Fatal(err)
@@ -743,7 +764,7 @@ func (f *haproxyFleet) server(name string) string {
 // a cut run left out.
 func TestTrafficHAProxy(t *testing.T) {
 	t.Run("deploy and automatic rollback", func(t *testing.T) {
-		f := newHAProxyFleet(t, 2)
+		f := newHAProxyFleet(t, 2, false)
 		f.seed("1.0.0")
 		if err := f.lb.SetWeight(t.Context(), "app", "web-2", 7); err != nil {
 			t.Fatal(err)
@@ -772,7 +793,7 @@ func TestTrafficHAProxy(t *testing.T) {
 		}
 	})
 	t.Run("a rollback run puts back a host a cut deploy left out", func(t *testing.T) {
-		f := newHAProxyFleet(t, 2)
+		f := newHAProxyFleet(t, 2, false)
 		f.seed("1.0.0")
 		intr, ctx := newInterrupt(t)
 		f.host("web-1").Fail(localconn.Fault{Label: "activate 2.0.0", OnStart: intr.second})
@@ -794,7 +815,7 @@ func TestTrafficHAProxy(t *testing.T) {
 		}
 	})
 	t.Run("load balancer unreachable", func(t *testing.T) {
-		f := newHAProxyFleet(t, 2)
+		f := newHAProxyFleet(t, 2, false)
 		f.seed("1.0.0")
 		f.host("lb-1").Unreachable(-1)
 		_, err := run(t.Context(), newTestEngine(f.fleet), f.plan("2.0.0", "nolb"), runOptions{})
@@ -803,4 +824,84 @@ func TestTrafficHAProxy(t *testing.T) {
 		}
 		f.assertOn("1.0.0", f.names...)
 	})
+}
+
+// TestMove: a playbook with [move] releases its new hosts, then cuts
+// HAProxy over from the old host and reconfigures the dependent; when the
+// dependent fails, the move is undone first (old host serving, old config
+// back), then the new hosts are rolled back.
+func TestMove(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault *localconn.Fault // on dep-1
+		want  map[string]string
+		// dependent is dep-1's running config; record the new hosts' move.json state.
+		dependent, record string
+	}{
+		{
+			name:      "cut over",
+			want:      map[string]string{"web-1": "ready weight 1", "web-2": "ready weight 1", "old-1": "maint weight 1"},
+			dependent: "web-1 web-2", record: deploy.MoveCutOver,
+		},
+		{
+			name:      "the dependent's restart fails",
+			fault:     &localconn.Fault{Label: "move/restart", Times: 1, Exit: 1, Stderr: "app: bad config"},
+			want:      map[string]string{"web-1": "maint weight 1", "web-2": "maint weight 1", "old-1": "ready weight 1"},
+			dependent: "old-1", record: deploy.MoveMovedBack,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newHAProxyFleet(t, 2, true)
+			depConf := filepath.Join(f.base("dep-1"), "app.conf")
+			writeFile(t, depConf, "old-1\n")
+			writeFile(t, filepath.Join(f.base("dep-1"), "app.running"), "old-1\n")
+			if tt.fault != nil {
+				f.host("dep-1").Fail(*tt.fault)
+			}
+			p := f.plan("1.0.0", "move")
+			if p.Move == nil {
+				t.Fatal("the plan has no move")
+			}
+			rep, err := run(t.Context(), newTestEngine(f.fleet), p, runOptions{})
+			if tt.fault == nil && err != nil {
+				t.Fatalf("move: %v", err)
+			}
+			if tt.fault != nil {
+				if fail := failure(t, err); fail.Phase != "move" || !rep.RolledBack || !strings.Contains(err.Error(), "app: bad config") {
+					t.Errorf("err = %v (rolled back %v), want a failure in the move, rolled back", err, rep.RolledBack)
+				}
+				if got := rep.Unresolved(); len(got) != 0 {
+					t.Errorf("unresolved %v (move: %q)", got, rep.MoveUnresolved)
+				}
+				for _, n := range f.names {
+					if f.current(n) != "" {
+						t.Errorf("%s: current -> %q after the move was undone", n, f.current(n))
+					}
+				}
+			}
+			for name, want := range tt.want {
+				if got := f.server(name); got != want {
+					t.Errorf("%s in haproxy: %s, want %s", name, got, want)
+				}
+			}
+			b, _ := os.ReadFile(filepath.Join(f.base("dep-1"), "app.running"))
+			if got := strings.Join(strings.Fields(string(b)), " "); got != tt.dependent {
+				t.Errorf("dep-1 runs with %q, want %q", got, tt.dependent)
+			}
+			var rec deploy.MoveRecord
+			body, err := os.ReadFile(filepath.Join(f.base("web-1"), ".relctl", "move.json"))
+			if err == nil {
+				err = json.Unmarshal(body, &rec)
+			}
+			if err != nil || rec.State != tt.record {
+				t.Errorf("web-1's move record: %+v (%v), want state %q", rec, err, tt.record)
+			}
+			for _, n := range []string{"web-1", "web-2", "lb-1", "old-1", "dep-1"} {
+				if f.locked(n) {
+					t.Errorf("%s keeps a lock", n)
+				}
+			}
+		})
+	}
 }
