@@ -651,3 +651,187 @@ func TestStatus(t *testing.T) {
 		t.Errorf("status of an unknown environment: %v, want ErrBadInput", err)
 	}
 }
+
+// TestPreflightReadFailures: a host whose state cannot be read, when it is
+// connected to and again under the lock, or whose history cannot record a
+// skipped rehearsal: the run stops in preflight, nothing changed or locked.
+func TestPreflightReadFailures(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault localconn.Fault
+		opts  runOptions
+		want  string
+	}{
+		{name: "at connect", fault: localconn.Fault{Label: "read-state", Times: 1, Exit: 1, Stderr: "ls: I/O error"},
+			want: "web-2: reading release state"},
+		{name: "again under the lock", fault: localconn.Fault{Label: "read-state", Skip: 1, Times: 1, Exit: 1, Stderr: "ls: I/O error"},
+			want: "web-2: reading release state"},
+		{name: "recording the skipped rehearsal", fault: localconn.Fault{Label: "write history", Exit: 1, Stderr: "disk full"},
+			opts: runOptions{skipGate: "hotfix"}, want: "web-2: recording the skipped rehearsal in history"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFleet(t, 3, strategyCanary)
+			f.seed("1.0.0")
+			f.host("web-2").Fail(tt.fault)
+			rep, err := run(t.Context(), newTestEngine(f), f.plan("2.0.0", "unreadable"), tt.opts)
+			if fail := failure(t, err); fail.Phase != "preflight" || fail.Batch != 0 || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), tt.fault.Stderr) {
+				t.Errorf("err = %v, want a preflight failure saying %q", err, tt.want)
+			}
+			for _, h := range rep.Hosts {
+				if h.Touched || h.Rollback != nil {
+					t.Errorf("%s touched (%v) or rolled back (%v)", h.Name, h.Touched, h.Rollback)
+				}
+			}
+			f.assertOn("1.0.0", f.names...)
+			f.assertNoLocks()
+		})
+	}
+}
+
+// TestDeployOptions: the engine's knobs that change how, not what: one
+// host at a time, a pause that elapses, a Stop that never comes, the
+// engine's clock in history, a journal that cannot be written.
+func TestDeployOptions(t *testing.T) {
+	f := newFleet(t, 3, strategyCanary+"\npause = \"10ms\"")
+	f.seed("1.0.0")
+	clock := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	j, _ := journalOf(t, "opts")
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e := newTestEngine(f, func(e *deploy.Engine) {
+		e.MaxParallel = 1
+		e.Stop = make(chan struct{})
+		e.Now = func() time.Time { return clock }
+		e.Journal = j // closed: every append fails, the run goes on
+	})
+	rep, err := run(t.Context(), e, f.plan("2.0.0", "opts"), runOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.assertOn("2.0.0", f.names...)
+	f.assertNoLocks()
+	if !rep.Started.Equal(clock) || !rep.Finished.Equal(clock) {
+		t.Errorf("report started %v finished %v, want the engine's clock %v", rep.Started, rep.Finished, clock)
+	}
+	for _, n := range f.names {
+		acts := f.history(n).Activations
+		if last := acts[len(acts)-1]; !last.Time.Equal(clock) || last.Operator != "tester" || last.Controller != "unit-test" || last.RunID != "opts" {
+			t.Errorf("%s: last activation %+v, want the engine's clock, operator, controller and run", n, last)
+		}
+	}
+}
+
+// TestDeployOutsideHosts: --hosts leaves web-3 out of the plan but in the
+// lock scope; when it cannot be reached or locked, the run goes on
+// without its lock, and says so.
+func TestDeployOutsideHosts(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(h *localconn.Host)
+		want  string
+	}{
+		{name: "unreachable", setup: func(h *localconn.Host) { h.Unreachable(-1) }, want: "not reachable"},
+		{name: "its lock command fails", setup: func(h *localconn.Host) { h.Fail(localconn.Fault{Label: "lock", Exit: 1, Stderr: "read-only"}) },
+			want: "the lock command failed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFleet(t, 3, strategyCanary)
+			f.seed("1.0.0")
+			tt.setup(f.host("web-3"))
+			var mu sync.Mutex
+			var notLocked []state.HostLockState
+			e := newTestEngine(f, func(e *deploy.Engine) {
+				e.Observe = func(ev deploy.Event) {
+					if ev.Kind == deploy.LocksTaken {
+						mu.Lock()
+						notLocked = append(notLocked, ev.Locks...)
+						mu.Unlock()
+					}
+				}
+			})
+			p, err := deploy.BuildPlan(f.proj, deploy.PlanOptions{Env: "production", Version: "2.0.0", RunID: "some", Hosts: []string{"web-1", "web-2"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := run(t.Context(), e, p, runOptions{}); err != nil {
+				t.Fatalf("deploy to web-1, web-2: %v", err)
+			}
+			f.assertOn("2.0.0", "web-1", "web-2")
+			if f.current("web-3") != "1.0.0" || f.host("web-3").Ran("stage/unpack") {
+				t.Errorf("web-3, outside --hosts, changed")
+			}
+			if len(notLocked) != 1 || notLocked[0].Host != "web-3" || !strings.Contains(notLocked[0].Err, tt.want) || !strings.Contains(notLocked[0].Err, deploy.ScopeOutside) {
+				t.Errorf("LocksTaken says %+v, want web-3 not locked (%s)", notLocked, tt.want)
+			}
+			f.assertNoLocks()
+		})
+	}
+}
+
+// TestLockLost: another hand removes the run's lock on web-1 while web-1
+// stages: the run stops (not an interrupt) and rolls back.
+func TestLockLost(t *testing.T) {
+	f := newFleet(t, 3, strategyCanary)
+	f.seed("1.0.0")
+	var mu sync.Mutex
+	removed, beats := false, 0
+	seen := make(chan struct{})
+	// Two heartbeats started after the removal: the first saw the lock
+	// gone, and its tick ended (the run was told) before the second.
+	f.host("web-1").Fail(localconn.Fault{Label: "lock heartbeat", OnStart: func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if removed {
+			if beats++; beats == 2 {
+				close(seen)
+			}
+		}
+	}})
+	f.host("web-1").Fail(localconn.Fault{Label: "stage/upload:verify", OnStart: func() {
+		if err := os.RemoveAll(filepath.Join(f.base("web-1"), ".relctl", "lock")); err != nil {
+			t.Error(err)
+		}
+		mu.Lock()
+		removed = true
+		mu.Unlock()
+		select {
+		case <-seen:
+		case <-time.After(time.Minute):
+			t.Error("no heartbeat saw the lock gone")
+		}
+	}})
+	e := newTestEngine(f, func(e *deploy.Engine) { e.LockTTL = 400 * time.Millisecond })
+	rep, err := run(t.Context(), e, f.plan("2.0.0", "lost"), runOptions{})
+	fail := failure(t, err)
+	if fail.Interrupted || fail.Phase != "stage" || !errors.Is(err, state.ErrLockLost) {
+		t.Errorf("err = %v (interrupted %v, phase %q), want a stop in stage for the lost lock", err, fail.Interrupted, fail.Phase)
+	}
+	if !rep.RolledBack || len(rep.Unresolved()) != 0 {
+		t.Errorf("rolled back %v, unresolved %v", rep.RolledBack, rep.Unresolved())
+	}
+	f.assertOn("1.0.0", f.names...)
+}
+
+// TestStepPanics: a panic in relctl while a step runs (RELCTL_FAILPOINT)
+// is that host's failure: the run rolls back, and the host, restored as it
+// looks, is not vouched for.
+func TestStepPanics(t *testing.T) {
+	f := newFleet(t, 3, strategyCanary)
+	f.seed("1.0.0")
+	t.Setenv(deploy.FailpointEnv, "panic:web-2:activate/restart")
+	rep, err := run(t.Context(), newTestEngine(f), f.plan("2.0.0", "panics"), runOptions{})
+	if fail := failure(t, err); fail.Phase != "activate" || !strings.Contains(err.Error(), "relctl itself failed (a panic) while changing these hosts; they look restored, but are not vouched for: web-2") {
+		t.Errorf("err = %v", err)
+	}
+	if w2 := rep.Host("web-2"); !w2.Suspect() || !strings.Contains(w2.Panic, "panic:web-2:activate/restart") {
+		t.Errorf("web-2: suspect %v panic %q", w2.Suspect(), w2.Panic)
+	}
+	if got := rep.Unresolved(); !slices.Equal(got, []string{"web-2"}) {
+		t.Errorf("unresolved %v, want web-2", got)
+	}
+	f.assertOn("1.0.0", f.names...)
+	f.assertNoLocks()
+}
