@@ -187,9 +187,12 @@ func renderDependent(p *Plan, d *playbooks.Dependent, h *playbooks.Host, tmpl *t
 	return dh, nil
 }
 
+// moveStep is a move's step on host; describe says what it does, and,
+// after a "\nundo: ", what its undo does.
 func moveStep(host, role string, target transport.Target, name, kind string, action Action, describe string) *HostStep {
+	do, undo, _ := strings.Cut(describe, "\nundo: ")
 	return &HostStep{Host: host, Role: role, Target: target,
-		Step: &Step{Phase: "move", Name: name, Kind: kind, Action: action, Describe: describe}}
+		Step: &Step{Phase: "move", Name: name, Kind: kind, Action: action, Describe: do, Undo: undo}}
 }
 
 // cutoverSteps are a move's steps after the last batch: every load
@@ -207,15 +210,15 @@ func (m *moveRender) cutoverSteps() []*HostStep {
 	}
 	steps = append(steps, moveStep(RoleNewHosts, RoleNewHosts, transport.Target{}, "record", kindMoveRecord,
 		&openMoveAction{moveRecordAction{m: st, state: MoveCuttingOver}},
-		fmt.Sprintf("write .relctl/move.json on %s: %s, with the saved states\n\tundo: %s, once everything after it is back", newHosts, MoveCuttingOver, MoveMovedBack)))
+		fmt.Sprintf("write .relctl/move.json on %s: %s, with the saved states\nundo: %s, once everything after it is back", newHosts, MoveCuttingOver, MoveMovedBack)))
 	for _, lb := range m.lbs {
 		steps = append(steps, moveStep(lb.name, RoleLB, lb.target, "lb-cutover", kindMoveCutover, &lbCutoverAction{m: st, lb: lb},
-			fmt.Sprintf("new servers ready, wait until HAProxy sees them up; then drain the old ones (up to %s) and maint\n\tundo (lb-back): every server as recorded, the old ones first", st.drain)))
+			fmt.Sprintf("new servers ready, wait until HAProxy sees them up; then drain the old ones (up to %s) and maint\nundo: lb-back: every server as recorded, the old ones first", st.drain)))
 	}
 	for _, batch := range m.groups {
 		for _, d := range batch {
 			steps = append(steps, moveStep(d.name, RoleDependent, d.target, "config", kindMoveConfig, &depConfigAction{m: st, d: d},
-				fmt.Sprintf("write %s naming the new hosts (%d bytes), keeping the old one beside it\n\tundo (config-back): the old config back, restart, health checks", d.config, len(d.content))))
+				fmt.Sprintf("write %s naming the new hosts (%d bytes), keeping the old one beside it\nundo: config-back: the old config back, restart, health checks", d.config, len(d.content))))
 		}
 		for _, d := range batch {
 			steps = append(steps, moveStep(d.name, RoleDependent, d.target, "restart", kindMoveRestart, &depRestartAction{d: d}, d.describeRestart()))

@@ -112,8 +112,16 @@ type Step struct {
 	Name   string `json:"name"`
 	Kind   string `json:"kind"`
 	Action Action `json:"-"`
-	// Describe is what the step will do, for `relctl plan`.
+	// Describe is what the step will do, for `relctl plan`; Undo what its
+	// undo does, when that is not in Describe already.
 	Describe string `json:"describe"`
+	Undo     string `json:"undo,omitempty"`
+}
+
+// CanUndo says whether the step has an undo (the reverse walk runs it).
+func (s *Step) CanUndo() bool {
+	_, ok := s.Action.(Undoer)
+	return ok
 }
 
 // ID is "phase/name", the step's name in logs and reports.
