@@ -597,7 +597,7 @@ func TestRollbackWithTraffic(t *testing.T) {
 			check: func(t *testing.T, f *fleet, rep *deploy.Report, order []string) {
 				assertHeldBack(t, f, rep)
 				rb := rep.Host("web-2").Rollback
-				if rb == nil || !strings.Contains(rb.Error, "the host is still in the load balancer, so it was not switched back") {
+				if rb == nil || !strings.Contains(rb.Error, "it could not be taken out of the load balancer, so it was not switched back: it may still be serving") {
 					t.Errorf("web-2's rollback %+v, want it left as it is", rb)
 				}
 				if f.current("web-2") != "2.0.0" || !f.inLB("web-2") {

@@ -319,7 +319,7 @@ func (a *trafficOnAction) Undo(ctx context.Context, h *hostRun) (string, error) 
 type stillServingError struct{ err error }
 
 func (e *stillServingError) Error() string {
-	return e.err.Error() + " (the host is still in the load balancer, so it was not switched back)"
+	return e.err.Error() + " (it could not be taken out of the load balancer, so it was not switched back: it may still be serving)"
 }
 
 func (e *stillServingError) Unwrap() error { return e.err }
