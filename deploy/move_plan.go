@@ -205,14 +205,14 @@ func (m *moveRender) cutoverSteps() []*HostStep {
 	all := strings.Join(append(append([]string{}, st.record.OldHosts...), st.record.NewHosts...), ", ")
 	var steps []*HostStep
 	for _, lb := range m.lbs {
-		steps = append(steps, moveStep(lb.name, RoleLB, lb.target, "lb-save", kindMoveSave, &lbSaveAction{m: st, lb: lb},
+		steps = append(steps, moveStep(lb.name, RoleLB, lb.target, "lb-save", kindMoveSave, &lbSaveAction{lbStep{m: st, lb: lb}},
 			fmt.Sprintf("record the servers of %s (%s) in backend %s as they are: state and weight", all, lb.name, st.backend)))
 	}
 	steps = append(steps, moveStep(RoleNewHosts, RoleNewHosts, transport.Target{}, "record", kindMoveRecord,
 		&openMoveAction{moveRecordAction{m: st, state: MoveCuttingOver}},
 		fmt.Sprintf("write .relctl/move.json on %s: %s, with the saved states\nundo: %s, once everything after it is back", newHosts, MoveCuttingOver, MoveMovedBack)))
 	for _, lb := range m.lbs {
-		steps = append(steps, moveStep(lb.name, RoleLB, lb.target, "lb-cutover", kindMoveCutover, &lbCutoverAction{m: st, lb: lb},
+		steps = append(steps, moveStep(lb.name, RoleLB, lb.target, "lb-cutover", kindMoveCutover, &lbCutoverAction{lbStep{m: st, lb: lb}},
 			fmt.Sprintf("new servers ready, wait until HAProxy sees them up; then drain the old ones (up to %s) and maint\nundo: lb-back: every server as recorded, the old ones first", st.drain)))
 	}
 	for _, batch := range m.groups {
@@ -249,11 +249,11 @@ func (m *moveRender) finalizeSteps() []*HostStep {
 	steps := []*HostStep{moveStep(RoleNewHosts, RoleNewHosts, transport.Target{}, "check-release", kindMoveCheck, &movedReleaseCheck{m: st},
 		fmt.Sprintf("before anything changes: %s all run one release", newHosts))}
 	for _, lb := range m.lbs {
-		steps = append(steps, moveStep(lb.name, RoleLB, lb.target, "lb-check", kindMoveCheck, &lbServingCheck{m: st, lb: lb},
+		steps = append(steps, moveStep(lb.name, RoleLB, lb.target, "lb-check", kindMoveCheck, &lbServingCheck{lbStep{m: st, lb: lb}},
 			"before anything changes: every new server ready and up"))
 	}
 	for _, lb := range m.lbs {
-		steps = append(steps, moveStep(lb.name, RoleLB, lb.target, "lb-retire", kindMoveLBRetire, &lbRetireAction{m: st, lb: lb},
+		steps = append(steps, moveStep(lb.name, RoleLB, lb.target, "lb-retire", kindMoveLBRetire, &lbRetireAction{lbStep{m: st, lb: lb}},
 			fmt.Sprintf("old servers (%s) in maint for good", strings.Join(st.record.OldHosts, ", "))))
 	}
 	for _, o := range m.old {

@@ -116,16 +116,24 @@ func (m *moveState) isOld(server string) bool {
 	return containsName(m.record.OldHosts, server, m.servers)
 }
 
-// lbSaveAction records, before anything changes, every old and new server
-// on one load balancer as it is (a resumed move keeps what it saved).
-type lbSaveAction struct {
+// lbStep is a move's step on one load balancer.
+type lbStep struct {
 	m  *moveState
 	lb trafficLB
 }
 
+// runtime is HAProxy's runtime API on the load balancer, over h's connection.
+func (a lbStep) runtime(h *hostRun) *traffic.Runtime {
+	return &traffic.Runtime{Conn: h.conn, Host: a.lb.name, Socket: a.lb.socket}
+}
+
+// lbSaveAction records, before anything changes, every old and new server
+// on one load balancer as it is (a resumed move keeps what it saved).
+type lbSaveAction struct{ lbStep }
+
 func (a *lbSaveAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	m := a.m
-	rt := &traffic.Runtime{Conn: h.conn, Host: a.lb.name, Socket: a.lb.socket}
+	rt := a.runtime(h)
 	var parts []string
 	for _, name := range append(append([]string{}, m.record.OldHosts...), m.record.NewHosts...) {
 		if m.savedServer(a.lb.name, m.servers[name]) != nil {
@@ -175,16 +183,13 @@ func (a *openMoveAction) Undo(ctx context.Context, h *hostRun) (string, error) {
 
 // lbCutoverAction sends one load balancer's traffic to the new hosts and
 // drains the old ones; its undo puts every server back as recorded.
-type lbCutoverAction struct {
-	m  *moveState
-	lb trafficLB
-}
+type lbCutoverAction struct{ lbStep }
 
 func (a *lbCutoverAction) UndoName() string { return "lb-back" }
 
 func (a *lbCutoverAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	m := a.m
-	rt := &traffic.Runtime{Conn: h.conn, Host: a.lb.name, Socket: a.lb.socket}
+	rt := a.runtime(h)
 	weight := 0
 	var saved []traffic.Server
 	m.mu.Lock()
@@ -243,7 +248,7 @@ func (a *lbCutoverAction) drainOld(ctx context.Context, rt *traffic.Runtime) (st
 // Undo: old servers take traffic again before the new ones stop.
 func (a *lbCutoverAction) Undo(ctx context.Context, h *hostRun) (string, error) {
 	m := a.m
-	rt := &traffic.Runtime{Conn: h.conn, Host: a.lb.name, Socket: a.lb.socket}
+	rt := a.runtime(h)
 	m.mu.Lock()
 	servers := append([]MovedServer{}, m.record.Servers...)
 	m.mu.Unlock()
@@ -393,14 +398,11 @@ func (a *movedReleaseCheck) Do(_ context.Context, h *hostRun) (string, error) {
 
 // lbServingCheck, before a finalize changes anything, requires every new
 // server to be ready and up on the load balancer.
-type lbServingCheck struct {
-	m  *moveState
-	lb trafficLB
-}
+type lbServingCheck struct{ lbStep }
 
 func (a *lbServingCheck) Do(ctx context.Context, h *hostRun) (string, error) {
 	m := a.m
-	rt := &traffic.Runtime{Conn: h.conn, Host: a.lb.name, Socket: a.lb.socket}
+	rt := a.runtime(h)
 	for _, name := range m.record.NewHosts {
 		s, err := rt.Server(ctx, m.backend, m.servers[name])
 		if err != nil {
@@ -414,13 +416,10 @@ func (a *lbServingCheck) Do(ctx context.Context, h *hostRun) (string, error) {
 }
 
 // lbRetireAction puts the old servers in maint on a load balancer for good.
-type lbRetireAction struct {
-	m  *moveState
-	lb trafficLB
-}
+type lbRetireAction struct{ lbStep }
 
 func (a *lbRetireAction) Do(ctx context.Context, h *hostRun) (string, error) {
-	rt := &traffic.Runtime{Conn: h.conn, Host: a.lb.name, Socket: a.lb.socket}
+	rt := a.runtime(h)
 	for _, name := range a.m.record.OldHosts {
 		if err := rt.SetAdmin(ctx, a.m.backend, a.m.servers[name], traffic.AdminMaint); err != nil {
 			return "", err
