@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/relctl/relctl/deploy"
 	"github.com/relctl/relctl/internal/state"
@@ -715,5 +717,165 @@ func TestMoveFinalize(t *testing.T) {
 			}
 			f.assertOn("2.0.0", f.names...)
 		})
+	}
+}
+
+// abortMove runs the move and aborts it (the second interrupt: the run's
+// context cancelled) while dep-1 restarts on its new config: HAProxy cut
+// over, dep-1 configured for the new hosts, the record cutting-over.
+func (f *moveFleet) abortMove() *deploy.Report {
+	f.t.Helper()
+	intr, ctx := newInterrupt(f.t)
+	f.host("dep-1").Fail(localconn.Fault{Label: "move/restart", Times: 1, OnStart: intr.second})
+	rep, err := run(ctx, newTestEngine(f.fleet, intr.engine), f.movePlan("2.0.0", "move", nil), runOptions{})
+	if fail := failure(f.t, err); !fail.Interrupted || fail.Phase != "move" || rep.RolledBack {
+		f.t.Fatalf("the aborted move: %v (interrupted %v, rolled back %v)", err, fail.Interrupted, rep.RolledBack)
+	}
+	f.assertLB(lbMoved)
+	if st := f.recordState(); st != deploy.MoveCuttingOver {
+		f.t.Fatalf("the new hosts' records say %s after the aborted move", st)
+	}
+	if config, _ := f.dependent("dep-1"); config != "web-1\nweb-2\n" {
+		f.t.Fatalf("dep-1's config %q after the aborted move", config)
+	}
+	return rep
+}
+
+// TestMoveResume: a deploy after a cutover that did not finish (its record
+// says cutting-over) finishes it with the states the first one saved - not
+// the half-moved ones it finds - so a move back afterwards restores HAProxy
+// and dep-1 as they were before the first.
+func TestMoveResume(t *testing.T) {
+	f := newMoveFleet(t)
+	f.seedNewHosts()
+	f.abortMove()
+	var notices []string
+	prep, err := deploy.Prepare(t.Context(), f.proj, deploy.PrepareOptions{
+		Plan:      deploy.PlanOptions{Env: "production", Version: "2.0.0", RunID: "resume"},
+		Connector: f.conns,
+		Notice:    func(format string, args ...any) { notices = append(notices, fmt.Sprintf(format, args...)) },
+	})
+	if err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	if prep.Move == nil || prep.Move.State != deploy.MoveCuttingOver || prep.Move.RunID != "move" || len(prep.Plan.After) == 0 {
+		t.Fatalf("Prepare read the move record %+v, plan with %d steps after the batches", prep.Move, len(prep.Plan.After))
+	}
+	if len(notices) != 1 || !strings.Contains(notices[0], "did not finish: this deploy finishes it, keeping the states it saved") {
+		t.Errorf("notices %q", notices)
+	}
+	rep, err := newTestEngine(f.fleet).Run(t.Context(), prep.Plan, prep.Run)
+	if err != nil {
+		t.Fatalf("the resumed move: %v", err)
+	}
+	want := []string{stLBSave + "ok", stRecord + "ok", stCutover + "ok", stConfig + "ok", stRestart + "ok", stCutOver + "ok"}
+	if got := moveSteps(rep); !slices.Equal(got, want) {
+		t.Errorf("move steps\n%q\nwant\n%q", got, want)
+	}
+	if s := moveStep(rep, "lb-1", "lb-save"); s == nil || s.Detail != "recorded old-1 kept from the unfinished move, web-1 kept from the unfinished move, web-2 kept from the unfinished move" {
+		t.Errorf("lb-save: %+v, want every server kept from the unfinished move", s)
+	}
+	f.assertLB(lbMoved)
+	rec := f.record("web-1")
+	if rec == nil || rec.State != deploy.MoveCutOver || rec.RunID != "resume" || len(rec.Servers) != 3 || len(rec.Dependents) != 1 {
+		t.Fatalf("web-1's record after the resumed move: %+v", rec)
+	}
+	for _, s := range rec.Servers {
+		if want := map[string]string{"old-1": "ready", "web-1": "maint", "web-2": "maint"}[s.Saved.Name]; s.Saved.Admin != want {
+			t.Errorf("the record saves %s as %s, want %s (as before the first move)", s.Saved.Name, s.Saved.Admin, want)
+		}
+	}
+	if d := rec.Dependents[0]; !strings.HasSuffix(d.Copy, ".relctl-before-move") || d.Mode != depBeforeMode {
+		t.Errorf("the record keeps dep-1's config at %s (mode %o), want the first move's copy", d.Copy, d.Mode)
+	}
+	// The move back restores what was there before the first move.
+	if _, err := run(t.Context(), newTestEngine(f.fleet), f.moveRunPlan(deploy.KindMoveBack, "back", rec), runOptions{}); err != nil {
+		t.Fatalf("move back: %v", err)
+	}
+	f.assertLB(lbBefore)
+	f.assertDependentBefore()
+	f.assertNoMoveLocks()
+}
+
+// TestMoveFirstInterrupt: the first interrupt while dep-1 restarts: the
+// restart finishes, the record is not cut over, the move is undone, then
+// the new hosts are rolled back.
+func TestMoveFirstInterrupt(t *testing.T) {
+	f := newMoveFleet(t)
+	f.seedNewHosts()
+	intr, ctx := newInterrupt(t)
+	var mu sync.Mutex
+	var order []string // the move's undos, then the hosts rolled back
+	e := newTestEngine(f.fleet, intr.engine)
+	observe := e.Observe
+	e.Observe = func(ev deploy.Event) {
+		observe(ev)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case ev.Kind == deploy.StepDone && ev.Result.Phase == "move":
+			order = append(order, ev.Result.Name)
+		case ev.Kind == deploy.RollbackHostDone:
+			order = append(order, "rolled back "+ev.Host)
+		}
+	}
+	f.host("dep-1").Fail(localconn.Fault{Label: "move/restart", Times: 1, OnStart: intr.firstAndWait})
+	rep, err := run(ctx, e, f.movePlan("2.0.0", "move", nil), runOptions{})
+	fail := failure(t, err)
+	if !fail.Interrupted || fail.Phase != "move" || !strings.Contains(err.Error(), "stopped during the move") {
+		t.Errorf("err = %v (interrupted %v, phase %q), want the move stopped by the interrupt", err, fail.Interrupted, fail.Phase)
+	}
+	want := []string{stLBSave + "ok", stRecord + "ok", stCutover + "ok", stConfig + "ok", stRestart + "ok", stConfigBck + "ok", stLBBack + "ok", stUndoRec + "ok"}
+	if got := moveSteps(rep); !slices.Equal(got, want) {
+		t.Errorf("move steps\n%q\nwant\n%q", got, want)
+	}
+	mu.Lock()
+	got := order[len(order)-5:]
+	mu.Unlock()
+	if !slices.Equal(got[:3], []string{"config-back", "lb-back", "undo-record"}) || !slices.Contains(got[3:], "rolled back web-1") || !slices.Contains(got[3:], "rolled back web-2") {
+		t.Errorf("the end of the run: %q, want the move's undos, then the new hosts rolled back", got)
+	}
+	if !rep.RolledBack || len(rep.Unresolved()) != 0 || rep.MoveUnresolved != "" {
+		t.Errorf("rolled back %v, unresolved %v, move unresolved %q", rep.RolledBack, rep.Unresolved(), rep.MoveUnresolved)
+	}
+	if st := f.recordState(); st != deploy.MoveMovedBack {
+		t.Errorf("the new hosts' records say %s, want %s", st, deploy.MoveMovedBack)
+	}
+	f.assertLB(lbBefore)
+	f.assertDependentBefore()
+	for _, n := range f.names {
+		f.assertRestored(rep, n, "1.0.0")
+	}
+	f.assertNoMoveLocks()
+}
+
+// TestMoveSecondInterruptReportsTheMove: a move aborted by the second
+// interrupt leaves HAProxy and dep-1 on the new hosts; the report must say
+// the move is unresolved, as it does when its undo fails.
+func TestMoveSecondInterruptReportsTheMove(t *testing.T) {
+	t.Skip("BUG: deploy: a move aborted by the second interrupt (ctx cancelled in after) leaves LB and dependents moved, yet Report.MoveUnresolved is empty and Unresolved() lacks \"move\" (after.go sets it only without AutoRollback; fail skips rollBack)")
+	f := newMoveFleet(t)
+	f.seedNewHosts()
+	rep := f.abortMove()
+	if rep.MoveUnresolved == "" || !slices.Contains(rep.Unresolved(), "move") {
+		t.Errorf("move unresolved %q, unresolved %v; want the move among what is left", rep.MoveUnresolved, rep.Unresolved())
+	}
+}
+
+// TestMoveRecordTime: the record says when it was written (the engine's
+// clock): ReadMoveRecords picks the newest record of the new hosts by it.
+func TestMoveRecordTime(t *testing.T) {
+	t.Skip("BUG: deploy: MoveRecord.Time is never set since b1af1d0 dropped Time: r.engine.now().UTC() (renderMove, moveState.write): every move.json says 0001-01-01, so ReadMoveRecords' newest-by-time choice only falls back on len(History)")
+	f := newMoveFleet(t)
+	f.seedNewHosts()
+	clock := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	e := newTestEngine(f.fleet, func(e *deploy.Engine) { e.Now = func() time.Time { return clock } })
+	if _, err := run(t.Context(), e, f.movePlan("2.0.0", "move", nil), runOptions{}); err != nil {
+		t.Fatalf("the move: %v", err)
+	}
+	for _, n := range f.names {
+		if rec := f.record(n); !rec.Time.Equal(clock) {
+			t.Errorf("%s's record says it was written at %v, want the engine's clock %v", n, rec.Time, clock)
+		}
 	}
 }
