@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 
+	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 )
 
@@ -29,6 +30,18 @@ var errNotChanged = errors.New("never changed: nothing to undo")
 // undoNamer names a step's undo in reports when "undo-<name>" would not say
 // what it does ("config-back", "lb-back").
 type undoNamer interface{ UndoName() string }
+
+// undoNeeder is a step whose undo may have nothing to do (what it would
+// put back was never changed); then it is reported skipped, why saying
+// why, without connecting to its host.
+type undoNeeder interface {
+	undoNeeded() (needed bool, why string)
+}
+
+// changedBeforer is a step an earlier, unfinished run may have done (a
+// resumed move): this run's rollback undoes it even if this run never
+// got to it.
+type changedBeforer interface{ changedBefore() bool }
 
 func undoName(s *Step) string {
 	if n, ok := s.Action.(undoNamer); ok {
@@ -68,6 +81,12 @@ func (r *run) undoAfter(ctx context.Context, done []*HostStep) error {
 		if !ok {
 			continue
 		}
+		if n, ok := hs.Step.Action.(undoNeeder); ok {
+			if needed, why := n.undoNeeded(); !needed {
+				r.reportSkipped(hs, undoName(hs.Step), why)
+				continue
+			}
+		}
 		r.mu.Lock()
 		r.undoFailed = errs != nil
 		r.mu.Unlock()
@@ -76,6 +95,31 @@ func (r *run) undoAfter(ctx context.Context, done []*HostStep) error {
 		}
 	}
 	return errs.ErrorOrNil()
+}
+
+// afterToUndo are the steps after the batches the automatic rollback
+// undoes: those this run started, and, before them in plan order, those an
+// earlier unfinished run may have done.
+func (r *run) afterToUndo() []*HostStep {
+	r.mu.Lock()
+	n := len(r.afterDone)
+	r.mu.Unlock()
+	for i, hs := range r.plan.After {
+		if c, ok := hs.Step.Action.(changedBeforer); ok && c.changedBefore() {
+			n = max(n, i+1)
+		}
+	}
+	return r.plan.After[:n]
+}
+
+// reportSkipped reports an undo that had nothing to do.
+func (r *run) reportSkipped(hs *HostStep, name, why string) {
+	res := &StepResult{Host: hs.Host, Phase: hs.Step.Phase, Name: name, Kind: hs.Step.Kind, Status: StatusSkipped, Detail: why}
+	r.engine.journal(state.JournalEvent{Kind: "step-end", Host: hs.Host, Step: res.ID(), Status: res.Status, Detail: why})
+	r.mu.Lock()
+	r.report.MoveSteps = append(r.report.MoveSteps, res)
+	r.mu.Unlock()
+	r.engine.emit(Event{Kind: StepDone, Plan: r.plan, Host: hs.Host, Result: res})
 }
 
 // earlierUndoFailed says whether an undo of this walk failed before the

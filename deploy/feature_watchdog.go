@@ -47,8 +47,11 @@ func (watchdogFeature) rollbackSteps(p *Plan, hp *HostPlan, switching bool, add 
 		// after them, or after a rollback that stopped between its
 		// unmonitor and its watchdog-install.
 		unmonitor, err := watchdogUnmonitorStep(p, hp, playbooks.PhaseActivate)
-		if err != nil || unmonitor == nil {
-			return err
+		if err != nil {
+			return badInput("host %s: watchdog: %v", hp.Name, err)
+		}
+		if unmonitor == nil {
+			return nil
 		}
 		supervised, err := watchdogSupervisedStep(p, hp, playbooks.PhaseActivate)
 		if err != nil {

@@ -82,10 +82,14 @@ func renderMove(p *Plan, newHosts []*HostPlan, rec *MoveRecord) (*moveRender, er
 	}
 	switch {
 	case rec != nil && p.Kind == KindDeploy:
-		// An unfinished cutover: what it saved is still what was there before.
+		// An unfinished cutover: what it saved is still what was there
+		// before, and what it may have changed is this run's to undo too.
 		st.record.Servers, st.record.Dependents = rec.Servers, rec.Dependents
+		st.resumed = true
+		st.changed = len(rec.Servers) > 0 || len(rec.Dependents) > 0
 	case rec != nil:
 		st.record = *rec
+		st.changed = true
 	}
 	return m, nil
 }

@@ -32,15 +32,16 @@ func (r *run) rollBack(ctx context.Context) {
 			touched = append(touched, hp)
 		}
 	}
-	if len(touched) == 0 && len(r.afterDone) == 0 {
+	after := r.afterToUndo()
+	if len(touched) == 0 && len(after) == 0 {
 		return
 	}
 	r.report.RolledBack = true
-	if len(r.afterDone) > 0 {
+	if len(after) > 0 {
 		// Traffic and dependents back on the old hosts first, before the
 		// new hosts are switched back. If that fails, the new hosts may be
 		// carrying the traffic: they are left as they are, and reported.
-		if err := r.undoAfter(ctx, r.afterDone); err != nil {
+		if err := r.undoAfter(ctx, after); err != nil {
 			r.report.MoveUnresolved = err.Error()
 			e.logEvent("", "move not undone (%v): the new hosts stay as they are", err)
 			return

@@ -43,6 +43,37 @@ type moveState struct {
 	backend  string
 	drain    time.Duration
 	newHosts []*HostPlan
+	// resumed: the record comes from an unfinished cutover, whose changes
+	// (whatever it recorded) this run's rollback undoes too.
+	resumed bool
+	// changed: a step past the record may have changed a load balancer or
+	// a dependent (or an unfinished cutover before this run did).
+	changed bool
+}
+
+// markChanged notes that the move is about to change something.
+func (m *moveState) markChanged() {
+	m.mu.Lock()
+	m.changed = true
+	m.mu.Unlock()
+}
+
+func (m *moveState) hasChanged() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.changed
+}
+
+// savedOn says whether the record holds a server's state on lb.
+func (m *moveState) savedOn(lb string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.record.Servers {
+		if s.LB == lb {
+			return true
+		}
+	}
+	return false
 }
 
 // savedServer is the state the move recorded for a server on an LB.
@@ -70,7 +101,8 @@ func (m *moveState) savedDependent(host string) *MovedDependent {
 	return nil
 }
 
-// write keeps the record on every new host the run reached.
+// write keeps the record on every new host the run reached (on a new
+// connection when the run's own was lost).
 func (m *moveState) write(ctx context.Context, r *run) error {
 	m.mu.Lock()
 	body, err := json.MarshalIndent(m.record, "", "  ")
@@ -87,7 +119,11 @@ func (m *moveState) write(ctx context.Context, r *run) error {
 		if h == nil {
 			continue
 		}
-		if err := fleet.WriteFile(ctx, h.conn, body, MoveRecordPath(hp.Layout), 0o644); err != nil {
+		conn, err := r.engine.Connector.Get(ctx, hp.Target)
+		if err == nil {
+			err = fleet.WriteFile(ctx, conn, body, MoveRecordPath(hp.Layout), 0o644)
+		}
+		if err != nil {
 			errs = multierror.Append(errs, fmt.Errorf("%s: writing the move record: %w", hp.Name, err))
 		}
 	}
@@ -171,6 +207,23 @@ func (a *moveRecordAction) Do(ctx context.Context, h *hostRun) (string, error) {
 // openMoveAction is the record written before the cutover changes anything.
 type openMoveAction struct{ moveRecordAction }
 
+func (a *openMoveAction) Do(ctx context.Context, h *hostRun) (string, error) {
+	a.m.mu.Lock()
+	a.m.record.Time = h.now().UTC()
+	a.m.mu.Unlock()
+	return a.moveRecordAction.Do(ctx, h)
+}
+
+// undoNeeded: when nothing past the record changed, there is nothing to
+// move back, and the record (still true: cutting-over, with the states as
+// they are) stays for the next deploy to finish.
+func (a *openMoveAction) undoNeeded() (bool, string) {
+	if !a.m.hasChanged() {
+		return false, "nothing was moved: move.json keeps saying " + MoveCuttingOver + ", with the states as they are"
+	}
+	return true, ""
+}
+
 func (a *openMoveAction) Undo(ctx context.Context, h *hostRun) (string, error) {
 	if h.earlierUndoFailed() {
 		return "", fmt.Errorf("the move is not all undone: move.json keeps saying %s", a.m.record.State)
@@ -187,8 +240,21 @@ type lbCutoverAction struct{ lbStep }
 
 func (a *lbCutoverAction) UndoName() string { return "lb-back" }
 
+func (a *lbCutoverAction) undoNeeded() (bool, string) {
+	if !a.m.savedOn(a.lb.name) {
+		return false, "no server of " + a.lb.name + " in the move record: nothing to put back"
+	}
+	return true, ""
+}
+
+func (a *lbCutoverAction) changedBefore() bool {
+	ok, _ := a.undoNeeded()
+	return a.m.resumed && ok
+}
+
 func (a *lbCutoverAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	m := a.m
+	m.markChanged()
 	rt := a.runtime(h)
 	weight := 0
 	var saved []traffic.Server
@@ -302,6 +368,18 @@ type depConfigAction struct {
 
 func (a *depConfigAction) UndoName() string { return "config-back" }
 
+func (a *depConfigAction) undoNeeded() (bool, string) {
+	if a.m.savedDependent(a.d.name) == nil {
+		return false, "not in the move record: never changed"
+	}
+	return true, ""
+}
+
+func (a *depConfigAction) changedBefore() bool {
+	ok, _ := a.undoNeeded()
+	return a.m.resumed && ok
+}
+
 func (a *depConfigAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	d := a.d
 	old, err := fleet.ReadFile(ctx, h.conn, d.config, "")
@@ -330,6 +408,7 @@ func (a *depConfigAction) Do(ctx context.Context, h *hostRun) (string, error) {
 // keep copies the config as it was and records where, before it changes.
 func (a *depConfigAction) keep(ctx context.Context, h *hostRun, old *fleet.File) (*MovedDependent, error) {
 	d := a.d
+	a.m.markChanged()
 	saved := &MovedDependent{Host: d.name, Config: d.config, Existed: old.Present, Mode: old.Mode, Copy: d.config + ".relctl-before-" + h.plan.RunID}
 	if old.Present {
 		if err := fleet.WriteFile(ctx, h.conn, old.Body, saved.Copy, old.Mode); err != nil {
