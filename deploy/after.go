@@ -27,6 +27,11 @@ type HostStep struct {
 // step never changed this host).
 var errNotChanged = errors.New("never changed: nothing to undo")
 
+// skippedError is a step (an undo) that had nothing to do, and says why.
+type skippedError struct{ why string }
+
+func (e *skippedError) Error() string { return e.why }
+
 // undoNamer names a step's undo in reports when "undo-<name>" would not say
 // what it does ("config-back", "lb-back").
 type undoNamer interface{ UndoName() string }

@@ -116,6 +116,8 @@ func (h *hostRun) execute(ctx context.Context, s *Step, do func(context.Context,
 		res.Status, res.Detail, err = StatusSkipped, "no undo command", nil
 	case errors.Is(err, errNotChanged):
 		res.Status, res.Detail, err = StatusSkipped, errNotChanged.Error(), nil
+	case errors.As(err, new(*skippedError)):
+		res.Status, res.Detail, err = StatusSkipped, err.Error(), nil
 	case errors.Is(err, errRestoredLater):
 		res.Status, res.Detail, err = StatusSkipped, errRestoredLater.Error(), nil
 	case err != nil:

@@ -214,17 +214,18 @@ func (a *openMoveAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	return a.moveRecordAction.Do(ctx, h)
 }
 
-// undoNeeded: when nothing past the record changed, there is nothing to
-// move back, and the record (still true: cutting-over, with the states as
-// they are) stays for the next deploy to finish.
-func (a *openMoveAction) undoNeeded() (bool, string) {
-	if !a.m.hasChanged() {
-		return false, "nothing was moved: move.json keeps saying " + MoveCuttingOver + ", with the states as they are"
-	}
-	return true, ""
-}
-
+// Undo writes moved-back once everything after it is back. When nothing
+// past the record changed, nothing needs moving back: moved-back is still
+// written, but a record that cannot be written then (the reason the step
+// failed, often) is no failure of the undo: the record it left says
+// cutting-over with the states as they are, which the next deploy finishes.
 func (a *openMoveAction) Undo(ctx context.Context, h *hostRun) (string, error) {
+	if !a.m.hasChanged() {
+		if err := a.m.setState(ctx, h, MoveMovedBack, true); err != nil {
+			return "", &skippedError{"nothing was moved; move.json could not be updated: " + err.Error()}
+		}
+		return "nothing was moved; move.json says " + MoveMovedBack, nil
+	}
 	if h.earlierUndoFailed() {
 		return "", fmt.Errorf("the move is not all undone: move.json keeps saying %s", a.m.record.State)
 	}
