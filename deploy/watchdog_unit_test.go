@@ -191,6 +191,23 @@ func waitProcessGone(pid int, limit time.Duration) bool {
 	return true
 }
 
+// tune is an operator's edit of the installed snippet: a rollback must put
+// these bytes back, not the release's snippet rendered again. It returns
+// the snippet as tuned.
+func (f *monitFleet) tune(name string) string {
+	f.t.Helper()
+	p := filepath.Join(f.monitDir(name), "conf.d", "app.monitrc")
+	body, err := os.ReadFile(p)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	body = append(body, "# tuned by ops\n"...)
+	if err := os.WriteFile(p, body, 0o600); err != nil {
+		f.t.Fatal(err)
+	}
+	return string(body)
+}
+
 // assertSupervised checks that the host's monit runs the service with the
 // pid in its pidfile, and that the process lives.
 func (f *monitFleet) assertSupervised(name string) {
@@ -216,13 +233,20 @@ func indexOf(steps []string, step string) int { return slices.Index(steps, step)
 // TestWatchdogMonit: a deploy with [watchdog] kind monit runs relctl's
 // watchdog steps around the playbook's; a watchdog-check that fails stops
 // the run before any host switches; the automatic rollback puts back the
-// snippet that was installed, byte for byte.
+// snippet that was installed, byte for byte. The subtests run in parallel:
+// they mostly wait on monit's cycles.
 func TestWatchdogMonit(t *testing.T) {
 	t.Run("deploy", func(t *testing.T) {
+		t.Parallel() // most of the time is spent waiting on monit\'s cycles
 		f := newMonitFleet(t)
 		f.seed("1.0.0")
 		before, _ := f.installed("web-1")
-		rep, err := run(t.Context(), newTestEngine(f.fleet), f.plan("2.0.0", "wd"), runOptions{})
+		// --prove-supervision: monit must restart the service relctl kills.
+		p, err := deploy.BuildPlan(f.proj, deploy.PlanOptions{Env: "production", Version: "2.0.0", RunID: "wd", ProveSupervision: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := run(t.Context(), newTestEngine(f.fleet), p, runOptions{})
 		if err != nil {
 			t.Fatalf("deploy: %v", err)
 		}
@@ -249,6 +273,9 @@ func TestWatchdogMonit(t *testing.T) {
 				if s.Name == "watchdog-unmonitor" && !strings.Contains(s.Detail, "monit reports it Not monitored") {
 					t.Errorf("%s: watchdog-unmonitor %q: the service was not taken out of monit's hands", n, s.Detail)
 				}
+				if s.Name == "watchdog-install" && !strings.Contains(s.Detail, "monit restarted it") {
+					t.Errorf("%s: watchdog-install %q: supervision not proven", n, s.Detail)
+				}
 			}
 		}
 		// Kept on the host for a later `relctl rollback --to 1.0.0`.
@@ -258,6 +285,7 @@ func TestWatchdogMonit(t *testing.T) {
 	})
 
 	t.Run("check fails", func(t *testing.T) {
+		t.Parallel() // most of the time is spent waiting on monit\'s cycles
 		f := newMonitFleet(t)
 		f.seed("1.0.0")
 		before := map[string]string{}
@@ -302,6 +330,7 @@ func TestWatchdogMonit(t *testing.T) {
 	})
 
 	t.Run("precheck fails", func(t *testing.T) {
+		t.Parallel() // most of the time is spent waiting on monit\'s cycles
 		f := newMonitFleet(t)
 		f.seed("1.0.0")
 		writeFile(t, filepath.Join(f.dir, "artifacts", "app-2.0.0.tar.gz"), string(watchdogArtifactWith(t, "2.0.0", badSnippet)))
@@ -319,19 +348,67 @@ func TestWatchdogMonit(t *testing.T) {
 		f.assertNoLocks()
 	})
 
-	t.Run("rollback", func(t *testing.T) {
+	t.Run("switch fails", func(t *testing.T) {
+		t.Parallel() // most of the time is spent waiting on monit\'s cycles
 		f := newMonitFleet(t)
 		f.seed("1.0.0")
-		// An operator's edit since: the rollback must put these bytes back,
-		// not 1.0.0's snippet rendered again.
-		tuned := filepath.Join(f.monitDir("web-2"), "conf.d", "app.monitrc")
-		body, err := os.ReadFile(tuned)
+		f.host("web-2").Fail(localconn.Fault{Label: "activate 2.0.0", Exit: 1, Stderr: "ln: read-only file system"})
+		rep, err := run(t.Context(), newTestEngine(f.fleet), f.plan("2.0.0", "wd"), runOptions{})
+		if fail := failure(t, err); fail.Phase != "activate" || !rep.RolledBack || len(rep.Unresolved()) != 0 {
+			t.Errorf("err = %v (rolled back %v, unresolved %v), want web-2's switch failing, rolled back", err, rep.RolledBack, rep.Unresolved())
+		}
+		// web-2 never switched: no restart follows, monit gets the service back at once.
+		var handBack *deploy.StepResult
+		for _, s := range rep.Host("web-2").Rollback.Steps {
+			if s.Name == "undo-watchdog-unmonitor" {
+				handBack = s
+			}
+		}
+		if handBack == nil || handBack.Status != deploy.StatusOK || !strings.Contains(handBack.Detail, "monit supervises it again (no restart followed)") {
+			t.Errorf("web-2's undo of watchdog-unmonitor: %+v, want the service handed back to monit", handBack)
+		}
+		for _, n := range f.names {
+			f.assertRestored(rep, n, "1.0.0")
+			f.assertSupervised(n)
+		}
+		f.assertNoLocks()
+	})
+
+	t.Run("rollback run", func(t *testing.T) {
+		t.Parallel() // most of the time is spent waiting on monit\'s cycles
+		f := newMonitFleet(t)
+		f.seed("1.0.0")
+		tuned := f.tune("web-2")
+		f.seed("2.0.0")
+		if got, _ := f.installed("web-2"); !strings.HasPrefix(got, "# app 2.0.0\n") {
+			t.Fatalf("web-2's snippet after the deploy of 2.0.0:\n%s", got)
+		}
+		// `relctl rollback`: the snippet installed while 1.0.0 was current comes back.
+		rep, err := run(t.Context(), newTestEngine(f.fleet), f.rollbackPlan("1.0.0", "2.0.0", "back"), runOptions{})
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("rollback: %v", err)
 		}
-		if err := os.WriteFile(tuned, append(body, "# tuned by ops\n"...), 0o600); err != nil {
-			t.Fatal(err)
+		f.assertOn("1.0.0", f.names...)
+		if got, _ := f.installed("web-2"); got != tuned {
+			t.Errorf("web-2's snippet after the rollback run:\n%s\nwant the one it had on 1.0.0:\n%s", got, tuned)
 		}
+		for _, n := range f.names {
+			steps := stepStatuses(rep.Host(n).Steps)
+			for _, s := range []string{"preflight/watchdog-check ok", "activate/watchdog-unmonitor ok", "activate/watchdog-install ok"} {
+				if !slices.Contains(steps, s) {
+					t.Errorf("%s: steps %q, want %q among them", n, steps, s)
+				}
+			}
+			f.assertSupervised(n)
+		}
+		f.assertNoLocks()
+	})
+
+	t.Run("rollback", func(t *testing.T) {
+		t.Parallel() // most of the time is spent waiting on monit\'s cycles
+		f := newMonitFleet(t)
+		f.seed("1.0.0")
+		f.tune("web-2")
 		before := map[string]string{}
 		for _, n := range f.names {
 			before[n], _ = f.installed(n)
