@@ -24,8 +24,9 @@ import (
 // talks to (testdata/unit/move_full.toml: a retire command, and a health
 // check of dep-1 after each restart).
 
-// moveFleet is the move's world: new hosts web-1, web-2 on 1.0.0 (out of
-// HAProxy: disabled), old-1 in HAProxy, dep-1 configured for old-1.
+// moveFleet is the move's world: new hosts web-1, web-2 (out of HAProxy:
+// disabled; seedNewHosts puts 1.0.0 on them), old-1 in HAProxy, dep-1
+// configured for old-1.
 type moveFleet struct {
 	*haproxyFleet
 	depConf string // dep-1's config
@@ -75,7 +76,7 @@ func (f *moveFleet) reload() {
 	f.proj = proj
 }
 
-// addDependent adds dep-2 (role dep, configured for old-1) to the environment.
+// addDependent adds a host of role dep, configured for old-1, to the environment.
 func (f *moveFleet) addDependent(name string) {
 	f.t.Helper()
 	cfg, err := os.ReadFile(filepath.Join(f.dir, "relctl.toml"))

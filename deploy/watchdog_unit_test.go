@@ -227,9 +227,6 @@ func (f *monitFleet) assertSupervised(name string) {
 	}
 }
 
-// indexOf is the index of the step "phase/name status" in steps (-1 if absent).
-func indexOf(steps []string, step string) int { return slices.Index(steps, step) }
-
 // TestWatchdogMonit: a deploy with [watchdog] kind monit runs relctl's
 // watchdog steps around the playbook's; a watchdog-check that fails stops
 // the run before any host switches; the automatic rollback puts back the
@@ -257,7 +254,7 @@ func TestWatchdogMonit(t *testing.T) {
 				"activate/activate ok", "activate/restart ok", "activate/watchdog-install ok", "verify/health ok"}
 			last := -1
 			for _, s := range order {
-				i := indexOf(steps, s)
+				i := slices.Index(steps, s)
 				if i <= last {
 					t.Errorf("%s: steps %q: want %q, in this order", n, steps, order)
 					break
@@ -433,7 +430,7 @@ func TestWatchdogMonit(t *testing.T) {
 					t.Errorf("%s: rollback steps %q, want %q among them", n, rb, s)
 				}
 			}
-			if i, j := indexOf(rb, "rollback/undo-watchdog-install ok"), indexOf(rb, "rollback/watchdog-supervised ok"); i > j {
+			if i, j := slices.Index(rb, "rollback/undo-watchdog-install ok"), slices.Index(rb, "rollback/watchdog-supervised ok"); i > j {
 				t.Errorf("%s: rollback steps %q: the snippet back before monit supervises again", n, rb)
 			}
 			f.assertSupervised(n)
