@@ -98,14 +98,15 @@ func decideMove(rec *MoveRecord, po *PlanOptions, notice func(string, ...any)) b
 	return false
 }
 
-// Verb says what kind of run a plan is, for a person: "deploy",
-// "rollback", "move back" or "finalize".
+// VerbMoveBack is Plan.Verb of a move back.
+const VerbMoveBack = "move back"
+
+// Verb says what kind of run a plan is, for a person: KindDeploy,
+// KindRollback, VerbMoveBack or KindFinalize. (A move back's Kind is
+// KindRollback: locks and history see a rollback.)
 func (p *Plan) Verb() string {
-	switch {
-	case p.UndoAfter:
-		return "move back"
-	case p.Kind == KindFinalize:
-		return "finalize"
+	if p.UndoAfter {
+		return VerbMoveBack
 	}
 	return p.Kind
 }

@@ -138,8 +138,8 @@ func TestNewCmdRollback(t *testing.T) {
 	testFlags(t, newCmdRollback, nil, []flagCase[RollbackOptions]{
 		{name: "to prev", args: args("--env", "production", "--to", "prev"),
 			want: RollbackOptions{Env: "production", To: "prev"}},
-		{name: "every flag", args: args("-e", "production", "--to", "1.1.0", "--playbook", "search", "--hosts", "production-2,production-3", "--parallel", "all", "-y"),
-			want: RollbackOptions{Env: "production", To: "1.1.0", Playbook: "search", Hosts: []string{"production-2", "production-3"}, Parallel: "all", Yes: true}},
+		{name: "every flag", args: args("-e", "production", "--to", "1.1.0", "--playbook", "search", "--hosts", "production-2,production-3", "--parallel", "all", "-y", "--dry-run"),
+			want: RollbackOptions{Env: "production", To: "1.1.0", Playbook: "search", Hosts: []string{"production-2", "production-3"}, Parallel: "all", Yes: true, DryRun: true}},
 		{name: "no env", args: args("--to", "prev"), wantErr: usageNeeds("rollback", "env")},
 		{name: "no to", args: args("--env", "production"), wantErr: usageNeeds("rollback", "to")},
 		{name: "parallel other than all", args: args("--env", "production", "--to", "prev", "--parallel", "2"), wantErr: `--parallel takes only "all"`},
@@ -160,8 +160,8 @@ func TestNewCmdRehearse(t *testing.T) {
 func TestNewCmdFinalize(t *testing.T) {
 	testFlags(t, newCmdFinalize, nil, []flagCase[FinalizeOptions]{
 		{name: "env", args: args("--env", "production"), want: FinalizeOptions{Env: "production"}},
-		{name: "every flag", args: args("-e", "production", "--playbook", "solr-upgrade-and-move", "--yes"),
-			want: FinalizeOptions{Env: "production", Playbook: "solr-upgrade-and-move", Yes: true}},
+		{name: "every flag", args: args("-e", "production", "--playbook", "solr-upgrade-and-move", "--yes", "--dry-run"),
+			want: FinalizeOptions{Env: "production", Playbook: "solr-upgrade-and-move", Yes: true, DryRun: true}},
 		{name: "no env", args: args("--yes"), wantErr: usageNeeds("finalize", "env")},
 	})
 }

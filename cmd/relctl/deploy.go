@@ -38,7 +38,7 @@ func newCmdDeploy(f *Factory, runF func(*DeployOptions) error) *cobra.Command {
 	opts := &DeployOptions{
 		IO: f.IOStreams, Stop: f.Stop, Project: f.Project, StateDir: f.StateDir, OpenSession: f.OpenSession,
 		ReadLocks: func(ctx context.Context, proj *playbooks.Project, env string) ([]state.HostLockState, error) {
-			return readLocks(ctx, f, proj, env)
+			return readLocks(ctx, f.OpenSession, proj, env)
 		},
 	}
 	cmd := &cobra.Command{

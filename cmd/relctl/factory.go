@@ -28,10 +28,6 @@ type Factory struct {
 	flags globalFlags
 }
 
-// globalOptions is the Factory's former name, kept while locks.go (on its
-// way to internal/fleet) still takes one.
-type globalOptions = Factory
-
 // globalFlags are the flags every command has.
 type globalFlags struct {
 	config    string
@@ -109,12 +105,6 @@ func (f *Factory) OpenSession(cfg *playbooks.Config, runID string, withJournal b
 		return nil, &usageError{err}
 	}
 	return s, nil
-}
-
-// openSession is f.OpenSession, for callers that hold the factory itself
-// (locks.go's readLocks).
-func openSession(f *Factory, cfg *playbooks.Config, runID string, withJournal bool) (*session, error) {
-	return f.OpenSession(cfg, runID, withJournal)
 }
 
 // stopOrCancel is a context cancelled by the first interrupt (stop) too,

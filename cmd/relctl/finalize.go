@@ -24,6 +24,7 @@ type FinalizeOptions struct {
 	Env      string
 	Playbook string
 	Yes      bool
+	DryRun   bool
 }
 
 func newCmdFinalize(f *Factory, runF func(*FinalizeOptions) error) *cobra.Command {
@@ -38,7 +39,8 @@ balancer for good, and the playbook's move.retire command runs on each old
 host (e.g. stop the service). The move record on the new hosts then says
 finalized, and rollback works on the new hosts' own history again.`,
 		Example: `  relctl finalize --env production
-  relctl finalize --env production --playbook solr-upgrade-and-move --yes`,
+  relctl finalize --env production --playbook solr-upgrade-and-move --yes
+  relctl finalize --env production --dry-run`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := requireFlag(cmd, "env", opts.Env); err != nil {
@@ -53,6 +55,7 @@ finalized, and rollback works on the new hosts' own history again.`,
 	cmd.Flags().StringVarP(&opts.Env, "env", "e", "", "environment (from relctl.toml)")
 	cmd.Flags().StringVar(&opts.Playbook, "playbook", "", "the playbook with [move], when the environment has several")
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
+	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the plan (every step, with its host) and stop: nothing is locked or changed")
 	return cmd
 }
 
@@ -75,12 +78,16 @@ func finalizeRun(ctx context.Context, opts *FinalizeOptions) error {
 		return usageErrorf("no host move to finalize in %s (no move record on the new hosts of a playbook with [move]; choose one with --playbook)", opts.Env)
 	}
 	mo := deploy.MoveRunOptions{Env: opts.Env, Playbook: move.Playbook, RunID: runID, Kind: deploy.KindFinalize, Record: move}
-	return runMove(ctx, opts.IO, opts.Stop, opts.OpenSession, opts.Yes, proj, mo)
+	return runMove(ctx, opts.IO, opts.Stop, opts.OpenSession, runChoice{Yes: opts.Yes, DryRun: opts.DryRun}, proj, mo)
 }
+
+// runChoice is how a run that changes hosts starts: asked on a terminal
+// unless Yes; DryRun prints the plan to stdout and stops.
+type runChoice struct{ Yes, DryRun bool }
 
 // runMove moves back or finalizes a host move, after asking on a terminal
 // unless yes.
-func runMove(ctx context.Context, io *output.IOStreams, stop <-chan struct{}, open openSessionFunc, yes bool, proj *playbooks.Project, mo deploy.MoveRunOptions) error {
+func runMove(ctx context.Context, io *output.IOStreams, stop <-chan struct{}, open openSessionFunc, choice runChoice, proj *playbooks.Project, mo deploy.MoveRunOptions) error {
 	p, err := deploy.BuildMovePlan(proj, mo)
 	if err != nil {
 		return err
@@ -92,7 +99,11 @@ func runMove(ctx context.Context, io *output.IOStreams, stop <-chan struct{}, op
 	}
 	fmt.Fprintf(io.ErrOut, "%s the move of %s %s in %s (run %s): old hosts %s, new hosts %s, dependents %s\n", verb, rec.Playbook, rec.Release,
 		mo.Env, rec.RunID, strings.Join(rec.OldHosts, ", "), strings.Join(rec.NewHosts, ", "), orDash(strings.Join(p.Move.Dependents, ", ")))
-	if err := confirm(io, stop, yes, nil, fmt.Sprintf("\n%s the move in %s?", verb, mo.Env), "cancelled: nothing was changed"); err != nil {
+	if choice.DryRun {
+		printPlan(io.Out, p, true)
+		return nil
+	}
+	if err := confirm(io, stop, choice.Yes, p, fmt.Sprintf("\n%s the move in %s?", verb, mo.Env), "cancelled: nothing was changed"); err != nil {
 		return err
 	}
 	return runPlan(ctx, open, io.Out, proj, p, deploy.RunOptions{TakeOverStaleLocks: mo.Kind == deploy.KindMoveBack})

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"sort"
 	"time"
 
 	"github.com/relctl/relctl/deploy"
@@ -60,8 +59,8 @@ func envPlaybooks(proj *playbooks.Project, envName string) (*playbooks.Environme
 }
 
 // readLocks reports the lock on every reachable host of env.
-func readLocks(ctx context.Context, g *globalOptions, proj *playbooks.Project, env string) ([]state.HostLockState, error) {
-	sess, err := openSession(g, proj.Config, "locks-"+state.NewRunID(time.Now()), false)
+func readLocks(ctx context.Context, open openSessionFunc, proj *playbooks.Project, env string) ([]state.HostLockState, error) {
+	sess, err := open(proj.Config, "locks-"+state.NewRunID(time.Now()), false)
 	if err != nil {
 		return nil, err
 	}
@@ -72,5 +71,3 @@ func readLocks(ctx context.Context, g *globalOptions, proj *playbooks.Project, e
 	}
 	return state.InspectLocks(ctx, targets, state.LockOptions{TTL: proj.Config.LockTTL.Duration})
 }
-
-func sortStrings(s []string) { sort.Strings(s) }

@@ -93,11 +93,7 @@ func planRun(opts *PlanOptions) error {
 // printPlan writes the plan for a person; steps only when withSteps.
 func printPlan(w io.Writer, p *deploy.Plan, withSteps bool) {
 	hosts := p.Hosts()
-	what := fmt.Sprintf("deploy %s %s to %s", p.Playbook, p.Version, p.Env)
-	if p.Kind == deploy.KindRollback {
-		what = fmt.Sprintf("rollback %s to %s on %s", p.Playbook, p.Version, p.Env)
-	}
-	fmt.Fprintf(w, "Plan: %s (%d host%s in %d batch%s)\n", what,
+	fmt.Fprintf(w, "Plan: %s (%d host%s in %d batch%s)\n", planTitle(p),
 		len(hosts), plural(len(hosts)), len(p.Batches), pluralES(len(p.Batches)))
 	if p.Artifact.Path != "" { // a rollback moves no artifact
 		fmt.Fprintf(w, "Artifact: %s (%s, sha256 %s)\n", p.Artifact.Path, humanSize(p.Artifact.Size), p.Artifact.SHA256)
@@ -107,32 +103,85 @@ func printPlan(w io.Writer, p *deploy.Plan, withSteps bool) {
 		par = fmt.Sprint(p.MaxParallel)
 	}
 	fmt.Fprintf(w, "Strategy: max parallel %s per batch, pause %s between batches, keep %d releases\n", par, p.Pause, p.KeepReleases)
-	if m := p.Move; m != nil {
+	if m := p.Move; m != nil && p.Kind == deploy.KindDeploy {
 		fmt.Fprintf(w, "Move: from %s (%s, never touched), after the last batch: load balancers to the new hosts, then dependents (%s) reconfigured and restarted in batches\n",
 			m.FromRole, strings.Join(m.OldHosts, ", "), orDash(strings.Join(m.Dependents, ", ")))
 	}
 	for _, b := range p.Batches {
-		label := ""
-		if b.Canary {
-			label = " (canary)"
-		}
-		names := make([]string, len(b.Hosts))
-		for i, h := range b.Hosts {
-			names[i] = h.Name
-		}
-		fmt.Fprintf(w, "\nBatch %d%s: %s\n", b.Index, label, strings.Join(names, ", "))
-		if !withSteps {
-			continue
-		}
-		for _, h := range b.Hosts {
-			fmt.Fprintf(w, "  %s (%s)\n", h.Name, h.Address)
-			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-			for _, s := range h.Steps {
-				fmt.Fprintf(tw, "    %s\t%s\n", s.ID(), s.Describe)
-			}
-			tw.Flush()
-		}
+		printBatch(w, b, withSteps)
 	}
+	printAfter(w, p)
+}
+
+// planTitle says what the plan does: "deploy search 1.1.0 to staging".
+func planTitle(p *deploy.Plan) string {
+	switch p.Verb() {
+	case deploy.VerbMoveBack:
+		return fmt.Sprintf("move back %s %s in %s", p.Playbook, p.Version, p.Env)
+	case deploy.KindFinalize:
+		return fmt.Sprintf("finalize the move of %s %s in %s", p.Playbook, p.Version, p.Env)
+	case deploy.KindRollback:
+		return fmt.Sprintf("rollback %s to %s on %s", p.Playbook, p.Version, p.Env)
+	}
+	return fmt.Sprintf("deploy %s %s to %s", p.Playbook, p.Version, p.Env)
+}
+
+func printBatch(w io.Writer, b *deploy.Batch, withSteps bool) {
+	label := ""
+	if b.Canary {
+		label = " (canary)"
+	}
+	names := make([]string, len(b.Hosts))
+	for i, h := range b.Hosts {
+		names[i] = h.Name
+	}
+	fmt.Fprintf(w, "\nBatch %d%s: %s\n", b.Index, label, strings.Join(names, ", "))
+	if !withSteps {
+		return
+	}
+	for _, h := range b.Hosts {
+		fmt.Fprintf(w, "  %s (%s)\n", h.Name, h.Address)
+		if len(h.Steps) == 0 {
+			fmt.Fprintf(w, "    (locked and read; no step changes it)\n")
+		}
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, s := range h.Steps {
+			fmt.Fprintf(tw, "    %s\t%s\n", s.ID(), s.Describe)
+		}
+		tw.Flush()
+	}
+}
+
+// printAfter writes the steps after the last batch, in the order they run,
+// each with its host; for a move back, the undos the run walks through.
+func printAfter(w io.Writer, p *deploy.Plan) {
+	if len(p.After) == 0 {
+		return
+	}
+	steps := p.After
+	if p.UndoAfter {
+		fmt.Fprintln(w, "\nMoving back, in this order (the move's steps undone from its record):")
+		steps = nil
+		for i := len(p.After) - 1; i >= 0; i-- {
+			if p.After[i].Step.CanUndo() {
+				steps = append(steps, p.After[i])
+			}
+		}
+	} else {
+		fmt.Fprintln(w, "\nAfter the last batch:")
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, hs := range steps {
+		s := hs.Step
+		describe := s.Describe
+		if p.UndoAfter {
+			describe = s.Undo
+		} else if s.Undo != "" {
+			describe += "\n\t\tundo: " + s.Undo
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", hs.Host, s.ID(), describe)
+	}
+	tw.Flush()
 }
 
 func humanSize(n int64) string {

@@ -53,14 +53,13 @@ func (p *progress) observe(ev deploy.Event) {
 }
 
 func (p *progress) runStarted(pl *deploy.Plan) {
-	verb := "Deploying"
-	switch {
-	case pl.Move != nil && pl.Kind == deploy.KindRollback:
-		verb = "Moving traffic and dependents back to the old hosts of"
-	case pl.Kind == deploy.KindFinalize:
-		verb = "Retiring the old hosts of"
-	case pl.Kind == deploy.KindRollback:
-		verb = "Rolling back to"
+	verb := map[string]string{
+		deploy.VerbMoveBack: "Moving traffic and dependents back to the old hosts of",
+		deploy.KindFinalize: "Retiring the old hosts of",
+		deploy.KindRollback: "Rolling back to",
+	}[pl.Verb()]
+	if verb == "" {
+		verb = "Deploying"
 	}
 	fmt.Fprintf(p.w, "%s %s %s on %s: %d hosts in %d batches (run %s)\n", verb, pl.Playbook, pl.Version, pl.Env,
 		len(pl.Hosts()), len(pl.Batches), pl.RunID)
@@ -106,8 +105,9 @@ func (p *progress) runDone(ev deploy.Event) {
 	}
 	rep := ev.Report
 	elapsed := shortDuration(rep.Finished.Sub(rep.Started))
-	isMove := ev.Plan.Move != nil && rep.Kind != deploy.KindDeploy
-	what := runDoneSubject(rep, isMove)
+	verb := ev.Plan.Verb()
+	isMove := verb == deploy.VerbMoveBack || verb == deploy.KindFinalize
+	what := runDoneSubject(rep, verb)
 	switch {
 	case ev.Err == nil && isMove:
 		fmt.Fprintf(p.w, "%s done (%s)\n", what, elapsed)
@@ -121,13 +121,13 @@ func (p *progress) runDone(ev deploy.Event) {
 }
 
 // runDoneSubject names the finished run: "Deploy of 1.1.0 to staging", ...
-func runDoneSubject(rep *deploy.Report, isMove bool) string {
-	switch {
-	case isMove && rep.Kind == deploy.KindRollback:
+func runDoneSubject(rep *deploy.Report, verb string) string {
+	switch verb {
+	case deploy.VerbMoveBack:
 		return fmt.Sprintf("Move back of %s in %s", rep.Version, rep.Env)
-	case isMove:
+	case deploy.KindFinalize:
 		return fmt.Sprintf("Move finalize of %s in %s", rep.Version, rep.Env)
-	case rep.Kind == deploy.KindRollback:
+	case deploy.KindRollback:
 		return fmt.Sprintf("Rollback of %s to %s", rep.Env, rep.Version)
 	}
 	return fmt.Sprintf("Deploy of %s to %s", rep.Version, rep.Env)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -14,229 +12,29 @@ import (
 	"github.com/relctl/relctl/playbooks"
 )
 
-// deploy --resume: which interrupted deploy to finish, and which of its
-// hosts it had finished. The decisions are pure functions of the local
-// journals and the hosts' locks; resumeTarget and interruptedRun read those
-// and print what was decided.
-
-// resumeTarget finds env's interrupted deploy (its release must be
-// opts.Release when that is given) and the hosts it had finished.
+// resumeTarget finds env's interrupted deploy (deploy.FindResume decides
+// which; its release must be opts.Release when that is given) and says
+// what it found, with a warning per damaged journal.
 func resumeTarget(ctx context.Context, opts *DeployOptions, proj *playbooks.Project) (*deploy.ResumePoint, error) {
-	interrupted, err := interruptedRun(ctx, opts, proj)
-	if err != nil {
-		return nil, err
-	}
-	if opts.Release != "" && opts.Release != interrupted.Release {
-		return nil, usageErrorf("the interrupted run %s deployed %s, not %s", interrupted.RunID, interrupted.Release, opts.Release)
-	}
-	w := opts.IO.ErrOut
-	fmt.Fprintf(w, "Resuming run %s: deploy %s to %s (started %s by %s)\n", interrupted.RunID, interrupted.Release,
-		opts.Env, interrupted.Started.Local().Format(time.DateTime), interrupted.Operator)
-	rp := &deploy.ResumePoint{RunID: interrupted.RunID, Release: interrupted.Release, Skip: map[string]bool{}}
-	if full, err := state.LoadRun(opts.StateDir(proj.Config), interrupted.RunID); err == nil {
-		rp.Skip = finishedHosts(full.Steps)
-	}
-	if len(rp.Skip) > 0 {
-		fmt.Fprintf(w, "Already finished by that run, skipped: %s\n", strings.Join(sortedKeys(rp.Skip), ", "))
-	}
-	return rp, nil
-}
-
-// finishedHosts are the hosts whose last finished step in a deploy's
-// journal is its last one, post/prune, passed.
-func finishedHosts(steps []state.JournalEvent) map[string]bool {
-	last := map[string]state.JournalEvent{}
-	for _, ev := range steps {
-		if ev.Kind == "step-end" {
-			last[ev.Host] = ev
-		}
-	}
-	done := map[string]bool{}
-	for host, ev := range last {
-		if ev.Step == "post/prune" && ev.Status == deploy.StatusOK {
-			done[host] = true
-		}
-	}
-	return done
-}
-
-// interruptedRun is the run deploy --resume finishes: env's newest deploy in
-// the local journals when it was interrupted, else the deploy run a stale
-// lock on the hosts names. A damaged journal is warned about, naming the
-// file; it blocks the resume only when it may hide the answer and the
-// hosts' stale lock does not give it either.
-func interruptedRun(ctx context.Context, opts *DeployOptions, proj *playbooks.Project) (*state.RunRecord, error) {
-	runs, unreadable, err := state.ReadRuns(opts.StateDir(proj.Config))
-	if err != nil {
-		return nil, err
-	}
-	j := sortResumeJournals(runs, unreadable, opts.Env, fileModTime)
-	var held *state.RunRecord
-	if _, ok := j.fromJournal(); !ok {
-		// Only the hosts can tell: read their locks.
-		if held, err = interruptedOnHosts(ctx, opts.ReadLocks, proj, opts.Env); err != nil {
-			return nil, err
-		}
-	}
-	run, warnings, err := j.decide(opts.Env, held)
+	res, warnings, err := deploy.FindResume(ctx, deploy.ResumeRequest{
+		StateDir: opts.StateDir(proj.Config), Env: opts.Env, Release: opts.Release,
+		ReadLocks: func(ctx context.Context) ([]state.HostLockState, error) { return opts.ReadLocks(ctx, proj, opts.Env) },
+	})
 	printJournalWarnings(opts.IO.ErrOut, warnings)
-	return run, err
-}
-
-// interruptedOnHosts reads the environment's locks: a stale deploy lock names
-// the interrupted run, so resume works from a machine that has no journal.
-func interruptedOnHosts(ctx context.Context, readLocks readLocksFunc, proj *playbooks.Project, env string) (*state.RunRecord, error) {
-	locks, err := readLocks(ctx, proj, env)
 	if err != nil {
 		return nil, err
 	}
-	return staleDeployRun(locks), nil
+	w, run := opts.IO.ErrOut, res.Run
+	fmt.Fprintf(w, "Resuming run %s: deploy %s to %s (started %s by %s)\n", run.RunID, run.Release,
+		opts.Env, run.Started.Local().Format(time.DateTime), run.Operator)
+	if len(res.Point.Skip) > 0 {
+		fmt.Fprintf(w, "Already finished by that run, skipped: %s\n", strings.Join(sortedKeys(res.Point.Skip), ", "))
+	}
+	return &res.Point, nil
 }
 
-// staleDeployRun is the deploy run a stale lock names, if any.
-func staleDeployRun(locks []state.HostLockState) *state.RunRecord {
-	for _, l := range locks {
-		if l.Held && l.Stale && l.Owner != nil && l.Owner.Command == deploy.KindDeploy {
-			o := l.Owner
-			return &state.RunRecord{RunID: o.RunID, Env: o.Env, Command: o.Command, Release: o.Release, Operator: o.Operator, Started: o.Started}
-		}
-	}
-	return nil
-}
-
-// resumeJournals sorts the local journals for deploy --resume.
-type resumeJournals struct {
-	// newest is env's newest deploy that was not refused; nil when none is.
-	newest *state.RunRecord
-	// newestDamaged: newest looks interrupted but has damaged lines, one of
-	// which may be its end.
-	newestDamaged bool
-	// doubtful are the problems of journals that cannot be read and may
-	// hold a later deploy of env than newest; older those of journals last
-	// written before newest started, which cannot.
-	doubtful, older []state.JournalProblem
-}
-
-// modTimeMargin absorbs file systems that keep modification times coarsely
-// (FAT: 2 s), so a journal counts as older only when it surely is.
-const modTimeMargin = 2 * time.Second
-
-// sortResumeJournals finds env's newest deploy among runs (newest first, as
-// state.ReadRuns returns them) and sorts the journals it could not read: a
-// run's journal is written from its start on, so one last modified before
-// newest started holds an older run; any other may be a later deploy.
-func sortResumeJournals(runs []state.RunRecord, unreadable []state.JournalProblem, env string, modTime func(file string) (time.Time, error)) resumeJournals {
-	var j resumeJournals
-	for i := range runs {
-		r := &runs[i]
-		if r.Env == env && r.Command == deploy.KindDeploy && r.Result != "refused" {
-			j.newest = r
-			j.newestDamaged = r.Result == state.ResultInterrupted && len(r.Problems) > 0
-			break
-		}
-	}
-	older := map[string]bool{}
-	for _, p := range unreadable {
-		ok, seen := older[p.File]
-		if !seen && j.newest != nil {
-			t, err := modTime(p.File)
-			ok = err == nil && t.Add(modTimeMargin).Before(j.newest.Started)
-			older[p.File] = ok
-		}
-		if ok {
-			j.older = append(j.older, p)
-		} else {
-			j.doubtful = append(j.doubtful, p)
-		}
-	}
-	return j
-}
-
-func (j *resumeJournals) inDoubt() bool { return len(j.doubtful) > 0 || j.newestDamaged }
-
-// fromJournal is the run to resume when the journals alone decide it: the
-// newest deploy, interrupted, with no damaged journal that may hide a later one.
-func (j *resumeJournals) fromJournal() (*state.RunRecord, bool) {
-	if !j.inDoubt() && j.newest != nil && j.newest.Result == state.ResultInterrupted {
-		return j.newest, true
-	}
-	return nil, false
-}
-
-// decide is the run to resume, given held, the run the hosts' stale deploy
-// lock names (nil: none, or not read because the journals decide), and the
-// warnings about damaged journals to print with the answer.
-func (j *resumeJournals) decide(env string, held *state.RunRecord) (*state.RunRecord, []journalWarning, error) {
-	if run, ok := j.fromJournal(); ok {
-		return run, j.warnings(env, ""), nil
-	}
-	switch {
-	case held != nil:
-		if j.newest != nil && j.newest.RunID == held.RunID {
-			held = j.newest // the journal also says when and by whom
-		}
-		return held, j.warnings(env, "; the hosts' stale deploy lock names the run to resume, "+held.RunID), nil
-	case j.inDoubt():
-		return nil, j.warnings(env, ""), j.cannotTell(env)
-	}
-	return nil, j.warnings(env, ""), usageErrorf("no interrupted deploy of %s to resume (the newest deploy finished, and no host holds a stale deploy lock)", env)
-}
-
-// journalWarning is one warnJournals call: problems, then suffix.
-type journalWarning struct {
-	problems []state.JournalProblem
-	suffix   string
-}
-
-// warnings are one per damaged journal, saying why it did not decide
-// (decidedBy) or, when nothing did, what it may hide.
-func (j *resumeJournals) warnings(env, decidedBy string) []journalWarning {
-	doubt, ownEnd := "; it may hold a later deploy of "+env, "; a damaged line may be the end of that run, so it may not have been interrupted"
-	if decidedBy != "" {
-		doubt, ownEnd = decidedBy, decidedBy
-	}
-	var out []journalWarning
-	if j.newest != nil {
-		out = append(out, journalWarning{j.older, fmt.Sprintf("; last written before run %s started, so it holds no later deploy of %s", j.newest.RunID, env)})
-		if j.newestDamaged {
-			out = append(out, journalWarning{j.newest.Problems, ownEnd})
-		}
-	}
-	return append(out, journalWarning{j.doubtful, doubt})
-}
-
-func printJournalWarnings(w io.Writer, warnings []journalWarning) {
+func printJournalWarnings(w io.Writer, warnings []deploy.JournalWarning) {
 	for _, jw := range warnings {
-		warnJournals(w, jw.problems, jw.suffix)
+		warnJournals(w, jw.Problems, jw.Suffix)
 	}
-}
-
-// cannotTell is the refusal when the damaged journals may hide the run to
-// resume and no host names it: what is in doubt, and the two ways out.
-func (j *resumeJournals) cannotTell(env string) error {
-	var why []string
-	var files []string
-	for _, p := range j.doubtful {
-		if !slices.Contains(files, p.File) {
-			files = append(files, p.File)
-		}
-	}
-	if len(files) > 0 {
-		why = append(why, fmt.Sprintf("%s cannot be read and may hold a later deploy", strings.Join(files, ", ")))
-	}
-	if j.newestDamaged {
-		why = append(why, fmt.Sprintf("the journal of run %s, which looks interrupted, has damaged lines, one of which may be its end", j.newest.RunID))
-		files = append(files, j.newest.Problems[0].File)
-	}
-	return fmt.Errorf("cannot tell which deploy of %s to resume: %s; and no host holds a stale deploy lock that names the interrupted run. "+
-		"Move a journal that holds no deploy of %s aside (mv %s %s) and run deploy --resume again, or deploy a release explicitly: relctl deploy --env %s --release VERSION",
-		env, strings.Join(why, "; "), env, state.Quote(files[0]), state.Quote(files[0]+".broken"), env)
-}
-
-func fileModTime(file string) (time.Time, error) {
-	fi, err := os.Lstat(file)
-	if err != nil {
-		return time.Time{}, err
-	}
-	return fi.ModTime(), nil
 }

@@ -30,6 +30,7 @@ type RollbackOptions struct {
 	Hosts    []string
 	Parallel string
 	Yes      bool
+	DryRun   bool
 }
 
 func newCmdRollback(f *Factory, runF func(*RollbackOptions) error) *cobra.Command {
@@ -56,7 +57,8 @@ they were (the old hosts serve again, the new ones go back to maint). The
 old hosts were never touched, so there is nothing to switch on them.`,
 		Example: `  relctl rollback --env production --to prev
   relctl rollback --env production --to 1.1.0 --hosts production-2,production-3
-  relctl rollback --env production --to prev --parallel all --yes`,
+  relctl rollback --env production --to prev --parallel all --yes
+  relctl rollback --env production --to prev --dry-run`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := requireFlag(cmd, "env", opts.Env); err != nil {
@@ -80,6 +82,7 @@ old hosts were never touched, so there is nothing to switch on them.`,
 	cmd.Flags().StringSliceVar(&opts.Hosts, "hosts", nil, "only these hosts (comma-separated names)")
 	cmd.Flags().StringVar(&opts.Parallel, "parallel", "", `"all": every host at once, no canary (emergencies)`)
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
+	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "read the hosts, print the plan (every step, with its host) and stop: nothing is locked or changed")
 	return cmd
 }
 
@@ -103,7 +106,7 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 	} else if move != nil {
 		closeRead()
 		mo := deploy.MoveRunOptions{Env: opts.Env, Playbook: move.Playbook, RunID: runID, Kind: deploy.KindMoveBack, Record: move}
-		return runMove(ctx, opts.IO, opts.Stop, opts.OpenSession, opts.Yes, proj, mo)
+		return runMove(ctx, opts.IO, opts.Stop, opts.OpenSession, runChoice{Yes: opts.Yes, DryRun: opts.DryRun}, proj, mo)
 	}
 	fleet, target, from, err := rollbackTarget(ctx, sess, proj, opts)
 	if err != nil {
@@ -121,6 +124,10 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 		return err
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "Rolling %s back from %s to %s (%s)\n", opts.Env, from, target, describeFleet(fleet.Current()))
+	if opts.DryRun {
+		printPlan(opts.IO.Out, p, true)
+		return nil
+	}
 	question := fmt.Sprintf("\nRoll %s back to %s?", opts.Env, target)
 	if err := confirm(opts.IO, opts.Stop, opts.Yes, p, question, "rollback cancelled: nothing was changed"); err != nil {
 		return err
