@@ -43,6 +43,10 @@ type undoNeeder interface {
 	undoNeeded() (needed bool, why string)
 }
 
+// recordKeeper is a step that only keeps a record of the others (the move
+// record): undoing it changes no host's service.
+type recordKeeper interface{ keepsRecord() }
+
 // changedBeforer is a step an earlier, unfinished run may have done (a
 // resumed move): this run's rollback undoes it even if this run never
 // got to it.
@@ -192,12 +196,38 @@ func (r *run) after(ctx context.Context) *Failure {
 		return nil
 	}
 	f := &Failure{Phase: "move", Batch: len(p.Batches), Report: r.report, Err: err}
-	if p.AutoRollback {
+	switch {
+	case p.AutoRollback && ctx.Err() != nil && r.afterChanged():
+		// Aborted (the second interrupt): nothing will undo what the
+		// move changed, so it is left as it is, and said so.
+		f.Interrupted = true
+		r.report.MoveUnresolved = fmt.Sprintf("aborted during the move, not undone: %v", err)
+	case p.AutoRollback:
 		f.Interrupted = r.stopped() || ctx.Err() != nil
-	} else if !errors.Is(err, ErrMoveState) { // a refusal changed nothing
+	case !errors.Is(err, ErrMoveState): // a refusal changed nothing
 		r.report.MoveUnresolved = err.Error()
 	}
 	return f
+}
+
+// afterChanged says whether a step after the batches that this run (or an
+// unfinished one it resumes) did may have changed something its undo
+// would put back.
+func (r *run) afterChanged() bool {
+	for _, hs := range r.afterToUndo() {
+		if _, ok := hs.Step.Action.(Undoer); !ok {
+			continue
+		}
+		if _, ok := hs.Step.Action.(recordKeeper); ok {
+			continue
+		}
+		if n, ok := hs.Step.Action.(undoNeeder); !ok {
+			return true
+		} else if needed, _ := n.undoNeeded(); needed {
+			return true
+		}
+	}
+	return false
 }
 
 // finishAfter ends a run whose steps after the batches failed: rolled back

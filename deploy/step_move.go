@@ -207,6 +207,8 @@ func (a *moveRecordAction) Do(ctx context.Context, h *hostRun) (string, error) {
 // openMoveAction is the record written before the cutover changes anything.
 type openMoveAction struct{ moveRecordAction }
 
+func (a *openMoveAction) keepsRecord() {}
+
 func (a *openMoveAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	a.m.mu.Lock()
 	a.m.record.Time = h.now().UTC()
