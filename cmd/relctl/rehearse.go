@@ -16,11 +16,11 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/relctl/relctl/deploy"
-	"github.com/relctl/relctl/internal/fanout"
+	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/output"
+	"github.com/relctl/relctl/internal/shellquote"
 	"github.com/relctl/relctl/internal/signing"
 	"github.com/relctl/relctl/internal/state"
-	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
 	"github.com/relctl/relctl/rollback"
 )
@@ -278,8 +278,8 @@ func storeRecord(ctx context.Context, ios *output.IOStreams, proj *playbooks.Pro
 	if err != nil {
 		return err
 	}
-	errs := fanout.ForEach(ctx, len(targets), 0, func(i int) string { return targets[i].Host }, func(ctx context.Context, i int) error {
-		return rollback.SaveOnHost(ctx, targets[i].Conn, targets[i].Layout, rec, signed)
+	errs := fleet.EachErrors(ctx, targets, proj.Config.SSH.MaxParallel, func(t state.LockTarget) string { return t.Host }, func(ctx context.Context, t state.LockTarget) error {
+		return rollback.SaveOnHost(ctx, t.Conn, t.Layout, rec, signed)
 	})
 	var stored []string
 	for i, err := range errs {
@@ -299,7 +299,7 @@ func storeRecord(ctx context.Context, ios *output.IOStreams, proj *playbooks.Pro
 		fmt.Fprintf(ios.ErrOut, "warning: the record could not be stored on %s: %v\n", host, failed[host])
 	}
 	fmt.Fprintf(w, "Verify: ssh-keygen -Y verify -f allowed_signers -I %s -n %s -s %s.sig < %s\n",
-		transport.ShellQuote(rec.Signer), signing.RehearsalNamespace, transport.ShellQuote(relPath(local)), transport.ShellQuote(relPath(local)))
+		shellquote.Quote(rec.Signer), signing.RehearsalNamespace, shellquote.Quote(relPath(local)), shellquote.Quote(relPath(local)))
 	if len(stored) == 0 {
 		// A production deploy from another machine reads the record from
 		// staging's hosts: only this machine has it now.

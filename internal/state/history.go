@@ -330,12 +330,6 @@ func (l Layout) PruneScript(versions []string) string {
 	return b.String()
 }
 
-// Quote is shellquote.Quote, for the callers outside state not yet
-// switched to it.
-//
-// Deprecated: use shellquote.Quote.
-var Quote = shellquote.Quote
-
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s

@@ -4,15 +4,7 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/relctl/relctl/internal/shellquote"
 )
-
-// ShellQuote is shellquote.Quote, for the callers outside transport not yet
-// switched to it.
-//
-// Deprecated: use shellquote.Quote.
-var ShellQuote = shellquote.Quote
 
 // Printable makes text a host sent safe to print on an operator's terminal:
 // control characters (escape sequences among them) and invalid UTF-8 become
