@@ -309,23 +309,6 @@ func (pb *Playbook) StepsIn(phase string) []*Step {
 	return out
 }
 
-// BatchSizeFor resolves batch_size for total targeted hosts: a count, or a
-// percentage rounded up; always at least 1.
-func (s Strategy) BatchSizeFor(total int) int {
-	n := 1
-	switch v := s.BatchSize.(type) {
-	case int:
-		n = v
-	case int64:
-		n = int(v)
-	case string:
-		if pct, err := strconv.Atoi(strings.TrimSuffix(v, "%")); err == nil {
-			n = (total*pct + 99) / 100
-		}
-	}
-	return max(n, 1)
-}
-
 // ArtifactPath renders artifact.path for data and resolves it against
 // relctl.toml's directory: the local file to ship.
 func (pb *Playbook) ArtifactPath(cfg *Config, data *TemplateData) (string, error) {

@@ -334,21 +334,6 @@ func TestWhere(t *testing.T) {
 	}
 }
 
-func TestBatchSizeFor(t *testing.T) {
-	tests := []struct {
-		size  any
-		total int
-		want  int
-	}{
-		{1, 10, 1}, {3, 10, 3}, {"50%", 10, 5}, {"25%", 3, 1}, {"34%", 3, 2}, {"100%", 7, 7}, {"1%", 0, 1},
-	}
-	for _, tt := range tests {
-		if got := (Strategy{BatchSize: tt.size}).BatchSizeFor(tt.total); got != tt.want {
-			t.Errorf("BatchSizeFor(%v of %d) = %d, want %d", tt.size, tt.total, got, tt.want)
-		}
-	}
-}
-
 func TestResolvePath(t *testing.T) {
 	home, err := os.UserHomeDir()
 	if err != nil {
