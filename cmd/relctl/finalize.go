@@ -60,12 +60,7 @@ finalized, and rollback works on the new hosts' own history again.`,
 }
 
 func finalizeRun(ctx context.Context, opts *FinalizeOptions) error {
-	proj, err := opts.Project()
-	if err != nil {
-		return err
-	}
-	runID := state.NewRunID(time.Now())
-	sess, err := opts.OpenSession(proj.Config, "read-"+runID, false)
+	proj, sess, runID, err := openForReading(opts.Project, opts.OpenSession)
 	if err != nil {
 		return err
 	}
@@ -79,6 +74,21 @@ func finalizeRun(ctx context.Context, opts *FinalizeOptions) error {
 	}
 	mo := deploy.MoveRunOptions{Env: opts.Env, Playbook: move.Playbook, RunID: runID, Kind: deploy.KindFinalize, Record: move}
 	return runMove(ctx, opts.IO, opts.Stop, opts.OpenSession, runChoice{Yes: opts.Yes, DryRun: opts.DryRun}, proj, mo)
+}
+
+// openForReading loads the project and opens a session (run log, no
+// journal) for reading the hosts before a run; runID is the run's id.
+func openForReading(project func() (*playbooks.Project, error), open openSessionFunc) (_ *playbooks.Project, _ *session, runID string, _ error) {
+	proj, err := project()
+	if err != nil {
+		return nil, nil, "", err
+	}
+	runID = state.NewRunID(time.Now())
+	sess, err := open(proj.Config, "read-"+runID, false)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return proj, sess, runID, nil
 }
 
 // runChoice is how a run that changes hosts starts: asked on a terminal

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/relctl/relctl/deploy"
 )
 
 func checkFormat(format string) error {
@@ -73,4 +75,21 @@ func pluralES(n int) string {
 		return ""
 	}
 	return "es"
+}
+
+// batchHeading is "Batch 2 (canary): a, b", or with the number of batches,
+// "Batch 2/3 (canary): a, b".
+func batchHeading(b *deploy.Batch, total int) string {
+	n := fmt.Sprint(b.Index)
+	if total > 0 {
+		n += fmt.Sprintf("/%d", total)
+	}
+	if b.Canary {
+		n += " (canary)"
+	}
+	names := make([]string, len(b.Hosts))
+	for i, h := range b.Hosts {
+		names[i] = h.Name
+	}
+	return fmt.Sprintf("Batch %s: %s", n, strings.Join(names, ", "))
 }

@@ -127,15 +127,7 @@ func planTitle(p *deploy.Plan) string {
 }
 
 func printBatch(w io.Writer, b *deploy.Batch, withSteps bool) {
-	label := ""
-	if b.Canary {
-		label = " (canary)"
-	}
-	names := make([]string, len(b.Hosts))
-	for i, h := range b.Hosts {
-		names[i] = h.Name
-	}
-	fmt.Fprintf(w, "\nBatch %d%s: %s\n", b.Index, label, strings.Join(names, ", "))
+	fmt.Fprintf(w, "\n%s\n", batchHeading(b, 0))
 	if !withSteps {
 		return
 	}

@@ -67,15 +67,7 @@ func (p *progress) runStarted(pl *deploy.Plan) {
 }
 
 func (p *progress) batchStarted(pl *deploy.Plan, b *deploy.Batch) {
-	label := ""
-	if b.Canary {
-		label = " (canary)"
-	}
-	names := make([]string, len(b.Hosts))
-	for i, h := range b.Hosts {
-		names[i] = h.Name
-	}
-	fmt.Fprintf(p.w, "Batch %d/%d%s: %s\n", b.Index, len(pl.Batches), label, strings.Join(names, ", "))
+	fmt.Fprintln(p.w, batchHeading(b, len(pl.Batches)))
 }
 
 func (p *progress) locksTaken(locks []state.HostLockState) {

@@ -6,13 +6,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/relctl/relctl/deploy"
 	"github.com/relctl/relctl/internal/output"
-	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/playbooks"
 	"github.com/relctl/relctl/rollback"
 )
@@ -87,12 +85,7 @@ old hosts were never touched, so there is nothing to switch on them.`,
 }
 
 func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
-	proj, err := opts.Project()
-	if err != nil {
-		return err
-	}
-	runID := state.NewRunID(time.Now())
-	sess, err := opts.OpenSession(proj.Config, "read-"+runID, false)
+	proj, sess, runID, err := openForReading(opts.Project, opts.OpenSession)
 	if err != nil {
 		return err
 	}
