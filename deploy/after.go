@@ -47,11 +47,6 @@ type undoNeeder interface {
 // record): undoing it changes no host's service.
 type recordKeeper interface{ keepsRecord() }
 
-// changedBeforer is a step an earlier, unfinished run may have done (a
-// resumed move): this run's rollback undoes it even if this run never
-// got to it.
-type changedBeforer interface{ changedBefore() bool }
-
 func undoName(s *Step) string {
 	if n, ok := s.Action.(undoNamer); ok {
 		return n.UndoName()
@@ -107,15 +102,18 @@ func (r *run) undoAfter(ctx context.Context, done []*HostStep) error {
 }
 
 // afterToUndo are the steps after the batches the automatic rollback
-// undoes: those this run started, and, before them in plan order, those an
-// earlier unfinished run may have done.
+// undoes: those this run started, and, when the plan finishes an
+// unfinished run's (a resumed cutover), up to the last whose undo has
+// something the unfinished run recorded to put back.
 func (r *run) afterToUndo() []*HostStep {
 	r.mu.Lock()
 	n := len(r.afterDone)
 	r.mu.Unlock()
 	for i, hs := range r.plan.After {
-		if c, ok := hs.Step.Action.(changedBeforer); ok && c.changedBefore() {
-			n = max(n, i+1)
+		if u, ok := hs.Step.Action.(undoNeeder); ok && r.plan.afterResumed {
+			if needed, _ := u.undoNeeded(); needed {
+				n = max(n, i+1)
+			}
 		}
 	}
 	return r.plan.After[:n]

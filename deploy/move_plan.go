@@ -85,7 +85,7 @@ func renderMove(p *Plan, newHosts []*HostPlan, rec *MoveRecord) (*moveRender, er
 		// An unfinished cutover: what it saved is still what was there
 		// before, and what it may have changed is this run's to undo too.
 		st.record.Servers, st.record.Dependents = rec.Servers, rec.Dependents
-		st.resumed = true
+		p.afterResumed = true
 		st.changed = len(rec.Servers) > 0 || len(rec.Dependents) > 0
 	case rec != nil:
 		st.record = *rec

@@ -73,6 +73,9 @@ type Plan struct {
 	// trafficPerHost: [traffic] is switched per host (no move to cut over,
 	// or the move is cut over already or being resumed).
 	trafficPerHost bool
+	// afterResumed: After finishes an unfinished run's steps (a cutover),
+	// whose changes the rollback undoes too.
+	afterResumed bool
 	proj           *playbooks.Project
 	pb             *playbooks.Playbook
 	env            *playbooks.Environment

@@ -43,9 +43,6 @@ type moveState struct {
 	backend  string
 	drain    time.Duration
 	newHosts []*HostPlan
-	// resumed: the record comes from an unfinished cutover, whose changes
-	// (whatever it recorded) this run's rollback undoes too.
-	resumed bool
 	// changed: a step past the record may have changed a load balancer or
 	// a dependent (or an unfinished cutover before this run did).
 	changed bool
@@ -250,11 +247,6 @@ func (a *lbCutoverAction) undoNeeded() (bool, string) {
 	return true, ""
 }
 
-func (a *lbCutoverAction) changedBefore() bool {
-	ok, _ := a.undoNeeded()
-	return a.m.resumed && ok
-}
-
 func (a *lbCutoverAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	m := a.m
 	m.markChanged()
@@ -376,11 +368,6 @@ func (a *depConfigAction) undoNeeded() (bool, string) {
 		return false, "not in the move record: never changed"
 	}
 	return true, ""
-}
-
-func (a *depConfigAction) changedBefore() bool {
-	ok, _ := a.undoNeeded()
-	return a.m.resumed && ok
 }
 
 func (a *depConfigAction) Do(ctx context.Context, h *hostRun) (string, error) {
