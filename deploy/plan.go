@@ -76,9 +76,9 @@ type Plan struct {
 	// afterResumed: After finishes an unfinished run's steps (a cutover),
 	// whose changes the rollback undoes too.
 	afterResumed bool
-	proj           *playbooks.Project
-	pb             *playbooks.Playbook
-	env            *playbooks.Environment
+	proj         *playbooks.Project
+	pb           *playbooks.Playbook
+	env          *playbooks.Environment
 }
 
 // ArtifactInfo is the local artifact shipped to every host.
