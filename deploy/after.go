@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-multierror"
@@ -199,7 +200,7 @@ func (r *run) after(ctx context.Context) *Failure {
 		// Aborted (the second interrupt): nothing will undo what the
 		// move changed, so it is left as it is, and said so.
 		f.Interrupted = true
-		r.report.MoveUnresolved = fmt.Sprintf("aborted during the move, not undone: %v", err)
+		r.report.MoveUnresolved = fmt.Sprintf("aborted during the move, not undone: %v", firstLineOf(err))
 	case p.AutoRollback:
 		f.Interrupted = r.stopped() || ctx.Err() != nil
 	case !errors.Is(err, ErrMoveState): // a refusal changed nothing
@@ -235,4 +236,9 @@ func (r *run) finishAfter(ctx context.Context, f *Failure) (*Report, error) {
 		return r.fail(ctx, f)
 	}
 	return r.finish(ctx, f)
+}
+
+func firstLineOf(err error) string {
+	line, _, _ := strings.Cut(err.Error(), "\n")
+	return line
 }

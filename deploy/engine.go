@@ -577,10 +577,30 @@ func (r *run) finished() bool {
 
 // fail handles a failure past preflight: the automatic rollback, then finish.
 func (r *run) fail(ctx context.Context, f *Failure) (*Report, error) {
-	if r.plan.AutoRollback && ctx.Err() == nil {
+	switch {
+	case r.plan.AutoRollback && ctx.Err() == nil:
 		r.rollBack(ctx)
+	case ctx.Err() != nil:
+		r.reportAborted()
 	}
 	return r.finish(ctx, f)
+}
+
+// reportAborted says, for a run aborted without its rollback (the second
+// interrupt), what it leaves undone that the report would not show
+// otherwise: hosts it took out of the load balancer, and a move (its own,
+// or the unfinished one it was finishing) that may carry the traffic.
+func (r *run) reportAborted() {
+	for _, hp := range r.plan.Hosts() {
+		if h := r.runs[hp.Name]; h != nil {
+			if pending := h.pendingLateUndo(); pending != "" {
+				h.report.LeftOut = pending + " (aborted before the rollback)"
+			}
+		}
+	}
+	if r.report.MoveUnresolved == "" && r.afterChanged() {
+		r.report.MoveUnresolved = "aborted, not undone: the load balancers and dependents may still point at the new hosts"
+	}
 }
 
 // finish records the outcome: journal, host run summaries, RunDone.

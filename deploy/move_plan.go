@@ -85,11 +85,11 @@ func renderMove(p *Plan, newHosts []*HostPlan, rec *MoveRecord) (*moveRender, er
 		// An unfinished cutover: what it saved is still what was there
 		// before, and what it may have changed is this run's to undo too.
 		st.record.Servers, st.record.Dependents = rec.Servers, rec.Dependents
-		p.afterResumed = true
+		p.afterResumed, st.inherited = true, true
 		st.changed = len(rec.Servers) > 0 || len(rec.Dependents) > 0
 	case rec != nil:
 		st.record = *rec
-		st.changed = true
+		st.changed, st.inherited = true, true
 	}
 	return m, nil
 }
@@ -216,7 +216,7 @@ func (m *moveRender) cutoverSteps() []*HostStep {
 		&openMoveAction{moveRecordAction{m: st, state: MoveCuttingOver}},
 		fmt.Sprintf("write .relctl/move.json on %s: %s, with the saved states\nundo: %s, once everything after it is back", newHosts, MoveCuttingOver, MoveMovedBack)))
 	for _, lb := range m.lbs {
-		steps = append(steps, moveStep(lb.name, RoleLB, lb.target, "lb-cutover", kindMoveCutover, &lbCutoverAction{lbStep{m: st, lb: lb}},
+		steps = append(steps, moveStep(lb.name, RoleLB, lb.target, "lb-cutover", kindMoveCutover, &lbCutoverAction{lbStep: lbStep{m: st, lb: lb}},
 			fmt.Sprintf("new servers ready, wait until HAProxy sees them up; then drain the old ones (up to %s) and maint\nundo: lb-back: every server as recorded, the old ones first", st.drain)))
 	}
 	for _, batch := range m.groups {

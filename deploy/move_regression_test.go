@@ -94,6 +94,14 @@ func TestMoveBackRecordWithoutDependents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The plan says so before the run: the dependent's undo is not needed.
+	for _, hs := range p.After {
+		if hs.Host == "dep-1" && hs.Step.Name == "config" {
+			if needed, why := hs.Step.UndoNeeded(); needed || why == "" {
+				t.Errorf("dep-1's config undo: needed %v (%q), want not needed, saying why", needed, why)
+			}
+		}
+	}
 	rep, err := run(t.Context(), newTestEngine(f.fleet), p, runOptions{takeOver: true})
 	if err != nil {
 		t.Fatalf("move back: %v; steps %v", err, regressionSteps(rep))
@@ -174,5 +182,102 @@ func TestMoveResumedCutoverUndoesTheEarlierRun(t *testing.T) {
 	}
 	if got := regressionRunning(t, f); got != "old-1" {
 		t.Errorf("dep-1 runs %q, want old-1", got)
+	}
+}
+
+// Two [[move.dependents]] that reach the same host each keep their own
+// config: both are kept before the move and both put back by the move back.
+func TestMoveTwoConfigsOnOneDependent(t *testing.T) {
+	f := newMoveFleet(t)
+	pbPath := filepath.Join(f.dir, "playbooks", "app.toml")
+	pb, err := os.ReadFile(pbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb = append(pb, []byte("\n[[move.dependents]]\nrole = \"dep\"\nconfig = \"{{.Vars.base_dir}}/app2.conf\"\ntemplate = \"dep.conf.tmpl\"\nrestart = \"true\"\n")...)
+	writeFile(t, pbPath, string(pb))
+	conf2 := filepath.Join(f.base("dep-1"), "app2.conf")
+	writeFile(t, conf2, "second-old\n")
+	f.reload()
+	f.seedNewHosts()
+	if rep, err := run(t.Context(), newTestEngine(f.fleet), f.movePlan("2.0.0", "move", nil), runOptions{}); err != nil {
+		t.Fatalf("move: %v; %v", err, moveSteps(rep))
+	}
+	rec := f.record("web-1")
+	if len(rec.Dependents) != 2 {
+		t.Fatalf("the record keeps %d configs of dep-1, want 2: %+v", len(rec.Dependents), rec.Dependents)
+	}
+	rep, err := run(t.Context(), newTestEngine(f.fleet), f.moveRunPlan(deploy.KindMoveBack, "back", rec), runOptions{})
+	if err != nil {
+		t.Fatalf("move back: %v; %v", err, moveSteps(rep))
+	}
+	if b, _ := os.ReadFile(conf2); string(b) != "second-old\n" {
+		t.Errorf("after the move back app2.conf is %q, want %q", b, "second-old\n")
+	}
+	if got := f.recordState(); got != deploy.MoveMovedBack {
+		t.Errorf("record says %s, want moved-back", got)
+	}
+}
+
+// A deploy finishing an unfinished cutover that fails (in its batches or in
+// the move) leaves the load balancer as it was before the move: the new
+// hosts' own traffic restore does not send traffic to them again after the
+// move's undo took it away.
+func TestMoveResumedCutoverFailsRestoresTheLB(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		host  string
+		fault localconn.Fault
+	}{
+		{"in the batches", "web-1", localconn.Fault{Label: "activate/restart", Times: 1, Exit: 1}},
+		{"in the move", "dep-1", localconn.Fault{Label: "move/restart", Times: 1, Exit: 1}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newMoveFleet(t)
+			f.seedNewHosts()
+			f.abortMove()
+			prep, err := deploy.Prepare(t.Context(), f.proj, deploy.PrepareOptions{
+				Plan: deploy.PlanOptions{Env: "production", Version: "2.0.0", RunID: "resume"}, Connector: f.conns,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.host(tt.host).Fail(tt.fault)
+			rep, err := newTestEngine(f.fleet).Run(t.Context(), prep.Plan, prep.Run)
+			if err == nil {
+				t.Fatal("the deploy passed, want the injected failure")
+			}
+			f.assertLB(lbBefore)
+			if got := f.recordState(); got != deploy.MoveMovedBack {
+				t.Errorf("record says %s, want moved-back; steps %v", got, moveSteps(rep))
+			}
+			if bad := rep.Unresolved(); len(bad) != 0 {
+				t.Errorf("unresolved %v, want none", bad)
+			}
+		})
+	}
+}
+
+// Aborted by the second interrupt while finishing an unfinished cutover:
+// nothing is rolled back, and the report says what is left - the move, and
+// the host taken out of the load balancer.
+func TestMoveResumedCutoverAbortedIsReported(t *testing.T) {
+	f := newMoveFleet(t)
+	f.seedNewHosts()
+	f.abortMove()
+	prep, err := deploy.Prepare(t.Context(), f.proj, deploy.PrepareOptions{
+		Plan: deploy.PlanOptions{Env: "production", Version: "2.0.0", RunID: "resume"}, Connector: f.conns,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	intr, ctx := newInterrupt(t)
+	f.host("web-1").Fail(localconn.Fault{Label: "activate/restart", Times: 1, OnStart: intr.second})
+	rep, _ := newTestEngine(f.fleet, intr.engine).Run(ctx, prep.Plan, prep.Run)
+	if rep.MoveUnresolved == "" || !slices.Contains(rep.Unresolved(), "move") {
+		t.Errorf("move unresolved %q, unresolved %v: want the move reported", rep.MoveUnresolved, rep.Unresolved())
+	}
+	if h := rep.Host("web-1"); h == nil || !strings.Contains(h.LeftOut, "out of the load balancer") || !slices.Contains(rep.Unresolved(), "web-1") {
+		t.Errorf("web-1: %+v; want it reported left out of the load balancer", h)
 	}
 }

@@ -127,6 +127,16 @@ func (s *Step) CanUndo() bool {
 	return ok
 }
 
+// UndoNeeded says whether the step's undo has something to put back, as
+// far as the plan knows (a move back: what the move record holds); why
+// says why not. The reverse walk skips an undo that is not needed.
+func (s *Step) UndoNeeded() (needed bool, why string) {
+	if u, ok := s.Action.(undoNeeder); ok {
+		return u.undoNeeded()
+	}
+	return s.CanUndo(), ""
+}
+
 // ID is "phase/name", the step's name in logs and reports.
 func (s *Step) ID() string { return s.Phase + "/" + s.Name }
 

@@ -46,6 +46,10 @@ type HostReport struct {
 	// cannot vouch for what it left there, even after a rollback that passed.
 	Panic string `json:"panic,omitempty"`
 
+	// LeftOut: what an aborted run (the second interrupt: no rollback) left
+	// undone here, e.g. out of the load balancer.
+	LeftOut string `json:"left_out,omitempty"`
+
 	// Touched: a step past preflight started on this host.
 	Touched bool `json:"touched"`
 	// Rollback: what the automatic rollback did here (nil when it did not run on this host).
@@ -65,7 +69,7 @@ func (h *HostReport) Changed() bool { return h.After != h.Before }
 // Unresolved says whether the host is not known to be back where it was and
 // healthy: changed, or rolled back with an error, or unhealthy after it.
 func (h *HostReport) Unresolved() bool {
-	if h.Changed() || h.Unknown || h.Suspect() {
+	if h.Changed() || h.Unknown || h.Suspect() || h.LeftOut != "" {
 		return true
 	}
 	return h.Rollback != nil && (h.Rollback.Error != "" || !h.Rollback.Healthy)

@@ -46,6 +46,10 @@ type moveState struct {
 	// changed: a step past the record may have changed a load balancer or
 	// a dependent (or an unfinished cutover before this run did).
 	changed bool
+	// inherited: the record comes from an earlier run (an unfinished
+	// cutover this run finishes, or the move a move back undoes): what it
+	// saved may have been changed by that run.
+	inherited bool
 }
 
 // markChanged notes that the move is about to change something.
@@ -85,12 +89,13 @@ func (m *moveState) savedServer(lb, server string) *traffic.Server {
 	return nil
 }
 
-// savedDependent is what the move recorded of a dependent's config.
-func (m *moveState) savedDependent(host string) *MovedDependent {
+// savedDependent is what the move recorded of a dependent's config (a host
+// may be the dependent of several [[move.dependents]], each its own config).
+func (m *moveState) savedDependent(host, config string) *MovedDependent {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i := range m.record.Dependents {
-		if d := &m.record.Dependents[i]; d.Host == host {
+		if d := &m.record.Dependents[i]; d.Host == host && d.Config == config {
 			c := *d
 			return &c
 		}
@@ -236,19 +241,26 @@ func (a *openMoveAction) Undo(ctx context.Context, h *hostRun) (string, error) {
 
 // lbCutoverAction sends one load balancer's traffic to the new hosts and
 // drains the old ones; its undo puts every server back as recorded.
-type lbCutoverAction struct{ lbStep }
+type lbCutoverAction struct {
+	lbStep
+	started bool // Do ran (it may have changed the LB)
+}
 
 func (a *lbCutoverAction) UndoName() string { return "lb-back" }
 
 func (a *lbCutoverAction) undoNeeded() (bool, string) {
-	if !a.m.savedOn(a.lb.name) {
+	switch {
+	case !a.m.savedOn(a.lb.name):
 		return false, "no server of " + a.lb.name + " in the move record: nothing to put back"
+	case !a.started && !a.m.inherited:
+		return false, "never cut over (" + a.lb.name + " was not reached): nothing to put back"
 	}
 	return true, ""
 }
 
 func (a *lbCutoverAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	m := a.m
+	a.started = true
 	m.markChanged()
 	rt := a.runtime(h)
 	weight := 0
@@ -306,8 +318,36 @@ func (a *lbCutoverAction) drainOld(ctx context.Context, rt *traffic.Runtime) (st
 	return detail, nil
 }
 
-// Undo: old servers take traffic again before the new ones stop.
+// Undo: old servers take traffic again before the new ones stop. The new
+// hosts' own traffic steps (a deploy that finishes an unfinished cutover
+// has them) then put their servers back as the move saved them, not as the
+// unfinished run left them: the hosts' rollback must not send traffic to
+// them again.
 func (a *lbCutoverAction) Undo(ctx context.Context, h *hostRun) (string, error) {
+	detail, err := a.restore(ctx, h)
+	if err == nil {
+		a.m.handBackTraffic(a.lb.name)
+	}
+	return detail, err
+}
+
+// handBackTraffic sets, for each new host's traffic steps, the state its
+// server on lb goes back to: the one the move saved.
+func (m *moveState) handBackTraffic(lb string) {
+	for _, hp := range m.newHosts {
+		saved := m.savedServer(lb, m.servers[hp.Name])
+		if saved == nil {
+			continue
+		}
+		for _, s := range hp.Steps {
+			if th, ok := s.Action.(trafficHolder); ok && th.traffic() != nil {
+				th.traffic().saved[lb] = *saved
+			}
+		}
+	}
+}
+
+func (a *lbCutoverAction) restore(ctx context.Context, h *hostRun) (string, error) {
 	m := a.m
 	rt := a.runtime(h)
 	m.mu.Lock()
@@ -364,7 +404,7 @@ type depConfigAction struct {
 func (a *depConfigAction) UndoName() string { return "config-back" }
 
 func (a *depConfigAction) undoNeeded() (bool, string) {
-	if a.m.savedDependent(a.d.name) == nil {
+	if a.m.savedDependent(a.d.name, a.d.config) == nil {
 		return false, "not in the move record: never changed"
 	}
 	return true, ""
@@ -380,7 +420,7 @@ func (a *depConfigAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	if old.Present {
 		mode = old.Mode // never looser: it may hold secrets
 	}
-	saved := a.m.savedDependent(d.name)
+	saved := a.m.savedDependent(d.name, d.config)
 	if saved == nil {
 		if saved, err = a.keep(ctx, h, old); err != nil {
 			return "", err
@@ -412,7 +452,7 @@ func (a *depConfigAction) keep(ctx context.Context, h *hostRun, old *fleet.File)
 }
 
 func (a *depConfigAction) Undo(ctx context.Context, h *hostRun) (string, error) {
-	saved := a.m.savedDependent(a.d.name)
+	saved := a.m.savedDependent(a.d.name, a.d.config)
 	if saved == nil {
 		return "", errNotChanged
 	}

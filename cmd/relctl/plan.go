@@ -87,6 +87,10 @@ func planRun(opts *PlanOptions) error {
 		return writeJSON(opts.IO.Out, p)
 	}
 	printPlan(opts.IO.Out, p, true)
+	if p.Move != nil {
+		// plan reads no host; deploy reads the move record first.
+		fmt.Fprintln(opts.IO.Out, "\nNote: deploy reads the move record on the new hosts first. If it says the move is cut over or finalized, deploy releases only the new hosts, each out of and back into the load balancers, and none of the steps after the last batch runs; if it says cutting-over, deploy finishes that move, keeping the states it saved.")
+	}
 	return nil
 }
 
@@ -168,6 +172,9 @@ func printAfter(w io.Writer, p *deploy.Plan) {
 		describe := s.Describe
 		if p.UndoAfter {
 			describe = s.Undo
+			if needed, why := s.UndoNeeded(); !needed {
+				describe = "skipped: " + why
+			}
 		} else if s.Undo != "" {
 			describe += "\n\t\tundo: " + s.Undo
 		}

@@ -48,6 +48,8 @@ func hostResult(h *deploy.HostReport) string {
 		return "skipped (finished by the interrupted run)"
 	case !h.Reached && h.Error != "":
 		return "unreachable"
+	case h.LeftOut != "":
+		return "ABORTED: " + h.LeftOut
 	case h.Rollback != nil && h.Rollback.Error != "":
 		return "ROLLBACK FAILED"
 	case h.Rollback != nil && h.Rollback.Healthy:
@@ -123,7 +125,10 @@ func printUnresolved(w io.Writer, rep *deploy.Report, bad []string) {
 			continue
 		}
 		why := "on " + orDash(h.After)
-		if h.Rollback != nil && h.Rollback.Error != "" {
+		switch {
+		case h.LeftOut != "":
+			why += ": " + h.LeftOut
+		case h.Rollback != nil && h.Rollback.Error != "":
 			why += ": " + firstLine(h.Rollback.Error)
 		}
 		fmt.Fprintf(w, "  %s: %s\n", name, why)
