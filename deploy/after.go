@@ -86,11 +86,9 @@ func (r *run) undoAfter(ctx context.Context, done []*HostStep) error {
 		if !ok {
 			continue
 		}
-		if n, ok := hs.Step.Action.(undoNeeder); ok {
-			if needed, why := n.undoNeeded(); !needed {
-				r.reportSkipped(hs, undoName(hs.Step), why)
-				continue
-			}
+		if needed, why := hs.Step.UndoNeeded(); !needed {
+			r.reportSkipped(hs, undoName(hs.Step), why)
+			continue
 		}
 		r.mu.Lock()
 		r.undoFailed = errs != nil
@@ -110,9 +108,9 @@ func (r *run) afterToUndo() []*HostStep {
 	r.mu.Lock()
 	n := len(r.afterDone)
 	r.mu.Unlock()
-	for i, hs := range r.plan.After {
-		if u, ok := hs.Step.Action.(undoNeeder); ok && r.plan.afterResumed {
-			if needed, _ := u.undoNeeded(); needed {
+	if r.plan.afterResumed {
+		for i, hs := range r.plan.After {
+			if needed, _ := hs.Step.UndoNeeded(); needed {
 				n = max(n, i+1)
 			}
 		}
@@ -214,15 +212,10 @@ func (r *run) after(ctx context.Context) *Failure {
 // would put back.
 func (r *run) afterChanged() bool {
 	for _, hs := range r.afterToUndo() {
-		if _, ok := hs.Step.Action.(Undoer); !ok {
-			continue
-		}
 		if _, ok := hs.Step.Action.(recordKeeper); ok {
 			continue
 		}
-		if n, ok := hs.Step.Action.(undoNeeder); !ok {
-			return true
-		} else if needed, _ := n.undoNeeded(); needed {
+		if needed, _ := hs.Step.UndoNeeded(); needed {
 			return true
 		}
 	}
