@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,8 +73,11 @@ func finalizeRun(ctx context.Context, opts *FinalizeOptions) error {
 	case move == nil:
 		return usageErrorf("no host move to finalize in %s (no move record on the new hosts of a playbook with [move]; choose one with --playbook)", opts.Env)
 	}
-	mo := deploy.MoveRunOptions{Env: opts.Env, Playbook: move.Playbook, RunID: runID, Kind: deploy.KindFinalize, Record: move}
-	return runMove(ctx, opts.IO, opts.Stop, opts.OpenSession, runChoice{Yes: opts.Yes, DryRun: opts.DryRun}, proj, mo)
+	p, err := deploy.BuildMovePlan(proj, deploy.MoveRunOptions{Env: opts.Env, Playbook: move.Playbook, RunID: runID, Kind: deploy.KindFinalize, Record: move})
+	if err != nil {
+		return err
+	}
+	return runMove(ctx, opts.IO, opts.Stop, opts.OpenSession, runChoice{Yes: opts.Yes, DryRun: opts.DryRun}, proj, p, move)
 }
 
 // openForReading loads the project and opens a session (run log, no
@@ -97,24 +101,25 @@ type runChoice struct{ Yes, DryRun bool }
 
 // runMove moves back or finalizes a host move, after asking on a terminal
 // unless yes.
-func runMove(ctx context.Context, io *output.IOStreams, stop <-chan struct{}, open openSessionFunc, choice runChoice, proj *playbooks.Project, mo deploy.MoveRunOptions) error {
-	p, err := deploy.BuildMovePlan(proj, mo)
-	if err != nil {
-		return err
-	}
-	rec := mo.Record
+func runMove(ctx context.Context, io *output.IOStreams, stop <-chan struct{}, open openSessionFunc, choice runChoice, proj *playbooks.Project, p *deploy.Plan, rec *deploy.MoveRecord) error {
 	verb := "Moving back"
-	if mo.Kind == deploy.KindFinalize {
+	if p.Kind == deploy.KindFinalize {
 		verb = "Finalizing"
 	}
-	fmt.Fprintf(io.ErrOut, "%s the move of %s %s in %s (run %s): old hosts %s, new hosts %s, dependents %s\n", verb, rec.Playbook, rec.Release,
-		mo.Env, rec.RunID, strings.Join(rec.OldHosts, ", "), strings.Join(rec.NewHosts, ", "), orDash(strings.Join(p.Move.Dependents, ", ")))
+	var deps []string
+	for _, d := range rec.Dependents {
+		if !slices.Contains(deps, d.Host) {
+			deps = append(deps, d.Host)
+		}
+	}
+	fmt.Fprintf(io.ErrOut, "%s the move of %s %s in %s (run %s): old hosts %s, new hosts %s, dependents changed %s\n", verb, rec.Playbook, rec.Release,
+		p.Env, rec.RunID, strings.Join(rec.OldHosts, ", "), strings.Join(rec.NewHosts, ", "), orDash(strings.Join(deps, ", ")))
 	if choice.DryRun {
 		printPlan(io.Out, p, true)
 		return nil
 	}
-	if err := confirm(io, stop, choice.Yes, p, fmt.Sprintf("\n%s the move in %s?", verb, mo.Env), "cancelled: nothing was changed"); err != nil {
+	if err := confirm(io, stop, choice.Yes, p, fmt.Sprintf("\n%s the move in %s?", verb, p.Env), "cancelled: nothing was changed"); err != nil {
 		return err
 	}
-	return runPlan(ctx, open, io.Out, proj, p, deploy.RunOptions{TakeOverStaleLocks: mo.Kind == deploy.KindMoveBack})
+	return runPlan(ctx, open, io.Out, proj, p, deploy.RunOptions{TakeOverStaleLocks: p.Verb() == deploy.VerbMoveBack})
 }

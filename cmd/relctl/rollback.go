@@ -92,83 +92,33 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 	// Open until the compatibility check has read the other components.
 	closeRead := sync.OnceFunc(sess.Close)
 	defer closeRead()
-	// A host move not yet finalized is rolled back by moving traffic
-	// and dependents back to the old hosts.
-	if move, err := moveToUndo(ctx, sess, proj, opts); err != nil {
-		return err
-	} else if move != nil {
-		closeRead()
-		mo := deploy.MoveRunOptions{Env: opts.Env, Playbook: move.Playbook, RunID: runID, Kind: deploy.KindMoveBack, Record: move}
-		return runMove(ctx, opts.IO, opts.Stop, opts.OpenSession, runChoice{Yes: opts.Yes, DryRun: opts.DryRun}, proj, mo)
-	}
-	fleet, target, from, err := rollbackTarget(ctx, sess, proj, opts)
-	if err != nil {
-		return err
-	}
-	if err := compatibilityGate(ctx, opts.IO.ErrOut, proj, sess.pool, rollbackCompat(opts, fleet, target)); err != nil {
-		return err
-	}
-	closeRead()
-	p, err := deploy.BuildRollbackPlan(proj, deploy.RollbackPlanOptions{
-		Env: opts.Env, Playbook: opts.Playbook, RunID: runID, Target: target, From: from,
-		Hosts: opts.Hosts, ParallelAll: opts.Parallel == "all", Current: fleet.Current(),
+	prep, err := rollback.Prepare(ctx, sess.pool, proj, rollback.Request{
+		Env: opts.Env, To: opts.To, Playbook: opts.Playbook, Hosts: opts.Hosts, ParallelAll: opts.Parallel == "all", RunID: runID,
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "Rolling %s back from %s to %s (%s)\n", opts.Env, from, target, describeFleet(fleet.Current()))
-	if opts.DryRun {
-		printPlan(opts.IO.Out, p, true)
-		return nil
+	choice := runChoice{Yes: opts.Yes, DryRun: opts.DryRun}
+	if prep.Move != nil {
+		// A host move not yet finalized: traffic and dependents go back
+		// to the old hosts.
+		closeRead()
+		return runMove(ctx, opts.IO, opts.Stop, opts.OpenSession, choice, proj, prep.Plan, prep.Move)
 	}
-	question := fmt.Sprintf("\nRoll %s back to %s?", opts.Env, target)
-	if err := confirm(opts.IO, opts.Stop, opts.Yes, p, question, "rollback cancelled: nothing was changed"); err != nil {
+	if err := compatibilityGate(ctx, opts.IO.ErrOut, proj, sess.pool, rollbackCompat(opts, prep.Fleet, prep.Target)); err != nil {
 		return err
 	}
-	return runPlan(ctx, opts.OpenSession, opts.IO.Out, proj, p, deploy.RunOptions{TakeOverStaleLocks: true})
-}
-
-// moveToUndo is the host move that rollback --to prev moves back: one cut
-// over (or cutting over) whose run is the newest activation on its new hosts.
-func moveToUndo(ctx context.Context, sess *session, proj *playbooks.Project, opts *RollbackOptions) (*deploy.MoveRecord, error) {
-	move, err := deploy.ReadMoveRecords(ctx, sess.pool, proj, opts.Env, opts.Playbook)
-	if err != nil || move == nil {
-		return nil, err
+	closeRead()
+	fmt.Fprintf(opts.IO.ErrOut, "Rolling %s back from %s to %s (%s)\n", opts.Env, prep.From, prep.Target, describeFleet(prep.Fleet.Current()))
+	if opts.DryRun {
+		printPlan(opts.IO.Out, prep.Plan, true)
+		return nil
 	}
-	if (move.State == deploy.MoveCutOver || move.State == deploy.MoveCuttingOver) && opts.To == "prev" && movedLast(ctx, sess, proj, opts.Env, move) {
-		return move, nil
+	question := fmt.Sprintf("\nRoll %s back to %s?", opts.Env, prep.Target)
+	if err := confirm(opts.IO, opts.Stop, opts.Yes, prep.Plan, question, "rollback cancelled: nothing was changed"); err != nil {
+		return err
 	}
-	return nil, nil
-}
-
-// rollbackTarget reads the fleet and resolves --to into the release to go
-// back to (target) and the one it leaves (from).
-func rollbackTarget(ctx context.Context, sess *session, proj *playbooks.Project, opts *RollbackOptions) (_ *rollback.Fleet, target, from string, _ error) {
-	env, to := opts.Env, opts.To
-	fleet, err := rollback.ReadFleet(ctx, sess.pool, proj, env, opts.Playbook, opts.Hosts, proj.Config.SSH.MaxParallel)
-	if err != nil {
-		return nil, "", "", err
-	}
-	if bad := fleet.Unreachable(); len(bad) > 0 {
-		return nil, "", "", &deploy.Failure{Phase: "preflight", Report: &deploy.Report{Kind: deploy.KindRollback, Env: env, Version: to},
-			Err: fmt.Errorf("cannot read every host (leave dead ones out with --hosts):\n  %s", strings.Join(bad, "\n  "))}
-	}
-	if bad := fleet.Unreadable(); to == "prev" && len(bad) > 0 {
-		// Their histories may hold the newest release: guessing could
-		// send the others one release too far back.
-		return nil, "", "", &deploy.Failure{Phase: "preflight", Report: &deploy.Report{Kind: deploy.KindRollback, Env: env, Version: to},
-			Err: fmt.Errorf("cannot work out the fleet's previous release while %s cannot be read: name the release with --to VERSION", strings.Join(bad, ", "))}
-	}
-	target, from, err = fleet.Resolve(to)
-	if err != nil {
-		return nil, "", "", err
-	}
-	if e, _ := proj.Environment(env); e != nil {
-		if err := fleet.CheckGatedTarget(e, target); err != nil {
-			return nil, "", "", err
-		}
-	}
-	return fleet, target, from, nil
+	return runPlan(ctx, opts.OpenSession, opts.IO.Out, proj, prep.Plan, deploy.RunOptions{TakeOverStaleLocks: true})
 }
 
 // rollbackCompat checks the target with the constraints it was deployed with.
@@ -192,17 +142,6 @@ func rollbackCommand(env, playbook, to string, hosts []string) string {
 		cmd += " --hosts " + strings.Join(hosts, ",")
 	}
 	return cmd
-}
-
-// movedLast says whether the move's run is the newest activation on its new
-// hosts: then --to prev undoes the move; after a later release of the new
-// hosts, it rolls that release back instead.
-func movedLast(ctx context.Context, sess *session, proj *playbooks.Project, env string, move *deploy.MoveRecord) bool {
-	fleet, err := rollback.ReadFleet(ctx, sess.pool, proj, env, move.Playbook, nil, proj.Config.SSH.MaxParallel)
-	if err != nil {
-		return true
-	}
-	return fleet.NewestRunIs(move.RunID)
 }
 
 // describeFleet says which hosts run which release, e.g. "1.2.0 on a, b; 1.1.0 on c".
