@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/relctl/relctl/deploy"
@@ -14,42 +12,30 @@ import (
 )
 
 // rehearsalGate applies the environment's require_rehearsal before a
-// deploy, on the deploy's own connections, and returns its decision for the
-// run. With a skip reason a refusal becomes an override the engine writes
-// to every host's history.
+// deploy, on the deploy's own connections (rollback.DecideGate decides),
+// says on w what it decided, and returns the decision for the run.
 func rehearsalGate(ctx context.Context, w io.Writer, stateDir string, proj *playbooks.Project, conn deploy.Connector, p *deploy.Plan, skipReason string) (deploy.GateDecision, error) {
-	var gate deploy.GateDecision
-	env, err := proj.Environment(p.Env)
-	if err != nil || env.RequireRehearsal == "" {
-		if skipReason != "" {
-			return gate, usageErrorf("--skip-rehearsal: environment %s has no rehearsal gate (no require_rehearsal in relctl.toml)", p.Env)
-		}
-		return gate, nil
-	}
-	res, err := rollback.CheckGate(ctx, rollback.GateOptions{
+	out, err := rollback.DecideGate(ctx, rollback.GateOptions{
 		Project: proj, Plan: p, StateDir: stateDir, Connector: conn,
 		MaxParallel: proj.Config.SSH.MaxParallel, Now: time.Now(),
-	})
-	var gerr *rollback.GateError
+	}, skipReason)
 	switch {
-	case errors.As(err, &gerr) && skipReason != "":
-		fmt.Fprintf(w, "Rehearsal gate of %s: REFUSED, overridden with --skip-rehearsal\n  refusal: %s\n  reason: %s (written to every host's history)\n", p.Env, gerr.Reason, skipReason)
-		return deploy.GateDecision{Skipped: skipReason, Record: "gate skipped: " + skipReason}, nil
 	case err != nil:
-		return gate, err
-	case res.Note != "":
-		fmt.Fprintf(w, "Rehearsal gate of %s: not needed: %s\n", p.Env, res.Note)
+		return deploy.GateDecision{}, err
+	case !out.Gated:
+		return out.Decision, nil
+	case out.Overridden != nil:
+		fmt.Fprintf(w, "Rehearsal gate of %s: REFUSED, overridden with --skip-rehearsal\n  refusal: %s\n  reason: %s (written to every host's history)\n", p.Env, out.Overridden.Reason, skipReason)
+		return out.Decision, nil
+	case out.Result.Note != "":
+		fmt.Fprintf(w, "Rehearsal gate of %s: not needed: %s\n", p.Env, out.Result.Note)
 	default:
-		rec := res.Record
-		gate = deploy.GateDecision{From: res.From, Until: rec.Finished.Add(env.RehearsalMaxAge.Duration),
-			Record: fmt.Sprintf("rehearsed in %s from %s, finished %s, signed by %s (%s)", rec.Environment, rec.From,
-				rec.Finished.Format(time.RFC3339), strings.Join(res.Signer.Principals, ","), res.Signer.Fingerprint)}
-		printGatePassed(w, p.Env, res)
+		printGatePassed(w, p.Env, out.Result)
 	}
 	if skipReason != "" {
 		fmt.Fprintf(w, "  (--skip-rehearsal not needed: nothing to override)\n")
 	}
-	return gate, nil
+	return out.Decision, nil
 }
 
 // printGatePassed says which rehearsal record let the release through, and
