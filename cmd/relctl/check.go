@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -64,17 +63,13 @@ Exit 0 when everything passes, 6 when a check fails.`,
 }
 
 func checkRun(ctx context.Context, opts *CheckOptions) error {
-	proj, err := opts.Project()
+	proj, sess, id, err := openForReading(opts.Project, opts.OpenSession, "check")
 	if err != nil {
 		return err
 	}
+	runID := "check-" + id
 	ctx, cancel := stopOrCancel(ctx, opts.Stop)
 	defer cancel()
-	runID := "check-" + state.NewRunID(time.Now())
-	sess, err := opts.OpenSession(proj.Config, runID, false)
-	if err != nil {
-		return err
-	}
 	defer sess.Close()
 	// Changing nothing, the check needs neither journal nor reconnects.
 	engine := &deploy.Engine{Connector: sess.pool, Log: sess.log, Operator: state.Operator(), Controller: state.Controller(),

@@ -61,7 +61,7 @@ finalized, and rollback works on the new hosts' own history again.`,
 }
 
 func finalizeRun(ctx context.Context, opts *FinalizeOptions) error {
-	proj, sess, runID, err := openForReading(opts.Project, opts.OpenSession)
+	proj, sess, runID, err := openForReading(opts.Project, opts.OpenSession, "read")
 	if err != nil {
 		return err
 	}
@@ -81,14 +81,15 @@ func finalizeRun(ctx context.Context, opts *FinalizeOptions) error {
 }
 
 // openForReading loads the project and opens a session (run log, no
-// journal) for reading the hosts before a run; runID is the run's id.
-func openForReading(project func() (*playbooks.Project, error), open openSessionFunc) (_ *playbooks.Project, _ *session, runID string, _ error) {
+// journal) for reading the hosts; its run log is named "<what>-<runID>",
+// and runID is the id of a run that may follow.
+func openForReading(project func() (*playbooks.Project, error), open openSessionFunc, what string) (_ *playbooks.Project, _ *session, runID string, _ error) {
 	proj, err := project()
 	if err != nil {
 		return nil, nil, "", err
 	}
 	runID = state.NewRunID(time.Now())
-	sess, err := open(proj.Config, "read-"+runID, false)
+	sess, err := open(proj.Config, what+"-"+runID, false)
 	if err != nil {
 		return nil, nil, "", err
 	}

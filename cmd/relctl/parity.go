@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/relctl/relctl/internal/output"
-	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/playbooks"
 	"github.com/relctl/relctl/rollback"
 )
@@ -80,16 +78,12 @@ stderr); 2 on a usage error.`,
 }
 
 func parityRun(ctx context.Context, opts *ParityOptions) error {
-	proj, err := opts.Project()
+	proj, sess, _, err := openForReading(opts.Project, opts.OpenSession, "parity")
 	if err != nil {
 		return err
 	}
 	ctx, cancel := stopOrCancel(ctx, opts.Stop)
 	defer cancel()
-	sess, err := opts.OpenSession(proj.Config, "parity-"+state.NewRunID(time.Now()), false)
-	if err != nil {
-		return err
-	}
 	defer sess.Close()
 	// One environment after the other: max_parallel bounds the hosts
 	// worked on at once across the whole command.

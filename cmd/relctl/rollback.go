@@ -85,7 +85,7 @@ old hosts were never touched, so there is nothing to switch on them.`,
 }
 
 func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
-	proj, sess, runID, err := openForReading(opts.Project, opts.OpenSession)
+	proj, sess, runID, err := openForReading(opts.Project, opts.OpenSession, "read")
 	if err != nil {
 		return err
 	}

@@ -94,16 +94,12 @@ commands that finish it (deploy --resume) or revert it (rollback --to prev).`,
 }
 
 func statusRun(ctx context.Context, opts *StatusOptions) error {
-	proj, err := opts.Project()
+	proj, sess, _, err := openForReading(opts.Project, opts.OpenSession, "status")
 	if err != nil {
 		return err
 	}
 	ctx, cancel := stopOrCancel(ctx, opts.Stop)
 	defer cancel()
-	sess, err := opts.OpenSession(proj.Config, "status-"+state.NewRunID(time.Now()), false)
-	if err != nil {
-		return err
-	}
 	defer sess.Close()
 	out, err := readStatus(ctx, sess, proj, opts.Env)
 	if err != nil {
