@@ -20,9 +20,7 @@ import (
 
 // Connector hands out the one connection per host a run uses (and a new one
 // after a connection was lost).
-type Connector interface {
-	Get(ctx context.Context, t transport.Target) (transport.Conn, error)
-}
+type Connector = fleet.Connector
 
 // EventKind says what happened.
 type EventKind int

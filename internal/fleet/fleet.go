@@ -20,7 +20,7 @@ import (
 )
 
 // Connector hands out the connection to a target (a *transport.Pool, or a
-// wrapper around one); deploy.Connector has the same shape.
+// wrapper around one); deploy.Connector is this.
 type Connector interface {
 	Get(ctx context.Context, t transport.Target) (transport.Conn, error)
 }
