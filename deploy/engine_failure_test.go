@@ -98,17 +98,25 @@ func writeFile(t *testing.T, path, body string) {
 // artifact is a release's tarball: VERSION, and bin/restart, which makes
 // the release the one running (BASE/running says which).
 func artifact(t *testing.T, version string) []byte {
+	return tarball(t, []tarFile{
+		{"VERSION", version + "\n", 0o644},
+		{"bin/restart", "#!/bin/sh\nset -e\ncat \"$(dirname \"$0\")/../VERSION\" > \"$1/running\"\n", 0o755},
+	})
+}
+
+// tarFile is one file of a test tarball.
+type tarFile struct {
+	name, body string
+	mode       int64
+}
+
+// tarball is a .tar.gz of files.
+func tarball(t *testing.T, files []tarFile) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(gz)
-	for _, f := range []struct {
-		name, body string
-		mode       int64
-	}{
-		{"VERSION", version + "\n", 0o644},
-		{"bin/restart", "#!/bin/sh\nset -e\ncat \"$(dirname \"$0\")/../VERSION\" > \"$1/running\"\n", 0o755},
-	} {
+	for _, f := range files {
 		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.body)), Typeflag: tar.TypeReg}); err != nil {
 			t.Fatal(err)
 		}

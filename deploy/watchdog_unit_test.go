@@ -1,9 +1,6 @@
 package deploy_test
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,14 +57,7 @@ func watchdogArtifact(t *testing.T, version string) []byte {
 
 // watchdogArtifactWith is watchdogArtifact with the given snippet template.
 func watchdogArtifactWith(t *testing.T, version, snippet string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(gz)
-	for _, f := range []struct {
-		name, body string
-		mode       int64
-	}{
+	return tarball(t, []tarFile{
 		{"VERSION", version + "\n", 0o644},
 		{"bin/restart", "#!/bin/sh\nset -e\ncat \"$(dirname \"$0\")/../VERSION\" > \"$1/running\"\n", 0o755},
 		{"bin/start", "#!/bin/sh\nmkdir -p \"$1/run\"\n" +
@@ -75,21 +65,7 @@ func watchdogArtifactWith(t *testing.T, version, snippet string) []byte {
 			"echo $! > \"$1/run/app.pid\"\n", 0o755},
 		{"bin/stop", "#!/bin/sh\nkill \"$(cat \"$1/run/app.pid\")\" 2>/dev/null\nrm -f \"$1/run/app.pid\"\nexit 0\n", 0o755},
 		{"monit/app.monitrc", snippet, 0o644},
-	} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.body)), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write([]byte(f.body)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := gz.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	})
 }
 
 func (f *monitFleet) monitDir(name string) string { return filepath.Join(f.base(name), "monit") }
