@@ -89,7 +89,7 @@ type openSessionFunc func(cfg *playbooks.Config, runID string, withJournal bool)
 // stop on the first interrupt.
 func (f *Factory) OpenSession(cfg *playbooks.Config, runID string, withJournal bool) (*session, error) {
 	stateDir := f.StateDir(cfg)
-	s := &session{logPath: state.RunLogPath(stateDir, runID), errOut: f.IOStreams.ErrOut, stop: f.Stop}
+	s := &session{stateDir: stateDir, logPath: state.RunLogPath(stateDir, runID), errOut: f.IOStreams.ErrOut, stop: f.Stop}
 	var err error
 	if s.log, err = transport.OpenRunLog(s.logPath); err != nil {
 		return nil, fmt.Errorf("opening run log: %w", err)

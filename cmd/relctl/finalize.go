@@ -61,12 +61,14 @@ finalized, and rollback works on the new hosts' own history again.`,
 }
 
 func finalizeRun(ctx context.Context, opts *FinalizeOptions) error {
-	proj, sess, runID, err := openForReading(opts.Project, opts.OpenSession, "read")
+	// One session: the record is read, and the finalize runs, on the same
+	// connections.
+	proj, sess, runID, err := openForReading(opts.Project, opts.OpenSession, "")
 	if err != nil {
 		return err
 	}
+	defer sess.Close()
 	move, err := deploy.ReadMoveRecords(ctx, sess.pool, proj, opts.Env, opts.Playbook)
-	sess.Close()
 	switch {
 	case err != nil:
 		return err
@@ -77,19 +79,24 @@ func finalizeRun(ctx context.Context, opts *FinalizeOptions) error {
 	if err != nil {
 		return err
 	}
-	return runMove(ctx, opts.IO, opts.Stop, opts.OpenSession, runChoice{Yes: opts.Yes, DryRun: opts.DryRun}, proj, p, move)
+	return runMove(ctx, opts.IO, opts.Stop, sess, runChoice{Yes: opts.Yes, DryRun: opts.DryRun}, proj, p, move)
 }
 
 // openForReading loads the project and opens a session (run log, no
-// journal) for reading the hosts; its run log is named "<what>-<runID>",
-// and runID is the id of a run that may follow.
+// journal yet) for reading the hosts; runID is the id of a run that may
+// follow on the same connections (session.runPlan). Its run log is named
+// "<what>-<runID>", or for what "" the run's own.
 func openForReading(project func() (*playbooks.Project, error), open openSessionFunc, what string) (_ *playbooks.Project, _ *session, runID string, _ error) {
 	proj, err := project()
 	if err != nil {
 		return nil, nil, "", err
 	}
 	runID = state.NewRunID(time.Now())
-	sess, err := open(proj.Config, what+"-"+runID, false)
+	name := runID
+	if what != "" {
+		name = what + "-" + runID
+	}
+	sess, err := open(proj.Config, name, false)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -102,7 +109,7 @@ type runChoice struct{ Yes, DryRun bool }
 
 // runMove moves back or finalizes a host move, after asking on a terminal
 // unless yes.
-func runMove(ctx context.Context, io *output.IOStreams, stop <-chan struct{}, open openSessionFunc, choice runChoice, proj *playbooks.Project, p *deploy.Plan, rec *deploy.MoveRecord) error {
+func runMove(ctx context.Context, io *output.IOStreams, stop <-chan struct{}, sess *session, choice runChoice, proj *playbooks.Project, p *deploy.Plan, rec *deploy.MoveRecord) error {
 	verb := "Moving back"
 	if p.Kind == deploy.KindFinalize {
 		verb = "Finalizing"
@@ -122,5 +129,5 @@ func runMove(ctx context.Context, io *output.IOStreams, stop <-chan struct{}, op
 	if err := confirm(io, stop, choice.Yes, p, fmt.Sprintf("\n%s the move in %s?", verb, p.Env), "cancelled: nothing was changed"); err != nil {
 		return err
 	}
-	return runPlan(ctx, open, io.Out, proj, p, deploy.RunOptions{TakeOverStaleLocks: p.Verb() == deploy.VerbMoveBack})
+	return sess.runPlan(ctx, io.Out, proj, p, deploy.RunOptions{TakeOverStaleLocks: p.Verb() == deploy.VerbMoveBack})
 }

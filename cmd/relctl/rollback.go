@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -85,13 +84,13 @@ old hosts were never touched, so there is nothing to switch on them.`,
 }
 
 func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
-	proj, sess, runID, err := openForReading(opts.Project, opts.OpenSession, "read")
+	// One session for the whole command: the hosts are read to plan the
+	// rollback, and it runs, on the same connections (one per host).
+	proj, sess, runID, err := openForReading(opts.Project, opts.OpenSession, "")
 	if err != nil {
 		return err
 	}
-	// Open until the compatibility check has read the other components.
-	closeRead := sync.OnceFunc(sess.Close)
-	defer closeRead()
+	defer sess.Close()
 	prep, err := rollback.Prepare(ctx, sess.pool, proj, rollback.Request{
 		Env: opts.Env, To: opts.To, Playbook: opts.Playbook, Hosts: opts.Hosts, ParallelAll: opts.Parallel == "all", RunID: runID,
 	})
@@ -102,13 +101,11 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 	if prep.Move != nil {
 		// A host move not yet finalized: traffic and dependents go back
 		// to the old hosts.
-		closeRead()
-		return runMove(ctx, opts.IO, opts.Stop, opts.OpenSession, choice, proj, prep.Plan, prep.Move)
+		return runMove(ctx, opts.IO, opts.Stop, sess, choice, proj, prep.Plan, prep.Move)
 	}
 	if err := compatibilityGate(ctx, opts.IO.ErrOut, proj, sess.pool, rollbackCompat(opts, prep.Fleet, prep.Target)); err != nil {
 		return err
 	}
-	closeRead()
 	fmt.Fprintf(opts.IO.ErrOut, "Rolling %s back from %s to %s (%s)\n", opts.Env, prep.From, prep.Target, describeFleet(prep.Fleet.Current()))
 	if opts.DryRun {
 		printPlan(opts.IO.Out, prep.Plan, true)
@@ -118,7 +115,7 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 	if err := confirm(opts.IO, opts.Stop, opts.Yes, prep.Plan, question, "rollback cancelled: nothing was changed"); err != nil {
 		return err
 	}
-	return runPlan(ctx, opts.OpenSession, opts.IO.Out, proj, prep.Plan, deploy.RunOptions{TakeOverStaleLocks: true})
+	return sess.runPlan(ctx, opts.IO.Out, proj, prep.Plan, deploy.RunOptions{TakeOverStaleLocks: true})
 }
 
 // rollbackCompat checks the target with the constraints it was deployed with.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -16,12 +17,13 @@ import (
 // session is what a run against hosts needs: run log, journal, connections;
 // and where its progress goes, and the interrupt that stops it.
 type session struct {
-	logPath string
-	log     *transport.RunLog
-	journal *state.Journal
-	pool    *transport.Pool
-	errOut  io.Writer
-	stop    <-chan struct{}
+	stateDir string
+	logPath  string
+	log      *transport.RunLog
+	journal  *state.Journal
+	pool     *transport.Pool
+	errOut   io.Writer
+	stop     <-chan struct{}
 }
 
 func (s *session) Close() {
@@ -70,15 +72,17 @@ func (l *lazySession) Close() {
 	}
 }
 
-// runPlan executes a deploy or rollback plan in a session of its own, with
-// the run's decisions (opts), and writes its outcome to out.
-func runPlan(ctx context.Context, open openSessionFunc, out io.Writer, proj *playbooks.Project, p *deploy.Plan, opts deploy.RunOptions) error {
-	sess, err := open(proj.Config, p.RunID, true)
-	if err != nil {
-		return err
+// runPlan executes p on the connections the session already has (the
+// ones that read the hosts to plan it: one SSH connection per host for the
+// whole command), journaling it under the plan's run id.
+func (s *session) runPlan(ctx context.Context, out io.Writer, proj *playbooks.Project, p *deploy.Plan, opts deploy.RunOptions) error {
+	if s.journal == nil {
+		var err error
+		if s.journal, err = state.OpenJournal(s.stateDir, p.RunID); err != nil {
+			return fmt.Errorf("opening journal: %w", err)
+		}
 	}
-	defer sess.Close()
-	_, err = sess.execute(ctx, sess.newEngine(proj), p, opts, out, nil)
+	_, err := s.execute(ctx, s.newEngine(proj), p, opts, out, nil)
 	return err
 }
 

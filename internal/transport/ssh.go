@@ -225,9 +225,15 @@ func (p *Pool) dialFor(ctx context.Context, t Target, call *dialCall) (Conn, err
 		p.conns[t.Name] = conn
 		p.handshakes[t.Name]++
 	}
+	n := p.handshakes[t.Name]
 	call.conn, call.err = conn, err
 	close(call.done)
 	p.mu.Unlock()
+	if err == nil {
+		// The run log counts connections: one per host per command, unless
+		// one was lost and dialled again.
+		p.opts.Output.Event(t.Name, "ssh: connected (handshake %d with this host in this command)", n)
+	}
 	if err != nil {
 		return nil, err
 	}
