@@ -36,6 +36,7 @@ func TestRunLog(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
 	want := []string{
+		`host-1 ssh: connected \(handshake 1 with this host in this command\)`,
 		`host-1 batch 1/3 \(canary\): host-1`,
 		`host-1 \[stage/greet\] \$ echo hi; echo oops >&2; printf 'no newline'`,
 		`host-1 \[stage/greet\] (out\| hi|err\| oops)`,
