@@ -408,6 +408,13 @@ func unionLength(iv [][2]time.Time) time.Duration {
 // fleetLog counts, per host, the run log's connections and commands.
 type fleetLog struct {
 	handshakes, sessions map[string]int
+	commands             []loggedCommand
+}
+
+// loggedCommand is one "[label] $ ..." line: when a session started, and its label.
+type loggedCommand struct {
+	at    time.Time
+	label string
 }
 
 func readFleetLog(b *testing.B, path string) fleetLog {
@@ -432,6 +439,9 @@ func readFleetLog(b *testing.B, path string) fleetLog {
 		case strings.HasPrefix(msg, "[") && strings.Contains(msg, "] $ "):
 			if end := strings.Index(msg, "] "); end > 0 && strings.HasPrefix(msg[end:], "] $ ") {
 				l.sessions[host]++
+				at, _ := time.Parse("2006-01-02T15:04:05.000Z07:00", fields[0])
+				label, _, _ := strings.Cut(msg[1:end], " ")
+				l.commands = append(l.commands, loggedCommand{at, label})
 			}
 		}
 	}
@@ -479,6 +489,15 @@ func printFleetTable(w io.Writer, cfg fleetConfig, rows []fleetRow) {
 				notes = append(notes, fmt.Sprintf("%s: phase %q %s (%d steps)", r.name, phase, ms(d), r.journal.steps[phase]))
 			}
 		}
+		j := r.journal
+		for _, w := range []struct {
+			what     string
+			from, to time.Time
+		}{{"before run-start", r.startTime, j.runStart}, {"from run-start to the first step", j.runStart, j.firstStep}, {"after the last step", j.lastStepEnd, r.exitTime}} {
+			if s := r.sessionsBetween(w.from, w.to); s != "" {
+				notes = append(notes, fmt.Sprintf("%s: sessions %s (started at +s from its start): %s", r.name, w.what, s))
+			}
+		}
 		if r.exit != 0 || r.journal.result != "succeeded" || r.wrongHost > 0 {
 			notes = append(notes, fmt.Sprintf("%s: exit %d, journal result %q, %d hosts not on the expected release; output:\n%s",
 				r.name, r.exit, r.journal.result, r.wrongHost, r.outTail))
@@ -517,6 +536,39 @@ func (r fleetRow) cells(hosts int) []string {
 	_, afterEnd := span(j.runEnd, r.exitTime)
 	return append(cells, tail, afterEnd, ms(r.wall-accounted),
 		perHost(r.log.handshakes, hosts), perHost(r.log.sessions, hosts), fmt.Sprintf("%d MiB", r.peakRSS>>20))
+}
+
+// sessionsBetween summarizes the sessions started in [from, to), by label:
+// what the time outside the steps is spent on.
+func (r fleetRow) sessionsBetween(from, to time.Time) string {
+	if from.IsZero() || to.IsZero() {
+		return ""
+	}
+	type agg struct {
+		n           int
+		first, last time.Time
+	}
+	by := map[string]*agg{}
+	var labels []string
+	for _, c := range r.log.commands {
+		if c.at.Before(from) || !c.at.Before(to) {
+			continue
+		}
+		a := by[c.label]
+		if a == nil {
+			a = &agg{first: c.at}
+			by[c.label] = a
+			labels = append(labels, c.label)
+		}
+		a.n++
+		a.last = c.at
+	}
+	var parts []string
+	for _, l := range labels {
+		a := by[l]
+		parts = append(parts, fmt.Sprintf("%d× [%s] %s-%s", a.n, l, ms(a.first.Sub(from)), ms(a.last.Sub(from))))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func ms(d time.Duration) string {
