@@ -489,6 +489,7 @@ func printFleetTable(w io.Writer, cfg fleetConfig, rows []fleetRow) {
 				notes = append(notes, fmt.Sprintf("%s: phase %q %s (%d steps)", r.name, phase, ms(d), r.journal.steps[phase]))
 			}
 		}
+		notes = append(notes, fmt.Sprintf("%s: sessions per host by label: %s", r.name, r.sessionsByLabel(cfg.hosts)))
 		j := r.journal
 		for _, w := range []struct {
 			what     string
@@ -536,6 +537,23 @@ func (r fleetRow) cells(hosts int) []string {
 	_, afterEnd := span(j.runEnd, r.exitTime)
 	return append(cells, tail, afterEnd, ms(r.wall-accounted),
 		perHost(r.log.handshakes, hosts), perHost(r.log.sessions, hosts), fmt.Sprintf("%d MiB", r.peakRSS>>20))
+}
+
+// sessionsByLabel is every session of the run by label, per host on average.
+func (r fleetRow) sessionsByLabel(hosts int) string {
+	counts := map[string]int{}
+	var labels []string
+	for _, c := range r.log.commands {
+		if counts[c.label] == 0 {
+			labels = append(labels, c.label)
+		}
+		counts[c.label]++
+	}
+	parts := make([]string, 0, len(labels))
+	for _, l := range labels {
+		parts = append(parts, fmt.Sprintf("%s %.4g", l, float64(counts[l])/float64(hosts)))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // sessionsBetween summarizes the sessions started in [from, to), by label:
