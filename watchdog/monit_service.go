@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/relctl/relctl/internal/shellquote"
 	"strings"
+	"time"
+
+	"github.com/relctl/relctl/internal/shellquote"
 )
 
 // ErrMonitNoService: the monit daemon has no service of that name (its
@@ -51,16 +53,36 @@ func (m MonitService) request(ctx context.Context, action string) error {
 // ErrMonitNoService when monit says it has no such service ("Service 'NAME'
 // not found" from status, `There is no service named "NAME"` from an
 // action), else an error with monit's words.
+//
+// monit's httpd answers one request at a time and, when busy, resets the
+// connection: such a reset is tried again (busyRetries times, waiting a
+// little longer each time) before it is an error.
 func (m MonitService) run(ctx context.Context, action string) ([]byte, error) {
-	stdout, stderr, exit, err := m.Runner.Run(ctx, m.command(action))
-	if err != nil {
-		return nil, fmt.Errorf("monit -c %s %s %s: %w", m.Control, action, m.Name, err)
+	for attempt := 0; ; attempt++ {
+		stdout, stderr, exit, err := m.Runner.Run(ctx, m.command(action))
+		if err != nil {
+			return nil, fmt.Errorf("monit -c %s %s %s: %w", m.Control, action, m.Name, err)
+		}
+		if exit == 0 {
+			return stdout, nil
+		}
+		if attempt >= busyRetries || !strings.Contains(string(stderr)+string(stdout), "Connection reset by peer") {
+			return nil, m.failure(action, stdout, stderr, exit)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, m.failure(action, stdout, stderr, exit)
+		case <-time.After(time.Duration(attempt+1) * busyWait):
+		}
 	}
-	if exit == 0 {
-		return stdout, nil
-	}
-	return nil, m.failure(action, stdout, stderr, exit)
 }
+
+// How often, and after how long, a request monit's busy httpd reset is
+// tried again.
+const (
+	busyRetries = 3
+	busyWait    = 250 * time.Millisecond
+)
 
 func (m MonitService) failure(action string, stdout, stderr []byte, exit int) error {
 	out := strings.TrimSpace(string(stderr) + "\n" + string(stdout))

@@ -196,3 +196,32 @@ func (r *scriptedRunner) Run(_ context.Context, cmd string) ([]byte, []byte, int
 	}
 	return []byte(r.stdout), []byte(r.stderr), r.exit, nil
 }
+
+// busyRunner is monit's httpd resetting the first resets requests, then
+// answering.
+type busyRunner struct {
+	resets, calls int
+}
+
+func (r *busyRunner) Run(context.Context, string) ([]byte, []byte, int, error) {
+	r.calls++
+	if r.calls <= r.resets {
+		return nil, []byte("Cannot connect to [127.0.0.1]:2812 -- Connection reset by peer\n"), 1, nil
+	}
+	return []byte("Process 'it'\n  status                       OK\n  monitoring status            Monitored\n  pid                          42\n"), nil, 0, nil
+}
+
+// TestMonitServiceBusy: a request monit's busy httpd reset is tried again;
+// one it keeps resetting is an error with monit's words.
+func TestMonitServiceBusy(t *testing.T) {
+	run := &busyRunner{resets: 2}
+	st, err := MonitService{Runner: run, Control: "/etc/monitrc", Name: "it"}.Status(t.Context())
+	if err != nil || st.PID != 42 || run.calls != 3 {
+		t.Errorf("Status after two resets: %+v, %v after %d calls; want pid 42 after 3 calls", st, err, run.calls)
+	}
+	run = &busyRunner{resets: 10}
+	_, err = MonitService{Runner: run, Control: "/etc/monitrc", Name: "it"}.Status(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "Connection reset by peer") || run.calls != busyRetries+1 {
+		t.Errorf("Status of a daemon that keeps resetting: %v after %d calls; want monit's words after %d", err, run.calls, busyRetries+1)
+	}
+}
