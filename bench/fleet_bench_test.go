@@ -411,7 +411,8 @@ type fleetLog struct {
 	commands             []loggedCommand
 }
 
-// loggedCommand is one "[label] $ ..." line: when a session started, and its label.
+// loggedCommand is one "[label] $ ..." line (when a session started, and its
+// label) or one connection ("ssh-connected": when its handshake ended).
 type loggedCommand struct {
 	at    time.Time
 	label string
@@ -436,6 +437,8 @@ func readFleetLog(b *testing.B, path string) fleetLog {
 		switch {
 		case strings.HasPrefix(msg, "ssh: connected (handshake "):
 			l.handshakes[host]++
+			at, _ := time.Parse("2006-01-02T15:04:05.000Z07:00", fields[0])
+			l.commands = append(l.commands, loggedCommand{at, "ssh-connected"})
 		case strings.HasPrefix(msg, "[") && strings.Contains(msg, "] $ "):
 			if end := strings.Index(msg, "] "); end > 0 && strings.HasPrefix(msg[end:], "] $ ") {
 				l.sessions[host]++
@@ -544,6 +547,9 @@ func (r fleetRow) sessionsByLabel(hosts int) string {
 	counts := map[string]int{}
 	var labels []string
 	for _, c := range r.log.commands {
+		if c.label == "ssh-connected" {
+			continue
+		}
 		if counts[c.label] == 0 {
 			labels = append(labels, c.label)
 		}
@@ -556,7 +562,7 @@ func (r fleetRow) sessionsByLabel(hosts int) string {
 	return strings.Join(parts, ", ")
 }
 
-// sessionsBetween summarizes the sessions started in [from, to), by label:
+// sessionsBetween summarizes the sessions started (and connections made) in [from, to), by label:
 // what the time outside the steps is spent on.
 func (r fleetRow) sessionsBetween(from, to time.Time) string {
 	if from.IsZero() || to.IsZero() {
