@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,6 +42,13 @@ func BenchmarkFleet(b *testing.B) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	dir := b.TempDir()
+	if keep := os.Getenv("RELCTL_BENCH_DIR"); keep != "" {
+		// The project, run logs and journals stay there for a look afterwards.
+		dir = keep
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			b.Fatal(err)
+		}
+	}
 
 	start := time.Now()
 	key, pub, err := sshdtest.NewFleetClientKey(dir)
@@ -261,7 +269,9 @@ type fleetRow struct {
 	log       fleetLog
 	exitTime  time.Time
 	startTime time.Time
-	wrongHost int // hosts whose current is not the release the command should leave
+	wrongHost int           // hosts whose current is not the release the command should leave
+	cpuRelctl time.Duration // user+system time of the relctl process
+	cpuAll    time.Duration // busy time of the whole machine (sshd, shells, relctl) while it ran
 	outTail   string
 }
 
@@ -277,8 +287,13 @@ func runFleetCommand(ctx context.Context, b *testing.B, dir, bin string, c fleet
 	cmd := exec.CommandContext(ctx, bin, append([]string{"--config", filepath.Join(dir, "relctl.toml"), "--log-format", "json", "--log-level", "error"}, c.args...)...)
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, out, out
 	row := fleetRow{name: c.name, startTime: time.Now()}
+	busy0 := machineBusy()
 	peak, _, err := runMeasured(cmd, 1<<40)
 	row.exitTime = time.Now()
+	row.cpuAll = machineBusy() - busy0
+	if cmd.ProcessState != nil {
+		row.cpuRelctl = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
 	row.wall, row.peakRSS = row.exitTime.Sub(row.startTime), peak
 	row.exit = cmd.ProcessState.ExitCode()
 	body, _ := os.ReadFile(outPath)
@@ -482,7 +497,7 @@ func printFleetTable(w io.Writer, cfg fleetConfig, rows []fleetRow) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := []string{"command", "exit", "wall", "pre-run", "connect+lock"}
 	head = append(head, fleetPhases...)
-	head = append(head, "tail", "(run-end→exit)", "unaccounted", "handshakes/host", "sessions/host", "peak RSS")
+	head = append(head, "tail", "(run-end→exit)", "unaccounted", "handshakes/host", "sessions/host", "peak RSS", "cpu relctl", "cpu machine")
 	fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
 	var notes []string
 	for _, r := range rows {
@@ -511,6 +526,7 @@ func printFleetTable(w io.Writer, cfg fleetConfig, rows []fleetRow) {
 	fmt.Fprintln(w, "pre-run: process start → run-start (reads before the run); connect+lock: run-start → first step;")
 	fmt.Fprintln(w, "phase: union of its steps' intervals over all hosts; tail: last step end → process exit;")
 	fmt.Fprintln(w, "unaccounted: wall minus all of those (gaps between phases and batches).")
+	fmt.Fprintf(w, "cpu relctl: the relctl process's user+system time; cpu machine: every core's busy time meanwhile (%d cores: at most %d× wall).\n", runtime.NumCPU(), runtime.NumCPU())
 	for _, n := range notes {
 		fmt.Fprintln(w, n)
 	}
@@ -539,7 +555,8 @@ func (r fleetRow) cells(hosts int) []string {
 	tail := add(span(j.lastStepEnd, r.exitTime))
 	_, afterEnd := span(j.runEnd, r.exitTime)
 	return append(cells, tail, afterEnd, ms(r.wall-accounted),
-		perHost(r.log.handshakes, hosts), perHost(r.log.sessions, hosts), fmt.Sprintf("%d MiB", r.peakRSS>>20))
+		perHost(r.log.handshakes, hosts), perHost(r.log.sessions, hosts), fmt.Sprintf("%d MiB", r.peakRSS>>20),
+		ms(r.cpuRelctl), ms(r.cpuAll))
 }
 
 // sessionsByLabel is every session of the run by label, per host on average.
@@ -606,4 +623,30 @@ func containsString(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// machineBusy is the time every core of the machine has spent not idle
+// (/proc/stat), 0 where that cannot be read.
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 5 || fields[0] != "cpu" {
+		return 0
+	}
+	var ticks int64
+	for i, f := range fields[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ is 100 on Linux
 }
