@@ -4,13 +4,22 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
+	runtimepprof "runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -19,7 +28,142 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], output.System()))
+	stopProfiling := startProfiling(os.Stderr)
+	code := run(os.Args[1:], output.System())
+	stopProfiling()
+	os.Exit(code)
+}
+
+// startProfiling is a debugging aid, off unless its environment variables
+// are set, and not part of relctl's interface:
+//
+//   - RELCTL_MEMPROFILE=path writes a heap profile to path when relctl
+//     exits, and path.peak (heap profile), path.peak.goroutines and
+//     path.peak.txt (RSS, heap, stacks, goroutines) whenever the process's RSS reaches a new peak
+//     (polled every 100ms, at least 4 MiB above the last one). "%p" in path
+//     is replaced by relctl's pid.
+//   - RELCTL_PPROF_ADDR=127.0.0.1:port serves net/http/pprof on that
+//     loopback address (any other address is refused) for the run.
+//
+// The returned func writes the exit profile and stops the rest.
+func startProfiling(errOut io.Writer) (stop func()) {
+	var stops []func()
+	if addr := os.Getenv("RELCTL_PPROF_ADDR"); addr != "" {
+		if s, err := servePprof(addr); err != nil {
+			fmt.Fprintf(errOut, "relctl: RELCTL_PPROF_ADDR: %v\n", err)
+		} else {
+			stops = append(stops, func() { _ = s.Close() })
+		}
+	}
+	if path := os.Getenv("RELCTL_MEMPROFILE"); path != "" {
+		path = strings.ReplaceAll(path, "%p", strconv.Itoa(os.Getpid()))
+		stops = append(stops, watchPeakRSS(path, errOut))
+	}
+	return func() {
+		for _, s := range stops {
+			s()
+		}
+	}
+}
+
+// servePprof serves net/http/pprof on a loopback address only.
+func servePprof(addr string) (*http.Server, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("%q: only a loopback address (127.0.0.1:port) is served", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	s := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	fanout.Go(context.Background(), "serving pprof", func() { _ = s.Serve(ln) }, nil)
+	return s, nil
+}
+
+// watchPeakRSS writes path.peak(.txt) at each new RSS peak; its stop
+// writes path, the heap at exit.
+func watchPeakRSS(path string, errOut io.Writer) (stop func()) {
+	done, exited := make(chan struct{}), make(chan struct{})
+	fanout.Go(context.Background(), "watching peak RSS", func() {
+		defer close(exited)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		var peak int64
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if rss := readRSS(); rss > peak+4<<20 {
+				peak = rss
+				writeHeapProfile(path+".peak", errOut)
+				writeGoroutines(path + ".peak.goroutines")
+				writeMemStats(path+".peak.txt", rss)
+			}
+		}
+	}, nil)
+	return func() {
+		close(done)
+		<-exited
+		runtime.GC()
+		writeHeapProfile(path, errOut)
+	}
+}
+
+// readRSS is the process's resident set in bytes (Linux), 0 elsewhere.
+func readRSS() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := bytes.Fields(b)
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(string(f[1]), 10, 64)
+	return pages * int64(os.Getpagesize())
+}
+
+func writeHeapProfile(path string, errOut io.Writer) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = runtimepprof.Lookup("heap").WriteTo(f, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(errOut, "relctl: RELCTL_MEMPROFILE: %v\n", err)
+	}
+}
+
+func writeGoroutines(path string) {
+	if f, err := os.Create(path); err == nil {
+		_ = runtimepprof.Lookup("goroutine").WriteTo(f, 1)
+		_ = f.Close()
+	}
+}
+
+func writeMemStats(path string, rss int64) {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	const mib = 1 << 20
+	s := fmt.Sprintf("rss %.1f MiB\nheap_inuse %.1f MiB\nheap_alloc %.1f MiB\nheap_idle %.1f MiB\nheap_released %.1f MiB\n"+
+		"next_gc %.1f MiB\nstack_inuse %.1f MiB\nsys %.1f MiB\nnum_gc %d\ngoroutines %d\n",
+		float64(rss)/mib, float64(m.HeapInuse)/mib, float64(m.HeapAlloc)/mib, float64(m.HeapIdle)/mib, float64(m.HeapReleased)/mib,
+		float64(m.NextGC)/mib, float64(m.StackInuse)/mib, float64(m.Sys)/mib, m.NumGC, runtime.NumGoroutine())
+	_ = os.WriteFile(path, []byte(s), 0o600)
 }
 
 // run executes one command line and returns the process exit code. The
