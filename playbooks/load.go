@@ -136,7 +136,7 @@ func configDurationKey(key string) bool {
 func playbookDurationKey(key string) bool {
 	parts := strings.Split(key, ".")
 	switch {
-	case key == "strategy.pause", key == "watchdog.timeout":
+	case key == "strategy.pause", key == "watchdog.timeout", key == "artifact.connect_timeout", key == "artifact.timeout":
 		return true
 	case len(parts) == 3 && parts[0] == "checks":
 		return parts[2] == "timeout" || parts[2] == "interval"
@@ -343,11 +343,9 @@ func (p *Project) Data(pb *Playbook, env *Environment, h *Host, version, runID s
 	d.Version, d.RunID = version, runID
 	d.BaseDir, d.ReleasesDir = base, path.Join(base, "releases")
 	d.ReleaseDir, d.CurrentDir = path.Join(base, "releases", version), path.Join(base, "current")
-	local, err := pb.ArtifactPath(p.Config, d)
-	if err != nil {
+	if d.ArtifactName, err = pb.ArtifactName(p.Config, d); err != nil {
 		return nil, err
 	}
-	d.ArtifactName = filepath.Base(local)
 	d.Artifact = path.Join(d.ReleaseDir, d.ArtifactName)
 	return d, nil
 }
@@ -458,6 +456,7 @@ func (pb *Playbook) applyDefaults(cfg *Config) {
 	if w := pb.Watchdog; w != nil {
 		defaultDuration(&w.Timeout, pb.pos.has("watchdog.timeout"), time.Minute)
 	}
+	pb.applyArtifactDefaults()
 	st := &pb.Strategy
 	if !pb.pos.has("strategy.canary") {
 		st.Canary = 1

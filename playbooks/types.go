@@ -246,11 +246,39 @@ type Watchdog struct {
 	Timeout Duration `toml:"timeout"`
 }
 
-// Artifact is the file shipped to every host.
+// Artifact is the file every host gets: pushed over SSH from a local path
+// (the default), or pulled by each host from a URL. Exactly one of Path and
+// URL is set; the other keys go with URL.
 type Artifact struct {
 	// Path is a template (e.g. "artifacts/search-{{.Version}}.tar.gz") resolved
 	// against relctl.toml's directory. Its sha256 is computed before anything runs.
 	Path string `toml:"path"`
+	// URL (a template, http or https) is fetched by each host itself with curl
+	// or wget and checked against the sha256 before anything unpacks it; the
+	// controller reads only the checksum. The file's name on the host is the
+	// URL path's last segment.
+	URL string `toml:"url"`
+	// The sha256 comes from one of: SHA256 (64 hex digits, a template),
+	// SHA256URL (a file in sha256sum format, or bare hex; default URL +
+	// ".sha256"), or Manifest (a SHA256SUMS file: the line naming the
+	// artifact's file name). The controller fetches a checksum file at plan time.
+	SHA256    string `toml:"sha256"`
+	SHA256URL string `toml:"sha256_url"`
+	Manifest  string `toml:"manifest"`
+	// AuthHeaderEnv names the controller's environment variable holding the
+	// value of the header sent with every artifact and checksum request
+	// (e.g. "Bearer abc"); AuthHeaderName is that header (default
+	// Authorization). The value reaches hosts on the session's stdin, never
+	// a command line, and is never printed.
+	AuthHeaderEnv  string `toml:"auth_header_env"`
+	AuthHeaderName string `toml:"auth_header_name"`
+	// ConnectTimeout bounds connecting (default 10s); Timeout each attempt
+	// (default 10m; with wget, each read); Retries is how many times a
+	// transient failure (timeout, refused connection, HTTP 408/429/5xx) is
+	// tried again, 1s apart (default 3; 0: no retry).
+	ConnectTimeout Duration `toml:"connect_timeout"`
+	Timeout        Duration `toml:"timeout"`
+	Retries        int      `toml:"retries"`
 }
 
 // Strategy says how hosts are batched.

@@ -246,11 +246,7 @@ func (pb *Playbook) validate(name string) Problems {
 		add("keep_releases", "keep_releases must be at least 1 (got %d)", pb.KeepReleases)
 	}
 	ps = append(ps, varProblems(ix, "vars", pb.Vars)...)
-	if pb.Artifact.Path == "" {
-		add("artifact", "missing required key artifact.path (the file shipped to every host)")
-	} else {
-		ps = append(ps, templateSyntax(ix, "artifact.path", pb.Artifact.Path, false)...)
-	}
+	ps = append(ps, pb.validateArtifact()...)
 
 	st := pb.Strategy
 	if st.Canary < 0 {
@@ -600,7 +596,7 @@ func (p *Project) validateHost(pb *Playbook, env *Environment, h *Host) Problems
 	// unknown field or a var this host lacks is caught before a deploy.
 	data, err := p.Data(pb, env, h, "0.0.0", "validate")
 	if err != nil {
-		return Problems{pb.pos.problem("artifact.path", "%v (host %q in environment %q)", err, h.Name, env.Name)}
+		return Problems{pb.pos.problem(pb.artifactKey(), "%v (host %q in environment %q)", err, h.Name, env.Name)}
 	}
 	var ps Problems
 	try := func(key, text string, shell bool, check func(string) error) {
@@ -619,6 +615,7 @@ func (p *Project) validateHost(pb *Playbook, env *Environment, h *Host) Problems
 			ps = append(ps, pb.pos.templateProblem(key, err, "%s: %v (rendering for host %q in environment %q)", displayKey(key), err, h.Name, env.Name))
 		}
 	}
+	pb.tryArtifact(try)
 	for i, s := range pb.Steps {
 		try(fmt.Sprintf("steps.%d.run", i), s.Run, true, nil)
 		try(fmt.Sprintf("steps.%d.undo", i), s.Undo, true, nil)
