@@ -60,14 +60,98 @@ var _ Conn = (*sshConn)(nil)
 
 func (c *sshConn) Host() string { return c.host }
 
-// watch records why the connection ended.
-func (c *sshConn) watch() {
+// watch serves the connection until it ends, on one goroutine: it turns
+// down what the server opens or asks (relctl offers no forwarding; the
+// same answers ssh.Client gives), sends keepalives every `every` (0: none),
+// and records why the connection ended. ssh.Client would spend a goroutine
+// each on the first two; with 1,000 hosts every goroutine per connection is
+// 1,000 stacks.
+func (c *sshConn) watch(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, every time.Duration) {
+	ka := keepaliveState{every: every}
+	if every > 0 {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		ka.tick = tick.C
+	}
+	defer ka.stop()
+	for chans != nil || reqs != nil {
+		select {
+		case ch, ok := <-chans:
+			if !ok {
+				chans = nil
+				continue
+			}
+			_ = ch.Reject(ssh.UnknownChannelType, ch.ChannelType())
+		case r, ok := <-reqs:
+			if !ok {
+				reqs = nil
+				continue
+			}
+			// OpenSSH's own keepalives (ClientAliveInterval) land here.
+			_ = r.Reply(false, nil)
+		case <-ka.tick:
+			if ka.reply == nil {
+				ka.reply = c.keepalive()
+				ka.timer = time.NewTimer(3 * every)
+			}
+		case err := <-ka.reply:
+			ka.stop()
+			if err != nil {
+				c.drop(fmt.Errorf("keepalive: %w", err))
+			}
+		case <-ka.expired():
+			ka.stop()
+			c.drop(fmt.Errorf("keepalive: no reply within %s", 3*every))
+		}
+	}
 	err := c.client.Wait()
 	if err == nil || errors.Is(err, io.EOF) {
 		err = errors.New("the server closed the connection")
 	}
 	c.end(err)
 	close(c.gone)
+}
+
+// keepaliveState is watch's keepalive: the ticker's channel, and the
+// request in flight with its deadline.
+type keepaliveState struct {
+	every time.Duration
+	tick  <-chan time.Time
+	reply <-chan error
+	timer *time.Timer
+}
+
+func (k *keepaliveState) expired() <-chan time.Time {
+	if k.timer == nil {
+		return nil
+	}
+	return k.timer.C
+}
+
+func (k *keepaliveState) stop() {
+	if k.timer != nil {
+		k.timer.Stop()
+	}
+	k.reply, k.timer = nil, nil
+}
+
+// keepalive sends one keepalive request; any reply proves liveness (OpenSSH
+// answers with a failure).
+func (c *sshConn) keepalive() <-chan error {
+	reply := make(chan error, 1)
+	go func() {
+		_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
+		reply <- err
+	}()
+	return reply
+}
+
+// drop ends a connection whose server stopped answering, so later Runs fail
+// fast instead of hanging on a dead peer.
+func (c *sshConn) drop(cause error) {
+	c.end(cause)
+	c.logger.Warn().Err(cause).Msg("ssh connection lost")
+	_ = c.client.Close()
 }
 
 // end sets the reason the connection ended, first reason wins.
@@ -89,45 +173,6 @@ func (c *sshConn) lost() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.endErr
-}
-
-// keepalive drops the connection when the server stops answering, so later
-// Runs fail fast instead of hanging on a dead peer.
-func (c *sshConn) keepalive(every time.Duration) {
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	wait := 3 * every
-	for {
-		select {
-		case <-c.gone:
-			return
-		case <-tick.C:
-		}
-		reply := make(chan error, 1)
-		go func() {
-			// OpenSSH answers with a failure reply: any reply proves liveness.
-			_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
-			reply <- err
-		}()
-		timer := time.NewTimer(wait)
-		var cause error
-		select {
-		case err := <-reply:
-			if err != nil {
-				cause = fmt.Errorf("keepalive: %w", err)
-			}
-		case <-timer.C:
-			cause = fmt.Errorf("keepalive: no reply within %s", wait)
-		case <-c.gone:
-		}
-		timer.Stop()
-		if cause != nil {
-			c.end(cause)
-			c.logger.Warn().Err(cause).Msg("ssh connection lost")
-			_ = c.client.Close()
-			return
-		}
-	}
 }
 
 // Close ends the connection; it is not an error to close a lost one.
@@ -173,7 +218,7 @@ func (c *sshConn) Run(ctx context.Context, cmd string, opts RunOptions) (*Result
 	// upload is still caught: Upload verifies the sha256 on the host.
 	if stdin != nil {
 		go func() {
-			_, _ = io.Copy(stdin, opts.Stdin)
+			copyStdin(stdin, opts.Stdin)
 			_ = stdin.Close()
 		}()
 	}
@@ -184,6 +229,25 @@ func (c *sshConn) Run(ctx context.Context, cmd string, opts RunOptions) (*Result
 		return nil, err
 	}
 	return c.outcome(r, cmd, waitErr)
+}
+
+// stdinChunk is the most copyStdin writes to a session at once, so the
+// largest SSH packet relctl sends. x/crypto/ssh keeps each connection's
+// encryption buffer as large as the largest packet it ever sent, for the
+// connection's life: with io.Copy's 32 KiB writes every host that was sent
+// a file held 33 KiB more until the end of the command (33 MiB at 1,000
+// hosts); with 8 KiB, 8 KiB. A 1 MiB artifact takes 128 packets instead of 32.
+const stdinChunk = 8 << 10
+
+var stdinBufs = sync.Pool{New: func() any { b := make([]byte, stdinChunk); return &b }}
+
+// copyStdin copies r to a session's stdin in writes of stdinChunk.
+func copyStdin(w io.Writer, r io.Reader) {
+	bp := stdinBufs.Get().(*[]byte)
+	defer stdinBufs.Put(bp)
+	// The structs hide io.WriterTo and io.ReaderFrom (an *os.File has both,
+	// and its WriteTo would copy through a 32 KiB buffer of its own).
+	_, _ = io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{r}, *bp)
 }
 
 // running is a command started in its session.

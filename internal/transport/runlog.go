@@ -2,7 +2,9 @@ package transport
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -128,6 +130,36 @@ func (s *outputSink) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// sinkReadSize is how much of a stream outputSink reads at once. x/crypto/ssh
+// copies each stream of a session with io.Copy, which would allocate 32 KiB
+// per stream and hold it for as long as the command runs: with 1,000 hosts
+// running a command at once that was 64 MiB. The session's channel buffers
+// what the host sent, so a small read only costs a few more copies.
+const sinkReadSize = 1 << 10
+
+var sinkBufs = sync.Pool{New: func() any { b := make([]byte, sinkReadSize); return &b }}
+
+// ReadFrom is what io.Copy uses (the channel has no WriteTo): it reads r to
+// its end through a small pooled buffer.
+func (s *outputSink) ReadFrom(r io.Reader) (n int64, err error) {
+	bp := sinkBufs.Get().(*[]byte)
+	defer sinkBufs.Put(bp)
+	buf := *bp
+	for {
+		m, err := r.Read(buf)
+		if m > 0 {
+			n += int64(m)
+			_, _ = s.Write(buf[:m])
+		}
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
 // flush takes in a last line that had no newline.
 func (s *outputSink) flush() {
 	s.mu.Lock()
@@ -141,10 +173,18 @@ func (s *outputSink) flush() {
 	}
 }
 
+// bytes is what the stream printed, for the Result. It hands over the
+// sink's own buffer: only call it once the session has ended (its copies
+// have returned), as Run's outcome does.
 func (s *outputSink) bytes() []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return bytes.Clone(s.buf.Bytes())
+	b := s.buf.Bytes()
+	s.buf = bytes.Buffer{}
+	if len(b) == 0 {
+		return nil
+	}
+	return b[:len(b):len(b)]
 }
 
 // remotePID is the pid the command reported, 0 if none yet.
