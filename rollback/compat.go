@@ -12,6 +12,7 @@ import (
 	"github.com/Masterminds/semver/v3"
 
 	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/hostlist"
 	"github.com/relctl/relctl/playbooks"
 )
 
@@ -627,14 +628,14 @@ func inParens(hosts []string) string {
 	if len(hosts) == 0 {
 		return ""
 	}
-	return " (" + strings.Join(hosts, ", ") + ")"
+	return " (" + hostlist.Compress(hosts) + ")"
 }
 
 func onHosts(hosts []string) string {
 	if len(hosts) == 0 {
 		return ""
 	}
-	return " on " + strings.Join(hosts, ", ")
+	return " on " + hostlist.Compress(hosts)
 }
 
 func joinAnd(items []string) string {

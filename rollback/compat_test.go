@@ -531,9 +531,9 @@ func TestEvaluateCompat(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantChecked := []string{
-			`search 1.0.0 requires cache ">=1.9, <3": staging runs cache 1.9.0 (staging-3, staging-4)`,
+			`search 1.0.0 requires cache ">=1.9, <3": staging runs cache 1.9.0 (staging-[3-4])`,
 			"search 1.0.0 requires queue ^3: staging runs no queue yet",
-			"cache 1.9.0 (running on staging-3, staging-4) requires search <2: search 1.0.0 satisfies it",
+			"cache 1.9.0 (running on staging-[3-4]) requires search <2: search 1.0.0 satisfies it",
 		}
 		wantNotes := []string{
 			"search 1.0.0 requires metrics ^1, but no playbook of staging releases metrics: not checked",

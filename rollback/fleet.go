@@ -14,6 +14,7 @@ import (
 
 	"github.com/relctl/relctl/deploy"
 	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/hostlist"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
@@ -212,8 +213,11 @@ func (f *Fleet) Resolve(to string) (target, from string, err error) {
 	return target, from, nil
 }
 
+// summary is which hosts run what, folded: "production-[1-2] on 1.0.0,
+// production-3 on unknown" (every host named, internal/hostlist).
 func (f *Fleet) summary() string {
-	var parts []string
+	var versions []string
+	by := map[string][]string{}
 	for _, h := range f.Hosts {
 		cur := "unknown"
 		if h.State != nil {
@@ -222,7 +226,14 @@ func (f *Fleet) summary() string {
 				cur = "none"
 			}
 		}
-		parts = append(parts, h.Name+" on "+cur)
+		if by[cur] == nil {
+			versions = append(versions, cur)
+		}
+		by[cur] = append(by[cur], h.Name)
+	}
+	parts := make([]string, len(versions))
+	for i, v := range versions {
+		parts[i] = hostlist.Compress(by[v]) + " on " + v
 	}
 	return strings.Join(parts, ", ")
 }

@@ -184,7 +184,7 @@ func TestResolve(t *testing.T) {
 			},
 			to:      "prev",
 			errIs:   rollback.ErrNothingToRollBackTo,
-			errText: "nothing to roll back to: production has no release before 1.0.0 (hosts: production-1 on 1.0.0, production-2 on 1.0.0)",
+			errText: "nothing to roll back to: production has no release before 1.0.0 (hosts: production-[1-2] on 1.0.0)",
 		},
 		{
 			name: "already rolled back to the first release: nothing further",

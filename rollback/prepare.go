@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/hostlist"
 	"github.com/relctl/relctl/playbooks"
 )
 
@@ -100,7 +101,7 @@ func resolveTarget(ctx context.Context, conn deploy.Connector, proj *playbooks.P
 	if bad := fleet.Unreadable(); req.To == "prev" && len(bad) > 0 {
 		// Their histories may hold the newest release: guessing could
 		// send the others one release too far back.
-		return nil, "", "", refuse(fmt.Errorf("cannot work out the fleet's previous release while %s cannot be read: name the release with --to VERSION", strings.Join(bad, ", ")))
+		return nil, "", "", refuse(fmt.Errorf("cannot work out the fleet's previous release while %s cannot be read: name the release with --to VERSION", hostlist.Compress(bad)))
 	}
 	if target, from, err = fleet.Resolve(req.To); err != nil {
 		return nil, "", "", err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -121,7 +120,7 @@ func runMove(ctx context.Context, io *output.IOStreams, stop <-chan struct{}, se
 		}
 	}
 	fmt.Fprintf(io.ErrOut, "%s the move of %s %s in %s (run %s): old hosts %s, new hosts %s, dependents changed %s\n", verb, rec.Playbook, rec.Release,
-		p.Env, rec.RunID, strings.Join(rec.OldHosts, ", "), strings.Join(rec.NewHosts, ", "), orDash(strings.Join(deps, ", ")))
+		p.Env, rec.RunID, someHosts(rec.OldHosts), someHosts(rec.NewHosts), orDash(someHosts(deps)))
 	if choice.DryRun {
 		printPlan(io.Out, p, true)
 		return nil

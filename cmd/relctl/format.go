@@ -77,8 +77,9 @@ func pluralES(n int) string {
 	return "es"
 }
 
-// batchHeading is "Batch 2 (canary): a, b", or with the number of batches,
-// "Batch 2/3 (canary): a, b".
+// batchHeading is "Batch 2 (canary): web[3-4]", or with the number of
+// batches, "Batch 2/3 (canary): web[3-4]" (past hostlist.LineMax, "… and N
+// more": a batch lists where it runs).
 func batchHeading(b *deploy.Batch, total int) string {
 	n := fmt.Sprint(b.Index)
 	if total > 0 {
@@ -91,5 +92,5 @@ func batchHeading(b *deploy.Batch, total int) string {
 	for i, h := range b.Hosts {
 		names[i] = h.Name
 	}
-	return fmt.Sprintf("Batch %s: %s", n, strings.Join(names, ", "))
+	return fmt.Sprintf("Batch %s: %s", n, someHosts(names))
 }

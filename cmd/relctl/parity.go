@@ -146,5 +146,5 @@ func unreadableError(w io.Writer, fps []*rollback.Fingerprint) error {
 	if len(names) == 0 {
 		return nil
 	}
-	return fmt.Errorf("parity is incomplete: %d host%s could not be read: %s", len(names), plural(len(names)), strings.Join(names, ", "))
+	return fmt.Errorf("parity is incomplete: %d host%s could not be read: %s", len(names), plural(len(names)), allHosts(names))
 }

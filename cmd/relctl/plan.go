@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -109,7 +108,7 @@ func printPlan(w io.Writer, p *deploy.Plan, withSteps bool) {
 	fmt.Fprintf(w, "Strategy: max parallel %s per batch, pause %s between batches, keep %d releases\n", par, p.Pause, p.KeepReleases)
 	if m := p.Move; m != nil && p.Kind == deploy.KindDeploy {
 		fmt.Fprintf(w, "Move: from %s (%s, never touched), after the last batch: load balancers to the new hosts, then dependents (%s) reconfigured and restarted in batches\n",
-			m.FromRole, strings.Join(m.OldHosts, ", "), orDash(strings.Join(m.Dependents, ", ")))
+			m.FromRole, someHosts(m.OldHosts), orDash(someHosts(m.Dependents)))
 	}
 	for _, b := range p.Batches {
 		printBatch(w, b, withSteps)

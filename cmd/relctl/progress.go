@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 
 	"github.com/relctl/relctl/deploy"
@@ -38,7 +37,7 @@ func (p *progress) observe(ev deploy.Event) {
 	case deploy.Stopping:
 		fmt.Fprintf(p.w, "Stopping: no new steps; running steps finish, then touched hosts roll back\n")
 	case deploy.RollbackStarted:
-		fmt.Fprintf(p.w, "Rolling back %d touched host%s: %s\n", len(ev.Hosts), plural(len(ev.Hosts)), strings.Join(ev.Hosts, ", "))
+		fmt.Fprintf(p.w, "Rolling back %d touched host%s: %s\n", len(ev.Hosts), plural(len(ev.Hosts)), someHosts(ev.Hosts))
 	case deploy.RollbackHostDone:
 		if ev.Err != nil {
 			fmt.Fprintf(p.w, "  %-14s ROLLBACK FAILED: %s\n", ev.Host, firstLine(ev.Err.Error()))
@@ -70,13 +69,22 @@ func (p *progress) batchStarted(pl *deploy.Plan, b *deploy.Batch) {
 	fmt.Fprintln(p.w, batchHeading(b, len(pl.Batches)))
 }
 
+// locksTaken names every host not locked, and every stale lock taken over,
+// one line per error or per owner.
 func (p *progress) locksTaken(locks []state.HostLockState) {
-	for _, l := range locks {
+	groups := groupHosts(len(locks), func(i int) (string, []string) {
+		l := locks[i]
 		if l.Err != "" {
-			fmt.Fprintf(p.w, "Not locked: %s %s\n", l.Host, l.Err)
+			return l.Host, []string{"err", l.Err}
+		}
+		return l.Host, []string{"owner", describeOwner(l)}
+	})
+	for _, g := range groups {
+		if g.cols[0] == "err" {
+			fmt.Fprintf(p.w, "Not locked: %s %s\n", allHosts(g.hosts), g.cols[1])
 			continue
 		}
-		fmt.Fprintf(p.w, "Took over the stale lock on %s: %s\n", l.Host, describeOwner(l))
+		fmt.Fprintf(p.w, "Took over the stale lock on %s: %s\n", allHosts(g.hosts), g.cols[1])
 	}
 }
 

@@ -293,7 +293,7 @@ func storeRecord(ctx context.Context, ios *output.IOStreams, proj *playbooks.Pro
 	w := ios.Out
 	fmt.Fprintf(w, "Record: %s (%s, signed by %s with %s)\n", relPath(local), rec.Result, rec.Signer, ssh.FingerprintSHA256(signer.PublicKey()))
 	if len(stored) > 0 {
-		fmt.Fprintf(w, "  also on %s: %s\n", strings.Join(stored, ", "), filepath.Base(local))
+		fmt.Fprintf(w, "  also on %s: %s\n", someHosts(stored), filepath.Base(local))
 	}
 	for _, host := range sortedKeys(failed) {
 		fmt.Fprintf(ios.ErrOut, "warning: the record could not be stored on %s: %v\n", host, failed[host])

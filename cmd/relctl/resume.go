@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/relctl/relctl/deploy"
@@ -28,7 +27,7 @@ func resumeTarget(ctx context.Context, opts *DeployOptions, proj *playbooks.Proj
 	fmt.Fprintf(w, "Resuming run %s: deploy %s to %s (started %s by %s)\n", run.RunID, run.Release,
 		opts.Env, run.Started.Local().Format(time.DateTime), run.Operator)
 	if len(res.Point.Skip) > 0 {
-		fmt.Fprintf(w, "Already finished by that run, skipped: %s\n", strings.Join(sortedKeys(res.Point.Skip), ", "))
+		fmt.Fprintf(w, "Already finished by that run, skipped: %s\n", someHosts(sortedKeys(res.Point.Skip)))
 	}
 	return &res.Point, nil
 }

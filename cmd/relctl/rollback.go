@@ -106,7 +106,7 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 	if err := compatibilityGate(ctx, opts.IO.ErrOut, proj, sess.pool, rollbackCompat(opts, prep.Fleet, prep.Target)); err != nil {
 		return err
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "Rolling %s back from %s to %s (%s)\n", opts.Env, prep.From, prep.Target, describeFleet(prep.Fleet.Current()))
+	fmt.Fprintf(opts.IO.ErrOut, "Rolling %s back from %s to %s (%s)\n", opts.Env, prep.From, prep.Target, describeFleetWith(prep.Fleet.Current(), someHosts))
 	if opts.DryRun {
 		printPlan(opts.IO.Out, prep.Plan, true)
 		return nil
@@ -141,8 +141,15 @@ func rollbackCommand(env, playbook, to string, hosts []string) string {
 	return cmd
 }
 
-// describeFleet says which hosts run which release, e.g. "1.2.0 on a, b; 1.1.0 on c".
+// describeFleet says which hosts run which release, e.g. "1.2.0 on a, b;
+// 1.1.0 on c", every host by name (history show).
 func describeFleet(current map[string]string) string {
+	return describeFleetWith(current, func(names []string) string { return strings.Join(names, ", ") })
+}
+
+// describeFleetWith is describeFleet with each release's hosts written by
+// hosts: allHosts gives "1.2.0 on web[1-2]; 1.1.0 on web3".
+func describeFleetWith(current map[string]string, hosts func([]string) string) string {
 	by := map[string][]string{}
 	var versions []string
 	for host, v := range current {
@@ -158,7 +165,7 @@ func describeFleet(current map[string]string) string {
 	parts := make([]string, len(versions))
 	for i, v := range versions {
 		slices.Sort(by[v])
-		parts[i] = v + " on " + strings.Join(by[v], ", ")
+		parts[i] = v + " on " + hosts(by[v])
 	}
 	return strings.Join(parts, "; ")
 }

@@ -93,7 +93,7 @@ Steps run per host:
   web-2: activate/switch ok, verify/health failed
   web-2 rollback: switch back failed -> on 1.2.0, NOT healthy
   web-3: activate/switch ok
-Hosts NOT known to be back on their previous release and healthy: web-2, web-3
+Hosts NOT known to be back on their previous release and healthy: web-[2-3]
   web-2: on 1.2.0: unreachable
   web-3: on 1.2.0
 Next: relctl status --env production

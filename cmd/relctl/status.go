@@ -131,21 +131,49 @@ func readStatus(ctx context.Context, sess *session, proj *playbooks.Project, env
 	return out, ctx.Err()
 }
 
-// printStatus is the host table, then the lock and any broken locks.
+// printStatus is the host table, then the lock and any broken locks. Up to
+// perHostMax hosts the table has a row per host; with more, a row per
+// state (reachable, releases, healthy, note) with its hosts folded, every
+// host not reachable, not healthy or with a note named.
 func printStatus(w io.Writer, env string, out *statusOutput) {
-	t := newTable(w, "HOST", "ADDRESS", "REACHABLE", "CURRENT", "PREVIOUS", "HEALTHY", "NOTE")
-	for _, h := range out.Hosts {
+	note := func(h *deploy.HostStatus) string {
 		note := h.Error
 		for _, b := range out.BrokenLocks {
 			if b.Host == h.Name {
 				note = strings.TrimPrefix(note+"; broken lock: "+b.Problem, "; ")
 			}
 		}
-		t.row(h.Name, h.Address, yesNo(h.Reachable), orDash(h.Current), orDash(h.Previous), yesNo(h.Healthy), note)
+		return note
 	}
-	t.flush()
+	if len(out.Hosts) > perHostMax {
+		printStatusGrouped(w, out, note)
+	} else {
+		t := newTable(w, "HOST", "ADDRESS", "REACHABLE", "CURRENT", "PREVIOUS", "HEALTHY", "NOTE")
+		for _, h := range out.Hosts {
+			t.row(h.Name, h.Address, yesNo(h.Reachable), orDash(h.Current), orDash(h.Previous), yesNo(h.Healthy), note(h))
+		}
+		t.flush()
+	}
 	printLock(w, env, out.Lock, out.EnvStatus)
 	printBrokenLocks(w, out.BrokenLocks, out.UnlockBroken)
+}
+
+// printStatusGrouped is the status table of a large environment: a row
+// per state, HOSTS last (addresses: --output json).
+func printStatusGrouped(w io.Writer, out *statusOutput, note func(*deploy.HostStatus) string) {
+	groups := groupHosts(len(out.Hosts), func(i int) (string, []string) {
+		h := out.Hosts[i]
+		return h.Name, []string{yesNo(h.Reachable), orDash(h.Current), orDash(h.Previous), yesNo(h.Healthy), note(h)}
+	})
+	t := newTable(w, "COUNT", "REACHABLE", "CURRENT", "PREVIOUS", "HEALTHY", "HOSTS", "NOTE")
+	for _, g := range groups {
+		names := someHosts(g.hosts)
+		if g.cols[0] != "yes" || g.cols[3] != "yes" || g.cols[4] != "" {
+			names = allHosts(g.hosts)
+		}
+		t.row(fmt.Sprint(len(g.hosts)), g.cols[0], g.cols[1], g.cols[2], g.cols[3], names, g.cols[4])
+	}
+	t.flush()
 }
 
 // summarizeLocks folds the per-host lock states into the run holding them.
@@ -211,11 +239,11 @@ func printLock(w io.Writer, env string, l *lockStatus, st *deploy.EnvStatus) {
 		// A host this environment shares with another (a load balancer):
 		// the run is that environment's to finish or revert.
 		fmt.Fprintf(w, "\nIn progress in environment %s: %s holds the lock on %s (shared with %s); see relctl status --env %s.\n",
-			l.Env, who, strings.Join(l.Hosts, ", "), env, l.Env)
+			l.Env, who, allHosts(l.Hosts), env, l.Env)
 		return
 	}
 	if !l.Stale {
-		fmt.Fprintf(w, "\nIn progress: %s holds the lock on %s.\n", who, strings.Join(l.Hosts, ", "))
+		fmt.Fprintf(w, "\nIn progress: %s holds the lock on %s.\n", who, allHosts(l.Hosts))
 		return
 	}
 	current := map[string]string{}
@@ -225,13 +253,13 @@ func printLock(w io.Writer, env string, l *lockStatus, st *deploy.EnvStatus) {
 		}
 	}
 	if l.Finished != "" {
-		fmt.Fprintf(w, "\nLeft behind: %s finished (%s) but its lock remains on %s (%s).\n", who, l.Finished, strings.Join(l.Hosts, ", "), l.StaleReason)
-		fmt.Fprintf(w, "Hosts now: %s\n", describeFleet(hostVersions(st)))
+		fmt.Fprintf(w, "\nLeft behind: %s finished (%s) but its lock remains on %s (%s).\n", who, l.Finished, allHosts(l.Hosts), l.StaleReason)
+		fmt.Fprintf(w, "Hosts now: %s\n", describeFleetWith(hostVersions(st), allHosts))
 		fmt.Fprintf(w, "Remove it: relctl unlock --env %s --force --reason TEXT\n", env)
 		return
 	}
-	fmt.Fprintf(w, "\nInterrupted: %s stopped without finishing (%s); its lock remains on %s.\n", who, l.StaleReason, strings.Join(l.Hosts, ", "))
-	fmt.Fprintf(w, "Hosts now: %s\n", describeFleet(current))
+	fmt.Fprintf(w, "\nInterrupted: %s stopped without finishing (%s); its lock remains on %s.\n", who, l.StaleReason, allHosts(l.Hosts))
+	fmt.Fprintf(w, "Hosts now: %s\n", describeFleetWith(current, allHosts))
 	switched := false
 	for _, v := range current {
 		switched = switched || v == l.Release

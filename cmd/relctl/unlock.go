@@ -7,7 +7,6 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -102,7 +101,7 @@ func unlockRun(ctx context.Context, opts *UnlockOptions) error {
 	}
 	if n == 0 {
 		if len(opts.Hosts) > 0 {
-			fmt.Fprintf(opts.IO.Out, "no lock on %s\n", strings.Join(opts.Hosts, ", "))
+			fmt.Fprintf(opts.IO.Out, "no lock on %s\n", allHosts(opts.Hosts))
 		} else {
 			fmt.Fprintf(opts.IO.Out, "no host of %s was locked\n", opts.Env)
 		}
