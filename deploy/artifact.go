@@ -5,17 +5,64 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"sync"
 
+	"github.com/relctl/relctl/playbooks"
 	"github.com/relctl/relctl/watchdog"
 )
+
+// ArtifactInfo is the artifact every host gets, and what identifies it (the
+// release digest, rehearsal records and history keep Name and SHA256).
+type ArtifactInfo struct {
+	// Path is the local file relctl pushes; for an artifact the hosts pull,
+	// the URL as it may be shown (credentials redacted).
+	Path   string `json:"path"`
+	Name   string `json:"name"`
+	SHA256 string `json:"sha256"`
+	// Size is the local file's; 0 when the hosts pull it (the controller
+	// never downloads it).
+	Size int64 `json:"size"`
+	// URL, for an artifact the hosts pull: the URL they fetch (redacted),
+	// and SHA256From, where its sha256 came from (redacted).
+	URL        string `json:"url,omitempty"`
+	SHA256From string `json:"sha256_from,omitempty"`
+
+	pull *artifactPull // what a host's fetch needs, credentials included: never shown
+}
+
+// artifactInfo identifies the release's artifact: the local file's sha256,
+// or for artifact.url the declared sha256 (fetched from its checksum file
+// or manifest) and the URL's file name.
+func artifactInfo(cfg *playbooks.Config, pb *playbooks.Playbook, data *playbooks.TemplateData) (ArtifactInfo, error) {
+	if pb.Artifact.Pulled() {
+		return pulledArtifactInfo(pb, data)
+	}
+	local, err := pb.ArtifactPath(cfg, data)
+	if err != nil {
+		return ArtifactInfo{}, badInput("%s: artifact.path: %v", pb.Where("artifact.path"), err)
+	}
+	f, err := os.Open(local)
+	if err != nil {
+		return ArtifactInfo{}, badInput("artifact for release %s: %v (from %s)", data.Version, err, pb.Where("artifact.path"))
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return ArtifactInfo{}, fmt.Errorf("reading artifact %s: %w", local, err)
+	}
+	return ArtifactInfo{Path: local, Name: filepath.Base(local), SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}, nil
+}
 
 // maxKeptFile bounds the one file body an artifact index keeps (the watchdog
 // snippet template): a snippet is a few lines, never megabytes.

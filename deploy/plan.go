@@ -10,11 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"github.com/relctl/relctl/internal/fleet"
-	"io"
 	"math"
 	"os"
 	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -79,14 +77,6 @@ type Plan struct {
 	proj         *playbooks.Project
 	pb           *playbooks.Playbook
 	env          *playbooks.Environment
-}
-
-// ArtifactInfo is the local artifact shipped to every host.
-type ArtifactInfo struct {
-	Path   string `json:"path"`
-	Name   string `json:"name"`
-	SHA256 string `json:"sha256"`
-	Size   int64  `json:"size"`
 }
 
 // Batch is a set of hosts deployed together; the first may be the canary.
@@ -319,24 +309,6 @@ func selectHosts(targeted []*playbooks.Host, only []string, env string) ([]*play
 		out = append(out, h)
 	}
 	return out, nil
-}
-
-func artifactInfo(cfg *playbooks.Config, pb *playbooks.Playbook, data *playbooks.TemplateData) (ArtifactInfo, error) {
-	local, err := pb.ArtifactPath(cfg, data)
-	if err != nil {
-		return ArtifactInfo{}, badInput("%s: artifact.path: %v", pb.Where("artifact.path"), err)
-	}
-	f, err := os.Open(local)
-	if err != nil {
-		return ArtifactInfo{}, badInput("artifact for release %s: %v (from %s)", data.Version, err, pb.Where("artifact.path"))
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return ArtifactInfo{}, fmt.Errorf("reading artifact %s: %w", local, err)
-	}
-	return ArtifactInfo{Path: local, Name: filepath.Base(local), SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}, nil
 }
 
 // ReleaseDigest identifies what is released: the version, the artifact and

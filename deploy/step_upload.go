@@ -3,10 +3,10 @@ package deploy
 import (
 	"context"
 	"fmt"
-	"github.com/relctl/relctl/internal/shellquote"
 	"os"
 	"strings"
 
+	"github.com/relctl/relctl/internal/shellquote"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
 )
@@ -20,7 +20,12 @@ type uploadAction struct {
 	Size   int64
 }
 
+// buildUploadStep stages the artifact: pushed over SSH, or, for
+// artifact.url, fetched by the host itself (step_fetch.go).
 func buildUploadStep(_ *playbooks.Step, p *Plan, hp *HostPlan) (Action, string, error) {
+	if p.Artifact.pull != nil {
+		return buildFetchStep(p, hp)
+	}
 	a := &uploadAction{Local: p.Artifact.Path, Remote: hp.Data.Artifact, SHA256: p.Artifact.SHA256, Size: p.Artifact.Size}
 	return a, fmt.Sprintf("upload %s (%s, sha256 %s) to %s", p.Artifact.Name, humanBytes(a.Size), a.SHA256[:12], a.Remote), nil
 }
