@@ -82,6 +82,9 @@ func (e *Engine) Check(ctx context.Context, proj *playbooks.Project, opts CheckO
 		r.mu.Lock()
 		h := r.runs[hp.Name] // other hosts are connecting at the same time
 		r.mu.Unlock()
+		if err := h.learnState(ctx); err != nil {
+			return err
+		}
 		steps, err := hostCheckSteps(p, hp, opts.Release != "")
 		if err != nil {
 			return err

@@ -117,6 +117,8 @@ type run struct {
 	stopCause error
 	done      chan struct{} // closed when the run has finished
 	locks     *state.LockSet
+	// summaries are the hosts' run summaries, made when the run finished.
+	summaries map[string]state.HostRunSummary
 	// afterDone are the steps after the batches that started, in order;
 	// undoFailed: an undo of the current reverse walk failed.
 	afterDone  []*HostStep
@@ -206,8 +208,8 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 	return r.finish(ctx, nil)
 }
 
-// preflight connects to, reads and locks every host, reads them again
-// under the lock, checks the gate still holds, and runs the preflight
+// preflight connects to and locks every host, reads each under the lock,
+// checks the gate still holds, and runs the preflight
 // steps: all before any host changes. An unreachable host fails the run
 // before anything is locked. Hosts skipped on resume are connected and
 // locked too: the interrupted run's lock is on them as well.
@@ -222,8 +224,8 @@ func (r *run) preflight(ctx context.Context) error {
 	if err := r.lock(ctx, all); err != nil {
 		return err
 	}
-	// Read again under the lock: a run that ended between the first read and
-	// the lock may have moved a host.
+	// What each host runs is read under the lock (most in the lock's own
+	// session): a run that ended just before cannot have moved it since.
 	err := e.forEach(ctx, all, e.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
 		return r.runs[hp.Name].learnState(ctx)
 	})
@@ -352,6 +354,7 @@ func (r *run) recordSkippedRehearsal(ctx context.Context, hosts []*HostPlan) err
 		h := r.runs[hp.Name]
 		ev := state.HistoryEvent{Time: e.now().UTC(), Kind: "skip-rehearsal", Operator: e.Operator, Controller: e.Controller,
 			RunID: p.RunID, Reason: r.opts.Gate.Skipped, Detail: map[string]string{"release": p.Version, "from": h.report.Before}}
+		h.forgetState()
 		if err := state.AppendHistoryEvent(ctx, h.conn, hp.Layout, ev); err != nil {
 			return fmt.Errorf("%s: recording the skipped rehearsal in history: %w", hp.Name, err)
 		}
@@ -372,8 +375,7 @@ func (r *run) active(hosts []*HostPlan) []*HostPlan {
 	return out
 }
 
-// connect opens the host's connection and reads its release state. A
-// panic here (a parser meeting output it did not expect) is the host's error.
+// connect opens the host's connection. A panic here is the host's error.
 func (r *run) connect(ctx context.Context, hp *HostPlan) error {
 	return fanout.Guard(fanout.WithRecorder(ctx, r.recordPanic), hp.Name, func() error { return r.connectUnguarded(ctx, hp) })
 }
@@ -387,25 +389,33 @@ func (r *run) connectUnguarded(ctx context.Context, hp *HostPlan) error {
 	}
 	hr.Reached = true
 	h := &hostRun{engine: r.engine, run: r, plan: r.plan, host: hp, conn: conn, report: hr}
-	if err := h.learnState(ctx); err != nil {
-		return err
-	}
 	r.mu.Lock()
 	r.runs[hp.Name] = h
 	r.mu.Unlock()
 	return nil
 }
 
-// learnState reads the host's release state. Before is what the host ran
-// before this run - or, when resuming, before the interrupted run switched
-// it: that is the release a rollback must return to.
+// learnState reads the host's release state (under the run's lock), unless
+// the lock's own session already brought it (lockRead).
 func (h *hostRun) learnState(ctx context.Context) error {
-	st, err := h.readState(ctx)
+	st, err := h.lockRead, error(nil)
+	h.lockRead = nil
+	if st == nil {
+		st, err = h.readState(ctx)
+	}
 	if err != nil {
 		h.report.Error = err.Error()
 		return fmt.Errorf("%s: reading release state: %w", h.host.Name, err)
 	}
-	h.state = st
+	h.learn(st)
+	return nil
+}
+
+// learn takes st as the host's state as the run found it. Before is what
+// the host ran before this run - or, when resuming, before the interrupted
+// run switched it: that is the release a rollback must return to.
+func (h *hostRun) learn(st *state.HostState) {
+	h.state, h.stateFresh = st, true
 	h.report.Before, h.report.After = st.Current, st.Current
 	if id := h.run.opts.ResumeRun; id != "" {
 		// The interrupted run's last switch here: a deploy to current means
@@ -419,7 +429,6 @@ func (h *hostRun) learnState(ctx context.Context) error {
 			}
 		}
 	}
-	return nil
 }
 
 // lock takes the environment lock on every host of the run.
@@ -430,7 +439,9 @@ func (r *run) lock(ctx context.Context, hosts []*HostPlan) error {
 		h := r.runs[hp.Name]
 		target := hp.Target
 		targets = append(targets, state.LockTarget{Host: hp.Name, Conn: h.conn, Layout: hp.Layout,
-			Reconnect: func(ctx context.Context) (transport.Conn, error) { return e.Connector.Get(ctx, target) }})
+			Reconnect: func(ctx context.Context) (transport.Conn, error) { return e.Connector.Get(ctx, target) },
+			// The host's state is read in the lock's session, under the lock.
+			Then: hp.Layout.ReadScript(), Got: h.gotLockRead})
 	}
 	// The rest of the lock scope: targets outside --hosts, load balancers,
 	// a move's old hosts and dependents (lockscope.go).
@@ -506,7 +517,9 @@ func (r *run) unlock(ctx context.Context) {
 	}
 	// Not bounded here: Release ends a heartbeat in flight and gives each
 	// host state.DefaultReleaseTimeout from then on.
-	if err := r.locks.Release(context.WithoutCancel(ctx)); err != nil {
+	// Each host's run summary is written in the session that gives its
+	// lock back.
+	if err := r.locks.ReleaseAfter(context.WithoutCancel(ctx), r.summaryPreludes()); err != nil {
 		r.engine.logEvent("", "releasing locks: %v", err)
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("releasing locks")
 	}
@@ -632,26 +645,25 @@ func (r *run) finish(ctx context.Context, err error) (*Report, error) {
 	}
 	e.journal(ev)
 	if locked == nil {
-		r.writeSummaries(ctx, result)
+		r.summaries = r.hostSummaries(result)
+		if r.locks == nil {
+			// No lock to give back: each summary costs a session of its own.
+			r.writeSummaries(ctx)
+		}
 	}
 	close(r.done)
 	e.emit(Event{Kind: RunDone, Plan: r.plan, Report: rep, Err: err})
 	return rep, err
 }
 
-// writeSummaries leaves each reached host its part of the run (best effort:
-// the journal on the controller is the record of last resort).
-func (r *run) writeSummaries(ctx context.Context, result string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	var hosts []*HostPlan
+// hostSummaries is each reached host's part of the run, by host name.
+func (r *run) hostSummaries(result string) map[string]state.HostRunSummary {
+	out := map[string]state.HostRunSummary{}
 	for _, hp := range r.plan.Hosts() {
-		if r.runs[hp.Name] != nil {
-			hosts = append(hosts, hp)
-		}
-	}
-	_ = r.engine.forEach(ctx, hosts, r.engine.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
 		h := r.runs[hp.Name]
+		if h == nil {
+			continue
+		}
 		s := state.HostRunSummary{
 			RunID: r.plan.RunID, Env: r.plan.Env, Command: r.plan.Kind, Release: r.plan.Version, From: h.report.Before,
 			Operator: r.engine.Operator, Controller: r.engine.Controller,
@@ -660,11 +672,53 @@ func (r *run) writeSummaries(ctx context.Context, result string) {
 		for _, sr := range h.allResults() {
 			s.Steps = append(s.Steps, state.StepRecord{Phase: sr.Phase, Name: sr.Name, Status: sr.Status, Detail: sr.Detail, Error: sr.Error, Elapsed: sr.Elapsed})
 		}
-		if err := state.WriteHostRunSummary(ctx, h.conn, hp.Layout, s); err != nil {
+		out[hp.Name] = s
+	}
+	return out
+}
+
+// writeSummaries leaves each reached host its part of the run when the run
+// holds no lock (best effort: the journal on the controller is the record
+// of last resort). With the lock, unlock writes them.
+func (r *run) writeSummaries(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	var hosts []*HostPlan
+	for _, hp := range r.plan.Hosts() {
+		if _, ok := r.summaries[hp.Name]; ok {
+			hosts = append(hosts, hp)
+		}
+	}
+	_ = r.engine.forEach(ctx, hosts, r.engine.MaxParallel, func(ctx context.Context, hp *HostPlan) error {
+		if err := state.WriteHostRunSummary(ctx, r.runs[hp.Name].conn, hp.Layout, r.summaries[hp.Name]); err != nil {
 			r.engine.logEvent(hp.Name, "writing run summary: %v", err)
 		}
 		return nil
 	})
+}
+
+// summaryPreludes are the run summaries as scripts that each host runs in
+// the session that gives its lock back.
+func (r *run) summaryPreludes() map[string]state.Prelude {
+	pre := map[string]state.Prelude{}
+	for _, hp := range r.plan.Hosts() {
+		s, ok := r.summaries[hp.Name]
+		if !ok {
+			continue
+		}
+		host := hp.Name
+		script, body, err := state.RunSummaryScript(hp.Layout, s)
+		if err != nil {
+			r.engine.logEvent(host, "writing run summary: %v", err)
+			continue
+		}
+		pre[state.ReleaseKey(host, hp.Layout)] = state.Prelude{Script: script, Stdin: body, Done: func(err error) {
+			if err != nil {
+				r.engine.logEvent(host, "writing run summary: %v", err)
+			}
+		}}
+	}
+	return pre
 }
 
 func canaryLabel(b *Batch) string {

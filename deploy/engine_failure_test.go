@@ -660,31 +660,41 @@ func TestStatus(t *testing.T) {
 	}
 }
 
-// TestPreflightReadFailures: a host whose state cannot be read, when it is
-// connected to and again under the lock, or whose history cannot record a
-// skipped rehearsal: the run stops in preflight, nothing changed or locked.
+// TestPreflightReadFailures: a host whose state cannot be read under the
+// lock (in the lock's own session, then on its own), or whose history cannot
+// record a skipped rehearsal: the run stops in preflight, nothing changed or
+// locked.
 func TestPreflightReadFailures(t *testing.T) {
 	tests := []struct {
-		name  string
-		fault localconn.Fault
-		opts  runOptions
-		want  string
+		name    string
+		fault   localconn.Fault
+		corrupt bool // web-2's history.json holds something that is not JSON
+		opts    runOptions
+		want    string
+		// wantAlso: the cause, also in the error
+		wantAlso string
 	}{
-		{name: "at connect", fault: localconn.Fault{Label: "read-state", Times: 1, Exit: 1, Stderr: "ls: I/O error"},
-			want: "web-2: reading release state"},
-		{name: "again under the lock", fault: localconn.Fault{Label: "read-state", Skip: 1, Times: 1, Exit: 1, Stderr: "ls: I/O error"},
-			want: "web-2: reading release state"},
+		{name: "history unreadable", corrupt: true,
+			want: "web-2: reading release state", wantAlso: "history.json"},
+		{name: "the lock's read unusable, the read on its own fails", corrupt: true,
+			fault: localconn.Fault{Label: "read-state", Times: 1, Exit: 1, Stderr: "ls: I/O error"},
+			want:  "web-2: reading release state", wantAlso: "ls: I/O error"},
 		{name: "recording the skipped rehearsal", fault: localconn.Fault{Label: "write history", Exit: 1, Stderr: "disk full"},
-			opts: runOptions{skipGate: "hotfix"}, want: "web-2: recording the skipped rehearsal in history"},
+			opts: runOptions{skipGate: "hotfix"}, want: "web-2: recording the skipped rehearsal in history", wantAlso: "disk full"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFleet(t, 3, strategyCanary)
 			f.seed("1.0.0")
-			f.host("web-2").Fail(tt.fault)
+			if tt.corrupt {
+				writeFile(t, filepath.Join(f.base("web-2"), ".relctl", "history.json"), "{not json\n")
+			}
+			if tt.fault.Label != "" {
+				f.host("web-2").Fail(tt.fault)
+			}
 			rep, err := run(t.Context(), newTestEngine(f), f.plan("2.0.0", "unreadable"), tt.opts)
-			if fail := failure(t, err); fail.Phase != "preflight" || fail.Batch != 0 || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), tt.fault.Stderr) {
-				t.Errorf("err = %v, want a preflight failure saying %q", err, tt.want)
+			if fail := failure(t, err); fail.Phase != "preflight" || fail.Batch != 0 || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), tt.wantAlso) {
+				t.Errorf("err = %v, want a preflight failure saying %q and %q", err, tt.want, tt.wantAlso)
 			}
 			for _, h := range rep.Hosts {
 				if h.Touched || h.Rollback != nil {

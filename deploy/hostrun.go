@@ -25,7 +25,13 @@ type hostRun struct {
 	host   *HostPlan
 	conn   transport.Conn
 	report *HostReport
-	state  *state.HostState // as read when the run connected
+	// state is the host's release state as read under the lock and kept
+	// up to date by this run's own switches while stateFresh; a write the
+	// run cannot account for (a history event) clears stateFresh.
+	state      *state.HostState
+	stateFresh bool
+	// lockRead is the state the lock's session read, until learnState.
+	lockRead *state.HostState
 
 	// completed lists the steps that ran on the host, in order, including
 	// the one that failed: the automatic rollback undoes them in reverse.
@@ -40,6 +46,31 @@ func (h *hostRun) setCurrent(v string) { h.report.After = v }
 func (h *hostRun) readState(ctx context.Context) (*state.HostState, error) {
 	return state.ReadHostState(ctx, h.conn, h.host.Layout, "read-state")
 }
+
+// gotLockRead takes the state the lock's session read (its own goroutine).
+// Output it cannot parse is dropped: learnState reads the host again.
+func (h *hostRun) gotLockRead(out []byte) {
+	if st, err := h.host.Layout.ParseHostState(string(out)); err == nil {
+		h.lockRead = st
+	}
+}
+
+// knownState is the host's state as this run last knew it: the read under
+// the lock kept up to date by its own switches, or a fresh read when the
+// run wrote something else since (a history event).
+func (h *hostRun) knownState(ctx context.Context) (st *state.HostState, cached bool, err error) {
+	if h.stateFresh && h.state != nil {
+		return h.state, true, nil
+	}
+	if st, err = h.readState(ctx); err == nil {
+		h.state, h.stateFresh = st, true
+	}
+	return st, false, err
+}
+
+// forgetState: the run wrote to the host's history itself; read it again
+// before the next switch.
+func (h *hostRun) forgetState() { h.stateFresh = false }
 
 // runPhase runs this host's steps of one phase in order. It starts no step
 // once the batch saw a failure (failed) or the run was asked to stop.

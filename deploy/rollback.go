@@ -371,6 +371,7 @@ func (h *hostRun) recordRemoval(ctx context.Context) {
 	ev := state.HistoryEvent{Time: h.now().UTC(), Kind: "current-removed", Operator: h.engine.Operator,
 		Controller: h.engine.Controller, RunID: h.plan.RunID,
 		Reason: "rollback of a failed first deploy of " + h.plan.Version}
+	h.forgetState()
 	if err := state.AppendHistoryEvent(ctx, h.conn, h.host.Layout, ev); err != nil {
 		h.engine.logEvent(h.host.Name, "recording the removal of current in history: %v", err)
 	}

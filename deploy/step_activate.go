@@ -3,11 +3,17 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"github.com/relctl/relctl/internal/shellquote"
 	"maps"
+	"slices"
+	"strings"
 	"time"
+
+	"github.com/relctl/relctl/internal/shellquote"
 
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
@@ -51,6 +57,7 @@ func (a *activateAction) Do(ctx context.Context, h *hostRun) (string, error) {
 func (a *activateAction) Undo(ctx context.Context, h *hostRun) (string, error) {
 	prev := h.report.Before
 	if prev == "" {
+		h.forgetState()
 		if _, err := h.conn.Run(ctx, "rm -f -- "+shellquote.Quote(h.host.Layout.Current()), transport.RunOptions{Label: "rollback/undo-activate"}); err != nil {
 			return "", err
 		}
@@ -75,12 +82,33 @@ func (a *activateAction) Undo(ctx context.Context, h *hostRun) (string, error) {
 
 // switchTo points current at version and appends the activation to history,
 // in one remote script. It returns the release current pointed at before.
+// It builds on the state the run read under its lock; if history.json
+// changed since (the script refuses then, changing nothing), it reads the
+// host again and tries once more.
 func (h *hostRun) switchTo(ctx context.Context, version, kind string) (string, error) {
-	// Re-read right before switching: history must build on what is there now.
-	st, err := h.readState(ctx)
+	st, cached, err := h.knownState(ctx)
 	if err != nil {
 		return "", err
 	}
+	from, err := h.switchFrom(ctx, st, version, kind)
+	if err != nil && cached && historyChanged(err) {
+		h.forgetState()
+		if st, _, err = h.knownState(ctx); err != nil {
+			return "", err
+		}
+		from, err = h.switchFrom(ctx, st, version, kind)
+	}
+	return from, err
+}
+
+// historyChanged: the activate script refused because history.json is not
+// what the run read (see state.ActivateScriptIfUnchanged).
+func historyChanged(err error) bool {
+	var ce *transport.CommandError
+	return errors.As(err, &ce) && ce.ExitCode == 3 && strings.Contains(ce.Tail, state.ChangedSinceRead)
+}
+
+func (h *hostRun) switchFrom(ctx context.Context, st *state.HostState, version, kind string) (string, error) {
 	previous := st.Current
 	if previous == version {
 		// Re-activating the current release must not make it its own predecessor.
@@ -104,7 +132,7 @@ func (h *hostRun) switchTo(ctx context.Context, version, kind string) (string, e
 		act.Component, act.Requires = old.Component, maps.Clone(old.Requires)
 	}
 	hist := st.History
-	hist.Activations = append(hist.Activations, act)
+	hist.Activations = append(slices.Clip(hist.Activations), act)
 	// Constraints such as "<2" stay readable in history.json (no \u003c).
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -113,14 +141,19 @@ func (h *hostRun) switchTo(ctx context.Context, version, kind string) (string, e
 	if err := enc.Encode(hist); err != nil {
 		return "", err
 	}
-	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	body := append(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), '\n')
 	// The script refuses a history.json that changed since st was read, so a
 	// history written in between (or made unreadable) is never replaced.
 	script := h.host.Layout.ActivateScriptIfUnchanged(version, h.plan.RunID, st.HistorySum)
-	if _, err := h.conn.Run(ctx, script, transport.RunOptions{Label: "activate " + version, Stdin: bytes.NewReader(append(body, '\n'))}); err != nil {
+	if _, err := h.conn.Run(ctx, script, transport.RunOptions{Label: "activate " + version, Stdin: bytes.NewReader(body)}); err != nil {
+		h.forgetState()
 		h.recheckCurrent(ctx)
 		return "", err
 	}
+	// The host now holds exactly this: the next switch builds on it.
+	sum := sha256.Sum256(body)
+	h.state = &state.HostState{Current: version, Releases: st.Releases, History: hist, HistorySum: hex.EncodeToString(sum[:])}
+	h.stateFresh = true
 	h.setCurrent(version)
 	return st.Current, nil
 }

@@ -562,6 +562,7 @@ func (a *retireAction) Do(ctx context.Context, h *hostRun) (string, error) {
 	rec := a.m.record
 	ev := state.HistoryEvent{Time: h.now().UTC(), Kind: "retired", Operator: h.engine.Operator, Controller: h.engine.Controller,
 		RunID: h.plan.RunID, Reason: fmt.Sprintf("%s moved to %s by run %s; finalized", rec.Playbook, strings.Join(rec.NewHosts, ", "), rec.RunID)}
+	h.forgetState()
 	if err := state.AppendHistoryEvent(ctx, h.conn, *a.layout, ev); err != nil {
 		return "", err
 	}

@@ -15,7 +15,9 @@ type pruneAction struct {
 }
 
 func (a *pruneAction) Do(ctx context.Context, h *hostRun) (string, error) {
-	st, err := h.readState(ctx)
+	// The state read under the lock, as this run's switch left it: only
+	// this run changed the host since.
+	st, _, err := h.knownState(ctx)
 	if err != nil {
 		return "", err
 	}

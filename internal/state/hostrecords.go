@@ -291,7 +291,7 @@ func guardReplace(p, expect, onChanged string) string {
 	}
 	if expect != "" {
 		if onChanged == "" {
-			onChanged = "relctl_refuse " + shellquote.Quote(p+" changed since relctl read it (another run, or someone on the host): nothing was changed; check it, then re-run")
+			onChanged = "relctl_refuse " + shellquote.Quote(p+" "+ChangedSinceRead+" (another run, or someone on the host): nothing was changed; check it, then re-run")
 		}
 		lines = append(lines,
 			fmt.Sprintf(`if [ -e %[1]s ]; then relctl_now=$(relctl_sha256 < %[1]s) || relctl_refuse %[2]s; set -- $relctl_now; relctl_now=${1:-}; else relctl_now=%[3]s; fi`,
@@ -300,6 +300,10 @@ func guardReplace(p, expect, onChanged string) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// ChangedSinceRead is in the refusal of a script that finds a file it
+// replaces changed since relctl read it (exit status 3).
+const ChangedSinceRead = "changed since relctl read it"
 
 // reply is a read script's output, consumed a line (or, for a file's
 // bytes, a length) at a time.
@@ -536,34 +540,49 @@ type StepRecord struct {
 	Elapsed time.Duration `json:"elapsed_ns"`
 }
 
-// WriteHostRunSummary stores s on the host (temp file + rename) and keeps
-// only the newest maxHostRunSummaries summaries; run ids sort by time.
-// Something other than a regular file in the summary's place is refused.
+// WriteHostRunSummary stores s on the host (RunSummaryScript).
 func WriteHostRunSummary(ctx context.Context, conn transport.Conn, layout Layout, s HostRunSummary) error {
-	if err := checkRunID(s.RunID); err != nil {
+	script, body, err := RunSummaryScript(layout, s)
+	if err != nil {
 		return err
+	}
+	_, err = conn.Run(ctx, script, transport.RunOptions{Label: "write run summary", Stdin: bytes.NewReader(body)})
+	return err
+}
+
+// RunSummaryScript is the script that stores s on the host (temp file +
+// rename) and keeps only the newest maxHostRunSummaries summaries (run ids
+// sort by time), and the body it reads on stdin. Something other than a
+// regular file in the summary's place is refused.
+func RunSummaryScript(layout Layout, s HostRunSummary) (script string, stdin []byte, err error) {
+	if err := checkRunID(s.RunID); err != nil {
+		return "", nil, err
 	}
 	body, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	dir := layout.RunsDir()
 	tmp := path.Join(dir, ".tmp."+s.RunID)
 	final := path.Join(dir, s.RunID+".json")
-	script := strings.Join([]string{
+	script = strings.Join([]string{
 		"set -e",
 		scriptPrelude,
-		"mkdir -p " + shellquote.Quote(dir),
+		fmt.Sprintf("[ -d %[1]s ] || mkdir -p %[1]s", shellquote.Quote(dir)),
 		guardReplace(final, "", ""),
+		// The old summaries are listed and sorted only when there are too
+		// many: most runs start no process for it.
 		fmt.Sprintf(`cat > %[1]s
 [ -s %[1]s ] || { rm -f %[1]s; relctl_refuse 'no run summary arrived on stdin: nothing was changed'; }
 mv -f -T %[1]s %[2]s
 cd %[3]s
-ls -1 | grep '\.json$' | sort -r | sed 1,%[4]dd | while IFS= read -r f; do [ -f "$f" ] && rm -f -- "$f"; done; true`,
+set -- *.json
+if [ "$#" -gt %[4]d ]; then
+  ls -1 | grep '\.json$' | sort -r | sed 1,%[4]dd | while IFS= read -r f; do [ -f "$f" ] && rm -f -- "$f"; done; true
+fi`,
 			shellquote.Quote(tmp), shellquote.Quote(final), shellquote.Quote(dir), maxHostRunSummaries),
 	}, "\n")
-	_, err = conn.Run(ctx, script, transport.RunOptions{Label: "write run summary", Stdin: strings.NewReader(string(body) + "\n")})
-	return err
+	return script, append(body, '\n'), nil
 }
 
 const (

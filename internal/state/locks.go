@@ -51,6 +51,14 @@ type LockTarget struct {
 	// command fails (LockSet.NotLocked lists it). A lock held by another
 	// run still refuses the run.
 	Optional bool
+	// Then, when set, is a script run in the lock's own session right
+	// after this run's lock was put in place (reading the host under the
+	// lock costs no session of its own). Its output goes to Got, called
+	// from the acquiring goroutine; a lock taken any other way (a takeover,
+	// a retry that finds the lock already ours) does not run it, and the
+	// caller reads the host itself.
+	Then string
+	Got  func(stdout []byte)
 }
 
 // run runs a lock script on the target, once more on a fresh connection when
@@ -434,12 +442,17 @@ func (p lockProbe) transient() bool {
 // leaves that to the probe.) A lock directory never exists without its
 // owner.json, so a reader never sees a half-made lock. When the lock is not
 // taken, the probe says what is there.
-func acquireScript(l Layout, runID string) string {
+func acquireScript(l Layout, runID, then string) string {
 	n := shellquote.Quote("lock.new." + runID)
+	after := "exit 0"
+	if then != "" {
+		// In a subshell: whatever it does, the lock's answer stands.
+		after = "(\n" + then + "\n)\nexit 0"
+	}
 	return lockCommon(l) + probeLock + fmt.Sprintf(`rm -rf %[1]s && mkdir %[1]s && cat > %[1]s/owner.json || exit 1
-if [ ! -e lock ] && [ ! -L lock ] && mv -T %[1]s lock 2>/dev/null; then echo acquired; exit 0; fi
+if [ ! -e lock ] && [ ! -L lock ] && mv -T %[1]s lock 2>/dev/null; then echo acquired; %[2]s; fi
 rm -rf %[1]s
-probe_lock lock`, n)
+probe_lock lock`, n, after)
 }
 
 // takeOverScript replaces a stale lock, but only the very one judged stale:
@@ -815,7 +828,7 @@ func giveBack(ctx context.Context, taken, targets []LockTarget, unsure []int, ru
 	for _, i := range unsure {
 		give = append(give, &targets[i])
 	}
-	words, rerrs := releaseEach(ctx, give, runID, opts)
+	words, rerrs := releaseEach(ctx, give, runID, opts, nil)
 	for _, err := range rerrs[:held] {
 		if err != nil {
 			log.Warn().Err(err).Str("run", runID).Msg("releasing locks after a refused acquire")
@@ -853,11 +866,14 @@ func acquireOne(ctx context.Context, t *LockTarget, runID string, body []byte, o
 			}
 		}
 		last = nil
-		res, err := t.run(ctx, acquireScript(t.Layout, runID), transport.RunOptions{Stdin: strings.NewReader(string(body)), Label: "lock"})
+		res, err := t.run(ctx, acquireScript(t.Layout, runID, t.Then), transport.RunOptions{Stdin: strings.NewReader(string(body)), Label: "lock"})
 		if err != nil {
 			return false, nil, nil, err
 		}
-		if word, _ := firstLine(res.Stdout); word == "acquired" {
+		if word, rest := firstLine(res.Stdout); word == "acquired" {
+			if t.Then != "" && t.Got != nil {
+				t.Got(rest)
+			}
 			return true, nil, nil, nil
 		}
 		p, err := parseProbe(res.Stdout)
@@ -1000,6 +1016,25 @@ func (l *LockSet) NotLocked() []HostLockState {
 // lock may remain. Release is idempotent; later calls return the first
 // call's result.
 func (l *LockSet) Release(ctx context.Context) error {
+	return l.ReleaseAfter(ctx, nil)
+}
+
+// Prelude is a script a host runs in its release session, before its lock
+// is given back: a run's last write there (its summary) costs no session of
+// its own. It runs whatever became of the lock. Done gets its outcome.
+type Prelude struct {
+	Script string
+	Stdin  []byte
+	Done   func(err error)
+}
+
+// ReleaseKey names a lock target in ReleaseAfter's preludes.
+func ReleaseKey(host string, l Layout) string { return host + "\x00" + l.LockDir() }
+
+// ReleaseAfter is Release with a Prelude per target (by ReleaseKey) run
+// first in the same session. Done is called for each, also when the session
+// could not run.
+func (l *LockSet) ReleaseAfter(ctx context.Context, pre map[string]Prelude) error {
 	if l == nil {
 		return nil
 	}
@@ -1009,7 +1044,7 @@ func (l *LockSet) Release(ctx context.Context) error {
 			l.stopHeartbeat()
 			<-l.done // soon: the transport ends a cancelled command at once
 		}
-		l.releaseErr = l.releaseAll(ctx)
+		l.releaseErr = l.releaseAll(ctx, pre)
 		if l.cancel != nil {
 			l.cancel(errLockReleased)
 		}
@@ -1017,12 +1052,12 @@ func (l *LockSet) Release(ctx context.Context) error {
 	return l.releaseErr
 }
 
-func (l *LockSet) releaseAll(ctx context.Context) error {
+func (l *LockSet) releaseAll(ctx context.Context, pre map[string]Prelude) error {
 	targets := make([]*LockTarget, len(l.targets))
 	for i := range l.targets {
 		targets[i] = &l.targets[i]
 	}
-	words, errs := releaseEach(ctx, targets, l.owner.RunID, l.opts)
+	words, errs := releaseEach(ctx, targets, l.owner.RunID, l.opts, pre)
 	var merr *multierror.Error
 	for i, e := range errs {
 		switch {
@@ -1036,33 +1071,76 @@ func (l *LockSet) releaseAll(ctx context.Context) error {
 	return merr.ErrorOrNil()
 }
 
-// releaseEach runs the release script on every target at once, each bounded
-// by opts.ReleaseTimeout (a reconnect included) and not by ctx's deadline or
-// cancellation, and returns by index the script's word (released, gone,
-// other) or the error, which names the host.
-func releaseEach(ctx context.Context, targets []*LockTarget, runID string, opts LockOptions) ([]string, []error) {
+// markPrelude ends a Prelude's output with its exit status.
+const markPrelude = "--relctl-prelude-exit--"
+
+// releaseEach runs the release script on every target at once (after the
+// target's Prelude in pre, if any), each bounded by opts.ReleaseTimeout (a
+// reconnect included) and not by ctx's deadline or cancellation, and
+// returns by index the script's word (released, gone, other) or the error,
+// which names the host.
+func releaseEach(ctx context.Context, targets []*LockTarget, runID string, opts LockOptions, pre map[string]Prelude) ([]string, []error) {
 	ctx = context.WithoutCancel(ctx)
 	words := make([]string, len(targets))
 	errs := fanout.ForEach(ctx, len(targets), 0, func(i int) string { return targets[i].Host }, func(ctx context.Context, i int) error {
 		t := targets[i]
 		rctx, cancel := context.WithTimeout(ctx, opts.ReleaseTimeout)
 		defer cancel()
-		res, err := t.run(rctx, releaseScript(t.Layout, runID), transport.RunOptions{Label: "unlock"})
+		p, withPre := pre[ReleaseKey(t.Host, t.Layout)]
+		script, ropts := releaseScript(t.Layout, runID), transport.RunOptions{Label: "unlock"}
+		if withPre {
+			// In a subshell, with its own status: whatever it does, the lock
+			// is given back.
+			script = "(\n" + p.Script + "\n)\necho " + markPrelude + " $?\n" + script
+			ropts = transport.RunOptions{Label: "write run summary, unlock", Stdin: bytes.NewReader(p.Stdin)}
+		}
+		res, err := t.run(rctx, script, ropts)
 		if err != nil {
 			if rctx.Err() != nil && !errors.Is(err, transport.ErrConnectionLost) {
 				err = fmt.Errorf("no answer within %s: %w", opts.ReleaseTimeout, err)
 			}
+			if withPre && p.Done != nil {
+				p.Done(err)
+			}
 			return fmt.Errorf("%s: releasing the lock: %w", t.Host, err)
 		}
-		switch word, _ := firstLine(res.Stdout); word {
+		out := res.Stdout
+		if withPre {
+			var perr error
+			out, perr = preludeOutcome(res)
+			if p.Done != nil {
+				p.Done(perr)
+			}
+		}
+		switch word, _ := firstLine(out); word {
 		case "released", "gone", "other":
 			words[i] = word
 		default:
-			return fmt.Errorf("%s: releasing the lock: unexpected output %q", t.Host, truncate(string(res.Stdout), 200))
+			return fmt.Errorf("%s: releasing the lock: unexpected output %q", t.Host, truncate(string(out), 200))
 		}
 		return nil
 	})
 	return words, errs
+}
+
+// preludeOutcome splits a release session's output at the prelude's status
+// line: what the release script printed after it, and the prelude's error
+// (its status and the end of the session's stderr).
+func preludeOutcome(res *transport.Result) ([]byte, error) {
+	out := string(res.Stdout)
+	i := strings.LastIndex(out, markPrelude+" ")
+	if i < 0 || (i > 0 && out[i-1] != '\n') {
+		return res.Stdout, fmt.Errorf("its status line is missing from the output %q", truncate(out, 200))
+	}
+	status, rest, _ := strings.Cut(out[i+len(markPrelude)+1:], "\n")
+	if status == "0" {
+		return []byte(rest), nil
+	}
+	tail := strings.TrimSpace(string(res.Stderr))
+	if len(tail) > 300 {
+		tail = tail[len(tail)-300:]
+	}
+	return []byte(rest), fmt.Errorf("exit status %s: %s", printable(status, 10), printable(tail, 300))
 }
 
 // InspectLocks reads every target's lock without changing anything. Hosts
