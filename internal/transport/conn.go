@@ -498,9 +498,16 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// uploadMismatchExit is the exit status of Upload's script when the sum it
+// computed is not the one wanted (it has removed the temp file).
+const uploadMismatchExit = 97
+
 // Upload writes r to a temp file next to remotePath, checks its sha256 on
-// the host, then sets mode and renames it into place. It needs only sh and
-// coreutils on the host (no sftp).
+// the host, then sets mode and renames it into place, all in one session:
+// the host compares the sum it computed with the one wanted and, on a
+// mismatch, removes the temp file and exits uploadMismatchExit; the sum it
+// printed is checked here too. It needs only sh and coreutils on the host
+// (no sftp).
 func (c *sshConn) Upload(ctx context.Context, r io.Reader, remotePath string, mode uint32, wantSHA256 string) error {
 	want := strings.ToLower(wantSHA256)
 	if b, err := hex.DecodeString(want); err != nil || len(b) != 32 {
@@ -515,26 +522,33 @@ func (c *sshConn) Upload(ctx context.Context, r io.Reader, remotePath string, mo
 	dir, base := path.Dir(remotePath), path.Base(remotePath)
 	tmp := path.Join(dir, "."+base+".relctl-"+randomHex(8))
 	label := "upload " + remotePath
+	qtmp := shellquote.Quote(tmp)
 
 	// umask 077: nobody else may read the file before its final mode is set.
 	// Sending and hashing take as long as the file is big: command_timeout.
-	res, err := c.Run(ctx, fmt.Sprintf("mkdir -p %s && umask 077 && cat > %s && sha256sum < %s",
-		shellquote.Quote(dir), shellquote.Quote(tmp), shellquote.Quote(tmp)), RunOptions{Stdin: r, Label: label, Limit: CommandLimit})
-	if err != nil {
-		c.removeTemp(ctx, tmp, label)
-		return fmt.Errorf("%s: upload %s: %w", c.host, remotePath, err)
+	res, err := c.Run(ctx, fmt.Sprintf("mkdir -p %s && umask 077 && cat > %s && relctl_sum=$(sha256sum < %s) && printf '%%s\\n' \"$relctl_sum\" && "+
+		"case $relctl_sum in %s' '*) chmod %04o %s && mv -f -T %s %s ;; *) rm -f %s; exit %d ;; esac",
+		shellquote.Quote(dir), qtmp, qtmp, shellquote.Quote(want), mode, qtmp, qtmp, shellquote.Quote(remotePath), qtmp, uploadMismatchExit),
+		RunOptions{Stdin: r, Label: label, Limit: CommandLimit})
+	var got string
+	if res != nil {
+		got, _, _ = strings.Cut(strings.TrimSpace(string(res.Stdout)), " ")
 	}
-	got, _, _ := strings.Cut(strings.TrimSpace(string(res.Stdout)), " ")
-	if got != want {
-		c.removeTemp(ctx, tmp, label)
+	var cmdErr *CommandError
+	switch {
+	case err == nil && got == want:
+		return nil
+	case err == nil, errors.As(err, &cmdErr) && cmdErr.ExitCode == uploadMismatchExit:
+		// A mismatch: the host removed the temp file. Or the host matched
+		// the sum and put the file in place, but its answer is not that sum
+		// (a wrapper's output, a damaged stream): relctl cannot confirm
+		// what the host has, so the upload fails as it did when the check
+		// was made here.
 		return fmt.Errorf("%s: upload %s: sha256 mismatch: the host computed %s, want %s", c.host, remotePath, Printable(got, 80), want)
-	}
-	if _, err := c.Run(ctx, fmt.Sprintf("chmod %04o %s && mv -f -T %s %s",
-		mode, shellquote.Quote(tmp), shellquote.Quote(tmp), shellquote.Quote(remotePath)), RunOptions{Label: label}); err != nil {
+	default:
 		c.removeTemp(ctx, tmp, label)
 		return fmt.Errorf("%s: upload %s: %w", c.host, remotePath, err)
 	}
-	return nil
 }
 
 // removeTemp cleans up after a failed upload, even when ctx has ended.

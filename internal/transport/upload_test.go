@@ -103,3 +103,64 @@ func TestUploadReplacesExistingFile(t *testing.T) {
 		t.Errorf("content = %q, want %q", got, "two\n")
 	}
 }
+
+// An upload is one session: the host writes, hashes and compares the sum
+// with the one wanted, and renames only when they match. On a mismatch it
+// removes the temp file and the file already there stays as it was; the
+// error names both sums.
+func TestUploadMismatchOneSession(t *testing.T) {
+	f := newFixture(t, 1)
+	logPath := filepath.Join(t.TempDir(), "run.log")
+	log, err := OpenRunLog(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := f.conn(t, func(o *Options) { o.Output = log })
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "app.bin")
+	if err := os.WriteFile(dest, []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("new content\n"), 10000) // several SSH packets
+	h := sha256.Sum256(data)
+	got := hex.EncodeToString(h[:])
+	other := sha256.Sum256([]byte("other"))
+	want := hex.EncodeToString(other[:])
+
+	err = c.Upload(testContext(t), bytes.NewReader(data), dest, 0o600, want)
+	wantErr := "host-1: upload " + dest + ": sha256 mismatch: the host computed " + got + ", want " + want
+	if err == nil || err.Error() != wantErr {
+		t.Fatalf("Upload error = %v\nwant %s", err, wantErr)
+	}
+	if b, _ := os.ReadFile(dest); string(b) != "old\n" {
+		t.Errorf("the file already there became %q, want it unchanged", b)
+	}
+	if fi, _ := os.Stat(dest); fi.Mode().Perm() != 0o644 {
+		t.Errorf("its mode became %v, want it unchanged", fi.Mode().Perm())
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("directory holds %v, want only app.bin (the temp file removed)", names)
+	}
+
+	// The same upload with the right sum: one session too.
+	if err := c.Upload(testContext(t), bytes.NewReader(data), dest, 0o600, got); err != nil {
+		t.Fatalf("Upload with the right sum: %v", err)
+	}
+	if b, _ := os.ReadFile(dest); !bytes.Equal(b, data) {
+		t.Errorf("content differs after the second upload: %d bytes, want %d", len(b), len(data))
+	}
+	if err := log.Close(); err != nil {
+		t.Fatal(err)
+	}
+	text, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(text), " [upload "+dest+"] $ "); n != 2 {
+		t.Errorf("the run log shows %d upload sessions, want 2 (one per upload):\n%s", n, text)
+	}
+}
