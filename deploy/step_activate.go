@@ -147,7 +147,11 @@ func (h *hostRun) switchFrom(ctx context.Context, st *state.HostState, version, 
 	script := h.host.Layout.ActivateScriptIfUnchanged(version, h.plan.RunID, st.HistorySum)
 	if _, err := h.conn.Run(ctx, script, transport.RunOptions{Label: "activate " + version, Stdin: bytes.NewReader(body)}); err != nil {
 		h.forgetState()
-		h.recheckCurrent(ctx)
+		if !historyChanged(err) {
+			// Refused for a changed history, the script changed nothing;
+			// otherwise current may have moved.
+			h.recheckCurrent(ctx)
+		}
 		return "", err
 	}
 	// The host now holds exactly this: the next switch builds on it.
