@@ -60,8 +60,9 @@ func (p *progress) runStarted(pl *deploy.Plan) {
 	if verb == "" {
 		verb = "Deploying"
 	}
-	fmt.Fprintf(p.w, "%s %s %s on %s: %d hosts in %d batches (run %s)\n", verb, pl.Playbook, pl.Version, pl.Env,
-		len(pl.Hosts()), len(pl.Batches), pl.RunID)
+	hosts := len(pl.Hosts())
+	fmt.Fprintf(p.w, "%s %s %s on %s: %d host%s in %d batch%s (run %s)\n", verb, pl.Playbook, pl.Version, pl.Env,
+		hosts, plural(hosts), len(pl.Batches), pluralES(len(pl.Batches)), pl.RunID)
 	fmt.Fprintf(p.w, "Run log: %s\n", p.logPath)
 }
 
