@@ -358,11 +358,13 @@ func (p *Pool) dial(ctx context.Context, t Target) (*sshConn, error) {
 	logger.Debug().Str("address", t.Address).Str("user", login).
 		Dur("took", time.Since(start)).Msg("ssh connected")
 
-	// watch answers the server's channel opens and requests: ssh.Client
-	// gets closed channels, so it starts no goroutines for them.
+	// Not ssh.NewClient, which starts three goroutines per connection: two
+	// that turn down what the server opens or asks, which watch does, and
+	// one that waits for the end to close remote forwards, which relctl
+	// never opens. Sessions and direct-tcpip only need Conn.
 	c := &sshConn{
 		host:           t.Name,
-		client:         ssh.NewClient(cc, closedChans, closedReqs),
+		client:         &ssh.Client{Conn: cc},
 		log:            p.opts.Output,
 		cmdTimeout:     p.opts.CommandTimeout,
 		controlTimeout: p.opts.ControlTimeout,
@@ -372,13 +374,6 @@ func (p *Pool) dial(ctx context.Context, t Target) (*sshConn, error) {
 	go c.watch(chans, reqs, p.opts.Keepalive)
 	return c, nil
 }
-
-// closedChans and closedReqs are what ssh.NewClient gets in place of the
-// connection's incoming channels and requests, which sshConn.watch serves.
-var (
-	closedChans = func() chan ssh.NewChannel { c := make(chan ssh.NewChannel); close(c); return c }()
-	closedReqs  = func() chan *ssh.Request { c := make(chan *ssh.Request); close(c); return c }()
-)
 
 // connectCause strips net.OpError's "dial tcp ADDR:" since DialError names
 // the address already: "connect: connection refused".
