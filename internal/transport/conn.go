@@ -223,7 +223,7 @@ func (c *sshConn) Run(ctx context.Context, cmd string, opts RunOptions) (*Result
 		}()
 	}
 	r.done = make(chan error, 1)
-	go func() { r.done <- sess.Wait() }()
+	go func() { r.done <- r.readStderrAndWait() }()
 	waitErr, err := c.wait(ctx, r)
 	if err != nil {
 		return nil, err
@@ -255,8 +255,22 @@ type running struct {
 	sess           *ssh.Session
 	label          string
 	stdout, stderr *outputSink
+	stderrPipe     io.Reader // read by Run's waiting goroutine
 	start          time.Time
 	done           chan error // the session's Wait (Run's goroutine)
+}
+
+// readStderrAndWait reads the command's stderr to its end, then waits for
+// the session. Reading stderr here rather than on a goroutine of the
+// session's own (what setting Session.Stderr does) saves a goroutine per
+// running command; stdout is still read meanwhile by the session's, so
+// neither stream can stall the other.
+func (r *running) readStderrAndWait() error {
+	_, readErr := r.stderr.ReadFrom(r.stderrPipe)
+	if err := r.sess.Wait(); err != nil {
+		return err
+	}
+	return readErr
 }
 
 // start starts cmd in sess, its output going to the run log (stdout not,
@@ -267,7 +281,10 @@ func (c *sshConn) start(sess *ssh.Session, cmd, label string, opts RunOptions) (
 		stdout: newOutputSink(c.log, c.host, label, "out", ""),
 		stderr: newOutputSink(c.log, c.host, label, "err", pidMarker)}
 	r.stdout.quiet = opts.QuietStdout
-	sess.Stdout, sess.Stderr = r.stdout, r.stderr
+	sess.Stdout = r.stdout
+	if r.stderrPipe, err = sess.StderrPipe(); err != nil {
+		return nil, nil, fmt.Errorf("%s: [%s] stderr: %w", c.host, label, err)
+	}
 	if opts.Stdin != nil {
 		if stdin, err = sess.StdinPipe(); err != nil {
 			return nil, nil, fmt.Errorf("%s: [%s] stdin: %w", c.host, label, err)
