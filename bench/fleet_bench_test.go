@@ -3,7 +3,6 @@ package bench
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
 	"compress/gzip"
 	"context"
 	"fmt"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/relctl/relctl/internal/sshdtest"
 	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/testenv"
 )
 
 // BenchmarkFleet is issue 12's fleet benchmark: RELCTL_BENCH_HOSTS real
@@ -35,7 +35,9 @@ import (
 //
 // Knobs (environment): RELCTL_BENCH_HOSTS (required), RELCTL_BENCH_MAX_PARALLEL
 // (ssh.max_parallel, default 100), RELCTL_BENCH_ARTIFACT_MIB (default 1),
-// RELCTL_BENCH_CANARY (default 1), RELCTL_BENCH_BATCH (batch_size, default "100%").
+// RELCTL_BENCH_CANARY (default 1), RELCTL_BENCH_BATCH (batch_size, default "100%"),
+// RELCTL_BENCH_PULL=1 (then a 50 MiB artifact pushed over SSH against the
+// same pulled by the hosts over HTTP: runPullComparison).
 func BenchmarkFleet(b *testing.B) {
 	cfg := fleetConfigFromEnv(b)
 	raiseNoFile(b, cfg.hosts)
@@ -73,9 +75,9 @@ func BenchmarkFleet(b *testing.B) {
 	}
 
 	commands := []fleetCommand{
-		{"deploy 1.0.0", []string{"deploy", "--env", "fleet", "--release", "1.0.0", "--yes"}, "1.0.0"},
-		{"deploy 1.1.0", []string{"deploy", "--env", "fleet", "--release", "1.1.0", "--yes"}, "1.1.0"},
-		{"rollback --to prev", []string{"rollback", "--env", "fleet", "--to", "prev", "--parallel", "all", "--yes"}, "1.0.0"},
+		{"deploy 1.0.0", []string{"deploy", "--env", "fleet", "--release", "1.0.0", "--yes"}, "1.0.0", 0},
+		{"deploy 1.1.0", []string{"deploy", "--env", "fleet", "--release", "1.1.0", "--yes"}, "1.1.0", 0},
+		{"rollback --to prev", []string{"rollback", "--env", "fleet", "--to", "prev", "--parallel", "all", "--yes"}, "1.0.0", 0},
 	}
 	var rows []fleetRow
 	b.ResetTimer()
@@ -88,8 +90,102 @@ func BenchmarkFleet(b *testing.B) {
 			}
 		}
 	}
+	if os.Getenv("RELCTL_BENCH_PULL") == "1" {
+		rows = append(rows, runPullComparison(ctx, b, dir, bin, fleet.Servers, cfg)...)
+	}
 	b.StopTimer()
 	printFleetTable(os.Stdout, cfg, rows)
+}
+
+// runPullComparison (RELCTL_BENCH_PULL=1) deploys two fresh releases of a
+// RELCTL_BENCH_PULL_MIB (default 50) MiB artifact to the first
+// RELCTL_BENCH_PULL_HOSTS hosts (default all, at most 50: each host writes
+// the artifact and its unpacked copy): 2.0.0 pushed by relctl over SSH
+// (artifact.path), then 2.1.0 pulled by every host itself over HTTP
+// (artifact.url, its sha256 from the .sha256 beside it) from a net/http
+// server on 127.0.0.1 (testenv.ServeArtifacts). Same playbook otherwise.
+func runPullComparison(ctx context.Context, b *testing.B, dir, bin string, servers []*sshdtest.Server, cfg fleetConfig) []fleetRow {
+	num := func(name string, def int) int {
+		v := os.Getenv(name)
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("%s=%q: want a positive integer", name, v)
+		}
+		return n
+	}
+	mib := num("RELCTL_BENCH_PULL_MIB", 50)
+	hosts := min(num("RELCTL_BENCH_PULL_HOSTS", min(cfg.hosts, 50)), cfg.hosts)
+	for i, v := range []string{"2.0.0", "2.1.0"} {
+		if err := writeFleetArtifact(filepath.Join(dir, "artifacts", "search-"+v+".tar.gz"), v, mib, uint64(7+i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	srv, err := testenv.ServeArtifacts(dir, testenv.ArtifactServerOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	names := make([]string, hosts)
+	for i := range names {
+		names[i] = servers[i].Name
+	}
+	playbook := filepath.Join(dir, "playbooks", "search.toml")
+	pushed, err := os.ReadFile(playbook)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = os.WriteFile(playbook, pushed, 0o644) }()
+	pulled := strings.Replace(string(pushed), `path = "artifacts/search-{{.Version}}.tar.gz"`,
+		fmt.Sprintf("url = %q\nretries = 1", srv.URL+"/artifacts/search-{{.Version}}.tar.gz"), 1)
+	deploy := func(v, how string) fleetCommand {
+		return fleetCommand{name: fmt.Sprintf("deploy %s %s %d MiB to %d", v, how, mib, hosts),
+			args: []string{"deploy", "--env", "fleet", "--release", v, "--hosts", strings.Join(names, ","), "--yes"}, want: v, hosts: hosts}
+	}
+	var rows []fleetRow
+	for _, c := range []struct {
+		playbook string
+		cmd      fleetCommand
+	}{{string(pushed), deploy("2.0.0", "pushed over SSH")}, {pulled, deploy("2.1.0", "pulled over HTTP")}} {
+		if err := os.WriteFile(playbook, []byte(c.playbook), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		rows = append(rows, runFleetCommand(ctx, b, dir, bin, c.cmd, servers))
+		if ctx.Err() != nil {
+			b.Fatal("interrupted")
+		}
+	}
+	fmt.Fprintf(os.Stderr, "artifact server requests: %s\n", artifactRequests(srv.Log))
+	return rows
+}
+
+// artifactRequests counts the server's requests by path kind and client.
+func artifactRequests(log string) string {
+	body, _ := os.ReadFile(log)
+	counts := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(body)), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		kind := "artifact"
+		if strings.HasSuffix(f[1], ".sha256") {
+			kind = ".sha256"
+		}
+		ua, _, _ := strings.Cut(strings.TrimPrefix(f[4], "ua="), "/")
+		counts[fmt.Sprintf("%s %s by %s", kind, f[2], ua)]++
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		keys[i] = fmt.Sprintf("%d× %s", counts[k], k)
+	}
+	return strings.Join(keys, ", ")
 }
 
 type fleetConfig struct {
@@ -217,46 +313,61 @@ max_parallel = %d
 }
 
 // writeFleetArtifact writes a .tar.gz of mib MiB of random (incompressible)
-// data plus a VERSION file: the artifact is as big as it says.
+// data plus a VERSION file: the artifact is as big as it says. It streams,
+// so the benchmark process stays small: a child inherits its parent's peak
+// RSS in the rusage that "peak RSS" reads.
 func writeFleetArtifact(path, version string, mib int, seed uint64) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	body := make([]byte, mib<<20)
-	r := rand.New(rand.NewPCG(seed, 12))
-	for i := 0; i+8 <= len(body); i += 8 {
-		v := r.Uint64()
-		for j := range 8 {
-			body[i+j] = byte(v >> (8 * j))
-		}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
 	}
-	var buf bytes.Buffer
-	gw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	defer f.Close()
+	bw := bufio.NewWriterSize(f, 1<<16)
+	gw, _ := gzip.NewWriterLevel(bw, gzip.BestSpeed)
 	tw := tar.NewWriter(gw)
-	for _, f := range []struct {
-		name string
-		data []byte
-	}{{"VERSION", []byte(version + "\n")}, {"data/blob.bin", body}} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), ModTime: time.Unix(0, 0)}); err != nil {
-			return err
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
+	if err := tw.WriteHeader(&tar.Header{Name: "VERSION", Mode: 0o644, Size: int64(len(version) + 1), ModTime: time.Unix(0, 0)}); err != nil {
 		return err
 	}
-	if err := gw.Close(); err != nil {
+	if _, err := tw.Write([]byte(version + "\n")); err != nil {
 		return err
 	}
-	return os.WriteFile(path, buf.Bytes(), 0o644)
+	size := int64(mib) << 20
+	if err := tw.WriteHeader(&tar.Header{Name: "data/blob.bin", Mode: 0o644, Size: size, ModTime: time.Unix(0, 0)}); err != nil {
+		return err
+	}
+	r := rand.New(rand.NewPCG(seed, 12))
+	chunk := make([]byte, 1<<16)
+	for left := size; left > 0; left -= int64(len(chunk)) {
+		for i := 0; i+8 <= len(chunk); i += 8 {
+			v := r.Uint64()
+			for j := range 8 {
+				chunk[i+j] = byte(v >> (8 * j))
+			}
+		}
+		if _, err := tw.Write(chunk[:min(int64(len(chunk)), left)]); err != nil {
+			return err
+		}
+	}
+	for _, c := range []io.Closer{tw, gw} {
+		if err := c.Close(); err != nil {
+			return err
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 type fleetCommand struct {
 	name string
 	args []string
-	want string // the release every host is on afterwards
+	want string // the release every host it deploys to is on afterwards
+	// hosts: the command deploys to the first hosts of the fleet (0: all).
+	hosts int
 }
 
 // fleetRow is one command's measurements.
@@ -269,6 +380,7 @@ type fleetRow struct {
 	log       fleetLog
 	exitTime  time.Time
 	startTime time.Time
+	hosts     int           // the first hosts the command deployed to; 0: all
 	wrongHost int           // hosts whose current is not the release the command should leave
 	cpuRelctl time.Duration // user+system time of the relctl process
 	cpuAll    time.Duration // busy time of the whole machine (sshd, shells, relctl) while it ran
@@ -286,7 +398,7 @@ func runFleetCommand(ctx context.Context, b *testing.B, dir, bin string, c fleet
 	defer out.Close()
 	cmd := exec.CommandContext(ctx, bin, append([]string{"--config", filepath.Join(dir, "relctl.toml"), "--log-format", "json", "--log-level", "error"}, c.args...)...)
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, out, out
-	row := fleetRow{name: c.name, startTime: time.Now()}
+	row := fleetRow{name: c.name, startTime: time.Now(), hosts: c.hosts}
 	busy0 := machineBusy()
 	peak, _, err := runMeasured(cmd, 1<<40)
 	row.exitTime = time.Now()
@@ -308,6 +420,9 @@ func runFleetCommand(ctx context.Context, b *testing.B, dir, bin string, c fleet
 		case strings.HasSuffix(name, ".log"):
 			row.log = readFleetLog(b, filepath.Join(runs, name))
 		}
+	}
+	if c.hosts > 0 {
+		servers = servers[:c.hosts]
 	}
 	for _, s := range servers {
 		if link, err := os.Readlink(filepath.Join(s.Root, "srv", "search", "current")); err != nil || link != "releases/"+c.want {
@@ -501,13 +616,17 @@ func printFleetTable(w io.Writer, cfg fleetConfig, rows []fleetRow) {
 	fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
 	var notes []string
 	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r.cells(cfg.hosts), "\t")+"\t")
+		hosts := cfg.hosts
+		if r.hosts > 0 {
+			hosts = r.hosts
+		}
+		fmt.Fprintln(tw, strings.Join(r.cells(hosts), "\t")+"\t")
 		for phase, d := range r.journal.busy {
 			if !containsString(fleetPhases, phase) {
 				notes = append(notes, fmt.Sprintf("%s: phase %q %s (%d steps)", r.name, phase, ms(d), r.journal.steps[phase]))
 			}
 		}
-		notes = append(notes, fmt.Sprintf("%s: sessions per host by label: %s", r.name, r.sessionsByLabel(cfg.hosts)))
+		notes = append(notes, fmt.Sprintf("%s: sessions per host by label: %s", r.name, r.sessionsByLabel(hosts)))
 		j := r.journal
 		for _, w := range []struct {
 			what     string

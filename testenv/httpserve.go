@@ -142,23 +142,36 @@ func (s *ArtifactServer) serveArtifact(w http.ResponseWriter, r *http.Request, m
 		http.NotFound(w, r)
 		return
 	}
-	body, err := os.ReadFile(filepath.Join(s.dir, name))
+	f, err := os.Open(filepath.Join(s.dir, name))
 	if err != nil {
 		http.NotFound(w, r)
 		return
 	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		http.NotFound(w, r)
+		return
+	}
+	var body io.ReadSeeker = f // streamed: a bench serves 50 MiB to many hosts at once
 	switch mode {
 	case "hang":
 		// Headers never come: a client's timeout is what ends this.
 		<-r.Context().Done()
 		return
 	case "corrupt":
-		if len(body) > 0 {
-			body[len(body)-1] ^= 0xff
+		b, err := io.ReadAll(f)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
 		}
+		if len(b) > 0 {
+			b[len(b)-1] ^= 0xff
+		}
+		body = bytes.NewReader(b)
 	}
 	w.Header().Set("Content-Type", "application/gzip")
-	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(body))
+	http.ServeContent(w, r, name, time.Time{}, body)
 }
 
 func (s *ArtifactServer) serveManifest(w http.ResponseWriter) {
