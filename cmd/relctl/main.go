@@ -38,8 +38,8 @@ func main() {
 // are set, and not part of relctl's interface:
 //
 //   - RELCTL_MEMPROFILE=path writes a heap profile to path when relctl
-//     exits, and path.peak (heap profile), path.peak.goroutines and
-//     path.peak.txt (RSS, heap, stacks, goroutines) whenever the process's RSS reaches a new peak
+//     exits, and path.peak (heap profile) and path.peak.txt (RSS, heap,
+//     stacks, goroutines) whenever the process's RSS reaches a new peak
 //     (polled every 100ms, at least 4 MiB above the last one). "%p" in path
 //     is replaced by relctl's pid.
 //   - RELCTL_PPROF_ADDR=127.0.0.1:port serves net/http/pprof on that
@@ -108,7 +108,6 @@ func watchPeakRSS(path string, errOut io.Writer) (stop func()) {
 			if rss := readRSS(); rss > peak+4<<20 {
 				peak = rss
 				writeHeapProfile(path+".peak", errOut)
-				writeGoroutines(path + ".peak.goroutines")
 				writeMemStats(path+".peak.txt", rss)
 			}
 		}
@@ -145,13 +144,6 @@ func writeHeapProfile(path string, errOut io.Writer) {
 	}
 	if err != nil {
 		fmt.Fprintf(errOut, "relctl: RELCTL_MEMPROFILE: %v\n", err)
-	}
-}
-
-func writeGoroutines(path string) {
-	if f, err := os.Create(path); err == nil {
-		_ = runtimepprof.Lookup("goroutine").WriteTo(f, 1)
-		_ = f.Close()
 	}
 }
 
