@@ -129,6 +129,10 @@ const (
 // A path that exists but cannot be read is never reported as absent.
 func (l Layout) ReadScript() string {
 	return strings.Join([]string{
+		// The releases are listed by the shell's glob and counted in bytes
+		// (${#} counts characters in a multibyte locale): only readlink, stat
+		// and cat start a process.
+		"LC_ALL=C",
 		"relctl_s=",
 		ancestorCheck(l.BaseDir),
 		fmt.Sprintf(`if [ -n "$relctl_s" ]; then echo %[1]s $relctl_s
@@ -140,9 +144,14 @@ else echo %[1]s absent; fi`, markCurrent, shellquote.Quote(l.Current())),
 elif [ -L %[2]s ] && ! [ -e %[2]s ]; then echo %[1]s unreadable dangling-symlink
 elif [ -d %[2]s ]; then
   if ! [ -r %[2]s ] || ! [ -x %[2]s ]; then echo %[1]s unreadable permission
-  elif ! relctl_l=$(ls -1 %[2]s); then echo %[1]s unreadable read-failed
-  elif [ -z "$relctl_l" ]; then echo %[1]s present 0; echo
-  else relctl_n=$(printf '%%s\n' "$relctl_l" | wc -c); echo %[1]s present $relctl_n; printf '%%s\n\n' "$relctl_l"; fi
+  else
+    relctl_l=
+    for relctl_e in %[2]s/*; do
+      if [ -e "$relctl_e" ] || [ -L "$relctl_e" ]; then relctl_l="$relctl_l${relctl_e##*/}
+"; fi
+    done
+    echo %[1]s present ${#relctl_l}; printf '%%s\n' "$relctl_l"
+  fi
 elif [ -e %[2]s ]; then echo %[1]s unreadable not-directory
 else echo %[1]s absent; fi`, markReleases, shellquote.Quote(l.Releases())),
 		readFileSection(markHistory, shellquote.Quote(l.HistoryFile()), l.StateDir()),
@@ -272,14 +281,14 @@ func (l Layout) ActivateScriptIfUnchanged(version, runID, historySum string) str
 		fmt.Sprintf(`test -d %[1]s || { printf 'release directory %%s is missing\n' %[1]s >&2; exit 1; }`, shellquote.Quote(l.Release(version))),
 		fmt.Sprintf(`if [ -e %[1]s ] && ! [ -L %[1]s ]; then relctl_refuse %[2]s; fi`, cur,
 			shellquote.Quote(l.Current()+" is not a symlink: relctl will not replace it; move it aside (mv "+cur+" "+shellquote.Quote(l.Current()+".broken")+") after checking it, then re-run")),
-		fmt.Sprintf("mkdir -p %s", shellquote.Quote(l.StateDir())),
+		fmt.Sprintf("[ -d %[1]s ] || mkdir -p %[1]s", shellquote.Quote(l.StateDir())),
 		// The target's form is checked before the body arrives and again
 		// after, with its sha256: the body may be large and slow, and only a
 		// few system calls may separate the check from the renames, so a
 		// history written meanwhile is not lost.
 		guardReplace(l.HistoryFile(), "", ""),
-		fmt.Sprintf(`trap 'rm -f -- %[1]s' EXIT
-cat > %[1]s
+		removeOnExit(shellquote.Quote(tmpHist)),
+		fmt.Sprintf(`cat > %[1]s
 [ -s %[1]s ] || relctl_refuse 'no history arrived on stdin: nothing was changed'`, shellquote.Quote(tmpHist)),
 		guardReplace(l.HistoryFile(), historySum, ""),
 		fmt.Sprintf(`ln -sfn %[2]s %[3]s

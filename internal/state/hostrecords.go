@@ -123,6 +123,7 @@ done`, strings.Join(q, " "))
 }
 
 // readFileSection prints one file: "MARK absent", "MARK unreadable REASON..."
+// (size and mode come from one stat, wc -c where stat fails)
 // or "MARK present SIZE MODE", SIZE bytes and a newline. mark is shell text
 // (words, possibly a variable), file a shell word naming the file, and dir
 // the directory whose ancestors are checked first ("" for none).
@@ -136,17 +137,16 @@ if [ -z "$relctl_s" ]; then
   elif ! [ -e "$relctl_f" ]; then relctl_s=absent
   elif ! [ -f "$relctl_f" ]; then relctl_s="unreadable not-regular"
   elif ! [ -r "$relctl_f" ]; then relctl_s="unreadable permission"
-  elif ! relctl_n=$(wc -c < "$relctl_f"); then relctl_s="unreadable read-failed"
   else
-    set -- $relctl_n; relctl_n=${1:-x}
+    if relctl_n=$(stat -L -c '%%s %%a' -- "$relctl_f" 2>/dev/null); then set -- $relctl_n; relctl_n=${1:-x} relctl_m=${2:--}
+    elif relctl_n=$(wc -c < "$relctl_f"); then set -- $relctl_n; relctl_n=${1:-x} relctl_m=-
+    else relctl_n=x; fi
     case $relctl_n in *[!0-9]*) relctl_s="unreadable read-failed";; esac
     if [ -z "$relctl_s" ] && [ "$relctl_n" -gt %[4]d ]; then relctl_s="unreadable too-large $relctl_n"; fi
   fi
 fi
 if [ -n "$relctl_s" ]; then echo %[1]s $relctl_s
-else
-  relctl_m=$(stat -L -c %%a -- "$relctl_f" 2>/dev/null) || relctl_m=-
-  echo %[1]s present $relctl_n ${relctl_m:--}; cat -- "$relctl_f"; echo
+else echo %[1]s present $relctl_n ${relctl_m:--}; cat -- "$relctl_f"; echo
 fi`, mark, file, ancestorCheck(dir), maxFileBytes)
 }
 
@@ -299,6 +299,13 @@ func guardReplace(p, expect, onChanged string) string {
 			fmt.Sprintf(`if [ "$relctl_now" != %s ]; then %s; fi`, shellquote.Quote(expect), onChanged))
 	}
 	return strings.Join(lines, "\n")
+}
+
+// removeOnExit removes the temp file (a shell word) when the script exits,
+// if it is still there. The trap names it through a variable: a quoted path
+// inside the trap's own quotes would lose its quoting.
+func removeOnExit(tmp string) string {
+	return "relctl_tmp=" + tmp + "\ntrap '[ ! -e \"$relctl_tmp\" ] || rm -f -- \"$relctl_tmp\"' EXIT"
 }
 
 // ChangedSinceRead is in the refusal of a script that finds a file it
@@ -487,11 +494,11 @@ func AppendHistoryEvent(ctx context.Context, conn transport.Conn, layout Layout,
 		script := strings.Join([]string{
 			"set -e",
 			scriptPrelude,
-			"mkdir -p " + shellquote.Quote(layout.StateDir()),
+			fmt.Sprintf("[ -d %[1]s ] || mkdir -p %[1]s", shellquote.Quote(layout.StateDir())),
 			// Form, body, form and sha256, rename (see ActivateScriptIfUnchanged).
 			guardReplace(hist, "", ""),
-			fmt.Sprintf(`trap 'rm -f -- %[1]s' EXIT
-cat > %[1]s
+			removeOnExit(shellquote.Quote(tmp)),
+			fmt.Sprintf(`cat > %[1]s
 [ -s %[1]s ] || relctl_refuse 'no history arrived on stdin: nothing was changed'`, shellquote.Quote(tmp)),
 			guardReplace(hist, want, "echo changed; exit 0"),
 			fmt.Sprintf(`mv -f -T %[1]s %[2]s

@@ -327,7 +327,26 @@ func (l Layout) LockDir() string { return path.Join(l.StateDir(), "lock") }
 // lockCommon starts every lock script: work relative to .relctl so that the
 // renames below stay within one directory (and so atomic).
 func lockCommon(l Layout) string {
-	return fmt.Sprintf("mkdir -p %[1]s && cd %[1]s || exit 1\n", shellquote.Quote(l.StateDir()))
+	return fmt.Sprintf("{ [ -d %[1]s ] || mkdir -p %[1]s; } && cd %[1]s || exit 1\n", shellquote.Quote(l.StateDir()))
+}
+
+// ownsLock defines relctl_owns FILE: whether the owner.json FILE names the
+// run (ownedBy) on its first line, which is all relctl writes there; read by
+// the shell itself, as lock scripts start as few processes as they can.
+func ownsLock(runID string) string {
+	return fmt.Sprintf(`relctl_owns() {
+  relctl_o=
+  IFS= read -r relctl_o < "$1" 2>/dev/null
+  case $relctl_o in *%s*) return 0;; esac
+  return 1
+}
+`, ownedBy(runID))
+}
+
+// rmIfThere removes the shell word p (a file or directory) only if there is
+// something to remove: no process otherwise.
+func rmIfThere(p string) string {
+	return fmt.Sprintf("{ ! [ -e %[1]s ] && ! [ -L %[1]s ] || rm -rf %[1]s; }", p)
 }
 
 // probeLock defines probe_lock PATH: what is at a lock path, without
@@ -336,7 +355,8 @@ func lockCommon(l Layout) string {
 //
 //	none                       nothing there
 //	held\n<owner.json>         a lock directory with a regular owner.json
-//	gone                       it vanished while being read (a race)
+//	gone                       it vanished while being read (a race: a
+//	                           release moves the lock away whole)
 //	broken <what>\n<fact>      anything else: see brokenForms
 const probeLock = `probe_lock() {
   if [ -L "$1" ]; then echo "broken symlink"; readlink "$1" 2>/dev/null | head -c 300; return 0; fi
@@ -349,15 +369,15 @@ const probeLock = `probe_lock() {
     else echo "broken special"; fi
     return 0
   fi
-  if [ ! -r "$1" ] || [ ! -x "$1" ]; then echo "broken unreadable"; return 0; fi
+  if [ ! -r "$1" ] || [ ! -x "$1" ]; then if [ -d "$1" ]; then echo "broken unreadable"; else echo gone; fi; return 0; fi
   if [ -L "$1/owner.json" ]; then echo "broken owner-symlink"; readlink "$1/owner.json" 2>/dev/null | head -c 300; return 0; fi
   if [ ! -e "$1/owner.json" ]; then
     if [ -z "$(ls -A "$1" 2>/dev/null | head -n 1)" ]; then echo "broken empty"; else echo "broken no-owner"; ls -A "$1" 2>/dev/null | head -n 5; fi
     return 0
   fi
   if [ -d "$1/owner.json" ]; then echo "broken owner-dir"; return 0; fi
-  if [ ! -f "$1/owner.json" ]; then echo "broken owner-special"; return 0; fi
-  if [ ! -r "$1/owner.json" ]; then echo "broken owner-unreadable"; return 0; fi
+  if [ ! -f "$1/owner.json" ]; then if [ -e "$1/owner.json" ]; then echo "broken owner-special"; else echo gone; fi; return 0; fi
+  if [ ! -r "$1/owner.json" ]; then if [ -e "$1/owner.json" ]; then echo "broken owner-unreadable"; else echo gone; fi; return 0; fi
   echo held
   head -c ` + maxOwnerSizeText + ` "$1/owner.json" 2>/dev/null || return 0
 }
@@ -449,10 +469,10 @@ func acquireScript(l Layout, runID, then string) string {
 		// In a subshell: whatever it does, the lock's answer stands.
 		after = "(\n" + then + "\n)\nexit 0"
 	}
-	return lockCommon(l) + probeLock + fmt.Sprintf(`rm -rf %[1]s && mkdir %[1]s && cat > %[1]s/owner.json || exit 1
+	return lockCommon(l) + probeLock + fmt.Sprintf(`%[3]s && mkdir %[1]s && cat > %[1]s/owner.json || exit 1
 if [ ! -e lock ] && [ ! -L lock ] && mv -T %[1]s lock 2>/dev/null; then echo acquired; %[2]s; fi
 rm -rf %[1]s
-probe_lock lock`, n, after)
+probe_lock lock`, n, after, rmIfThere(n))
 }
 
 // takeOverScript replaces a stale lock, but only the very one judged stale:
@@ -484,14 +504,14 @@ func ownedBy(runID string) string { return shellquote.Quote(`"run_id":"` + runID
 // meanwhile, the write lands in the moved directory, never in the new lock.
 func refreshScript(l Layout, runID string) string {
 	t := shellquote.Quote("owner.json.tmp." + runID)
-	return fmt.Sprintf(`[ -L %[1]s ] && { echo other; exit 0; }
+	return ownsLock(runID) + fmt.Sprintf(`[ -L %[1]s ] && { echo other; exit 0; }
 cd %[1]s 2>/dev/null || { echo gone; exit 0; }
-grep -qF %[2]s owner.json 2>/dev/null || { echo other; exit 0; }
-cat > %[3]s || exit 1
+relctl_owns owner.json || { echo other; exit 0; }
+cat > %[2]s || exit 1
 # Check again right before the rename: another run may have taken the lock
 # while the new owner.json was arriving on stdin.
-grep -qF %[2]s owner.json 2>/dev/null || { rm -f %[3]s; echo other; exit 0; }
-mv -f %[3]s owner.json && echo ok`, shellquote.Quote(l.LockDir()), ownedBy(runID), t)
+relctl_owns owner.json || { rm -f %[2]s; echo other; exit 0; }
+mv -f %[2]s owner.json && echo ok`, shellquote.Quote(l.LockDir()), t)
 }
 
 // releaseScript removes the lock if it is ours: moved aside whole (so no
@@ -499,14 +519,14 @@ mv -f %[3]s owner.json && echo ok`, shellquote.Quote(l.LockDir()), ownedBy(runID
 // there, then deleted. Another run's lock that got in between is put back.
 func releaseScript(l Layout, runID string) string {
 	r := shellquote.Quote("lock.released." + runID)
-	return fmt.Sprintf(`cd %[1]s 2>/dev/null || { echo gone; exit 0; }
+	return ownsLock(runID) + fmt.Sprintf(`cd %[1]s 2>/dev/null || { echo gone; exit 0; }
 [ -d lock ] && [ ! -L lock ] || { echo gone; exit 0; }
-grep -qF %[2]s lock/owner.json 2>/dev/null || { echo other; exit 0; }
-rm -rf %[3]s
-mv -T lock %[3]s 2>/dev/null || { echo gone; exit 0; }
-if grep -qF %[2]s %[3]s/owner.json 2>/dev/null; then rm -rf %[3]s; echo released; exit 0; fi
-if [ ! -e lock ] && [ ! -L lock ]; then mv -T %[3]s lock 2>/dev/null; fi
-echo other`, shellquote.Quote(l.StateDir()), ownedBy(runID), r)
+relctl_owns lock/owner.json || { echo other; exit 0; }
+%[3]s
+mv -T lock %[2]s 2>/dev/null || { echo gone; exit 0; }
+if relctl_owns %[2]s/owner.json; then rm -rf %[2]s; echo released; exit 0; fi
+if [ ! -e lock ] && [ ! -L lock ]; then mv -T %[2]s lock 2>/dev/null; fi
+echo other`, shellquote.Quote(l.StateDir()), r, rmIfThere(r))
 }
 
 // inspectScript says what the lock is (probe_lock); it changes nothing.

@@ -149,6 +149,15 @@ func TestReadScriptStates(t *testing.T) {
 			must(t, os.MkdirAll(l.StateDir(), 0o755))
 			must(t, os.Chmod(l.BaseDir, 0o700))
 		}},
+		{name: "releases with odd and multibyte names, in a UTF-8 locale", wantRels: 4, setup: func(t *testing.T, l Layout) {
+			// ${#} would count characters here: the script counts bytes.
+			t.Setenv("LC_ALL", "C.UTF-8")
+			t.Setenv("LANG", "C.UTF-8")
+			for _, n := range []string{"1.0.0", "é-ü-1.0", "a b", ".hidden"} {
+				must(t, os.MkdirAll(l.Release(n), 0o755))
+			}
+			must(t, os.Symlink("/nonexistent/relctl", l.Release("dangling")))
+		}},
 		{name: "releases not readable by the SSH user", nobody: true, wantErr: "/releases cannot be read by the SSH user", setup: func(t *testing.T, l Layout) {
 			must(t, os.MkdirAll(l.Release("1.0.0"), 0o755))
 			must(t, os.Chmod(l.Releases(), 0o700))
@@ -340,6 +349,71 @@ func TestReadFileScript(t *testing.T) {
 			must(t, os.Mkdir(p, 0o755))
 			if _, err := read(); err == nil || !strings.Contains(err.Error(), p+" is a directory") {
 				t.Fatalf("a directory: %v", err)
+			}
+		})
+	}
+}
+
+// TestReadFileScriptWithoutStat: a host without stat(1) still reads the
+// file; its size comes from wc -c, its mode is unknown.
+func TestReadFileScriptWithoutStat(t *testing.T) {
+	bin := t.TempDir()
+	for _, tool := range []string{"cat", "wc"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			t.Skip(tool + " not installed")
+		}
+		must(t, os.Symlink(p, filepath.Join(bin, tool)))
+	}
+	f := filepath.Join(worldDir(t), "state.json")
+	must(t, os.WriteFile(f, []byte("{\"a\":1}\n"), 0o640))
+	for _, sh := range shells {
+		t.Run(sh, func(t *testing.T) {
+			shellPath, err := exec.LookPath(sh)
+			if err != nil {
+				t.Skipf("%s not installed", sh)
+			}
+			cmd := exec.Command(shellPath, "-c", ReadFileScript(f))
+			cmd.Env = []string{"PATH=" + bin}
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("script failed: %v", err)
+			}
+			hf, err := ParseFileRead(f, out)
+			if err != nil {
+				t.Fatalf("%v\noutput: %q", err, out)
+			}
+			if string(hf.Body) != "{\"a\":1}\n" || hf.ModeKnown {
+				t.Errorf("read %q (mode known %v), want the file and no mode", hf.Body, hf.ModeKnown)
+			}
+		})
+	}
+}
+
+// TestRefusedWritesLeaveNoTempFile: a switch refused after its history
+// arrived (history changed since it was read) removes its temp file, also
+// under a base directory whose name needs quoting.
+func TestRefusedWritesLeaveNoTempFile(t *testing.T) {
+	for _, sh := range shells {
+		t.Run(sh, func(t *testing.T) {
+			l := Layout{BaseDir: filepath.Join(worldDir(t), "srv", "it's $here")}
+			must(t, os.MkdirAll(l.Release("1.0.0"), 0o755))
+			must(t, os.MkdirAll(l.StateDir(), 0o755))
+			must(t, os.WriteFile(l.HistoryFile(), []byte(goodHistory+"\n"), 0o644))
+			stale := strings.Repeat("0", 64)
+			_, stderr, err := shellRun(t, sh, l.ActivateScriptIfUnchanged("1.0.0", "r1", stale), goodHistory+"\n", false)
+			if err == nil || !strings.Contains(stderr, ChangedSinceRead) {
+				t.Fatalf("a stale sum: err %v, stderr %q; want the refusal", err, stderr)
+			}
+			entries, err := os.ReadDir(l.StateDir())
+			must(t, err)
+			for _, e := range entries {
+				if e.Name() != "history.json" {
+					t.Errorf(".relctl holds %s after the refusal", e.Name())
+				}
+			}
+			if b, _ := os.ReadFile(l.HistoryFile()); string(b) != goodHistory+"\n" {
+				t.Errorf("history = %q", b)
 			}
 		})
 	}
