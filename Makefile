@@ -34,13 +34,16 @@ bench:
 	$(GO) test -run '^$$' -bench ArtifactInspectionRSS -benchtime 1x ./bench/
 
 HOSTS ?= 200
+PULL ?= 1
 
 # Starts HOSTS real OpenSSH sshd on 127.0.0.1 and runs the relctl binary's
 # deploy 1.0.0, deploy 1.1.0 and rollback --to prev --parallel all against
 # them; prints one row per command: phases, handshakes and sessions per host,
-# peak RSS. 1000 hosts take about 5 minutes on 2 cores.
+# peak RSS, CPU. With PULL=1 (default), also a 50 MiB release pushed over SSH
+# against one pulled by the hosts over HTTP, on the first 50 hosts. 1000
+# hosts take about 5 minutes on 2 cores.
 bench-fleet: test-deps
-	RELCTL_BENCH_HOSTS=$(HOSTS) $(GO) test -run '^$$' -bench '^BenchmarkFleet$$' -benchtime 1x -timeout 30m ./bench/
+	RELCTL_BENCH_PULL=$(PULL) RELCTL_BENCH_HOSTS=$(HOSTS) $(GO) test -run '^$$' -bench '^BenchmarkFleet$$' -benchtime 1x -timeout 30m ./bench/
 
 # Runs every native Go fuzz target for FUZZTIME each (default 30s) and prints
 # a table; their seed corpora (testdata/fuzz/) already run in `make test`.

@@ -2,7 +2,7 @@
 # Installs the Debian packages the tests start for real, when missing:
 # OpenSSH's sshd (integration tests against real sshd) and ssh-keygen, and
 # monit (watchdog checks run the real `monit -t`), HAProxy and socat (traffic
-# cutover through the real runtime API).
+# cutover through the real runtime API), curl and wget (hosts pull artifacts).
 set -eu
 missing=""
 [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
@@ -15,6 +15,9 @@ command -v tar >/dev/null 2>&1 || missing="$missing tar"
 command -v monit >/dev/null 2>&1 || missing="$missing monit"
 [ -x /usr/sbin/haproxy ] || missing="$missing haproxy"
 command -v socat >/dev/null 2>&1 || missing="$missing socat"
+# Hosts fetch pulled artifacts ([artifact] url) with curl or wget.
+command -v curl >/dev/null 2>&1 || missing="$missing curl"
+command -v wget >/dev/null 2>&1 || missing="$missing wget"
 if [ -z "$missing" ]; then
 	exit 0
 fi

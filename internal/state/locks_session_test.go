@@ -62,7 +62,7 @@ func TestReleaseAfterRunsThePreludeThenUnlocks(t *testing.T) {
 		return func(err error) { mu.Lock(); defer mu.Unlock(); done[host] = err }
 	}
 	pre := map[string]Prelude{
-		ReleaseKey(ok.Host, ok.Layout): {Script: "cat > " + out + "; echo " + markPrelude + " 9", Stdin: []byte("hello\n"), Done: record(ok.Host)},
+		ReleaseKey(ok.Host, ok.Layout):   {Script: "cat > " + out + "; echo " + markPrelude + " 9", Stdin: []byte("hello\n"), Done: record(ok.Host)},
 		ReleaseKey(bad.Host, bad.Layout): {Script: "echo 'disk full' >&2; exit 4", Done: record(bad.Host)},
 	}
 	if err := set.ReleaseAfter(testCtx(t), pre); err != nil {
