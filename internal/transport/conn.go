@@ -48,7 +48,7 @@ type sshConn struct {
 	// Options.ControlTimeout; RunOptions.Limit picks one.
 	cmdTimeout     time.Duration
 	controlTimeout time.Duration
-	logger         zerolog.Logger
+	logger         *zerolog.Logger
 	gone           chan struct{} // closed once the connection has ended
 
 	mu      sync.Mutex
@@ -150,7 +150,7 @@ func (c *sshConn) keepalive() <-chan error {
 // fast instead of hanging on a dead peer.
 func (c *sshConn) drop(cause error) {
 	c.end(cause)
-	c.logger.Warn().Err(cause).Msg("ssh connection lost")
+	c.logger.Warn().Str("host", c.host).Err(cause).Msg("ssh connection lost")
 	_ = c.client.Close()
 }
 

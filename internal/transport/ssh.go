@@ -299,7 +299,9 @@ func (p *Pool) user(t Target) (string, error) {
 
 // dial connects and authenticates; ConnectTimeout covers TCP and handshake.
 func (p *Pool) dial(ctx context.Context, t Target) (*sshConn, error) {
-	logger := zerolog.Ctx(ctx).With().Str("host", t.Name).Logger()
+	// The host goes on each message: a logger made With it holds a 500-byte
+	// buffer for the connection's life.
+	logger := zerolog.Ctx(ctx)
 	login, err := p.user(t)
 	if err != nil {
 		return nil, err
@@ -355,7 +357,7 @@ func (p *Pool) dial(ctx context.Context, t Target) (*sshConn, error) {
 		return nil, &DialError{Host: t.Name, Address: t.Address, Err: err}
 	}
 	_ = nc.SetDeadline(time.Time{})
-	logger.Debug().Str("address", t.Address).Str("user", login).
+	logger.Debug().Str("host", t.Name).Str("address", t.Address).Str("user", login).
 		Dur("took", time.Since(start)).Msg("ssh connected")
 
 	// Not ssh.NewClient, which starts three goroutines per connection: two
