@@ -15,6 +15,7 @@ import (
 
 	"github.com/relctl/relctl/internal/shellquote"
 	"github.com/relctl/relctl/internal/transport"
+	"github.com/relctl/relctl/playbooks"
 )
 
 // fetchAction has the host fetch the artifact itself (artifact.url), in one
@@ -163,7 +164,7 @@ func seconds(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), '
 // "relctl-fetch:"; the tool's messages go to stdout as well, to be scrubbed.
 func (a *fetchAction) script(tmp string) string {
 	p := a.pull
-	curlOpts := []string{"-q", "--config", "-", "--silent", "--show-error", "--fail",
+	curlOpts := []string{"-q", "--config", "-", "--globoff", "--silent", "--show-error", "--fail",
 		"--proto", "=http,https", "--proto-redir", "=http,https",
 		"--retry", strconv.Itoa(p.retries), "--retry-delay", seconds(fetchRetryDelay), "--retry-connrefused",
 		"--connect-timeout", seconds(p.connectTimeout), "--max-time", seconds(p.timeout),
@@ -222,13 +223,26 @@ type fetchOutput struct {
 	other     []string // the tool's own lines, scrubbed
 }
 
-var wgetHTTPError = regexp.MustCompile(`\bERROR ([0-9]{3}): `)
+var (
+	wgetHTTPError = regexp.MustCompile(`\bERROR ([0-9]{3}): `)
+	// anyURL is a URL in a tool's message (wget prints "URL:http://...").
+	anyURL = regexp.MustCompile(`(?i)\b[a-z][a-z0-9+.-]*://[^\s"'<>]+`)
+)
 
+// redactURLs redacts every URL in text: the tools print URLs the pull never
+// knew of (a redirect's target, often presigned), so scrub is not enough.
+func redactURLs(text string) string {
+	return anyURL.ReplaceAllStringFunc(text, playbooks.RedactURL)
+}
+
+// parseFetchOutput reads the script's output; every line of the tool's own
+// is kept with its URLs redacted.
 func parseFetchOutput(s string) fetchOutput {
 	var o fetchOutput
 	for _, line := range strings.Split(s, "\n") {
 		rest, ours := strings.CutPrefix(strings.TrimSpace(line), "relctl-fetch: ")
 		if !ours {
+			line = redactURLs(line)
 			if l := strings.TrimSpace(line); l != "" {
 				o.other = append(o.other, l)
 				if m := wgetHTTPError.FindStringSubmatch(l); m != nil {

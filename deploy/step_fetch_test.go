@@ -279,3 +279,83 @@ func TestScrub(t *testing.T) {
 		t.Errorf("scrub:\n got %q\nwant %q", got, want)
 	}
 }
+
+// A store that redirects to a presigned URL (GitHub releases, Artifactory,
+// S3/GCS): when the presigned URL fails (expired, 403), wget -nv prints it,
+// signature and all. The step's error (console, journal, report, run log)
+// must show none of it: every URL in the tool's output is redacted.
+func TestFetchErrorRedactsTheRedirectTarget(t *testing.T) {
+	const presigned = "X-Amz-Signature=PRESIGNEDSECRET0123456789"
+	cdn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "Request has expired", http.StatusForbidden)
+	}))
+	defer cdn.Close()
+	store := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, cdn.URL+"/blob/abc?X-Amz-Credential=AKIAEXAMPLE&"+presigned, http.StatusFound)
+	}))
+	defer store.Close()
+	for _, shell := range []string{"/bin/dash", "/bin/bash"} {
+		for _, tool := range []string{"curl", "wget"} {
+			t.Run(filepath.Base(shell)+"/"+tool, func(t *testing.T) {
+				u := store.URL + "/releases/download/v1/search-1.0.tar.gz"
+				pull := &artifactPull{url: u, shown: playbooks.RedactURL(u), headerName: "Authorization",
+					connectTimeout: 2 * time.Second, timeout: 5 * time.Second}
+				a := &fetchAction{pull: pull, Remote: filepath.Join(t.TempDir(), "search-1.0.tar.gz"), SHA256: strings.Repeat("0", 64), From: "test"}
+				_, err := runFetchScript(t, shell, toolPath(t, tool), a)
+				if err == nil {
+					t.Fatal("fetch succeeded")
+				}
+				for _, secret := range []string{"PRESIGNEDSECRET", "AKIAEXAMPLE"} {
+					if strings.Contains(err.Error(), secret) {
+						t.Errorf("the step's error shows the redirect target's %s: %v", secret, err)
+					}
+				}
+				if !strings.Contains(err.Error(), "HTTP 403") {
+					t.Errorf("the step's error does not say HTTP 403: %v", err)
+				}
+			})
+		}
+	}
+}
+
+func TestRedactURLs(t *testing.T) {
+	in := "2024-05-01 10:00:00 URL:https://cdn.example/b?X-Amz-Signature=abc&e=1 [9/9] -> \"x\" [1]\nhttps://u:p@h/p:\nno url here"
+	want := "2024-05-01 10:00:00 URL:https://cdn.example/b?X-Amz-Signature=REDACTED&e=REDACTED [9/9] -> \"x\" [1]\nhttps://REDACTED@h/p:\nno url here"
+	if got := redactURLs(in); got != want {
+		t.Errorf("redactURLs:\n got %q\nwant %q", got, want)
+	}
+}
+
+// curl globs the URL it reads ([1-3], {a,b}) unless told not to: a URL with
+// brackets or braces (a query such as filter[name]=x) must make exactly one
+// request, as it does with wget and on the controller.
+func TestFetchCurlTakesTheURLLiterally(t *testing.T) {
+	var requests atomic.Int32
+	var lastQuery atomic.Value
+	body := []byte("artifact\n")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		lastQuery.Store(r.URL.RawQuery)
+		_, _ = w.Write(body)
+	}))
+	defer srv.Close()
+	sum := sha256.Sum256(body)
+	for _, shell := range []string{"/bin/dash", "/bin/bash"} {
+		t.Run(filepath.Base(shell), func(t *testing.T) {
+			requests.Store(0)
+			u := srv.URL + "/a/search-1.0.tar.gz?v=[1-40]&f={a,b}"
+			pull := &artifactPull{url: u, shown: playbooks.RedactURL(u), headerName: "Authorization",
+				connectTimeout: 2 * time.Second, timeout: 5 * time.Second}
+			a := &fetchAction{pull: pull, Remote: filepath.Join(t.TempDir(), "search-1.0.tar.gz"), SHA256: hex.EncodeToString(sum[:]), From: "test"}
+			if _, err := runFetchScript(t, shell, toolPath(t, "curl"), a); err != nil {
+				t.Fatal(err)
+			}
+			if n := requests.Load(); n != 1 {
+				t.Errorf("one URL configured, the host made %d requests", n)
+			}
+			if q, _ := lastQuery.Load().(string); q != "v=[1-40]&f={a,b}" && q != "v=%5B1-40%5D&f=%7Ba,b%7D" {
+				t.Errorf("the server got the query %q", q)
+			}
+		})
+	}
+}
