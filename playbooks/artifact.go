@@ -59,6 +59,9 @@ var (
 	envNameRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	headerNameRE = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 	sha256RE     = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+	// artifactNameRE is a pulled artifact's file name on the host: no
+	// control characters, quotes, spaces or bytes that are not UTF-8.
+	artifactNameRE = regexp.MustCompile(`^[A-Za-z0-9._+~-]+$`)
 )
 
 // validateArtifact checks [artifact] on its own: exactly one of path and
@@ -199,6 +202,9 @@ func checkFetchURL(raw string) (string, error) {
 	name := path.Base(u.Path)
 	if strings.HasSuffix(u.Path, "/") || name == "." || name == ".." || name == "/" || strings.ContainsAny(name, "/\\") {
 		return "", fmt.Errorf("does not name a file (its path's last segment is the file's name on the host)")
+	}
+	if !artifactNameRE.MatchString(name) {
+		return "", fmt.Errorf("names the file %q (its path's last segment, decoded, is the file's name on the host): a name may hold only letters, digits and . _ + ~ -", name)
 	}
 	return name, nil
 }

@@ -85,6 +85,11 @@ playbooks/web.toml:9:1: artifact.timeout must be more than 0s`,
 			want:     `playbooks/web.toml:5:1: playbook "web": artifact.url https://s/dir/: does not name a file (its path's last segment is the file's name on the host) (host "web-1" in environment "staging")`,
 		},
 		{
+			name:     "file name with a line break",
+			playbook: withArtifact("url = \"https://s/a/x%0Ay.tgz\"\n"),
+			want:     `playbooks/web.toml:5:1: playbook "web": artifact.url https://s/a/x%0Ay.tgz: names the file "x\ny.tgz" (its path's last segment, decoded, is the file's name on the host): a name may hold only letters, digits and . _ + ~ - (host "web-1" in environment "staging")`,
+		},
+		{
 			name:     "manifest rendered per host",
 			playbook: withArtifact("url = \"https://s/a.tgz\"\nmanifest = \"https://s/{{.Vars.channel}}/SHA256SUMS\"\n"),
 			want:     `playbooks/web.toml:6:1: artifact.manifest: template: <.Vars.channel>: map has no entry for key "channel" (rendering for host "web-1" in environment "staging")`,
@@ -201,6 +206,35 @@ func TestRedactURL(t *testing.T) {
 			if strings.Contains(tt.in, secret) && strings.Contains(RedactURL(tt.in), secret) {
 				t.Errorf("RedactURL(%q) keeps %q", tt.in, secret)
 			}
+		}
+	}
+}
+
+// The file name comes from the URL's decoded path: it reaches the host's
+// paths and the fetch script's command line, so only a plain file name is
+// accepted (a NUL there makes sshd drop the connection).
+func TestArtifactFileNameFromTheURL(t *testing.T) {
+	for _, tt := range []struct{ url, name string }{
+		{"https://s/a/search-1.0.tar.gz", "search-1.0.tar.gz"},
+		{"https://s/a/app_2.0+build.7~rc1.tgz?sig=x", "app_2.0+build.7~rc1.tgz"},
+		{"https://s/a/x%00y.tar.gz", ""},
+		{"https://s/a/x%0Ay.tar.gz", ""},
+		{"https://s/a/%1b%5b2J.tar.gz", ""},
+		{"https://s/a/x%FFy.tar.gz", ""},
+		{"https://s/a/%C3%A9t%C3%A9.tgz", ""},
+		{"https://s/a/it's.tgz", ""},
+		{"https://s/a/$(reboot).tgz", ""},
+		{"https://s/a/a%20b.tgz", ""},
+		{"https://s/a/a%5Cb.tgz", ""},
+	} {
+		name, err := checkFetchURL(tt.url)
+		switch {
+		case tt.name == "" && err == nil:
+			t.Errorf("%s: file name %q accepted", tt.url, name)
+		case tt.name == "" && !strings.Contains(err.Error(), "a name may hold only letters, digits and . _ + ~ -") && !strings.Contains(err.Error(), "does not name a file"):
+			t.Errorf("%s: %v", tt.url, err)
+		case tt.name != "" && (err != nil || name != tt.name):
+			t.Errorf("%s: got %q, %v; want %q", tt.url, name, err, tt.name)
 		}
 	}
 }
