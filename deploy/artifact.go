@@ -40,12 +40,65 @@ type ArtifactInfo struct {
 	pull *artifactPull // what a host's fetch needs, credentials included: never shown
 }
 
+// planArtifact gives each host of a plan its artifact. The first host's is
+// the plan's (Plan.Artifact, and the release digest from its sha256). A
+// pulled artifact's URL is rendered per host (a per-host mirror), so each
+// host fetches its own URL; the file name and sha256 must be the same for
+// every host, since the release digest, history and rehearsal records name
+// one artifact.
+type planArtifact struct {
+	cfg   *playbooks.Config
+	pb    *playbooks.Playbook
+	skip  bool // SkipArtifact: nothing read
+	first string
+	sums  checksumCache
+}
+
+// add sets hp's artifact (and, for the first host, the plan's).
+func (pa *planArtifact) add(p *Plan, hp *HostPlan) error {
+	data := hp.Data
+	switch {
+	case pa.first == "" && pa.skip:
+		p.Artifact = ArtifactInfo{Path: "(not read)", Name: "artifact", SHA256: strings.Repeat("0", 64)}
+	case pa.first == "":
+		if pa.sums == nil {
+			pa.sums = checksumCache{}
+		}
+		info, err := artifactInfo(pa.cfg, pa.pb, data, pa.sums)
+		if err != nil {
+			return err
+		}
+		if p.Digest, err = ReleaseDigest(pa.pb, p.Version, info.SHA256); err != nil {
+			return err
+		}
+		p.Artifact = info
+	case !pa.skip && p.Artifact.pull != nil:
+		info, err := artifactInfo(pa.cfg, pa.pb, data, pa.sums)
+		if err != nil {
+			return err
+		}
+		if info.Name != p.Artifact.Name || info.SHA256 != p.Artifact.SHA256 {
+			return badInput("%s: artifact.url renders different artifacts for host %s (%s, sha256 %s from %s) and host %s (%s, sha256 %s from %s): every host of a release gets the same file (the release digest names one sha256); a per-host mirror must serve the same file under the same name",
+				pa.pb.Where("artifact.url"), pa.first, p.Artifact.Name, p.Artifact.SHA256, p.Artifact.SHA256From,
+				hp.Name, info.Name, info.SHA256, info.SHA256From)
+		}
+		hp.artifact = &info
+	}
+	if pa.first == "" {
+		pa.first = hp.Name
+	}
+	data.ArtifactName = p.Artifact.Name
+	data.ArtifactSHA256 = p.Artifact.SHA256
+	data.Artifact = path.Join(data.ReleaseDir, p.Artifact.Name)
+	return nil
+}
+
 // artifactInfo identifies the release's artifact: the local file's sha256,
 // or for artifact.url the declared sha256 (fetched from its checksum file
-// or manifest) and the URL's file name.
-func artifactInfo(cfg *playbooks.Config, pb *playbooks.Playbook, data *playbooks.TemplateData) (ArtifactInfo, error) {
+// or manifest, remembered in sums) and the URL's file name.
+func artifactInfo(cfg *playbooks.Config, pb *playbooks.Playbook, data *playbooks.TemplateData, sums checksumCache) (ArtifactInfo, error) {
 	if pb.Artifact.Pulled() {
-		return pulledArtifactInfo(pb, data)
+		return pulledArtifactInfo(pb, data, sums)
 	}
 	local, err := pb.ArtifactPath(cfg, data)
 	if err != nil {

@@ -58,11 +58,13 @@ const (
 	checksumRetryDelay = time.Second
 )
 
-// pulledArtifactInfo identifies an artifact the hosts pull: its file name
-// from the URL, its sha256 as declared (artifact.sha256) or read from a
-// checksum file or manifest, which is the only thing the controller fetches.
+// pulledArtifactInfo identifies an artifact the hosts pull, for one host
+// (artifact.url and its checksum settings are templates, rendered per
+// host): its file name from the URL, its sha256 as declared
+// (artifact.sha256) or read from a checksum file or manifest, which is the
+// only thing the controller fetches, once per rendered checksum URL (sums).
 // Every problem is bad input (exit 2), reported before any host changes.
-func pulledArtifactInfo(pb *playbooks.Playbook, data *playbooks.TemplateData) (ArtifactInfo, error) {
+func pulledArtifactInfo(pb *playbooks.Playbook, data *playbooks.TemplateData, sums checksumCache) (ArtifactInfo, error) {
 	a := &pb.Artifact
 	raw, name, err := pb.ArtifactURL(data)
 	if err != nil {
@@ -92,12 +94,30 @@ func pulledArtifactInfo(pb *playbooks.Playbook, data *playbooks.TemplateData) (A
 		info.SHA256, info.SHA256From = src.Value, src.Key
 		return info, nil
 	}
-	info.SHA256, err = pull.fetchChecksum(src, name)
-	if err != nil {
-		return ArtifactInfo{}, badInput("%s: %s", pb.Where(src.Key), pull.scrub(err.Error()))
+	key := src.Kind + "\x00" + src.Value + "\x00" + name
+	got, ok := sums[key]
+	if !ok {
+		got.sum, got.err = pull.fetchChecksum(src, name)
+		if got.err != nil {
+			got.err = badInput("%s: %s", pb.Where(src.Key), pull.scrub(got.err.Error()))
+		}
+		sums[key] = got
 	}
-	info.SHA256From = playbooks.RedactURL(src.Value)
+	if got.err != nil {
+		return ArtifactInfo{}, got.err
+	}
+	info.SHA256, info.SHA256From = got.sum, playbooks.RedactURL(src.Value)
 	return info, nil
+}
+
+// checksumCache is what each checksum file or manifest gave during one
+// plan, by kind, rendered URL and file name: hosts that share a checksum
+// URL share one fetch.
+type checksumCache map[string]checksumAnswer
+
+type checksumAnswer struct {
+	sum string
+	err error
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }

@@ -12,7 +12,6 @@ import (
 	"github.com/relctl/relctl/internal/fleet"
 	"math"
 	"os"
-	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -97,6 +96,9 @@ type HostPlan struct {
 
 	checks map[string]*playbooks.Check
 	host   *playbooks.Host
+	// artifact is this host's pulled artifact when it is not the plan's
+	// (artifact.url rendered for this host: its own URL, same file).
+	artifact *ArtifactInfo
 }
 
 // Step is one named unit of work on a host.
@@ -181,26 +183,15 @@ func BuildPlan(proj *playbooks.Project, opts PlanOptions) (*Plan, error) {
 		trafficPerHost: pb.Move == nil || opts.MoveDone || opts.MoveResume != nil,
 	}
 	var hostPlans []*HostPlan
+	arts := &planArtifact{cfg: proj.Config, pb: pb, skip: opts.SkipArtifact}
 	for _, h := range hosts {
 		hp, err := newHostPlan(p, h)
 		if err != nil {
 			return nil, err
 		}
-		data := hp.Data
-		if p.Artifact.Path == "" && opts.SkipArtifact {
-			p.Artifact = ArtifactInfo{Path: "(not read)", Name: "artifact", SHA256: strings.Repeat("0", 64)}
+		if err := arts.add(p, hp); err != nil {
+			return nil, err
 		}
-		if p.Artifact.Path == "" {
-			if p.Artifact, err = artifactInfo(proj.Config, pb, data); err != nil {
-				return nil, err
-			}
-			if p.Digest, err = ReleaseDigest(pb, opts.Version, p.Artifact.SHA256); err != nil {
-				return nil, err
-			}
-		}
-		data.ArtifactName = p.Artifact.Name
-		data.ArtifactSHA256 = p.Artifact.SHA256
-		data.Artifact = path.Join(data.ReleaseDir, p.Artifact.Name)
 		if hp.Steps, err = buildSteps(pb, p, hp); err != nil {
 			return nil, err
 		}

@@ -30,8 +30,14 @@ type fetchAction struct {
 	From   string // where the sha256 came from, for messages
 }
 
+// buildFetchStep fetches the host's own rendered URL (HostPlan.artifact),
+// else the plan's.
 func buildFetchStep(p *Plan, hp *HostPlan) (Action, string, error) {
-	a := &fetchAction{pull: p.Artifact.pull, Remote: hp.Data.Artifact, SHA256: p.Artifact.SHA256, From: p.Artifact.SHA256From}
+	info := &p.Artifact
+	if hp.artifact != nil {
+		info = hp.artifact
+	}
+	a := &fetchAction{pull: info.pull, Remote: hp.Data.Artifact, SHA256: info.SHA256, From: info.SHA256From}
 	return a, fmt.Sprintf("fetch %s (sha256 %s, from %s) on the host to %s", a.pull.shown, a.SHA256[:12], a.From, a.Remote), nil
 }
 
