@@ -107,6 +107,9 @@ func (a *fetchAction) failure(out fetchOutput) string {
 	}
 	switch out.status {
 	case "mismatch":
+		if strings.HasPrefix(out.http, "3") {
+			return fmt.Sprintf("the server redirected (HTTP %s) and the host's curl did not follow: with an auth header curl follows a redirect only when the header is Authorization and curl is 7.58 or later (older curl sends it on to the redirect's host); the download was removed", out.http)
+		}
 		return fmt.Sprintf("sha256 mismatch: the host downloaded a file with sha256 %s, want %s (from %s); the download was removed", out.got, a.SHA256, a.From)
 	case "no-tool":
 		return "the host has neither curl nor wget (install one, or ship the artifact with artifact.path)"
@@ -124,11 +127,14 @@ func (a *fetchAction) failure(out fetchOutput) string {
 
 // toolExitReason reads curl's and wget's exit codes.
 func toolExitReason(tool string, code int, http string) string {
+	if tool == "curl" && code == 1 && strings.HasPrefix(http, "3") {
+		return fmt.Sprintf("redirected (HTTP %s) to a protocol not allowed (with credentials, an https URL is redirected only to https)", http)
+	}
 	if http != "" {
 		return "HTTP " + http
 	}
 	reasons := map[string]map[int]string{
-		"curl": {1: "unsupported protocol (a redirect to something other than http or https?)", 6: "could not resolve the host",
+		"curl": {1: "unsupported protocol", 6: "could not resolve the host",
 			7: "could not connect", 22: "HTTP error", 28: "timed out", 35: "TLS handshake failed", 47: "too many redirects",
 			52: "empty reply from the server", 56: "connection broken while receiving", 60: "the server's TLS certificate is not trusted"},
 		"wget": {3: "could not write the file", 4: "network failure", 5: "the server's TLS certificate is not trusted",
@@ -157,39 +163,104 @@ func curlQuote(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
-// curlFollows and wgetFollows: redirects are followed unless an auth header
-// could go along to another host. curl (7.58 and later) keeps an
-// Authorization header to the first host; wget 1.21 sends it on.
-func (p *artifactPull) curlFollows() bool {
-	return p.header == "" || strings.EqualFold(p.headerName, "Authorization")
+// Versions of the tools (as vnum in the script computes them: major *
+// 1000000 + minor * 1000 + patch) from which the script uses an option or
+// a behaviour. Older tools fetch without the option.
+const (
+	curlRetryConnRefused = 7052000 // --retry-connrefused
+	// curlKeepsAuthorization: curl 7.58 sends a custom Authorization header
+	// to the first host only; older curl sends it along on a redirect.
+	curlKeepsAuthorization = 7058000
+	wgetRetryOnHTTPError   = 1019001 // --retry-on-http-error
+)
+
+// hasCredentials: the request carries a secret (the auth header, or user
+// information in the URL).
+func (p *artifactPull) hasCredentials() bool {
+	if p.header != "" {
+		return true
+	}
+	u, err := url.Parse(p.url)
+	return err == nil && u.User != nil
+}
+
+// curlFollowFrom is the curl version from which redirects are followed: 0
+// always, -1 never. With an auth header they are followed only when it
+// stays with the first host: an Authorization header with curl 7.58 or
+// later (URL user information never goes along).
+func (p *artifactPull) curlFollowFrom() int {
+	switch {
+	case p.header == "":
+		return 0
+	case strings.EqualFold(p.headerName, "Authorization"):
+		return curlKeepsAuthorization
+	}
+	return -1
+}
+
+// redirectProtocols are the protocols curl may be redirected to: with
+// credentials, an https URL is never redirected to http (curl before 7.83
+// kept them for the same host on another protocol).
+func (p *artifactPull) redirectProtocols() string {
+	if u, err := url.Parse(p.url); err == nil && u.Scheme == "https" && p.hasCredentials() {
+		return "=https"
+	}
+	return "=http,https"
 }
 
 func seconds(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) }
+
+// curlOptions are curl's options; the script adds $copt, the ones its curl
+// version has (toolOptions).
+func (p *artifactPull) curlOptions() []string {
+	return []string{"-q", "--config", "-", "--globoff", "--silent", "--show-error", "--fail",
+		"--proto", "=http,https", "--proto-redir", p.redirectProtocols(),
+		"--retry", strconv.Itoa(p.retries), "--retry-delay", seconds(fetchRetryDelay),
+		"--connect-timeout", seconds(p.connectTimeout), "--max-time", seconds(p.timeout),
+		"--output", `"$tmp"`, "--write-out", shellquote.Quote(`relctl-fetch: http %{http_code}\n`), `$copt`}
+}
+
+// wgetOptions are wget's; the script adds $wopt. With credentials wget
+// follows no redirect: wget 1.21 sends an auth header on to another host.
+func (p *artifactPull) wgetOptions() []string {
+	opts := []string{`--config="$tmp.wgetrc"`, "--input-file=-", "--no-verbose",
+		"--tries=" + strconv.Itoa(p.retries+1), "--waitretry=" + seconds(fetchRetryDelay), "--retry-connrefused",
+		"--dns-timeout=" + seconds(p.connectTimeout), "--connect-timeout=" + seconds(p.connectTimeout),
+		"--read-timeout=" + seconds(p.timeout), `--output-document="$tmp"`}
+	if p.hasCredentials() {
+		opts = append(opts, "--max-redirect=0")
+	}
+	if u, err := url.Parse(p.url); err == nil && u.User != nil {
+		// Like curl: the URL's user and password go with the first request.
+		opts = append(opts, "--auth-no-challenge")
+	}
+	return append(opts, `$wopt`)
+}
+
+// toolOptions are the script's lines that read the tool's version (vnum)
+// and set $copt or $wopt to the options that version has.
+func (p *artifactPull) toolOptions(tool string) []string {
+	if tool == "wget" {
+		return []string{`  set -- $(wget --version 2>/dev/null); v=$(vnum "$3"); wopt=`,
+			`  [ "$v" -lt ` + strconv.Itoa(wgetRetryOnHTTPError) + ` ] || wopt='--retry-on-http-error=408,429,500,502,503,504'`}
+	}
+	lines := []string{`  set -- $(curl --version 2>/dev/null); v=$(vnum "$2"); copt=`,
+		`  [ "$v" -lt ` + strconv.Itoa(curlRetryConnRefused) + ` ] || copt='--retry-connrefused'`}
+	if from := p.curlFollowFrom(); from >= 0 {
+		lines = append(lines, `  [ "$v" -lt `+strconv.Itoa(from)+` ] || copt="$copt --location --max-redirs 10"`)
+	}
+	return lines
+}
+
+// vnum is a shell function: a version "7.88.1" (or "8.5.0-DEV") as one
+// number, 7088001; 0 for what is not a version.
+const vnum = `vnum() { v=$1; a=${v%%.*}; v=${v#"$a"}; v=${v#.}; b=${v%%.*}; v=${v#"$b"}; v=${v#.}; c=${v%%[!0-9]*}; ` +
+	`case "$a.$b" in *[!0-9.]*|.*|*.) echo 0; return;; esac; echo $((a * 1000000 + b * 1000 + ${c:-0})); }`
 
 // script is the fetch, for sh (dash or bash). Its own messages start with
 // "relctl-fetch:"; the tool's messages go to stdout as well, to be scrubbed.
 func (a *fetchAction) script(tmp string) string {
 	p := a.pull
-	curlOpts := []string{"-q", "--config", "-", "--globoff", "--silent", "--show-error", "--fail",
-		"--proto", "=http,https", "--proto-redir", "=http,https",
-		"--retry", strconv.Itoa(p.retries), "--retry-delay", seconds(fetchRetryDelay), "--retry-connrefused",
-		"--connect-timeout", seconds(p.connectTimeout), "--max-time", seconds(p.timeout),
-		"--output", `"$tmp"`, "--write-out", shellquote.Quote(`relctl-fetch: http %{http_code}\n`)}
-	if p.curlFollows() {
-		curlOpts = append(curlOpts, "--location", "--max-redirs", "10")
-	}
-	wgetOpts := []string{`--config="$tmp.wgetrc"`, "--input-file=-", "--no-verbose",
-		"--tries=" + strconv.Itoa(p.retries+1), "--waitretry=" + seconds(fetchRetryDelay), "--retry-connrefused",
-		"--retry-on-http-error=408,429,500,502,503,504",
-		"--dns-timeout=" + seconds(p.connectTimeout), "--connect-timeout=" + seconds(p.connectTimeout),
-		"--read-timeout=" + seconds(p.timeout), `--output-document="$tmp"`}
-	if p.header != "" {
-		wgetOpts = append(wgetOpts, "--max-redirect=0")
-	}
-	if u, err := url.Parse(p.url); err == nil && u.User != nil {
-		// Like curl: the URL's user and password go with the first request.
-		wgetOpts = append(wgetOpts, "--auth-no-challenge")
-	}
 	q := shellquote.Quote
 	return strings.Join([]string{
 		"dst=" + q(a.Remote) + " dir=" + q(path.Dir(a.Remote)) + " tmp=" + q(tmp) + " want=" + q(a.SHA256) + " url=" + q(p.shown),
@@ -200,15 +271,18 @@ func (a *fetchAction) script(tmp string) string {
 		`IFS= read -r curl_url; IFS= read -r curl_hdr; IFS= read -r wget_url; IFS= read -r wget_hdr`,
 		`mkdir -p -- "$dir" 2>&1 || exit 73`,
 		`umask 077`,
+		vnum,
 		`if command -v curl >/dev/null 2>&1; then tool=curl`,
-		`  { printf '%s\n' "$curl_url"; [ -z "$curl_hdr" ] || printf '%s\n' "$curl_hdr"; } | curl ` + strings.Join(curlOpts, " ") + ` 2>&1`,
+		strings.Join(p.toolOptions("curl"), "\n"),
+		`  { printf '%s\n' "$curl_url"; [ -z "$curl_hdr" ] || printf '%s\n' "$curl_hdr"; } | curl ` + strings.Join(p.curlOptions(), " ") + ` 2>&1`,
 		`  rc=$?`,
 		`elif command -v wget >/dev/null 2>&1; then tool=wget`,
+		strings.Join(p.toolOptions("wget"), "\n"),
 		// wget reads its configuration only from a regular file: 0600
 		// (umask 077), removed as soon as wget ends (or by the cleanup
 		// after a kill).
 		`  { [ -z "$wget_hdr" ] || printf '%s\n' "$wget_hdr"; } >"$tmp.wgetrc" || exit 73`,
-		`  printf '%s\n' "$wget_url" | wget ` + strings.Join(wgetOpts, " ") + ` 2>&1`,
+		`  printf '%s\n' "$wget_url" | wget ` + strings.Join(p.wgetOptions(), " ") + ` 2>&1`,
 		`  rc=$?; rm -f -- "$tmp.wgetrc"`,
 		`else echo 'relctl-fetch: no-tool'; exit 69; fi`,
 		`if [ "$rc" -ne 0 ]; then rm -f -- "$tmp"; echo "relctl-fetch: tool-exit $tool $rc"; exit 75; fi`,

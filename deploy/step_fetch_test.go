@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -79,11 +80,11 @@ func toolPath(t *testing.T, tools ...string) string {
 	return dir
 }
 
-func runFetchScript(t *testing.T, shell, pathDir string, a *fetchAction) (string, error) {
+func runFetchScript(t *testing.T, shell, pathDir string, a *fetchAction, env ...string) (string, error) {
 	t.Helper()
 	tmp := filepath.Join(filepath.Dir(a.Remote), "."+filepath.Base(a.Remote)+".relctl-test")
 	cmd := exec.Command(shell, "-c", a.script(tmp))
-	cmd.Env = []string{"PATH=" + pathDir, "HOME=" + t.TempDir()}
+	cmd.Env = append([]string{"PATH=" + pathDir, "HOME=" + t.TempDir()}, env...)
 	cmd.Stdin = strings.NewReader(a.pull.stdin())
 	var stdout bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stdout
@@ -355,6 +356,126 @@ func TestFetchCurlTakesTheURLLiterally(t *testing.T) {
 			}
 			if q, _ := lastQuery.Load().(string); q != "v=[1-40]&f={a,b}" && q != "v=%5B1-40%5D&f=%7Ba,b%7D" {
 				t.Errorf("the server got the query %q", q)
+			}
+		})
+	}
+}
+
+// oldTool puts in dir a tool that says it is version (as --version's first
+// line says it) and refuses the options newer than that, like the real one:
+// exit 2, "option unknown". Anything else runs the machine's tool.
+func oldTool(t *testing.T, dir, tool, versionLine string, newer ...string) {
+	real, err := exec.LookPath(tool)
+	if err != nil {
+		t.Skipf("%s not installed", tool)
+	}
+	script := "#!/bin/sh\nif [ \"$1\" = --version ]; then echo '" + versionLine + "'; exit 0; fi\nfor a; do case $a in\n"
+	for _, opt := range newer {
+		script += "  " + opt + "|" + opt + "=*) echo \"" + tool + ": option " + opt + ": is unknown\"; exit 2;;\n"
+	}
+	script += "esac; done\nexec " + shellQuoteForTest(real) + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(dir, tool), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func shellQuoteForTest(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// Hosts with curl before 7.52 (no --retry-connrefused) or wget before
+// 1.19.1 (no --retry-on-http-error) still fetch; curl before 7.58 sends an
+// Authorization header on to a redirect's host, so with the header it
+// follows no redirect.
+func TestFetchWithOldTools(t *testing.T) {
+	srv := newFetchServer(t)
+	sum := sha256.Sum256(srv.body)
+	good := hex.EncodeToString(sum[:])
+	for _, shell := range []string{"/bin/dash", "/bin/bash"} {
+		for _, tool := range []string{"curl", "wget"} {
+			t.Run(filepath.Base(shell)+"/"+tool, func(t *testing.T) {
+				bin := toolPath(t)
+				if tool == "curl" {
+					oldTool(t, bin, "curl", "curl 7.47.0 (x86_64-pc-linux-gnu) libcurl/7.47.0", "--retry-connrefused")
+				} else {
+					oldTool(t, bin, "wget", "GNU Wget 1.18 built on linux-gnu.", "--retry-on-http-error")
+				}
+				u := srv.URL + "/a/search-1.0.tar.gz"
+				pull := &artifactPull{url: u, shown: u, headerName: "Authorization", header: "Bearer " + fetchToken,
+					connectTimeout: 2 * time.Second, timeout: 10 * time.Second, retries: 1}
+				a := &fetchAction{pull: pull, Remote: filepath.Join(t.TempDir(), "search-1.0.tar.gz"), SHA256: good, From: "test"}
+				msg, err := runFetchScript(t, shell, bin, a)
+				if err != nil || !strings.HasPrefix(msg, "fetched by the host with "+tool) {
+					t.Fatalf("got %q, %v", msg, err)
+				}
+				if tool == "wget" {
+					return
+				}
+				u = srv.URL + "/a/redirect.tar.gz"
+				pull.url, pull.shown = u, u
+				a.Remote = filepath.Join(t.TempDir(), "search-1.0.tar.gz")
+				_, err = runFetchScript(t, shell, bin, a)
+				if err == nil || !strings.Contains(err.Error(), "the server redirected (HTTP 302) and the host's curl did not follow") {
+					t.Errorf("a redirect with the auth header on curl 7.47: %v", err)
+				}
+			})
+		}
+	}
+}
+
+// With credentials (an auth header, or user information in the URL), an
+// https URL is never redirected to http (curl), and wget follows no
+// redirect: the credentials would go along in the clear or to another host.
+func TestFetchWithCredentialsRedirects(t *testing.T) {
+	var plain atomic.Int32
+	plainSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		plain.Add(1)
+		_, _ = w.Write([]byte("artifact\n"))
+	}))
+	defer plainSrv.Close()
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, plainSrv.URL+"/a/search-1.0.tar.gz", http.StatusFound)
+	}))
+	defer tlsSrv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	var pemBuf bytes.Buffer
+	if err := pem.Encode(&pemBuf, &pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ca, pemBuf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte("artifact\n"))
+	withUser := strings.Replace(tlsSrv.URL, "https://", "https://bob:"+fetchPassword+"@", 1)
+	for _, shell := range []string{"/bin/dash", "/bin/bash"} {
+		for _, tt := range []struct{ name, url, header string }{
+			{"header", tlsSrv.URL + "/a/search-1.0.tar.gz", "Bearer " + fetchToken},
+			{"user in the URL", withUser + "/a/search-1.0.tar.gz", ""},
+		} {
+			t.Run(filepath.Base(shell)+"/curl/"+tt.name, func(t *testing.T) {
+				plain.Store(0)
+				pull := &artifactPull{url: tt.url, shown: playbooks.RedactURL(tt.url), headerName: "Authorization", header: tt.header,
+					connectTimeout: 2 * time.Second, timeout: 5 * time.Second}
+				a := &fetchAction{pull: pull, Remote: filepath.Join(t.TempDir(), "search-1.0.tar.gz"), SHA256: hex.EncodeToString(sum[:]), From: "test"}
+				_, err := runFetchScript(t, shell, toolPath(t, "curl"), a, "CURL_CA_BUNDLE="+ca)
+				if err == nil || !strings.Contains(err.Error(), "redirected (HTTP 302) to a protocol not allowed (with credentials, an https URL is redirected only to https): curl exited 1") {
+					t.Errorf("an https to http redirect with credentials: %v", err)
+				}
+				if n := plain.Load(); n != 0 {
+					t.Errorf("the http server got %d requests", n)
+				}
+			})
+		}
+		t.Run(filepath.Base(shell)+"/wget/user in the URL", func(t *testing.T) {
+			srv := newFetchServer(t)
+			u := strings.Replace(srv.URL, "http://", "http://bob:"+fetchPassword+"@", 1) + "/a/redirect.tar.gz"
+			pull := &artifactPull{url: u, shown: playbooks.RedactURL(u), headerName: "Authorization",
+				connectTimeout: 2 * time.Second, timeout: 5 * time.Second}
+			a := &fetchAction{pull: pull, Remote: filepath.Join(t.TempDir(), "search-1.0.tar.gz"), SHA256: strings.Repeat("0", 64), From: "test"}
+			before := srv.requests.Load()
+			if _, err := runFetchScript(t, shell, toolPath(t, "wget"), a); err == nil {
+				t.Fatal("fetch succeeded")
+			}
+			if n := srv.requests.Load() - before; n != 1 {
+				t.Errorf("wget made %d requests; want 1 (the redirect not followed)", n)
 			}
 		})
 	}
