@@ -441,7 +441,7 @@ func (r *run) lock(ctx context.Context, hosts []*HostPlan) error {
 		targets = append(targets, state.LockTarget{Host: hp.Name, Conn: h.conn, Layout: hp.Layout,
 			Reconnect: func(ctx context.Context) (transport.Conn, error) { return e.Connector.Get(ctx, target) },
 			// The host's state is read in the lock's session, under the lock.
-			Then: hp.Layout.ReadScript(), Got: h.gotLockRead})
+			Then: hp.Layout.ReadScript(), ThenLabel: "read-state", Got: h.gotLockRead})
 	}
 	// The rest of the lock scope: targets outside --hosts, load balancers,
 	// a move's old hosts and dependents (lockscope.go).

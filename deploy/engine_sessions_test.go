@@ -12,7 +12,8 @@ import (
 )
 
 // TestDeploySessionsPerHost: what a deploy asks each host, session by
-// session. The state is read in the lock's session and never again; the
+// session. The state is read in the lock's session (lock+read-state) and
+// never again; the
 // run summary is written in the session that gives the lock back.
 func TestDeploySessionsPerHost(t *testing.T) {
 	f := newFleet(t, 2, strategyCanary)
@@ -24,7 +25,7 @@ func TestDeploySessionsPerHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	// (localconn's upload is one command; over SSH it is the transport's.)
-	want := []string{"lock", "preflight/writable", "preflight/rollback-ready", "stage/upload:verify", "upload",
+	want := []string{"lock+read-state", "preflight/writable", "preflight/rollback-ready", "stage/upload:verify", "upload",
 		"stage/unpack", "activate 2.0.0", "activate/restart", "health/health", "cutover/announce", "post/notify", "write run summary, unlock"}
 	for _, n := range f.names {
 		var got []string

@@ -145,7 +145,15 @@ func (h *hostRun) switchFrom(ctx context.Context, st *state.HostState, version, 
 	// The script refuses a history.json that changed since st was read, so a
 	// history written in between (or made unreadable) is never replaced.
 	script := h.host.Layout.ActivateScriptIfUnchanged(version, h.plan.RunID, st.HistorySum)
-	if _, err := h.conn.Run(ctx, script, transport.RunOptions{Label: "activate " + version, Stdin: bytes.NewReader(body)}); err != nil {
+	res, err := h.conn.Run(ctx, script, transport.RunOptions{Label: "activate " + version, Stdin: bytes.NewReader(body)})
+	if err == nil && strings.TrimSpace(string(res.Stdout)) != state.ActivateDone {
+		// Exit 0 without the script's last word: something between relctl
+		// and the host ate or changed its answer. Where current points is
+		// unknown until read again.
+		err = fmt.Errorf("%s: the activate script answered \"%s\", not %q: a wrapper or forced command on the host changed its output",
+			h.host.Name, transport.Printable(strings.TrimSpace(string(res.Stdout)), 80), state.ActivateDone)
+	}
+	if err != nil {
 		h.forgetState()
 		if !historyChanged(err) {
 			// Refused for a changed history, the script changed nothing;

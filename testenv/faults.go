@@ -38,7 +38,8 @@ const DefaultDropEvery = 3
 // label's part after the first "/" equals NAME, or whose label's first word
 // equals NAME: "health" matches "verify/health", "verify/health" matches
 // only itself, "upload" matches "upload /srv/search/releases/1.1.0/x.tar.gz"
-// and "activate" matches "activate 1.1.0". When several step faults match a
+// and "activate" matches "activate 1.1.0"; "lock" and "read-state" both
+// match "lock+read-state". When several step faults match a
 // command, FailStep wins over HangStep, HangStep over NeverEndsStep; the
 // output faults combine (lines dropped, then the rest truncated, then
 // garbage in its place).
@@ -200,9 +201,19 @@ func (f FaultSpec) validate() error {
 	return nil
 }
 
-// stepMatches says whether the fault step name covers a command's label.
+// stepMatches says whether the fault step name covers a command's label. A
+// label that joins several with "+" (relctl's "lock+read-state": the state
+// read in the lock's session) is matched by each of them.
 func stepMatches(name, label string) bool {
 	if name == "" || label == "" {
+		return false
+	}
+	if parts := strings.Split(label, "+"); len(parts) > 1 {
+		for _, part := range parts {
+			if stepMatches(name, part) {
+				return true
+			}
+		}
 		return false
 	}
 	if name == label {

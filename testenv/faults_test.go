@@ -559,6 +559,10 @@ func TestStepMatchesFirstWord(t *testing.T) {
 		{"read", "read-state", false},
 		{"upload", "uploads /x", false},
 		{"1.1.0", "activate 1.1.0", false},
+		{"lock", "lock+read-state", true},
+		{"read-state", "lock+read-state", true},
+		{"read", "lock+read-state", false},
+		{"lock+read-state", "lock+read-state", false},
 	}
 	for _, tt := range tests {
 		if got := stepMatches(tt.name, tt.label); got != tt.want {

@@ -293,9 +293,15 @@ func (l Layout) ActivateScriptIfUnchanged(version, runID, historySum string) str
 		guardReplace(l.HistoryFile(), historySum, ""),
 		fmt.Sprintf(`ln -sfn %[2]s %[3]s
 mv -T %[3]s %[4]s
-mv -f -T %[1]s %[5]s`, shellquote.Quote(tmpHist), shellquote.Quote("releases/"+version), shellquote.Quote(tmpLink), cur, shellquote.Quote(l.HistoryFile())),
+mv -f -T %[1]s %[5]s
+echo %[6]s`, shellquote.Quote(tmpHist), shellquote.Quote("releases/"+version), shellquote.Quote(tmpLink), cur, shellquote.Quote(l.HistoryFile()), ActivateDone),
 	}, "\n")
 }
+
+// ActivateDone is the activate script's last line of output: the host says
+// it switched, which exit status 0 alone (a wrapper's, a forced command's)
+// does not prove.
+const ActivateDone = "relctl-switched"
 
 // PruneCandidates returns the release directories to delete so that at most
 // keep releases remain. Never pruned: the current release, the one before it,

@@ -59,6 +59,9 @@ type LockTarget struct {
 	// caller reads the host itself.
 	Then string
 	Got  func(stdout []byte)
+	// ThenLabel names what Then does: the session is labelled
+	// "lock+"+ThenLabel in the run log (and for testenv's step faults).
+	ThenLabel string
 }
 
 // run runs a lock script on the target, once more on a fresh connection when
@@ -886,7 +889,11 @@ func acquireOne(ctx context.Context, t *LockTarget, runID string, body []byte, o
 			}
 		}
 		last = nil
-		res, err := t.run(ctx, acquireScript(t.Layout, runID, t.Then), transport.RunOptions{Stdin: strings.NewReader(string(body)), Label: "lock"})
+		label := "lock"
+		if t.Then != "" {
+			label += "+" + t.ThenLabel
+		}
+		res, err := t.run(ctx, acquireScript(t.Layout, runID, t.Then), transport.RunOptions{Stdin: strings.NewReader(string(body)), Label: label})
 		if err != nil {
 			return false, nil, nil, err
 		}

@@ -60,8 +60,9 @@ func (c *Connector) Get(ctx context.Context, t transport.Target) (transport.Conn
 }
 
 // Fault is what happens to the commands it matches: a command matches when
-// its RunOptions.Label equals Label (any label when empty) and its text
-// contains Text (any text when empty). An Upload's label is
+// its RunOptions.Label equals Label (any label when empty; a label joining
+// several with "+", such as "lock+read-state", is matched by each) and its
+// text contains Text (any text when empty). An Upload's label is
 // "upload <path>" and its text empty.
 type Fault struct {
 	Label string
@@ -162,10 +163,11 @@ func (h *Host) Labels() []string {
 	return out
 }
 
-// Ran says whether the host was asked to run a command with this label.
+// Ran says whether the host was asked to run a command with this label
+// (or one that joins it with others by "+").
 func (h *Host) Ran(label string) bool {
 	for _, c := range h.Commands() {
-		if c.Label == label {
+		if labelMatches(label, c.Label) {
 			return true
 		}
 	}
@@ -203,7 +205,7 @@ func (h *Host) fault(label, text string) *Fault {
 		if f.Times > 0 && f.hits >= f.Times {
 			continue
 		}
-		if (f.Label == "" || f.Label == label) && (f.Text == "" || strings.Contains(text, f.Text)) {
+		if (f.Label == "" || labelMatches(f.Label, label)) && (f.Text == "" || strings.Contains(text, f.Text)) {
 			if f.seen++; f.seen <= f.Skip {
 				continue
 			}
@@ -285,4 +287,18 @@ func (c *Conn) DialContext(ctx context.Context, network, addr string) (net.Conn,
 	}
 	var d net.Dialer
 	return d.DialContext(ctx, network, addr)
+}
+
+// labelMatches says whether want names the command labelled label: the
+// label itself, or one of the labels it joins with "+".
+func labelMatches(want, label string) bool {
+	if want == label {
+		return true
+	}
+	for _, part := range strings.Split(label, "+") {
+		if part == want {
+			return true
+		}
+	}
+	return false
 }
