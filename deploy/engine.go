@@ -454,7 +454,7 @@ func (r *run) lock(ctx context.Context, hosts []*HostPlan) error {
 		Operator: e.Operator, Controller: e.Controller, PID: pid(), RunID: p.RunID,
 		Env: p.Env, Command: p.Kind, Release: p.Version, Started: r.report.Started,
 	}
-	locks, lockCtx, err := state.AcquireLocks(ctx, targets, owner, state.LockOptions{TTL: e.LockTTL, TakeOverStale: r.opts.TakeOverStaleLocks, Now: e.Now})
+	locks, lockCtx, err := state.AcquireLocks(ctx, targets, owner, state.LockOptions{TTL: e.LockTTL, TakeOverStale: r.opts.TakeOverStaleLocks, Now: e.Now, MaxParallel: e.MaxParallel})
 	var locked *state.LockedError
 	switch {
 	case errors.As(err, &locked):
@@ -698,7 +698,7 @@ func (r *run) writeSummaries(ctx context.Context) {
 }
 
 // summaryPreludes are the run summaries as scripts that each host runs in
-// the session that gives its lock back.
+// the session that gives its lock back (each made as its host's turn comes).
 func (r *run) summaryPreludes() map[string]state.Prelude {
 	pre := map[string]state.Prelude{}
 	for _, hp := range r.plan.Hosts() {
@@ -706,17 +706,15 @@ func (r *run) summaryPreludes() map[string]state.Prelude {
 		if !ok {
 			continue
 		}
-		host := hp.Name
-		script, body, err := state.RunSummaryScript(hp.Layout, s)
-		if err != nil {
-			r.engine.logEvent(host, "writing run summary: %v", err)
-			continue
+		host, layout := hp.Name, hp.Layout
+		pre[state.ReleaseKey(host, layout)] = state.Prelude{
+			Make: func() (string, []byte, error) { return state.RunSummaryScript(layout, s) },
+			Done: func(err error) {
+				if err != nil {
+					r.engine.logEvent(host, "writing run summary: %v", err)
+				}
+			},
 		}
-		pre[state.ReleaseKey(host, hp.Layout)] = state.Prelude{Script: script, Stdin: body, Done: func(err error) {
-			if err != nil {
-				r.engine.logEvent(host, "writing run summary: %v", err)
-			}
-		}}
 	}
 	return pre
 }

@@ -68,6 +68,8 @@ func (a *activateAction) Undo(ctx context.Context, h *hostRun) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// What the host says now is what the switch back builds on.
+	h.state, h.stateFresh = st, true
 	if st.Current == prev {
 		h.setCurrent(prev)
 		return "current still " + prev + " (never switched)", nil

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	runtimepprof "runtime/pprof"
 	"strconv"
 	"strings"
@@ -28,6 +29,13 @@ import (
 )
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		// The heap relctl keeps is mostly per host (connections, reports);
+		// collecting at 1.5x of it rather than 2x keeps a 1,000-host run's
+		// memory about a quarter lower for a GC that runs about twice as
+		// often (no measurable CPU: bench-fleet). GOGC still overrides.
+		debug.SetGCPercent(50)
+	}
 	stopProfiling := startProfiling(os.Stderr)
 	code := run(os.Args[1:], output.System())
 	stopProfiling()

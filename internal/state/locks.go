@@ -93,6 +93,11 @@ type LockOptions struct {
 	// ReleaseTimeout bounds the release of each host's lock (reconnecting
 	// included), counted from when the heartbeat has stopped; default 30s.
 	ReleaseTimeout time.Duration
+	// MaxParallel bounds how many hosts taking, giving back, inspecting or
+	// removing the lock work at once (ssh.max_parallel); 0: all at once.
+	// The heartbeat is never bounded: a healthy host must not wait behind
+	// hung ones until its lock looks stale.
+	MaxParallel int
 }
 
 // DefaultLockTTL is the heartbeat age after which a lock is stale.
@@ -754,7 +759,7 @@ func tryLocks(ctx context.Context, targets []LockTarget, runID string, body []by
 		return res
 	}
 	rest := targets[1:]
-	errs := fanout.ForEach(ctx, len(rest), 0, func(i int) string { return rest[i].Host }, func(ctx context.Context, i int) error {
+	errs := fanout.ForEach(ctx, len(rest), opts.MaxParallel, func(i int) string { return rest[i].Host }, func(ctx context.Context, i int) error {
 		one(i + 1)
 		return nil
 	})
@@ -1052,7 +1057,10 @@ func (l *LockSet) Release(ctx context.Context) error {
 type Prelude struct {
 	Script string
 	Stdin  []byte
-	Done   func(err error)
+	// Make, when set, gives Script and Stdin as the host's turn comes: at
+	// 1,000 hosts they are not all held at once.
+	Make func() (script string, stdin []byte, err error)
+	Done func(err error)
 }
 
 // ReleaseKey names a lock target in ReleaseAfter's preludes.
@@ -1109,16 +1117,27 @@ const markPrelude = "--relctl-prelude-exit--"
 func releaseEach(ctx context.Context, targets []*LockTarget, runID string, opts LockOptions, pre map[string]Prelude) ([]string, []error) {
 	ctx = context.WithoutCancel(ctx)
 	words := make([]string, len(targets))
-	errs := fanout.ForEach(ctx, len(targets), 0, func(i int) string { return targets[i].Host }, func(ctx context.Context, i int) error {
+	errs := fanout.ForEach(ctx, len(targets), opts.MaxParallel, func(i int) string { return targets[i].Host }, func(ctx context.Context, i int) error {
 		t := targets[i]
 		rctx, cancel := context.WithTimeout(ctx, opts.ReleaseTimeout)
 		defer cancel()
 		p, withPre := pre[ReleaseKey(t.Host, t.Layout)]
+		if withPre && p.Make != nil {
+			var err error
+			if p.Script, p.Stdin, err = p.Make(); err != nil {
+				// No prelude then; the lock is given back all the same.
+				if p.Done != nil {
+					p.Done(err)
+				}
+				withPre = false
+			}
+		}
 		script, ropts := releaseScript(t.Layout, runID), transport.RunOptions{Label: "unlock"}
 		if withPre {
 			// In a subshell, with its own status: whatever it does, the lock
 			// is given back.
-			script = "(\n" + p.Script + "\n)\necho " + markPrelude + " $?\n" + script
+			// Its status on a line of its own, whatever it printed last.
+			script = "(\n" + p.Script + "\n)\nprintf '\\n%s %s\\n' " + markPrelude + " \"$?\"\n" + script
 			ropts = transport.RunOptions{Label: "write run summary, unlock", Stdin: bytes.NewReader(p.Stdin)}
 		}
 		res, err := t.run(rctx, script, ropts)
@@ -1175,7 +1194,7 @@ func preludeOutcome(res *transport.Result) ([]byte, error) {
 func InspectLocks(ctx context.Context, targets []LockTarget, opts LockOptions) ([]HostLockState, error) {
 	opts = opts.withDefaults()
 	out := make([]HostLockState, len(targets))
-	errs := fanout.ForEach(ctx, len(targets), 0, func(i int) string { return targets[i].Host }, func(ctx context.Context, i int) error {
+	errs := fanout.ForEach(ctx, len(targets), opts.MaxParallel, func(i int) string { return targets[i].Host }, func(ctx context.Context, i int) error {
 		out[i] = inspectOne(ctx, targets[i], opts)
 		return nil
 	})

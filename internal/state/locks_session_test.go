@@ -110,3 +110,27 @@ func TestRunSummaryScriptKeepsTheNewest(t *testing.T) {
 }
 
 func twoDigits(i int) string { return string(rune('0'+i/10)) + string(rune('0'+i%10)) }
+
+// TestReleaseAfterPreludeWithoutNewline: a prelude whose output does not end
+// with a newline still has its status read (and the release its word).
+func TestReleaseAfterPreludeWithoutNewline(t *testing.T) {
+	c := startCluster(t)
+	targets := c.targets(t)[:1]
+	set, _, err := AcquireLocks(testCtx(t), targets, owner("20260101T000000Z-nonl"), LockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doneErr error
+	called := false
+	pre := map[string]Prelude{ReleaseKey(targets[0].Host, targets[0].Layout): {
+		Script: "printf 'summary written'", Done: func(err error) { called, doneErr = true, err }}}
+	if err := set.ReleaseAfter(testCtx(t), pre); err != nil {
+		t.Errorf("ReleaseAfter: %v", err)
+	}
+	if !called || doneErr != nil {
+		t.Errorf("Done called %v with %v, want nil", called, doneErr)
+	}
+	if o := readOwner(t, targets[0]); o != nil {
+		t.Errorf("the lock is still there: %+v", o)
+	}
+}
