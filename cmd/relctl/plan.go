@@ -98,7 +98,10 @@ func printPlan(w io.Writer, p *deploy.Plan, withSteps bool) {
 	hosts := p.Hosts()
 	fmt.Fprintf(w, "Plan: %s (%d host%s in %d batch%s)\n", planTitle(p),
 		len(hosts), plural(len(hosts)), len(p.Batches), pluralES(len(p.Batches)))
-	if p.Artifact.Path != "" { // a rollback moves no artifact
+	switch {
+	case p.Artifact.URL != "": // pulled by the hosts: its size is theirs to learn
+		fmt.Fprintf(w, "Artifact: %s (fetched by each host, sha256 %s from %s)\n", p.Artifact.URL, p.Artifact.SHA256, p.Artifact.SHA256From)
+	case p.Artifact.Path != "": // a rollback moves no artifact
 		fmt.Fprintf(w, "Artifact: %s (%s, sha256 %s)\n", p.Artifact.Path, humanSize(p.Artifact.Size), p.Artifact.SHA256)
 	}
 	par := "batch size"
