@@ -42,6 +42,12 @@ type Server struct {
 	Root string
 	// Home is the HOME of sessions (SetEnv), so shells skip root's start-up files.
 	Home string
+	// HostKeyPath is the ed25519 host key's private key file.
+	HostKeyPath string
+	// HostCertPath is the HostCertificate sshd uses; empty: none.
+	HostCertPath string
+
+	opts Options
 
 	cmd *exec.Cmd
 }
@@ -52,6 +58,13 @@ type Server struct {
 // unless CI=true, where openssh-server is installed with apt-get.
 func Start(t testing.TB, n int, clientPub ssh.PublicKey) []*Server {
 	t.Helper()
+	return StartWith(t, n, clientPub, Options{})
+}
+
+// StartWith is Start with options (host certificates, user CAs). A nil
+// clientPub leaves authorized_keys empty: only certificates log in.
+func StartWith(t testing.TB, n int, clientPub ssh.PublicKey, opts Options) []*Server {
+	t.Helper()
 	ensureSSHD(t)
 	if os.Geteuid() == 0 {
 		// A root sshd refuses to start without its privilege-separation directory.
@@ -59,10 +72,13 @@ func Start(t testing.TB, n int, clientPub ssh.PublicKey) []*Server {
 			t.Fatalf("sshdtest: %v", err)
 		}
 	}
-	authorized := ssh.MarshalAuthorizedKey(clientPub)
+	var authorized []byte
+	if clientPub != nil {
+		authorized = ssh.MarshalAuthorizedKey(clientPub)
+	}
 	servers := make([]*Server, 0, n)
 	for i := 1; i <= n; i++ {
-		s := &Server{Name: fmt.Sprintf("host-%d", i), Root: t.TempDir()}
+		s := &Server{Name: fmt.Sprintf("host-%d", i), Root: t.TempDir(), opts: opts}
 		s.Home = filepath.Join(s.Root, "home")
 		if err := os.Mkdir(s.Home, 0o700); err != nil {
 			t.Fatalf("sshdtest: %v", err)
@@ -70,8 +86,12 @@ func Start(t testing.TB, n int, clientPub ssh.PublicKey) []*Server {
 		if err := os.WriteFile(filepath.Join(s.Root, "authorized_keys"), authorized, 0o600); err != nil {
 			t.Fatalf("sshdtest: %v", err)
 		}
-		s.HostPubKey = writeHostKey(t, filepath.Join(s.Root, "ssh_host_ed25519_key"), "ed25519")
+		s.HostKeyPath = filepath.Join(s.Root, "ssh_host_ed25519_key")
+		s.HostPubKey = writeHostKey(t, s.HostKeyPath, "ed25519")
 		s.ECDSAHostPubKey = writeHostKey(t, filepath.Join(s.Root, "ssh_host_ecdsa_key"), "ecdsa")
+		if opts.HostCertificate != nil {
+			s.HostCertPath = opts.HostCertificate(t, s)
+		}
 		s.start(t)
 		servers = append(servers, s)
 	}
@@ -185,6 +205,12 @@ func (s *Server) config() string {
 		"MaxSessions 200",
 		"SetEnv HOME=" + s.Home,
 		"Subsystem sftp /usr/lib/openssh/sftp-server",
+	}
+	if s.HostCertPath != "" {
+		lines = append(lines, "HostCertificate "+s.HostCertPath)
+	}
+	if s.opts.TrustedUserCAKeys != "" {
+		lines = append(lines, "TrustedUserCAKeys "+s.opts.TrustedUserCAKeys)
 	}
 	return strings.Join(lines, "\n") + "\n"
 }
