@@ -32,9 +32,10 @@ type hostKeyChecker struct {
 	file   string
 	policy string
 
-	mu     sync.Mutex // held while the file is parsed, so it is parsed once
-	parsed ssh.HostKeyCallback
-	stat   os.FileInfo // the file parsed was this one
+	mu      sync.Mutex // held while the file is parsed, so it is parsed once
+	parsed  ssh.HostKeyCallback
+	markers hostMarkers // its @cert-authority and @revoked lines
+	stat    os.FileInfo // the file parsed was this one
 }
 
 // sameVersion says whether a and b are the same version of a file: an
@@ -69,25 +70,36 @@ func newHostKeyChecker(file, policy string) (*hostKeyChecker, error) {
 // thirds of all relctl allocated (1.2 GB) and seconds of CPU. A missing
 // file is an empty one.
 func (h *hostKeyChecker) load() (ssh.HostKeyCallback, error) {
+	cb, _, err := h.loadAll()
+	return cb, err
+}
+
+// loadAll is load with the file's marker lines.
+func (h *hostKeyChecker) loadAll() (ssh.HostKeyCallback, hostMarkers, error) {
 	fi, err := os.Stat(h.file)
 	if errors.Is(err, os.ErrNotExist) {
-		return knownhosts.New()
+		cb, err := knownhosts.New()
+		return cb, nil, err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err == nil && sameVersion(fi, h.stat) {
-		return h.parsed, nil
+		return h.parsed, h.markers, nil
 	}
 	// Stat'ed before it is read: a change meanwhile is parsed next time.
 	cb, perr := knownhosts.New(h.file)
 	if perr != nil {
-		return nil, fmt.Errorf("known_hosts: %w", perr)
+		return nil, nil, fmt.Errorf("known_hosts: %w", perr)
 	}
-	h.parsed, h.stat = cb, nil
+	content, rerr := os.ReadFile(h.file)
+	if rerr != nil {
+		return nil, nil, fmt.Errorf("known_hosts: %w", rerr)
+	}
+	h.parsed, h.markers, h.stat = cb, parseMarkers(h.file, content), nil
 	if err == nil {
 		h.stat = fi
 	}
-	return cb, nil
+	return cb, h.markers, nil
 }
 
 // probeKey is never a real host key; offering it makes knownhosts list
@@ -100,20 +112,26 @@ var probeKey = func() ssh.PublicKey {
 	return k
 }()
 
-// algorithms returns the host key algorithms to offer for address: the
-// types known_hosts holds for it first, so a server with several host keys
-// presents the one we can verify; then the rest, so a server that lost its
-// known key type is reported as changed rather than as a handshake failure.
+// algorithms returns the host key algorithms to offer for address: host
+// certificates first when a @cert-authority line names the host (as
+// OpenSSH does), and only then; the types known_hosts holds for it next,
+// so a server with several host keys presents the one we can verify; then
+// the rest, so a server that lost its known key type is reported as
+// changed rather than as a handshake failure.
 func (h *hostKeyChecker) algorithms(address string) ([]string, error) {
-	cb, err := h.load()
+	cb, markers, err := h.loadAll()
 	if err != nil {
 		return nil, err
 	}
-	var ke *knownhosts.KeyError
-	if err := cb(address, probeAddr, probeKey); !errors.As(err, &ke) || len(ke.Want) == 0 {
-		return nil, nil // nothing known: library defaults
-	}
+	withCerts := markers.authority(address, nil) != nil
 	var algos []string
+	if withCerts {
+		algos = certAlgorithms()
+	}
+	var ke *knownhosts.KeyError
+	if err := cb(address, probeAddr, probeKey); !errors.As(err, &ke) {
+		ke = &knownhosts.KeyError{}
+	}
 	for _, k := range ke.Want {
 		switch t := k.Key.Type(); t {
 		case ssh.KeyAlgoRSA:
@@ -123,7 +141,7 @@ func (h *hostKeyChecker) algorithms(address string) ([]string, error) {
 		}
 	}
 	for _, a := range ssh.SupportedAlgorithms().HostKeys {
-		if !slices.Contains(algos, a) {
+		if (withCerts || !isCertAlgo(a)) && !slices.Contains(algos, a) {
 			algos = append(algos, a)
 		}
 	}
@@ -133,9 +151,15 @@ func (h *hostKeyChecker) algorithms(address string) ([]string, error) {
 // callback returns the ssh.HostKeyCallback for one dial to host at address.
 func (h *hostKeyChecker) callback(host, address string) ssh.HostKeyCallback {
 	return func(_ string, remote net.Addr, key ssh.PublicKey) error {
-		cb, err := h.load()
+		cb, markers, err := h.loadAll()
 		if err != nil {
 			return err
+		}
+		if cert, ok := key.(*ssh.Certificate); ok {
+			if done, err := h.checkCert(host, address, markers, cert); done {
+				return err
+			}
+			key = cert.Key // no CA for it: the plain key, as OpenSSH
 		}
 		err = h.classify(host, address, key, cb(address, remote, key))
 		var hke *HostKeyError

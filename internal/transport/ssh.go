@@ -109,6 +109,21 @@ func NewPool(opts Options) (*Pool, error) {
 			fileSigners = append(fileSigners, signer)
 		}
 	}
+	var idCert *ssh.Certificate
+	if opts.IdentityFile != "" {
+		var pub ssh.PublicKey
+		if encrypted != nil {
+			pub = encrypted.PublicKey
+		} else {
+			pub = fileSigners[0].PublicKey()
+		}
+		if idCert, err = loadIdentityCert(opts.IdentityFile, pub, func() int64 { return time.Now().Unix() }); err != nil {
+			return nil, err
+		}
+		if fileSigners, err = withCert(fileSigners, idCert); err != nil {
+			return nil, fmt.Errorf("certificate %s-cert.pub: %w", opts.IdentityFile, err)
+		}
+	}
 
 	var agentClient agent.ExtendedAgent
 	if opts.UseAgent || encrypted != nil {
@@ -142,6 +157,14 @@ func NewPool(opts Options) (*Pool, error) {
 			more, err := agentClient.Signers()
 			if err != nil {
 				return nil, fmt.Errorf("ssh-agent: %w", err)
+			}
+			// The identity's certificate also goes with the agent's copy
+			// of its key (an encrypted identity file); agent keys that are
+			// certificates are used as the agent gives them.
+			if encrypted != nil {
+				if more, err = withCert(more, idCert); err != nil {
+					return nil, fmt.Errorf("ssh-agent: %w", err)
+				}
 			}
 			signers = append(append([]ssh.Signer(nil), signers...), more...)
 		}
@@ -346,6 +369,10 @@ func (p *Pool) dial(ctx context.Context, t Target) (*sshConn, error) {
 		var hke *HostKeyError
 		if errors.As(err, &hke) {
 			return nil, hke
+		}
+		var hce *HostCertError
+		if errors.As(err, &hce) {
+			return nil, hce
 		}
 		// The conn deadline (= dctx's) may fire a moment before dctx notices.
 		if cause := dctx.Err(); cause != nil || errors.Is(err, os.ErrDeadlineExceeded) {
