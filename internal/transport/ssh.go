@@ -93,36 +93,9 @@ func NewPool(opts Options) (*Pool, error) {
 		handshakes: map[string]int{},
 	}
 
-	var fileSigners []ssh.Signer
-	var encrypted *ssh.PassphraseMissingError
-	if opts.IdentityFile != "" {
-		pemBytes, err := os.ReadFile(opts.IdentityFile)
-		if err != nil {
-			return nil, fmt.Errorf("identity file: %w", err)
-		}
-		signer, err := ssh.ParsePrivateKey(pemBytes)
-		switch {
-		case errors.As(err, &encrypted):
-		case err != nil:
-			return nil, fmt.Errorf("identity file %s: %w", opts.IdentityFile, err)
-		default:
-			fileSigners = append(fileSigners, signer)
-		}
-	}
-	var idCert *ssh.Certificate
-	if opts.IdentityFile != "" {
-		var pub ssh.PublicKey
-		if encrypted != nil {
-			pub = encrypted.PublicKey
-		} else {
-			pub = fileSigners[0].PublicKey()
-		}
-		if idCert, err = loadIdentityCert(opts.IdentityFile, pub, func() int64 { return time.Now().Unix() }); err != nil {
-			return nil, err
-		}
-		if fileSigners, err = withCert(fileSigners, idCert); err != nil {
-			return nil, fmt.Errorf("certificate %s-cert.pub: %w", opts.IdentityFile, err)
-		}
+	fileSigners, encrypted, idCert, err := loadIdentity(opts.IdentityFile)
+	if err != nil {
+		return nil, err
 	}
 
 	var agentClient agent.ExtendedAgent
@@ -171,6 +144,36 @@ func NewPool(opts Options) (*Pool, error) {
 		return signers, nil
 	})
 	return p, nil
+}
+
+// loadIdentity reads the identity file (none: nothing) and the
+// certificate beside it. An encrypted key is returned as encrypted, for
+// the agent to sign with; the certificate goes with the key wherever it is.
+func loadIdentity(file string) (fileSigners []ssh.Signer, encrypted *ssh.PassphraseMissingError, idCert *ssh.Certificate, err error) {
+	if file == "" {
+		return nil, nil, nil, nil
+	}
+	pemBytes, err := os.ReadFile(file)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("identity file: %w", err)
+	}
+	signer, err := ssh.ParsePrivateKey(pemBytes)
+	var pub ssh.PublicKey
+	switch {
+	case errors.As(err, &encrypted):
+		pub = encrypted.PublicKey
+	case err != nil:
+		return nil, nil, nil, fmt.Errorf("identity file %s: %w", file, err)
+	default:
+		fileSigners, pub = []ssh.Signer{signer}, signer.PublicKey()
+	}
+	if idCert, err = loadIdentityCert(file, pub, func() int64 { return time.Now().Unix() }); err != nil {
+		return nil, nil, nil, err
+	}
+	if fileSigners, err = withCert(fileSigners, idCert); err != nil {
+		return nil, nil, nil, fmt.Errorf("certificate %s-cert.pub: %w", file, err)
+	}
+	return fileSigners, encrypted, idCert, nil
 }
 
 // agentHolds checks that the agent can sign for an encrypted identity file.
