@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -182,6 +183,20 @@ func (e *HostCertError) Error() string {
 	return fmt.Sprintf("%s (%s): host certificate verification failed: %s%s; "+
 		"the host offered a certificate for %s key %s signed by CA %s",
 		e.Host, e.Address, e.Reason, where, e.KeyType, e.Fingerprint, e.CA)
+}
+
+// hostKeyRefusal returns the *HostKeyError or *HostCertError in a failed
+// handshake's err, else nil.
+func hostKeyRefusal(err error) error {
+	var hke *HostKeyError
+	if errors.As(err, &hke) {
+		return hke
+	}
+	var hce *HostCertError
+	if errors.As(err, &hce) {
+		return hce
+	}
+	return nil
 }
 
 // checkCert verifies a host certificate as OpenSSH does. done: the

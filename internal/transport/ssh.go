@@ -369,13 +369,8 @@ func (p *Pool) dial(ctx context.Context, t Target) (*sshConn, error) {
 	}
 	if err != nil {
 		_ = nc.Close()
-		var hke *HostKeyError
-		if errors.As(err, &hke) {
-			return nil, hke
-		}
-		var hce *HostCertError
-		if errors.As(err, &hce) {
-			return nil, hce
+		if refused := hostKeyRefusal(err); refused != nil {
+			return nil, refused
 		}
 		// The conn deadline (= dctx's) may fire a moment before dctx notices.
 		if cause := dctx.Err(); cause != nil || errors.Is(err, os.ErrDeadlineExceeded) {
