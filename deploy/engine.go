@@ -635,7 +635,9 @@ func (r *run) finish(ctx context.Context, err error) (*Report, error) {
 	}
 	hosts := map[string]string{}
 	for _, h := range rep.Hosts {
-		if h.Reached {
+		// Where each host is, as far as the run knows: not a host it
+		// reached but never read (a run refused by another's lock).
+		if hr := r.runs[h.Name]; h.Reached && hr != nil && (hr.state != nil || h.Touched) {
 			hosts[h.Name] = h.After
 		}
 	}

@@ -344,8 +344,18 @@ func TestDeployRefusedBeforeChanging(t *testing.T) {
 					t.Errorf("%s keeps a lock", n)
 				}
 			}
-			if got := runResult(events()); got != tt.result {
+			evs := events()
+			if got := runResult(evs); got != tt.result {
 				t.Errorf("journal result %q, want %q", got, tt.result)
+			}
+			// The run-end says where hosts are only for hosts the run read:
+			// never "" for one whose release it does not know.
+			for _, ev := range evs {
+				for h, v := range ev.Hosts {
+					if ev.Kind == "run-end" && v != "1.0.0" {
+						t.Errorf("run-end: %s is on %q, want 1.0.0 (or not listed)", h, v)
+					}
+				}
 			}
 		})
 	}
