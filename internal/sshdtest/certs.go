@@ -21,6 +21,11 @@ type Options struct {
 	// TrustedUserCAKeys is a file of CA public keys; sshd gets a
 	// TrustedUserCAKeys line, so user certificates they signed log in.
 	TrustedUserCAKeys string
+	// NetNS, when set, runs the servers inside the namespace (ip netns
+	// exec): they listen on its 127.0.0.1, out of the test's reach.
+	NetNS *NetNS
+	// LogLevel sets sshd's LogLevel (e.g. "VERBOSE": logins and forwards).
+	LogLevel string
 }
 
 // CA is a certificate authority made with ssh-keygen.

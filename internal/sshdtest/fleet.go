@@ -205,7 +205,7 @@ func (f *Fleet) launch(ctx context.Context, s *Server) error {
 	go func() { _ = cmd.Wait(); close(p.exited) }()
 
 	deadline := time.Now().Add(30 * time.Second)
-	for !ready(s.Addr) {
+	for !s.ready() {
 		select {
 		case <-p.exited:
 			log, _ := os.ReadFile(logPath)

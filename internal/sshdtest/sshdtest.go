@@ -5,6 +5,7 @@ package sshdtest
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -143,6 +144,10 @@ func (s *Server) launch(t testing.TB) error {
 	}
 	defer logFile.Close()
 	cmd := exec.Command(SSHDPath, "-D", "-e", "-f", cfg)
+	if s.opts.NetNS != nil {
+		// ip netns exec enters the namespace and execs sshd (no fork).
+		cmd = exec.Command("ip", "netns", "exec", s.opts.NetNS.Name, SSHDPath, "-D", "-e", "-f", cfg)
+	}
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	// Own process group, so cleanup can kill the listener without touching the test binary.
@@ -155,7 +160,7 @@ func (s *Server) launch(t testing.TB) error {
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if ready(s.Addr) {
+		if s.ready() {
 			break
 		}
 		select {
@@ -209,15 +214,27 @@ func (s *Server) config() string {
 	if s.HostCertPath != "" {
 		lines = append(lines, "HostCertificate "+s.HostCertPath)
 	}
+	if s.opts.LogLevel != "" {
+		lines = append(lines, "LogLevel "+s.opts.LogLevel)
+	}
 	if s.opts.TrustedUserCAKeys != "" {
 		lines = append(lines, "TrustedUserCAKeys "+s.opts.TrustedUserCAKeys)
 	}
 	return strings.Join(lines, "\n") + "\n"
 }
 
-// ready reports whether addr answers with an SSH banner (not merely accepts TCP).
-func ready(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+// ready reports whether the server answers with an SSH banner (not merely
+// accepts TCP), from inside its namespace when it has one.
+func (s *Server) ready() bool {
+	var c net.Conn
+	var err error
+	if s.opts.NetNS != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		c, err = s.opts.NetNS.Dial(ctx, s.Addr)
+	} else {
+		c, err = net.DialTimeout("tcp", s.Addr, time.Second)
+	}
 	if err != nil {
 		return false
 	}

@@ -50,6 +50,10 @@ type sshConn struct {
 	controlTimeout time.Duration
 	logger         *zerolog.Logger
 	gone           chan struct{} // closed once the connection has ended
+	// via is the bastion connection this one runs in (a direct-tcpip
+	// channel); nil: a TCP connection of its own. This connection is lost
+	// once via is.
+	via *sshConn
 
 	mu      sync.Mutex
 	endErr  error // why the connection ended; nil while it is up
@@ -107,6 +111,16 @@ func (c *sshConn) watch(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, e
 	err := c.client.Wait()
 	if err == nil || errors.Is(err, io.EOF) {
 		err = errors.New("the server closed the connection")
+	}
+	if c.via != nil {
+		// The channel ends first when the bastion's connection is lost.
+		select {
+		case <-c.via.gone:
+		case <-time.After(viaGrace):
+		}
+		if verr := c.via.lost(); verr != nil {
+			err = bastionLost(verr)
+		}
 	}
 	c.end(err)
 	close(c.gone)
@@ -168,11 +182,27 @@ func (c *sshConn) end(cause error) {
 	c.endErr = &lostError{host: c.host, cause: cause}
 }
 
-// lost returns why the connection is unusable, or nil.
+// lost returns why the connection is unusable, or nil. A connection
+// through a bastion is lost as soon as the bastion's is.
 func (c *sshConn) lost() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.endErr
+	err, closing := c.endErr, c.closing
+	c.mu.Unlock()
+	if err != nil || c.via == nil {
+		return err
+	}
+	if verr := c.via.lost(); verr != nil {
+		if closing {
+			return fmt.Errorf("%s: %w", c.host, errConnClosed)
+		}
+		return &lostError{host: c.host, cause: bastionLost(verr)}
+	}
+	return nil
+}
+
+// bastionLost is the cause of a connection's loss when its bastion's was.
+func bastionLost(bastionErr error) error {
+	return fmt.Errorf("through %w", bastionErr)
 }
 
 // Close ends the connection; it is not an error to close a lost one.

@@ -52,6 +52,12 @@ type Target struct {
 	Name    string // the inventory name, used in errors and logs
 	Address string // host:port; the port defaults to 22
 	User    string // overrides Options.User
+	// ProxyJump is the bastions to reach the host through, in OpenSSH's
+	// ProxyJump syntax: "[user@]host[:port]", comma-separated, first
+	// first; "" or "none": dialled directly. Address is then dialled from
+	// the last bastion. A string, so Target stays comparable; check it
+	// with ParseProxyJump when the configuration is read.
+	ProxyJump string
 }
 
 // Pool holds one SSH connection per host name for a whole run. It is safe
@@ -62,14 +68,17 @@ type Pool struct {
 	agentConn net.Conn
 	hostKeys  *hostKeyChecker
 
-	mu         sync.Mutex
+	mu sync.Mutex
+	// conns and dialing are keyed by host name, and for bastions by
+	// "\x00" and their chain ("user@host:port", "a>b" for the second).
 	conns      map[string]*sshConn
 	dialing    map[string]*dialCall
-	handshakes map[string]int
+	handshakes map[string]int // by host name and bastionName
 	closed     bool
 }
 
-// dialCall is a dial in progress that concurrent Gets for the same host wait on.
+// dialCall is a dial in progress that concurrent Gets for the same host (or
+// bastion) wait on.
 type dialCall struct {
 	done chan struct{}
 	conn *sshConn
@@ -198,32 +207,64 @@ func agentHolds(a agent.Agent, pub ssh.PublicKey) error {
 
 // Get returns the connection to t, dialling it on first use. Concurrent
 // calls for the same host share one dial; a connection that was lost is
-// dialled again.
+// dialled again. A target behind bastions (ProxyJump) is reached over a
+// direct-tcpip channel of its last bastion's connection, which the pool
+// dials once for every host behind it (and again once it is lost).
 func (p *Pool) Get(ctx context.Context, t Target) (Conn, error) {
-	t.Address = withDefaultPort(t.Address)
+	chain, err := ParseProxyJump(t.ProxyJump)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", t.Name, err)
+	}
+	c, err := p.getHop(ctx, hop{
+		key:     t.Name,
+		name:    t.Name,
+		address: withDefaultPort(t.Address),
+		user:    t.User,
+		chain:   chain,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// hop is one connection the pool makes: to a host, or to a bastion.
+type hop struct {
+	key     string // the pool's key: the host's name, or "\x00"+the bastion's chain
+	name    string // in errors, logs and Handshakes
+	address string // host:port
+	user    string // empty: Options.User, else the local user
+	chain   []JumpHost
+	via     *sshConn // the bastion it is dialled through; nil: directly
+	bastion bool
+	logFor  string // a bastion's: the host whose Get dialled it, for the run log
+}
+
+// getHop is Get for a host or a bastion.
+func (p *Pool) getHop(ctx context.Context, h hop) (*sshConn, error) {
 	for {
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
 			return nil, errPoolClosed
 		}
-		if c := p.conns[t.Name]; c != nil && c.lost() == nil {
+		if c := p.conns[h.key]; c != nil && c.lost() == nil {
 			p.mu.Unlock()
 			return c, nil
 		}
-		call := p.dialing[t.Name]
+		call := p.dialing[h.key]
 		if call == nil {
 			call = &dialCall{done: make(chan struct{})}
-			p.dialing[t.Name] = call
+			p.dialing[h.key] = call
 			p.mu.Unlock()
-			return p.dialFor(ctx, t, call)
+			return p.dialFor(ctx, h, call)
 		}
 		p.mu.Unlock()
 
 		select {
 		case <-call.done:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%s: waiting for connection: %w", t.Name, ctx.Err())
+			return nil, fmt.Errorf("%s: waiting for connection: %w", h.name, ctx.Err())
 		}
 		// The dialling caller's own cancellation is not ours: try again.
 		if call.err != nil && isContextErr(call.err) && ctx.Err() == nil {
@@ -236,32 +277,47 @@ func (p *Pool) Get(ctx context.Context, t Target) (Conn, error) {
 	}
 }
 
-func (p *Pool) dialFor(ctx context.Context, t Target, call *dialCall) (Conn, error) {
-	conn, err := p.dial(ctx, t)
+func (p *Pool) dialFor(ctx context.Context, h hop, call *dialCall) (*sshConn, error) {
+	var conn *sshConn
+	var err error
+	if len(h.chain) > 0 {
+		h.via, err = p.bastion(ctx, h.name, h.chain)
+		if err != nil {
+			err = fmt.Errorf("%s (%s): %w", h.name, h.address, err)
+		}
+	}
+	if err == nil {
+		conn, err = p.dial(ctx, h)
+	}
 	p.mu.Lock()
-	delete(p.dialing, t.Name)
+	delete(p.dialing, h.key)
 	if err == nil && p.closed {
 		_ = conn.Close()
 		conn, err = nil, errPoolClosed
 	}
 	if err == nil {
-		if old := p.conns[t.Name]; old != nil {
+		if old := p.conns[h.key]; old != nil {
 			_ = old.Close()
 		}
-		p.conns[t.Name] = conn
-		p.handshakes[t.Name]++
+		p.conns[h.key] = conn
+		p.handshakes[h.name]++
 	}
-	n := p.handshakes[t.Name]
+	n := p.handshakes[h.name]
 	call.conn, call.err = conn, err
 	close(call.done)
 	p.mu.Unlock()
-	if err == nil {
-		// The run log counts connections: one per host per command, unless
-		// one was lost and dialled again.
-		p.opts.Output.Event(t.Name, "ssh: connected (handshake %d with this host in this command)", n)
-	}
 	if err != nil {
 		return nil, err
+	}
+	// The run log counts connections: one per host (and per bastion) per
+	// command, unless one was lost and dialled again.
+	switch {
+	case h.bastion:
+		p.opts.Output.Event(h.logFor, "ssh: connected to %s (handshake %d with this bastion in this command)", h.name, n)
+	case h.via != nil:
+		p.opts.Output.Event(h.name, "ssh: connected (handshake %d with this host in this command) through %s", n, h.via.host)
+	default:
+		p.opts.Output.Event(h.name, "ssh: connected (handshake %d with this host in this command)", n)
 	}
 	return conn, nil
 }
@@ -289,9 +345,15 @@ func (p *Pool) Close() error {
 	p.conns = map[string]*sshConn{}
 	p.mu.Unlock()
 	var result *multierror.Error
-	for _, c := range conns {
-		if err := c.Close(); err != nil {
-			result = multierror.Append(result, err)
+	// Hosts first, then the bastions they run through.
+	for _, bastions := range []bool{false, true} {
+		for key, c := range conns {
+			if strings.HasPrefix(key, "\x00") != bastions {
+				continue
+			}
+			if err := c.Close(); err != nil {
+				result = multierror.Append(result, err)
+			}
 		}
 	}
 	if p.agentConn != nil {
@@ -323,23 +385,24 @@ func (p *Pool) user(t Target) (string, error) {
 	return u.Username, nil
 }
 
-// dial connects and authenticates; ConnectTimeout covers TCP and handshake.
-func (p *Pool) dial(ctx context.Context, t Target) (*sshConn, error) {
+// dial connects and authenticates; ConnectTimeout covers TCP (or the
+// bastion's channel) and the handshake.
+func (p *Pool) dial(ctx context.Context, h hop) (*sshConn, error) {
 	// The host goes on each message: a logger made With it holds a 500-byte
 	// buffer for the connection's life.
 	logger := zerolog.Ctx(ctx)
-	login, err := p.user(t)
+	login, err := p.user(Target{Name: h.name, User: h.user})
 	if err != nil {
 		return nil, err
 	}
-	algos, err := p.hostKeys.algorithms(t.Address)
+	algos, err := p.hostKeys.algorithms(h.address)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", t.Name, err)
+		return nil, fmt.Errorf("%s: %w", h.name, err)
 	}
 	cfg := &ssh.ClientConfig{
 		User:              login,
 		Auth:              []ssh.AuthMethod{p.auth},
-		HostKeyCallback:   p.hostKeys.callback(t.Name, t.Address),
+		HostKeyCallback:   p.hostKeys.callback(h.name, h.address),
 		HostKeyAlgorithms: algos,
 		Timeout:           p.opts.ConnectTimeout,
 	}
@@ -351,38 +414,11 @@ func (p *Pool) dial(ctx context.Context, t Target) (*sshConn, error) {
 		defer cancel()
 	}
 	start := time.Now()
-	var d net.Dialer
-	nc, err := d.DialContext(dctx, "tcp", t.Address)
+	cc, chans, reqs, err := p.handshake(dctx, h, cfg)
 	if err != nil {
-		return nil, &DialError{Host: t.Name, Address: t.Address, Err: connectCause(dctx, err)}
+		return nil, err
 	}
-	if deadline, ok := dctx.Deadline(); ok {
-		_ = nc.SetDeadline(deadline)
-	}
-	// Cancelling ctx must abort a handshake stuck on a silent server.
-	stop := context.AfterFunc(dctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
-	cc, chans, reqs, err := ssh.NewClientConn(nc, t.Address, cfg)
-	interrupted := !stop()
-	if err == nil && interrupted {
-		_ = cc.Close()
-		err = dctx.Err()
-	}
-	if err != nil {
-		_ = nc.Close()
-		if refused := hostKeyRefusal(err); refused != nil {
-			return nil, refused
-		}
-		// The conn deadline (= dctx's) may fire a moment before dctx notices.
-		if cause := dctx.Err(); cause != nil || errors.Is(err, os.ErrDeadlineExceeded) {
-			if cause == nil {
-				cause = context.DeadlineExceeded
-			}
-			err = fmt.Errorf("ssh handshake: %w", cause)
-		}
-		return nil, &DialError{Host: t.Name, Address: t.Address, Err: err}
-	}
-	_ = nc.SetDeadline(time.Time{})
-	logger.Debug().Str("host", t.Name).Str("address", t.Address).Str("user", login).
+	logger.Debug().Str("host", h.name).Str("address", h.address).Str("user", login).
 		Dur("took", time.Since(start)).Msg("ssh connected")
 
 	// Not ssh.NewClient, which starts three goroutines per connection: two
@@ -390,8 +426,9 @@ func (p *Pool) dial(ctx context.Context, t Target) (*sshConn, error) {
 	// one that waits for the end to close remote forwards, which relctl
 	// never opens. Sessions and direct-tcpip only need Conn.
 	c := &sshConn{
-		host:           t.Name,
+		host:           h.name,
 		client:         &ssh.Client{Conn: cc},
+		via:            h.via,
 		log:            p.opts.Output,
 		cmdTimeout:     p.opts.CommandTimeout,
 		controlTimeout: p.opts.ControlTimeout,
@@ -400,6 +437,81 @@ func (p *Pool) dial(ctx context.Context, t Target) (*sshConn, error) {
 	}
 	go c.watch(chans, reqs, p.opts.Keepalive)
 	return c, nil
+}
+
+// handshake opens the byte stream to h (TCP, or a direct-tcpip channel of
+// its bastion's connection) and runs the SSH handshake on it. Cancelling
+// dctx aborts a handshake stuck on a silent server.
+func (p *Pool) handshake(dctx context.Context, h hop, cfg *ssh.ClientConfig) (ssh.Conn, <-chan ssh.NewChannel, <-chan *ssh.Request, error) {
+	nc, err := p.connect(dctx, h)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if deadline, ok := dctx.Deadline(); ok {
+		_ = nc.SetDeadline(deadline)
+	}
+	// A bastion's channel has no deadlines: closing it ends the handshake.
+	stop := context.AfterFunc(dctx, func() {
+		if nc.SetDeadline(time.Unix(1, 0)) != nil {
+			_ = nc.Close()
+		}
+	})
+	cc, chans, reqs, err := ssh.NewClientConn(nc, h.address, cfg)
+	interrupted := !stop()
+	if err == nil && interrupted {
+		_ = cc.Close()
+		err = dctx.Err()
+	}
+	if err != nil {
+		_ = nc.Close()
+		if refused := hostKeyRefusal(err); refused != nil {
+			return nil, nil, nil, refused
+		}
+		if lost := h.viaLost(); lost != nil {
+			return nil, nil, nil, &DialError{Host: h.name, Address: h.address, Err: lost}
+		}
+		// The conn deadline (= dctx's) may fire a moment before dctx notices.
+		if cause := dctx.Err(); cause != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			if cause == nil {
+				cause = context.DeadlineExceeded
+			}
+			err = fmt.Errorf("ssh handshake: %w", cause)
+		}
+		return nil, nil, nil, &DialError{Host: h.name, Address: h.address, Err: err}
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return cc, chans, reqs, nil
+}
+
+// connect opens a TCP connection to h, from its bastion when it has one
+// (the bastion's sshd connects: OpenSSH's direct-tcpip).
+func (p *Pool) connect(dctx context.Context, h hop) (net.Conn, error) {
+	if h.via == nil {
+		var d net.Dialer
+		nc, err := d.DialContext(dctx, "tcp", h.address)
+		if err != nil {
+			return nil, &DialError{Host: h.name, Address: h.address, Err: connectCause(dctx, err)}
+		}
+		return nc, nil
+	}
+	nc, err := h.via.client.DialContext(dctx, "tcp", h.address)
+	if err != nil {
+		if lost := h.viaLost(); lost != nil {
+			err = lost
+		} else if dctx.Err() != nil {
+			err = fmt.Errorf("connect: %w", dctx.Err())
+		}
+		return nil, &DialError{Host: h.name, Address: h.address, Err: fmt.Errorf("connect through %s: %w", h.via.host, err)}
+	}
+	return nc, nil
+}
+
+// viaLost is why h's bastion connection ended, or nil.
+func (h hop) viaLost() error {
+	if h.via == nil {
+		return nil
+	}
+	return h.via.lost()
 }
 
 // connectCause strips net.OpError's "dial tcp ADDR:" since DialError names
