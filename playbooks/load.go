@@ -130,7 +130,7 @@ func configDurationKey(key string) bool {
 		return true
 	}
 	parts := strings.Split(key, ".")
-	return len(parts) == 3 && parts[0] == "environments" && parts[2] == "rehearsal_max_age"
+	return len(parts) == 3 && (parts[0] == "environments" && parts[2] == "rehearsal_max_age" || parts[0] == "secrets" && parts[2] == "timeout")
 }
 
 func playbookDurationKey(key string) bool {

@@ -33,7 +33,7 @@ func TestExampleUsesEveryKey(t *testing.T) {
 	pbText, _ := os.ReadFile("examples/playbooks/web.toml")
 	moveText, _ := os.ReadFile("examples/solr-upgrade-and-move.toml")
 	all := string(cfgText) + string(pbText) + string(moveText)
-	for _, typ := range []any{Config{}, SSHConfig{}, RehearsalConfig{}, Environment{}, Host{}, Playbook{}, Rollback{}, Artifact{}, Strategy{}, Check{}, Step{}, Traffic{}, Move{}, Dependent{}} {
+	for _, typ := range []any{Config{}, SecretConfig{}, SSHConfig{}, RehearsalConfig{}, Environment{}, Host{}, Playbook{}, Rollback{}, Artifact{}, Strategy{}, Check{}, Step{}, Traffic{}, Move{}, Dependent{}} {
 		rt := reflect.TypeOf(typ)
 		for i := range rt.NumField() {
 			tag := rt.Field(i).Tag.Get("toml")
@@ -243,6 +243,7 @@ func TestTargetsVarsAndData(t *testing.T) {
 		CurrentDir:   "/srv/search/current",
 		Artifact:     "/srv/search/releases/1.4.0/search-1.4.0.tar.gz",
 		ArtifactName: "search-1.4.0.tar.gz",
+		Secrets:      map[string]Secret{"db_password": {name: "db_password"}, "api_token": {name: "api_token"}, "license": {name: "license"}},
 	}
 	if !reflect.DeepEqual(d, want) {
 		t.Errorf("Data =\n%+v\nwant\n%+v", d, want)

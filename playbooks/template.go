@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -114,20 +115,79 @@ func quoteActions(n parse.Node, actions *[]int) {
 // renders (with a marker for each value), which is what the shell reads
 // whatever {{if}} and {{range}} chose.
 func RenderCommand(name, text string, data *TemplateData) (string, error) {
+	out, _, err := renderCommand(name, text, withoutSecrets(data), false)
+	return out, err
+}
+
+// RenderStepCommand is RenderCommand for a run step's run and undo and a
+// [[rollback.steps]] run, the commands that may use {{.Secrets.NAME}}: such
+// an action renders as "$relctl_secret_NAME", a shell variable SecretPrelude
+// fills from the session's stdin, never the value. It returns the secrets
+// the command uses, in order of first use.
+func RenderStepCommand(name, text string, data *TemplateData) (string, []string, error) {
+	return renderCommand(name, text, data, true)
+}
+
+// withoutSecrets is data without .Secrets: a template outside a run step
+// that names a secret fails to render.
+func withoutSecrets(data *TemplateData) *TemplateData {
+	if data == nil || data.Secrets == nil {
+		return data
+	}
+	d := *data
+	d.Secrets = nil
+	return &d
+}
+
+// secretsHint explains a render error about .Secrets outside a run step.
+func secretsHint(text string, err error) error {
+	if err == nil || !strings.Contains(text, ".Secrets") {
+		return err
+	}
+	return fmt.Errorf("%w (secrets are available only in the run and undo of [[steps]] and in [[rollback.steps]])", err)
+}
+
+// secretMarkerValue is what the scanner takes a secret's value to be: its
+// value is not known when the command is rendered (nor may it be printed),
+// so it is taken to start with "-", and an option position refuses it.
+const secretMarkerValue = "-(a secret: its value may start with -)"
+
+func renderCommand(name, text string, data *TemplateData, allowSecrets bool) (string, []string, error) {
+	out, used, err := renderCommandText(name, text, data)
+	if err != nil && !allowSecrets {
+		err = secretsHint(text, err)
+	}
+	return out, used, err
+}
+
+func renderCommandText(name, text string, data *TemplateData) (string, []string, error) {
 	t, actions, err := parseCommandActions(name, text)
 	if err != nil {
-		return "", templateError(err)
+		return "", nil, templateError(err)
 	}
 	if err := quotedActionError(text); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	var (
 		slots  []slot
 		values []string
+		raw    = map[int]bool{} // values written as they are: secret references
+		used   []string
 		nul    *slot
 	)
 	t.Funcs(template.FuncMap{quoteFunc: func(id string, v any) string {
 		sl := actionSlot(text, actions, id)
+		if sec, ok := v.(Secret); ok {
+			sl.value, sl.known = secretMarkerValue, true
+			if !slices.Contains(used, sec.name) {
+				used = append(used, sec.name)
+			}
+			raw[len(slots)] = true
+			m := "\x00" + strconv.Itoa(len(slots)) + "\x00"
+			slots = append(slots, sl)
+			values = append(values, `"$`+secretVar(sec.name)+`"`)
+			return m
+		}
 		words, list := valueWords(v)
 		markers := make([]string, len(words))
 		for i, w := range words {
@@ -146,14 +206,14 @@ func RenderCommand(name, text string, data *TemplateData) (string, error) {
 	}})
 	rendered, err := execute(t, data)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if nul != nil {
 		line, col := templatePosition(text, nul.at)
-		return "", &ShellContextError{Line: line, Column: col, Offset: nul.at, Action: nul.action, Reason: fmt.Sprintf("the value of %s holds a NUL byte, which no shell command can carry", nul.action)}
+		return "", nil, &ShellContextError{Line: line, Column: col, Offset: nul.at, Action: nul.action, Reason: fmt.Sprintf("the value of %s holds a NUL byte, which no shell command can carry", nul.action)}
 	}
 	if err := renderedActionError(text, rendered, slots); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	var b strings.Builder
 	for i := 0; i < len(rendered); {
@@ -164,10 +224,14 @@ func RenderCommand(name, text string, data *TemplateData) (string, error) {
 		}
 		j := i + 1 + strings.IndexByte(rendered[i+1:], 0)
 		k, _ := strconv.Atoi(rendered[i+1 : j])
-		b.WriteString(shellquote.Quote(values[k]))
+		if raw[k] {
+			b.WriteString(values[k])
+		} else {
+			b.WriteString(shellquote.Quote(values[k]))
+		}
 		i = j + 1
 	}
-	return b.String(), nil
+	return b.String(), used, nil
 }
 
 // actionSlot describes action number id for messages: its text and offset.
@@ -192,7 +256,8 @@ func RenderText(name, text string, data *TemplateData) (string, error) {
 	if err != nil {
 		return "", templateError(err)
 	}
-	return execute(t, data)
+	out, err := execute(t, withoutSecrets(data))
+	return out, secretsHint(text, err)
 }
 
 func execute(t *template.Template, data *TemplateData) (string, error) {

@@ -165,7 +165,7 @@ func (p *Project) HostData(pb *Playbook, env *Environment, h *Host) (*TemplateDa
 	return &TemplateData{
 		Project: p.Config.Project, Env: env.Name, Playbook: pb.Name,
 		Host: HostData{Name: h.Name, Address: h.Address, Roles: slices.Clone(h.Roles)},
-		Vars: vars,
+		Vars: vars, Secrets: secretRefs(p.Config),
 	}, nil
 }
 

@@ -24,6 +24,8 @@ type Config struct {
 	SSH          SSHConfig               `toml:"ssh"`
 	Rehearsal    RehearsalConfig         `toml:"rehearsal"`
 	Environments map[string]*Environment `toml:"environments"`
+	// Secrets maps a name to where its value comes from (secrets.go).
+	Secrets map[string]*SecretConfig `toml:"secrets"`
 
 	// Path is the file the config was read from; Dir its directory (absolute).
 	Path string `toml:"-"`
@@ -400,6 +402,9 @@ type TemplateData struct {
 	Artifact       string
 	ArtifactName   string
 	ArtifactSHA256 string
+	// Secrets are references to [secrets]: only a run step's commands may
+	// use them, and they render as a shell variable, never the value.
+	Secrets map[string]Secret
 }
 
 // HostData describes the host a template is rendered for.

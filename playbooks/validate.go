@@ -37,6 +37,7 @@ func (c *Config) validate() Problems {
 		add("lock_ttl", "lock_ttl must be at least %v (got %v): the lock's heartbeat is refreshed every lock_ttl/4 over SSH, so a shorter one lets a slow refresh make a live run's lock look stale to the next run", minLockTTL, c.LockTTL.Duration)
 	}
 	ps = append(ps, sshProblems(ix, c.SSH)...)
+	ps = append(ps, c.secretsProblems()...)
 	if len(c.Environments) == 0 {
 		ps = append(ps, Problem{File: c.Path, Message: "no environments: add at least one [environments.<name>] with hosts"})
 	}
@@ -606,6 +607,12 @@ func (p *Project) validateHost(pb *Playbook, env *Environment, h *Host) Problems
 		render := RenderText
 		if shell {
 			render = RenderCommand
+			if isStepCommandKey(key) {
+				render = func(name, text string, data *TemplateData) (string, error) {
+					out, _, err := RenderStepCommand(name, text, data)
+					return out, err
+				}
+			}
 		}
 		out, err := render(key, text, data)
 		if err == nil && check != nil {
