@@ -189,3 +189,144 @@ func TestBastionCarriesEveryHostOnOneLogin(t *testing.T) {
 	}
 	t.Logf("the bastion's forwards:\n%s", strings.Join(forwards, "\n"))
 }
+
+// bastionConn is the pool's connection to the bastion of chain key.
+func bastionConn(t *testing.T, p *Pool, key string) *sshConn {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.conns["\x00"+key]
+	if c == nil {
+		t.Fatalf("the pool has no connection to %s", bastionName(key))
+	}
+	return c
+}
+
+func TestBastionLostFailsItsHostsAndIsDialledAgain(t *testing.T) {
+	f := newBastionFixture(t, 3, 1)
+	ctx := testContext(t)
+	p := f.pool(t, f.knownHosts)
+	conns := f.getAll(t, p, f.bastionJump())
+	b := bastionConn(t, p, f.bastionJump())
+
+	// A command running when the bastion's connection dies.
+	running := make(chan error, 1)
+	go func() {
+		_, err := conns[0].Run(ctx, "echo started; sleep 60", RunOptions{Label: "long"})
+		running <- err
+	}()
+	waitFor(t, "the long command to start", func() bool {
+		log, _ := os.ReadFile(f.runLog)
+		return strings.Contains(string(log), "[long] out| started")
+	})
+
+	if n := f.bastions[0].KillConnections(t); n == 0 {
+		t.Fatal("the bastion sshd had no connection process to kill")
+	}
+	select {
+	case <-b.gone:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the bastion's connection was not seen to end")
+	}
+	if err := <-running; !errors.Is(err, ErrConnectionLost) || !strings.Contains(err.Error(), bastionName(f.bastionJump())) {
+		t.Errorf("the running command: %v, want ErrConnectionLost naming the bastion", err)
+	}
+	for _, c := range conns {
+		_, err := c.Run(ctx, "true", RunOptions{Label: "after"})
+		if !errors.Is(err, ErrConnectionLost) {
+			t.Errorf("%s: Run after the bastion was lost: %v, want ErrConnectionLost", c.Host(), err)
+		}
+		t.Logf("%s: %v", c.Host(), err)
+	}
+
+	// The next Get dials the bastion again, once for all hosts.
+	f.getAll(t, p, f.bastionJump())
+	bastion := bastionName(f.bastionJump())
+	want := map[string]int{bastion: 2}
+	for _, h := range f.hosts {
+		want[h.Name] = 2
+	}
+	if got := p.Handshakes(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Handshakes() = %v, want %v", got, want)
+	}
+	if n := count(f.bastions[0].Log(t), `Accepted publickey for `); n != 2 {
+		t.Errorf("the bastion logged %d logins, want 2 (one per connection)", n)
+	}
+	runLog, _ := os.ReadFile(f.runLog)
+	if !strings.Contains(string(runLog), "ssh: connected to "+bastion+" (handshake 2 with this bastion in this command)") {
+		t.Errorf("run log: no second bastion connection:\n%s", runLog)
+	}
+}
+
+func TestBastionHostKeyIsVerified(t *testing.T) {
+	f := newBastionFixture(t, 1, 1)
+	ctx := testContext(t)
+	// Known hosts that know the host, but not the bastion.
+	noBastion := filepath.Join(f.dir, "known_hosts_without_bastion")
+	sshdtest.WriteKnownHosts(t, noBastion, f.hosts)
+	p := f.pool(t, noBastion)
+	_, err := p.Get(ctx, Target{Name: f.hosts[0].Name, Address: f.hosts[0].Addr, ProxyJump: f.bastionJump()})
+	var hke *HostKeyError
+	if !errors.As(err, &hke) || hke.Kind != HostKeyUnknown || hke.Host != bastionName(f.bastionJump()) || hke.Address != f.relay.Addr {
+		t.Fatalf("Get through an unknown bastion: %v, want a HostKeyError (unknown) for %s", err, bastionName(f.bastionJump()))
+	}
+	var de *DialError
+	if errors.As(err, &de) {
+		t.Errorf("a refused host key is not a DialError (the host is not merely unreachable): %v", err)
+	}
+	for _, want := range []string{f.hosts[0].Name, bastionName(f.bastionJump()), knownhosts.Normalize(f.relay.Addr)} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %q: %v", want, err)
+		}
+	}
+	if n := count(f.bastions[0].Log(t), `Accepted publickey for `); n != 0 {
+		t.Errorf("relctl logged in to a bastion whose key it did not know")
+	}
+	t.Log(err)
+}
+
+func TestBastionChain(t *testing.T) {
+	f := newBastionFixture(t, 2, 2)
+	second := f.user + "@" + f.bastions[1].Addr
+	jump := f.bastionJump() + "," + second
+	p := f.pool(t, f.knownHosts)
+	f.getAll(t, p, jump)
+
+	first, chained := bastionName(f.bastionJump()), bastionName(f.bastionJump()+">"+second)
+	want := map[string]int{first: 1, chained: 1}
+	for _, h := range f.hosts {
+		want[h.Name] = 1
+	}
+	if got := p.Handshakes(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Handshakes() = %v, want %v", got, want)
+	}
+	log0, log1 := f.bastions[0].Log(t), f.bastions[1].Log(t)
+	for i, log := range []string{log0, log1} {
+		if n := count(log, `Accepted publickey for `); n != 1 {
+			t.Errorf("bastion %d logged %d logins, want 1", i+1, n)
+		}
+	}
+	if n := count(log0, forwardRE(f.bastions[1].Addr)); n != 1 {
+		t.Errorf("the first bastion forwarded %d times to the second, want 1:\n%s", n, log0)
+	}
+	for _, h := range f.hosts {
+		if n := count(log1, forwardRE(h.Addr)); n != 1 {
+			t.Errorf("the second bastion forwarded %d times to %s, want 1", n, h.Name)
+		}
+		if n := count(log0, forwardRE(h.Addr)); n != 0 {
+			t.Errorf("the first bastion forwarded to %s itself", h.Name)
+		}
+	}
+}
+
+// waitFor polls cond for up to 30 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

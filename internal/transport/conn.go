@@ -202,7 +202,7 @@ func (c *sshConn) lost() error {
 
 // bastionLost is the cause of a connection's loss when its bastion's was.
 func bastionLost(bastionErr error) error {
-	return fmt.Errorf("through %w", bastionErr)
+	return fmt.Errorf("its bastion's connection ended (%w)", bastionErr)
 }
 
 // Close ends the connection; it is not an error to close a lost one.
