@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 )
@@ -97,6 +98,7 @@ type Relay struct {
 	Addr string // 127.0.0.1:PORT in the test's namespace
 
 	ln     net.Listener
+	down   atomic.Bool
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
@@ -146,7 +148,15 @@ func (r *Relay) track(c net.Conn) bool {
 	return true
 }
 
+// SetDown makes the relay close every new connection at once (a bastion
+// that is down) or forward them again.
+func (r *Relay) SetDown(down bool) { r.down.Store(down) }
+
 func (r *Relay) forward(ns *NetNS, addr string, in net.Conn) {
+	if r.down.Load() {
+		_ = in.Close()
+		return
+	}
 	if !r.track(in) {
 		return
 	}

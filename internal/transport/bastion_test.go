@@ -239,6 +239,19 @@ func TestBastionLostFailsItsHostsAndIsDialledAgain(t *testing.T) {
 		t.Logf("%s: %v", c.Host(), err)
 	}
 
+	// While the bastion is down its hosts are unreachable (a DialError,
+	// which the rollback's backoff retries), and Get tries it again.
+	f.relay.SetDown(true)
+	for _, h := range f.hosts[:2] {
+		_, err := p.Get(ctx, Target{Name: h.Name, Address: h.Addr, ProxyJump: f.bastionJump()})
+		var de *DialError
+		if !errors.As(err, &de) || !strings.Contains(err.Error(), h.Name) {
+			t.Errorf("%s: Get while the bastion is down: %v, want a DialError naming the host", h.Name, err)
+		}
+		t.Logf("bastion down: %v", err)
+	}
+	f.relay.SetDown(false)
+
 	// The next Get dials the bastion again, once for all hosts.
 	f.getAll(t, p, f.bastionJump())
 	bastion := bastionName(f.bastionJump())
