@@ -326,7 +326,9 @@ func isContextErr(err error) bool {
 	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
-// Handshakes reports successful SSH handshakes per host name so far.
+// Handshakes reports successful SSH handshakes per host name so far, and
+// per bastion as "bastion user@host:port" ("bastion a>b" for the second
+// bastion of a chain a,b).
 func (p *Pool) Handshakes() map[string]int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
