@@ -15,6 +15,8 @@ command -v tar >/dev/null 2>&1 || missing="$missing tar"
 command -v monit >/dev/null 2>&1 || missing="$missing monit"
 [ -x /usr/sbin/haproxy ] || missing="$missing haproxy"
 command -v socat >/dev/null 2>&1 || missing="$missing socat"
+# Bastion tests put hosts in a network namespace (ip netns).
+command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
 # Hosts fetch pulled artifacts ([artifact] url) with curl or wget.
 command -v curl >/dev/null 2>&1 || missing="$missing curl"
 command -v wget >/dev/null 2>&1 || missing="$missing wget"
