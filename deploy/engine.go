@@ -92,6 +92,16 @@ var errStopped = errors.New("stopped: no new work after interrupt")
 // interrupt) no new step starts, running steps finish, and, for deploys,
 // everything the run touched is undone (the reverse walk).
 func (e *Engine) Run(ctx context.Context, p *Plan, opts RunOptions) (*Report, error) {
+	if names := p.SecretNames(); len(names) > 0 {
+		if opts.Secrets == nil {
+			opts.Secrets = playbooks.NewSecrets(p.proj.Config)
+		}
+		// Before any host is contacted: a secret that cannot be read
+		// changes nothing.
+		if err := opts.Secrets.Resolve(ctx, names); err != nil {
+			return nil, err
+		}
+	}
 	r := &run{engine: e, plan: p, opts: opts, runs: map[string]*hostRun{}, stop: make(chan struct{}), done: make(chan struct{})}
 	r.report = &Report{RunID: p.RunID, Kind: p.Kind, Env: p.Env, Version: p.Version, Started: e.now()}
 	for _, b := range p.Batches {

@@ -1,6 +1,10 @@
 package deploy
 
-import "time"
+import (
+	"time"
+
+	"github.com/relctl/relctl/playbooks"
+)
 
 // RunOptions are the decisions one run of a plan is made with, taken before
 // it starts (Prepare, or the command): the plan itself never changes.
@@ -15,6 +19,9 @@ type RunOptions struct {
 	TakeOverStaleLocks bool
 	// Gate is what the environment's rehearsal gate decided.
 	Gate GateDecision
+	// Secrets resolves the secrets the plan's playbook uses, once, before
+	// any host is contacted (Engine.Run), and masks their values.
+	Secrets *playbooks.Secrets
 }
 
 // GateDecision is the rehearsal gate's answer for a deploy.

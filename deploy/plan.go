@@ -377,3 +377,12 @@ func firstNonEmpty(ss ...string) string {
 	}
 	return ""
 }
+
+// SecretNames lists the secrets the plan's playbook refers to in its run
+// steps and rollback steps: what a run of it resolves before it starts.
+func (p *Plan) SecretNames() []string {
+	if p == nil || p.pb == nil || p.proj == nil {
+		return nil
+	}
+	return p.pb.SecretNames(p.proj.Config)
+}

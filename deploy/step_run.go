@@ -2,6 +2,8 @@ package deploy
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"time"
 
 	"github.com/relctl/relctl/internal/transport"
@@ -14,16 +16,19 @@ type runAction struct {
 	UndoCmd string
 	Timeout time.Duration
 	label   string
+	// secrets and undoSecrets are the secrets Command and UndoCmd refer to:
+	// their values go on the session's stdin (runWithSecrets).
+	secrets, undoSecrets []string
 }
 
 func buildRunStep(s *playbooks.Step, _ *Plan, hp *HostPlan) (Action, string, error) {
-	cmd, err := playbooks.RenderCommand(s.Phase+"/"+s.Name+".run", s.Run, hp.Data)
+	cmd, secrets, err := playbooks.RenderStepCommand(s.Phase+"/"+s.Name+".run", s.Run, hp.Data)
 	if err != nil {
 		return nil, "", err
 	}
-	a := &runAction{Command: cmd, Timeout: s.Timeout.Duration, label: s.Phase + "/" + s.Name}
+	a := &runAction{Command: cmd, Timeout: s.Timeout.Duration, label: s.Phase + "/" + s.Name, secrets: secrets}
 	if s.Undo != "" {
-		if a.UndoCmd, err = playbooks.RenderCommand(s.Phase+"/"+s.Name+".undo", s.Undo, hp.Data); err != nil {
+		if a.UndoCmd, a.undoSecrets, err = playbooks.RenderStepCommand(s.Phase+"/"+s.Name+".undo", s.Undo, hp.Data); err != nil {
 			return nil, "", err
 		}
 	}
@@ -35,8 +40,7 @@ func buildRunStep(s *playbooks.Step, _ *Plan, hp *HostPlan) (Action, string, err
 }
 
 func (a *runAction) Do(ctx context.Context, h *hostRun) (string, error) {
-	_, err := h.conn.Run(ctx, a.Command, transport.RunOptions{Label: a.label, Timeout: a.Timeout})
-	return "", err
+	return "", runWithSecrets(ctx, h, a.Command, a.secrets, transport.RunOptions{Label: a.label, Timeout: a.Timeout})
 }
 
 // Undo runs the step's undo command, when it has one.
@@ -44,6 +48,27 @@ func (a *runAction) Undo(ctx context.Context, h *hostRun) (string, error) {
 	if a.UndoCmd == "" {
 		return "", errNoUndo
 	}
-	_, err := h.conn.Run(ctx, a.UndoCmd, transport.RunOptions{Label: "undo " + a.label, Timeout: a.Timeout})
-	return "", err
+	return "", runWithSecrets(ctx, h, a.UndoCmd, a.undoSecrets, transport.RunOptions{Label: "undo " + a.label, Timeout: a.Timeout})
+}
+
+// runWithSecrets runs a step's command. The secrets it uses are read by a
+// prelude from the session's stdin, never put on a command line; whatever
+// the command printed has every resolved secret masked before it reaches
+// an error (and so the journal, the report and the hosts' run summaries).
+func runWithSecrets(ctx context.Context, h *hostRun, cmd string, names []string, opts transport.RunOptions) error {
+	sec := h.run.opts.Secrets
+	if len(names) > 0 {
+		in, err := sec.SecretInput(names)
+		if err != nil {
+			return err
+		}
+		cmd = playbooks.SecretPrelude(names) + cmd
+		opts.Stdin = strings.NewReader(in)
+	}
+	_, err := h.conn.Run(ctx, cmd, opts)
+	var ce *transport.CommandError
+	if errors.As(err, &ce) {
+		ce.Tail = sec.Redact(ce.Tail)
+	}
+	return sec.RedactError(err)
 }

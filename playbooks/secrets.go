@@ -249,6 +249,15 @@ func (s *Secrets) Redact(text string) string {
 	vals := make([]string, 0, len(s.values))
 	for _, v := range s.values {
 		vals = append(vals, v)
+		if strings.ContainsAny(v, "\r\n") {
+			// Output is often handled a line at a time (the run log, an
+			// error's tail): mask each line of a multi-line value too.
+			for _, line := range strings.FieldsFunc(v, func(r rune) bool { return r == '\n' || r == '\r' }) {
+				if len(strings.TrimSpace(line)) >= MinSecretLen {
+					vals = append(vals, line)
+				}
+			}
+		}
 	}
 	s.mu.Unlock()
 	slices.SortFunc(vals, func(a, b string) int { return len(b) - len(a) })
@@ -331,4 +340,41 @@ func isStepCommandKey(key string) bool {
 		return parts[3] == "run"
 	}
 	return false
+}
+
+// SecretNames lists the secrets the playbook's commands refer to (the run
+// and undo of [[steps]], the run of [[rollback.steps]]), sorted: what a run
+// of it resolves. A template that reaches .Secrets other than as
+// .Secrets.NAME (index, with, range) uses every secret.
+func (pb *Playbook) SecretNames(cfg *Config) []string {
+	used := map[string]bool{}
+	all := false
+	scan := func(text string) {
+		if !strings.Contains(text, "Secrets") {
+			return
+		}
+		t, err := parseTemplate("secrets", text)
+		if err != nil {
+			all = true
+			return
+		}
+		for _, tt := range t.Templates() {
+			if tt.Tree != nil {
+				walkSecretRefs(tt.Root, used, &all)
+			}
+		}
+	}
+	for _, s := range pb.Steps {
+		scan(s.Run)
+		scan(s.Undo)
+	}
+	for _, s := range pb.Rollback.Steps {
+		scan(s.Run)
+	}
+	if all {
+		for name := range cfg.Secrets {
+			used[name] = true
+		}
+	}
+	return slices.Sorted(mapKeys(used))
 }

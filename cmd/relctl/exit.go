@@ -57,6 +57,7 @@ func exitCode(io *output.IOStreams, err error) int {
 	var rehearsal *rollback.RehearsalFailed
 	var panicked *fanout.PanicError
 	var unrecorded *state.UnrecordedUnlockError
+	var secret *playbooks.SecretError
 	code := exitError
 	switch {
 	case errors.As(err, &panicked) && !errors.As(err, &failure) && !errors.As(err, &rehearsal):
@@ -81,7 +82,7 @@ func exitCode(io *output.IOStreams, err error) int {
 		fmt.Fprintln(io.ErrOut, problems.Error())
 		fmt.Fprintf(io.ErrOut, "relctl: %d configuration problem%s\n", len(problems), plural(len(problems)))
 		return exitUsage
-	case errors.As(err, &usage), errors.Is(err, deploy.ErrBadInput), isCobraUsage(err):
+	case errors.As(err, &usage), errors.Is(err, deploy.ErrBadInput), isCobraUsage(err), errors.As(err, &secret):
 		code = exitUsage
 	case errors.As(err, &failure):
 		switch {

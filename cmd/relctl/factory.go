@@ -26,6 +26,9 @@ type Factory struct {
 	// Stop is closed by the first interrupt.
 	Stop  <-chan struct{}
 	flags globalFlags
+	// secrets are the command's resolved secrets (nil in tests that build
+	// a Factory themselves: then each session has its own).
+	secrets *secretsHolder
 }
 
 // globalFlags are the flags every command has.
@@ -90,15 +93,22 @@ type openSessionFunc func(cfg *playbooks.Config, runID string, withJournal bool)
 func (f *Factory) OpenSession(cfg *playbooks.Config, runID string, withJournal bool) (*session, error) {
 	stateDir := f.StateDir(cfg)
 	s := &session{stateDir: stateDir, logPath: state.RunLogPath(stateDir, runID), errOut: f.IOStreams.ErrOut, stop: f.Stop}
+	holder := f.secrets
+	if holder == nil {
+		holder = &secretsHolder{}
+	}
+	s.secrets = holder.forConfig(cfg)
 	var err error
 	if s.log, err = transport.OpenRunLog(s.logPath); err != nil {
 		return nil, fmt.Errorf("opening run log: %w", err)
 	}
+	s.log.SetRedactor(s.secrets.Redact)
 	if withJournal {
 		if s.journal, err = state.OpenJournal(stateDir, runID); err != nil {
 			s.log.Close()
 			return nil, fmt.Errorf("opening journal: %w", err)
 		}
+		s.journal.SetRedactor(s.secrets.Redact)
 	}
 	if s.pool, err = transport.NewPool(transportOptions(cfg, s.log)); err != nil {
 		s.Close()

@@ -221,6 +221,7 @@ func (r *rehearsalRunner) Run(ctx context.Context, p *deploy.Plan, observe deplo
 		return nil, fmt.Errorf("opening journal: %w", err)
 	}
 	defer journal.Close()
+	journal.SetRedactor(r.sess.secrets.Redact)
 	engine := r.sess.newEngine(r.proj)
 	engine.Journal = journal
 	return r.sess.execute(ctx, engine, p, deploy.RunOptions{}, r.sess.errOut, observe)

@@ -14,7 +14,10 @@ import (
 var version = "dev"
 
 func newRootCmd(io *output.IOStreams, stop <-chan struct{}) *cobra.Command {
-	f := &Factory{IOStreams: io, Stop: stop}
+	f := &Factory{IOStreams: io, Stop: stop, secrets: &secretsHolder{}}
+	// Every byte relctl prints goes through the secrets' mask, error
+	// messages included (exitCode prints to the same streams).
+	io.Out, io.ErrOut = f.secrets.writer(io.Out), f.secrets.writer(io.ErrOut)
 	root := &cobra.Command{
 		Use:   "relctl",
 		Short: "Release orchestrator: push a release over SSH, canary then batches, health-checked",

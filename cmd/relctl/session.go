@@ -24,6 +24,9 @@ type session struct {
 	pool     *transport.Pool
 	errOut   io.Writer
 	stop     <-chan struct{}
+	// secrets are resolved by the first run that needs them, and masked
+	// in the run log and the journal.
+	secrets *playbooks.Secrets
 }
 
 func (s *session) Close() {
@@ -81,6 +84,7 @@ func (s *session) runPlan(ctx context.Context, out io.Writer, proj *playbooks.Pr
 		if s.journal, err = state.OpenJournal(s.stateDir, p.RunID); err != nil {
 			return fmt.Errorf("opening journal: %w", err)
 		}
+		s.journal.SetRedactor(s.secrets.Redact)
 	}
 	_, err := s.execute(ctx, s.newEngine(proj), p, opts, out, nil)
 	return err
@@ -104,6 +108,9 @@ func (s *session) execute(ctx context.Context, engine *deploy.Engine, p *deploy.
 	engine.Observe = progress.observe
 	if also != nil {
 		engine.Observe = func(ev deploy.Event) { progress.observe(ev); also(ev) }
+	}
+	if opts.Secrets == nil {
+		opts.Secrets = s.secrets
 	}
 	rep, err := engine.Run(ctx, p, opts)
 	var locked *state.LockedError

@@ -49,10 +49,20 @@ type JournalEvent struct {
 // Every event is synced to disk before Append returns, so after a crash (even
 // kill -9) the journal says exactly how far the run got.
 type Journal struct {
-	mu    sync.Mutex
-	f     *os.File
-	path  string
-	runID string
+	mu     sync.Mutex
+	f      *os.File
+	path   string
+	runID  string
+	redact func(string) string
+}
+
+// SetRedactor makes Append pass every event's text (command, error,
+// detail) through redact first: it masks the run's secrets. Call it before
+// the run appends events.
+func (j *Journal) SetRedactor(redact func(string) string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.redact = redact
 }
 
 // JournalPath is where a run's journal lives.
@@ -117,6 +127,12 @@ func (j *Journal) Append(ev JournalEvent) error {
 	}
 	if ev.RunID == "" {
 		ev.RunID = j.runID
+	}
+	j.mu.Lock()
+	redact := j.redact
+	j.mu.Unlock()
+	if redact != nil {
+		ev.Command, ev.Error, ev.Detail = redact(ev.Command), redact(ev.Error), redact(ev.Detail)
 	}
 	line, err := json.Marshal(ev)
 	if err != nil {

@@ -26,6 +26,8 @@ type RunLog struct {
 	now  func() time.Time
 	path string
 
+	redact func(string) string // masks secrets in every line (SetRedactor)
+
 	pending, spare  []byte     // lines not written yet; the buffer written last
 	writing         bool       // a goroutine is writing, outside mu
 	queued, written uint64     // lines added to pending, lines written
@@ -61,6 +63,18 @@ func (l *RunLog) Path() string {
 	return l.path
 }
 
+// SetRedactor makes the log pass every line through redact before it is
+// written: it masks the run's secrets (their values, wherever a command's
+// output or an error shows them).
+func (l *RunLog) SetRedactor(redact func(string) string) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.redact = redact
+}
+
 // Event records one line for host, e.g. "batch 1/3 (canary): staging-1".
 func (l *RunLog) Event(host, format string, args ...any) {
 	l.line(host, fmt.Sprintf(format, args...))
@@ -76,6 +90,9 @@ func (l *RunLog) line(host, msg string) {
 	defer l.mu.Unlock()
 	if l.f == nil {
 		return
+	}
+	if l.redact != nil {
+		msg = l.redact(msg)
 	}
 	b := l.now().AppendFormat(l.pending, logTime)
 	b = append(b, ' ')
