@@ -124,3 +124,66 @@ func TestSecretResolve(t *testing.T) {
 		t.Logf("%s: %v", name, err)
 	}
 }
+
+func TestSecretsConfigProblems(t *testing.T) {
+	writeProject(t, map[string]string{
+		"relctl.toml": goodConfig + `
+[secrets.db]
+env = "DB"
+pass = "x"
+[secrets.both]
+env = "A"
+file = "b"
+[secrets.none]
+[secrets.api]
+file = "api"
+timeout = "5s"
+`,
+		"playbooks/web.toml": goodPlaybook,
+	})
+	_, err := Load("relctl.toml")
+	if err == nil {
+		t.Fatal("loaded")
+	}
+	got := err.Error()
+	for _, want := range []string{
+		`relctl.toml:13:1: unknown key "pass" in [secrets.db]`,
+		`relctl.toml:14:2: secrets.both: give only one of env, file and command`,
+		`relctl.toml:17:2: secrets.none: give one of env`,
+		`relctl.toml:20:1: secrets.api.timeout: only a command takes a timeout`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in:\n%s", want, got)
+		}
+	}
+	// Templates: an unknown secret, a secret outside a run step.
+	writeProject(t, map[string]string{
+		"relctl.toml": goodConfig + "\n[secrets.db]\nenv = \"DB\"\n",
+		"playbooks/web.toml": goodPlaybook + `
+[[steps]]
+phase = "post"
+name = "uses"
+run = "printf %s {{.Secrets.db}} {{.Secrets.nope}} > f"
+
+[checks.c]
+type = "command"
+command = "check {{.Secrets.db}}"
+`,
+	})
+	_, err = Load("relctl.toml")
+	if err == nil {
+		t.Fatal("loaded")
+	}
+	got = err.Error()
+	for _, want := range []string{
+		`playbooks/web.toml:21:1: steps.run:`,
+		`map has no entry for key "nope"`,
+		`checks.c.command:`,
+		`secrets are available only in the run and undo of [[steps]] and in [[rollback.steps]]`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in:\n%s", want, got)
+		}
+	}
+	t.Log(got)
+}
