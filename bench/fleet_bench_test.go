@@ -573,8 +573,7 @@ func readFleetLog(b *testing.B, path string) fleetLog {
 			if end := strings.Index(msg, "] "); end > 0 && strings.HasPrefix(msg[end:], "] $ ") {
 				l.sessions[host]++
 				at, _ := time.Parse("2006-01-02T15:04:05.000Z07:00", fields[0])
-				label, _, _ := strings.Cut(msg[1:end], " ")
-				l.commands = append(l.commands, loggedCommand{at, label})
+				l.commands = append(l.commands, loggedCommand{at, sessionLabel(msg[1:end])})
 			}
 		}
 	}
@@ -678,7 +677,8 @@ func (r fleetRow) cells(hosts int) []string {
 		ms(r.cpuRelctl), ms(r.cpuAll))
 }
 
-// sessionsByLabel is every session of the run by label, per host on average.
+// sessionsByLabel is every session of the run by label, per host on average
+// ("label N; label N").
 func (r fleetRow) sessionsByLabel(hosts int) string {
 	counts := map[string]int{}
 	var labels []string
@@ -695,7 +695,7 @@ func (r fleetRow) sessionsByLabel(hosts int) string {
 	for _, l := range labels {
 		parts = append(parts, fmt.Sprintf("%s %.4g", l, float64(counts[l])/float64(hosts)))
 	}
-	return strings.Join(parts, ", ")
+	return strings.Join(parts, "; ") // labels may hold a comma
 }
 
 // sessionsBetween summarizes the sessions started (and connections made) in [from, to), by label:
@@ -768,4 +768,14 @@ func machineBusy() time.Duration {
 		ticks += n
 	}
 	return time.Duration(ticks) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// sessionLabel is a run log label without the path or version a command
+// names ("upload /srv/x.tar.gz", "activate 1.1.0" count as one label each);
+// others stay whole ("write run summary, unlock").
+func sessionLabel(label string) string {
+	if first, rest, ok := strings.Cut(label, " "); ok && rest != "" && (rest[0] == '/' || (rest[0] >= '0' && rest[0] <= '9')) {
+		return first
+	}
+	return label
 }

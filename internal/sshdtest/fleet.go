@@ -176,20 +176,13 @@ func (f *Fleet) uniquePort() (int, error) {
 }
 
 func (f *Fleet) launch(ctx context.Context, s *Server) error {
-	cfg := filepath.Join(s.Root, "sshd_config")
-	if err := os.WriteFile(cfg, []byte(s.config()), 0o600); err != nil {
-		return err
-	}
-	logPath := filepath.Join(s.Root, "sshd.log")
-	logFile, err := os.Create(logPath)
+	cmd, logFile, logPath, err := s.sshdCommand()
 	if err != nil {
 		return err
 	}
 	defer logFile.Close()
-	cmd := exec.Command(SSHDPath, "-D", "-e", "-f", cfg)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// Own process group (Close kills it), and killed with this process.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// Close kills its process group; it dies with this process too.
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()

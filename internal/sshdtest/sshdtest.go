@@ -132,26 +132,35 @@ func (s *Server) start(t testing.TB) {
 	t.Fatalf("sshdtest: starting sshd for %s: %v", s.Name, lastErr)
 }
 
-func (s *Server) launch(t testing.TB) error {
+// sshdCommand writes s's sshd_config and returns the sshd command (in its
+// network namespace, if any) with its output going to the log at logPath,
+// in a process group of its own so that cleanup can kill the listener
+// without touching the test binary. Start it before closing logFile.
+func (s *Server) sshdCommand() (cmd *exec.Cmd, logFile *os.File, logPath string, err error) {
 	cfg := filepath.Join(s.Root, "sshd_config")
 	if err := os.WriteFile(cfg, []byte(s.config()), 0o600); err != nil {
-		return err
+		return nil, nil, "", err
 	}
-	logPath := filepath.Join(s.Root, "sshd.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return err
+	logPath = filepath.Join(s.Root, "sshd.log")
+	if logFile, err = os.Create(logPath); err != nil {
+		return nil, nil, "", err
 	}
-	defer logFile.Close()
-	cmd := exec.Command(SSHDPath, "-D", "-e", "-f", cfg)
+	cmd = exec.Command(SSHDPath, "-D", "-e", "-f", cfg)
 	if s.opts.NetNS != nil {
 		// ip netns exec enters the namespace and execs sshd (no fork).
 		cmd = exec.Command("ip", "netns", "exec", s.opts.NetNS.Name, SSHDPath, "-D", "-e", "-f", cfg)
 	}
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	// Own process group, so cleanup can kill the listener without touching the test binary.
+	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return cmd, logFile, logPath, nil
+}
+
+func (s *Server) launch(t testing.TB) error {
+	cmd, logFile, logPath, err := s.sshdCommand()
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
 	if err := cmd.Start(); err != nil {
 		return err
 	}
