@@ -82,13 +82,16 @@ func (f *bastionFixture) pool(t *testing.T, knownHosts string) *Pool {
 	return p
 }
 
-// bastionJump is the ProxyJump of the relayed bastion, as relctl dials it.
-func (f *bastionFixture) bastionJump() string { return f.user + "@" + f.relay.Addr }
+// bastionJump is the relayed bastion, as relctl dials it.
+func (f *bastionFixture) bastionJump() Endpoint { return Endpoint{User: f.user, Address: f.relay.Addr} }
+
+// bastionKey is the relayed bastion's name without "bastion ".
+func (f *bastionFixture) bastionKey() string { return f.user + "@" + f.relay.Addr }
 
 // getAll connects to every host at once (the bastion's dial is shared)
 // and checks that each command runs on its own host: a session's HOME is
 // the host's own directory.
-func (f *bastionFixture) getAll(t *testing.T, p *Pool, jump string) []Conn {
+func (f *bastionFixture) getAll(t *testing.T, p *Pool, jumps ...Endpoint) []Conn {
 	t.Helper()
 	ctx := testContext(t)
 	conns := make([]Conn, len(f.hosts))
@@ -97,9 +100,9 @@ func (f *bastionFixture) getAll(t *testing.T, p *Pool, jump string) []Conn {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := p.Get(ctx, Target{Name: h.Name, Address: h.Addr, ProxyJump: jump})
+			c, err := p.Get(ctx, Target{Name: h.Name, Endpoint: Endpoint{Address: h.Addr}, Jumps: jumps})
 			if err != nil {
-				t.Errorf("Get %s through %s: %v", h.Name, jump, err)
+				t.Errorf("Get %s through %v: %v", h.Name, jumps, err)
 				return
 			}
 			conns[i] = c
@@ -146,7 +149,7 @@ func TestBastionCarriesEveryHostOnOneLogin(t *testing.T) {
 		}
 	}
 	direct := f.pool(t, f.knownHosts)
-	_, err := direct.Get(ctx, Target{Name: f.hosts[0].Name, Address: f.hosts[0].Addr})
+	_, err := direct.Get(ctx, Target{Name: f.hosts[0].Name, Endpoint: Endpoint{Address: f.hosts[0].Addr}})
 	var de *DialError
 	if !errors.As(err, &de) || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("Get without the bastion: %v, want a DialError (connection refused)", err)
@@ -154,7 +157,7 @@ func TestBastionCarriesEveryHostOnOneLogin(t *testing.T) {
 
 	p := f.pool(t, f.knownHosts)
 	f.getAll(t, p, f.bastionJump())
-	bastion := bastionName(f.bastionJump())
+	bastion := bastionName(f.bastionKey())
 	want := map[string]int{bastion: 1}
 	for _, h := range f.hosts {
 		want[h.Name] = 1
@@ -190,16 +193,22 @@ func TestBastionCarriesEveryHostOnOneLogin(t *testing.T) {
 	t.Logf("the bastion's forwards:\n%s", strings.Join(forwards, "\n"))
 }
 
-// bastionConn is the pool's connection to the bastion of chain key.
+// bastionConn is the pool's one connection to the bastion named
+// bastionName(key).
 func bastionConn(t *testing.T, p *Pool, key string) *sshConn {
 	t.Helper()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	c := p.conns["\x00"+key]
-	if c == nil {
-		t.Fatalf("the pool has no connection to %s", bastionName(key))
+	var found []*sshConn
+	for k, c := range p.conns {
+		if strings.HasPrefix(k, "\x00") && c.host == bastionName(key) {
+			found = append(found, c)
+		}
 	}
-	return c
+	if len(found) != 1 {
+		t.Fatalf("the pool has %d connections to %s, want 1", len(found), bastionName(key))
+	}
+	return found[0]
 }
 
 func TestBastionLostFailsItsHostsAndIsDialledAgain(t *testing.T) {
@@ -207,7 +216,7 @@ func TestBastionLostFailsItsHostsAndIsDialledAgain(t *testing.T) {
 	ctx := testContext(t)
 	p := f.pool(t, f.knownHosts)
 	conns := f.getAll(t, p, f.bastionJump())
-	b := bastionConn(t, p, f.bastionJump())
+	b := bastionConn(t, p, f.bastionKey())
 
 	// A command running when the bastion's connection dies.
 	running := make(chan error, 1)
@@ -228,7 +237,7 @@ func TestBastionLostFailsItsHostsAndIsDialledAgain(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the bastion's connection was not seen to end")
 	}
-	if err := <-running; !errors.Is(err, ErrConnectionLost) || !strings.Contains(err.Error(), bastionName(f.bastionJump())) {
+	if err := <-running; !errors.Is(err, ErrConnectionLost) || !strings.Contains(err.Error(), bastionName(f.bastionKey())) {
 		t.Errorf("the running command: %v, want ErrConnectionLost naming the bastion", err)
 	}
 	for _, c := range conns {
@@ -243,7 +252,7 @@ func TestBastionLostFailsItsHostsAndIsDialledAgain(t *testing.T) {
 	// which the rollback's backoff retries), and Get tries it again.
 	f.relay.SetDown(true)
 	for _, h := range f.hosts[:2] {
-		_, err := p.Get(ctx, Target{Name: h.Name, Address: h.Addr, ProxyJump: f.bastionJump()})
+		_, err := p.Get(ctx, Target{Name: h.Name, Endpoint: Endpoint{Address: h.Addr}, Jumps: []Endpoint{f.bastionJump()}})
 		var de *DialError
 		if !errors.As(err, &de) || !strings.Contains(err.Error(), h.Name) {
 			t.Errorf("%s: Get while the bastion is down: %v, want a DialError naming the host", h.Name, err)
@@ -254,7 +263,7 @@ func TestBastionLostFailsItsHostsAndIsDialledAgain(t *testing.T) {
 
 	// The next Get dials the bastion again, once for all hosts.
 	f.getAll(t, p, f.bastionJump())
-	bastion := bastionName(f.bastionJump())
+	bastion := bastionName(f.bastionKey())
 	want := map[string]int{bastion: 2}
 	for _, h := range f.hosts {
 		want[h.Name] = 2
@@ -278,16 +287,16 @@ func TestBastionHostKeyIsVerified(t *testing.T) {
 	noBastion := filepath.Join(f.dir, "known_hosts_without_bastion")
 	sshdtest.WriteKnownHosts(t, noBastion, f.hosts)
 	p := f.pool(t, noBastion)
-	_, err := p.Get(ctx, Target{Name: f.hosts[0].Name, Address: f.hosts[0].Addr, ProxyJump: f.bastionJump()})
+	_, err := p.Get(ctx, Target{Name: f.hosts[0].Name, Endpoint: Endpoint{Address: f.hosts[0].Addr}, Jumps: []Endpoint{f.bastionJump()}})
 	var hke *HostKeyError
-	if !errors.As(err, &hke) || hke.Kind != HostKeyUnknown || hke.Host != bastionName(f.bastionJump()) || hke.Address != f.relay.Addr {
-		t.Fatalf("Get through an unknown bastion: %v, want a HostKeyError (unknown) for %s", err, bastionName(f.bastionJump()))
+	if !errors.As(err, &hke) || hke.Kind != HostKeyUnknown || hke.Host != bastionName(f.bastionKey()) || hke.Address != f.relay.Addr {
+		t.Fatalf("Get through an unknown bastion: %v, want a HostKeyError (unknown) for %s", err, bastionName(f.bastionKey()))
 	}
 	var de *DialError
 	if errors.As(err, &de) {
 		t.Errorf("a refused host key is not a DialError (the host is not merely unreachable): %v", err)
 	}
-	for _, want := range []string{f.hosts[0].Name, bastionName(f.bastionJump()), knownhosts.Normalize(f.relay.Addr)} {
+	for _, want := range []string{f.hosts[0].Name, bastionName(f.bastionKey()), knownhosts.Normalize(f.relay.Addr)} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %q: %v", want, err)
 		}
@@ -301,11 +310,10 @@ func TestBastionHostKeyIsVerified(t *testing.T) {
 func TestBastionChain(t *testing.T) {
 	f := newBastionFixture(t, 2, 2)
 	second := f.user + "@" + f.bastions[1].Addr
-	jump := f.bastionJump() + "," + second
 	p := f.pool(t, f.knownHosts)
-	f.getAll(t, p, jump)
+	f.getAll(t, p, f.bastionJump(), Endpoint{User: f.user, Address: f.bastions[1].Addr})
 
-	first, chained := bastionName(f.bastionJump()), bastionName(f.bastionJump()+">"+second)
+	first, chained := bastionName(f.bastionKey()), bastionName(f.bastionKey()+">"+second)
 	want := map[string]int{first: 1, chained: 1}
 	for _, h := range f.hosts {
 		want[h.Name] = 1

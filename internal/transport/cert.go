@@ -160,7 +160,7 @@ func certAlgorithms() []string {
 type HostCertError struct {
 	Host    string
 	Address string // as dialled, host:port
-	// KnownHostsFile is the file that was consulted.
+	// KnownHostsFile is the first file consulted.
 	KnownHostsFile string
 	// KeyType and Fingerprint describe the certified host key; CA is the
 	// signing key's fingerprint.
@@ -203,9 +203,9 @@ func hostKeyRefusal(err error) error {
 // certificate was judged (err says how); !done: no @cert-authority line
 // trusts its CA for this host, and its plain key is to be checked against
 // the plain lines instead (OpenSSH: "No matching CA found. Retry with plain key").
-func (h *hostKeyChecker) checkCert(host, address string, m hostMarkers, cert *ssh.Certificate) (done bool, err error) {
+func (h *hostKeyChecker) checkCert(d hostKeyDial, m knownHostsView, cert *ssh.Certificate) (done bool, err error) {
 	e := &HostCertError{
-		Host: host, Address: address, KnownHostsFile: h.file,
+		Host: d.host, Address: d.address, KnownHostsFile: h.firstFile(),
 		KeyType: keyTypeName(cert.Key), Fingerprint: ssh.FingerprintSHA256(cert.Key),
 		CA: ssh.FingerprintSHA256(cert.SignatureKey),
 	}
@@ -219,7 +219,7 @@ func (h *hostKeyChecker) checkCert(host, address string, m hostMarkers, cert *ss
 			return true, e
 		}
 	}
-	ca := m.authority(address, cert.SignatureKey)
+	ca := m.authority(d.lookup, cert.SignatureKey)
 	if ca == nil {
 		return false, nil
 	}
@@ -228,7 +228,9 @@ func (h *hostKeyChecker) checkCert(host, address string, m hostMarkers, cert *ss
 		e.Reason = "the certificate is a user certificate, not a host certificate"
 		return true, e
 	}
-	hostname, _, err := net.SplitHostPort(address)
+	// The principal is the name known_hosts knows the host by (OpenSSH:
+	// HostKeyAlias when set).
+	hostname, _, err := net.SplitHostPort(d.lookup)
 	if err != nil {
 		return true, err
 	}

@@ -195,10 +195,7 @@ func TestHostKeyAlgorithmsWithCA(t *testing.T) {
 	if err := os.WriteFile(kh, []byte(line), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h, err := newHostKeyChecker(kh, PolicyStrict)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := testChecker(PolicyStrict, kh)
 	algos, err := h.algorithms("127.0.0.1:2201")
 	if err != nil {
 		t.Fatal(err)

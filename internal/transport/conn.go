@@ -54,10 +54,14 @@ type sshConn struct {
 	// channel); nil: a TCP connection of its own. This connection is lost
 	// once via is.
 	via *sshConn
+	// agentSock is the local agent this host's sessions get forwarded
+	// (Target.ForwardAgent); empty: none.
+	agentSock string
 
-	mu      sync.Mutex
-	endErr  error // why the connection ended; nil while it is up
-	closing bool
+	mu           sync.Mutex
+	endErr       error // why the connection ended; nil while it is up
+	closing      bool
+	agentRefused bool // the host refused agent forwarding (noted once)
 }
 
 var _ Conn = (*sshConn)(nil)
@@ -65,8 +69,9 @@ var _ Conn = (*sshConn)(nil)
 func (c *sshConn) Host() string { return c.host }
 
 // watch serves the connection until it ends, on one goroutine: it turns
-// down what the server opens or asks (relctl offers no forwarding; the
-// same answers ssh.Client gives), sends keepalives every `every` (0: none),
+// down what the server opens or asks (the same answers ssh.Client gives;
+// the one forwarding relctl offers is the agent's, to a host whose
+// Target asks for it), sends keepalives every `every` (0: none),
 // and records why the connection ended. ssh.Client would spend a goroutine
 // each on the first two; with 1,000 hosts every goroutine per connection is
 // 1,000 stacks.
@@ -83,6 +88,10 @@ func (c *sshConn) watch(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, e
 		case ch, ok := <-chans:
 			if !ok {
 				chans = nil
+				continue
+			}
+			if ch.ChannelType() == agentChannelType && c.forwardsAgent() {
+				go c.serveAgent(ch)
 				continue
 			}
 			_ = ch.Reject(ssh.UnknownChannelType, ch.ChannelType())
@@ -233,7 +242,7 @@ func (c *sshConn) Run(ctx context.Context, cmd string, opts RunOptions) (*Result
 		defer cancel()
 	}
 
-	sess, err := c.openSession(ctx, label)
+	sess, err := c.openSession(ctx, label, c.forwardsAgent())
 	if err != nil {
 		return nil, err
 	}
@@ -468,7 +477,7 @@ func (c *sshConn) killGroup(ctx context.Context, pid int) {
 	}
 	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killGrace)
 	defer cancel()
-	sess, err := c.openSession(kctx, "kill")
+	sess, err := c.openSession(kctx, "kill", false)
 	if err != nil {
 		return
 	}
@@ -483,8 +492,10 @@ func (c *sshConn) killGroup(ctx context.Context, pid int) {
 	}
 }
 
-// openSession honours ctx and connection loss, which NewSession alone does not.
-func (c *sshConn) openSession(ctx context.Context, label string) (*ssh.Session, error) {
+// openSession honours ctx and connection loss, which NewSession alone does
+// not. With forwardAgent the session is offered the local agent before
+// its command starts.
+func (c *sshConn) openSession(ctx context.Context, label string, forwardAgent bool) (*ssh.Session, error) {
 	type opened struct {
 		s   *ssh.Session
 		err error
@@ -497,6 +508,9 @@ func (c *sshConn) openSession(ctx context.Context, label string) (*ssh.Session, 
 			// No reply asked: it costs no round trip, cannot hang, and
 			// OpenSSH's default AcceptEnv refusal must not fail the command.
 			_, _ = s.SendRequest("env", false, ssh.Marshal(struct{ Name, Value string }{stepEnv, label}))
+			if forwardAgent {
+				c.requestAgent(s, label)
+			}
 		}
 		ch <- opened{s, err}
 	}()

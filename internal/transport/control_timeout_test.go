@@ -52,7 +52,7 @@ func TestControlTimeoutAgainstHungCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pool.Close() })
-	conn, err := pool.Get(ctx, transport.Target{Name: h.Name, Address: h.Address})
+	conn, err := pool.Get(ctx, transport.Target{Name: h.Name, Endpoint: transport.Endpoint{Address: h.Address}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestControlTimeoutAgainstHungCommands(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = kaPool.Close() })
-		kaConn, err := kaPool.Get(ctx, transport.Target{Name: h.Name, Address: h.Address})
+		kaConn, err := kaPool.Get(ctx, transport.Target{Name: h.Name, Endpoint: transport.Endpoint{Address: h.Address}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -86,8 +86,13 @@ type HostKeyError struct {
 	Host    string
 	Address string // as dialled, host:port
 	Kind    string // HostKeyUnknown | HostKeyChanged | HostKeyRevoked
-	// KnownHostsFile is the file that was consulted.
-	KnownHostsFile string
+	// HostKeyAlias is the name the key was looked up under instead of
+	// Address, when the server has one.
+	HostKeyAlias string
+	// KnownHostsFile is the first file consulted, the one accept-new
+	// writes to; KnownHostsFiles are all of them.
+	KnownHostsFile  string
+	KnownHostsFiles []string
 	// KeyType and Fingerprint describe the key the server presented.
 	KeyType     string
 	Fingerprint string // SHA256:...
@@ -99,6 +104,9 @@ type HostKeyError struct {
 
 func (e *HostKeyError) Error() string {
 	name := knownHostsName(e.Address)
+	if e.HostKeyAlias != "" {
+		name = e.HostKeyAlias
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s (%s): ", e.Host, e.Address)
 	switch e.Kind {
@@ -119,9 +127,16 @@ func (e *HostKeyError) Error() string {
 		fmt.Fprintf(&b, "Host key verification failed: the %s key %s of %s is revoked in %s:%d",
 			e.KeyType, e.Fingerprint, name, e.OffendingFile, e.OffendingLine)
 	default:
+		files := e.KnownHostsFile
+		switch {
+		case len(e.KnownHostsFiles) > 1:
+			files = strings.Join(e.KnownHostsFiles, ", ")
+		case files == "" && e.KnownHostsFiles != nil:
+			files = "(no known_hosts file)"
+		}
 		fmt.Fprintf(&b, "Host key verification failed: no key for %s in %s "+
 			"(run with host_key_policy = \"accept-new\" or add it with ssh-keyscan); "+
-			"the host offered %s key %s", name, e.KnownHostsFile, e.KeyType, e.Fingerprint)
+			"the host offered %s key %s", name, files, e.KeyType, e.Fingerprint)
 	}
 	return b.String()
 }

@@ -60,7 +60,7 @@ func (f *fixture) pool(t *testing.T, edit func(*Options)) *Pool {
 }
 
 func target(s *sshdtest.Server) Target {
-	return Target{Name: s.Name, Address: s.Addr}
+	return Target{Name: s.Name, Endpoint: Endpoint{Address: s.Addr}}
 }
 
 // conn connects to the first server.

@@ -27,15 +27,22 @@ const (
 // other relctl processes sharing the file.
 var knownHostsLocks sync.Map // path -> *sync.Mutex
 
-// hostKeyChecker verifies host keys against one known_hosts file.
-type hostKeyChecker struct {
-	file   string
-	policy string
+// knownHostsFile is one known_hosts file, parsed once per version of it
+// and shared by every checker of the pool that reads it.
+type knownHostsFile struct {
+	path string
 
 	mu      sync.Mutex // held while the file is parsed, so it is parsed once
 	parsed  ssh.HostKeyCallback
 	markers hostMarkers // its @cert-authority and @revoked lines
 	stat    os.FileInfo // the file parsed was this one
+}
+
+// hostKeyChecker verifies host keys against known_hosts files under a
+// policy. The pool has one per distinct (files, policy).
+type hostKeyChecker struct {
+	files  []*knownHostsFile // every one is read; accept-new appends to the first
+	policy string
 }
 
 // sameVersion says whether a and b are the same version of a file: an
@@ -45,61 +52,169 @@ func sameVersion(a, b os.FileInfo) bool {
 	return a != nil && b != nil && os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
 }
 
-func newHostKeyChecker(file, policy string) (*hostKeyChecker, error) {
+// checkPolicy returns policy with its default filled in.
+func checkPolicy(policy string) (string, error) {
 	switch policy {
 	case "", PolicyStrict:
-		policy = PolicyStrict
+		return PolicyStrict, nil
 	case PolicyAcceptNew:
-	default:
-		return nil, fmt.Errorf("host key policy %q: want %q or %q", policy, PolicyStrict, PolicyAcceptNew)
+		return policy, nil
 	}
-	if file == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return nil, fmt.Errorf("known_hosts: %w", err)
+	return "", fmt.Errorf("host key policy %q: want %q or %q", policy, PolicyStrict, PolicyAcceptNew)
+}
+
+// defaultKnownHosts is ~/.ssh/known_hosts.
+func defaultKnownHosts() (string, error) {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("known_hosts: %w", err)
+	}
+	return filepath.Join(home, ".ssh", "known_hosts"), nil
+}
+
+// hostKeyChecker returns the pool's checker for files under policy (a
+// valid one), making it on first use; files already read by another
+// checker are shared with it.
+func (p *Pool) hostKeyChecker(files []string, policy string) *hostKeyChecker {
+	key := policy + "\x00" + strings.Join(files, "\x00")
+	p.loadMu.Lock()
+	defer p.loadMu.Unlock()
+	if h := p.checkers[key]; h != nil {
+		return h
+	}
+	h := &hostKeyChecker{policy: policy}
+	for _, path := range files {
+		f := p.knownHosts[path]
+		if f == nil {
+			f = &knownHostsFile{path: path}
+			p.knownHosts[path] = f
 		}
-		file = filepath.Join(home, ".ssh", "known_hosts")
+		h.files = append(h.files, f)
 	}
-	return &hostKeyChecker{file: file, policy: policy}, nil
+	p.checkers[key] = h
+	return h
 }
 
-// load returns the file's keys as they are now, so keys accepted by
-// earlier dials (or written by another process) are seen. The file is
-// parsed again only when it changed: every dial checks twice (algorithms,
-// callback), and parsing a 1,000-line file for each of 1,000 hosts was two
-// thirds of all relctl allocated (1.2 GB) and seconds of CPU. A missing
-// file is an empty one.
-func (h *hostKeyChecker) load() (ssh.HostKeyCallback, error) {
-	cb, _, err := h.loadAll()
-	return cb, err
+// paths are the checker's files.
+func (h *hostKeyChecker) paths() []string {
+	out := make([]string, len(h.files))
+	for i, f := range h.files {
+		out[i] = f.path
+	}
+	return out
 }
 
-// loadAll is load with the file's marker lines.
-func (h *hostKeyChecker) loadAll() (ssh.HostKeyCallback, hostMarkers, error) {
-	fi, err := os.Stat(h.file)
+// firstFile is the file accept-new writes to; "" when there is none.
+func (h *hostKeyChecker) firstFile() string {
+	if len(h.files) == 0 {
+		return ""
+	}
+	return h.files[0].path
+}
+
+// load returns the file's keys and marker lines as they are now, so keys
+// accepted by earlier dials (or written by another process) are seen. The
+// file is parsed again only when it changed: every dial checks twice
+// (algorithms, callback), and parsing a 1,000-line file for each of 1,000
+// hosts was two thirds of all relctl allocated (1.2 GB) and seconds of
+// CPU. A missing file is an empty one: a nil callback.
+func (f *knownHostsFile) load() (ssh.HostKeyCallback, hostMarkers, error) {
+	fi, err := os.Stat(f.path)
 	if errors.Is(err, os.ErrNotExist) {
-		cb, err := knownhosts.New()
-		return cb, nil, err
+		return nil, nil, nil
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if err == nil && sameVersion(fi, h.stat) {
-		return h.parsed, h.markers, nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err == nil && sameVersion(fi, f.stat) {
+		return f.parsed, f.markers, nil
 	}
 	// Stat'ed before it is read: a change meanwhile is parsed next time.
-	cb, perr := knownhosts.New(h.file)
+	cb, perr := knownhosts.New(f.path)
 	if perr != nil {
 		return nil, nil, fmt.Errorf("known_hosts: %w", perr)
 	}
-	content, rerr := os.ReadFile(h.file)
+	content, rerr := os.ReadFile(f.path)
 	if rerr != nil {
 		return nil, nil, fmt.Errorf("known_hosts: %w", rerr)
 	}
-	h.parsed, h.markers, h.stat = cb, parseMarkers(h.file, content), nil
+	f.parsed, f.markers, f.stat = cb, parseMarkers(f.path, content), nil
 	if err == nil {
-		h.stat = fi
+		f.stat = fi
 	}
-	return cb, h.markers, nil
+	return cb, f.markers, nil
+}
+
+// knownHostsView is what a checker's files say now.
+type knownHostsView struct {
+	callbacks []ssh.HostKeyCallback // of the files that exist
+	markers   []hostMarkers
+}
+
+// load reads every file of the checker (each parsed only when it changed).
+func (h *hostKeyChecker) load() (knownHostsView, error) {
+	var v knownHostsView
+	for _, f := range h.files {
+		cb, m, err := f.load()
+		if err != nil {
+			return knownHostsView{}, err
+		}
+		if cb != nil {
+			v.callbacks = append(v.callbacks, cb)
+		}
+		if len(m) > 0 {
+			v.markers = append(v.markers, m)
+		}
+	}
+	return v, nil
+}
+
+// check is knownhosts' check over every file, as OpenSSH reads several:
+// a key revoked in any file is revoked; else a key any file lists for
+// address is accepted; else the keys all files list for it are the
+// KeyError's Want (none: an unknown host).
+func (v knownHostsView) check(address string, remote net.Addr, key ssh.PublicKey) error {
+	accepted := false
+	var want []knownhosts.KnownKey
+	for _, cb := range v.callbacks {
+		err := cb(address, remote, key)
+		var re *knownhosts.RevokedError
+		var ke *knownhosts.KeyError
+		switch {
+		case err == nil:
+			accepted = true
+		case errors.As(err, &re):
+			return err
+		case errors.As(err, &ke):
+			want = append(want, ke.Want...)
+		default:
+			return err
+		}
+	}
+	if accepted {
+		return nil
+	}
+	return &knownhosts.KeyError{Want: want}
+}
+
+// authority returns the @cert-authority line of any file for address
+// (host:port) whose key is ca; ca nil: any CA line for address.
+func (v knownHostsView) authority(address string, ca ssh.PublicKey) *markerLine {
+	for _, m := range v.markers {
+		if l := m.authority(address, ca); l != nil {
+			return l
+		}
+	}
+	return nil
+}
+
+// revoked returns the @revoked line of any file for key.
+func (v knownHostsView) revoked(key ssh.PublicKey) *markerLine {
+	for _, m := range v.markers {
+		if l := m.revoked(key); l != nil {
+			return l
+		}
+	}
+	return nil
 }
 
 // probeKey is never a real host key; offering it makes knownhosts list
@@ -119,17 +234,17 @@ var probeKey = func() ssh.PublicKey {
 // the rest, so a server that lost its known key type is reported as
 // changed rather than as a handshake failure.
 func (h *hostKeyChecker) algorithms(address string) ([]string, error) {
-	cb, markers, err := h.loadAll()
+	v, err := h.load()
 	if err != nil {
 		return nil, err
 	}
-	withCerts := markers.authority(address, nil) != nil
+	withCerts := v.authority(address, nil) != nil
 	var algos []string
 	if withCerts {
 		algos = certAlgorithms()
 	}
 	var ke *knownhosts.KeyError
-	if err := cb(address, probeAddr, probeKey); !errors.As(err, &ke) {
+	if err := v.check(address, probeAddr, probeKey); !errors.As(err, &ke) {
 		ke = &knownhosts.KeyError{}
 	}
 	for _, k := range ke.Want {
@@ -148,35 +263,49 @@ func (h *hostKeyChecker) algorithms(address string) ([]string, error) {
 	return slices.Compact(algos), nil
 }
 
-// callback returns the ssh.HostKeyCallback for one dial to host at address.
-func (h *hostKeyChecker) callback(host, address string) ssh.HostKeyCallback {
+// hostKeyDial is one dial's host key question: which server, and the
+// name known_hosts knows it by.
+type hostKeyDial struct {
+	host    string // the name in errors: a host's, or a bastion's
+	address string // as dialled, host:port
+	lookup  string // searched and written under: address, or HostKeyAlias (port 22)
+	alias   string // HostKeyAlias, for errors
+}
+
+func (l *login) hostKeyDial(name string) hostKeyDial {
+	return hostKeyDial{host: name, address: l.address, lookup: l.lookup, alias: l.alias}
+}
+
+// callback returns the ssh.HostKeyCallback for one dial.
+func (h *hostKeyChecker) callback(d hostKeyDial) ssh.HostKeyCallback {
 	return func(_ string, remote net.Addr, key ssh.PublicKey) error {
-		cb, markers, err := h.loadAll()
+		v, err := h.load()
 		if err != nil {
 			return err
 		}
 		if cert, ok := key.(*ssh.Certificate); ok {
-			if done, err := h.checkCert(host, address, markers, cert); done {
+			if done, err := h.checkCert(d, v, cert); done {
 				return err
 			}
 			key = cert.Key // no CA for it: the plain key, as OpenSSH
 		}
-		err = h.classify(host, address, key, cb(address, remote, key))
+		err = h.classify(d, key, v.check(d.lookup, remote, key))
 		var hke *HostKeyError
-		if !errors.As(err, &hke) || hke.Kind != HostKeyUnknown || h.policy != PolicyAcceptNew {
+		if !errors.As(err, &hke) || hke.Kind != HostKeyUnknown || h.policy != PolicyAcceptNew || len(h.files) == 0 {
 			return err
 		}
-		return h.appendKey(host, address, remote, key)
+		return h.appendKey(d, remote, key)
 	}
 }
 
 // classify turns knownhosts' errors into *HostKeyError.
-func (h *hostKeyChecker) classify(host, address string, key ssh.PublicKey, err error) error {
+func (h *hostKeyChecker) classify(d hostKeyDial, key ssh.PublicKey, err error) error {
 	if err == nil {
 		return nil
 	}
 	e := &HostKeyError{
-		Host: host, Address: address, KnownHostsFile: h.file,
+		Host: d.host, Address: d.address, HostKeyAlias: d.alias,
+		KnownHostsFile: h.firstFile(), KnownHostsFiles: h.paths(),
 		KeyType: keyTypeName(key), Fingerprint: ssh.FingerprintSHA256(key),
 	}
 	var ke *knownhosts.KeyError
@@ -203,42 +332,44 @@ func (h *hostKeyChecker) classify(host, address string, key ssh.PublicKey, err e
 	return e
 }
 
-// appendKey records an unknown host's key (accept-new). It re-checks under
-// the lock: a parallel dial may have recorded this host meanwhile, and a
-// different key recorded meanwhile is a changed key.
-func (h *hostKeyChecker) appendKey(host, address string, remote net.Addr, key ssh.PublicKey) error {
-	mu, _ := knownHostsLocks.LoadOrStore(h.file, new(sync.Mutex))
+// appendKey records an unknown host's key in the first file
+// (accept-new). It re-checks under the lock: a parallel dial may have
+// recorded this host meanwhile, and a different key recorded meanwhile
+// (in any of the files) is a changed key.
+func (h *hostKeyChecker) appendKey(d hostKeyDial, remote net.Addr, key ssh.PublicKey) error {
+	file := h.firstFile()
+	mu, _ := knownHostsLocks.LoadOrStore(file, new(sync.Mutex))
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
 
-	if err := os.MkdirAll(filepath.Dir(h.file), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
 		return fmt.Errorf("known_hosts: %w", err)
 	}
-	f, err := os.OpenFile(h.file, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("known_hosts: %w", err)
 	}
 	defer f.Close()
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("known_hosts: lock %s: %w", h.file, err)
+		return fmt.Errorf("known_hosts: lock %s: %w", file, err)
 	}
 	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN) //nolint:errcheck // closing the file unlocks anyway
 
-	cb, err := h.load()
+	v, err := h.load()
 	if err != nil {
 		return err
 	}
-	err = h.classify(host, address, key, cb(address, remote, key))
+	err = h.classify(d, key, v.check(d.lookup, remote, key))
 	var hke *HostKeyError
 	if !errors.As(err, &hke) || hke.Kind != HostKeyUnknown {
 		return err // known now (nil), or changed/revoked meanwhile
 	}
 
-	content, err := os.ReadFile(h.file)
+	content, err := os.ReadFile(file)
 	if err != nil {
 		return fmt.Errorf("known_hosts: %w", err)
 	}
-	line := knownhosts.Line([]string{knownhosts.Normalize(address)}, key) + "\n"
+	line := knownhosts.Line([]string{knownhosts.Normalize(d.lookup)}, key) + "\n"
 	if len(content) > 0 && !bytes.HasSuffix(content, []byte("\n")) {
 		line = "\n" + line
 	}

@@ -38,17 +38,14 @@ func TestKnownHostsReadAgainWhenChanged(t *testing.T) {
 	if err := os.WriteFile(file, []byte(line(addrA, a)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h, err := newHostKeyChecker(file, PolicyStrict)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := testChecker(PolicyStrict, file)
 	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}
 	check := func(addr string, k ssh.PublicKey) error {
-		cb, err := h.load()
+		v, err := h.load()
 		if err != nil {
 			t.Fatal(err)
 		}
-		return cb(addr, remote, k)
+		return v.check(addr, remote, k)
 	}
 	if err := check(addrA, a); err != nil {
 		t.Fatalf("A's key: %v", err)
@@ -85,4 +82,13 @@ func TestKnownHostsReadAgainWhenChanged(t *testing.T) {
 	if err := check(addrB, b); !errors.As(err, &ke) || len(ke.Want) == 0 {
 		t.Errorf("B's old key after the rewrite: %v, want a changed key", err)
 	}
+}
+
+// testChecker is a checker of files of its own, outside any pool.
+func testChecker(policy string, files ...string) *hostKeyChecker {
+	h := &hostKeyChecker{policy: policy}
+	for _, f := range files {
+		h.files = append(h.files, &knownHostsFile{path: f})
+	}
+	return h
 }

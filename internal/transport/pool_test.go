@@ -271,7 +271,7 @@ func TestDialErrors(t *testing.T) {
 					tt.edit(o)
 				}
 			})
-			_, err := p.Get(testContext(t), Target{Name: "staging-2", Address: tt.addr})
+			_, err := p.Get(testContext(t), Target{Name: "staging-2", Endpoint: Endpoint{Address: tt.addr}})
 			var de *DialError
 			if !errors.As(err, &de) {
 				t.Fatalf("Get error = %v (%T), want *DialError", err, err)
@@ -304,7 +304,6 @@ func TestNewPoolIdentityErrors(t *testing.T) {
 			wantErr: "identity file " + encrypted + " is encrypted and no ssh-agent is available (SSH_AUTH_SOCK is not set)"},
 		{name: "agent requested, none running", opts: Options{UseAgent: true},
 			wantErr: "ssh agent requested but SSH_AUTH_SOCK is not set"},
-		{name: "no identity at all", opts: Options{}, wantErr: "no SSH identity"},
 		{name: "bad policy", opts: Options{IdentityFile: encrypted, HostKeyPolicy: "yes"},
 			wantErr: `host key policy "yes": want "strict" or "accept-new"`},
 	}

@@ -1,13 +1,11 @@
 package transport
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/user"
 	"strings"
 	"sync"
 	"time"
@@ -47,30 +45,30 @@ type Options struct {
 	Output *RunLog
 }
 
-// Target is one host to connect to.
-type Target struct {
-	Name    string // the inventory name, used in errors and logs
-	Address string // host:port; the port defaults to 22
-	User    string // overrides Options.User
-	// ProxyJump is the bastions to reach the host through, in OpenSSH's
-	// ProxyJump syntax: "[user@]host[:port]", comma-separated, first
-	// first; "" or "none": dialled directly. Address is then dialled from
-	// the last bastion. A string, so Target stays comparable; check it
-	// with ParseProxyJump when the configuration is read.
-	ProxyJump string
-}
-
 // Pool holds one SSH connection per host name for a whole run. It is safe
 // for concurrent use.
 type Pool struct {
-	opts      Options
-	auth      ssh.AuthMethod
-	agentConn net.Conn
-	hostKeys  *hostKeyChecker
+	opts Options
+	// agentSock is $SSH_AUTH_SOCK when the pool was made.
+	agentSock            string
+	defaultKnownHosts    string // Options.KnownHostsFile, else ~/.ssh/known_hosts
+	defaultKnownHostsErr error  // no home directory to find the latter in
+
+	agentMu     sync.Mutex
+	agentConn   net.Conn
+	agentClient agent.ExtendedAgent
+	agentClosed bool
+
+	// loadMu guards the maps of what is loaded once per pool, by path:
+	// identity files, known_hosts files, and checkers by (files, policy).
+	loadMu     sync.Mutex
+	identities map[string]*identityLoad
+	knownHosts map[string]*knownHostsFile
+	checkers   map[string]*hostKeyChecker
 
 	mu sync.Mutex
 	// conns and dialing are keyed by host name, and for bastions by
-	// "\x00" and their chain ("user@host:port", "a>b" for the second).
+	// "\x00" and their chain (every setting of each login along it).
 	conns      map[string]*sshConn
 	dialing    map[string]*dialCall
 	handshakes map[string]int // by host name and bastionName
@@ -87,141 +85,65 @@ type dialCall struct {
 
 var errPoolClosed = errors.New("transport: pool is closed")
 
-// NewPool checks the options and loads the identity (and agent) up front,
-// so a missing or unusable key fails before any host is touched.
+// NewPool checks the options and loads Options.IdentityFile (and the
+// agent, with UseAgent) up front, so a missing or unusable default key
+// fails before any host is touched. Identity files of targets are loaded
+// when first used (CheckTargets loads them all at once).
 func NewPool(opts Options) (*Pool, error) {
-	hk, err := newHostKeyChecker(opts.KnownHostsFile, opts.HostKeyPolicy)
+	policy, err := checkPolicy(opts.HostKeyPolicy)
 	if err != nil {
 		return nil, err
 	}
+	opts.HostKeyPolicy = policy
 	p := &Pool{
-		opts:       opts,
-		hostKeys:   hk,
-		conns:      map[string]*sshConn{},
-		dialing:    map[string]*dialCall{},
-		handshakes: map[string]int{},
+		opts:              opts,
+		agentSock:         os.Getenv("SSH_AUTH_SOCK"),
+		defaultKnownHosts: opts.KnownHostsFile,
+		identities:        map[string]*identityLoad{},
+		knownHosts:        map[string]*knownHostsFile{},
+		checkers:          map[string]*hostKeyChecker{},
+		conns:             map[string]*sshConn{},
+		dialing:           map[string]*dialCall{},
+		handshakes:        map[string]int{},
 	}
-
-	fileSigners, encrypted, idCert, err := loadIdentity(opts.IdentityFile)
-	if err != nil {
-		return nil, err
+	if p.defaultKnownHosts == "" {
+		p.defaultKnownHosts, p.defaultKnownHostsErr = defaultKnownHosts()
 	}
-
-	var agentClient agent.ExtendedAgent
-	if opts.UseAgent || encrypted != nil {
-		sock := os.Getenv("SSH_AUTH_SOCK")
-		if sock == "" {
-			if encrypted != nil {
-				return nil, fmt.Errorf("identity file %s is encrypted and no ssh-agent is available "+
-					"(SSH_AUTH_SOCK is not set): start ssh-agent and run ssh-add %s", opts.IdentityFile, opts.IdentityFile)
-			}
+	if opts.UseAgent {
+		if p.agentSock == "" {
 			return nil, errors.New("ssh agent requested but SSH_AUTH_SOCK is not set")
 		}
-		c, err := net.Dial("unix", sock)
-		if err != nil {
-			return nil, fmt.Errorf("ssh-agent at SSH_AUTH_SOCK: %w", err)
-		}
-		p.agentConn = c
-		agentClient = agent.NewClient(c)
-		if encrypted != nil {
-			if err := agentHolds(agentClient, encrypted.PublicKey); err != nil {
-				c.Close()
-				return nil, fmt.Errorf("identity file %s is encrypted: %w", opts.IdentityFile, err)
-			}
+		if _, err := p.agent(); err != nil {
+			return nil, err
 		}
 	}
-	if len(fileSigners) == 0 && agentClient == nil {
-		return nil, errors.New("no SSH identity: set an identity file or use an ssh-agent")
-	}
-	p.auth = ssh.PublicKeysCallback(func() ([]ssh.Signer, error) {
-		signers := fileSigners
-		if agentClient != nil {
-			more, err := agentClient.Signers()
-			if err != nil {
-				return nil, fmt.Errorf("ssh-agent: %w", err)
-			}
-			// The identity's certificate also goes with the agent's copy
-			// of its key (an encrypted identity file); agent keys that are
-			// certificates are used as the agent gives them.
-			if encrypted != nil {
-				if more, err = withCert(more, idCert); err != nil {
-					return nil, fmt.Errorf("ssh-agent: %w", err)
-				}
-			}
-			signers = append(append([]ssh.Signer(nil), signers...), more...)
+	if opts.IdentityFile != "" {
+		if _, err := p.identity(opts.IdentityFile); err != nil {
+			_ = p.Close()
+			return nil, err
 		}
-		return signers, nil
-	})
+	}
 	return p, nil
-}
-
-// loadIdentity reads the identity file (none: nothing) and the
-// certificate beside it. An encrypted key is returned as encrypted, for
-// the agent to sign with; the certificate goes with the key wherever it is.
-func loadIdentity(file string) (fileSigners []ssh.Signer, encrypted *ssh.PassphraseMissingError, idCert *ssh.Certificate, err error) {
-	if file == "" {
-		return nil, nil, nil, nil
-	}
-	pemBytes, err := os.ReadFile(file)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("identity file: %w", err)
-	}
-	signer, err := ssh.ParsePrivateKey(pemBytes)
-	var pub ssh.PublicKey
-	switch {
-	case errors.As(err, &encrypted):
-		pub = encrypted.PublicKey
-	case err != nil:
-		return nil, nil, nil, fmt.Errorf("identity file %s: %w", file, err)
-	default:
-		fileSigners, pub = []ssh.Signer{signer}, signer.PublicKey()
-	}
-	if idCert, err = loadIdentityCert(file, pub, func() int64 { return time.Now().Unix() }); err != nil {
-		return nil, nil, nil, err
-	}
-	if fileSigners, err = withCert(fileSigners, idCert); err != nil {
-		return nil, nil, nil, fmt.Errorf("certificate %s-cert.pub: %w", file, err)
-	}
-	return fileSigners, encrypted, idCert, nil
-}
-
-// agentHolds checks that the agent can sign for an encrypted identity file.
-func agentHolds(a agent.Agent, pub ssh.PublicKey) error {
-	keys, err := a.List()
-	if err != nil {
-		return fmt.Errorf("ssh-agent: %w", err)
-	}
-	if pub == nil { // old key formats hide the public half; any agent key may do
-		if len(keys) == 0 {
-			return errors.New("ssh-agent holds no keys: run ssh-add")
-		}
-		return nil
-	}
-	for _, k := range keys {
-		if bytes.Equal(k.Marshal(), pub.Marshal()) {
-			return nil
-		}
-	}
-	return fmt.Errorf("ssh-agent does not hold this key (%s): run ssh-add", ssh.FingerprintSHA256(pub))
 }
 
 // Get returns the connection to t, dialling it on first use. Concurrent
 // calls for the same host share one dial; a connection that was lost is
-// dialled again. A target behind bastions (ProxyJump) is reached over a
+// dialled again. A target behind bastions (Jumps) is reached over a
 // direct-tcpip channel of its last bastion's connection, which the pool
-// dials once for every host behind it (and again once it is lost).
+// dials once for every host behind it that reaches it the same way (and
+// again once it is lost). Every hop is dialled with its own settings.
 func (p *Pool) Get(ctx context.Context, t Target) (Conn, error) {
-	chain, err := ParseProxyJump(t.ProxyJump)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", t.Name, err)
+	p.mu.Lock()
+	c := p.conns[t.Name]
+	p.mu.Unlock()
+	if c != nil && c.lost() == nil {
+		return c, nil
 	}
-	c, err := p.getHop(ctx, hop{
-		key:     t.Name,
-		name:    t.Name,
-		address: withDefaultPort(t.Address),
-		user:    t.User,
-		chain:   chain,
-	})
+	h, err := p.targetHop(t)
+	if err != nil {
+		return nil, err
+	}
+	c, err = p.getHop(ctx, h)
 	if err != nil {
 		return nil, err
 	}
@@ -232,9 +154,8 @@ func (p *Pool) Get(ctx context.Context, t Target) (Conn, error) {
 type hop struct {
 	key     string // the pool's key: the host's name, or "\x00"+the bastion's chain
 	name    string // in errors, logs and Handshakes
-	address string // host:port
-	user    string // empty: Options.User, else the local user
-	chain   []JumpHost
+	login   *login
+	chain   []hop    // a host's bastions, first first
 	via     *sshConn // the bastion it is dialled through; nil: directly
 	bastion bool
 	logFor  string // a bastion's: the host whose Get dialled it, for the run log
@@ -283,7 +204,7 @@ func (p *Pool) dialFor(ctx context.Context, h hop, call *dialCall) (*sshConn, er
 	if len(h.chain) > 0 {
 		h.via, err = p.bastion(ctx, h.name, h.chain)
 		if err != nil {
-			err = fmt.Errorf("%s (%s): %w", h.name, h.address, err)
+			err = fmt.Errorf("%s (%s): %w", h.name, h.login.address, err)
 		}
 	}
 	if err == nil {
@@ -358,11 +279,15 @@ func (p *Pool) Close() error {
 			}
 		}
 	}
+	p.agentMu.Lock()
+	p.agentClosed = true
 	if p.agentConn != nil {
 		if err := p.agentConn.Close(); err != nil {
 			result = multierror.Append(result, fmt.Errorf("ssh-agent: %w", err))
 		}
+		p.agentConn, p.agentClient = nil, nil
 	}
+	p.agentMu.Unlock()
 	return result.ErrorOrNil()
 }
 
@@ -373,46 +298,29 @@ func withDefaultPort(addr string) string {
 	return net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]"), "22")
 }
 
-func (p *Pool) user(t Target) (string, error) {
-	if t.User != "" {
-		return t.User, nil
-	}
-	if p.opts.User != "" {
-		return p.opts.User, nil
-	}
-	u, err := user.Current()
-	if err != nil {
-		return "", fmt.Errorf("%s: no ssh user given and the local user is unknown: %w", t.Name, err)
-	}
-	return u.Username, nil
-}
-
-// dial connects and authenticates; ConnectTimeout covers TCP (or the
-// bastion's channel) and the handshake.
+// dial connects and authenticates with h's own settings; its
+// ConnectTimeout covers TCP (or the bastion's channel) and the handshake.
 func (p *Pool) dial(ctx context.Context, h hop) (*sshConn, error) {
 	// The host goes on each message: a logger made With it holds a 500-byte
 	// buffer for the connection's life.
 	logger := zerolog.Ctx(ctx)
-	login, err := p.user(Target{Name: h.name, User: h.user})
-	if err != nil {
-		return nil, err
-	}
-	algos, err := p.hostKeys.algorithms(h.address)
+	l := h.login
+	algos, err := l.hostKeys.algorithms(l.lookup)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", h.name, err)
 	}
 	cfg := &ssh.ClientConfig{
-		User:              login,
-		Auth:              []ssh.AuthMethod{p.auth},
-		HostKeyCallback:   p.hostKeys.callback(h.name, h.address),
+		User:              l.user,
+		Auth:              []ssh.AuthMethod{p.auth(l)},
+		HostKeyCallback:   l.hostKeys.callback(l.hostKeyDial(h.name)),
 		HostKeyAlgorithms: algos,
-		Timeout:           p.opts.ConnectTimeout,
+		Timeout:           l.timeout,
 	}
 
 	dctx := ctx
-	if p.opts.ConnectTimeout > 0 {
+	if l.timeout > 0 {
 		var cancel context.CancelFunc
-		dctx, cancel = context.WithTimeout(ctx, p.opts.ConnectTimeout)
+		dctx, cancel = context.WithTimeout(ctx, l.timeout)
 		defer cancel()
 	}
 	start := time.Now()
@@ -420,7 +328,7 @@ func (p *Pool) dial(ctx context.Context, h hop) (*sshConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	logger.Debug().Str("host", h.name).Str("address", h.address).Str("user", login).
+	logger.Debug().Str("host", h.name).Str("address", l.address).Str("user", l.user).
 		Dur("took", time.Since(start)).Msg("ssh connected")
 
 	// Not ssh.NewClient, which starts three goroutines per connection: two
@@ -436,6 +344,9 @@ func (p *Pool) dial(ctx context.Context, h hop) (*sshConn, error) {
 		controlTimeout: p.opts.ControlTimeout,
 		logger:         logger,
 		gone:           make(chan struct{}),
+	}
+	if l.forwardAgent && !h.bastion {
+		c.agentSock = p.agentSock
 	}
 	go c.watch(chans, reqs, p.opts.Keepalive)
 	return c, nil
@@ -458,7 +369,7 @@ func (p *Pool) handshake(dctx context.Context, h hop, cfg *ssh.ClientConfig) (ss
 			_ = nc.Close()
 		}
 	})
-	cc, chans, reqs, err := ssh.NewClientConn(nc, h.address, cfg)
+	cc, chans, reqs, err := ssh.NewClientConn(nc, h.login.address, cfg)
 	interrupted := !stop()
 	if err == nil && interrupted {
 		_ = cc.Close()
@@ -470,7 +381,7 @@ func (p *Pool) handshake(dctx context.Context, h hop, cfg *ssh.ClientConfig) (ss
 			return nil, nil, nil, refused
 		}
 		if lost := h.viaLost(); lost != nil {
-			return nil, nil, nil, &DialError{Host: h.name, Address: h.address, Err: lost}
+			return nil, nil, nil, &DialError{Host: h.name, Address: h.login.address, Err: lost}
 		}
 		// The conn deadline (= dctx's) may fire a moment before dctx notices.
 		if cause := dctx.Err(); cause != nil || errors.Is(err, os.ErrDeadlineExceeded) {
@@ -479,7 +390,7 @@ func (p *Pool) handshake(dctx context.Context, h hop, cfg *ssh.ClientConfig) (ss
 			}
 			err = fmt.Errorf("ssh handshake: %w", cause)
 		}
-		return nil, nil, nil, &DialError{Host: h.name, Address: h.address, Err: err}
+		return nil, nil, nil, &DialError{Host: h.name, Address: h.login.address, Err: err}
 	}
 	_ = nc.SetDeadline(time.Time{})
 	return cc, chans, reqs, nil
@@ -490,20 +401,20 @@ func (p *Pool) handshake(dctx context.Context, h hop, cfg *ssh.ClientConfig) (ss
 func (p *Pool) connect(dctx context.Context, h hop) (net.Conn, error) {
 	if h.via == nil {
 		var d net.Dialer
-		nc, err := d.DialContext(dctx, "tcp", h.address)
+		nc, err := d.DialContext(dctx, "tcp", h.login.address)
 		if err != nil {
-			return nil, &DialError{Host: h.name, Address: h.address, Err: connectCause(dctx, err)}
+			return nil, &DialError{Host: h.name, Address: h.login.address, Err: connectCause(dctx, err)}
 		}
 		return nc, nil
 	}
-	nc, err := h.via.client.DialContext(dctx, "tcp", h.address)
+	nc, err := h.via.client.DialContext(dctx, "tcp", h.login.address)
 	if err != nil {
 		if lost := h.viaLost(); lost != nil {
 			err = lost
 		} else if dctx.Err() != nil {
 			err = fmt.Errorf("connect: %w", dctx.Err())
 		}
-		return nil, &DialError{Host: h.name, Address: h.address, Err: fmt.Errorf("connect through %s: %w", h.via.host, err)}
+		return nil, &DialError{Host: h.name, Address: h.login.address, Err: fmt.Errorf("connect through %s: %w", h.via.host, err)}
 	}
 	return nc, nil
 }

@@ -17,7 +17,7 @@ import (
 
 func get(t *testing.T, c *localconn.Connector, name string) transport.Conn {
 	t.Helper()
-	conn, err := c.Get(t.Context(), transport.Target{Name: name, Address: name + ":22"})
+	conn, err := c.Get(t.Context(), transport.Target{Name: name, Endpoint: transport.Endpoint{Address: name + ":22"}})
 	if err != nil {
 		t.Fatalf("Get(%s): %v", name, err)
 	}
@@ -82,7 +82,7 @@ func TestFaults(t *testing.T) {
 		t.Fatalf("a lost connection ran a command: %v", err)
 	}
 	for i := range 2 {
-		_, err := c.Get(t.Context(), transport.Target{Name: "web-1", Address: "a:22"})
+		_, err := c.Get(t.Context(), transport.Target{Name: "web-1", Endpoint: transport.Endpoint{Address: "a:22"}})
 		var dial *transport.DialError
 		if !errors.As(err, &dial) || dial.Host != "web-1" {
 			t.Fatalf("dial %d: %v, want a DialError", i+1, err)

@@ -1,0 +1,270 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os/user"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+)
+
+// Endpoint is how to log in to one SSH server: a host or a bastion.
+type Endpoint struct {
+	Address string // host:port; ":22" is added when the port is missing
+	User    string // "": Options.User, else the local user
+	// IdentityFiles replace Options.IdentityFile for this server when
+	// non-nil: private keys tried in order (each with its <file>-cert.pub
+	// certificate as today). A file that cannot be read or parsed is an
+	// error for this server, naming the file; an encrypted one is used
+	// through the agent as today.
+	IdentityFiles []string
+	// IdentitiesOnly: offer only IdentityFiles (and agent keys whose
+	// public key is one of theirs, with its certificate), not every agent
+	// key (OpenSSH IdentitiesOnly).
+	IdentitiesOnly bool
+	// KnownHostsFiles replace Options.KnownHostsFile when non-nil: every
+	// file is read (a missing one is empty); accept-new appends to the
+	// first. @cert-authority and @revoked lines count from any of them.
+	KnownHostsFiles []string
+	// HostKeyAlias, when set, is the name host keys are looked up under
+	// instead of the address (OpenSSH HostKeyAlias).
+	HostKeyAlias   string
+	HostKeyPolicy  string        // "": Options.HostKeyPolicy
+	ConnectTimeout time.Duration // 0: Options.ConnectTimeout
+}
+
+// Target is one host to connect to.
+type Target struct {
+	Name string // the inventory name, used in errors and logs
+	Endpoint
+	// Jumps are the bastions to reach the host through, first first; nil:
+	// dialled directly. Each bastion connection is shared by every host
+	// behind it (the pool key must include all of the bastion's Endpoint
+	// fields and the chain before it, so two different logins to one
+	// address are two connections; names in logs stay "bastion
+	// user@host:port").
+	Jumps []Endpoint
+	// ForwardAgent forwards the local ssh-agent to this host's sessions
+	// (never to bastions). Off unless asked for.
+	ForwardAgent bool
+}
+
+// login is an Endpoint with the pool's defaults filled in: everything one
+// dial needs.
+type login struct {
+	address        string // host:port
+	user           string
+	identityFiles  []string
+	identitiesOnly bool
+	hostKeys       *hostKeyChecker
+	// lookup is the address known_hosts is searched and written under:
+	// address, or HostKeyAlias (as OpenSSH, without a port).
+	lookup       string
+	alias        string
+	timeout      time.Duration
+	forwardAgent bool // hosts only
+}
+
+// display is how a bastion's login reads in names: "user@host:port".
+func (l *login) display() string { return l.user + "@" + l.address }
+
+// key is every setting of the login, so two bastions share a connection
+// only when they would log in the same way.
+func (l *login) key() string {
+	parts := []string{l.user, l.address, strings.Join(l.identityFiles, "\x00"),
+		strconv.FormatBool(l.identitiesOnly), strings.Join(l.hostKeys.paths(), "\x00"),
+		l.hostKeys.policy, l.alias, l.timeout.String()}
+	for i, s := range parts {
+		parts[i] = strconv.Quote(s)
+	}
+	return strings.Join(parts, " ")
+}
+
+// errNoIdentity is an endpoint with nothing to offer the server.
+var errNoIdentity = errors.New("no SSH identity: set an identity file or use an ssh-agent")
+
+// resolve fills in ep's defaults and loads what it needs: its identity
+// files (each parsed once per pool) and its known_hosts checker. It
+// returns every problem it finds; the login is usable only without any.
+func (p *Pool) resolve(ep Endpoint) (*login, []error) {
+	l := &login{
+		address:        withDefaultPort(ep.Address),
+		user:           ep.User,
+		identityFiles:  ep.IdentityFiles,
+		identitiesOnly: ep.IdentitiesOnly,
+		alias:          ep.HostKeyAlias,
+		timeout:        ep.ConnectTimeout,
+	}
+	var errs []error
+	if l.user == "" {
+		l.user = p.opts.User
+	}
+	if l.user == "" {
+		u, err := user.Current()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("no ssh user given and the local user is unknown: %w", err))
+		} else {
+			l.user = u.Username
+		}
+	}
+	if l.identityFiles == nil && p.opts.IdentityFile != "" {
+		l.identityFiles = []string{p.opts.IdentityFile}
+	}
+	for _, f := range l.identityFiles {
+		if _, err := p.identity(f); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	switch {
+	case len(l.identityFiles) > 0:
+	case !p.opts.UseAgent:
+		errs = append(errs, errNoIdentity)
+	case l.identitiesOnly:
+		errs = append(errs, errors.New("no SSH identity: IdentitiesOnly is set and no identity file is given"))
+	}
+	policy := ep.HostKeyPolicy
+	if policy == "" {
+		policy = p.opts.HostKeyPolicy
+	}
+	policy, err := checkPolicy(policy)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	files := ep.KnownHostsFiles
+	if files == nil {
+		if p.defaultKnownHostsErr != nil {
+			errs = append(errs, p.defaultKnownHostsErr)
+		}
+		files = []string{p.defaultKnownHosts}
+	}
+	l.hostKeys = p.hostKeyChecker(files, policy)
+	if l.timeout == 0 {
+		l.timeout = p.opts.ConnectTimeout
+	}
+	l.lookup = l.address
+	if l.alias != "" {
+		l.lookup = net.JoinHostPort(l.alias, "22")
+	}
+	return l, errs
+}
+
+// resolveTarget resolves t's host and bastions (named as in logs), and
+// checks that its agent can be forwarded. names[i] goes with logins[i];
+// the host is last.
+func (p *Pool) resolveTarget(t Target) (logins []*login, names []string, problems [][]error) {
+	prefix := ""
+	for _, j := range t.Jumps {
+		l, errs := p.resolve(j)
+		logins = append(logins, l)
+		names = append(names, bastionName(prefix+l.display()))
+		problems = append(problems, errs)
+		prefix += l.display() + ">"
+	}
+	l, errs := p.resolve(t.Endpoint)
+	if t.ForwardAgent {
+		l.forwardAgent = true
+		if _, err := p.agent(); err != nil {
+			errs = append(errs, fmt.Errorf("ForwardAgent: cannot forward the ssh-agent: %w", err))
+		}
+	}
+	return append(logins, l), append(names, t.Name), append(problems, errs)
+}
+
+// targetHop is the hop Get dials for t, with the bastions before it; the
+// first problem found in t's settings is an error naming t (and the
+// bastion it is about).
+func (p *Pool) targetHop(t Target) (hop, error) {
+	logins, names, problems := p.resolveTarget(t)
+	last := len(logins) - 1
+	for i, errs := range problems {
+		if len(errs) == 0 {
+			continue
+		}
+		if i == last {
+			return hop{}, fmt.Errorf("%s: %w", t.Name, errs[0])
+		}
+		return hop{}, fmt.Errorf("%s: %s: %w", t.Name, names[i], errs[0])
+	}
+	h := hop{key: t.Name, name: t.Name, login: logins[last]}
+	full := ""
+	for i, l := range logins[:last] {
+		full += ">" + l.key()
+		h.chain = append(h.chain, hop{
+			key:     "\x00" + full, // never an inventory name
+			name:    names[i],
+			login:   l,
+			bastion: true,
+		})
+	}
+	return h, nil
+}
+
+// CheckTargets loads everything ts and their bastions will use - every
+// identity file (and the agent for encrypted ones and for ForwardAgent)
+// and every known_hosts file - and returns every problem at once, each
+// naming the hosts and bastions it concerns, so a command can fail before
+// it touches any host. What it loads stays loaded for the pool's Gets.
+func (p *Pool) CheckTargets(ts []Target) error {
+	type problem struct {
+		err   error
+		users []string
+	}
+	var order []string
+	byText := map[string]*problem{}
+	note := func(user string, err error) {
+		text := err.Error()
+		pr := byText[text]
+		if pr == nil {
+			pr = &problem{err: err}
+			byText[text] = pr
+			order = append(order, text)
+		}
+		if n := len(pr.users); n == 0 || pr.users[n-1] != user {
+			pr.users = append(pr.users, user)
+		}
+	}
+	checked := map[*knownHostsFile]bool{}
+	for _, t := range ts {
+		logins, names, problems := p.resolveTarget(t)
+		for i, l := range logins {
+			for _, err := range problems[i] {
+				note(names[i], err)
+			}
+			for _, f := range l.hostKeys.files {
+				if checked[f] {
+					continue
+				}
+				checked[f] = true
+				if _, _, err := f.load(); err != nil {
+					note(names[i], err)
+				}
+			}
+		}
+	}
+	var result *multierror.Error
+	for _, text := range order {
+		pr := byText[text]
+		result = multierror.Append(result, fmt.Errorf("%s: %w", listNames(pr.users), pr.err))
+	}
+	return result.ErrorOrNil()
+}
+
+// listNames is "a", "a, b" or "a, b, c and 7 more".
+func listNames(names []string) string {
+	seen := map[string]bool{}
+	var uniq []string
+	for _, n := range names {
+		if !seen[n] {
+			seen[n] = true
+			uniq = append(uniq, n)
+		}
+	}
+	if len(uniq) <= 3 {
+		return strings.Join(uniq, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(uniq[:3], ", "), len(uniq)-3)
+}
