@@ -26,6 +26,10 @@ type Options struct {
 	NetNS *NetNS
 	// LogLevel sets sshd's LogLevel (e.g. "VERBOSE": logins and forwards).
 	LogLevel string
+	// Config is more sshd_config lines (e.g. "AllowAgentForwarding no"),
+	// after the defaults (sshd takes a keyword's first value: these cannot
+	// change one the defaults set).
+	Config []string
 }
 
 // CA is a certificate authority made with ssh-keygen.

@@ -229,6 +229,7 @@ func (s *Server) config() string {
 	if s.opts.TrustedUserCAKeys != "" {
 		lines = append(lines, "TrustedUserCAKeys "+s.opts.TrustedUserCAKeys)
 	}
+	lines = append(lines, s.opts.Config...)
 	return strings.Join(lines, "\n") + "\n"
 }
 

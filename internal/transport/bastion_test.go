@@ -36,6 +36,13 @@ type bastionFixture struct {
 
 func newBastionFixture(t *testing.T, nHosts, nBastions int) *bastionFixture {
 	t.Helper()
+	return newBastionFixtureWith(t, nHosts, nBastions, sshdtest.Options{})
+}
+
+// newBastionFixtureWith is newBastionFixture with the hosts' sshd options
+// (in the namespace whatever they say).
+func newBastionFixtureWith(t *testing.T, nHosts, nBastions int, hostOpts sshdtest.Options) *bastionFixture {
+	t.Helper()
 	ns := sshdtest.NewNetNS(t)
 	dir := t.TempDir()
 	key, pub := sshdtest.NewClientKey(t, dir)
@@ -45,7 +52,8 @@ func newBastionFixture(t *testing.T, nHosts, nBastions int) *bastionFixture {
 	}
 	f := &bastionFixture{dir: dir, key: key, knownHosts: filepath.Join(dir, "known_hosts"), user: u.Username, ns: ns,
 		runLog: filepath.Join(dir, "run.log")}
-	f.hosts = sshdtest.StartWith(t, nHosts, pub, sshdtest.Options{NetNS: ns})
+	hostOpts.NetNS = ns
+	f.hosts = sshdtest.StartWith(t, nHosts, pub, hostOpts)
 	f.bastions = sshdtest.StartWith(t, nBastions, pub, sshdtest.Options{NetNS: ns, LogLevel: "DEBUG1"})
 	f.relay = sshdtest.NewRelay(t, ns, f.bastions[0].Addr)
 	// Every host's and bastion's key, under the address relctl dials it at.
