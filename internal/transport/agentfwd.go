@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
@@ -37,7 +36,8 @@ func (c *sshConn) requestAgent(sess *ssh.Session, label string) {
 }
 
 // serveAgent serves one agent channel the host opened from a fresh
-// connection to the local agent, until either side ends. Its goroutines
+// connection to the local agent, each direction closed as its sender
+// closes it, until both are (or the connection ends). Its goroutines
 // (this one, one copying back and one discarding channel requests) live
 // only while the channel is open.
 func (c *sshConn) serveAgent(nc ssh.NewChannel) {
@@ -52,16 +52,19 @@ func (c *sshConn) serveAgent(nc ssh.NewChannel) {
 		return
 	}
 	go ssh.DiscardRequests(reqs)
-	var wg sync.WaitGroup
-	wg.Add(1)
+	replied := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		_, _ = io.Copy(sock, ch)
-		_ = sock.(*net.UnixConn).CloseWrite()
+		defer close(replied)
+		_, _ = io.Copy(ch, sock)
+		_ = ch.CloseWrite()
 	}()
-	_, _ = io.Copy(ch, sock)
-	_ = ch.CloseWrite()
-	wg.Wait()
+	_, _ = io.Copy(sock, ch)
+	_ = sock.(*net.UnixConn).CloseWrite()
+	select {
+	case <-replied:
+	case <-c.gone: // an agent that waits on: closing the socket ends the copy
+	}
 	_ = sock.Close()
 	_ = ch.Close()
+	<-replied
 }

@@ -247,6 +247,7 @@ func TestDialErrors(t *testing.T) {
 		name    string
 		addr    string
 		edit    func(*Options)
+		timeout time.Duration // the target's ConnectTimeout
 		wantErr string
 		wantIs  error
 	}{
@@ -254,6 +255,10 @@ func TestDialErrors(t *testing.T) {
 		{
 			name: "silent server", addr: silent.Addr().String(),
 			edit:    func(o *Options) { o.ConnectTimeout = 300 * time.Millisecond },
+			wantErr: "staging-2 (" + silent.Addr().String() + "): ssh handshake: context deadline exceeded", wantIs: context.DeadlineExceeded,
+		},
+		{
+			name: "silent server, the target's timeout", addr: silent.Addr().String(), timeout: 300 * time.Millisecond,
 			wantErr: "staging-2 (" + silent.Addr().String() + "): ssh handshake: context deadline exceeded", wantIs: context.DeadlineExceeded,
 		},
 		{
@@ -271,7 +276,7 @@ func TestDialErrors(t *testing.T) {
 					tt.edit(o)
 				}
 			})
-			_, err := p.Get(testContext(t), Target{Name: "staging-2", Endpoint: Endpoint{Address: tt.addr}})
+			_, err := p.Get(testContext(t), Target{Name: "staging-2", Endpoint: Endpoint{Address: tt.addr, ConnectTimeout: tt.timeout}})
 			var de *DialError
 			if !errors.As(err, &de) {
 				t.Fatalf("Get error = %v (%T), want *DialError", err, err)

@@ -16,21 +16,27 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 )
 
-// Options configure every connection of a Pool.
+// Options configure every connection of a Pool. The login settings
+// (User to ConnectTimeout) are defaults: each Endpoint of a Target, the
+// host's and each bastion's, may replace them for its own server.
 type Options struct {
-	// User is the login name when a Target has none; empty: the local user.
+	// User is the login name when an Endpoint has none; empty: the local user.
 	User string
-	// IdentityFile is a private key in OpenSSH/PEM format. An encrypted key
-	// is usable only through an ssh-agent that holds it.
+	// IdentityFile is a private key in OpenSSH/PEM format, for Endpoints
+	// without IdentityFiles. An encrypted key is usable only through an
+	// ssh-agent that holds it.
 	IdentityFile string
-	// UseAgent adds the keys of the agent at $SSH_AUTH_SOCK.
+	// UseAgent adds the keys of the agent at $SSH_AUTH_SOCK to every login
+	// (with IdentitiesOnly, only its copies of the identity files' keys).
 	UseAgent bool
-	// KnownHostsFile is the known_hosts file; empty: ~/.ssh/known_hosts.
+	// KnownHostsFile is the known_hosts file of Endpoints without
+	// KnownHostsFiles; empty: ~/.ssh/known_hosts.
 	KnownHostsFile string
 	// HostKeyPolicy is PolicyStrict (default) or PolicyAcceptNew, as
 	// OpenSSH's StrictHostKeyChecking. A changed key is refused under both.
 	HostKeyPolicy string
-	// ConnectTimeout bounds TCP connect plus SSH handshake; 0: only ctx.
+	// ConnectTimeout bounds TCP connect plus SSH handshake of each hop
+	// (host or bastion); 0: only ctx.
 	ConnectTimeout time.Duration
 	// CommandTimeout bounds each Run with RunOptions.Limit CommandLimit and
 	// no Timeout of its own, unless ctx ends earlier; 0: only ctx.
