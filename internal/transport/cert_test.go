@@ -299,3 +299,32 @@ func mustPub(t *testing.T, keyFile string) ssh.PublicKey {
 	}
 	return s.PublicKey()
 }
+
+// A @cert-authority line counts from any of a target's known_hosts files,
+// and with HostKeyAlias the certificate's principal is the alias.
+func TestHostCertificatesPerTarget(t *testing.T) {
+	w := newCertWorld(t)
+	s := w.start(t, "web.internal", "-5m:+1h")
+	dir := t.TempDir()
+	plain, withCA := filepath.Join(dir, "plain"), filepath.Join(dir, "with_ca")
+	sshdtest.WriteKnownHosts(t, plain, nil)
+	ca := "@cert-authority web.internal,other.internal,[127.0.0.1]:* " + authorizedKey(w.ca.PubKey) + "\n"
+	if err := os.WriteFile(withCA, []byte(ca), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := newTestPool(t, Options{User: w.user, IdentityFile: w.key, KnownHostsFile: filepath.Join(dir, "none"), ConnectTimeout: 30 * time.Second})
+	ctx := testContext(t)
+	ep := Endpoint{Address: s.Addr, KnownHostsFiles: []string{plain, withCA}, HostKeyAlias: "web.internal"}
+	if _, err := p.Get(ctx, Target{Name: "aliased", Endpoint: ep}); err != nil {
+		t.Fatalf("Get with the CA in the second file and the certificate's principal as alias: %v", err)
+	}
+	// Its address is not a principal of the certificate; nor is another alias.
+	for _, alias := range []string{"", "other.internal"} {
+		ep.HostKeyAlias = alias
+		_, err := p.Get(ctx, Target{Name: "alias-" + alias, Endpoint: ep})
+		var hce *HostCertError
+		if !errors.As(err, &hce) || !strings.Contains(err.Error(), "not in the set") {
+			t.Errorf("Get with HostKeyAlias %q: %v, want a HostCertError (principal)", alias, err)
+		}
+	}
+}

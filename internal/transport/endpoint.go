@@ -133,6 +133,7 @@ func (p *Pool) resolve(ep Endpoint) (*login, []error) {
 	policy, err := checkPolicy(policy)
 	if err != nil {
 		errs = append(errs, err)
+		policy = PolicyStrict // a checker all the same, for CheckTargets to read its files
 	}
 	files := ep.KnownHostsFiles
 	if files == nil {

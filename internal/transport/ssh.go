@@ -255,7 +255,9 @@ func isContextErr(err error) bool {
 
 // Handshakes reports successful SSH handshakes per host name so far, and
 // per bastion as "bastion user@host:port" ("bastion a>b" for the second
-// bastion of a chain a,b).
+// bastion of a chain a,b); the connections of two different logins to one
+// bastion (another identity, known_hosts file, ...) count under its one
+// name.
 func (p *Pool) Handshakes() map[string]int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
