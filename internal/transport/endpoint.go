@@ -228,7 +228,7 @@ func (p *Pool) CheckTargets(ts []Target) error {
 			pr.users = append(pr.users, user)
 		}
 	}
-	checked := map[*knownHostsFile]bool{}
+	read := map[*knownHostsFile]error{} // each file read once
 	for _, t := range ts {
 		logins, names, problems := p.resolveTarget(t)
 		for i, l := range logins {
@@ -236,11 +236,12 @@ func (p *Pool) CheckTargets(ts []Target) error {
 				note(names[i], err)
 			}
 			for _, f := range l.hostKeys.files {
-				if checked[f] {
-					continue
+				err, done := read[f]
+				if !done {
+					_, _, err = f.load()
+					read[f] = err
 				}
-				checked[f] = true
-				if _, _, err := f.load(); err != nil {
+				if err != nil {
 					note(names[i], err)
 				}
 			}

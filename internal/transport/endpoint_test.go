@@ -164,12 +164,15 @@ func TestCheckTargets(t *testing.T) {
 	withPolicy.HostKeyPolicy = "yes"
 	withKH := ep("10.0.0.7", good)
 	withKH.KnownHostsFiles = []string{kh, badKH}
+	withKH2 := withKH
+	withKH2.Address = "10.0.0.77"
 	ts := append(fine,
 		Target{Name: "web-3", Endpoint: ep("10.0.0.3", good, missing)},
 		Target{Name: "web-4", Endpoint: ep("10.0.0.4", missing, garbage)},
 		Target{Name: "web-5", Endpoint: ep("10.0.0.5", encrypted)},
 		Target{Name: "web-6", Endpoint: withPolicy},
 		Target{Name: "web-7", Endpoint: withKH},
+		Target{Name: "web-77", Endpoint: withKH2},
 		Target{Name: "web-8", Endpoint: ep("10.0.0.8", []string{}...)},
 		Target{Name: "web-9", Endpoint: ep("10.0.0.9", good), ForwardAgent: true},
 		Target{Name: "web-10", Endpoint: ep("10.0.0.10", good), Jumps: []Endpoint{ep("bastion", good), {Address: "b2:2222", User: "ops", IdentityFiles: []string{missing}}}},
@@ -185,7 +188,7 @@ func TestCheckTargets(t *testing.T) {
 		"web-4: identity file " + garbage + ": ssh: no key found",
 		"web-5: identity file " + encrypted + " is encrypted and no ssh-agent is available",
 		`web-6: host key policy "yes": want "strict" or "accept-new"`,
-		"web-7: known_hosts: knownhosts: " + badKH + ":1:",
+		"web-7, web-77: known_hosts: knownhosts: " + badKH + ":1:",
 		"web-8: " + errNoIdentity.Error(),
 		"web-9: ForwardAgent: cannot forward the ssh-agent: no ssh-agent: SSH_AUTH_SOCK is not set",
 	} {
