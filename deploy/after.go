@@ -159,7 +159,7 @@ func (r *run) sideStepOnce(ctx context.Context, hs *HostStep, name string, do fu
 	h := &hostRun{engine: r.engine, run: r, plan: r.plan, report: &HostReport{Name: hs.Host}, host: &HostPlan{Name: hs.Host, Target: hs.Target}}
 	var res *StepResult
 	var err error
-	if hs.Target != (transport.Target{}) {
+	if hs.Target.Name != "" {
 		h.conn, err = r.engine.Connector.Get(ctx, hs.Target)
 	}
 	if err != nil {

@@ -40,7 +40,7 @@ func TestProbesThroughSSH(t *testing.T) {
 	// Generous: only keeps a broken test from hanging.
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	conn, err := pool.Get(ctx, transport.Target{Name: "web-1", Address: servers[0].Addr})
+	conn, err := pool.Get(ctx, transport.Target{Name: "web-1", Endpoint: transport.Endpoint{Address: servers[0].Addr}})
 	if err != nil {
 		t.Fatal(err)
 	}

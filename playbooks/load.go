@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"os/user"
 	"path"
@@ -46,7 +45,12 @@ func Load(path string) (*Project, error) {
 	cfg.Path, cfg.Dir = path, abs
 	cfg.applyDefaults()
 
+	ssh, sshProblems := cfg.loadSSHConfig()
 	problems := append(ps.problems, cfg.validate()...)
+	problems = append(problems, sshProblems...)
+	if len(problems) == 0 {
+		problems = append(problems, cfg.resolveHosts(ssh)...)
+	}
 	proj := &Project{Config: cfg, Playbooks: map[string]*Playbook{}}
 	problems = append(problems, proj.loadPlaybooks()...)
 	if len(problems) == 0 {
@@ -191,16 +195,6 @@ func (c *Config) applyDefaults() {
 		}
 		env.Name = name
 		defaultDuration(&env.RehearsalMaxAge, c.pos.has("environments."+name+".rehearsal_max_age"), 7*24*time.Hour)
-		for _, h := range env.Hosts {
-			if h.User == "" {
-				h.User = s.User
-			}
-			if h.Address != "" {
-				if _, _, err := net.SplitHostPort(h.Address); err != nil && strings.Contains(err.Error(), "missing port") {
-					h.Address = net.JoinHostPort(h.Address, "22")
-				}
-			}
-		}
 	}
 }
 

@@ -33,7 +33,7 @@ func TestExampleUsesEveryKey(t *testing.T) {
 	pbText, _ := os.ReadFile("examples/playbooks/web.toml")
 	moveText, _ := os.ReadFile("examples/solr-upgrade-and-move.toml")
 	all := string(cfgText) + string(pbText) + string(moveText)
-	for _, typ := range []any{Config{}, SecretConfig{}, SSHConfig{}, RehearsalConfig{}, Environment{}, Host{}, Playbook{}, Rollback{}, Artifact{}, Strategy{}, Check{}, Step{}, Traffic{}, Move{}, Dependent{}} {
+	for _, typ := range []any{Config{}, SecretConfig{}, SSHConfig{}, EnvSSH{}, RehearsalConfig{}, Environment{}, Host{}, Playbook{}, Rollback{}, Artifact{}, Strategy{}, Check{}, Step{}, Traffic{}, Move{}, Dependent{}} {
 		rt := reflect.TypeOf(typ)
 		for i := range rt.NumField() {
 			tag := rt.Field(i).Tag.Get("toml")
@@ -323,8 +323,8 @@ func TestWhere(t *testing.T) {
 		{pb.Where, "rollback.requires.1", "examples/playbooks/web.toml:110:28"},
 		{pb.Where, "rollback.steps.1.run", "examples/playbooks/web.toml:118:1"},
 		{pb.Where, "rollback.steps.1.name", "examples/playbooks/web.toml:117:3"}, // defaulted: the [[rollback.steps]] entry
-		{p.Config.Where, "environments.production.hosts.1.address", "examples/relctl.toml:75:1"},
-		{p.Config.Where, "environments.production.hosts.1.vars.port", "examples/relctl.toml:78:10"},
+		{p.Config.Where, "environments.production.hosts.1.address", "examples/relctl.toml:86:1"},
+		{p.Config.Where, "environments.production.hosts.1.vars.port", "examples/relctl.toml:89:10"},
 		{p.Config.Where, "playbooks.0", "examples/relctl.toml:17:14"},
 		{p.Config.Where, "lock_ttl", "examples/relctl.toml:13:1"},
 	}

@@ -75,6 +75,26 @@ type SSHConfig struct {
 	// then twice as long each time (defaults 5 and 1s: 1s, 2s, 4s, 8s, 16s).
 	ReconnectAttempts int      `toml:"reconnect_attempts"`
 	ReconnectBackoff  Duration `toml:"reconnect_backoff"`
+	// Config is the OpenSSH client configuration read for every host and
+	// bastion (ssh.go): unset, ~/.ssh/config then /etc/ssh/ssh_config; a
+	// path, that file alone (like ssh -F); "", none. relctl.toml wins over it.
+	Config string `toml:"config"`
+	// ProxyJump is the bastions every host is reached through, in OpenSSH's
+	// ProxyJump syntax ("[user@]host[:port]", comma-separated, first first;
+	// "none": directly). An environment's [ssh] and a host override it.
+	ProxyJump string `toml:"proxy_jump"`
+	// ForwardAgent forwards the local ssh-agent to the hosts' sessions (never
+	// to bastions). Off unless set here, per environment or per host.
+	ForwardAgent bool `toml:"forward_agent"`
+}
+
+// EnvSSH is an environment's [environments.<name>.ssh] table: the [ssh]
+// settings that differ per environment.
+type EnvSSH struct {
+	User         string `toml:"user"`
+	IdentityFile string `toml:"identity_file"`
+	ProxyJump    string `toml:"proxy_jump"`
+	ForwardAgent *bool  `toml:"forward_agent"`
 }
 
 // RehearsalConfig is the [rehearsal] table: how `relctl rehearse` signs the
@@ -106,15 +126,30 @@ type Environment struct {
 	RehearsalMaxAge Duration       `toml:"rehearsal_max_age"`
 	Vars            map[string]any `toml:"vars"`
 	Hosts           []*Host        `toml:"hosts"`
+	// SSH overrides [ssh] for this environment's hosts.
+	SSH *EnvSSH `toml:"ssh"`
 }
 
 // Host is one [[environments.<name>.hosts]] entry.
 type Host struct {
-	Name    string         `toml:"name"`
-	Address string         `toml:"address"` // host:port; port defaults to 22
-	User    string         `toml:"user"`    // overrides ssh.user
-	Roles   []string       `toml:"roles"`
-	Vars    map[string]any `toml:"vars"`
+	Name string `toml:"name"`
+	// Address is host or host:port. Unset: the OpenSSH client
+	// configuration's HostName and Port for Name, else Name and 22. After
+	// Load it holds the effective host:port.
+	Address string `toml:"address"`
+	// User overrides the environment's and ssh.user; after Load it holds
+	// the effective login.
+	User  string         `toml:"user"`
+	Roles []string       `toml:"roles"`
+	Vars  map[string]any `toml:"vars"`
+	// IdentityFile, ProxyJump and ForwardAgent override the environment's
+	// and [ssh]'s.
+	IdentityFile string `toml:"identity_file"`
+	ProxyJump    string `toml:"proxy_jump"`
+	ForwardAgent *bool  `toml:"forward_agent"`
+	// SSH is how the host is reached, each setting with where it came
+	// from: set by Load (ssh.go).
+	SSH *HostSSH `toml:"-"`
 }
 
 // Playbook is one playbooks/<name>.toml.

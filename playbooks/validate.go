@@ -1,6 +1,7 @@
 package playbooks
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"path"
@@ -63,6 +64,7 @@ func sshProblems(ix *positions, s SSHConfig) Problems {
 	if s.ControlTimeout.Duration <= 0 && !ix.badDuration("ssh.control_timeout") {
 		add("ssh.control_timeout", "ssh.control_timeout must be more than 0s")
 	}
+	ps = append(ps, proxyJumpProblem(ix, "ssh.proxy_jump", s.ProxyJump)...)
 	if s.MaxParallel < 0 {
 		add("ssh.max_parallel", "ssh.max_parallel must not be negative (got %d)", s.MaxParallel)
 	}
@@ -84,6 +86,9 @@ func (c *Config) environmentProblems(name string, env *Environment) Problems {
 		ps = append(ps, ix.problem(ekey, "%v", err))
 	}
 	ps = append(ps, varProblems(ix, ekey+".vars", env.Vars)...)
+	if env.SSH != nil {
+		ps = append(ps, proxyJumpProblem(ix, ekey+".ssh.proxy_jump", env.SSH.ProxyJump)...)
+	}
 	ps = append(ps, c.rehearsalProblems(env)...)
 	if len(env.Hosts) == 0 {
 		ps = append(ps, ix.problem(ekey, "environment %q has no hosts (add [[%s.hosts]] entries)", name, ekey))
@@ -114,11 +119,20 @@ func hostProblems(ix *positions, env, hkey string, h *Host, seen map[string]stri
 	default:
 		seen[h.Name] = ix.where(hkey + ".name")
 	}
-	if h.Address == "" {
-		add(hkey, "%s has no address (host or host:port)", label)
-	} else if err := checkAddress(h.Address); err != nil {
-		add(hkey+".address", "%s: address %v", label, err)
+	if ix.has(hkey + ".address") {
+		addr := h.Address
+		if host, port := splitAddress(addr); port == "" {
+			addr = net.JoinHostPort(host, "22")
+		}
+		err := checkAddress(addr)
+		if h.Address == "" {
+			err = errors.New("is empty: leave address out to use the host's name (or its HostName in ~/.ssh/config)")
+		}
+		if err != nil {
+			add(hkey+".address", "%s: address %v", label, err)
+		}
 	}
+	ps = append(ps, proxyJumpProblem(ix, hkey+".proxy_jump", h.ProxyJump)...)
 	if len(h.Roles) == 0 {
 		add(hkey, "%s has no roles", label)
 	}

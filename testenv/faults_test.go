@@ -41,7 +41,7 @@ func relctlPool(t *testing.T, dir string, edit func(*transport.Options)) *transp
 
 func relctlConn(t *testing.T, p *transport.Pool, h HostInfo) transport.Conn {
 	t.Helper()
-	c, err := p.Get(guard(t), transport.Target{Name: h.Name, Address: h.Address})
+	c, err := p.Get(guard(t), transport.Target{Name: h.Name, Endpoint: transport.Endpoint{Address: h.Address}})
 	if err != nil {
 		t.Fatalf("connect %s: %v", h.Name, err)
 	}
@@ -381,7 +381,7 @@ func TestHang(t *testing.T) {
 		t.Errorf("Run on a hung host = %v, want context.DeadlineExceeded", err)
 	}
 	// A new connection: not even the SSH banner.
-	if _, err := relctlPool(t, c.Dir(), nil).Get(short(), transport.Target{Name: h.Name, Address: h.Address}); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := relctlPool(t, c.Dir(), nil).Get(short(), transport.Target{Name: h.Name, Endpoint: transport.Endpoint{Address: h.Address}}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("connect to a hung host = %v, want context.DeadlineExceeded", err)
 	}
 	// relctl's keepalive notices: the connection is dropped as lost.

@@ -106,7 +106,7 @@ func lbConn(t *testing.T) (transport.Conn, string) {
 	if sharedErr != nil {
 		t.Fatalf("starting the test cluster: %v", sharedErr)
 	}
-	conn, err := shared.pool.Get(testCtx(t), transport.Target{Name: shared.host.Name, Address: shared.host.Address})
+	conn, err := shared.pool.Get(testCtx(t), transport.Target{Name: shared.host.Name, Endpoint: transport.Endpoint{Address: shared.host.Address}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ func TestMonitSyntaxCheckThroughSSH(t *testing.T) {
 	defer pool.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute) // only keeps a broken test from hanging
 	defer cancel()
-	conn, err := pool.Get(ctx, transport.Target{Name: "web-1", Address: servers[0].Addr})
+	conn, err := pool.Get(ctx, transport.Target{Name: "web-1", Endpoint: transport.Endpoint{Address: servers[0].Addr}})
 	if err != nil {
 		t.Fatal(err)
 	}

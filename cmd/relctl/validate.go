@@ -15,26 +15,37 @@ import (
 type ValidateOptions struct {
 	IO      *output.IOStreams
 	Project func() (*playbooks.Project, error)
+	// ExplainSSH names a host whose connection settings are shown, each
+	// with where it came from; Env picks its environment when several have it.
+	ExplainSSH string
+	Env        string
 }
 
 func newCmdValidate(f *Factory, runF func(*ValidateOptions) error) *cobra.Command {
 	opts := &ValidateOptions{IO: f.IOStreams, Project: f.Project}
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check relctl.toml and the playbooks without touching any host",
 		Long: `Validate loads relctl.toml and every playbook it applies with strict decoding
 (unknown keys are errors), checks them as a whole, and renders every step and
 check for every targeted host. Problems are printed as file:line:column.`,
 		Example: `  relctl validate
-  relctl validate --config deploy/relctl.toml`,
+  relctl validate --config deploy/relctl.toml
+  relctl validate --explain-ssh web-1 --env production`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if runF != nil {
 				return runF(opts)
 			}
+			if opts.ExplainSSH != "" {
+				return explainSSHRun(opts)
+			}
 			return validateRun(opts)
 		},
 	}
+	cmd.Flags().StringVar(&opts.ExplainSSH, "explain-ssh", "", "show how `HOST` is reached: every SSH setting and where it came from (relctl.toml, ~/.ssh/config, default)")
+	cmd.Flags().StringVar(&opts.Env, "env", "", "the environment of --explain-ssh's host, when several have one of that name")
+	return cmd
 }
 
 func validateRun(opts *ValidateOptions) error {

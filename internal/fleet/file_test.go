@@ -77,7 +77,7 @@ func TestFilesOverSSH(t *testing.T) {
 	}
 	defer pool.Close()
 	h := env.Hosts()[0]
-	conn, err := pool.Get(ctx, transport.Target{Name: h.Name, Address: h.Address})
+	conn, err := pool.Get(ctx, transport.Target{Name: h.Name, Endpoint: transport.Endpoint{Address: h.Address}})
 	if err != nil {
 		t.Fatal(err)
 	}

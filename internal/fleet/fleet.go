@@ -25,15 +25,47 @@ type Connector interface {
 	Get(ctx context.Context, t transport.Target) (transport.Conn, error)
 }
 
-// Target is host h as the transport reaches it: its name, its address and
-// its SSH user, the host's own or else the config's (ssh.user). This is the
-// one place a host becomes a target, so no reader forgets the default user.
+// Target is host h as the transport reaches it: its name and everything
+// Load resolved about reaching it (playbooks.HostSSH: address, login, keys,
+// known_hosts, bastions, each from relctl.toml or the OpenSSH client
+// configuration). This is the one place a host becomes a target.
 func Target(cfg *playbooks.Config, h *playbooks.Host) transport.Target {
-	user := h.User
-	if user == "" && cfg != nil {
-		user = cfg.SSH.User
+	if h.SSH == nil {
+		// A host that did not come through playbooks.Load (tests).
+		user := h.User
+		if user == "" && cfg != nil {
+			user = cfg.SSH.User
+		}
+		return transport.Target{Name: h.Name, Endpoint: transport.Endpoint{Address: h.Address, User: user}}
 	}
-	return transport.Target{Name: h.Name, Address: h.Address, User: user}
+	t := transport.Target{Name: h.Name, Endpoint: endpoint(h.SSH), ForwardAgent: h.SSH.ForwardAgent.Value == "yes"}
+	for _, j := range h.SSH.Jumps {
+		t.Jumps = append(t.Jumps, endpoint(j))
+	}
+	return t
+}
+
+// endpoint is one resolved host or bastion as the transport logs in to it.
+// Its lists are never nil: they replace the pool's defaults.
+func endpoint(s *playbooks.HostSSH) transport.Endpoint {
+	keys := make([]string, len(s.IdentityFiles))
+	for i, f := range s.IdentityFiles {
+		keys[i] = f.Value
+	}
+	known := s.KnownHostsFiles()
+	if known == nil {
+		known = []string{}
+	}
+	return transport.Endpoint{
+		Address:         s.Address(),
+		User:            s.User.Value,
+		IdentityFiles:   keys,
+		IdentitiesOnly:  s.IdentitiesOnly.Value == "yes",
+		KnownHostsFiles: known,
+		HostKeyAlias:    s.HostKeyAlias.Value,
+		HostKeyPolicy:   s.HostKeyPolicy.Value,
+		ConnectTimeout:  s.ConnectTimeoutDuration(),
+	}
 }
 
 // placeholderVersion stands in for the release when only the host's layout

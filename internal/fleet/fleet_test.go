@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,7 +33,7 @@ func project() (*playbooks.Project, *playbooks.Playbook, *playbooks.Environment)
 
 func TestTargetTakesTheConfigsUserUnlessTheHostHasOne(t *testing.T) {
 	proj, _, env := project()
-	if got, want := Target(proj.Config, env.Hosts[0]), (transport.Target{Name: "s-1", Address: "10.0.0.1:22", User: "relctl"}); got != want {
+	if got, want := Target(proj.Config, env.Hosts[0]), (transport.Target{Name: "s-1", Endpoint: transport.Endpoint{Address: "10.0.0.1:22", User: "relctl"}}); !reflect.DeepEqual(got, want) {
 		t.Errorf("Target = %+v, want %+v", got, want)
 	}
 	if got := Target(proj.Config, env.Hosts[1]).User; got != "deployer" {

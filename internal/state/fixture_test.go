@@ -89,7 +89,7 @@ func (c *cluster) targets(t *testing.T) []LockTarget {
 	t.Helper()
 	var out []LockTarget
 	for _, h := range c.hosts {
-		conn, err := c.pool.Get(testCtx(t), transport.Target{Name: h.Name, Address: h.Address})
+		conn, err := c.pool.Get(testCtx(t), transport.Target{Name: h.Name, Endpoint: transport.Endpoint{Address: h.Address}})
 		if err != nil {
 			t.Fatal(err)
 		}

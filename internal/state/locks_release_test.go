@@ -39,12 +39,12 @@ func onPool(t *testing.T, pool *transport.Pool, c *cluster, targets []LockTarget
 	t.Helper()
 	for i := range targets {
 		h := c.hosts[i]
-		conn, err := pool.Get(testCtx(t), transport.Target{Name: h.Name, Address: h.Address})
+		conn, err := pool.Get(testCtx(t), transport.Target{Name: h.Name, Endpoint: transport.Endpoint{Address: h.Address}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		targets[i].Conn = conn
-		target := transport.Target{Name: h.Name, Address: h.Address}
+		target := transport.Target{Name: h.Name, Endpoint: transport.Endpoint{Address: h.Address}}
 		targets[i].Reconnect = func(ctx context.Context) (transport.Conn, error) { return pool.Get(ctx, target) }
 	}
 }

@@ -1,0 +1,186 @@
+package playbooks
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// sshProject writes relctl.toml (body after project and before the
+// environment), one playbook, and ~/.ssh/config under a HOME of its own,
+// and loads it.
+func sshProject(t *testing.T, toml, sshConfig string, keys ...string) (*Project, string, error) {
+	t.Helper()
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(filepath.Join(home, ".ssh"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOME", home)
+	for _, k := range keys {
+		if err := os.WriteFile(filepath.Join(home, ".ssh", k), []byte("a key"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sshConfig != "" {
+		if err := os.WriteFile(filepath.Join(home, ".ssh", "config"), []byte(sshConfig), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "playbooks"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pb := "name = \"app\"\nroles = [\"app\"]\n[artifact]\npath = \"a-{{.Version}}.tgz\"\n[[steps]]\nphase = \"stage\"\nkind = \"upload\"\n[[steps]]\nphase = \"activate\"\nkind = \"activate\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "playbooks", "app.toml"), []byte(pb), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "relctl.toml")
+	if err := os.WriteFile(cfg, []byte("project = \"app\"\n"+toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	proj, err := Load(cfg)
+	return proj, home, err
+}
+
+const sshTestEnv = `
+[environments.prod.vars]
+base_dir = "/srv/app"
+[[environments.prod.hosts]]
+name = "web-1"
+roles = ["app"]
+[[environments.prod.hosts]]
+name = "web-2"
+address = "10.0.0.2"
+user = "alice"
+proxy_jump = "none"
+roles = ["app"]
+`
+
+func TestSSHSettingsPrecedence(t *testing.T) {
+	sshConfig := `Host web-*
+    HostName web.internal
+    Port 2222
+    User deploy
+    ProxyJump ops@jump:2200
+    IdentityFile ~/.ssh/fleet
+    ForwardAgent yes
+    StrictHostKeyChecking accept-new
+    ConnectTimeout 7
+
+Host jump
+    HostName 192.0.2.1
+    User nobody
+    Port 22
+`
+	proj, home, err := sshProject(t, sshTestEnv, sshConfig, "fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := proj.Config.Environments["prod"].Hosts
+	w1, w2 := hosts[0], hosts[1]
+
+	// web-1: everything from ~/.ssh/config.
+	if w1.Address != "web.internal:2222" || w1.User != "deploy" {
+		t.Errorf("web-1: address %q user %q, want web.internal:2222 deploy", w1.Address, w1.User)
+	}
+	s := w1.SSH
+	for _, c := range []struct{ name, got, from, want, wantFrom string }{
+		{"hostname", s.HostName.Value, s.HostName.From, "web.internal", "~/.ssh/config:2"},
+		{"port", s.Port.Value, s.Port.From, "2222", "~/.ssh/config:3"},
+		{"user", s.User.Value, s.User.From, "deploy", "~/.ssh/config:4"},
+		{"proxy_jump", s.ProxyJump.Value, s.ProxyJump.From, "ops@jump:2200", "~/.ssh/config:5"},
+		{"policy", s.HostKeyPolicy.Value, s.HostKeyPolicy.From, HostKeyAcceptNew, "~/.ssh/config:8"},
+		{"timeout", s.ConnectTimeout.Value, s.ConnectTimeout.From, "7s", "~/.ssh/config:9"},
+		{"forward_agent", s.ForwardAgent.Value, s.ForwardAgent.From, "no", "default"},
+	} {
+		if c.got != c.want || c.from != c.wantFrom {
+			t.Errorf("web-1 %s = %q from %q, want %q from %q", c.name, c.got, c.from, c.want, c.wantFrom)
+		}
+	}
+	if len(s.IdentityFiles) != 1 || s.IdentityFiles[0].Value != filepath.Join(home, ".ssh", "fleet") {
+		t.Errorf("web-1 identity files %+v, want ~/.ssh/fleet", s.IdentityFiles)
+	}
+	if len(s.Notes) != 1 || !strings.Contains(s.Notes[0], "ForwardAgent yes at ~/.ssh/config:7 is not used") {
+		t.Errorf("web-1 notes %q, want the unused ForwardAgent", s.Notes)
+	}
+	// Its bastion: proxy_jump's user and port, the config's HostName.
+	if len(s.Jumps) != 1 {
+		t.Fatalf("web-1 jumps %+v, want one", s.Jumps)
+	}
+	j := s.Jumps[0]
+	if j.Address() != "192.0.2.1:2200" || j.User.Value != "ops" || j.User.From != "proxy_jump" || j.HostName.From != "~/.ssh/config:12" {
+		t.Errorf("bastion %s user %q (%s) hostname from %s, want 192.0.2.1:2200 ops from proxy_jump, hostname from ~/.ssh/config:12", j.Address(), j.User.Value, j.User.From, j.HostName.From)
+	}
+
+	// web-2: relctl.toml wins where it says something.
+	s = w2.SSH
+	if w2.Address != "10.0.0.2:2222" || w2.User != "alice" || len(s.Jumps) != 0 {
+		t.Errorf("web-2: address %q user %q jumps %d, want 10.0.0.2:2222 (port from ~/.ssh/config) alice, none", w2.Address, w2.User, len(s.Jumps))
+	}
+	if !strings.HasSuffix(s.User.From, "relctl.toml:11:1 (environments.prod.hosts.user)") || !strings.Contains(s.HostName.From, "relctl.toml:") {
+		t.Errorf("web-2 user from %q, hostname from %q: want relctl.toml positions", s.User.From, s.HostName.From)
+	}
+}
+
+func TestSSHSettingsTomlLevels(t *testing.T) {
+	toml := `[ssh]
+user = "ci"
+proxy_jump = "gw.example.com"
+forward_agent = true
+host_key_policy = "strict"
+connect_timeout = "3s"
+config = ""
+` + sshTestEnv + `[environments.prod.ssh]
+proxy_jump = "ops@gw2:2022,inner"
+forward_agent = false
+`
+	proj, _, err := sshProject(t, toml, "Host *\n    User ignored\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1 := proj.Config.Environments["prod"].Hosts[0].SSH
+	if w1.User.Value != "ci" || w1.HostName.Value != "web-1" || w1.HostName.From != fromName || w1.Port.Value != "22" {
+		t.Errorf("web-1 %s@%s (hostname from %q), want ci@web-1:22 from the name (config = \"\" reads no ~/.ssh/config)", w1.User.Value, w1.Address(), w1.HostName.From)
+	}
+	if w1.ForwardAgent.Value != "no" || !strings.Contains(w1.ForwardAgent.From, "environments.prod.ssh.forward_agent") {
+		t.Errorf("web-1 forward_agent %q from %q, want the environment's no", w1.ForwardAgent.Value, w1.ForwardAgent.From)
+	}
+	if len(w1.Jumps) != 2 || w1.Jumps[0].Address() != "gw2:2022" || w1.Jumps[0].User.Value != "ops" || w1.Jumps[1].Address() != "inner:22" || w1.Jumps[1].User.Value != "ci" {
+		t.Errorf("web-1 jumps %+v, want ops@gw2:2022 then ci@inner:22", w1.Jumps)
+	}
+	if w1.ConnectTimeout.Value != "3s" || w1.HostKeyPolicy.Value != HostKeyStrict {
+		t.Errorf("web-1 timeout %q policy %q", w1.ConnectTimeout.Value, w1.HostKeyPolicy.Value)
+	}
+	if w2 := proj.Config.Environments["prod"].Hosts[1].SSH; len(w2.Jumps) != 0 || w2.ProxyJump.Value != "none" {
+		t.Errorf("web-2 (proxy_jump = \"none\") jumps %+v", w2.Jumps)
+	}
+}
+
+func TestSSHSettingsProblems(t *testing.T) {
+	for _, tt := range []struct {
+		name, toml, sshConfig, want string
+	}{
+		{"bad proxy_jump in relctl.toml", "[ssh]\nproxy_jump = \"a b\"\n" + sshTestEnv, "",
+			`relctl.toml:3:1: ssh.proxy_jump: ProxyJump "a b"`},
+		{"empty host proxy_jump", strings.Replace(sshTestEnv, `proxy_jump = "none"`, `proxy_jump = ""`, 1), "",
+			`proxy_jump: empty: write "none"`},
+		{"empty address", strings.Replace(sshTestEnv, `address = "10.0.0.2"`, `address = ""`, 1), "",
+			"address is empty"},
+		{"ProxyCommand", sshTestEnv, "Host web-1\n    ProxyCommand nc %h %p\n",
+			`host "web-1": ~/.ssh/config:2 sets ProxyCommand, which relctl does not run`},
+		{"bastion loop", sshTestEnv, "Host web-1\n    ProxyJump a\nHost a\n    ProxyJump b\nHost b\n    ProxyJump a\n",
+			"bastion a is reached through itself (ProxyJump at ~/.ssh/config:4)"},
+		{"unparseable ssh_config", sshTestEnv, "Host web-1\n    Port notaport\n",
+			`~/.ssh/config:2`},
+		{"missing ssh.config file", "[ssh]\nconfig = \"nope/config\"\n" + sshTestEnv, "",
+			`ssh.config: stat`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := sshProject(t, tt.toml, tt.sshConfig)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Load: %v\nwant an error with %q", err, tt.want)
+			}
+		})
+	}
+}
