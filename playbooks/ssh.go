@@ -39,9 +39,9 @@ type HostSSH struct {
 	IdentityFiles  []SSHValue
 	Skipped        []SSHValue
 	IdentitiesOnly SSHValue // "yes" or "no"
-	// KnownHosts are the known_hosts files, space-separated; the first is
-	// the one accept-new appends to.
-	KnownHosts     SSHValue
+	// KnownHosts are the known_hosts files, all read; the first is the one
+	// accept-new appends to.
+	KnownHosts     []SSHValue
 	HostKeyAlias   SSHValue
 	HostKeyPolicy  SSHValue // HostKeyStrict or HostKeyAcceptNew
 	ConnectTimeout SSHValue // a Go duration
@@ -57,8 +57,14 @@ type HostSSH struct {
 // Address is host:port.
 func (s *HostSSH) Address() string { return net.JoinHostPort(s.HostName.Value, s.Port.Value) }
 
-// KnownHostsFiles splits KnownHosts.
-func (s *HostSSH) KnownHostsFiles() []string { return strings.Fields(s.KnownHosts.Value) }
+// KnownHostsFiles are KnownHosts' paths, never nil.
+func (s *HostSSH) KnownHostsFiles() []string {
+	out := make([]string, len(s.KnownHosts))
+	for i, v := range s.KnownHosts {
+		out[i] = v.Value
+	}
+	return out
+}
 
 // ConnectTimeoutDuration is ConnectTimeout parsed (validated by Load).
 func (s *HostSSH) ConnectTimeoutDuration() time.Duration {
@@ -371,26 +377,25 @@ func (r *sshResolver) identities(s *HostSSH, found sshconfig.Settings, settings 
 func (r *sshResolver) hostKeys(s *HostSSH, found sshconfig.Settings) {
 	if v, ok := r.first(tomlSetting{"ssh.known_hosts", r.c.SSH.KnownHosts}); ok {
 		v.Value = r.c.ResolvePath(v.Value)
-		s.KnownHosts = v
+		s.KnownHosts = []SSHValue{v}
 	} else {
-		var files []string
-		var from []string
-		if found.UserKnownHostsFile.Set() {
-			files = append(files, strings.Fields(found.UserKnownHostsFile.Value)...)
-			from = append(from, found.UserKnownHostsFile.Where())
-		} else if r.local.Home != "" {
-			files = append(files, filepath.Join(r.local.Home, ".ssh", "known_hosts"), filepath.Join(r.local.Home, ".ssh", "known_hosts2"))
-			from = append(from, fromDefault)
+		add := func(v sshconfig.Value, defaults []SSHValue) {
+			if !v.Set() {
+				s.KnownHosts = append(s.KnownHosts, defaults...)
+				return
+			}
+			for _, f := range strings.Fields(v.Value) {
+				if f != "none" {
+					s.KnownHosts = append(s.KnownHosts, SSHValue{Value: f, From: v.Where()})
+				}
+			}
 		}
-		if found.GlobalKnownHostsFile.Set() {
-			files = append(files, strings.Fields(found.GlobalKnownHostsFile.Value)...)
-			from = append(from, found.GlobalKnownHostsFile.Where())
-		} else {
-			files = append(files, "/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
-			from = append(from, "default (system)")
+		var user []SSHValue
+		if r.local.Home != "" {
+			user = []SSHValue{{Value: filepath.Join(r.local.Home, ".ssh", "known_hosts"), From: fromDefault}, {Value: filepath.Join(r.local.Home, ".ssh", "known_hosts2"), From: fromDefault}}
 		}
-		files = dropNone(files)
-		s.KnownHosts = SSHValue{Value: strings.Join(files, " "), From: strings.Join(from, ", ")}
+		add(found.UserKnownHostsFile, user)
+		add(found.GlobalKnownHostsFile, []SSHValue{{Value: "/etc/ssh/ssh_known_hosts", From: fromDefault}, {Value: "/etc/ssh/ssh_known_hosts2", From: fromDefault}})
 	}
 	if found.HostKeyAlias.Set() {
 		s.HostKeyAlias = fromFile(found.HostKeyAlias)
@@ -423,16 +428,6 @@ func (r *sshResolver) hostKeys(s *HostSSH, found sshconfig.Settings) {
 	default:
 		s.ConnectTimeout = SSHValue{Value: r.c.SSH.ConnectTimeout.String(), From: fromDefault}
 	}
-}
-
-func dropNone(files []string) []string {
-	out := files[:0]
-	for _, f := range files {
-		if f != "none" {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 // splitAddress splits relctl.toml's address into host and port ("" when

@@ -184,3 +184,37 @@ func TestSSHSettingsProblems(t *testing.T) {
 		})
 	}
 }
+
+// TestSSHSettingsDefaults: with nothing set anywhere, ssh's defaults: the
+// keys of ~/.ssh/id_* that exist (the others listed as skipped), the user's
+// and the system's known_hosts files, the name as the host name.
+func TestSSHSettingsDefaults(t *testing.T) {
+	proj, home, err := sshProject(t, sshTestEnv, "Match host web-1.lan\n    Port 2200\nHost web-1\n    HostName web-1.lan\n", "id_ed25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := proj.Config.Environments["prod"].Hosts[0].SSH
+	if len(s.IdentityFiles) != 1 || s.IdentityFiles[0].Value != filepath.Join(home, ".ssh", "id_ed25519") || s.IdentityFiles[0].From != fromDefault {
+		t.Errorf("identity files %+v, want the default ~/.ssh/id_ed25519 alone", s.IdentityFiles)
+	}
+	if len(s.Skipped) != len(defaultIdentities)-1 {
+		t.Errorf("skipped %+v, want the %d other default keys", s.Skipped, len(defaultIdentities)-1)
+	}
+	want := []string{filepath.Join(home, ".ssh", "known_hosts"), filepath.Join(home, ".ssh", "known_hosts2"), "/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"}
+	if got := s.KnownHostsFiles(); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("known_hosts %q, want %q", got, want)
+	}
+	// Match host sees the HostName found so far, as ssh's does: the
+	// Match block above the Host block does not apply, as ssh reads blocks
+	// in order; the Port stays 22.
+	if s.HostName.Value != "web-1.lan" || s.Port.Value != "22" {
+		t.Errorf("web-1 at %s:%s, want web-1.lan:22", s.HostName.Value, s.Port.Value)
+	}
+	proj, _, err = sshProject(t, sshTestEnv, "Host web-1\n    HostName web-1.lan\nMatch host web-1.lan\n    Port 2200\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := proj.Config.Environments["prod"].Hosts[0].SSH; s.Port.Value != "2200" || s.Port.From != "~/.ssh/config:4" {
+		t.Errorf("web-1 port %s from %s, want 2200 from the Match host block (~/.ssh/config:4)", s.Port.Value, s.Port.From)
+	}
+}

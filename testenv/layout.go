@@ -156,6 +156,9 @@ connect_timeout = "5s"
 command_timeout = "2m"
 keepalive = "10s"
 max_parallel = 50
+# The cluster is reached as written here, whatever your ~/.ssh/config says
+# (a "Host *" ProxyJump there would otherwise apply to it too).
+config = ""
 
 # relctl rehearse signs its records with this key (the client key) as this
 # principal; allowed_signers lists it for the relctl-rehearsal namespace.

@@ -94,7 +94,15 @@ func explainEndpoint(w io.Writer, s *playbooks.HostSSH, bastion bool) {
 		t.row("identity_file", homeTilde(f.Value)+" (not found: skipped)", f.From)
 	}
 	row("identities_only", s.IdentitiesOnly)
-	row("known_hosts", s.KnownHosts)
+	for i, f := range s.KnownHosts {
+		if i == 0 && len(s.KnownHosts) > 1 {
+			f.Value = homeTilde(f.Value) + " (accept-new writes here)"
+		}
+		row("known_hosts", f)
+	}
+	if len(s.KnownHosts) == 0 {
+		t.row("known_hosts", "- (none: every host key is unknown)", "")
+	}
 	row("host_key_alias", s.HostKeyAlias)
 	row("host_key_policy", s.HostKeyPolicy)
 	row("connect_timeout", s.ConnectTimeout)

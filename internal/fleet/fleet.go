@@ -53,9 +53,6 @@ func endpoint(s *playbooks.HostSSH) transport.Endpoint {
 		keys[i] = f.Value
 	}
 	known := s.KnownHostsFiles()
-	if known == nil {
-		known = []string{}
-	}
 	return transport.Endpoint{
 		Address:         s.Address(),
 		User:            s.User.Value,
