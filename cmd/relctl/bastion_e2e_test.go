@@ -17,14 +17,26 @@ import (
 	"github.com/relctl/relctl/testenv"
 )
 
-// TestBastionCertificatesSSHConfig deploys and rolls back through a real
-// OpenSSH bastion in front of hosts that only the bastion reaches (their
-// sshd run in a network namespace of their own), every host and the
-// bastion verified by a host certificate and logging relctl in by a user
-// certificate, with no plain key anywhere: the CA signs both. relctl.toml
-// names the hosts by their ~/.ssh/config aliases and says nothing else
-// about SSH; ~/.ssh/config says how to reach them.
-func TestBastionCertificatesSSHConfig(t *testing.T) {
+// bastionProject is a project whose hosts only a real OpenSSH bastion
+// reaches (their sshd run in a network namespace of their own), every host
+// and the bastion verified by a host certificate and logging relctl in by a
+// user certificate, with no plain key anywhere: one CA signs both.
+// relctl.toml names the hosts by their ~/.ssh/config aliases (web-1...)
+// and says nothing else about SSH; ~/.ssh/config (under a HOME of the
+// test's) says how to reach them. The bastion logs at DEBUG1 (logins and
+// forwards); the relay is its public side, which a test may cut.
+type bastionProject struct {
+	t       *testing.T
+	sshDir  string
+	caPub   string
+	hosts   []*sshdtest.Server
+	bastion *sshdtest.Server
+	relay   *sshdtest.Relay
+	cfgPath string
+}
+
+func newBastionProject(t *testing.T, playbookExtra string) *bastionProject {
+	t.Helper()
 	dir := t.TempDir()
 	home := filepath.Join(dir, "home")
 	sshDir := filepath.Join(home, ".ssh")
@@ -82,22 +94,18 @@ Host web-*
 
 	var cfg strings.Builder
 	cfg.WriteString("project = \"search\"\n\n[environments.staging]\n")
-	ports := map[string]int{}
 	for i, h := range hosts {
-		name := fmt.Sprintf("web-%d", i+1)
-		ports[name] = freePort(t)
 		base := filepath.Join(h.Root, "srv", "search")
-		fmt.Fprintf(&cfg, "[[environments.staging.hosts]]\nname = %q\nroles = [\"search\"]\nvars = { base_dir = %q, port = %d }\n", name, base, ports[name])
+		fmt.Fprintf(&cfg, "[[environments.staging.hosts]]\nname = \"web-%d\"\nroles = [\"search\"]\nvars = { base_dir = %q, port = %d }\n", i+1, base, freePort(t))
 		t.Cleanup(func() { exec.Command(filepath.Join(base, "current", "bin", "stop"), base).Run() })
 	}
 	project := filepath.Join(dir, "project")
 	writeFile(t, filepath.Join(project, "relctl.toml"), cfg.String())
-	// testenv's 1.2.0 fails its health check (its index never loads): the
-	// canary's automatic rollback runs through the bastion too.
+	// testenv's 1.2.0 fails its health check (its index never loads).
 	writeFile(t, filepath.Join(project, "playbooks", "search.toml"), realSSHDPlaybook+`[[rollback.steps]]
 name = "restart"
 run = "{{.CurrentDir}}/bin/restart {{.BaseDir}} {{.Vars.port}}"
-`)
+`+playbookExtra)
 	for _, v := range []string{"1.0.0", "1.1.0", "1.2.0"} {
 		art, err := testenv.BuildArtifact(v)
 		if err != nil {
@@ -105,21 +113,39 @@ run = "{{.CurrentDir}}/bin/restart {{.BaseDir}} {{.Vars.port}}"
 		}
 		writeFile(t, filepath.Join(project, "artifacts", testenv.ArtifactName(v)), string(art))
 	}
-	cfgPath := filepath.Join(project, "relctl.toml")
+	return &bastionProject{t: t, sshDir: sshDir, caPub: caPub, hosts: hosts, bastion: bastion, relay: relay, cfgPath: filepath.Join(project, "relctl.toml")}
+}
 
-	relctl := func(args ...string) (int, string, string) {
-		t.Helper()
-		var out, errOut bytes.Buffer
-		code := run(append(args, "-c", cfgPath), output.Test(strings.NewReader(""), &out, &errOut))
-		return code, out.String(), errOut.String()
+// relctl runs relctl on the project: exit code, stdout, stderr.
+func (p *bastionProject) relctl(args ...string) (int, string, string) {
+	p.t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(append(args, "-c", p.cfgPath), output.Test(strings.NewReader(""), &out, &errOut))
+	return code, out.String(), errOut.String()
+}
+
+// current is where host h's current link points (or why it cannot be read).
+func (p *bastionProject) current(h *sshdtest.Server) string {
+	link, err := os.Readlink(filepath.Join(h.Root, "srv", "search", "current"))
+	if err != nil {
+		return err.Error()
 	}
-	current := func(h *sshdtest.Server) string {
-		link, err := os.Readlink(filepath.Join(h.Root, "srv", "search", "current"))
-		if err != nil {
-			return err.Error()
-		}
-		return link
-	}
+	return link
+}
+
+// bastionLogins counts the bastion's logins so far.
+func (p *bastionProject) bastionLogins() int {
+	return strings.Count(p.bastion.Log(p.t), "Accepted publickey for root")
+}
+
+// TestBastionCertificatesSSHConfig deploys, rolls back automatically and
+// rolls back on request through the bastionProject's bastion, one bastion
+// login per command, and refuses hosts whose certificates no trusted CA
+// line covers.
+func TestBastionCertificatesSSHConfig(t *testing.T) {
+	p := newBastionProject(t, "")
+	hosts, bastion, relctl, current, sshDir, caPub := p.hosts, p.bastion, p.relctl, p.current, p.sshDir, p.caPub
+	bastionLogins := p.bastionLogins
 
 	// validate --explain-ssh shows where each setting came from.
 	code, out, errOut := relctl("validate", "--explain-ssh", "web-2")
@@ -139,9 +165,6 @@ run = "{{.CurrentDir}}/bin/restart {{.BaseDir}} {{.Vars.port}}"
 		}
 	}
 
-	bastionLogins := func() int {
-		return strings.Count(bastion.Log(t), "Accepted publickey for root")
-	}
 	for i, v := range []string{"1.0.0", "1.1.0"} {
 		code, out, errOut := relctl("deploy", "--env", "staging", "--release", v, "--yes")
 		if code != 0 {
