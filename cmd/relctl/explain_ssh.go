@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
 )
 
@@ -48,7 +50,22 @@ func explainSSHRun(opts *ValidateOptions) error {
 		fmt.Fprintf(w, "\nbastion %d of %d: %s\n", i+1, len(h.SSH.Jumps), j.Alias)
 		explainEndpoint(w, j, true)
 	}
+	// What can be checked without a connection: every key readable (or in
+	// the agent), every known_hosts file parseable.
+	if err := checkTarget(proj.Config, h); err != nil {
+		return &usageError{fmt.Errorf("host %s cannot be reached as configured: %w", h.Name, err)}
+	}
 	return nil
+}
+
+// checkTarget loads what reaching h would use, contacting no host.
+func checkTarget(cfg *playbooks.Config, h *playbooks.Host) error {
+	pool, err := transport.NewPool(transportOptions(cfg, nil))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return pool.CheckTargets([]transport.Target{fleet.Target(cfg, h)})
 }
 
 func envWords(env string) string {

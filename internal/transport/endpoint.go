@@ -252,7 +252,22 @@ func (p *Pool) CheckTargets(ts []Target) error {
 		pr := byText[text]
 		result = multierror.Append(result, fmt.Errorf("%s: %w", listNames(pr.users), pr.err))
 	}
+	if result != nil {
+		result.ErrorFormat = problemList
+	}
 	return result.ErrorOrNil()
+}
+
+// problemList prints one problem as itself, several one per "  - " line.
+func problemList(errs []error) string {
+	if len(errs) == 1 {
+		return errs[0].Error()
+	}
+	lines := make([]string, len(errs))
+	for i, err := range errs {
+		lines[i] = "  - " + err.Error()
+	}
+	return fmt.Sprintf("%d problems:\n%s", len(errs), strings.Join(lines, "\n"))
 }
 
 // listNames is "a", "a, b" or "a, b, c and 7 more".

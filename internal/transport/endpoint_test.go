@@ -196,7 +196,7 @@ func TestCheckTargets(t *testing.T) {
 			t.Errorf("CheckTargets does not say %q", want)
 		}
 	}
-	if n := strings.Count(msg, "\t* "); n != 7 {
+	if n := strings.Count(msg, "\n  - "); n != 7 || !strings.HasPrefix(msg, "7 problems:\n") {
 		t.Errorf("CheckTargets reported %d problems, want 7 (one per distinct problem)", n)
 	}
 	if strings.Contains(msg, "web-1") || strings.Contains(msg, "web-2") {
