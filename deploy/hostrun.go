@@ -101,14 +101,40 @@ func (h *hostRun) runStep(ctx context.Context, s *Step) error {
 		h.report.Touched = true
 	}
 	h.completed = append(h.completed, s)
-	res, err := h.execute(ctx, s, s.Action.Do)
-	h.report.Steps = append(h.report.Steps, res)
-	h.engine.emit(Event{Kind: StepDone, Plan: h.plan, Host: h.host.Name, Result: res})
-	if err != nil {
-		h.report.Error = err.Error()
-		return &stepError{host: h.host.Name, step: s.ID(), err: err}
+	backoff := h.engine.backoff()
+	attempt := 0
+	for {
+		res, err := h.execute(ctx, s, s.Action.Do)
+		h.report.Steps = append(h.report.Steps, res)
+		h.engine.emit(Event{Kind: StepDone, Plan: h.plan, Host: h.host.Name, Result: res})
+		if err == nil {
+			return nil
+		}
+		// A rollback is the way back: a host lost in the middle of one of
+		// its steps (its connection, or its bastion's, dropped) is dialled
+		// again and the step run again, as the automatic rollback does.
+		// Each step of a rollback can run twice: activate compares the
+		// host's history first, the others restart or check.
+		for h.plan.Kind == KindRollback && unreachable(err) && attempt < len(backoff) && ctx.Err() == nil && !h.run.stopped() {
+			h.engine.logEvent(h.host.Name, "%s: host unreachable (%v); retrying in %s", s.ID(), err, backoff[attempt])
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff[attempt]):
+			}
+			attempt++
+			var conn transport.Conn
+			if conn, err = h.engine.Connector.Get(ctx, h.host.Target); err == nil {
+				h.conn = conn
+			}
+		}
+		if err != nil {
+			if attempt > 0 && unreachable(err) {
+				err = fmt.Errorf("still unreachable after %d attempts: %w", attempt+1, err)
+			}
+			h.report.Error = err.Error()
+			return &stepError{host: h.host.Name, step: s.ID(), err: err}
+		}
 	}
-	return nil
 }
 
 // stepError names host and step once, even when the cause names the host too.
