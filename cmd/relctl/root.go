@@ -63,6 +63,7 @@ playbooks/*.toml next to it (steps, health checks, strategy).`,
 		newCmdParity(f, nil),
 		newCmdTestenv(f),
 	)
+	registerCompletions(root, f)
 	return root
 }
 
