@@ -62,6 +62,7 @@ playbooks/*.toml next to it (steps, health checks, strategy).`,
 		newCmdUnlock(f, nil),
 		newCmdParity(f, nil),
 		newCmdTestenv(f),
+		newCmdDocs(f, nil),
 	)
 	registerCompletions(root, f)
 	return root
