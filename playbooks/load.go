@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -104,7 +105,7 @@ func decodeFile(file string, v any, isDuration func(string) bool) (decoded, erro
 		var strict *toml.StrictMissingError
 		var de *toml.DecodeError
 		if len(ps) == 0 || errors.As(err, &strict) || errors.As(err, &de) {
-			ps = append(ps, ix.decodeProblems(err)...)
+			ps = append(ps, ix.decodeProblems(err, reflect.TypeOf(v))...)
 		}
 		return decoded{ix: ix, problems: ps, fatal: typeErr || !errors.As(err, &strict)}, nil
 	}

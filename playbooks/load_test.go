@@ -66,17 +66,17 @@ func TestLoadReportsProblems(t *testing.T) {
 		{
 			name:   "unknown key in an environment",
 			config: goodConfig + "\n[environments.staging]\nhots = []\n",
-			want:   `relctl.toml:12:1: unknown key "hots" in [environments.staging]`,
+			want:   `relctl.toml:12:1: unknown key "hots" in [environments.staging] (did you mean hosts?)`,
 		},
 		{
 			name:   "unknown key in a host",
 			config: strings.Replace(goodConfig, `roles = ["web"]`, "roles = [\"web\"]\nadress = \"x\"", 1),
-			want:   `relctl.toml:10:1: unknown key "adress" in [[environments.staging.hosts]]`,
+			want:   `relctl.toml:10:1: unknown key "adress" in [[environments.staging.hosts]] (did you mean address?)`,
 		},
 		{
 			name:   "unknown table",
 			config: goodConfig + "\n[environment.prod]\nx = 1\n",
-			want:   `relctl.toml:11:2: unknown table [environment.prod]`,
+			want:   `relctl.toml:11:2: unknown table [environment.prod] (did you mean environments.prod?)`,
 		},
 		{
 			name:     "bad duration",
@@ -379,9 +379,9 @@ playbooks/web.toml:24:1: rollback.steps.timeout: invalid duration "soon" (use a 
 		{
 			name:     "unknown keys in rollback",
 			playbook: goodPlaybook + "\n[rollback]\nrequire = [\"bin/start\"]\n\n[[rollback.steps]]\nrn = \"true\"\n",
-			want: `playbooks/web.toml:19:1: unknown key "require" in [rollback]
+			want: `playbooks/web.toml:19:1: unknown key "require" in [rollback] (did you mean requires?)
 playbooks/web.toml:21:3: rollback step "rollback-1": missing run (the command)
-playbooks/web.toml:22:1: unknown key "rn" in [[rollback.steps]]`,
+playbooks/web.toml:22:1: unknown key "rn" in [[rollback.steps]] (did you mean run?)`,
 		},
 		{
 			name:     "rollback step template syntax error",

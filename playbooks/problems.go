@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -92,14 +93,15 @@ func lastIsIndex(path string) bool {
 }
 
 // decodeProblems turns go-toml's errors into Problems in plain words.
-func (ix *positions) decodeProblems(err error) Problems {
+// root is the type decoded into, for the keys an unknown one may be a typo of.
+func (ix *positions) decodeProblems(err error, root reflect.Type) Problems {
 	var strict *toml.StrictMissingError
 	var de *toml.DecodeError
 	switch {
 	case errors.As(err, &strict):
 		var ps Problems
 		for i := range strict.Errors {
-			ps = append(ps, ix.strictProblem(&strict.Errors[i]))
+			ps = append(ps, ix.strictProblem(&strict.Errors[i], root))
 		}
 		return ps
 	case errors.As(err, &de):
@@ -114,7 +116,7 @@ func (ix *positions) decodeProblems(err error) Problems {
 	}
 }
 
-func (ix *positions) strictProblem(e *toml.DecodeError) Problem {
+func (ix *positions) strictProblem(e *toml.DecodeError, root reflect.Type) Problem {
 	line, col := e.Position()
 	key := []string(e.Key())
 	// go-toml's key loses array indexes and inline-table parents; the
@@ -130,16 +132,119 @@ func (ix *positions) strictProblem(e *toml.DecodeError) Problem {
 		}
 	}
 	pr := Problem{File: ix.file, Line: line, Column: col}
-	if strings.Contains(e.Error(), "missing table") {
-		pr.Message = fmt.Sprintf("unknown table [%s]", displayKey(path))
-		return pr
-	}
 	name, parent := path, ""
 	if i := strings.LastIndexByte(path, '.'); i >= 0 {
 		name, parent = path[i+1:], path[:i]
 	}
-	pr.Message = fmt.Sprintf("unknown key %q %s", name, ix.tableName(parent))
+	hint := ""
+	if near := nearestKey(keysAt(root, parent), name); near != "" {
+		hint = fmt.Sprintf(" (did you mean %s?)", near)
+	}
+	if strings.Contains(e.Error(), "missing table") {
+		// The typo is the first part of the table's name no table has.
+		parts := strings.Split(path, ".")
+		for i := range parts {
+			prefix := strings.Join(parts[:i], ".")
+			if keys := keysAt(root, prefix); keys != nil && !slices.Contains(keys, parts[i]) {
+				if near := nearestKey(keys, parts[i]); near != "" {
+					hint = fmt.Sprintf(" (did you mean %s?)", strings.Join(append(append(slices.Clone(parts[:i]), near), parts[i+1:]...), "."))
+				}
+				break
+			}
+		}
+		pr.Message = fmt.Sprintf("unknown table [%s]%s", displayKey(path), hint)
+		return pr
+	}
+	pr.Message = fmt.Sprintf("unknown key %q %s%s", name, ix.tableName(parent), hint)
 	return pr
+}
+
+// keysAt lists the keys the table at path accepts, following root's
+// fields by their toml tags (an index or a map key steps into the element).
+func keysAt(root reflect.Type, path string) []string {
+	t := root
+	var parts []string
+	if path != "" {
+		parts = strings.Split(path, ".")
+	}
+	for i := 0; ; i++ {
+		for t != nil && (t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map) {
+			if t.Kind() == reflect.Map || t.Kind() == reflect.Slice {
+				if i >= len(parts) {
+					return nil
+				}
+				i++ // the map key or index names an element
+			}
+			t = t.Elem()
+		}
+		if t == nil || t.Kind() != reflect.Struct {
+			return nil
+		}
+		if i >= len(parts) {
+			break
+		}
+		f, ok := fieldByTag(t, parts[i])
+		if !ok {
+			return nil
+		}
+		t = f.Type
+	}
+	var keys []string
+	for i := range t.NumField() {
+		if tag := tomlTag(t.Field(i)); tag != "" {
+			keys = append(keys, tag)
+		}
+	}
+	return keys
+}
+
+func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		if tomlTag(t.Field(i)) == name {
+			return t.Field(i), true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+func tomlTag(f reflect.StructField) string {
+	tag, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+	if tag == "-" {
+		return ""
+	}
+	return tag
+}
+
+// nearestKey is the key within a few edits of name (a typo), or "".
+func nearestKey(keys []string, name string) string {
+	best, bestDist := "", len(name)/3+2
+	for _, k := range keys {
+		if d := editDistance(strings.ToLower(name), k); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 var typeErrorRE = regexp.MustCompile(`^cannot decode TOML (\w+) into (?:struct field \S+|a Go value) of type (\S+)$`)

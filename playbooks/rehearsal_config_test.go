@@ -99,12 +99,12 @@ relctl.toml:12:1: require_rehearsal needs allowed_signers: the OpenSSH allowed_s
 		{
 			name:   "unknown key in [rehearsal]",
 			config: gatedConfig + "\n[rehearsal]\nsigning_key = \"keys/rehearsal\"\nsigner = \"ci@example.com\"\nsigners = [\"ana\"]\n",
-			want:   `relctl.toml:26:1: unknown key "signers" in [rehearsal]`,
+			want:   `relctl.toml:26:1: unknown key "signers" in [rehearsal] (did you mean signer?)`,
 		},
 		{
 			name:   "unknown key next to the gate",
 			config: gated(productionGate + "require_rehersal = \"staging\"\n"),
-			want:   `relctl.toml:14:1: unknown key "require_rehersal" in [environments.production]`,
+			want:   `relctl.toml:14:1: unknown key "require_rehersal" in [environments.production] (did you mean require_rehearsal?)`,
 		},
 		{
 			name:   "require_rehearsal as a list",

@@ -218,3 +218,21 @@ func TestSSHSettingsDefaults(t *testing.T) {
 		t.Errorf("web-1 port %s from %s, want 2200 from the Match host block (~/.ssh/config:4)", s.Port.Value, s.Port.From)
 	}
 }
+
+// TestUnknownKeyNamesTheNearest: a typo of a key or table is named with the
+// key it is closest to, at any depth; a key like nothing known is not.
+func TestUnknownKeyNamesTheNearest(t *testing.T) {
+	for _, tt := range []struct{ toml, want string }{
+		{"[ssh]\nmax_paralel = 3\n" + sshTestEnv, `unknown key "max_paralel" in [ssh] (did you mean max_parallel?)`},
+		{"[ssh]\nproxyjump = \"b\"\n" + sshTestEnv, `unknown key "proxyjump" in [ssh] (did you mean proxy_jump?)`},
+		{sshTestEnv + "[environments.prod.ssh]\nforwardagent = true\n", `unknown key "forwardagent" in [environments.prod.ssh] (did you mean forward_agent?)`},
+		{strings.Replace(sshTestEnv, "roles = [\"app\"]\n", "roles = [\"app\"]\nrole = \"x\"\n", 1), `unknown key "role" in [[environments.prod.hosts]] (did you mean roles?)`},
+		{"[sssh]\nuser = \"x\"\n" + sshTestEnv, `unknown table [sssh] (did you mean ssh?)`},
+		{"[ssh]\nzzzzzzzz = 1\n" + sshTestEnv, `unknown key "zzzzzzzz" in [ssh]` + "\n"},
+	} {
+		_, _, err := sshProject(t, tt.toml, "")
+		if err == nil || !strings.Contains(err.Error()+"\n", tt.want) {
+			t.Errorf("Load: %v\nwant %q", err, tt.want)
+		}
+	}
+}
