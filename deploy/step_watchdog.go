@@ -239,7 +239,7 @@ func (a *watchdogCheckAction) validate(ctx context.Context, h *hostRun, rendered
 	if err != nil {
 		return "", err
 	}
-	opts := watchdog.CheckOptions{HealthPorts: s.HealthPorts}
+	opts := watchdog.CheckOptions{HealthPorts: s.HealthPorts, BaseDir: h.host.Layout.BaseDir}
 	// relctl drives monit as the SSH user, so monit reads the control file as
 	// that user: it must own it, mode at most 0700.
 	if res, err := h.conn.Run(ctx, "id -u", transport.RunOptions{Label: "watchdog/uid"}); err == nil {

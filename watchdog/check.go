@@ -71,6 +71,12 @@ type CheckOptions struct {
 	// monit itself will demand at start-up (at most 0700, owned by MonitUID).
 	ControlFile string
 	MonitUID    int
+	// BaseDir is where the release lives on the host: a pidfile directory
+	// under it that does not exist yet is the release's to create (its start
+	// program makes it on a first deploy), not a problem. Whether anything
+	// in the release writes the pidfile is checked apart (the caller greps
+	// the release); a directory elsewhere must exist.
+	BaseDir string
 }
 
 // Problem codes, for callers that branch on the kind of problem.
@@ -122,7 +128,7 @@ func Check(ctx context.Context, cfg *MonitConfig, fsys FS, opts CheckOptions) []
 			continue
 		}
 		if s.Pidfile != "" {
-			c.pidfile(s)
+			c.pidfile(s, opts.BaseDir)
 		}
 		if s.Start == nil {
 			c.add(s.Pos, s, ProblemNoStartProgram, "has no start program: monit could not restart it")
@@ -184,7 +190,7 @@ func (c *checker) controlFile(file string, uid int) {
 	}
 }
 
-func (c *checker) pidfile(s *Service) {
+func (c *checker) pidfile(s *Service, baseDir string) {
 	if !path.IsAbs(s.Pidfile) {
 		c.add(s.Pos, s, ProblemPidfileRelative, "pidfile %q is not an absolute path", s.Pidfile)
 		return
@@ -194,9 +200,23 @@ func (c *checker) pidfile(s *Service) {
 	if !ok {
 		return
 	}
-	if !fi.Exists || !fi.IsDir {
-		c.add(s.Pos, s, ProblemPidfileDir, "pidfile %q: directory %q does not exist", s.Pidfile, dir)
+	switch {
+	case fi.Exists && !fi.IsDir:
+		c.add(s.Pos, s, ProblemPidfileDir, "pidfile %q: %q is not a directory", s.Pidfile, dir)
+	case !fi.Exists && underDir(dir, baseDir):
+		// The release's start program creates it (a first deploy).
+	case !fi.Exists:
+		c.add(s.Pos, s, ProblemPidfileDir, "pidfile %q: directory %q does not exist (only a directory under the release's base_dir may be left for its start program to create)", s.Pidfile, dir)
 	}
+}
+
+// underDir says whether p is base or inside it (both absolute).
+func underDir(p, base string) bool {
+	if base == "" || !path.IsAbs(base) {
+		return false
+	}
+	p, base = path.Clean(p), path.Clean(base)
+	return p == base || strings.HasPrefix(p, strings.TrimSuffix(base, "/")+"/")
 }
 
 func (c *checker) program(s *Service, name string, p *Program) {

@@ -93,7 +93,21 @@ func TestCheck(t *testing.T) {
 			name:    "pidfile directory missing",
 			snippet: searchSnippet,
 			files:   without("run/search/"),
-			want:    []string{`search.monitrc:1:1: check process search: pidfile "/run/search/search.pid": directory "/run/search" does not exist`},
+			want:    []string{`search.monitrc:1:1: check process search: pidfile "/run/search/search.pid": directory "/run/search" does not exist (only a directory under the release's base_dir may be left for its start program to create)`},
+		},
+		{
+			name:    "pidfile directory missing outside base_dir",
+			snippet: searchSnippet,
+			files:   without("run/search/"),
+			opts:    CheckOptions{BaseDir: "/srv/search"},
+			want:    []string{`search.monitrc:1:1: check process search: pidfile "/run/search/search.pid": directory "/run/search" does not exist (only a directory under the release's base_dir may be left for its start program to create)`},
+		},
+		{
+			// A first deploy: the start program makes the directory.
+			name:    "pidfile directory missing under base_dir",
+			snippet: searchSnippet,
+			files:   without("run/search/"),
+			opts:    CheckOptions{BaseDir: "/run"},
 		},
 		{
 			name:    "pidfile directory is a file",
@@ -101,7 +115,8 @@ func TestCheck(t *testing.T) {
 			files: map[string]os.FileMode{
 				"run/search": 0o644, "srv/search/current/bin/start": 0o755, "srv/search/current/bin/stop": 0o755,
 			},
-			want: []string{`search.monitrc:1:1: check process search: pidfile "/run/search/search.pid": directory "/run/search" does not exist`},
+			opts: CheckOptions{BaseDir: "/run"},
+			want: []string{`search.monitrc:1:1: check process search: pidfile "/run/search/search.pid": "/run/search" is not a directory`},
 		},
 		{
 			name:    "relative pidfile and program",
