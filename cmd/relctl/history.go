@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/relctl/relctl/internal/output"
 	"github.com/relctl/relctl/internal/state"
+	"github.com/relctl/relctl/internal/timeline"
 	"github.com/relctl/relctl/playbooks"
 )
 
@@ -262,9 +266,10 @@ type HistoryShowOptions struct {
 	StateDir    func(*playbooks.Config) string
 	OpenSession openSessionFunc
 
-	RunID  string
-	Env    string
-	Format string
+	RunID    string
+	Env      string
+	Format   string
+	Timeline string // also write the run's HTML timeline to this file
 }
 
 func newCmdHistoryShow(f *Factory, runF func(*HistoryShowOptions) error) *cobra.Command {
@@ -272,8 +277,20 @@ func newCmdHistoryShow(f *Factory, runF func(*HistoryShowOptions) error) *cobra.
 	cmd := &cobra.Command{
 		Use:   "show RUN-ID",
 		Short: "Show one run's steps per host",
+		Long: `Show one run's steps per host, from this machine's journal or (with --env,
+when this machine has no journal of it) from the hosts' run summaries.
+
+--timeline FILE also writes the run as one self-contained HTML page (inline
+SVG, CSS and script; it loads nothing): a Gantt chart with a row per host,
+grouped by batch, a bar per step coloured by phase and outcome, the failure
+marked, the automatic rollback as its own span, and each bar's host, step,
+duration and detail on hover. Above 100 hosts each batch is one band of how
+many hosts were in each phase, with rows only for hosts that failed, did not
+finish or (the first 20 of each batch) were rolled back. Steps whose timings
+the record lacks are listed under the chart; the page says so.`,
 		Example: `  relctl history show 20261123T114501Z-3f9a1c
-  relctl history show 20261123T1145 --env production --output json`,
+  relctl history show 20261123T1145 --env production --output json
+  relctl history show 20261123T114501Z-3f9a1c --timeline run.html`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.RunID = args[0]
@@ -288,6 +305,7 @@ func newCmdHistoryShow(f *Factory, runF func(*HistoryShowOptions) error) *cobra.
 	}
 	cmd.Flags().StringVarP(&opts.Env, "env", "e", "", "read the run from this environment's hosts when this machine has no journal of it")
 	cmd.Flags().StringVarP(&opts.Format, "output", "o", "text", "output format: text or json")
+	cmd.Flags().StringVar(&opts.Timeline, "timeline", "", "also write the run as a self-contained HTML page with a Gantt chart to `FILE`")
 	return cmd
 }
 
@@ -296,43 +314,53 @@ func historyShowRun(ctx context.Context, opts *HistoryShowOptions) error {
 	if err != nil {
 		return err
 	}
-	rec, err := loadRun(ctx, opts, proj)
+	rec, fromHosts, err := loadRun(ctx, opts, proj)
 	if err != nil {
 		return err
 	}
 	defer warnJournals(opts.IO.ErrOut, rec.Problems, "")
 	if opts.Format == "json" {
-		return writeJSON(opts.IO.Out, rec)
+		err = writeJSON(opts.IO.Out, rec)
+	} else {
+		printRun(opts.IO.Out, rec)
 	}
-	printRun(opts.IO.Out, rec)
+	if err != nil || opts.Timeline == "" {
+		return err
+	}
+	if err := writeTimeline(opts.Timeline, runTimeline(rec, fromHosts)); err != nil {
+		return err
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "Timeline: %s\n", opts.Timeline)
 	return nil
 }
 
 // loadRun reads the run from this machine's journal, else (with --env) from
-// the hosts' run summaries; a damaged journal is warned about.
-func loadRun(ctx context.Context, opts *HistoryShowOptions, proj *playbooks.Project) (*state.RunRecord, error) {
+// the hosts' run summaries, which it returns too (nil: read from the
+// journal); a damaged journal is warned about.
+func loadRun(ctx context.Context, opts *HistoryShowOptions, proj *playbooks.Project) (*state.RunRecord, []state.HostRunSummary, error) {
 	rec, err := state.LoadRun(opts.StateDir(proj.Config), opts.RunID)
 	var damaged *state.JournalError
 	switch {
 	case err == nil:
-		return rec, nil
+		return rec, nil, nil
 	case opts.Env != "" && (errors.Is(err, state.ErrNoSuchRun) || errors.As(err, &damaged)):
 		if damaged != nil {
 			warnJournals(opts.IO.ErrOut, damaged.Problems, "; read the run from the hosts of "+opts.Env+" instead")
 		}
 		local := err
-		if rec, err = runFromHosts(ctx, opts.OpenSession, proj, opts.Env, opts.RunID); err != nil {
+		rec, summaries, err := runFromHosts(ctx, opts.OpenSession, proj, opts.Env, opts.RunID)
+		if err != nil {
 			if damaged != nil {
-				return nil, fmt.Errorf("%w; %v", local, err) // the journal's damage, not a usage mistake
+				return nil, nil, fmt.Errorf("%w; %v", local, err) // the journal's damage, not a usage mistake
 			}
-			return nil, usageErrorf("%v", err)
+			return nil, nil, usageErrorf("%v", err)
 		}
-		return rec, nil
+		return rec, summaries, nil
 	case errors.Is(err, state.ErrNoSuchRun):
-		return nil, usageErrorf("%v (runs made from another machine: add --env ENV to read them from the hosts)", err)
+		return nil, nil, usageErrorf("%v (runs made from another machine: add --env ENV to read them from the hosts)", err)
 	}
 	// The journal is there but unreadable: not a usage mistake.
-	return nil, fmt.Errorf("%w (add --env ENV to read the run from the hosts)", err)
+	return nil, nil, fmt.Errorf("%w (add --env ENV to read the run from the hosts)", err)
 }
 
 // printRun is the run's heading, then its steps per host, then where it ended.
@@ -372,14 +400,17 @@ func printRun(w io.Writer, rec *state.RunRecord) {
 	}
 }
 
-// runFromHosts rebuilds a run record from the hosts' run summaries.
-func runFromHosts(ctx context.Context, open openSessionFunc, proj *playbooks.Project, env, id string) (*state.RunRecord, error) {
+// runFromHosts rebuilds a run record from the hosts' run summaries, and
+// returns the summaries it used.
+func runFromHosts(ctx context.Context, open openSessionFunc, proj *playbooks.Project, env, id string) (*state.RunRecord, []state.HostRunSummary, error) {
 	summaries, _, _ := hostRecords(ctx, open, proj, env)
 	var rec *state.RunRecord
+	var used []state.HostRunSummary
 	for _, s := range summaries {
-		if !strings.HasPrefix(s.RunID, id) {
+		if !strings.HasPrefix(s.RunID, id) || (rec != nil && s.RunID != rec.RunID) {
 			continue
 		}
+		used = append(used, s)
 		if rec == nil {
 			rec = &state.RunRecord{RunID: s.RunID, Env: s.Env, Command: s.Command, Release: s.Release, From: s.From,
 				Operator: s.Operator, Controller: s.Controller, Started: s.Started, Finished: s.Finished, Result: s.Result,
@@ -391,7 +422,240 @@ func runFromHosts(ctx context.Context, open openSessionFunc, proj *playbooks.Pro
 		}
 	}
 	if rec == nil {
-		return nil, fmt.Errorf("no run %q in this machine's journal or on the hosts of %s", id, env)
+		return nil, nil, fmt.Errorf("no run %q in this machine's journal or on the hosts of %s", id, env)
 	}
-	return rec, nil
+	return rec, used, nil
+}
+
+// runTimeline is what `history show --timeline` draws: the run's steps per
+// host with their times, from the journal, or from the hosts' run summaries
+// (fromHosts) when the run was read from there.
+func runTimeline(rec *state.RunRecord, fromHosts []state.HostRunSummary) *timeline.Run {
+	run := &timeline.Run{ID: rec.RunID, Env: rec.Env, Kind: rec.Command, Release: rec.Release, From: rec.From,
+		Result: rec.Result, Operator: rec.Operator, Controller: rec.Controller, Started: rec.Started, Finished: rec.Finished}
+	if rec.Command == "" {
+		run.Notes = append(run.Notes, "The run's first journal line (its command, release and operator) is unreadable.")
+	}
+	if n := len(rec.Problems); n > 0 {
+		run.Notes = append(run.Notes, fmt.Sprintf("%d part(s) of the journal could not be read (relctl history show names them): the run is drawn without them.", n))
+	}
+	if rec.Result == state.ResultInterrupted {
+		run.Notes = append(run.Notes, "The journal has no end for this run (relctl was killed, or the run still goes on): a step that never ended is drawn up to the run's last event, as unfinished.")
+	}
+	var hosts []timeline.Host
+	if fromHosts != nil {
+		run.Source = "the hosts' run summaries"
+		hosts = hostsFromSummaries(fromHosts)
+		markRolledBack(hosts)
+		run.Rollback = rollbackFromSteps(rec.Command, hosts)
+		timeline.SortHosts(hosts)
+		run.Batches = []timeline.Batch{{Name: "hosts", Hosts: hosts}}
+		run.Notes = append(run.Notes, "Read from the hosts' run summaries, which record neither batches nor when each step started.")
+		return run
+	}
+	run.Source = "this machine's journal"
+	hosts, run.Rollback = hostsFromJournal(rec)
+	markRolledBack(hosts)
+	run.Batches = timeline.InferBatches(hosts)
+	run.Notes = append(run.Notes, "Batches are inferred from when each host's steps ran (the journal does not record them).")
+	return run
+}
+
+// hostsFromJournal is each host's steps from the journal, and the automatic
+// rollback's span: from its rollback-start to the end of its last step. A
+// step that never ended is unfinished up to the run's last event.
+func hostsFromJournal(rec *state.RunRecord) ([]timeline.Host, *timeline.Span) {
+	steps := journalSteps{byHost: map[string]*timeline.Host{}, open: map[[2]string][]int{}}
+	last := rec.Finished
+	var rollbackStart time.Time
+	for _, ev := range rec.Steps {
+		if ev.Time.After(last) {
+			last = ev.Time
+		}
+		if ev.Kind == "rollback-start" && rollbackStart.IsZero() {
+			rollbackStart = ev.Time
+		}
+		steps.add(ev)
+	}
+	hosts := make([]timeline.Host, 0, len(steps.order))
+	for _, name := range steps.order {
+		h := steps.byHost[name]
+		for i := range h.Steps {
+			if h.Steps[i].Status == timeline.StatusUnfinished {
+				h.Steps[i].End = last
+			}
+		}
+		hosts = append(hosts, *h)
+	}
+	var span *timeline.Span
+	if !rollbackStart.IsZero() {
+		span = &timeline.Span{Label: "automatic rollback", Start: rollbackStart, End: rollbackEnd(hosts, rollbackStart)}
+	}
+	return hosts, span
+}
+
+// journalSteps pairs each step-end with its step-start, per host and step
+// in order. One whose start is missing has no timing.
+type journalSteps struct {
+	byHost map[string]*timeline.Host
+	order  []string
+	open   map[[2]string][]int // host and step -> indexes of its steps started, not ended
+}
+
+func (j *journalSteps) add(ev state.JournalEvent) {
+	if ev.Host == "" || (ev.Kind != "step-start" && ev.Kind != "step-end") {
+		return
+	}
+	h := j.byHost[ev.Host]
+	if h == nil {
+		h = &timeline.Host{Name: ev.Host}
+		j.byHost[ev.Host] = h
+		j.order = append(j.order, ev.Host)
+	}
+	k := [2]string{ev.Host, ev.Step}
+	phase, name := splitStepID(ev.Step)
+	if ev.Kind == "step-start" {
+		j.open[k] = append(j.open[k], len(h.Steps))
+		h.Steps = append(h.Steps, timeline.Step{Phase: phase, Name: name, Status: timeline.StatusUnfinished, Start: ev.Time})
+		return
+	}
+	st := timeline.Step{Phase: phase, Name: name, End: ev.Time, Status: ev.Status, Detail: stepDetail(ev.Detail, ev.Error)}
+	idx := j.open[k]
+	if len(idx) == 0 {
+		h.Steps = append(h.Steps, st) // an end without its start: no timing
+		return
+	}
+	st.Start = h.Steps[idx[0]].Start
+	h.Steps[idx[0]], j.open[k] = st, idx[1:]
+}
+
+// hostsFromSummaries is each host's steps from its run summary. A summary
+// records each step's duration but (so far) not its start: such steps are
+// placed one after the other from the run's start, and marked so.
+func hostsFromSummaries(summaries []state.HostRunSummary) []timeline.Host {
+	seen := map[string]bool{}
+	var hosts []timeline.Host
+	for _, s := range summaries {
+		if seen[s.Host] {
+			continue
+		}
+		seen[s.Host] = true
+		h := timeline.Host{Name: s.Host}
+		cursor := s.Started
+		for _, sr := range s.Steps {
+			st := timeline.Step{Phase: sr.Phase, Name: sr.Name, Status: sr.Status, Detail: stepDetail(sr.Detail, sr.Error), Duration: sr.Elapsed}
+			switch {
+			case !sr.Started.IsZero():
+				st.Start, st.End = sr.Started, sr.Started.Add(sr.Elapsed)
+			case !cursor.IsZero():
+				st.Start, st.End, st.Approx = cursor, cursor.Add(sr.Elapsed), true
+			}
+			if !st.End.IsZero() {
+				cursor = st.End
+			}
+			h.Steps = append(h.Steps, st)
+		}
+		hosts = append(hosts, h)
+	}
+	return hosts
+}
+
+// rollbackFromSteps is the automatic rollback's span from its steps, when a
+// deploy (not a rollback run) has some.
+func rollbackFromSteps(command string, hosts []timeline.Host) *timeline.Span {
+	if command == "rollback" {
+		return nil
+	}
+	var start time.Time
+	for _, h := range hosts {
+		for _, s := range h.Steps {
+			if s.Phase == timeline.PhaseRollback && s.Timed() && (start.IsZero() || s.Start.Before(start)) {
+				start = s.Start
+			}
+		}
+	}
+	if start.IsZero() {
+		return nil
+	}
+	return &timeline.Span{Label: "automatic rollback", Start: start, End: rollbackEnd(hosts, start)}
+}
+
+// rollbackEnd is when the last rollback step ended (start when none did).
+func rollbackEnd(hosts []timeline.Host, start time.Time) time.Time {
+	end := start
+	for _, h := range hosts {
+		for _, s := range h.Steps {
+			if s.Phase == timeline.PhaseRollback && s.Timed() && s.End.After(end) {
+				end = s.End
+			}
+		}
+	}
+	return end
+}
+
+// markRolledBack marks a step the rollback undid (its undo-NAME step ran
+// ok on the host) as rolled back.
+func markRolledBack(hosts []timeline.Host) {
+	for _, h := range hosts {
+		undone := map[string]bool{}
+		for _, s := range h.Steps {
+			if s.Phase == timeline.PhaseRollback && s.Status == timeline.StatusOK {
+				if name, ok := strings.CutPrefix(s.Name, "undo-"); ok {
+					undone[name] = true
+				}
+			}
+		}
+		for i, s := range h.Steps {
+			if s.Phase != timeline.PhaseRollback && s.Phase != timeline.PhasePreflight && s.Status == timeline.StatusOK && undone[s.Name] {
+				h.Steps[i].Status = timeline.StatusRolledBack
+			}
+		}
+	}
+}
+
+// splitStepID splits "phase/name".
+func splitStepID(id string) (phase, name string) {
+	if p, n, ok := strings.Cut(id, "/"); ok {
+		return p, n
+	}
+	return "", id
+}
+
+// stepDetail is what a step's tooltip says: its error, else its detail.
+func stepDetail(detail, err string) string {
+	if err != "" {
+		return err
+	}
+	return detail
+}
+
+// writeTimeline renders run to path atomically: a temporary file beside
+// it, renamed over it once complete.
+func writeTimeline(path string, run *timeline.Run) error {
+	var b bytes.Buffer
+	if err := timeline.Render(&b, run); err != nil {
+		return fmt.Errorf("rendering the timeline: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing the timeline: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // a no-op once renamed
+	_, err = tmp.Write(b.Bytes())
+	if err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("writing the timeline %s: %w", path, err)
+	}
+	return nil
 }

@@ -125,6 +125,9 @@ func (b *openBatch) batch(n int) Batch {
 	return Batch{Name: name, Hosts: b.hosts}
 }
 
+// SortHosts orders hosts by name, numbers as numbers (NaturalLess).
+func SortHosts(hosts []Host) { sortHosts(hosts) }
+
 func sortHosts(hosts []Host) {
 	sort.SliceStable(hosts, func(i, j int) bool { return NaturalLess(hosts[i].Name, hosts[j].Name) })
 }
