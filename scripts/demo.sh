@@ -91,6 +91,24 @@ expect_exit 6 "$relctl" deploy --env production --release 1.2.0 --yes
 say "Its rehearsal fails in staging, which stays on (or is rolled back to) 1.1.0; the failed record is signed and kept too"
 expect_exit 3 "$relctl" rehearse --env staging --release 1.2.0
 
+# A timeline of a failed deploy that was rolled back: 1.2.0's when it got
+# past preflight (without monit), else the failure 1.1.0's rehearsal forced.
+read -r failed_run failed_release < <("$relctl" history --env staging --output json | python3 -c '
+import json, sys
+runs = [r for r in json.load(sys.stdin)["runs"] if r["command"] == "deploy" and r["result"] == "rolled-back"]
+runs.sort(key=lambda r: r["release"] != "1.2.0")
+print(runs[0]["run_id"], runs[0]["release"]) if runs else print()') || true
+if [ -z "$failed_run" ]; then
+	echo "no rolled-back deploy in staging's history" >&2
+	exit 1
+fi
+timeline="$repo/bin/demo-timeline.html"
+mkdir -p "$repo/bin"
+say "The failed deploy of $failed_release in staging (run $failed_run) as a timeline: one self-contained HTML page, a row per host, a bar per step, the failure marked, the automatic rollback as its own span; hover a bar for its detail"
+printf '$ %s\n' "$relctl history show $failed_run --timeline $timeline >/dev/null"
+"$relctl" history show "$failed_run" --timeline "$timeline" >/dev/null
+echo "Open it in a browser (it outlives the demo's cluster): file://$timeline"
+
 say "So production still refuses 1.2.0, now because its rehearsal failed; production is untouched on 1.1.0"
 expect_exit 6 "$relctl" deploy --env production --release 1.2.0 --yes
 show "$relctl" status --env production
