@@ -486,7 +486,11 @@ func ticks(sc scale) []tick {
 	}
 	var out []tick
 	for d := time.Duration(0); d <= sc.dur; d += step {
-		out = append(out, tick{X: sc.x(sc.t0.Add(d)), Label: "+" + Duration(d)})
+		t := tick{X: sc.x(sc.t0.Add(d)), Label: "+" + Duration(d), Anchor: "middle"}
+		if t.X > plotX+plotW-30 {
+			t.Anchor = "end" // the last label stays inside the chart
+		}
+		out = append(out, t)
 	}
 	return out
 }
