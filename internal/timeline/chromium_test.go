@@ -116,6 +116,7 @@ func TestChromium(t *testing.T) {
 			}
 			bars := count(page, ` data-step="`)
 			checkDOM(t, string(headless(t, bin, path, "--dump-dom")), bars)
+			checkHover(t, bin, filepath.Join(dir, tt.name+"-hover.html"), page)
 			if tt.screenshot {
 				shot := filepath.Join(dir, tt.name+".png")
 				headless(t, bin, path, "--screenshot="+shot, "--window-size=1400,900", "--hide-scrollbars")
@@ -150,6 +151,39 @@ func checkDOM(t *testing.T, dom string, bars int) {
 	}
 	if got := regexp.MustCompile(`<g class="bar tt[^>]*data-tip="`).FindAllStringIndex(dom, -1); len(got) != bars {
 		t.Errorf("%d bars with a tooltip (data-tip), want %d", len(got), bars)
+	}
+}
+
+// hoverScript moves the mouse onto the failed bar (the first bar when none
+// failed) and writes what the tooltip then shows into <html data-hover>.
+const hoverScript = `<script>
+(function () {
+  var bar = document.querySelector('[data-status="failed"]') || document.querySelector('[data-step]');
+  var r = bar.querySelector('rect').getBoundingClientRect();
+  bar.querySelector('rect').dispatchEvent(new MouseEvent('mousemove', {bubbles: true, clientX: r.left + 1, clientY: r.top + 1}));
+  var tip = document.getElementById('tip');
+  document.documentElement.setAttribute('data-hover', (tip.hidden ? 'hidden: ' : 'shown: ') + tip.textContent);
+})();
+</script>
+</body>`
+
+// checkHover: hovering a bar shows its host, step, status and duration
+// in the tooltip.
+func checkHover(t *testing.T, bin, path, page string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(strings.Replace(page, "</body>", hoverScript, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dom := string(headless(t, bin, path, "--dump-dom"))
+	if i := strings.Index(dom, "data-error="); i >= 0 {
+		t.Fatalf("script error while hovering: %s", dom[i:min(len(dom), i+300)])
+	}
+	m := regexp.MustCompile(`data-hover="([^"]*)"`).FindStringSubmatch(dom)
+	if m == nil {
+		t.Fatal("the hover script did not run")
+	}
+	if !regexp.MustCompile(`^shown: \S.*\n\S+/\S+: [a-z-]+, [0-9.]+(µs|ms|s)`).MatchString(m[1]) {
+		t.Errorf("tooltip after hovering a bar: %q, want it shown with host, step, status and duration", m[1])
 	}
 }
 
