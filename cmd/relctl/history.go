@@ -445,12 +445,17 @@ func runTimeline(rec *state.RunRecord, fromHosts []state.HostRunSummary) *timeli
 	var hosts []timeline.Host
 	if fromHosts != nil {
 		run.Source = "the hosts' run summaries"
-		hosts = hostsFromSummaries(fromHosts)
+		hosts, placed := hostsFromSummaries(fromHosts)
 		markRolledBack(hosts)
 		run.Rollback = rollbackFromSteps(rec.Command, hosts)
-		timeline.SortHosts(hosts)
-		run.Batches = []timeline.Batch{{Name: "hosts", Hosts: hosts}}
-		run.Notes = append(run.Notes, "Read from the hosts' run summaries, which record neither batches nor when each step started.")
+		if placed {
+			timeline.SortHosts(hosts)
+			run.Batches = []timeline.Batch{{Name: "hosts", Hosts: hosts}}
+			run.Notes = append(run.Notes, "Read from the hosts' run summaries, which record neither batches nor when each step started.")
+			return run
+		}
+		run.Batches = timeline.InferBatches(hosts)
+		run.Notes = append(run.Notes, "Batches are inferred from when each host's steps ran (the hosts' run summaries do not record them).")
 		return run
 	}
 	run.Source = "this machine's journal"
@@ -531,10 +536,10 @@ func (j *journalSteps) add(ev state.JournalEvent) {
 
 // hostsFromSummaries is each host's steps from its run summary. A summary
 // records each step's duration but (so far) not its start: such steps are
-// placed one after the other from the run's start, and marked so.
-func hostsFromSummaries(summaries []state.HostRunSummary) []timeline.Host {
+// placed one after the other from the run's start, marked so, and placed
+// says there were some.
+func hostsFromSummaries(summaries []state.HostRunSummary) (hosts []timeline.Host, placed bool) {
 	seen := map[string]bool{}
-	var hosts []timeline.Host
 	for _, s := range summaries {
 		if seen[s.Host] {
 			continue
@@ -549,6 +554,7 @@ func hostsFromSummaries(summaries []state.HostRunSummary) []timeline.Host {
 				st.Start, st.End = sr.Started, sr.Started.Add(sr.Elapsed)
 			case !cursor.IsZero():
 				st.Start, st.End, st.Approx = cursor, cursor.Add(sr.Elapsed), true
+				placed = true
 			}
 			if !st.End.IsZero() {
 				cursor = st.End
@@ -557,7 +563,7 @@ func hostsFromSummaries(summaries []state.HostRunSummary) []timeline.Host {
 		}
 		hosts = append(hosts, h)
 	}
-	return hosts
+	return hosts, placed
 }
 
 // rollbackFromSteps is the automatic rollback's span from its steps, when a
