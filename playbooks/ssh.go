@@ -39,14 +39,21 @@ type HostSSH struct {
 	IdentityFiles  []SSHValue
 	Skipped        []SSHValue
 	IdentitiesOnly SSHValue // "yes" or "no"
-	// KnownHosts are the known_hosts files, all read; the first is the one
-	// accept-new appends to.
-	KnownHosts     []SSHValue
-	HostKeyAlias   SSHValue
-	HostKeyPolicy  SSHValue // HostKeyStrict or HostKeyAcceptNew
-	ConnectTimeout SSHValue // a Go duration
-	ProxyJump      SSHValue // as written; "" or "none": directly
-	ForwardAgent   SSHValue // "yes" or "no"; always "no" for a bastion
+	// SkipUnusable: the keys come from the OpenSSH configuration or its
+	// defaults, so one that cannot be used is left out as ssh does; a key
+	// relctl.toml names must work.
+	SkipUnusable bool
+	// KnownHosts are the user's known_hosts files, all read; the first is
+	// the one accept-new appends to. GlobalKnownHosts are read, never
+	// written.
+	KnownHosts       []SSHValue
+	GlobalKnownHosts []SSHValue
+	HashKnownHosts   SSHValue // "yes": accept-new writes hashed names
+	HostKeyAlias     SSHValue
+	HostKeyPolicy    SSHValue // HostKeyStrict or HostKeyAcceptNew
+	ConnectTimeout   SSHValue // a Go duration
+	ProxyJump        SSHValue // as written; "" or "none": directly
+	ForwardAgent     SSHValue // "yes" or "no"; always "no" for a bastion
 	// Jumps are the bastions the host is reached through, first first,
 	// each resolved like a host.
 	Jumps []*HostSSH
@@ -58,9 +65,14 @@ type HostSSH struct {
 func (s *HostSSH) Address() string { return net.JoinHostPort(s.HostName.Value, s.Port.Value) }
 
 // KnownHostsFiles are KnownHosts' paths, never nil.
-func (s *HostSSH) KnownHostsFiles() []string {
-	out := make([]string, len(s.KnownHosts))
-	for i, v := range s.KnownHosts {
+func (s *HostSSH) KnownHostsFiles() []string { return values(s.KnownHosts) }
+
+// GlobalKnownHostsFiles are GlobalKnownHosts' paths, never nil.
+func (s *HostSSH) GlobalKnownHostsFiles() []string { return values(s.GlobalKnownHosts) }
+
+func values(vs []SSHValue) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
 		out[i] = v.Value
 	}
 	return out
@@ -170,19 +182,24 @@ func (r *sshResolver) host(env *Environment, hkey string, h *Host) (*HostSSH, Pr
 	if es == nil {
 		es = &EnvSSH{}
 	}
-	found, err := r.files.Lookup(h.Name, r.local)
+	// The address: relctl.toml's, then HostName and Port, then the name.
+	host, port := "", ""
+	if h.Address != "" {
+		host, port = splitAddress(h.Address)
+	}
+	// relctl.toml's values are read before the OpenSSH configuration, as
+	// ssh's -l, -p and -o HostName are: Match and %-tokens see them.
+	preset := sshconfig.Preset{HostName: host, Port: port}
+	if v, ok := r.first(tomlSetting{hkey + ".user", h.User}, tomlSetting{ekey + ".user", es.User}, tomlSetting{"ssh.user", r.c.SSH.User}); ok {
+		preset.User = v.Value
+	}
+	found, err := r.files.LookupPreset(h.Name, r.local, preset)
 	if err != nil {
 		return nil, Problems{sshConfigProblem(r.c, err)}
 	}
 	s := &HostSSH{Alias: h.Name}
 	var ps Problems
 	add := func(format string, args ...any) { ps = append(ps, r.c.pos.problem(hkey, format, args...)) }
-
-	// The address: relctl.toml's, then HostName and Port, then the name.
-	host, port := "", ""
-	if h.Address != "" {
-		host, port = splitAddress(h.Address)
-	}
 	where := r.c.pos.where(hkey+".address") + " (" + displayKey(hkey+".address") + ")"
 	switch {
 	case host != "":
@@ -215,10 +232,17 @@ func (r *sshResolver) host(env *Environment, hkey string, h *Host) (*HostSSH, Pr
 	jumpInToml := false
 	if v, ok := r.first(tomlSetting{hkey + ".proxy_jump", h.ProxyJump}, tomlSetting{ekey + ".proxy_jump", es.ProxyJump}, tomlSetting{"ssh.proxy_jump", r.c.SSH.ProxyJump}); ok {
 		s.ProxyJump, jumpInToml = v, true
-	} else if found.ProxyJump.Set() {
-		s.ProxyJump = fromFile(found.ProxyJump)
-	} else if found.ProxyCommand.Set() && found.ProxyCommand.Value != "none" {
-		add("host %q: %s sets ProxyCommand, which relctl does not run: reach it with ProxyJump there, or proxy_jump in relctl.toml", h.Name, found.ProxyCommand.Where())
+	} else {
+		if found.ProxyJump.Set() {
+			s.ProxyJump = fromFile(found.ProxyJump)
+		}
+		// Even after "ProxyJump none": ssh would run the command.
+		if found.ProxyCommand.Set() && found.ProxyCommand.Value != "none" {
+			add("host %q: %s sets ProxyCommand, which relctl does not run: reach it with ProxyJump there, or proxy_jump in relctl.toml", h.Name, found.ProxyCommand.Where())
+		}
+	}
+	for _, p := range r.refused(found) {
+		add("host %q: %s", h.Name, p)
 	}
 	s.ForwardAgent = SSHValue{Value: "no", From: fromDefault}
 	switch {
@@ -287,9 +311,16 @@ func (r *sshResolver) bastions(jumps []sshconfig.Jump, env *Environment, depth i
 // bastion resolves one bastion: proxy_jump's user and port, then the
 // OpenSSH configuration for its host, then [ssh] and the environment's.
 func (r *sshResolver) bastion(j sshconfig.Jump, env *Environment) (*HostSSH, sshconfig.Settings, error) {
-	found, err := r.files.Lookup(j.Host, r.local)
+	preset := sshconfig.Preset{User: j.User}
+	if j.Port != 0 {
+		preset.Port = strconv.Itoa(j.Port)
+	}
+	found, err := r.files.LookupPreset(j.Host, r.local, preset)
 	if err != nil {
 		return nil, found, err
+	}
+	if p := r.refused(found); len(p) > 0 {
+		return nil, found, fmt.Errorf("bastion %s: %s", j.Host, strings.Join(p, "; "))
 	}
 	ekey := "environments." + env.Name + ".ssh"
 	es := env.SSH
@@ -324,12 +355,32 @@ func (r *sshResolver) bastion(j sshconfig.Jump, env *Environment) (*HostSSH, ssh
 			b.User = r.fileOrLocalUser(found.User)
 		}
 	}
-	r.identities(b, found, tomlSetting{ekey + ".identity_file", es.IdentityFile}, tomlSetting{"ssh.identity_file", r.c.SSH.IdentityFile})
+	// A bastion's keys are ssh's for it when its configuration names some
+	// (ssh -i does not reach a jump host either), else relctl.toml's.
+	if len(found.IdentityFiles) > 0 {
+		r.identities(b, found)
+	} else {
+		r.identities(b, found, tomlSetting{ekey + ".identity_file", es.IdentityFile}, tomlSetting{"ssh.identity_file", r.c.SSH.IdentityFile})
+	}
 	r.hostKeys(b, found)
 	if err := checkAddress(b.Address()); err != nil {
 		return nil, found, fmt.Errorf("bastion %s: address %v", j.Host, err)
 	}
 	return b, found, nil
+}
+
+// refused lists the settings of the OpenSSH configuration that would make
+// ssh reach or trust a host in a way relctl does not: relctl stops rather
+// than reach it another way.
+func (r *sshResolver) refused(found sshconfig.Settings) []string {
+	var out []string
+	if v := found.CanonicalizeHostname; v.Set() && v.Value != "no" && v.Value != "false" {
+		out = append(out, fmt.Sprintf("%s sets CanonicalizeHostname %s, which relctl does not do (ssh would read its configuration again for the canonical name): write the full names in HostName instead", v.Where(), v.Value))
+	}
+	if v := found.RevokedHostKeys; v.Set() && v.Value != "none" {
+		out = append(out, fmt.Sprintf("%s sets RevokedHostKeys, which relctl does not read: list the revoked keys as @revoked lines in known_hosts instead", v.Where()))
+	}
+	return out
 }
 
 func (r *sshResolver) fileOrLocalUser(v sshconfig.Value) SSHValue {
@@ -352,6 +403,7 @@ func (r *sshResolver) identities(s *HostSSH, found sshconfig.Settings, settings 
 		s.IdentityFiles = []SSHValue{v}
 		return
 	}
+	s.SkipUnusable = true
 	var candidates []SSHValue
 	for _, f := range found.IdentityFiles {
 		candidates = append(candidates, fromFile(f))
@@ -379,26 +431,34 @@ func (r *sshResolver) hostKeys(s *HostSSH, found sshconfig.Settings) {
 		v.Value = r.c.ResolvePath(v.Value)
 		s.KnownHosts = []SSHValue{v}
 	} else {
-		add := func(v sshconfig.Value, defaults []SSHValue) {
+		files := func(v sshconfig.Value, defaults []SSHValue) []SSHValue {
 			if !v.Set() {
-				s.KnownHosts = append(s.KnownHosts, defaults...)
-				return
+				return defaults
 			}
+			var out []SSHValue
 			for _, f := range strings.Fields(v.Value) {
 				if f != "none" {
-					s.KnownHosts = append(s.KnownHosts, SSHValue{Value: f, From: v.Where()})
+					out = append(out, SSHValue{Value: f, From: v.Where()})
 				}
 			}
+			return out
 		}
 		var user []SSHValue
 		if r.local.Home != "" {
 			user = []SSHValue{{Value: filepath.Join(r.local.Home, ".ssh", "known_hosts"), From: fromDefault}, {Value: filepath.Join(r.local.Home, ".ssh", "known_hosts2"), From: fromDefault}}
 		}
-		add(found.UserKnownHostsFile, user)
-		add(found.GlobalKnownHostsFile, []SSHValue{{Value: "/etc/ssh/ssh_known_hosts", From: fromDefault}, {Value: "/etc/ssh/ssh_known_hosts2", From: fromDefault}})
+		s.KnownHosts = files(found.UserKnownHostsFile, user)
+		s.GlobalKnownHosts = files(found.GlobalKnownHostsFile, []SSHValue{{Value: "/etc/ssh/ssh_known_hosts", From: fromDefault}, {Value: "/etc/ssh/ssh_known_hosts2", From: fromDefault}})
+		s.HashKnownHosts = SSHValue{Value: "no", From: fromDefault}
+		if found.HashKnownHosts.Set() {
+			s.HashKnownHosts = fromFile(found.HashKnownHosts)
+		}
 	}
 	if found.HostKeyAlias.Set() {
 		s.HostKeyAlias = fromFile(found.HostKeyAlias)
+	}
+	if v := found.KnownHostsCommand; v.Set() && v.Value != "none" {
+		s.Notes = append(s.Notes, fmt.Sprintf("KnownHostsCommand at %s is not run: relctl finds host keys in the known_hosts files only", v.Where()))
 	}
 	switch v, ok := r.first(tomlSetting{"ssh.host_key_policy", r.c.SSH.HostKeyPolicy}); {
 	case ok:

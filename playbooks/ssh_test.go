@@ -169,6 +169,14 @@ func TestSSHSettingsProblems(t *testing.T) {
 			"address is empty"},
 		{"ProxyCommand", sshTestEnv, "Host web-1\n    ProxyCommand nc %h %p\n",
 			`host "web-1": ~/.ssh/config:2 sets ProxyCommand, which relctl does not run`},
+		{"ProxyCommand after ProxyJump none", sshTestEnv, "Host web-1\n    ProxyJump none\nHost *\n    ProxyCommand nc %h %p\n",
+			`host "web-1": ~/.ssh/config:4 sets ProxyCommand, which relctl does not run`},
+		{"CanonicalizeHostname", sshTestEnv, "Host *\n    CanonicalizeHostname yes\n",
+			`~/.ssh/config:2 sets CanonicalizeHostname yes, which relctl does not do`},
+		{"RevokedHostKeys", sshTestEnv, "Host *\n    RevokedHostKeys ~/.ssh/krl\n",
+			`sets RevokedHostKeys, which relctl does not read: list the revoked keys as @revoked lines`},
+		{"quoted keyword", sshTestEnv, "\"Host\" other\n    HostName q.example.com\n",
+			`~/.ssh/config:1: keyword "Host" is quoted or escaped`},
 		{"bastion loop", sshTestEnv, "Host web-1\n    ProxyJump a\nHost a\n    ProxyJump b\nHost b\n    ProxyJump a\n",
 			"bastion a is reached through itself (ProxyJump at ~/.ssh/config:4)"},
 		{"unparseable ssh_config", sshTestEnv, "Host web-1\n    Port notaport\n",
@@ -200,9 +208,15 @@ func TestSSHSettingsDefaults(t *testing.T) {
 	if len(s.Skipped) != len(defaultIdentities)-1 {
 		t.Errorf("skipped %+v, want the %d other default keys", s.Skipped, len(defaultIdentities)-1)
 	}
-	want := []string{filepath.Join(home, ".ssh", "known_hosts"), filepath.Join(home, ".ssh", "known_hosts2"), "/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"}
+	want := []string{filepath.Join(home, ".ssh", "known_hosts"), filepath.Join(home, ".ssh", "known_hosts2")}
 	if got := s.KnownHostsFiles(); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("known_hosts %q, want %q", got, want)
+	}
+	if got := s.GlobalKnownHostsFiles(); strings.Join(got, " ") != "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2" {
+		t.Errorf("global known_hosts %q, want the system's two, read only", got)
+	}
+	if !s.SkipUnusable {
+		t.Error("default keys: SkipUnusable false, want an unusable one left out as ssh does")
 	}
 	// Match host sees the HostName found so far, as ssh's does: the
 	// Match block above the Host block does not apply, as ssh reads blocks
@@ -234,5 +248,47 @@ func TestUnknownKeyNamesTheNearest(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error()+"\n", tt.want) {
 			t.Errorf("Load: %v\nwant %q", err, tt.want)
 		}
+	}
+}
+
+// TestSSHSettingsTomlFeedsMatch: relctl.toml's user and address are read
+// before ~/.ssh/config, as ssh's -l and -o HostName are: Match user, Match
+// host and the %r, %h, %p tokens see them.
+func TestSSHSettingsTomlFeedsMatch(t *testing.T) {
+	toml := "[ssh]\nuser = \"deploy\"\n" + strings.Replace(sshTestEnv, `address = "10.0.0.2"`, `address = "10.0.0.2:2200"`, 1)
+	proj, home, err := sshProject(t, toml, "Match user deploy\n    IdentitiesOnly yes\nMatch host 10.0.0.*\n    HostKeyAlias fleet-ten\nHost *\n    UserKnownHostsFile ~/.ssh/kh_%r_%p\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1, w2 := proj.Config.Environments["prod"].Hosts[0].SSH, proj.Config.Environments["prod"].Hosts[1].SSH
+	if w1.IdentitiesOnly.Value != "yes" {
+		t.Errorf("web-1 (ssh.user deploy): IdentitiesOnly %q, want yes from Match user deploy", w1.IdentitiesOnly.Value)
+	}
+	if got := w1.KnownHostsFiles(); len(got) != 1 || got[0] != filepath.Join(home, ".ssh", "kh_deploy_22") {
+		t.Errorf("web-1 known_hosts %q, want ~/.ssh/kh_deploy_22", got)
+	}
+	// web-2 has user = "alice" and address 10.0.0.2:2200 in relctl.toml.
+	if w2.HostKeyAlias.Value != "fleet-ten" || w1.HostKeyAlias.Value != "" {
+		t.Errorf("HostKeyAlias web-1 %q web-2 %q, want none and fleet-ten (Match host sees relctl.toml's address)", w1.HostKeyAlias.Value, w2.HostKeyAlias.Value)
+	}
+	if got := w2.KnownHostsFiles(); len(got) != 1 || got[0] != filepath.Join(home, ".ssh", "kh_alice_2200") {
+		t.Errorf("web-2 known_hosts %q, want ~/.ssh/kh_alice_2200", got)
+	}
+}
+
+// TestSSHSettingsBastionKeys: a bastion's keys are ssh's for it when its
+// configuration names some, relctl.toml's otherwise.
+func TestSSHSettingsBastionKeys(t *testing.T) {
+	toml := "[ssh]\nidentity_file = \"~/.ssh/fleet\"\nproxy_jump = \"jump\"\n" + strings.Replace(sshTestEnv, `proxy_jump = "none"`, `proxy_jump = "other"`, 1)
+	proj, home, err := sshProject(t, toml, "Host jump\n    IdentityFile ~/.ssh/jump_key\n", "fleet", "jump_key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := proj.Config.Environments["prod"].Hosts
+	if j := hosts[0].SSH.Jumps[0]; len(j.IdentityFiles) != 1 || j.IdentityFiles[0].Value != filepath.Join(home, ".ssh", "jump_key") {
+		t.Errorf("bastion jump keys %+v, want ~/.ssh/jump_key from ~/.ssh/config", j.IdentityFiles)
+	}
+	if j := hosts[1].SSH.Jumps[0]; len(j.IdentityFiles) != 1 || j.IdentityFiles[0].Value != filepath.Join(home, ".ssh", "fleet") || j.SkipUnusable {
+		t.Errorf("bastion other keys %+v (skip unusable %v), want relctl.toml's ~/.ssh/fleet, which must work", j.IdentityFiles, j.SkipUnusable)
 	}
 }

@@ -102,7 +102,7 @@ func explainEndpoint(w io.Writer, s *playbooks.HostSSH, bastion bool) {
 	row("port", s.Port)
 	row("user", s.User)
 	if len(s.IdentityFiles) == 0 {
-		t.row("identity_file", "- (the ssh-agent's keys only)", "")
+		t.row("identity_file", "- (none: only an ssh-agent's keys, if there is one)", "")
 	}
 	for _, f := range s.IdentityFiles {
 		row("identity_file", f)
@@ -112,13 +112,20 @@ func explainEndpoint(w io.Writer, s *playbooks.HostSSH, bastion bool) {
 	}
 	row("identities_only", s.IdentitiesOnly)
 	for i, f := range s.KnownHosts {
-		if i == 0 && len(s.KnownHosts) > 1 {
+		if i == 0 {
 			f.Value = homeTilde(f.Value) + " (accept-new writes here)"
 		}
 		row("known_hosts", f)
 	}
-	if len(s.KnownHosts) == 0 {
+	for _, f := range s.GlobalKnownHosts {
+		f.Value = homeTilde(f.Value) + " (read only)"
+		row("known_hosts", f)
+	}
+	if len(s.KnownHosts)+len(s.GlobalKnownHosts) == 0 {
 		t.row("known_hosts", "- (none: every host key is unknown)", "")
+	}
+	if s.HashKnownHosts.Value != "" {
+		row("hash_known_hosts", s.HashKnownHosts)
 	}
 	row("host_key_alias", s.HostKeyAlias)
 	row("host_key_policy", s.HostKeyPolicy)

@@ -47,10 +47,10 @@ identity_file = "~/.ssh/missing"
 		{"unknown environment", []string{"--explain-ssh", "web-1", "--env", "qa"}, exitUsage, nil, `unknown environment "qa"`, true},
 		{"host in two environments", []string{"--explain-ssh", "web-1"}, exitUsage, nil, `host "web-1" is in environments production, staging: pick one with --env`, true},
 		{"unusable key from ~/.ssh/config", []string{"--explain-ssh", "web-1", "--env", "staging"}, exitUsage,
-			[]string{"host web-1 (environment staging): ", "@192.0.2.10:22, directly", "identity_file    ~/.ssh/broken"},
-			"host web-1 cannot be reached as configured: web-1: identity file " + filepath.Join(home, ".ssh", "broken") + ": ssh: no key found", false},
+			[]string{"host web-1 (environment staging): ", "@192.0.2.10:22, directly", "~/.ssh/broken"},
+			"host web-1 cannot be reached as configured: web-1: no SSH identity: set an identity file or use an ssh-agent (left out as unusable: identity file " + filepath.Join(home, ".ssh", "broken") + ": ssh: no key found)", false},
 		{"missing key from relctl.toml", []string{"--explain-ssh", "web-1", "--env", "production"}, exitUsage,
-			[]string{"identity_file    ~/.ssh/missing", "relctl.toml:12:1 (environments.production.hosts.identity_file)"},
+			[]string{"~/.ssh/missing", "relctl.toml:12:1 (environments.production.hosts.identity_file)"},
 			"no such file or directory", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -54,14 +54,17 @@ func endpoint(s *playbooks.HostSSH) transport.Endpoint {
 	}
 	known := s.KnownHostsFiles()
 	return transport.Endpoint{
-		Address:         s.Address(),
-		User:            s.User.Value,
-		IdentityFiles:   keys,
-		IdentitiesOnly:  s.IdentitiesOnly.Value == "yes",
-		KnownHostsFiles: known,
-		HostKeyAlias:    s.HostKeyAlias.Value,
-		HostKeyPolicy:   s.HostKeyPolicy.Value,
-		ConnectTimeout:  s.ConnectTimeoutDuration(),
+		Address:                s.Address(),
+		User:                   s.User.Value,
+		IdentityFiles:          keys,
+		IdentitiesOnly:         s.IdentitiesOnly.Value == "yes",
+		KnownHostsFiles:        known,
+		GlobalKnownHostsFiles:  s.GlobalKnownHostsFiles(),
+		HashKnownHosts:         s.HashKnownHosts.Value == "yes",
+		SkipUnusableIdentities: s.SkipUnusable,
+		HostKeyAlias:           s.HostKeyAlias.Value,
+		HostKeyPolicy:          s.HostKeyPolicy.Value,
+		ConnectTimeout:         s.ConnectTimeoutDuration(),
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // File is one configuration file to read. System files
@@ -73,9 +74,10 @@ type Value struct {
 // Set reports whether a configuration file gave the setting.
 func (v Value) Set() bool { return v != Value{} }
 
-// Where is "~/.ssh/config:12", or "" when the value is not set.
+// Where is "~/.ssh/config:12", or "" when the value is not set or was
+// preset (LookupPreset).
 func (v Value) Where() string {
-	if !v.Set() {
+	if v.File == "" {
 		return ""
 	}
 	return v.File + ":" + strconv.Itoa(v.Line)
@@ -119,8 +121,14 @@ func readConfigFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+	fi, err := f.Stat()
+	if err == nil && fi.IsDir() {
 		return nil, errIsDir
+	}
+	if err == nil {
+		if err := safeOwner(fi); err != nil {
+			return nil, err
+		}
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
@@ -130,6 +138,23 @@ func readConfigFile(path string) ([]byte, error) {
 		return nil, errTooLarge
 	}
 	return b, nil
+}
+
+// safeOwner is ssh's check of its configuration files: owned by the user
+// or root, and writable by no one else (another local user could otherwise
+// point hosts at a machine of theirs).
+func safeOwner(fi os.FileInfo) error {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if uid := os.Getuid(); int(st.Uid) != uid && st.Uid != 0 {
+		return fmt.Errorf("bad owner: owned by uid %d, not by you (uid %d) or root, as ssh demands", st.Uid, uid)
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("bad permissions: mode %04o lets others write it; ssh refuses it too (chmod go-w)", fi.Mode().Perm())
+	}
+	return nil
 }
 
 // loader reads files; tests replace what touches the machine.

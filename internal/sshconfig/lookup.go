@@ -33,6 +33,11 @@ type Settings struct {
 	HostName, Port, User, ProxyJump, ProxyCommand, ConnectTimeout, StrictHostKeyChecking,
 	IdentitiesOnly, ForwardAgent, HostKeyAlias, UserKnownHostsFile, GlobalKnownHostsFile Value
 
+	// HashKnownHosts (yes or no), and settings relctl does not apply but
+	// must not ignore silently: CanonicalizeHostname (yes, no, always),
+	// RevokedHostKeys, ProxyUseFdpass, KnownHostsCommand.
+	HashKnownHosts, CanonicalizeHostname, RevokedHostKeys, KnownHostsCommand Value
+
 	IdentityFiles []Value
 }
 
@@ -50,6 +55,17 @@ const maxIdentityFiles = 100
 // A nil Config (relctl does not read ssh's configuration) returns only the
 // alias.
 func (c *Config) Lookup(alias string, local Local) (Settings, error) {
+	return c.LookupPreset(alias, local, Preset{})
+}
+
+// Preset holds values given before any file is read, as ssh's -l, -p and
+// -o HostName= are: they are the first obtained, so `Match user`, `Match
+// host` and the %r, %h and %p tokens see them, and they come back in
+// Settings with no file.
+type Preset struct{ User, HostName, Port string }
+
+// LookupPreset is Lookup with values preset (relctl.toml's, which win).
+func (c *Config) LookupPreset(alias string, local Local, preset Preset) (Settings, error) {
 	if c == nil {
 		return Settings{Alias: alias}, nil
 	}
@@ -57,6 +73,9 @@ func (c *Config) Lookup(alias string, local Local) (Settings, error) {
 		local.Home = c.home
 	}
 	w := &walker{alias: alias, local: local, s: Settings{Alias: alias}, ids: map[string]bool{}}
+	w.s.User = Value{Value: preset.User}
+	w.s.HostName = Value{Value: strings.ReplaceAll(preset.HostName, "%", "%%")}
+	w.s.Port = Value{Value: preset.Port}
 	for _, f := range c.files {
 		if err := w.file(f); err != nil {
 			return Settings{Alias: alias}, err
@@ -225,6 +244,14 @@ func (w *walker) set(f *file, e entry) error {
 		first(&s.ForwardAgent)
 	case "hostkeyalias":
 		first(&s.HostKeyAlias)
+	case "hashknownhosts":
+		first(&s.HashKnownHosts)
+	case "canonicalizehostname":
+		first(&s.CanonicalizeHostname)
+	case "revokedhostkeys":
+		first(&s.RevokedHostKeys)
+	case "knownhostscommand":
+		first(&s.KnownHostsCommand)
 	case "userknownhostsfile":
 		if !s.UserKnownHostsFile.Set() {
 			s.UserKnownHostsFile = v

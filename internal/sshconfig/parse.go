@@ -88,6 +88,10 @@ var names = map[string]string{
 	"userknownhostsfile":    "UserKnownHostsFile",
 	"globalknownhostsfile":  "GlobalKnownHostsFile",
 	"identityfile":          "IdentityFile",
+	"hashknownhosts":        "HashKnownHosts",
+	"canonicalizehostname":  "CanonicalizeHostname",
+	"revokedhostkeys":       "RevokedHostKeys",
+	"knownhostscommand":     "KnownHostsCommand",
 }
 
 // marker starts the lines handed to the library in place of Host, Match
@@ -211,6 +215,12 @@ func (l *loader) parse(path string, b []byte, system bool, stack []string) (*fil
 		}
 		if len(s) > maxLineLen {
 			return nil, f.errorf(i+1, "longer than %d KiB; relctl does not read lines that long", maxLineLen>>10)
+		}
+		// ssh unquotes a keyword ("Host" is Host); the library would not,
+		// and a block's Host line read as something else would apply the
+		// block to every host.
+		if strings.ContainsAny(lines[i].key, "\"'\\") {
+			return nil, f.errorf(i+1, "keyword %s is quoted or escaped; ssh reads it unquoted, relctl refuses it: write it plainly", lines[i].key)
 		}
 		switch strings.ToLower(lines[i].key) {
 		case "host", "match":
@@ -405,7 +415,7 @@ func (f *file) entry(n int, ln srcLine) (e entry, ok bool, err error) {
 		return entry{}, false, nil
 	}
 	e = entry{key: key, line: n}
-	if key == "proxycommand" || key == "proxyjump" {
+	if key == "proxycommand" || key == "proxyjump" || key == "knownhostscommand" || key == "revokedhostkeys" {
 		// ssh takes the rest of the line as it is, quotes and all; for
 		// ProxyJump up to a '#'.
 		v := ln.rest
@@ -469,7 +479,18 @@ func (f *file) entry(n int, ln srcLine) (e entry, ok bool, err error) {
 		default:
 			return e, false, f.errorf(n, "StrictHostKeyChecking %q is not one of yes, no, ask, accept-new, off", v)
 		}
-	case "identitiesonly", "forwardagent":
+	case "canonicalizehostname":
+		switch lv := strings.ToLower(v); lv {
+		case "yes", "no", "always", "none":
+			v = lv
+		case "true":
+			v = "yes"
+		case "false":
+			v = "no"
+		default:
+			return e, false, f.errorf(n, "CanonicalizeHostname %q is not one of yes, no, always, none", v)
+		}
+	case "identitiesonly", "forwardagent", "hashknownhosts":
 		switch strings.ToLower(v) {
 		case "yes", "true":
 			v = "yes"

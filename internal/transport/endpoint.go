@@ -30,6 +30,17 @@ type Endpoint struct {
 	// file is read (a missing one is empty); accept-new appends to the
 	// first. @cert-authority and @revoked lines count from any of them.
 	KnownHostsFiles []string
+	// GlobalKnownHostsFiles are read after KnownHostsFiles, never written
+	// (OpenSSH's GlobalKnownHostsFile, /etc/ssh/ssh_known_hosts): with no
+	// KnownHostsFiles, accept-new refuses an unknown host as ssh does.
+	GlobalKnownHostsFiles []string
+	// HashKnownHosts: a key accept-new records is written under the
+	// hashed host name (OpenSSH HashKnownHosts).
+	HashKnownHosts bool
+	// SkipUnusableIdentities: an identity file that cannot be read or
+	// parsed is left out, as ssh does with the keys of its configuration
+	// and its defaults, instead of failing the server.
+	SkipUnusableIdentities bool
 	// HostKeyAlias, when set, is the name host keys are looked up under
 	// instead of the address (OpenSSH HostKeyAlias).
 	HostKeyAlias   string
@@ -67,6 +78,18 @@ type login struct {
 	alias        string
 	timeout      time.Duration
 	forwardAgent bool // hosts only
+	// skipped are the identity files left out as unusable, for the run log.
+	skipped []error
+}
+
+// lowerHost lower-cases the host name of host:port (an IP address, or a
+// name that is not one, is left as it is).
+func lowerHost(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || net.ParseIP(host) != nil {
+		return addr
+	}
+	return net.JoinHostPort(strings.ToLower(host), port)
 }
 
 // display is how a bastion's login reads in names: "user@host:port".
@@ -77,6 +100,7 @@ func (l *login) display() string { return l.user + "@" + l.address }
 func (l *login) key() string {
 	parts := []string{l.user, l.address, strings.Join(l.identityFiles, "\x00"),
 		strconv.FormatBool(l.identitiesOnly), strings.Join(l.hostKeys.paths(), "\x00"),
+		strconv.Itoa(l.hostKeys.userFiles), strconv.FormatBool(l.hostKeys.hashNames),
 		l.hostKeys.policy, l.alias, l.timeout.String()}
 	for i, s := range parts {
 		parts[i] = strconv.Quote(s)
@@ -114,13 +138,24 @@ func (p *Pool) resolve(ep Endpoint) (*login, []error) {
 	if l.identityFiles == nil && p.opts.IdentityFile != "" {
 		l.identityFiles = []string{p.opts.IdentityFile}
 	}
+	usable := l.identityFiles[:0:0]
 	for _, f := range l.identityFiles {
-		if _, err := p.identity(f); err != nil {
+		switch _, err := p.identity(f); {
+		case err == nil:
+			usable = append(usable, f)
+		case ep.SkipUnusableIdentities:
+			l.skipped = append(l.skipped, err)
+		default:
 			errs = append(errs, err)
 		}
 	}
+	if ep.SkipUnusableIdentities || len(errs) == 0 {
+		l.identityFiles = usable
+	}
 	switch {
 	case len(l.identityFiles) > 0:
+	case !p.opts.UseAgent && len(l.skipped) > 0:
+		errs = append(errs, fmt.Errorf("%w (left out as unusable: %v)", errNoIdentity, errors.Join(l.skipped...)))
 	case !p.opts.UseAgent:
 		errs = append(errs, errNoIdentity)
 	case l.identitiesOnly:
@@ -142,10 +177,13 @@ func (p *Pool) resolve(ep Endpoint) (*login, []error) {
 		}
 		files = []string{p.defaultKnownHosts}
 	}
-	l.hostKeys = p.hostKeyChecker(files, policy)
+	l.hostKeys = p.hostKeyChecker(files, ep.GlobalKnownHostsFiles, policy, ep.HashKnownHosts)
 	if l.timeout == 0 {
 		l.timeout = p.opts.ConnectTimeout
 	}
+	// ssh looks host names up (and checks certificate principals) in
+	// lower case: "LocalHost" is the known_hosts line of "localhost".
+	l.address = lowerHost(l.address)
 	l.lookup = l.address
 	if l.alias != "" {
 		l.lookup = net.JoinHostPort(l.alias, "22")
@@ -190,8 +228,14 @@ func (p *Pool) targetHop(t Target) (hop, error) {
 		}
 		return hop{}, fmt.Errorf("%s: %s: %w", t.Name, names[i], errs[0])
 	}
-	h := hop{key: t.Name, name: t.Name, login: logins[last]}
+	// A host's connection is shared only by targets that reach it the same
+	// way: one name in two environments may be two hosts.
 	full := ""
+	for _, l := range logins[:last] {
+		full += ">" + l.key()
+	}
+	h := hop{key: t.Name + "\x00" + full + ">" + logins[last].key() + "\x00" + strconv.FormatBool(t.ForwardAgent), name: t.Name, login: logins[last]}
+	full = ""
 	for i, l := range logins[:last] {
 		full += ">" + l.key()
 		h.chain = append(h.chain, hop{

@@ -41,8 +41,12 @@ type knownHostsFile struct {
 // hostKeyChecker verifies host keys against known_hosts files under a
 // policy. The pool has one per distinct (files, policy).
 type hostKeyChecker struct {
-	files  []*knownHostsFile // every one is read; accept-new appends to the first
-	policy string
+	files []*knownHostsFile // every one is read; accept-new appends to the first
+	// userFiles is how many of files (the first ones) are the user's; the
+	// others are global files, never written. None: accept-new refuses.
+	userFiles int
+	hashNames bool // accept-new writes hashed host names
+	policy    string
 }
 
 // sameVersion says whether a and b are the same version of a file: an
@@ -75,15 +79,15 @@ func defaultKnownHosts() (string, error) {
 // hostKeyChecker returns the pool's checker for files under policy (a
 // valid one), making it on first use; files already read by another
 // checker are shared with it.
-func (p *Pool) hostKeyChecker(files []string, policy string) *hostKeyChecker {
-	key := policy + "\x00" + strings.Join(files, "\x00")
+func (p *Pool) hostKeyChecker(files, global []string, policy string, hashNames bool) *hostKeyChecker {
+	key := fmt.Sprint(policy, "\x00", hashNames, "\x00", strings.Join(files, "\x00"), "\x00\x00", strings.Join(global, "\x00"))
 	p.loadMu.Lock()
 	defer p.loadMu.Unlock()
 	if h := p.checkers[key]; h != nil {
 		return h
 	}
-	h := &hostKeyChecker{policy: policy}
-	for _, path := range files {
+	h := &hostKeyChecker{policy: policy, userFiles: len(files), hashNames: hashNames}
+	for _, path := range append(slices.Clip(files), global...) {
 		f := p.knownHosts[path]
 		if f == nil {
 			f = &knownHostsFile{path: path}
@@ -106,7 +110,7 @@ func (h *hostKeyChecker) paths() []string {
 
 // firstFile is the file accept-new writes to; "" when there is none.
 func (h *hostKeyChecker) firstFile() string {
-	if len(h.files) == 0 {
+	if h.userFiles == 0 {
 		return ""
 	}
 	return h.files[0].path
@@ -291,7 +295,7 @@ func (h *hostKeyChecker) callback(d hostKeyDial) ssh.HostKeyCallback {
 		}
 		err = h.classify(d, key, v.check(d.lookup, remote, key))
 		var hke *HostKeyError
-		if !errors.As(err, &hke) || hke.Kind != HostKeyUnknown || h.policy != PolicyAcceptNew || len(h.files) == 0 {
+		if !errors.As(err, &hke) || hke.Kind != HostKeyUnknown || h.policy != PolicyAcceptNew || h.userFiles == 0 {
 			return err
 		}
 		return h.appendKey(d, remote, key)
@@ -369,7 +373,11 @@ func (h *hostKeyChecker) appendKey(d hostKeyDial, remote net.Addr, key ssh.Publi
 	if err != nil {
 		return fmt.Errorf("known_hosts: %w", err)
 	}
-	line := knownhosts.Line([]string{knownhosts.Normalize(d.lookup)}, key) + "\n"
+	name := knownhosts.Normalize(d.lookup)
+	if h.hashNames {
+		name = knownhosts.HashHostname(name)
+	}
+	line := knownhosts.Line([]string{name}, key) + "\n"
 	if len(content) > 0 && !bytes.HasSuffix(content, []byte("\n")) {
 		line = "\n" + line
 	}

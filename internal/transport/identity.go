@@ -25,16 +25,17 @@ type identity struct {
 	cert      *ssh.Certificate
 }
 
-// identityLoad is one identity file's loading, done once per pool.
+// identityLoad is one identity file's loading: kept once it succeeded.
 type identityLoad struct {
-	once sync.Once
-	id   *identity
-	err  error
+	mu sync.Mutex
+	id *identity
 }
 
 // identity returns file loaded, loading it on first use: every path is
 // read and parsed once per pool (and an encrypted key checked against the
 // agent once), however many hosts use it and however many Gets run at once.
+// A failure is not kept: a key put back (or added to the agent) while a
+// rollback retries a host is used by the next attempt.
 func (p *Pool) identity(file string) (*identity, error) {
 	p.loadMu.Lock()
 	l := p.identities[file]
@@ -43,8 +44,17 @@ func (p *Pool) identity(file string) (*identity, error) {
 		p.identities[file] = l
 	}
 	p.loadMu.Unlock()
-	l.once.Do(func() { l.id, l.err = p.loadIdentity(file) })
-	return l.id, l.err
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.id != nil {
+		return l.id, nil
+	}
+	id, err := p.loadIdentity(file)
+	if err != nil {
+		return nil, err
+	}
+	l.id = id
+	return id, nil
 }
 
 // loadIdentity reads an identity file and the certificate beside it. An

@@ -313,6 +313,9 @@ func (p *Pool) dial(ctx context.Context, h hop) (*sshConn, error) {
 	// buffer for the connection's life.
 	logger := zerolog.Ctx(ctx)
 	l := h.login
+	for _, err := range l.skipped {
+		p.opts.Output.Event(h.name, "ssh: identity left out as unusable (as ssh does): %v", err)
+	}
 	algos, err := l.hostKeys.algorithms(l.lookup)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", h.name, err)
