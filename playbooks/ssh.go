@@ -174,14 +174,22 @@ func (r *sshResolver) first(settings ...tomlSetting) (SSHValue, bool) {
 
 func fromFile(v sshconfig.Value) SSHValue { return SSHValue{Value: v.Value, From: v.Where()} }
 
+// hostTomlKeys are the relctl.toml keys of one host's settings: its own, its
+// environment's [ssh], then [ssh].
+type hostTomlKeys struct {
+	h          *Host
+	es         *EnvSSH
+	hkey, ekey string
+}
+
 // host resolves host h of env, at hkey. Problems are placed at the host's
 // key in relctl.toml and name the OpenSSH configuration's line.
 func (r *sshResolver) host(env *Environment, hkey string, h *Host) (*HostSSH, Problems) {
-	ekey := "environments." + env.Name + ".ssh"
-	es := env.SSH
-	if es == nil {
-		es = &EnvSSH{}
+	k := hostTomlKeys{h: h, es: env.SSH, hkey: hkey, ekey: "environments." + env.Name + ".ssh"}
+	if k.es == nil {
+		k.es = &EnvSSH{}
 	}
+	users := []tomlSetting{{hkey + ".user", h.User}, {k.ekey + ".user", k.es.User}, {"ssh.user", r.c.SSH.User}}
 	// The address: relctl.toml's, then HostName and Port, then the name.
 	host, port := "", ""
 	if h.Address != "" {
@@ -190,7 +198,7 @@ func (r *sshResolver) host(env *Environment, hkey string, h *Host) (*HostSSH, Pr
 	// relctl.toml's values are read before the OpenSSH configuration, as
 	// ssh's -l, -p and -o HostName are: Match and %-tokens see them.
 	preset := sshconfig.Preset{HostName: host, Port: port}
-	if v, ok := r.first(tomlSetting{hkey + ".user", h.User}, tomlSetting{ekey + ".user", es.User}, tomlSetting{"ssh.user", r.c.SSH.User}); ok {
+	if v, ok := r.first(users...); ok {
 		preset.User = v.Value
 	}
 	found, err := r.files.LookupPreset(h.Name, r.local, preset)
@@ -200,14 +208,33 @@ func (r *sshResolver) host(env *Environment, hkey string, h *Host) (*HostSSH, Pr
 	s := &HostSSH{Alias: h.Name}
 	var ps Problems
 	add := func(format string, args ...any) { ps = append(ps, r.c.pos.problem(hkey, format, args...)) }
-	where := r.c.pos.where(hkey+".address") + " (" + displayKey(hkey+".address") + ")"
+	r.address(s, k, found, host, port, add)
+	if v, ok := r.first(users...); ok {
+		s.User = v
+	} else {
+		s.User = r.fileOrLocalUser(found.User)
+	}
+	r.identities(s, found, tomlSetting{hkey + ".identity_file", h.IdentityFile}, tomlSetting{k.ekey + ".identity_file", k.es.IdentityFile}, tomlSetting{"ssh.identity_file", r.c.SSH.IdentityFile})
+	r.hostKeys(s, found)
+	for _, p := range r.refused(found) {
+		add("host %q: %s", h.Name, p)
+	}
+	r.forwardAgent(s, k, found)
+	r.jumps(s, k, env, found, add)
+	return s, ps
+}
+
+// address sets s's HostName and Port: relctl.toml's address, then the
+// OpenSSH configuration's, then the host's name and 22.
+func (r *sshResolver) address(s *HostSSH, k hostTomlKeys, found sshconfig.Settings, host, port string, add func(string, ...any)) {
+	where := r.c.pos.where(k.hkey+".address") + " (" + displayKey(k.hkey+".address") + ")"
 	switch {
 	case host != "":
 		s.HostName = SSHValue{Value: host, From: where}
 	case found.HostName.Set():
 		s.HostName = fromFile(found.HostName)
 	default:
-		s.HostName = SSHValue{Value: h.Name, From: fromName}
+		s.HostName = SSHValue{Value: k.h.Name, From: fromName}
 	}
 	switch {
 	case port != "":
@@ -218,19 +245,34 @@ func (r *sshResolver) host(env *Environment, hkey string, h *Host) (*HostSSH, Pr
 		s.Port = SSHValue{Value: "22", From: fromDefault}
 	}
 	if err := checkAddress(s.Address()); err != nil && host == "" {
-		add("host %q: the address from %s %v", h.Name, s.HostName.From, err)
+		add("host %q: the address from %s %v", k.h.Name, s.HostName.From, err)
 	}
+}
 
-	if v, ok := r.first(tomlSetting{hkey + ".user", h.User}, tomlSetting{ekey + ".user", es.User}, tomlSetting{"ssh.user", r.c.SSH.User}); ok {
-		s.User = v
-	} else {
-		s.User = r.fileOrLocalUser(found.User)
+// forwardAgent sets s's ForwardAgent from relctl.toml alone: the OpenSSH
+// configuration's ForwardAgent is noted, not used.
+func (r *sshResolver) forwardAgent(s *HostSSH, k hostTomlKeys, found sshconfig.Settings) {
+	s.ForwardAgent = SSHValue{Value: "no", From: fromDefault}
+	from := func(key string) string { return r.c.pos.where(key) + " (" + displayKey(key) + ")" }
+	switch {
+	case k.h.ForwardAgent != nil && r.c.pos.has(k.hkey+".forward_agent"):
+		s.ForwardAgent = SSHValue{Value: yesNo(*k.h.ForwardAgent), From: from(k.hkey + ".forward_agent")}
+	case k.es.ForwardAgent != nil && r.c.pos.has(k.ekey+".forward_agent"):
+		s.ForwardAgent = SSHValue{Value: yesNo(*k.es.ForwardAgent), From: from(k.ekey + ".forward_agent")}
+	case r.c.pos.has("ssh.forward_agent"):
+		s.ForwardAgent = SSHValue{Value: yesNo(r.c.SSH.ForwardAgent), From: from("ssh.forward_agent")}
 	}
-	r.identities(s, found, tomlSetting{hkey + ".identity_file", h.IdentityFile}, tomlSetting{ekey + ".identity_file", es.IdentityFile}, tomlSetting{"ssh.identity_file", r.c.SSH.IdentityFile})
-	r.hostKeys(s, found)
+	if found.ForwardAgent.Set() && found.ForwardAgent.Value == "yes" {
+		s.Notes = append(s.Notes, fmt.Sprintf("ForwardAgent yes at %s is not used: relctl forwards the agent only with forward_agent = true in relctl.toml", found.ForwardAgent.Where()))
+	}
+}
 
+// jumps sets s's bastions: relctl.toml's proxy_jump, else the OpenSSH
+// configuration's ProxyJump; a ProxyCommand is refused.
+func (r *sshResolver) jumps(s *HostSSH, k hostTomlKeys, env *Environment, found sshconfig.Settings, add func(string, ...any)) {
+	name := k.h.Name
 	jumpInToml := false
-	if v, ok := r.first(tomlSetting{hkey + ".proxy_jump", h.ProxyJump}, tomlSetting{ekey + ".proxy_jump", es.ProxyJump}, tomlSetting{"ssh.proxy_jump", r.c.SSH.ProxyJump}); ok {
+	if v, ok := r.first(tomlSetting{k.hkey + ".proxy_jump", k.h.ProxyJump}, tomlSetting{k.ekey + ".proxy_jump", k.es.ProxyJump}, tomlSetting{"ssh.proxy_jump", r.c.SSH.ProxyJump}); ok {
 		s.ProxyJump, jumpInToml = v, true
 	} else {
 		if found.ProxyJump.Set() {
@@ -238,37 +280,19 @@ func (r *sshResolver) host(env *Environment, hkey string, h *Host) (*HostSSH, Pr
 		}
 		// Even after "ProxyJump none": ssh would run the command.
 		if found.ProxyCommand.Set() && found.ProxyCommand.Value != "none" {
-			add("host %q: %s sets ProxyCommand, which relctl does not run: reach it with ProxyJump there, or proxy_jump in relctl.toml", h.Name, found.ProxyCommand.Where())
+			add("host %q: %s sets ProxyCommand, which relctl does not run: reach it with ProxyJump there, or proxy_jump in relctl.toml", name, found.ProxyCommand.Where())
 		}
 	}
-	for _, p := range r.refused(found) {
-		add("host %q: %s", h.Name, p)
-	}
-	s.ForwardAgent = SSHValue{Value: "no", From: fromDefault}
-	switch {
-	case h.ForwardAgent != nil && r.c.pos.has(hkey+".forward_agent"):
-		s.ForwardAgent = SSHValue{Value: yesNo(*h.ForwardAgent), From: r.c.pos.where(hkey+".forward_agent") + " (" + displayKey(hkey+".forward_agent") + ")"}
-	case es.ForwardAgent != nil && r.c.pos.has(ekey+".forward_agent"):
-		s.ForwardAgent = SSHValue{Value: yesNo(*es.ForwardAgent), From: r.c.pos.where(ekey+".forward_agent") + " (" + displayKey(ekey+".forward_agent") + ")"}
-	case r.c.pos.has("ssh.forward_agent"):
-		s.ForwardAgent = SSHValue{Value: yesNo(r.c.SSH.ForwardAgent), From: r.c.pos.where("ssh.forward_agent") + " (ssh.forward_agent)"}
-	}
-	if found.ForwardAgent.Set() && found.ForwardAgent.Value == "yes" {
-		s.Notes = append(s.Notes, fmt.Sprintf("ForwardAgent yes at %s is not used: relctl forwards the agent only with forward_agent = true in relctl.toml", found.ForwardAgent.Where()))
-	}
-
 	jumps, err := sshconfig.ParseProxyJump(s.ProxyJump.Value)
 	if err != nil {
-		if jumpInToml {
-			return s, ps // validate reported it where it is written
+		if !jumpInToml { // validate reported relctl.toml's where it is written
+			add("host %q: proxy_jump from %s: %v", name, s.ProxyJump.From, err)
 		}
-		add("host %q: proxy_jump from %s: %v", h.Name, s.ProxyJump.From, err)
-		return s, ps
+		return
 	}
-	if s.Jumps, err = r.bastions(jumps, env, 0, map[string]bool{h.Name: true}); err != nil {
-		add("host %q: %v", h.Name, err)
+	if s.Jumps, err = r.bastions(jumps, env, 0, map[string]bool{name: true}); err != nil {
+		add("host %q: %v", name, err)
 	}
-	return s, ps
 }
 
 // bastions resolves a ProxyJump chain. The first bastion's own ProxyJump

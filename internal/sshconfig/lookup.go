@@ -295,110 +295,15 @@ func (w *walker) set(f *file, e entry) error {
 // finish expands the values obtained, with the final HostName, Port and
 // User, as ssh does once the configuration is read.
 func (w *walker) finish(getenv func(string) (string, bool)) (Settings, error) {
-	s, alias, local := w.s, w.alias, w.local
-	host := alias
-	if s.HostName.Set() {
-		h, err := w.expandHostName()
-		if err != nil {
-			return s, err
-		}
-		s.HostName.Value, host = h, h
+	s := w.s
+	tokens, host, port, err := w.tokens(&s, getenv)
+	if err != nil {
+		return s, err
 	}
-	if net.ParseIP(host) == nil { // ssh lower-cases the host name, not an address
-		host = strings.ToLower(host)
+	if err := w.expandFiles(&s, tokens, getenv); err != nil {
+		return s, err
 	}
-	port := "22"
-	if s.Port.Set() {
-		port = s.Port.Value
-	}
-	keyAlias := alias
-	if s.HostKeyAlias.Set() {
-		s.HostKeyAlias.Value = strings.ToLower(s.HostKeyAlias.Value)
-		keyAlias = s.HostKeyAlias.Value
-	}
-	short, _, _ := strings.Cut(local.Hostname, ".")
-	tokens := map[byte]string{
-		'd': local.Home,
-		'h': host,
-		'i': strconv.Itoa(local.UID),
-		'k': keyAlias,
-		'L': short,
-		'l': local.Hostname,
-		'n': alias,
-		'p': port,
-		'u': local.User,
-	}
-
-	// User takes the tokens but %r (itself) and %C (which hashes it).
-	ruser := local.User
-	if s.User.Set() {
-		u, err := expand(s.User.Value, tokenSet{name: "User", repl: tokens, unsupported: "Cj", env: true}, getenv)
-		if err != nil {
-			return s, valueError(s.User, "User %q: %v", s.User.Value, err)
-		}
-		s.User.Value, ruser = u, u
-	}
-	tokens['r'] = ruser
-	files := tokenSet{repl: tokens, unsupported: "Cj", env: true}
-	expandFile := func(name string, v Value, p string) (string, error) {
-		files.name = name
-		t, err := tildeExpand(p, local.Home, func(s string) (string, error) { return expand(s, files, getenv) })
-		if err != nil {
-			return "", valueError(v, "%s %q: %v", name, p, err)
-		}
-		return t, nil
-	}
-
-	var ids []Value
-	for _, v := range s.IdentityFiles {
-		p, err := expandFile("IdentityFile", v, v.Value)
-		if err != nil {
-			return s, err
-		}
-		v.Value = p
-		ids = append(ids, v)
-	}
-	s.IdentityFiles = ids
-
-	if s.UserKnownHostsFile.Set() {
-		var out []string
-		for _, a := range w.userKnownHosts {
-			if strings.EqualFold(a, "none") {
-				out = append(out, "none")
-				continue
-			}
-			p, err := expandFile("UserKnownHostsFile", s.UserKnownHostsFile, a)
-			if err != nil {
-				return s, err
-			}
-			if err := noBlanks("UserKnownHostsFile", s.UserKnownHostsFile, a, p); err != nil {
-				return s, err
-			}
-			out = append(out, p)
-		}
-		s.UserKnownHostsFile.Value = strings.Join(out, " ")
-	}
-	if s.GlobalKnownHostsFile.Set() {
-		// ssh expands only ~ here.
-		var out []string
-		for _, a := range w.globalKnownHosts {
-			if strings.EqualFold(a, "none") {
-				out = append(out, "none")
-				continue
-			}
-			p, err := tildeExpand(a, local.Home, nil)
-			if err != nil {
-				return s, valueError(s.GlobalKnownHostsFile, "GlobalKnownHostsFile %q: %v", a, err)
-			}
-			if err := noBlanks("GlobalKnownHostsFile", s.GlobalKnownHostsFile, a, p); err != nil {
-				return s, err
-			}
-			out = append(out, p)
-		}
-		s.GlobalKnownHostsFile.Value = strings.Join(out, " ")
-	}
-
-	proxy := tokenSet{repl: map[byte]string{'h': host, 'n': alias, 'p': port, 'r': ruser}}
+	proxy := tokenSet{repl: map[byte]string{'h': host, 'n': w.alias, 'p': port, 'r': tokens['r']}}
 	if v := s.ProxyJump; v.Set() && v.Value != "none" {
 		proxy.name = "ProxyJump"
 		j, err := expand(v.Value, proxy, nil)
@@ -419,6 +324,120 @@ func (w *walker) finish(getenv func(string) (string, bool)) (Settings, error) {
 		s.ProxyCommand.Value = cmd
 	}
 	return s, nil
+}
+
+// tokens expands HostName, HostKeyAlias and User in s and returns the
+// %-tokens the files and proxies take, with the host and port they name.
+func (w *walker) tokens(s *Settings, getenv func(string) (string, bool)) (tokens map[byte]string, host, port string, err error) {
+	alias, local := w.alias, w.local
+	host = alias
+	if s.HostName.Set() {
+		h, err := w.expandHostName()
+		if err != nil {
+			return nil, "", "", err
+		}
+		s.HostName.Value, host = h, h
+	}
+	if net.ParseIP(host) == nil { // ssh lower-cases the host name, not an address
+		host = strings.ToLower(host)
+	}
+	port = "22"
+	if s.Port.Set() {
+		port = s.Port.Value
+	}
+	keyAlias := alias
+	if s.HostKeyAlias.Set() {
+		s.HostKeyAlias.Value = strings.ToLower(s.HostKeyAlias.Value)
+		keyAlias = s.HostKeyAlias.Value
+	}
+	short, _, _ := strings.Cut(local.Hostname, ".")
+	tokens = map[byte]string{
+		'd': local.Home,
+		'h': host,
+		'i': strconv.Itoa(local.UID),
+		'k': keyAlias,
+		'L': short,
+		'l': local.Hostname,
+		'n': alias,
+		'p': port,
+		'u': local.User,
+	}
+	// User takes the tokens but %r (itself) and %C (which hashes it).
+	ruser := local.User
+	if s.User.Set() {
+		u, err := expand(s.User.Value, tokenSet{name: "User", repl: tokens, unsupported: "Cj", env: true}, getenv)
+		if err != nil {
+			return nil, "", "", valueError(s.User, "User %q: %v", s.User.Value, err)
+		}
+		s.User.Value, ruser = u, u
+	}
+	tokens['r'] = ruser
+	return tokens, host, port, nil
+}
+
+// expandFiles expands the identity and known_hosts files in s.
+func (w *walker) expandFiles(s *Settings, tokens map[byte]string, getenv func(string) (string, bool)) error {
+	home := w.local.Home
+	files := tokenSet{repl: tokens, unsupported: "Cj", env: true}
+	expandFile := func(name string, v Value, p string) (string, error) {
+		files.name = name
+		t, err := tildeExpand(p, home, func(s string) (string, error) { return expand(s, files, getenv) })
+		if err != nil {
+			return "", valueError(v, "%s %q: %v", name, p, err)
+		}
+		return t, nil
+	}
+	var ids []Value
+	for _, v := range s.IdentityFiles {
+		p, err := expandFile("IdentityFile", v, v.Value)
+		if err != nil {
+			return err
+		}
+		v.Value = p
+		ids = append(ids, v)
+	}
+	s.IdentityFiles = ids
+	// GlobalKnownHostsFile: ssh expands only ~ there.
+	globalFile := func(name string, v Value, p string) (string, error) {
+		t, err := tildeExpand(p, home, nil)
+		if err != nil {
+			return "", valueError(v, "%s %q: %v", name, p, err)
+		}
+		return t, nil
+	}
+	var err error
+	if s.UserKnownHostsFile.Set() {
+		if s.UserKnownHostsFile.Value, err = knownHostsList("UserKnownHostsFile", s.UserKnownHostsFile, w.userKnownHosts, expandFile); err != nil {
+			return err
+		}
+	}
+	if s.GlobalKnownHostsFile.Set() {
+		if s.GlobalKnownHostsFile.Value, err = knownHostsList("GlobalKnownHostsFile", s.GlobalKnownHostsFile, w.globalKnownHosts, globalFile); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// knownHostsList expands a known_hosts keyword's files into a list
+// separated by spaces ("none" kept).
+func knownHostsList(name string, v Value, args []string, expandFile func(string, Value, string) (string, error)) (string, error) {
+	var out []string
+	for _, a := range args {
+		if strings.EqualFold(a, "none") {
+			out = append(out, "none")
+			continue
+		}
+		p, err := expandFile(name, v, a)
+		if err != nil {
+			return "", err
+		}
+		if err := noBlanks(name, v, a, p); err != nil {
+			return "", err
+		}
+		out = append(out, p)
+	}
+	return strings.Join(out, " "), nil
 }
 
 // noBlanks refuses a known_hosts file whose name, expanded, holds a blank:

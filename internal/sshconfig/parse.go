@@ -202,32 +202,9 @@ func (l *loader) parse(path string, b []byte, system bool, stack []string) (*fil
 	if i := bytes.IndexByte(b, 0); i >= 0 {
 		return nil, f.errorf(bytes.Count(b[:i], []byte("\n"))+1, "holds a NUL byte; is it an ssh configuration file?")
 	}
-	// The library lexes runes, turning each invalid byte into U+FFFD; do
-	// the same first so that both read the same text.
-	text := string(bytes.Runes(b))
-	raw := strings.Split(text, "\n")
-	lines := make([]srcLine, len(raw))
-	for i, s := range raw {
-		lines[i] = scanLine(s)
-		if !lines[i].hasKey {
-			raw[i] = "" // the library's lexer takes time quadratic in a line's length
-			continue
-		}
-		if len(s) > maxLineLen {
-			return nil, f.errorf(i+1, "longer than %d KiB; relctl does not read lines that long", maxLineLen>>10)
-		}
-		// ssh unquotes a keyword ("Host" is Host); the library would not,
-		// and a block's Host line read as something else would apply the
-		// block to every host.
-		if strings.ContainsAny(lines[i].key, "\"'\\") {
-			return nil, f.errorf(i+1, "keyword %s is quoted or escaped; ssh reads it unquoted, relctl refuses it: write it plainly", lines[i].key)
-		}
-		switch strings.ToLower(lines[i].key) {
-		case "host", "match":
-			raw[i] = "Host " + marker + strconv.Itoa(i+1)
-		case "include":
-			raw[i] = "#" + includeMarker
-		}
+	raw, lines, err := f.scan(b)
+	if err != nil {
+		return nil, err
 	}
 	kb, err := ssh_config.DecodeBytes([]byte(strings.Join(raw, "\n")))
 	if err != nil {
@@ -245,44 +222,89 @@ func (l *loader) parse(path string, b []byte, system bool, stack []string) (*fil
 				return nil, err
 			}
 		}
-		for _, node := range h.Nodes {
-			switch node := node.(type) {
-			case *ssh_config.Empty:
-				if node.Comment != includeMarker {
-					continue
-				}
-				n := node.Pos().Line
-				if n < 1 || n > len(lines) || !strings.EqualFold(lines[n-1].key, "include") {
-					return nil, f.disagree(n)
-				}
-				e, err := l.include(f, n, lines[n-1], stack)
-				if err != nil {
-					return nil, err
-				}
-				blk.entries = append(blk.entries, e)
-			case *ssh_config.KV:
-				pos := node.Pos()
-				if pos.Line < 1 || pos.Line > len(lines) {
-					return nil, f.disagree(0)
-				}
-				ln := lines[pos.Line-1]
-				if !ln.hasKey || ln.key != node.Key || ln.col != pos.Col {
-					return nil, f.disagree(pos.Line)
-				}
-				e, ok, err := f.entry(pos.Line, ln)
-				if err != nil {
-					return nil, err
-				}
-				if ok {
-					blk.entries = append(blk.entries, e)
-				}
-			default:
-				return nil, f.disagree(node.Pos().Line)
-			}
+		if blk.entries, err = l.entries(f, h.Nodes, lines, stack); err != nil {
+			return nil, err
 		}
 		f.blocks = append(f.blocks, blk)
 	}
 	return f, nil
+}
+
+// scan reads the file's lines the way the library will and returns the
+// text to hand it: blank and comment lines emptied (its lexer is
+// quadratic in a line's length), Host and Match lines replaced by markers
+// relctl reads itself, Include lines commented out.
+func (f *file) scan(b []byte) (raw []string, lines []srcLine, err error) {
+	// The library lexes runes, turning each invalid byte into U+FFFD; do
+	// the same first so that both read the same text.
+	text := string(bytes.Runes(b))
+	raw = strings.Split(text, "\n")
+	lines = make([]srcLine, len(raw))
+	for i, s := range raw {
+		lines[i] = scanLine(s)
+		if !lines[i].hasKey {
+			raw[i] = ""
+			continue
+		}
+		if len(s) > maxLineLen {
+			return nil, nil, f.errorf(i+1, "longer than %d KiB; relctl does not read lines that long", maxLineLen>>10)
+		}
+		// ssh unquotes a keyword ("Host" is Host); the library would not,
+		// and a block's Host line read as something else would apply the
+		// block to every host.
+		if strings.ContainsAny(lines[i].key, "\"'\\") {
+			return nil, nil, f.errorf(i+1, "keyword %s is quoted or escaped; ssh reads it unquoted, relctl refuses it: write it plainly", lines[i].key)
+		}
+		switch strings.ToLower(lines[i].key) {
+		case "host", "match":
+			raw[i] = "Host " + marker + strconv.Itoa(i+1)
+		case "include":
+			raw[i] = "#" + includeMarker
+		}
+	}
+	return raw, lines, nil
+}
+
+// entries reads one block's nodes as the library parsed them, checking each
+// against relctl's own reading of its line; Includes are read here.
+func (l *loader) entries(f *file, nodes []ssh_config.Node, lines []srcLine, stack []string) ([]entry, error) {
+	var out []entry
+	for _, node := range nodes {
+		switch node := node.(type) {
+		case *ssh_config.Empty:
+			if node.Comment != includeMarker {
+				continue
+			}
+			n := node.Pos().Line
+			if n < 1 || n > len(lines) || !strings.EqualFold(lines[n-1].key, "include") {
+				return nil, f.disagree(n)
+			}
+			e, err := l.include(f, n, lines[n-1], stack)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, e)
+		case *ssh_config.KV:
+			pos := node.Pos()
+			if pos.Line < 1 || pos.Line > len(lines) {
+				return nil, f.disagree(0)
+			}
+			ln := lines[pos.Line-1]
+			if !ln.hasKey || ln.key != node.Key || ln.col != pos.Col {
+				return nil, f.disagree(pos.Line)
+			}
+			e, ok, err := f.entry(pos.Line, ln)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				out = append(out, e)
+			}
+		default:
+			return nil, f.disagree(node.Pos().Line)
+		}
+	}
+	return out, nil
 }
 
 func (f *file) errorf(line int, format string, a ...any) *Error {
@@ -454,18 +476,28 @@ func (f *file) entry(n int, ln srcLine) (e entry, ok bool, err error) {
 	if len(args) > 1 {
 		return e, false, f.errorf(n, "%s takes one value, not %d (quote a value that holds spaces)", name, len(args))
 	}
-	v := args[0]
+	v, err := f.checkValue(n, name, key, args[0])
+	if err != nil {
+		return e, false, err
+	}
+	e.value = v
+	return e, true, nil
+}
+
+// checkValue checks a one-value keyword's value as ssh would and returns it
+// normalised (a port in decimal, timeouts in seconds, yes/no in lower case).
+func (f *file) checkValue(n int, name, key, v string) (string, error) {
 	switch key {
 	case "port":
 		p, ok := parsePort(v)
 		if !ok {
-			return e, false, f.errorf(n, "Port %q is not a number from 1 to 65535", v)
+			return "", f.errorf(n, "Port %q is not a number from 1 to 65535", v)
 		}
 		v = strconv.Itoa(p)
 	case "connecttimeout":
 		s, ok := parseSeconds(v)
 		if !ok {
-			return e, false, f.errorf(n, "ConnectTimeout %q is not a number of seconds (nor none, nor an ssh time such as 1m30s)", v)
+			return "", f.errorf(n, "ConnectTimeout %q is not a number of seconds (nor none, nor an ssh time such as 1m30s)", v)
 		}
 		v = strconv.Itoa(s)
 	case "stricthostkeychecking":
@@ -477,7 +509,7 @@ func (f *file) entry(n int, ln srcLine) (e entry, ok bool, err error) {
 		case "false":
 			v = "no"
 		default:
-			return e, false, f.errorf(n, "StrictHostKeyChecking %q is not one of yes, no, ask, accept-new, off", v)
+			return "", f.errorf(n, "StrictHostKeyChecking %q is not one of yes, no, ask, accept-new, off", v)
 		}
 	case "canonicalizehostname":
 		switch lv := strings.ToLower(v); lv {
@@ -488,7 +520,7 @@ func (f *file) entry(n int, ln srcLine) (e entry, ok bool, err error) {
 		case "false":
 			v = "no"
 		default:
-			return e, false, f.errorf(n, "CanonicalizeHostname %q is not one of yes, no, always, none", v)
+			return "", f.errorf(n, "CanonicalizeHostname %q is not one of yes, no, always, none", v)
 		}
 	case "identitiesonly", "forwardagent", "hashknownhosts":
 		switch strings.ToLower(v) {
@@ -497,11 +529,10 @@ func (f *file) entry(n int, ln srcLine) (e entry, ok bool, err error) {
 		case "no", "false":
 			v = "no"
 		default:
-			return e, false, f.errorf(n, "%s %q is not yes or no", name, v)
+			return "", f.errorf(n, "%s %q is not yes or no", name, v)
 		}
 	}
-	e.value = v
-	return e, true, nil
+	return v, nil
 }
 
 // parsePort accepts a decimal port from 1 to 65535.
