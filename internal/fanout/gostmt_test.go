@@ -18,14 +18,16 @@ import (
 // goes through fanout.ForEach, Guard or Go, so that a panic in it becomes
 // that host's error instead of killing relctl with its locks held.
 var waiters = map[string]int{
-	"healthcheck/probe.go: boundedDial":       2, // the dial, and closing a late conn
-	"healthcheck/probe.go: probeCommand":      1, // one Run, bounded by the probe's timeout
-	"internal/output/output.go: Confirm":      1, // one ReadString on stdin
-	"internal/transport/conn.go: keepalive":   1, // one SendRequest
-	"internal/transport/conn.go: Run":         2, // copying stdin, waiting for the session
-	"internal/transport/conn.go: killGroup":   1, // one kill command
-	"internal/transport/conn.go: openSession": 2, // NewSession, and closing a late one
-	"internal/transport/ssh.go: dial":         2, // a connection's close watcher and keepalive loop
+	"healthcheck/probe.go: boundedDial":          2, // the dial, and closing a late conn
+	"internal/transport/agentfwd.go: serveAgent": 2, // discarding a forwarded agent channel's requests, copying the agent's replies to it
+	"internal/transport/conn.go: watch":          1, // serving one forwarded agent channel (forward_agent hosts only): bytes copied, never parsed
+	"healthcheck/probe.go: probeCommand":         1, // one Run, bounded by the probe's timeout
+	"internal/output/output.go: Confirm":         1, // one ReadString on stdin
+	"internal/transport/conn.go: keepalive":      1, // one SendRequest
+	"internal/transport/conn.go: Run":            2, // copying stdin, waiting for the session
+	"internal/transport/conn.go: killGroup":      1, // one kill command
+	"internal/transport/conn.go: openSession":    2, // NewSession, and closing a late one
+	"internal/transport/ssh.go: dial":            2, // a connection's close watcher and keepalive loop
 }
 
 // TestGoStatements keeps every goroutine relctl starts going through this
