@@ -2,7 +2,8 @@
 # Installs the Debian packages the tests start for real, when missing:
 # OpenSSH's sshd (integration tests against real sshd) and ssh-keygen, and
 # monit (watchdog checks run the real `monit -t`), HAProxy and socat (traffic
-# cutover through the real runtime API), curl and wget (hosts pull artifacts).
+# cutover through the real runtime API), curl and wget (hosts pull artifacts),
+# chromium (the timeline page) and tmux (the live progress view).
 set -eu
 missing=""
 [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
@@ -20,6 +21,10 @@ command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
 # Hosts fetch pulled artifacts ([artifact] url) with curl or wget.
 command -v curl >/dev/null 2>&1 || missing="$missing curl"
 command -v wget >/dev/null 2>&1 || missing="$missing wget"
+# The run timeline page is checked in a real browser (headless chromium).
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+# The live progress view is checked on a real terminal (tmux).
+command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
 if [ -z "$missing" ]; then
 	exit 0
 fi
