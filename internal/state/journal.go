@@ -154,15 +154,24 @@ func (j *Journal) Append(ev JournalEvent) error {
 	return nil
 }
 
-// Close closes the journal; later Appends fail.
+// Close closes the journal; later Appends fail. A journal still empty
+// (a deploy the rehearsal gate or a check refused before it ran) is
+// removed, so history does not list a run that never started; a run
+// killed before its first event leaves its empty journal behind.
 func (j *Journal) Close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.f == nil {
 		return nil
 	}
+	fi, statErr := j.f.Stat()
 	err := j.f.Close()
 	j.f = nil
+	if err == nil && statErr == nil && fi.Size() == 0 {
+		if rmErr := os.Remove(j.path); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) {
+			return fmt.Errorf("removing the empty journal: %w", rmErr)
+		}
+	}
 	return err
 }
 
