@@ -26,6 +26,7 @@ type Config struct {
 	Environments map[string]*Environment `toml:"environments"`
 	// Secrets maps a name to where its value comes from (secrets.go).
 	Secrets map[string]*SecretConfig `toml:"secrets"`
+	Notify  []*NotifyConfig          `toml:"notify"` // [[notify]]: webhooks and commands told about runs (notify.go)
 
 	// Path is the file the config was read from; Dir its directory (absolute).
 	Path string `toml:"-"`

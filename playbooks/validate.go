@@ -39,6 +39,7 @@ func (c *Config) validate() Problems {
 	}
 	ps = append(ps, sshProblems(ix, c.SSH)...)
 	ps = append(ps, c.secretsProblems()...)
+	ps = append(ps, c.notifyProblems()...)
 	if len(c.Environments) == 0 {
 		ps = append(ps, Problem{File: c.Path, Message: "no environments: add at least one [environments.<name>] with hosts"})
 	}
