@@ -125,10 +125,10 @@ func (n *NotifyConfig) SecretNames() []string {
 	return out
 }
 
-// WebhookURL renders the webhook with the secrets' values (value looks a
-// resolved secret up) and checks the URL it makes (CheckWebhookURL). Its
-// errors never hold the URL.
-func (n *NotifyConfig) WebhookURL(value func(name string) (string, bool)) (string, error) {
+// WebhookURL renders the webhook with the secrets' values (value resolves
+// one, or says why it cannot) and checks the URL it makes
+// (CheckWebhookURL). Its errors never hold the URL.
+func (n *NotifyConfig) WebhookURL(value func(name string) (string, error)) (string, error) {
 	parts, err := parseWebhook(n.Webhook)
 	if err != nil {
 		return "", err
@@ -139,9 +139,9 @@ func (n *NotifyConfig) WebhookURL(value func(name string) (string, bool)) (strin
 			b.WriteString(p.Text)
 			continue
 		}
-		v, ok := value(p.Secret)
-		if !ok {
-			return "", fmt.Errorf("secret %q was not resolved", p.Secret)
+		v, err := value(p.Secret)
+		if err != nil {
+			return "", err
 		}
 		b.WriteString(v)
 	}

@@ -2,6 +2,7 @@ package playbooks
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -179,7 +180,12 @@ relctl.toml:24:1: notify "a": timeout: invalid duration "soon" (use a form like 
 
 func TestWebhookURL(t *testing.T) {
 	values := map[string]string{"hook": "https://hooks.example.com/T0/B0/xyz", "path": "T0/B0/xyz", "local": "http://127.0.0.1:9/x", "plain": "http://example.com/x"}
-	value := func(name string) (string, bool) { v, ok := values[name]; return v, ok }
+	value := func(name string) (string, error) {
+		if v, ok := values[name]; ok {
+			return v, nil
+		}
+		return "", fmt.Errorf("secret %q is not defined", name)
+	}
 	tests := []struct {
 		webhook, want, err string
 	}{
@@ -189,7 +195,7 @@ func TestWebhookURL(t *testing.T) {
 		{webhook: "http://localhost:8080/hook", want: "http://localhost:8080/hook"},
 		{webhook: "{{.Secrets.plain}}", err: "the webhook is http:// to a host other than the loopback interface: use https://"},
 		{webhook: "{{.Secrets.path}}", err: "the webhook is not an absolute URL (https://host/path)"},
-		{webhook: "{{.Secrets.nope}}", err: `secret "nope" was not resolved`},
+		{webhook: "{{.Secrets.nope}}", err: `secret "nope" is not defined`},
 	}
 	for _, tt := range tests {
 		n := &NotifyConfig{Webhook: tt.webhook}
