@@ -167,6 +167,7 @@ func (r *run) sideStepOnce(ctx context.Context, hs *HostStep, name string, do fu
 		err = fmt.Errorf("%s: %w", hs.Host, err)
 		res = &StepResult{Host: hs.Host, Phase: step.Phase, Name: step.Name, Kind: step.Kind, Status: StatusFailed, Error: err.Error()}
 	} else {
+		r.engine.emit(Event{Kind: StepStarted, Plan: r.plan, Host: hs.Host, Step: step})
 		res, err = h.execute(ctx, step, do)
 	}
 	r.mu.Lock()

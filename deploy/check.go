@@ -105,6 +105,7 @@ func (e *Engine) Check(ctx context.Context, proj *playbooks.Project, opts CheckO
 // runStepOnly runs a step and records its result, without treating the host
 // as touched.
 func (h *hostRun) runStepOnly(ctx context.Context, s *Step) (*StepResult, error) {
+	h.engine.emit(Event{Kind: StepStarted, Plan: h.plan, Host: h.host.Name, Step: s})
 	res, err := h.execute(ctx, s, s.Action.Do)
 	h.report.Steps = append(h.report.Steps, res)
 	h.engine.emit(Event{Kind: StepDone, Plan: h.plan, Host: h.host.Name, Result: res})

@@ -38,15 +38,31 @@ const (
 	RollbackStepDone
 	RollbackHostDone
 	RunDone
+	// StepStarted: Step starts on Host (a batch's step, a preflight or
+	// check step, or a step after the batches); its StepDone follows.
+	StepStarted
+	// RollbackStepStarted: the automatic rollback starts Step on Host; its
+	// RollbackStepDone follows.
+	RollbackStepStarted
+	// PhaseStarted and PhaseDone frame one phase (Phase) of Batch's hosts;
+	// PhaseDone's Err is the phase's failure, or why it stopped.
+	PhaseStarted
+	PhaseDone
+	// RollbackDone: the automatic rollback that RollbackStarted announced
+	// ended (Hosts: the same hosts; RollbackHostDone said how each went).
+	RollbackDone
 )
 
 // Event is one thing that happened during a run, for progress output.
 type Event struct {
 	Kind   EventKind
+	Time   time.Time // when it happened (the engine's clock)
 	Plan   *Plan
 	Batch  *Batch
+	Phase  string // PhaseStarted, PhaseDone
 	Host   string
 	Hosts  []string
+	Step   *Step // StepStarted, RollbackStepStarted
 	Result *StepResult
 	Pause  time.Duration
 	Report *Report
@@ -306,6 +322,7 @@ func (r *run) runBatch(ctx context.Context, i int, b *Batch) *Failure {
 // asked for during it, is the batch's Failure.
 func (r *run) runBatchPhase(ctx context.Context, b *Batch, hosts []*HostPlan, phase string, limit int) *Failure {
 	r.phase = phase
+	r.engine.emit(Event{Kind: PhaseStarted, Plan: r.plan, Batch: b, Phase: phase})
 	failed := &stopFlag{}
 	err := r.engine.forEach(ctx, hosts, limit, func(ctx context.Context, hp *HostPlan) error {
 		return r.runs[hp.Name].runPhase(ctx, phase, failed)
@@ -320,6 +337,7 @@ func (r *run) runBatchPhase(ctx context.Context, b *Batch, hosts []*HostPlan, ph
 		err, byInterrupt = r.stopError("stopped in the %s phase", phase)
 		interrupted = interrupted || byInterrupt
 	}
+	r.engine.emit(Event{Kind: PhaseDone, Plan: r.plan, Batch: b, Phase: phase, Err: err})
 	if err != nil {
 		return &Failure{Phase: phase, Batch: b.Index, Report: r.report, Err: err, Interrupted: interrupted}
 	}
@@ -788,6 +806,7 @@ func (e *Engine) forEach(ctx context.Context, hosts []*HostPlan, limit int, fn f
 
 func (e *Engine) emit(ev Event) {
 	if e.Observe != nil {
+		ev.Time = e.now()
 		e.Observe(ev)
 	}
 }

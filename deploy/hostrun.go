@@ -104,6 +104,7 @@ func (h *hostRun) runStep(ctx context.Context, s *Step) error {
 	backoff := h.engine.backoff()
 	attempt := 0
 	for {
+		h.engine.emit(Event{Kind: StepStarted, Plan: h.plan, Host: h.host.Name, Step: s})
 		res, err := h.execute(ctx, s, s.Action.Do)
 		h.report.Steps = append(h.report.Steps, res)
 		h.engine.emit(Event{Kind: StepDone, Plan: h.plan, Host: h.host.Name, Result: res})

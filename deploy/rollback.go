@@ -64,6 +64,7 @@ func (r *run) rollBack(ctx context.Context) {
 		}
 		_ = e.forEach(ctx, wave, e.MaxParallel, r.rollBackHost)
 	}
+	e.emit(Event{Kind: RollbackDone, Plan: r.plan, Hosts: names})
 }
 
 // rollBackHost rolls one touched host back and reports how that went.
@@ -397,6 +398,7 @@ func (h *hostRun) rollbackStep(ctx context.Context, s *Step, do func(context.Con
 		conn, err := h.engine.Connector.Get(ctx, h.host.Target)
 		if err == nil {
 			h.conn = conn
+			h.engine.emit(Event{Kind: RollbackStepStarted, Plan: h.plan, Host: h.host.Name, Step: s})
 			res, err = h.execute(ctx, s, do)
 			h.report.Rollback.Steps = append(h.report.Rollback.Steps, res)
 			h.engine.emit(Event{Kind: RollbackStepDone, Plan: h.plan, Host: h.host.Name, Result: res})
