@@ -27,6 +27,7 @@ type DeployOptions struct {
 	ReadLocks   readLocksFunc
 
 	releaseFlags
+	viewFlags
 	Yes              bool
 	Resume           bool
 	ProveSupervision bool
@@ -85,6 +86,9 @@ On a terminal, deploy shows the plan and asks for confirmation unless --yes.`,
 					return err
 				}
 			}
+			if err := opts.viewFlags.check(); err != nil {
+				return err
+			}
 			if opts.SkipRehearsal != (opts.Reason != "") {
 				return usageErrorf("--skip-rehearsal and --reason go together: say why the rehearsal gate is skipped (it is written to every host's history)")
 			}
@@ -95,6 +99,7 @@ On a terminal, deploy shows the plan and asks for confirmation unless --yes.`,
 		},
 	}
 	opts.releaseFlags.AddFlags(cmd.Flags())
+	opts.viewFlags.AddFlags(cmd.Flags())
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().BoolVar(&opts.Resume, "resume", false, "finish the environment's interrupted deploy")
 	cmd.Flags().BoolVar(&opts.SkipRehearsal, "skip-rehearsal", false, "deploy although the environment's rehearsal gate refuses (needs --reason)")
@@ -112,7 +117,13 @@ func deployRun(ctx context.Context, opts *DeployOptions) error {
 	po.ProveSupervision = opts.ProveSupervision
 	// One session for everything before and during the run: one SSH
 	// connection per host.
-	sess := &lazySession{open: func() (*session, error) { return opts.OpenSession(proj.Config, po.RunID, true) }}
+	sess := &lazySession{open: func() (*session, error) {
+		s, err := opts.OpenSession(proj.Config, po.RunID, true)
+		if s != nil {
+			s.view = opts.viewFlags
+		}
+		return s, err
+	}}
 	defer sess.Close()
 	prep := deploy.PrepareOptions{Plan: po, Connector: sess, Notice: noticeTo(opts.IO.ErrOut),
 		Gate: func(ctx context.Context, p *deploy.Plan) (deploy.GateDecision, error) {

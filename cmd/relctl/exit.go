@@ -50,6 +50,28 @@ func exitCode(io *output.IOStreams, err error) int {
 	if errors.As(err, &silent) {
 		return silent.code
 	}
+	code, problems := exitCodeOf(err)
+	if problems != nil {
+		fmt.Fprintln(io.ErrOut, problems.Error())
+		fmt.Fprintf(io.ErrOut, "relctl: %d configuration problem%s\n", len(problems), plural(len(problems)))
+		return code
+	}
+	msg := strings.TrimPrefix(err.Error(), deploy.ErrBadInput.Error()+": ")
+	fmt.Fprintf(io.ErrOut, "relctl: %s\n", msg)
+	return code
+}
+
+// exitCodeOf is the exit code err means (and, for configuration problems,
+// the problems, which are printed as a list): exitCode's, and a run's
+// result event's.
+func exitCodeOf(err error) (int, playbooks.Problems) {
+	if err == nil {
+		return exitOK, nil
+	}
+	var silent *silentError
+	if errors.As(err, &silent) {
+		return silent.code, nil
+	}
 	var problems playbooks.Problems
 	var usage *usageError
 	var failure *deploy.Failure
@@ -58,57 +80,49 @@ func exitCode(io *output.IOStreams, err error) int {
 	var panicked *fanout.PanicError
 	var unrecorded *state.UnrecordedUnlockError
 	var secret *playbooks.SecretError
-	code := exitError
 	switch {
 	case errors.As(err, &panicked) && !errors.As(err, &failure) && !errors.As(err, &rehearsal):
 		// A bug in relctl outside a run (a run's report says what changed):
 		// never exit 2, whatever else the error wraps.
-		code = exitError
+		return exitError, nil
 	case errors.As(err, &locked):
-		code = exitLocked
+		return exitLocked, nil
 	case errors.Is(err, rollback.ErrNothingToRollBackTo), errors.Is(err, deploy.ErrChecksFailed),
 		errors.Is(err, rollback.ErrNotRehearsed), errors.Is(err, rollback.ErrRehearsalRefused), errors.Is(err, deploy.ErrGateChanged),
 		errors.Is(err, rollback.ErrIncompatible), errors.Is(err, rollback.ErrCompatibilityUnknown),
 		errors.Is(err, deploy.ErrMoveState):
-		code = exitRefused
+		return exitRefused, nil
 	case errors.As(err, &rehearsal):
-		switch {
-		case len(rehearsal.Unresolved()) > 0:
-			code = exitUnknown
-		default:
-			code = exitFailedClean
+		if len(rehearsal.Unresolved()) > 0 {
+			return exitUnknown, nil
 		}
+		return exitFailedClean, nil
 	case errors.As(err, &problems):
-		fmt.Fprintln(io.ErrOut, problems.Error())
-		fmt.Fprintf(io.ErrOut, "relctl: %d configuration problem%s\n", len(problems), plural(len(problems)))
-		return exitUsage
+		return exitUsage, problems
 	case errors.As(err, &usage), errors.Is(err, deploy.ErrBadInput), isCobraUsage(err), errors.As(err, &secret):
-		code = exitUsage
+		return exitUsage, nil
 	case errors.As(err, &failure):
 		switch {
 		case len(failure.Report.Unresolved()) > 0:
-			code = exitUnknown
+			return exitUnknown, nil
 		case failure.Interrupted:
-			code = exitInterrupted
+			return exitInterrupted, nil
 		case failure.Report.Kind == deploy.KindRollback:
-			code = exitRefused // a rollback that changed nothing: a gate (e.g. readiness) refused it
-		default:
-			code = exitFailedClean
+			return exitRefused, nil // a rollback that changed nothing: a gate (e.g. readiness) refused it
 		}
+		return exitFailedClean, nil
 	case errors.Is(err, context.Canceled):
-		code = exitInterrupted
+		return exitInterrupted, nil
 	case errors.As(err, &unrecorded):
 		// unlock removed the lock; only its history entry is missing, often
 		// for an unreadable history.json: not a refusal (nothing was refused).
-		code = exitError
+		return exitError, nil
 	case errors.Is(err, state.ErrHostState):
 		// Outside a run (finalize, a move back, status reads): relctl refuses
 		// to act on on-host state it could not read; the error names the fix.
-		code = exitRefused
+		return exitRefused, nil
 	}
-	msg := strings.TrimPrefix(err.Error(), deploy.ErrBadInput.Error()+": ")
-	fmt.Fprintf(io.ErrOut, "relctl: %s\n", msg)
-	return code
+	return exitError, nil
 }
 
 // isCobraUsage recognises cobra's own argument errors.

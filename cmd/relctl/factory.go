@@ -92,7 +92,7 @@ type openSessionFunc func(cfg *playbooks.Config, runID string, withJournal bool)
 // stop on the first interrupt.
 func (f *Factory) OpenSession(cfg *playbooks.Config, runID string, withJournal bool) (*session, error) {
 	stateDir := f.StateDir(cfg)
-	s := &session{stateDir: stateDir, logPath: state.RunLogPath(stateDir, runID), errOut: f.IOStreams.ErrOut, stop: f.Stop}
+	s := &session{stateDir: stateDir, logPath: state.RunLogPath(stateDir, runID), errOut: f.IOStreams.ErrOut, stop: f.Stop, ios: f.IOStreams}
 	holder := f.secrets
 	if holder == nil {
 		holder = &secretsHolder{}

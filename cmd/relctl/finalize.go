@@ -25,6 +25,7 @@ type FinalizeOptions struct {
 	Playbook string
 	Yes      bool
 	DryRun   bool
+	viewFlags
 }
 
 func newCmdFinalize(f *Factory, runF func(*FinalizeOptions) error) *cobra.Command {
@@ -46,6 +47,9 @@ finalized, and rollback works on the new hosts' own history again.`,
 			if err := requireFlag(cmd, "env", opts.Env); err != nil {
 				return err
 			}
+			if err := opts.viewFlags.check(); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -56,6 +60,7 @@ finalized, and rollback works on the new hosts' own history again.`,
 	cmd.Flags().StringVar(&opts.Playbook, "playbook", "", "the playbook with [move], when the environment has several")
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the plan (every step, with its host) and stop: nothing is locked or changed")
+	opts.viewFlags.AddFlags(cmd.Flags())
 	return cmd
 }
 
@@ -67,6 +72,7 @@ func finalizeRun(ctx context.Context, opts *FinalizeOptions) error {
 		return err
 	}
 	defer sess.Close()
+	sess.view = opts.viewFlags
 	move, err := deploy.ReadMoveRecords(ctx, sess.pool, proj, opts.Env, opts.Playbook)
 	switch {
 	case err != nil:
@@ -122,11 +128,11 @@ func runMove(ctx context.Context, io *output.IOStreams, stop <-chan struct{}, se
 	fmt.Fprintf(io.ErrOut, "%s the move of %s %s in %s (run %s): old hosts %s, new hosts %s, dependents changed %s\n", verb, rec.Playbook, rec.Release,
 		p.Env, rec.RunID, someHosts(rec.OldHosts), someHosts(rec.NewHosts), orDash(someHosts(deps)))
 	if choice.DryRun {
-		printPlan(io.Out, p, true)
+		printPlan(sess.view.resultsTo(io), p, true)
 		return nil
 	}
 	if err := confirm(io, stop, choice.Yes, p, fmt.Sprintf("\n%s the move in %s?", verb, p.Env), "cancelled: nothing was changed"); err != nil {
 		return err
 	}
-	return sess.runPlan(ctx, io.Out, proj, p, deploy.RunOptions{TakeOverStaleLocks: p.Verb() == deploy.VerbMoveBack})
+	return sess.runPlan(ctx, sess.view.resultsTo(io), proj, p, deploy.RunOptions{TakeOverStaleLocks: p.Verb() == deploy.VerbMoveBack})
 }

@@ -4,17 +4,28 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 
 	"github.com/relctl/relctl/deploy"
 	"github.com/relctl/relctl/internal/state"
 )
 
-// progress prints one line per batch and per finished step on stderr.
+// progress is a run's console on stderr, a line at a time: the run, the
+// preflight, each batch as it starts, a line per batch and phase as it
+// ends, the automatic rollback and its end, every failure in full as it
+// happens and, when verbose, every host's every step. It never prints a
+// line per host per step otherwise: a deploy of 1,000 hosts stays under a
+// hundred lines. Under a live view, its lines are printed above the bars.
 type progress struct {
 	mu      sync.Mutex
 	w       io.Writer
 	logPath string
+	verbose bool
+	// tally counts the run; the one who made it feeds it events (ownTally:
+	// this progress).
+	tally    *tally
+	ownTally bool
 }
 
 func newProgress(w io.Writer, logPath string) *progress {
@@ -25,6 +36,13 @@ func newProgress(w io.Writer, logPath string) *progress {
 func (p *progress) observe(ev deploy.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.tally == nil && ev.Plan != nil {
+		// Not shared with a live view: counted here.
+		p.tally, p.ownTally = newTally(ev.Plan, nil), true
+	}
+	if p.ownTally {
+		p.tally.observe(ev)
+	}
 	switch ev.Kind {
 	case deploy.RunStarted:
 		p.runStarted(ev.Plan)
@@ -44,6 +62,10 @@ func (p *progress) observe(ev deploy.Event) {
 		}
 	case deploy.StepDone, deploy.RollbackStepDone:
 		p.stepDone(ev.Result)
+	case deploy.PhaseDone:
+		p.tallyLine(p.tally.batchPhase(ev.Batch, ev.Phase))
+	case deploy.RollbackDone:
+		p.tallyLine(p.tally.rollback)
 	case deploy.Pausing:
 		fmt.Fprintf(p.w, "Pausing %s before batch %d\n", ev.Pause, ev.Batch.Index)
 	case deploy.RunDone:
@@ -89,14 +111,40 @@ func (p *progress) locksTaken(locks []state.HostLockState) {
 	}
 }
 
+// stepDone prints a failed step in full (its error's every line), and,
+// when verbose, every other step too.
 func (p *progress) stepDone(r *deploy.StepResult) {
-	status := r.Status
-	detail := r.Detail
+	failed := r.Status == deploy.StatusFailed
+	if !failed && !p.verbose {
+		return
+	}
+	fmt.Fprint(p.w, stepLine(r))
+}
+
+// stepLine is a step's line: host, step, status, time, detail; a failed
+// step's error in full, its further lines indented below.
+func stepLine(r *deploy.StepResult) string {
+	status, detail, more := r.Status, r.Detail, ""
 	if r.Status == deploy.StatusFailed {
 		status = "FAILED"
-		detail = firstLine(r.Error)
+		detail, more, _ = strings.Cut(strings.TrimRight(r.Error, "\n"), "\n")
 	}
-	fmt.Fprintf(p.w, "  %-14s %-26s %-7s %6s  %s\n", r.Host, r.ID(), status, shortDuration(r.Elapsed), detail)
+	line := fmt.Sprintf("  %-14s %-26s %-7s %6s  %s\n", r.Host, r.ID(), status, shortDuration(r.Elapsed), detail)
+	if more != "" {
+		line += "  " + strings.ReplaceAll(more, "\n", "\n  ") + "\n"
+	}
+	return line
+}
+
+// tallyLine is the line a batch's phase, or the rollback, ends with.
+func (p *progress) tallyLine(pt *phaseTally) {
+	if pt == nil {
+		return
+	}
+	p.tally.mu.Lock()
+	line := pt.summary()
+	p.tally.mu.Unlock()
+	fmt.Fprintln(p.w, line)
 }
 
 func (p *progress) runDone(ev deploy.Event) {

@@ -38,6 +38,7 @@ type RehearseOptions struct {
 	FailAt   string
 	For      string
 	JUnit    string
+	viewFlags
 }
 
 func newCmdRehearse(f *Factory, runF func(*RehearseOptions) error) *cobra.Command {
@@ -88,6 +89,9 @@ before it started.`,
 			if err := requireFlag(cmd, "release", opts.Release); err != nil {
 				return err
 			}
+			if err := opts.viewFlags.check(); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -100,6 +104,7 @@ before it started.`,
 	cmd.Flags().StringVar(&opts.FailAt, "fail-at", "cutover", "where to force the failure: a phase, a step (phase/name), or all")
 	cmd.Flags().StringVar(&opts.For, "for", "", "the gated environment to start from, when several require this rehearsal")
 	cmd.Flags().StringVar(&opts.JUnit, "junit", "", "also write the result as JUnit XML to this file (one testcase per cycle)")
+	opts.viewFlags.AddFlags(cmd.Flags())
 	return cmd
 }
 
@@ -119,6 +124,7 @@ func rehearseRun(ctx context.Context, opts *RehearseOptions) error {
 		return err
 	}
 	defer sess.Close()
+	sess.view = opts.viewFlags
 	stateDir := opts.StateDir(cfg)
 	fmt.Fprintf(opts.IO.ErrOut, "Rehearsal %s: %s in %s (run log %s)\n", id, opts.Release, opts.Env, sess.logPath)
 	runner := &rehearsalRunner{proj: proj, sess: sess, stateDir: stateDir}
@@ -126,12 +132,13 @@ func rehearseRun(ctx context.Context, opts *RehearseOptions) error {
 	if rec == nil {
 		return err
 	}
-	printRehearsal(opts.IO.Out, rec)
+	results := opts.viewFlags.resultsTo(opts.IO)
+	printRehearsal(results, rec)
 	if opts.JUnit != "" {
 		if jerr := writeJUnitFile(opts.JUnit, rec); jerr != nil {
 			err = errors.Join(err, jerr)
 		} else {
-			fmt.Fprintf(opts.IO.Out, "JUnit: %s\n", opts.JUnit)
+			fmt.Fprintf(results, "JUnit: %s\n", opts.JUnit)
 		}
 	}
 	if serr := storeRecord(ctx, opts.IO, proj, sess, stateDir, rec, signer); serr != nil {
@@ -291,7 +298,7 @@ func storeRecord(ctx context.Context, ios *output.IOStreams, proj *playbooks.Pro
 		stored = append(stored, targets[i].Host)
 	}
 	slices.Sort(stored)
-	w := ios.Out
+	w := sess.view.resultsTo(ios)
 	fmt.Fprintf(w, "Record: %s (%s, signed by %s with %s)\n", relPath(local), rec.Result, rec.Signer, ssh.FingerprintSHA256(signer.PublicKey()))
 	if len(stored) > 0 {
 		fmt.Fprintf(w, "  also on %s: %s\n", someHosts(stored), filepath.Base(local))

@@ -28,6 +28,7 @@ type RollbackOptions struct {
 	Parallel string
 	Yes      bool
 	DryRun   bool
+	viewFlags
 }
 
 func newCmdRollback(f *Factory, runF func(*RollbackOptions) error) *cobra.Command {
@@ -64,6 +65,9 @@ old hosts were never touched, so there is nothing to switch on them.`,
 			if err := requireFlag(cmd, "to", opts.To); err != nil {
 				return err
 			}
+			if err := opts.viewFlags.check(); err != nil {
+				return err
+			}
 			if opts.Parallel != "" && opts.Parallel != "all" {
 				return usageErrorf("--parallel takes only \"all\"")
 			}
@@ -80,6 +84,7 @@ old hosts were never touched, so there is nothing to switch on them.`,
 	cmd.Flags().StringVar(&opts.Parallel, "parallel", "", `"all": every host at once, no canary (emergencies)`)
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "read the hosts, print the plan (every step, with its host) and stop: nothing is locked or changed")
+	opts.viewFlags.AddFlags(cmd.Flags())
 	return cmd
 }
 
@@ -91,6 +96,7 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 		return err
 	}
 	defer sess.Close()
+	sess.view = opts.viewFlags
 	prep, err := rollback.Prepare(ctx, sess.pool, proj, rollback.Request{
 		Env: opts.Env, To: opts.To, Playbook: opts.Playbook, Hosts: opts.Hosts, ParallelAll: opts.Parallel == "all", RunID: runID,
 	})
@@ -108,14 +114,14 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "Rolling %s back from %s to %s (%s)\n", opts.Env, prep.From, prep.Target, describeFleetWith(prep.Fleet.Current(), someHosts))
 	if opts.DryRun {
-		printPlan(opts.IO.Out, prep.Plan, true)
+		printPlan(opts.viewFlags.resultsTo(opts.IO), prep.Plan, true)
 		return nil
 	}
 	question := fmt.Sprintf("\nRoll %s back to %s?", opts.Env, prep.Target)
 	if err := confirm(opts.IO, opts.Stop, opts.Yes, prep.Plan, question, "rollback cancelled: nothing was changed"); err != nil {
 		return err
 	}
-	return sess.runPlan(ctx, opts.IO.Out, proj, prep.Plan, deploy.RunOptions{TakeOverStaleLocks: true})
+	return sess.runPlan(ctx, opts.viewFlags.resultsTo(opts.IO), proj, prep.Plan, deploy.RunOptions{TakeOverStaleLocks: true})
 }
 
 // rollbackCompat checks the target with the constraints it was deployed with.

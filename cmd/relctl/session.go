@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/relctl/relctl/deploy"
+	"github.com/relctl/relctl/internal/output"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
@@ -24,6 +25,10 @@ type session struct {
 	pool     *transport.Pool
 	errOut   io.Writer
 	stop     <-chan struct{}
+	// ios is the terminal (a live view takes stderr's over); view, the
+	// command's -v and --output.
+	ios  *output.IOStreams
+	view viewFlags
 	// secrets are resolved by the first run that needs them, and masked
 	// in the run log and the journal.
 	secrets *playbooks.Secrets
@@ -100,19 +105,21 @@ func (s *session) newEngine(proj *playbooks.Project) *deploy.Engine {
 	}
 }
 
-// execute runs p on engine with the run's decisions (opts), shows progress
-// on stderr (and passes every event on to also, when set), and writes the
-// result table to out (and what to do next on a failure).
+// execute runs p on engine with the run's decisions (opts), shows it on
+// stderr and, with --output json, its events on stdout (runView; every
+// event goes on to also, when set), and writes the result table to out
+// (stderr with --output json) and what to do next on a failure.
 func (s *session) execute(ctx context.Context, engine *deploy.Engine, p *deploy.Plan, opts deploy.RunOptions, out io.Writer, also deploy.Observer) (*deploy.Report, error) {
-	progress := newProgress(s.errOut, s.logPath)
-	engine.Observe = progress.observe
-	if also != nil {
-		engine.Observe = func(ev deploy.Event) { progress.observe(ev); also(ev) }
-	}
 	if opts.Secrets == nil {
 		opts.Secrets = s.secrets
 	}
+	view := s.newRunView(p, opts, also)
+	engine.Observe = view.observe
 	rep, err := engine.Run(ctx, p, opts)
+	view.close()
+	if s.view.json() {
+		out = s.errOut
+	}
 	var locked *state.LockedError
 	if errors.As(err, &locked) {
 		return rep, err
