@@ -150,6 +150,8 @@ func deployRun(ctx context.Context, opts *DeployOptions) error {
 	if err := confirm(opts.IO, opts.Stop, opts.Yes, p, question, "deploy cancelled: nothing was changed"); err != nil {
 		return err
 	}
+	notes := notifyRunStart(ctx, proj, run, p) // [[notify]]: start now, the end when deployRun returns
+	defer notes.finish(&err)
 	_, err = run.execute(ctx, run.newEngine(proj), p, prepared.Run, opts.IO.Out, nil)
 	return err
 }

@@ -19,6 +19,7 @@ func rehearsalGate(ctx context.Context, w io.Writer, stateDir string, proj *play
 		Project: proj, Plan: p, StateDir: stateDir, Connector: conn,
 		MaxParallel: proj.Config.SSH.MaxParallel, Now: time.Now(),
 	}, skipReason)
+	notifyGate(ctx, w, proj, conn, p, out, err) // [[notify]] gate-refused: a refusal, or its override
 	switch {
 	case err != nil:
 		return deploy.GateDecision{}, err

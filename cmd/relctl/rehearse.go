@@ -144,6 +144,7 @@ func rehearseRun(ctx context.Context, opts *RehearseOptions) error {
 	if serr := storeRecord(ctx, opts.IO, proj, sess, stateDir, rec, signer); serr != nil {
 		return errors.Join(err, serr)
 	}
+	notifyRehearsal(ctx, proj, sess, id, rec, err) // [[notify]] rehearsal-recorded
 	return err
 }
 

@@ -121,7 +121,8 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 	if err := confirm(opts.IO, opts.Stop, opts.Yes, prep.Plan, question, "rollback cancelled: nothing was changed"); err != nil {
 		return err
 	}
-	return sess.runPlan(ctx, opts.viewFlags.resultsTo(opts.IO), proj, prep.Plan, deploy.RunOptions{TakeOverStaleLocks: true})
+	notes := notifyRunStart(ctx, proj, sess, prep.Plan) // [[notify]]: start now, the end from notes.ended
+	return notes.ended(sess.runPlan(ctx, opts.viewFlags.resultsTo(opts.IO), proj, prep.Plan, deploy.RunOptions{TakeOverStaleLocks: true}))
 }
 
 // rollbackCompat checks the target with the constraints it was deployed with.
