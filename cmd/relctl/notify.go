@@ -280,7 +280,7 @@ func notifyGate(ctx context.Context, errOut io.Writer, proj *playbooks.Project, 
 	case errors.As(err, &refused):
 		ev.Result, ev.Detail, ev.ExitCode = notify.ResultRefused, refused.Reason, notify.IntPtr(quietExitCode(err))
 	case err == nil && out != nil && out.Overridden != nil:
-		ev.Result, ev.Detail = notify.ResultOverridden, "refusal: "+out.Overridden.Reason
+		ev.Result, ev.Detail = notify.ResultOverridden, "refusal: "+out.Overridden.Reason+"; reason: "+out.Decision.Skipped
 	default:
 		return
 	}
