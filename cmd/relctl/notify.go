@@ -12,7 +12,6 @@ import (
 	"github.com/relctl/relctl/deploy"
 	"github.com/relctl/relctl/internal/fanout"
 	"github.com/relctl/relctl/internal/notify"
-	"github.com/relctl/relctl/internal/output"
 	"github.com/relctl/relctl/internal/state"
 	"github.com/relctl/relctl/internal/transport"
 	"github.com/relctl/relctl/playbooks"
@@ -263,10 +262,10 @@ func planHosts(p *deploy.Plan) []string {
 	return out
 }
 
-// quietExitCode is the exit code err makes relctl exit with (exitCode,
-// printing nothing).
+// quietExitCode is the exit code err makes relctl exit with.
 func quietExitCode(err error) int {
-	return exitCode(output.Test(nil, io.Discard, io.Discard), err)
+	code, _ := exitCodeOf(err)
+	return code
 }
 
 // notifyGate tells gate-refused entries that the rehearsal gate refused
