@@ -551,7 +551,7 @@ func TestOptionsRejected(t *testing.T) {
 		wantErr string
 	}{
 		{Options{}, "a directory is required"},
-		{Options{Dir: t.TempDir(), Hosts: -1}, "between 1 and 100"},
+		{Options{Dir: t.TempDir(), Hosts: -1}, "between 1 and 250"},
 		{Options{Dir: t.TempDir(), Envs: []string{"Prod env"}}, `environment name "Prod env"`},
 		{Options{Dir: t.TempDir(), Envs: []string{"qa", "qa"}}, `environment "qa" given twice`},
 	}

@@ -123,7 +123,7 @@ func checkReconnected(t *testing.T, p *bastionProject, stepID, out, errOut, log 
 		if got := string(mustRead(t, filepath.Join(h.Root, "srv", "search", "rollback-marker"))); got != "ran\nran\n" {
 			t.Errorf("%s: the marker step ran %d times, want 2 (once cut, once after the reconnect)", name, strings.Count(got, "ran"))
 		}
-		// stderr: the step that lost its connection, then the same step done.
+		// stderr (-v): the step that lost its connection, then the same step done.
 		if !regexp.MustCompile(`(?m)^  ` + name + ` +` + regexp.QuoteMeta(stepID) + ` +FAILED .*connection to ` + name + ` lost: its bastion's connection ended \(connection to ` + regexp.QuoteMeta(bastionAddr) + ` lost`).MatchString(errOut) {
 			fail("%s: stderr shows no %s failed by the lost connection", name, stepID)
 		}
@@ -164,7 +164,7 @@ func TestBastionLostDuringRollback(t *testing.T) {
 	}
 	// testenv's 1.2.0 fails its health check on every host: the rollback
 	// of all three starts, and the bastion is cut during it.
-	code, out, errOut, log := cutBastionDuring(t, p, "rollback/marker", "deploy", "--env", "staging", "--release", "1.2.0", "--yes")
+	code, out, errOut, log := cutBastionDuring(t, p, "rollback/marker", "deploy", "-v", "--env", "staging", "--release", "1.2.0", "--yes")
 	if code != exitFailedClean {
 		t.Errorf("deploy 1.2.0 with the bastion lost during its rollback: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitFailedClean, out, errOut)
 	}
@@ -201,7 +201,7 @@ func TestBastionLostDuringRollbackToPrev(t *testing.T) {
 			t.Fatalf("deploy %s through the bastion: exit %d\nstdout:\n%s\nstderr:\n%s", v, code, out, errOut)
 		}
 	}
-	code, out, errOut, log := cutBastionDuring(t, p, "activate/marker", "rollback", "--env", "staging", "--to", "prev", "--yes")
+	code, out, errOut, log := cutBastionDuring(t, p, "activate/marker", "rollback", "-v", "--env", "staging", "--to", "prev", "--yes")
 	if code != 0 {
 		t.Errorf("rollback --to prev with the bastion lost during it: exit %d, want 0\nstdout:\n%s\nstderr:\n%s\nrun log:\n%s", code, out, errOut, log)
 	}

@@ -115,54 +115,63 @@ func usageNeeds(command, flag string) string {
 func TestNewCmdDeploy(t *testing.T) {
 	testFlags(t, newCmdDeploy, nil, []flagCase[DeployOptions]{
 		{name: "env and release", args: args("--env", "staging", "--release", "1.1.0"),
-			want: DeployOptions{releaseFlags: releaseFlags{Env: "staging", Release: "1.1.0"}}},
-		{name: "every flag", args: args("-e", "production", "-r", "1.1.0", "--playbook", "search", "--hosts", "production-1,production-2", "-y", "--prove-supervision"),
+			want: DeployOptions{releaseFlags: releaseFlags{Env: "staging", Release: "1.1.0"}, viewFlags: textView}},
+		{name: "every flag", args: args("-e", "production", "-r", "1.1.0", "--playbook", "search", "--hosts", "production-1,production-2", "-y", "--prove-supervision", "-v", "-o", "json"),
 			want: DeployOptions{releaseFlags: releaseFlags{Env: "production", Release: "1.1.0", Playbook: "search", Hosts: []string{"production-1", "production-2"}},
-				Yes: true, ProveSupervision: true}},
+				Yes: true, ProveSupervision: true, viewFlags: viewFlags{Verbose: true, Output: "json"}}},
 		{name: "resume needs no release", args: args("--env", "production", "--resume", "--yes"),
-			want: DeployOptions{releaseFlags: releaseFlags{Env: "production"}, Resume: true, Yes: true}},
+			want: DeployOptions{releaseFlags: releaseFlags{Env: "production"}, Resume: true, Yes: true, viewFlags: textView}},
 		{name: "skip the rehearsal gate", args: args("--env", "production", "--release", "1.1.1", "--skip-rehearsal", "--reason", "hotfix for INC-123"),
-			want: DeployOptions{releaseFlags: releaseFlags{Env: "production", Release: "1.1.1"}, SkipRehearsal: true, Reason: "hotfix for INC-123"}},
+			want: DeployOptions{releaseFlags: releaseFlags{Env: "production", Release: "1.1.1"}, SkipRehearsal: true, Reason: "hotfix for INC-123", viewFlags: textView}},
 		{name: "no env", args: args("--release", "1.1.0"), wantErr: usageNeeds("deploy", "env")},
 		{name: "no release", args: args("--env", "staging"), wantErr: usageNeeds("deploy", "release")},
 		{name: "skip without reason", args: args("--env", "staging", "-r", "1", "--skip-rehearsal"),
 			wantErr: "--skip-rehearsal and --reason go together: say why the rehearsal gate is skipped (it is written to every host's history)"},
 		{name: "reason without skip", args: args("--env", "staging", "-r", "1", "--reason", "x"),
 			wantErr: "--skip-rehearsal and --reason go together: say why the rehearsal gate is skipped (it is written to every host's history)"},
+		{name: "unknown output", args: args("--env", "staging", "-r", "1", "--output", "yaml"), wantErr: `invalid --output "yaml" (use text or json)`},
 		{name: "unknown flag", args: args("--env", "staging", "--bogus"), wantErr: "unknown flag: --bogus"},
 		{name: "an argument", args: args("staging"), wantErr: `unknown command "staging" for "relctl deploy"`},
 	})
 }
 
+// textView is -v and --output as a command line without them sets them.
+var textView = viewFlags{Output: "text"}
+
 func TestNewCmdRollback(t *testing.T) {
 	testFlags(t, newCmdRollback, nil, []flagCase[RollbackOptions]{
 		{name: "to prev", args: args("--env", "production", "--to", "prev"),
-			want: RollbackOptions{Env: "production", To: "prev"}},
-		{name: "every flag", args: args("-e", "production", "--to", "1.1.0", "--playbook", "search", "--hosts", "production-2,production-3", "--parallel", "all", "-y", "--dry-run"),
-			want: RollbackOptions{Env: "production", To: "1.1.0", Playbook: "search", Hosts: []string{"production-2", "production-3"}, Parallel: "all", Yes: true, DryRun: true}},
+			want: RollbackOptions{Env: "production", To: "prev", viewFlags: textView}},
+		{name: "every flag", args: args("-e", "production", "--to", "1.1.0", "--playbook", "search", "--hosts", "production-2,production-3", "--parallel", "all", "-y", "--dry-run", "--verbose", "--output", "json"),
+			want: RollbackOptions{Env: "production", To: "1.1.0", Playbook: "search", Hosts: []string{"production-2", "production-3"}, Parallel: "all", Yes: true, DryRun: true,
+				viewFlags: viewFlags{Verbose: true, Output: "json"}}},
 		{name: "no env", args: args("--to", "prev"), wantErr: usageNeeds("rollback", "env")},
 		{name: "no to", args: args("--env", "production"), wantErr: usageNeeds("rollback", "to")},
 		{name: "parallel other than all", args: args("--env", "production", "--to", "prev", "--parallel", "2"), wantErr: `--parallel takes only "all"`},
+		{name: "unknown output", args: args("--env", "production", "--to", "prev", "-o", "xml"), wantErr: `invalid --output "xml" (use text or json)`},
 	})
 }
 
 func TestNewCmdRehearse(t *testing.T) {
 	testFlags(t, newCmdRehearse, nil, []flagCase[RehearseOptions]{
 		{name: "defaults", args: args("--env", "staging", "--release", "1.1.0"),
-			want: RehearseOptions{Env: "staging", Release: "1.1.0", FailAt: "cutover"}},
-		{name: "every flag", args: args("-e", "staging", "-r", "1.1.0", "--playbook", "search", "--fail-at", "all", "--for", "production", "--junit", "rehearsal.xml"),
-			want: RehearseOptions{Env: "staging", Release: "1.1.0", Playbook: "search", FailAt: "all", For: "production", JUnit: "rehearsal.xml"}},
+			want: RehearseOptions{Env: "staging", Release: "1.1.0", FailAt: "cutover", viewFlags: textView}},
+		{name: "every flag", args: args("-e", "staging", "-r", "1.1.0", "--playbook", "search", "--fail-at", "all", "--for", "production", "--junit", "rehearsal.xml", "-v", "-o", "json"),
+			want: RehearseOptions{Env: "staging", Release: "1.1.0", Playbook: "search", FailAt: "all", For: "production", JUnit: "rehearsal.xml",
+				viewFlags: viewFlags{Verbose: true, Output: "json"}}},
 		{name: "no env", args: args("--release", "1.1.0"), wantErr: usageNeeds("rehearse", "env")},
 		{name: "no release", args: args("--env", "staging"), wantErr: usageNeeds("rehearse", "release")},
+		{name: "unknown output", args: args("--env", "staging", "--release", "1.1.0", "-o", "csv"), wantErr: `invalid --output "csv" (use text or json)`},
 	})
 }
 
 func TestNewCmdFinalize(t *testing.T) {
 	testFlags(t, newCmdFinalize, nil, []flagCase[FinalizeOptions]{
-		{name: "env", args: args("--env", "production"), want: FinalizeOptions{Env: "production"}},
-		{name: "every flag", args: args("-e", "production", "--playbook", "solr-upgrade-and-move", "--yes", "--dry-run"),
-			want: FinalizeOptions{Env: "production", Playbook: "solr-upgrade-and-move", Yes: true, DryRun: true}},
+		{name: "env", args: args("--env", "production"), want: FinalizeOptions{Env: "production", viewFlags: textView}},
+		{name: "every flag", args: args("-e", "production", "--playbook", "solr-upgrade-and-move", "--yes", "--dry-run", "-v", "-o", "json"),
+			want: FinalizeOptions{Env: "production", Playbook: "solr-upgrade-and-move", Yes: true, DryRun: true, viewFlags: viewFlags{Verbose: true, Output: "json"}}},
 		{name: "no env", args: args("--yes"), wantErr: usageNeeds("finalize", "env")},
+		{name: "unknown output", args: args("--env", "production", "-o", "yaml"), wantErr: `invalid --output "yaml" (use text or json)`},
 	})
 }
 
