@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -183,7 +184,9 @@ func (s *eventStream) runStarted(ev deploy.Event) {
 		}
 		batches = append(batches, s.batch(b))
 	}
-	s.write(runStartEvent{eventHeader: s.header("run-start", ev), Kind: p.Verb(), Env: s.redact(p.Env), Playbook: s.redact(p.Playbook),
+	// deploy, rollback, finalize; "move back" (a rollback of a host move) as move-back
+	kind := strings.ReplaceAll(p.Verb(), " ", "-")
+	s.write(runStartEvent{eventHeader: s.header("run-start", ev), Kind: kind, Env: s.redact(p.Env), Playbook: s.redact(p.Playbook),
 		Release: s.redact(p.Version), From: s.redact(p.From), Hosts: orEmpty(hosts), Batches: batches})
 }
 

@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/rogpeppe/go-internal/testscript"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/relctl/relctl/internal/output"
@@ -23,25 +25,56 @@ const eventSchemaFile = "testdata/event.schema.json"
 // compileEventSchema compiles testdata/event.schema.json (draft 2020-12).
 func compileEventSchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
-	f, err := os.Open(eventSchemaFile)
+	sch, err := eventSchemaCompiled()
 	if err != nil {
 		t.Fatal(err)
+	}
+	return sch
+}
+
+var eventSchemaCompiled = sync.OnceValues(func() (*jsonschema.Schema, error) {
+	// Scripts run in their own directories: the file is found from here.
+	path, err := filepath.Abs(eventSchemaFile)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
 	}
 	defer f.Close()
 	doc, err := jsonschema.UnmarshalJSON(f)
 	if err != nil {
-		t.Fatalf("%s: %v", eventSchemaFile, err)
+		return nil, fmt.Errorf("%s: %w", eventSchemaFile, err)
 	}
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
-	if err := c.AddResource(eventSchemaFile, doc); err != nil {
-		t.Fatal(err)
+	if err := c.AddResource(path, doc); err != nil {
+		return nil, err
 	}
-	sch, err := c.Compile(eventSchemaFile)
-	if err != nil {
-		t.Fatalf("%s: %v", eventSchemaFile, err)
+	return c.Compile(path)
+})
+
+// cmdEvents is `events stdout|FILE`: every line of the last command's
+// stdout (or FILE) is an event that matches testdata/event.schema.json.
+func cmdEvents(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 || neg {
+		ts.Fatalf("usage: events stdout|FILE")
 	}
-	return sch
+	text := ts.ReadFile(args[0])
+	sch, err := eventSchemaCompiled()
+	ts.Check(err)
+	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	for i, line := range lines {
+		inst, err := jsonschema.UnmarshalJSON(strings.NewReader(line))
+		if err != nil {
+			ts.Fatalf("%s line %d is not JSON: %v\n%s", args[0], i+1, err, line)
+		}
+		if err := sch.Validate(inst); err != nil {
+			ts.Fatalf("%s line %d does not match %s: %v\n%s", args[0], i+1, eventSchemaFile, err, line)
+		}
+	}
+	ts.Logf("%s: %d events, each valid", args[0], len(lines))
 }
 
 // validEvents checks that stdout is events alone, a JSON object per line,

@@ -134,6 +134,7 @@ func scriptParams(dir string, setup func(*testscript.Env) error) testscript.Para
 			"lbload":      cmdLBLoad,
 			"lbstate":     cmdLBState,
 			"lbcmd":       cmdLBCmd,
+			"events":      cmdEvents,
 			"receiver":    cmdReceiver,
 		},
 	}
