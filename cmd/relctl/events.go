@@ -33,13 +33,18 @@ type eventStream struct {
 	ended map[int]bool
 	// rollbackFailed are the hosts whose automatic rollback failed.
 	rollbackFailed []string
+	// gateFrom is the release a gated deploy starts from, as its rehearsal
+	// gate checked it: run-start's from when the plan has none.
+	gateFrom string
 }
 
 func newEventStream(w io.Writer, redact func(string) string) *eventStream {
 	if redact == nil {
 		redact = func(s string) string { return s }
 	}
-	return &eventStream{enc: json.NewEncoder(w), redact: redact}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // "1.0.0 -> 1.1.0", not "-\u003e"
+	return &eventStream{enc: enc, redact: redact}
 }
 
 // eventHeader is what every event has.
@@ -186,8 +191,12 @@ func (s *eventStream) runStarted(ev deploy.Event) {
 	}
 	// deploy, rollback, finalize; "move back" (a rollback of a host move) as move-back
 	kind := strings.ReplaceAll(p.Verb(), " ", "-")
+	from := p.From
+	if from == "" {
+		from = s.gateFrom
+	}
 	s.write(runStartEvent{eventHeader: s.header("run-start", ev), Kind: kind, Env: s.redact(p.Env), Playbook: s.redact(p.Playbook),
-		Release: s.redact(p.Version), From: s.redact(p.From), Hosts: orEmpty(hosts), Batches: batches})
+		Release: s.redact(p.Version), From: s.redact(from), Hosts: orEmpty(hosts), Batches: batches})
 }
 
 // runDone is the result: how the run ended, the exit code it means (a

@@ -64,6 +64,7 @@ func (s *session) newRunView(p *deploy.Plan, opts deploy.RunOptions, also deploy
 	}
 	if s.view.json() && s.ios != nil {
 		v.events = newEventStream(s.ios.Out, redact)
+		v.events.gateFrom = opts.Gate.From
 	}
 	return v
 }
