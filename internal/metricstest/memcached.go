@@ -44,7 +44,7 @@ func StartMemcached(ctx context.Context, dir string, opts MemcachedOptions) (*Se
 // Memcached starts memcached for t (see StartMemcached), closed at cleanup.
 func Memcached(t testing.TB, opts MemcachedOptions) *Server {
 	t.Helper()
-	require(t, MemcachedPath, "memcached")
+	Require(t, MemcachedPath, "memcached")
 	ctx, cancel := testContext()
 	defer cancel()
 	s, err := StartMemcached(ctx, t.TempDir(), opts)

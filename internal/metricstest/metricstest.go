@@ -199,10 +199,12 @@ var (
 	installDone = map[string]bool{}
 )
 
-// require returns bin, installing pkg with apt-get when bin is missing and
-// the test runs as root (once per package and process). When it is still
-// missing the test is skipped, or failed under CI=true.
-func require(t testing.TB, bin, pkg string) {
+// Require makes sure bin is installed, installing the Debian package pkg
+// with apt-get when it is missing and the test runs as root (once per
+// package and process). When it is still missing the test is skipped, or
+// failed under CI=true. Redis, Memcached and Prometheus call it; tests that
+// start servers with the Start functions call it first.
+func Require(t testing.TB, bin, pkg string) {
 	t.Helper()
 	if _, err := os.Stat(bin); err == nil {
 		return

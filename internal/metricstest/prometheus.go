@@ -84,7 +84,7 @@ func StartPrometheus(ctx context.Context, dir string, opts PrometheusOptions) (*
 // Prometheus starts prometheus for t (see StartPrometheus), closed at cleanup.
 func Prometheus(t testing.TB, opts PrometheusOptions) *PrometheusServer {
 	t.Helper()
-	require(t, PrometheusPath, "prometheus")
+	Require(t, PrometheusPath, "prometheus")
 	ctx, cancel := testContext()
 	defer cancel()
 	p, err := StartPrometheus(ctx, t.TempDir(), opts)

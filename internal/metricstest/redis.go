@@ -69,7 +69,7 @@ func quoteConf(s string) string { return fmt.Sprintf("%q", s) }
 // Redis starts redis-server for t (see StartRedis), closed at cleanup.
 func Redis(t testing.TB, opts RedisOptions) *Server {
 	t.Helper()
-	require(t, RedisServerPath, "redis-server")
+	Require(t, RedisServerPath, "redis-server")
 	ctx, cancel := testContext()
 	defer cancel()
 	s, err := StartRedis(ctx, t.TempDir(), opts)
