@@ -63,9 +63,9 @@ func (p *progress) observe(ev deploy.Event) {
 	case deploy.StepDone, deploy.RollbackStepDone:
 		p.stepDone(ev.Result)
 	case deploy.PhaseDone:
-		p.tallyLine(p.tally.batchPhase(ev.Batch, ev.Phase))
+		p.tallyLine(p.tally.phaseLine(ev.Batch, ev.Phase))
 	case deploy.RollbackDone:
-		p.tallyLine(p.tally.rollback)
+		p.tallyLine(p.tally.rollbackLine())
 	case deploy.Pausing:
 		fmt.Fprintf(p.w, "Pausing %s before batch %d\n", ev.Pause, ev.Batch.Index)
 	case deploy.RunDone:

@@ -69,21 +69,19 @@ func (v *liveView) observe(ev deploy.Event) {
 	}
 	switch ev.Kind {
 	case deploy.RunStarted:
-		v.addBar(v.tally.preflight, "preflight")
+		v.addBar(v.tally.preflightLine(), "preflight")
 	case deploy.BatchStarted:
-		v.tally.mu.Lock()
-		pts := v.tally.phases[ev.Batch.Index]
-		v.tally.mu.Unlock()
-		for _, pt := range pts {
+		for _, pt := range v.tally.batchLines(ev.Batch) {
 			v.addBar(pt, fmt.Sprintf("batch %d/%d %s", ev.Batch.Index, len(v.plan.Batches), pt.phase))
 		}
 	case deploy.RollbackStarted:
-		v.endAll(v.tally.rollback)
+		rollback := v.tally.rollbackLine()
+		v.endAll(rollback)
 		heading := fmt.Sprintf("automatic rollback of %d touched host%s: %s", len(ev.Hosts), plural(len(ev.Hosts)), someHosts(ev.Hosts))
 		v.rollbackHeading = v.p.New(0, mpb.NopStyle(), mpb.BarRemoveOnComplete(), mpb.PrependDecorators(decor.Any(func(decor.Statistics) string {
 			return v.redact("── " + heading)
 		})))
-		v.addBar(v.tally.rollback, "rollback")
+		v.addBar(rollback, "rollback")
 	case deploy.StepDone, deploy.RollbackHostDone, deploy.PreflightDone, deploy.PhaseDone, deploy.RollbackDone:
 		v.update()
 	case deploy.RunDone:
@@ -121,9 +119,9 @@ func (v *liveView) update() {
 			delete(v.bars, pt)
 		}
 	}
-	if v.tally.rollback != nil && v.rollbackHeading != nil {
+	if rb := v.tally.rollbackLine(); rb != nil && v.rollbackHeading != nil {
 		v.tally.mu.Lock()
-		over := v.tally.rollback.over
+		over := rb.over
 		v.tally.mu.Unlock()
 		if over {
 			v.rollbackHeading.SetTotal(-1, true)

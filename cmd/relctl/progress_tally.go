@@ -193,6 +193,36 @@ func (t *tally) batchPhase(b *deploy.Batch, phase string) *phaseTally {
 	return nil
 }
 
+// Locked accessors, for the views (the methods above expect t.mu held).
+
+// phaseLine is batch b's line for phase; nil when it has no steps there.
+func (t *tally) phaseLine(b *deploy.Batch, phase string) *phaseTally {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.batchPhase(b, phase)
+}
+
+// batchLines are batch b's lines, one per phase it has steps in.
+func (t *tally) batchLines(b *deploy.Batch) []*phaseTally {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.phaseTallies(b)
+}
+
+// preflightLine and rollbackLine are the preflight's line and the
+// automatic rollback's (nil before it starts).
+func (t *tally) preflightLine() *phaseTally {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.preflight
+}
+
+func (t *tally) rollbackLine() *phaseTally {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.rollback
+}
+
 // lineOf is the tally a step of host in phase counts in.
 func (t *tally) lineOf(host, phase string) *phaseTally {
 	if phase == playbooks.PhasePreflight {
