@@ -37,8 +37,11 @@ func readRedis(r reader, s Spec) Sample {
 		ReadTimeout:           r.timeout,
 		WriteTimeout:          r.timeout,
 		ContextTimeoutEnabled: true,
-		PoolSize:              1,
-		DisableIdentity:       true, // no CLIENT SETINFO: nothing but the read itself
+		// One connection is all a sample uses; 2 because go-redis starts a
+		// background re-dialler (through the host's SSH connection, after
+		// the sample) once failed dials reach the pool size.
+		PoolSize:        2,
+		DisableIdentity: true, // no CLIENT SETINFO: nothing but the read itself
 		MaintNotificationsConfig: &maintnotifications.Config{
 			Mode: maintnotifications.ModeDisabled,
 		},

@@ -144,6 +144,20 @@ func TestRedis(t *testing.T) {
 			t.Errorf("the password leaked into %q", r.Reason)
 		}
 	})
+	t.Run("one dial per sample, even when it fails", func(t *testing.T) {
+		// go-redis re-dials in the background once failed dials reach its
+		// pool size; through a host's SSH connection that would be a dial
+		// nobody asked for, after the sample.
+		var d countingDialer
+		s := key("llen", "jobs", maxOf(1))
+		s.Address = closedAddr(t)
+		r := metric.Check(ctx, s, metric.Options{Dial: d.Dial, Password: redisPassword, Timeout: 10 * time.Second}, metric.Sample{})
+		expect(t, r, metric.Fail, "connection refused", metric.ErrUnreachable)
+		time.Sleep(300 * time.Millisecond) // the background dial, if any, starts at once
+		if n := d.n.Load(); n != 1 {
+			t.Errorf("%d dials, want 1", n)
+		}
+	})
 	t.Run("timeout: a server that never answers", func(t *testing.T) {
 		silent := silentServer(t)
 		s := key("llen", "jobs", maxOf(1))
