@@ -260,8 +260,11 @@ type Result struct {
 	Sample, Next Sample
 }
 
-// Read takes one sample of s. It never returns a value it is not sure of:
-// every problem is in Sample.Err.
+// Read takes one sample of s, dialling only through opts.Dial. It never
+// returns a value it is not sure of: every problem is in Sample.Err. The
+// sample's own time limit is opts.Timeout (a reading that takes longer is
+// ErrTimeout, a Fail); ctx is the caller's (SIGINT, the end of the soak):
+// when it ends first, Sample.Err is ctx's error and Evaluate says Stopped.
 func Read(ctx context.Context, s Spec, opts Options) Sample {
 	now := opts.Now
 	if now == nil {

@@ -149,8 +149,6 @@ func oneNumber(val model.Value) (float64, error) {
 		}
 	case model.Matrix:
 		return math.NaN(), failf(ErrNotNumber, "a range vector, want an instant value (wrap it in rate(), avg_over_time(), …)")
-	case *model.String:
-		return math.NaN(), failf(ErrNotNumber, fmt.Sprintf("a string (%q), want a number", truncate(x.Value, 40)))
 	case nil:
 		return math.NaN(), failf(ErrNoSeries, "no result")
 	default:
