@@ -49,54 +49,17 @@ type comparison struct {
 // soak). A sample that holds no value is a Fail, never a Pass.
 func Evaluate(s Spec, prev, cur Sample) Result {
 	res := Result{Metric: s.Label(), Value: math.NaN(), Threshold: math.NaN(), Sample: cur, Next: prev}
-	if cur.Err != nil {
-		res.Err = cur.Err
-		if stopped(cur.Err) {
-			res.Verdict = Stopped
-			res.Reason = res.Metric + ": stopped: " + cur.Err.Error()
-			return res
-		}
-		res.Verdict = Fail
-		res.Reason = res.Metric + ": " + cur.Err.Error()
-		res.Limit, res.Threshold = s.firstLimit()
-		return res
-	}
-	if cur.At.IsZero() {
-		res.Verdict, res.Err = Fail, failf(ErrInvalidSpec, "no sample")
-		res.Reason = res.Metric + ": no sample"
-		return res
+	if cur.Err != nil || cur.At.IsZero() {
+		return unread(s, res)
 	}
 	res.Next = cur
-
-	var cmps []comparison
-	var pending []string // limits that need a previous sample
-	if s.Type == TypePrometheus && s.Compare == CompareBaseline {
-		c, err := baselineComparison(s, cur)
-		if err != nil {
-			res.Verdict, res.Err = Fail, err
-			res.Value = cur.Value
-			res.Reason = fmt.Sprintf("%s = %s: %v", res.Metric, fmtNum(cur.Value), err)
-			return res
-		}
-		cmps = append(cmps, c...)
-	} else {
-		cmps = append(cmps, boundComparisons(s, cur.Value)...)
+	cmps, pending, err := comparisons(s, prev, cur)
+	if err != nil {
+		res.Verdict, res.Err = Fail, err
+		res.Value = cur.Value
+		res.Reason = fmt.Sprintf("%s = %s: %v", res.Metric, fmtNum(cur.Value), err)
+		return res
 	}
-	for _, delta := range []struct {
-		limit string
-		max   *float64
-	}{{"max_growth_per_minute", s.MaxGrowthPerMinute}, {"max_increase", s.MaxIncrease}} {
-		if delta.max == nil {
-			continue
-		}
-		c, ok := deltaComparison(delta.limit, *delta.max, prev, cur)
-		if !ok {
-			pending = append(pending, delta.limit)
-			continue
-		}
-		cmps = append(cmps, c)
-	}
-
 	detail := ""
 	if cur.Detail != "" {
 		detail = " (" + cur.Detail + ")"
@@ -120,13 +83,68 @@ func Evaluate(s Spec, prev, cur Sample) Result {
 	} else {
 		res.Limit, res.Threshold = s.firstLimit()
 	}
+	res.Reason = passReason(res.Metric, cur.Value, cmps, pending) + detail
+	return res
+}
+
+// unread is the Result of a sample that holds no value: Stopped when the
+// caller's context ended, Fail otherwise.
+func unread(s Spec, res Result) Result {
+	cur := res.Sample
+	if cur.Err == nil { // the zero Sample: nothing was read at all
+		res.Verdict, res.Err = Fail, failf(ErrInvalidSpec, "no sample")
+		res.Reason = res.Metric + ": no sample"
+		return res
+	}
+	res.Err = cur.Err
+	if stopped(cur.Err) {
+		res.Verdict = Stopped
+		res.Reason = res.Metric + ": stopped: " + cur.Err.Error()
+		return res
+	}
+	res.Verdict = Fail
+	res.Reason = res.Metric + ": " + cur.Err.Error()
+	res.Limit, res.Threshold = s.firstLimit()
+	return res
+}
+
+// comparisons applies every threshold of s to cur (and prev); pending
+// names the limits that need a previous sample to compare with.
+func comparisons(s Spec, prev, cur Sample) (cmps []comparison, pending []string, err error) {
+	if s.Type == TypePrometheus && s.Compare == CompareBaseline {
+		if cmps, err = baselineComparison(s, cur); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		cmps = boundComparisons(s, cur.Value)
+	}
+	for _, delta := range []struct {
+		limit string
+		max   *float64
+	}{{"max_growth_per_minute", s.MaxGrowthPerMinute}, {"max_increase", s.MaxIncrease}} {
+		if delta.max == nil {
+			continue
+		}
+		c, ok := deltaComparison(delta.limit, *delta.max, prev, cur)
+		if !ok {
+			pending = append(pending, delta.limit)
+			continue
+		}
+		cmps = append(cmps, c)
+	}
+	return cmps, pending, nil
+}
+
+// passReason is one line for a sample that held every threshold:
+// "redis LLEN jobs = 12 ≤ max 1000; grew by … ≤ max_growth_per_minute 60".
+func passReason(metric string, v float64, cmps []comparison, pending []string) string {
 	var parts []string
 	for _, c := range cmps {
 		parts = append(parts, c.text)
 	}
-	reason := res.Metric + " = " + fmtNum(cur.Value)
+	reason := metric + " = " + fmtNum(v)
 	if len(parts) > 0 && strings.HasPrefix(parts[0], "= ") {
-		reason = res.Metric + " " + parts[0]
+		reason = metric + " " + parts[0]
 		parts = parts[1:]
 	}
 	if len(parts) > 0 {
@@ -135,8 +153,7 @@ func Evaluate(s Spec, prev, cur Sample) Result {
 	if len(pending) > 0 {
 		reason += "; " + strings.Join(pending, " and ") + " from the next sample"
 	}
-	res.Reason = reason + detail
-	return res
+	return reason
 }
 
 // stopped reports whether err is the caller's context ending rather than a

@@ -45,7 +45,7 @@ func StartMemcached(ctx context.Context, dir string, opts MemcachedOptions) (*Se
 func Memcached(t testing.TB, opts MemcachedOptions) *Server {
 	t.Helper()
 	Require(t, MemcachedPath, "memcached")
-	ctx, cancel := testContext()
+	ctx, cancel := testContext(t)
 	defer cancel()
 	s, err := StartMemcached(ctx, t.TempDir(), opts)
 	if err != nil {

@@ -241,6 +241,6 @@ func forTest(t testing.TB, s *Server) {
 }
 
 // testContext bounds a test helper's start.
-func testContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), 2*StartTimeout)
+func testContext(t testing.TB) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(t.Context(), 2*StartTimeout)
 }

@@ -85,7 +85,7 @@ func StartPrometheus(ctx context.Context, dir string, opts PrometheusOptions) (*
 func Prometheus(t testing.TB, opts PrometheusOptions) *PrometheusServer {
 	t.Helper()
 	Require(t, PrometheusPath, "prometheus")
-	ctx, cancel := testContext()
+	ctx, cancel := testContext(t)
 	defer cancel()
 	p, err := StartPrometheus(ctx, t.TempDir(), opts)
 	if err != nil {

@@ -70,7 +70,7 @@ func quoteConf(s string) string { return fmt.Sprintf("%q", s) }
 func Redis(t testing.TB, opts RedisOptions) *Server {
 	t.Helper()
 	Require(t, RedisServerPath, "redis-server")
-	ctx, cancel := testContext()
+	ctx, cancel := testContext(t)
 	defer cancel()
 	s, err := StartRedis(ctx, t.TempDir(), opts)
 	if err != nil {
