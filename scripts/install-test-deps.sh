@@ -3,7 +3,8 @@
 # OpenSSH's sshd (integration tests against real sshd) and ssh-keygen, and
 # monit (watchdog checks run the real `monit -t`), HAProxy and socat (traffic
 # cutover through the real runtime API), curl and wget (hosts pull artifacts),
-# chromium (the timeline page) and tmux (the live progress view).
+# chromium (the timeline page), tmux (the live progress view), and
+# prometheus, redis-server and memcached (soak metric checks).
 set -eu
 missing=""
 [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
@@ -25,6 +26,11 @@ command -v wget >/dev/null 2>&1 || missing="$missing wget"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 # The live progress view is checked on a real terminal (tmux).
 command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
+# Soak metric checks run against real servers (internal/metricstest); the
+# tests start their own on free 127.0.0.1 ports, never the system services.
+[ -x /usr/bin/prometheus ] || missing="$missing prometheus"
+[ -x /usr/bin/redis-server ] || missing="$missing redis-server"
+[ -x /usr/bin/memcached ] || missing="$missing memcached"
 if [ -z "$missing" ]; then
 	exit 0
 fi
