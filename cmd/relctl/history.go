@@ -647,10 +647,9 @@ func writeTimeline(path string, run *timeline.Run) error {
 		return fmt.Errorf("writing the timeline: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // a no-op once renamed
+	// The page holds step details and errors from a 0600 journal: it stays
+	// 0600 (CreateTemp's mode), whatever the umask.
 	_, err = tmp.Write(b.Bytes())
-	if err == nil {
-		err = tmp.Chmod(0o644)
-	}
 	if err == nil {
 		err = tmp.Sync()
 	}

@@ -166,6 +166,25 @@ func writeMemStats(path string, rss int64) {
 	_ = os.WriteFile(path, []byte(s), 0o600)
 }
 
+// abortKey holds the command's root context, which only the second
+// interrupt (or the command's end) cancels.
+type abortKey struct{}
+
+func withAbort(ctx context.Context) context.Context { return context.WithValue(ctx, abortKey{}, ctx) }
+
+// outlivingStop is a context that outlives ctx's own cancellation (a run's
+// last word is still sent after its context ended) but not the second
+// interrupt: then it is cancelled too.
+func outlivingStop(ctx context.Context) context.Context {
+	root, ok := ctx.Value(abortKey{}).(context.Context)
+	if !ok {
+		return context.WithoutCancel(ctx)
+	}
+	out, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	context.AfterFunc(root, cancel)
+	return out
+}
+
 // run executes one command line and returns the process exit code. The
 // first SIGINT/SIGTERM asks the running command to stop starting new work
 // (a deploy then rolls back); the second aborts at once.
@@ -175,6 +194,7 @@ func run(args []string, io *output.IOStreams) int {
 	// A panic recovered outside a run (whose run log takes its own) is
 	// written out in full on stderr.
 	ctx = fanout.WithRecorder(ctx, stderrRecorder(io.ErrOut))
+	ctx = withAbort(ctx)
 	stop := make(chan struct{})
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)

@@ -29,7 +29,8 @@ type notifications struct {
 	errOut  io.Writer
 	log     *transport.RunLog
 	secrets *playbooks.Secrets
-	// ctx outlives an interrupt: a run's last word is sent even then.
+	// ctx outlives the first interrupt (a run's last word is sent even
+	// then), not the second: "aborting now" means it.
 	ctx context.Context
 
 	mu       sync.Mutex
@@ -42,7 +43,7 @@ type notifications struct {
 // session yet; secrets of their own, no run log).
 func newNotifications(ctx context.Context, errOut io.Writer, proj *playbooks.Project, sess *session) *notifications {
 	cfg := proj.Config
-	ns := &notifications{proj: proj, errOut: errOut, ctx: context.WithoutCancel(ctx), resolved: map[string]error{}}
+	ns := &notifications{proj: proj, errOut: errOut, ctx: outlivingStop(ctx), resolved: map[string]error{}}
 	if sess != nil {
 		ns.log, ns.secrets = sess.log, sess.secrets
 	} else {
@@ -63,12 +64,15 @@ func newNotifications(ctx context.Context, errOut io.Writer, proj *playbooks.Pro
 
 // secret resolves a webhook's secret once per command (a failure too:
 // `pass` is not asked again), one at a time.
-func (ns *notifications) secret(ctx context.Context, name string) (string, error) {
+func (ns *notifications) secret(_ context.Context, name string) (string, error) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
 	err, done := ns.resolved[name]
 	if !done {
-		err = ns.secrets.Resolve(ctx, []string{name})
+		// Under the notifications' context, bounded by the secret's own
+		// timeout: not by the delivery that asked first, whose timeout may
+		// be shorter than another's that shares the secret.
+		err = ns.secrets.Resolve(ns.ctx, []string{name})
 		ns.resolved[name] = err
 	}
 	if err != nil {
