@@ -19,6 +19,7 @@ import (
 // that host's error instead of killing relctl with its locks held.
 var waiters = map[string]int{
 	"healthcheck/probe.go: boundedDial":          2, // the dial, and closing a late conn
+	"healthcheck/metric/dial.go: boundedDialer":  2, // the dial, and closing a late conn
 	"internal/transport/agentfwd.go: serveAgent": 2, // discarding a forwarded agent channel's requests, copying the agent's replies to it
 	"internal/transport/conn.go: watch":          1, // serving one forwarded agent channel (forward_agent hosts only): bytes copied, never parsed
 	"healthcheck/probe.go: probeCommand":         1, // one Run, bounded by the probe's timeout
@@ -50,7 +51,7 @@ func TestGoStatements(t *testing.T) {
 		if d.IsDir() {
 			switch {
 			case rel != "." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "vendor"),
-				rel == "testenv", rel == "internal/sshdtest", rel == "internal/fanout":
+				rel == "testenv", rel == "internal/sshdtest", rel == "internal/metricstest", rel == "internal/fanout":
 				return filepath.SkipDir
 			}
 			return nil
