@@ -83,13 +83,13 @@ func dialerFor(s Spec, h Host) dialFunc {
 		return d.DialContext
 	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return boundedDial(ctx, h.DialContext, network, addr)
+		return BoundedDial(ctx, h.DialContext, network, addr)
 	}
 }
 
-// boundedDial returns when ctx ends even if the host's dialer does not honour
+// BoundedDial returns when ctx ends even if the host's dialer does not honour
 // it (an SSH channel open can wait on a stuck connection); a late conn is closed.
-func boundedDial(ctx context.Context, dial dialFunc, network, addr string) (net.Conn, error) {
+func BoundedDial(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), network, addr string) (net.Conn, error) {
 	type result struct {
 		conn net.Conn
 		err  error

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 	"unicode"
+
+	"github.com/relctl/relctl/healthcheck"
 )
 
 // dialError marks an error from Options.Dial, so that a failure to reach
@@ -28,29 +30,11 @@ func (e *dialError) Unwrap() error { return e.err }
 // when they have none of their own (see deadlineConn).
 func boundedDialer(dial DialFunc) DialFunc {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		type result struct {
-			conn net.Conn
-			err  error
+		c, err := healthcheck.BoundedDial(ctx, dial, network, addr)
+		if err != nil {
+			return nil, &dialError{err}
 		}
-		done := make(chan result, 1)
-		go func() {
-			c, err := dial(ctx, network, addr)
-			done <- result{c, err}
-		}()
-		select {
-		case r := <-done:
-			if r.err != nil {
-				return nil, &dialError{r.err}
-			}
-			return &deadlineConn{Conn: r.conn}, nil
-		case <-ctx.Done():
-			go func() {
-				if r := <-done; r.conn != nil {
-					_ = r.conn.Close()
-				}
-			}()
-			return nil, &dialError{ctx.Err()}
-		}
+		return &deadlineConn{Conn: c}, nil
 	}
 }
 

@@ -18,8 +18,7 @@ import (
 // goes through fanout.ForEach, Guard or Go, so that a panic in it becomes
 // that host's error instead of killing relctl with its locks held.
 var waiters = map[string]int{
-	"healthcheck/probe.go: boundedDial":          2, // the dial, and closing a late conn
-	"healthcheck/metric/dial.go: boundedDialer":  2, // the dial, and closing a late conn
+	"healthcheck/probe.go: BoundedDial":          2, // the dial, and closing a late conn
 	"internal/transport/agentfwd.go: serveAgent": 2, // discarding a forwarded agent channel's requests, copying the agent's replies to it
 	"internal/transport/conn.go: watch":          1, // serving one forwarded agent channel (forward_agent hosts only): bytes copied, never parsed
 	"healthcheck/probe.go: probeCommand":         1, // one Run, bounded by the probe's timeout
